@@ -1,0 +1,113 @@
+//! The store-backed [`Bridge`] handed to channel accounts: the one door through which a
+//! channel makes anything durable.
+
+use crate::util::now_ms;
+use async_trait::async_trait;
+use clawbridge_channel::{Accepted, Bridge, BridgeError};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
+use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, SharedStore};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Wakes the workers when there is new work, so latency does not depend on poll intervals.
+#[derive(Debug, Default)]
+pub struct Wakers {
+    /// New inbound rows.
+    pub inbox: Notify,
+    /// New or newly due outbound rows.
+    pub outbox: Notify,
+}
+
+/// [`Bridge`] on top of the store.
+pub struct StoreBridge {
+    store: SharedStore,
+    wakers: Arc<Wakers>,
+    holder: String,
+}
+
+impl StoreBridge {
+    /// A bridge writing to `store`; `holder` names this process in leases.
+    pub fn new(store: SharedStore, wakers: Arc<Wakers>, holder: String) -> Self {
+        Self { store, wakers, holder }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BridgeError {
+    BridgeError(e.to_string())
+}
+
+#[async_trait]
+impl Bridge for StoreBridge {
+    async fn accept(&self, msg: InboundMessage) -> Result<Accepted, BridgeError> {
+        let channel = msg.channel.to_string();
+        let outcome = self.store.insert_inbound(&msg, now_ms()).await.map_err(unavailable)?;
+        Ok(match outcome {
+            InsertOutcome::Inserted(id) => {
+                metrics::counter!("clawbridge_inbound_total", "channel" => channel, "result" => "new").increment(1);
+                tracing::debug!(inbox_id = id, "inbound message stored");
+                self.wakers.inbox.notify_one();
+                Accepted::New
+            }
+            InsertOutcome::Duplicate(id) => {
+                metrics::counter!("clawbridge_inbound_total", "channel" => channel, "result" => "duplicate").increment(1);
+                tracing::debug!(inbox_id = id, "duplicate inbound message ignored");
+                Accepted::Duplicate
+            }
+        })
+    }
+
+    async fn delivery_status(
+        &self,
+        channel: &ChannelId,
+        platform_message_id: &str,
+        status: &str,
+        error: Option<&str>,
+        at: EpochMs,
+    ) -> Result<(), BridgeError> {
+        let update = DeliveryUpdate {
+            channel: channel.clone(),
+            platform_message_id: platform_message_id.to_owned(),
+            status: status.to_owned(),
+            error: error.map(str::to_owned),
+            at,
+        };
+        let known = self.store.record_delivery(&update).await.map_err(unavailable)?;
+        metrics::counter!("clawbridge_delivery_status_total", "channel" => channel.to_string(), "status" => status.to_owned())
+            .increment(1);
+        if status == "failed" {
+            tracing::warn!(%channel, platform_message_id, error = error.unwrap_or(""), "platform reports delivery failed");
+        } else if !known {
+            tracing::debug!(%channel, platform_message_id, status, "status for a message this bridge did not send");
+        }
+        Ok(())
+    }
+
+    async fn cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>, BridgeError> {
+        self.store.get_cursor(channel, account, name).await.map_err(unavailable)
+    }
+
+    async fn set_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str, value: &str) -> Result<(), BridgeError> {
+        self.store.set_cursor(channel, account, name, value, now_ms()).await.map_err(unavailable)
+    }
+
+    async fn remember(&self, namespace: &str, key: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
+        let now = now_ms();
+        self.store.remember_key(namespace, key, now + ttl_ms, now).await.map_err(unavailable)
+    }
+
+    async fn lease(&self, name: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
+        self.store.try_lease(name, &self.holder, ttl_ms, now_ms()).await.map_err(unavailable)
+    }
+
+    async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError> {
+        let row = NewOutbound {
+            idempotency_key: IdempotencyKey::new(idempotency_key),
+            message: msg,
+            inbound_id: None,
+            not_before: None,
+        };
+        self.store.enqueue_outbound(&[row], now_ms()).await.map_err(unavailable)?;
+        self.wakers.outbox.notify_one();
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Command-line interface (DESIGN.md §6).
+
+use crate::commands;
+use crate::config::Config;
+use crate::telemetry::init_logging;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// clawbridge connects an OpenClaw gateway to KakaoTalk and WhatsApp.
+#[derive(Debug, Parser)]
+#[command(name = "clawbridge", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (TOML); environment variables override it.
+    #[arg(long, global = true, env = "CLAWBRIDGE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: channels, webhook listener, workers.
+    Serve,
+    /// Check configuration, store and the gateway handshake; exits non-zero with the fix.
+    Doctor,
+    /// Show queue depths, dead letters and the daemon's gateway state.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// How many dead letters to list.
+        #[arg(long, default_value_t = 20)]
+        dead: u32,
+    },
+    /// Approve or revoke who may talk to the agent (DM policy `pairing`).
+    Pairing {
+        /// Pairing action.
+        #[command(subcommand)]
+        action: PairingAction,
+    },
+}
+
+/// `clawbridge pairing …`
+#[derive(Debug, Subcommand)]
+pub enum PairingAction {
+    /// Pending pairing requests and approved peers.
+    List {
+        /// Only this channel (`whatsapp`, `kakao`).
+        channel: Option<String>,
+    },
+    /// Approve a pairing code a sender received.
+    Approve {
+        /// The channel (`whatsapp`, `kakao`).
+        channel: String,
+        /// The 8-character code.
+        code: String,
+        /// Do not send the sender a confirmation message.
+        #[arg(long)]
+        no_notify: bool,
+    },
+    /// Revoke an approved peer.
+    Revoke {
+        /// The channel.
+        channel: String,
+        /// The peer (phone number or user key).
+        peer: String,
+        /// The account (when the channel has several).
+        #[arg(long, default_value = "default")]
+        account: String,
+    },
+}
+
+/// Parses arguments and runs the command; the exit code is 0 on success.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(config.bridge.log_format);
+    // One TLS crypto provider for the whole process (rust-stack.md §2.2).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => commands::serve::run(config).await,
+            Command::Doctor => commands::doctor::run(&config).await,
+            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
+            Command::Pairing { action } => commands::pairing::run(&config, action).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The subcommands.
+
+pub mod doctor;
+pub mod pairing;
+pub mod serve;
+pub mod status;

@@ -1,0 +1,38 @@
+//! `clawbridge serve`.
+
+use crate::config::Config;
+use crate::daemon;
+use std::process::ExitCode;
+
+/// Runs the daemon until SIGINT or SIGTERM, then drains and exits.
+///
+/// # Errors
+/// Start-up failures (configuration, store, listener), each naming the fix.
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    // Channels register here as their crates land.
+    let connectors = Vec::new();
+    let handle = daemon::start(config, connectors).await?;
+    wait_for_signal().await;
+    handle.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,114 @@
+//! `clawbridge status`: queue depths and dead letters from the store, gateway state from the
+//! running daemon's `/readyz`.
+
+use crate::config::Config;
+use crate::util::format_epoch_ms;
+use clawbridge_core::ids::mask;
+use clawbridge_store::redact_url;
+use serde_json::{Value, json};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Prints the status; exit code 0 even when there are dead letters (they are information).
+///
+/// # Errors
+/// When the store cannot be opened.
+pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Result<ExitCode> {
+    let store = clawbridge_store::open(&config.bridge.database_url).await?;
+    let stats = store.queue_stats().await?;
+    let dead = store.dead_letters(dead_limit).await?;
+    let daemon = daemon_readiness(config.bridge.listen).await;
+
+    if as_json {
+        let report = json!({
+            "store": {"backend": store.backend(), "url": redact_url(&config.bridge.database_url)},
+            "queues": stats,
+            "dead_letters": dead,
+            "daemon": daemon,
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    println!("store:   {} {}", store.backend(), redact_url(&config.bridge.database_url));
+    println!(
+        "inbox:   {} pending, {} processing, {} failed, {} done",
+        stats.inbox_pending, stats.inbox_processing, stats.inbox_failed, stats.inbox_done
+    );
+    println!(
+        "outbox:  {} queued, {} sending, {} retry, {} sent, {} dead, {} delivery failed",
+        stats.outbox_queued, stats.outbox_sending, stats.outbox_retry, stats.outbox_sent, stats.outbox_dead, stats.delivery_failed
+    );
+    match &daemon {
+        Value::Null => println!("daemon:  not running (nothing answers on {})", probe_addr(config.bridge.listen)),
+        report => {
+            let gateway = &report["gateway"];
+            let state = gateway["state"].as_str().unwrap_or("unknown");
+            let detail = match state {
+                "connected" => format!(
+                    "OpenClaw {} (protocol {})",
+                    gateway["server_version"].as_str().unwrap_or("?"),
+                    gateway["protocol"]
+                ),
+                "fatal" => gateway["error"].as_str().unwrap_or("").to_owned(),
+                "reconnecting" => format!(
+                    "attempt {}, last error: {}",
+                    gateway["attempt"],
+                    gateway["last_error"].as_str().unwrap_or("")
+                ),
+                _ => String::new(),
+            };
+            println!("daemon:  {} (ready: {})", probe_addr(config.bridge.listen), report["ready"]);
+            println!("gateway: {state} {detail}");
+            if let Some(accounts) = report["accounts"].as_object() {
+                for (name, status) in accounts {
+                    let reason = status["reason"].as_str().map(|r| format!(" — {r}")).unwrap_or_default();
+                    println!("channel: {name} {}{reason}", status["state"].as_str().unwrap_or("?"));
+                }
+            }
+        }
+    }
+    if dead.is_empty() {
+        println!("dead letters: none");
+    } else {
+        println!("dead letters (newest first):");
+        for letter in &dead {
+            println!(
+                "  {} #{} {} after {} attempt(s) at {}: {}",
+                letter.queue,
+                letter.id,
+                mask_lane(&letter.lane),
+                letter.attempts,
+                format_epoch_ms(letter.at),
+                letter.reason
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `whatsapp/default/15551234567` → `whatsapp/default/*******4567`.
+fn mask_lane(lane: &str) -> String {
+    match lane.rsplit_once('/') {
+        Some((head, peer)) => format!("{head}/{}", mask(peer)),
+        None => mask(lane),
+    }
+}
+
+/// Where a local client reaches the listener (`0.0.0.0` means "this host").
+fn probe_addr(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() { SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port()) } else { listen }
+}
+
+/// The daemon's `/readyz` JSON, or `Null` when nothing answers.
+async fn daemon_readiness(listen: SocketAddr) -> Value {
+    let url = format!("http://{}/readyz", probe_addr(listen));
+    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else {
+        return Value::Null;
+    };
+    match client.get(url).send().await {
+        Ok(response) => response.json().await.unwrap_or(Value::Null),
+        Err(_) => Value::Null,
+    }
+}

@@ -1,0 +1,383 @@
+//! Configuration: a TOML file plus environment variables (environment wins), validated once at
+//! start-up so that every mistake is reported with the setting's name and the fix.
+//!
+//! Variables (DESIGN.md §6): `OPENCLAW_GATEWAY_URL`, `OPENCLAW_TOKEN`, `OPENCLAW_AGENT_ID`,
+//! `CLAWBRIDGE_STATE_DIR` (alias `KAPSO_STATE_DIR`), `CLAWBRIDGE_DATABASE_URL`,
+//! `CLAWBRIDGE_LISTEN` (alias `KAPSO_WEBHOOK_ADDR`), `CLAWBRIDGE_MASTER_KEY`,
+//! `CLAWBRIDGE_LOG_FORMAT`, `RUST_LOG`, and `CLAWBRIDGE_CONFIG` for the file itself.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A configuration problem, phrased for the operator: what is wrong and how to fix it.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// How logs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line (for log shippers).
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The OpenClaw gateway.
+    pub gateway: GatewaySettings,
+    /// Where state lives and where the bridge listens.
+    pub bridge: BridgeSettings,
+    /// How inbound work is processed.
+    pub pipeline: PipelineSettings,
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// The OpenClaw gateway connection.
+#[derive(Clone, Debug)]
+pub struct GatewaySettings {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// The gateway's `gateway.auth.token`.
+    pub token: Option<SecretString>,
+    /// The agent that answers (`main`).
+    pub agent_id: String,
+    /// How long one agent run may take before the message is retried.
+    pub agent_timeout: Duration,
+}
+
+/// State and listener.
+#[derive(Clone, Debug)]
+pub struct BridgeSettings {
+    /// Directory for the SQLite file, the device key and the master key file.
+    pub state_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// The one HTTP listener (webhooks, health, metrics).
+    pub listen: SocketAddr,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `CLAWBRIDGE_MASTER_KEY`, when set (else `master.key` in the state dir).
+    pub master_key: Option<SecretString>,
+}
+
+/// The inbound pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineSettings {
+    /// Conversations handled at once (one lane per peer; this bounds the lanes).
+    pub concurrency: usize,
+    /// Parallel sends of the outbox.
+    pub send_concurrency: usize,
+    /// How long shutdown waits for in-flight work before handing it back to the queue.
+    pub drain_timeout: Duration,
+    /// Attempts at an inbound message (agent runs) before it becomes a dead letter.
+    pub max_attempts: u32,
+    /// Attempts at a send before it becomes a dead letter.
+    pub max_send_attempts: u32,
+    /// Sent to the user when the agent fails for good, so nobody waits forever.
+    pub error_reply: String,
+    /// Sent to a sender when the owner approves their pairing code. Empty: send nothing.
+    pub approved_reply: String,
+    /// Sent (at most hourly per sender) to a sender that the `allowlist` policy refuses. Empty: send nothing.
+    pub deny_reply: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    gateway: FileGateway,
+    #[serde(default)]
+    bridge: FileBridge,
+    #[serde(default)]
+    pipeline: FilePipeline,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGateway {
+    url: Option<String>,
+    token: Option<String>,
+    agent_id: Option<String>,
+    agent_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBridge {
+    state_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    listen: Option<String>,
+    log_format: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePipeline {
+    concurrency: Option<usize>,
+    send_concurrency: Option<usize>,
+    drain_timeout_secs: Option<u64>,
+    max_attempts: Option<u32>,
+    max_send_attempts: Option<u32>,
+    error_reply: Option<String>,
+    deny_reply: Option<String>,
+    approved_reply: Option<String>,
+}
+
+/// Default gateway URL (OpenClaw's default port on loopback).
+pub const DEFAULT_GATEWAY_URL: &str = "ws://127.0.0.1:18789";
+/// Default listener, the Go bridge's `:18790`.
+pub const DEFAULT_LISTEN: &str = ":18790";
+
+impl Config {
+    /// Loads from the process environment and the file named by `--config` or `CLAWBRIDGE_CONFIG`.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting and the fix.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Loads with an injectable environment (tests).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting and the fix.
+    pub fn load_with(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
+        let file = match &source {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+
+        let url = env("OPENCLAW_GATEWAY_URL").or(file.gateway.url).unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
+        if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+            return Err(ConfigError(format!(
+                "OPENCLAW_GATEWAY_URL (gateway.url) is {url:?}: it must be a ws:// or wss:// URL, e.g. {DEFAULT_GATEWAY_URL}"
+            )));
+        }
+        let token = env("OPENCLAW_TOKEN").or(file.gateway.token).map(SecretString::from);
+        let agent_id = env("OPENCLAW_AGENT_ID").or(file.gateway.agent_id).unwrap_or_else(|| "main".to_owned());
+        if agent_id.is_empty() || agent_id.contains(':') {
+            return Err(ConfigError(format!(
+                "OPENCLAW_AGENT_ID (gateway.agent_id) {agent_id:?} is not an agent id: use the id shown by `openclaw agents list`, e.g. main"
+            )));
+        }
+        let agent_timeout = Duration::from_secs(
+            parse_env::<u64>(&env, "CLAWBRIDGE_AGENT_TIMEOUT_SECS")?.or(file.gateway.agent_timeout_secs).unwrap_or(600),
+        );
+
+        let state_dir = env("CLAWBRIDGE_STATE_DIR")
+            .or_else(|| env("KAPSO_STATE_DIR"))
+            .map(PathBuf::from)
+            .or(file.bridge.state_dir)
+            .map_or_else(|| default_state_dir(&env), Ok)?;
+        let database_url = env("CLAWBRIDGE_DATABASE_URL")
+            .or(file.bridge.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("clawbridge.db").display()));
+        let listen_raw = env("CLAWBRIDGE_LISTEN")
+            .or_else(|| env("KAPSO_WEBHOOK_ADDR"))
+            .or(file.bridge.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+        let listen = parse_listen(&listen_raw)?;
+        let log_format = match env("CLAWBRIDGE_LOG_FORMAT").or(file.bridge.log_format).as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "CLAWBRIDGE_LOG_FORMAT (bridge.log_format) is {other:?}: use pretty or json"
+                )));
+            }
+        };
+        let master_key = env("CLAWBRIDGE_MASTER_KEY").map(SecretString::from);
+
+        let p = file.pipeline;
+        let pipeline = PipelineSettings {
+            concurrency: positive("CLAWBRIDGE_CONCURRENCY", parse_env(&env, "CLAWBRIDGE_CONCURRENCY")?.or(p.concurrency), 16)?,
+            send_concurrency: positive("pipeline.send_concurrency", p.send_concurrency, 8)?,
+            drain_timeout: Duration::from_secs(
+                parse_env::<u64>(&env, "CLAWBRIDGE_DRAIN_TIMEOUT_SECS")?.or(p.drain_timeout_secs).unwrap_or(20),
+            ),
+            max_attempts: positive("pipeline.max_attempts", p.max_attempts, 5)?,
+            max_send_attempts: positive("pipeline.max_send_attempts", p.max_send_attempts, 10)?,
+            error_reply: p.error_reply.unwrap_or_else(|| {
+                "Sorry, I could not answer that just now. Please try again in a little while.".to_owned()
+            }),
+            deny_reply: p.deny_reply.unwrap_or_default(),
+            approved_reply: p.approved_reply.unwrap_or_else(|| {
+                "You have been approved. Send a message any time to talk with the assistant.".to_owned()
+            }),
+        };
+
+        Ok(Self {
+            gateway: GatewaySettings { url, token, agent_id, agent_timeout },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
+            pipeline,
+            source,
+        })
+    }
+
+    /// The gateway token, or the error that tells the operator where to find it.
+    ///
+    /// # Errors
+    /// When `OPENCLAW_TOKEN` is not set.
+    pub fn require_token(&self) -> Result<&SecretString, ConfigError> {
+        self.gateway.token.as_ref().ok_or_else(|| {
+            ConfigError(
+                "OPENCLAW_TOKEN is not set: set it (or gateway.token in the config file) to the gateway's \
+                 auth token, shown by `openclaw config get gateway.auth.token` on the gateway host"
+                    .to_owned(),
+            )
+        })
+    }
+
+    /// Where the gateway device key lives.
+    pub fn device_key_path(&self) -> PathBuf {
+        self.bridge.state_dir.join("device.key")
+    }
+
+    /// Creates the state dir (0700) and proves it is writable.
+    ///
+    /// # Errors
+    /// Names the directory, `CLAWBRIDGE_STATE_DIR` and the fix.
+    pub fn ensure_state_dir(&self) -> Result<(), ConfigError> {
+        let dir = &self.bridge.state_dir;
+        let fail = |what: &str, e: std::io::Error| {
+            ConfigError(format!(
+                "state dir {}: {what}: {e}. Set CLAWBRIDGE_STATE_DIR to a directory this user can write, or fix its permissions",
+                dir.display()
+            ))
+        };
+        std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(dir).map_err(|e| fail("cannot read it", e))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                // Keys and the database live here: keep them private where we created the dir.
+                let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+            }
+        }
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(|e| fail("not writable", e))?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError(format!("config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG", path.display()))
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+}
+
+fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {
+    if let Some(xdg) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(xdg).join("clawbridge"));
+    }
+    env("HOME").map(|home| PathBuf::from(home).join(".local/state/clawbridge")).ok_or_else(|| {
+        ConfigError("neither CLAWBRIDGE_STATE_DIR nor HOME is set: set CLAWBRIDGE_STATE_DIR to a writable directory".to_owned())
+    })
+}
+
+/// Parses `:18790`, `18790`, `0.0.0.0:18790`, `127.0.0.1:18790` or `[::1]:18790`.
+fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
+    let raw = raw.trim();
+    let candidate = if let Some(port) = raw.strip_prefix(':') {
+        format!("0.0.0.0:{port}")
+    } else if raw.chars().all(|c| c.is_ascii_digit()) {
+        format!("0.0.0.0:{raw}")
+    } else {
+        raw.to_owned()
+    };
+    candidate.parse().map_err(|_| {
+        ConfigError(format!(
+            "CLAWBRIDGE_LISTEN (or KAPSO_WEBHOOK_ADDR, bridge.listen) is {raw:?}: use HOST:PORT such as 127.0.0.1:18790, or :18790 for all interfaces"
+        ))
+    })
+}
+
+fn parse_env<T: std::str::FromStr>(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<T>, ConfigError> {
+    env(name)
+        .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{name} is {v:?}: expected a whole number"))))
+        .transpose()
+}
+
+fn positive<T: PartialOrd + Default + Copy>(name: &str, value: Option<T>, default: T) -> Result<T, ConfigError> {
+    match value {
+        Some(v) if v <= T::default() => Err(ConfigError(format!("{name} must be at least 1"))),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = file.map(|text| {
+            let p = dir.path().join("clawbridge.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        });
+        Config::load_with(path.as_deref(), &|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_need_only_home() {
+        let cfg = load(&[("HOME", "/home/u")], None).unwrap();
+        assert_eq!(cfg.gateway.url, DEFAULT_GATEWAY_URL);
+        assert_eq!(cfg.gateway.agent_id, "main");
+        assert_eq!(cfg.bridge.state_dir, PathBuf::from("/home/u/.local/state/clawbridge"));
+        assert_eq!(cfg.bridge.database_url, "sqlite:///home/u/.local/state/clawbridge/clawbridge.db");
+        assert_eq!(cfg.bridge.listen, "0.0.0.0:18790".parse().unwrap());
+        assert!(cfg.require_token().unwrap_err().to_string().contains("OPENCLAW_TOKEN"));
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let file = "[gateway]\nurl = \"ws://10.0.0.1:1\"\ntoken = \"file-token\"\n[bridge]\nlisten = \"127.0.0.1:9\"\n";
+        let cfg = load(
+            &[("HOME", "/h"), ("OPENCLAW_TOKEN", "env-token"), ("KAPSO_WEBHOOK_ADDR", ":7000"), ("KAPSO_STATE_DIR", "/s")],
+            Some(file),
+        )
+        .unwrap();
+        assert_eq!(cfg.gateway.url, "ws://10.0.0.1:1");
+        assert_eq!(cfg.require_token().unwrap().expose_secret(), "env-token");
+        assert_eq!(cfg.bridge.listen, "0.0.0.0:7000".parse().unwrap());
+        assert_eq!(cfg.bridge.state_dir, PathBuf::from("/s"));
+    }
+
+    #[test]
+    fn mistakes_name_the_setting() {
+        let err = load(&[("HOME", "/h"), ("OPENCLAW_GATEWAY_URL", "http://x")], None).unwrap_err();
+        assert!(err.to_string().contains("OPENCLAW_GATEWAY_URL"), "{err}");
+        let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_LISTEN", "nowhere")], None).unwrap_err();
+        assert!(err.to_string().contains("CLAWBRIDGE_LISTEN"), "{err}");
+        let err = load(&[("HOME", "/h")], Some("[gateway]\nurll = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("urll"), "{err}");
+        let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_CONCURRENCY", "0")], None).unwrap_err();
+        assert!(err.to_string().contains("CLAWBRIDGE_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn unwritable_state_dir_is_reported_with_the_fix() {
+        let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_STATE_DIR", "/proc/clawbridge-test")], None).unwrap();
+        let err = cfg.ensure_state_dir().unwrap_err().to_string();
+        assert!(err.contains("/proc/clawbridge-test") && err.contains("CLAWBRIDGE_STATE_DIR"), "{err}");
+    }
+}

@@ -1,0 +1,189 @@
+//! Assembles and runs the daemon: store, gateway client, channels, HTTP listener, workers;
+//! and takes it down again in order, draining in-flight work within a deadline.
+
+use crate::bridge::{StoreBridge, Wakers};
+use crate::config::Config;
+use crate::http::{self, DEFAULT_BODY_LIMIT, HealthState};
+use crate::pipeline::{self, Shared};
+use crate::registry::Registry;
+use crate::telemetry::metrics_handle;
+use crate::util::{now_ms, worker_id};
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use clawbridge_channel::{AccountContext, AccountStatus, Connector};
+use clawbridge_gateway::{GatewayClient, GatewayConfig};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct DaemonHandle {
+    /// Where the HTTP listener is bound (useful with port 0 in tests).
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    finished: JoinHandle<()>,
+    gateway: GatewayClient,
+}
+
+impl DaemonHandle {
+    /// The gateway client (tests observe its state).
+    pub fn gateway(&self) -> &GatewayClient {
+        &self.gateway
+    }
+
+    /// Stops accepting, drains in-flight work (up to the drain deadline) and returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.finished.await;
+    }
+}
+
+/// Starts the daemon with the given channels. Returns once the listener is bound and the
+/// workers run; the gateway connects in the background (an unreachable gateway does not stop
+/// the bridge from accepting and queueing messages).
+///
+/// # Errors
+/// Configuration, state dir, store and listener problems, each naming the setting to fix.
+pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyhow::Result<DaemonHandle> {
+    let config = Arc::new(config);
+    config.ensure_state_dir()?;
+    let token = config.require_token()?.clone();
+    let store = clawbridge_store::open(&config.bridge.database_url).await.with_context(|| {
+        format!(
+            "cannot open the store {} (CLAWBRIDGE_DATABASE_URL)",
+            clawbridge_store::redact_url(&config.bridge.database_url)
+        )
+    })?;
+    store.check_writable(now_ms()).await.context("the store is not writable")?;
+
+    let gateway_stop = CancellationToken::new();
+    let mut gateway_config = GatewayConfig::new(config.gateway.url.clone(), Some(token), config.device_key_path());
+    gateway_config.client_display_name = "clawbridge".to_owned();
+    gateway_config.client_version = env!("CARGO_PKG_VERSION").to_owned();
+    let gateway = GatewayClient::spawn(gateway_config, gateway_stop.clone()).context("cannot start the gateway client")?;
+
+    let registry = Arc::new(Registry::new(connectors));
+    let wakers = Arc::new(Wakers::default());
+    let worker = worker_id();
+    let bridge = Arc::new(StoreBridge::new(store.clone(), wakers.clone(), worker.clone()));
+
+    // Channels: one context per account; webhook routes merged into the one listener.
+    let channels_stop = CancellationToken::new();
+    let channel_tasks = TaskTracker::new();
+    let mut app = axum::Router::new();
+    let mut statuses = Vec::new();
+    for (channel, account) in registry.accounts() {
+        let (status_tx, status_rx) = watch::channel(AccountStatus::Starting);
+        let ctx = AccountContext {
+            channel: channel.clone(),
+            account: account.id(),
+            bridge: bridge.clone(),
+            status: Arc::new(status_tx),
+            cancel: channels_stop.child_token(),
+        };
+        statuses.push((format!("{}/{}", channel, account.id()), status_rx));
+        if let Some(routes) = account.routes(&ctx) {
+            app = app.merge(routes);
+        }
+        let account = account.clone();
+        channel_tasks.spawn(async move {
+            let status = ctx.status.clone();
+            status.send_replace(AccountStatus::Running);
+            match account.run(ctx).await {
+                Ok(()) => status.send_replace(AccountStatus::Stopped),
+                Err(e) => {
+                    tracing::error!(error = %e, "channel account stopped");
+                    status.send_replace(AccountStatus::Failed(e.to_string()))
+                }
+            };
+        });
+    }
+    let health = HealthState {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        accounts: Arc::new(statuses),
+        metrics: metrics_handle(),
+    };
+    let app = app.merge(http::router(health)).layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+
+    let listen = config.bridge.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+        format!("cannot listen on {listen}: set CLAWBRIDGE_LISTEN (or KAPSO_WEBHOOK_ADDR) to a free HOST:PORT")
+    })?;
+    let addr = listener.local_addr()?;
+    let http_stop = CancellationToken::new();
+    let http_task = {
+        let stop = http_stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP listener failed");
+            }
+        })
+    };
+
+    let shared = Shared { config: config.clone(), store: store.clone(), gateway: gateway.clone(), registry, wakers, worker };
+    let workers_stop = CancellationToken::new();
+    let inbox_tasks = TaskTracker::new();
+    let outbox_tasks = TaskTracker::new();
+    let inbox = tokio::spawn(pipeline::inbox::run(shared.clone(), workers_stop.clone(), inbox_tasks.clone()));
+    let outbox = tokio::spawn(pipeline::outbox::run(shared.clone(), workers_stop.clone(), outbox_tasks.clone()));
+    let housekeeping = tokio::spawn(housekeeping(shared.clone(), workers_stop.clone()));
+
+    tracing::info!(%addr, store = store.backend(), gateway = %config.gateway.url, "clawbridge is running");
+
+    let shutdown = CancellationToken::new();
+    let finished = {
+        let shutdown = shutdown.clone();
+        let drain = config.pipeline.drain_timeout;
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            tracing::info!(drain_secs = drain.as_secs(), "shutting down: draining in-flight work");
+            workers_stop.cancel();
+            http_stop.cancel();
+            let _ = tokio::join!(inbox, outbox, housekeeping);
+            inbox_tasks.close();
+            outbox_tasks.close();
+            let drained = tokio::time::timeout(drain, async {
+                inbox_tasks.wait().await;
+                outbox_tasks.wait().await;
+            })
+            .await;
+            if drained.is_err() {
+                // Unfinished rows keep their lease and are resumed (same idempotency keys)
+                // by the next start or another replica once it runs out.
+                tracing::warn!("drain deadline reached; unfinished messages resume on the next start");
+            }
+            channels_stop.cancel();
+            channel_tasks.close();
+            let _ = tokio::time::timeout(Duration::from_secs(5), channel_tasks.wait()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), http_task).await;
+            gateway_stop.cancel();
+            tracing::info!("clawbridge stopped");
+        })
+    };
+    Ok(DaemonHandle { addr, shutdown, finished, gateway })
+}
+
+/// Prunes finished rows older than a week, hourly.
+async fn housekeeping(shared: Shared, stop: CancellationToken) {
+    const WEEK_MS: i64 = 7 * 24 * 3_600_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {
+                match shared.store.prune(now_ms() - WEEK_MS).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "pruned finished rows older than a week"),
+                    Err(e) => tracing::warn!(error = %e, "pruning failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! The clawbridge daemon and CLI, as a library so tests and benchmarks assemble it with their
+//! own channels.
+//!
+//! # Layout
+//! - [`config`]: TOML + environment, validated with fixes in every message.
+//! - [`daemon`]: assembles store, gateway client, channels, HTTP listener and workers; shutdown.
+//! - [`pipeline`]: the inbox and outbox workers.
+//! - [`bridge`]: the store-backed door through which channels persist things.
+//! - [`registry`]: configured channels and accounts.
+//! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`commands`]: `doctor`, `status`, `pairing`.
+//! - [`cli`]: the clap definitions and dispatch.
+
+pub mod bridge;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod pipeline;
+pub mod registry;
+pub mod telemetry;
+pub mod util;

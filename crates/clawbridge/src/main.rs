@@ -1,0 +1,5 @@
+//! `clawbridge`: see `clawbridge --help`.
+
+fn main() -> std::process::ExitCode {
+    clawbridge::cli::main()
+}

@@ -1,0 +1,378 @@
+//! Inbound worker: inbox row → policy → agent → outbox.
+
+use super::Shared;
+use crate::util::{jitter, now_ms, pairing_code};
+use clawbridge_channel::Connector;
+use clawbridge_core::pairing::{CODE_TTL_MS, MAX_PENDING_PER_ACCOUNT};
+use clawbridge_core::policy::AccessDecision;
+use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
+use clawbridge_core::session::direct_session_key;
+use clawbridge_core::text::neutralize_commands;
+use clawbridge_core::time::HOUR_MS;
+use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, OutboundMessage};
+use clawbridge_gateway::{
+    AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind,
+};
+use clawbridge_store::{InboundRow, NewOutbound, PairingOutcome, PairingRequest};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Lease on a claimed row; renewed while the agent works, so a crash frees it within this time.
+const LEASE_MS: i64 = 60_000;
+/// How often other processes' work (and retries coming due) is looked for without a wake-up.
+const POLL: Duration = Duration::from_millis(1_000);
+
+/// Runs until `stop` fires; in-flight rows keep running in `tracker` (the caller drains it).
+pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) {
+    let permits = Arc::new(Semaphore::new(shared.config.pipeline.concurrency));
+    let mut state = shared.gateway.state();
+    loop {
+        // Claim only while the gateway can take runs: during an outage messages stay queued
+        // (durably) instead of burning their attempts.
+        while !matches!(*state.borrow_and_update(), ConnectionState::Connected { .. }) {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                changed = state.changed() => if changed.is_err() { return },
+            }
+        }
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                permit = permits.clone().acquire_owned() => drop(permit),
+            }
+            continue;
+        }
+        let claimed = match shared.store.claim_inbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim inbound messages; retrying");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        for row in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let shared = shared.clone();
+            let span = tracing::info_span!("inbound", id = row.id, lane = %row.lane);
+            tracker.spawn(
+                async move {
+                    process(&shared, row).await;
+                    drop(permit);
+                    // The lane's next message (if any) became claimable.
+                    shared.wakers.inbox.notify_one();
+                }
+                .instrument(span),
+            );
+        }
+        if idle {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = shared.wakers.inbox.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+}
+
+/// Handles one claimed row to a terminal or retry state. Never panics on bad input.
+async fn process(shared: &Shared, row: InboundRow) {
+    let msg = &row.message;
+    let Some(connector) = shared.registry.connector(&msg.channel).cloned() else {
+        give_up(shared, &row, &format!("channel {} is not configured", msg.channel), None).await;
+        return;
+    };
+    let Some(account) = shared.registry.account(&msg.channel, &msg.account).cloned() else {
+        give_up(shared, &row, &format!("account {}/{} is not configured", msg.channel, msg.account), None).await;
+        return;
+    };
+    let approved = match shared.store.is_approved(&msg.channel, &msg.account, &msg.peer).await {
+        Ok(approved) => approved,
+        Err(e) => return retry_later(shared, &row, &format!("store: {e}")).await,
+    };
+    match account.access_policy().decide(msg.peer.as_str(), approved) {
+        AccessDecision::Allow => {}
+        AccessDecision::Ignore => return finish(shared, &row, "ignored", &[]).await,
+        AccessDecision::Deny => return deny(shared, &row, connector.as_ref()).await,
+        AccessDecision::Pair => return pair(shared, &row, connector.as_ref()).await,
+    }
+
+    {
+        let account = account.clone();
+        let msg = msg.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), account.agent_started(&msg)).await;
+        });
+    }
+
+    let request = agent_request(shared, connector.as_ref(), msg);
+    let renew = renew_lease(shared, row.id);
+    let started = Instant::now();
+    let result = shared.gateway.run_agent(&request, shared.config.gateway.agent_timeout).await;
+    renew.cancel();
+    metrics::histogram!("clawbridge_agent_latency_seconds").record(started.elapsed().as_secs_f64());
+
+    match result {
+        Ok(outcome) if outcome.status == "ok" || outcome.reply.is_some() => {
+            let run_key = IdempotencyKey::new(request.idempotency_key.clone());
+            let replies: Vec<NewOutbound> = match &outcome.reply {
+                Some(text) => connector
+                    .render_reply(msg, text)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, message)| outbound(IdempotencyKey::for_reply_part(&run_key, i), message, row.id))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let outcome_name = if replies.is_empty() { "silent" } else { "replied" };
+            finish(shared, &row, outcome_name, &replies).await;
+        }
+        Ok(outcome) => {
+            metrics::counter!("clawbridge_agent_errors_total", "kind" => "run").increment(1);
+            let reason = format!("agent run failed: {}", outcome.error.unwrap_or(outcome.status));
+            give_up(shared, &row, &reason, Some(connector.as_ref())).await;
+        }
+        Err(GatewayError::Rejected { code, detail_code, message }) => {
+            metrics::counter!("clawbridge_agent_errors_total", "kind" => "rejected").increment(1);
+            let detail = detail_code.map(|d| format!(" ({d})")).unwrap_or_default();
+            give_up(shared, &row, &format!("gateway rejected the run: {code}{detail}: {message}"), Some(connector.as_ref())).await;
+        }
+        Err(e) => {
+            metrics::counter!("clawbridge_agent_errors_total", "kind" => "transient").increment(1);
+            let connected = matches!(*shared.gateway.state().borrow(), ConnectionState::Connected { .. });
+            if connected {
+                retry_later(shared, &row, &e.to_string()).await;
+            } else {
+                // The gateway went away: not this message's fault. Hand it back; it is claimed
+                // again when the gateway is back and the same idempotency key resumes the run.
+                tracing::warn!(error = %e, "gateway unavailable during the run; message stays queued");
+                let _ = shared.store.release_inbound(row.id, &shared.worker).await;
+            }
+        }
+    }
+}
+
+fn agent_request(shared: &Shared, connector: &dyn Connector, msg: &InboundMessage) -> AgentRequest {
+    let account = shared.registry.is_multi_account(&msg.channel).then_some(&msg.account);
+    let session_key = direct_session_key(&shared.config.gateway.agent_id, &msg.channel, account, &msg.peer);
+    let limits = shared.gateway.hello();
+    let max_image = limits.as_ref().map_or(6_291_456, |h| h.attachments_max_image_bytes);
+
+    let mut text = neutralize_commands(msg.text.trim());
+    let mut attachments = Vec::new();
+    for media in &msg.media {
+        let size = media.data_base64.as_ref().map_or(0, |d| (d.len() as u64) / 4 * 3);
+        match (&media.data_base64, media.kind) {
+            (Some(data), MediaKind::Image) if size <= max_image => attachments.push(Attachment {
+                mime_type: media.mime_type.clone().unwrap_or_else(|| "image/jpeg".to_owned()),
+                file_name: media.file_name.clone(),
+                content_base64: data.clone(),
+                size_bytes: size,
+            }),
+            _ => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&describe_media(media));
+            }
+        }
+    }
+    if text.is_empty() {
+        text = if attachments.is_empty() { "(empty message)".to_owned() } else { "(image)".to_owned() };
+    }
+    AgentRequest {
+        message: text,
+        session_key,
+        idempotency_key: IdempotencyKey::for_inbound(&msg.channel, &msg.account, &msg.message_id).into_string(),
+        agent_id: Some(shared.config.gateway.agent_id.clone()),
+        extra_system_prompt: Some(connector.agent_context(msg)),
+        input_provenance: Some(InputProvenance {
+            kind: ProvenanceKind::ExternalUser,
+            source_channel: Some(msg.channel.to_string()),
+        }),
+        attachments,
+        label: None,
+        timeout_ms: None,
+    }
+}
+
+/// A one-line description of media the agent cannot receive as an attachment.
+fn describe_media(media: &clawbridge_core::MediaRef) -> String {
+    let kind = match media.kind {
+        MediaKind::Image => "an image",
+        MediaKind::Video => "a video",
+        MediaKind::Audio => "an audio message",
+        MediaKind::Document => "a document",
+        MediaKind::Sticker => "a sticker",
+    };
+    let mut parts = vec![format!("[the user sent {kind}")];
+    if let Some(name) = &media.file_name {
+        parts.push(format!("named {name:?}"));
+    }
+    if let Some(mime) = &media.mime_type {
+        parts.push(format!("({mime}"));
+        parts.push(media.size_bytes.map_or_else(|| ")".to_owned(), |s| format!(", {} KB)", s.div_ceil(1024))));
+    }
+    if let Some(caption) = &media.caption {
+        parts.push(format!("with caption {caption:?}"));
+    }
+    let mut line = parts.join(" ").replace(" )", ")").replace("( ", "(");
+    line.push(']');
+    line
+}
+
+fn outbound(key: IdempotencyKey, message: OutboundMessage, inbound_id: i64) -> NewOutbound {
+    NewOutbound { idempotency_key: key, message, inbound_id: Some(inbound_id), not_before: None }
+}
+
+/// Keeps the row's lease alive while the agent works; cancel the returned token to stop.
+fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
+    let token = CancellationToken::new();
+    let (store, worker, stop) = (shared.store.clone(), shared.worker.clone(), token.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    match store.renew_inbound(id, &worker, LEASE_MS, now_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => { tracing::warn!(id, "lease on inbound row lost"); return }
+                        Err(e) => tracing::warn!(id, error = %e, "cannot renew lease"),
+                    }
+                }
+            }
+        }
+    });
+    token
+}
+
+async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[NewOutbound]) {
+    match shared.store.complete_inbound(row.id, &shared.worker, outcome, replies, now_ms()).await {
+        Ok(true) => {
+            metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.to_owned()).increment(1);
+            tracing::info!(outcome, parts = replies.len(), "inbound message handled");
+            if !replies.is_empty() {
+                shared.wakers.outbox.notify_one();
+            }
+        }
+        Ok(false) => tracing::warn!("lease lost before completion; another worker finishes this message"),
+        Err(e) => {
+            // Nothing was written: the row's lease runs out and it is handled again, with the
+            // same idempotency keys, so no duplicate run or reply results.
+            tracing::error!(error = %e, "cannot record the result; the message will be retried");
+        }
+    }
+}
+
+async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
+    let backoff = Backoff { max_attempts: shared.config.pipeline.max_attempts, ..Backoff::default() };
+    match backoff.decide(row.attempts, &SendError::transient(error), jitter()) {
+        RetryDecision::RetryIn(delay) => {
+            tracing::warn!(attempt = row.attempts, retry_in_ms = delay.as_millis() as u64, error, "agent run failed; will retry");
+            let at = now_ms() + delay.as_millis() as i64;
+            if let Err(e) = shared.store.fail_inbound(row.id, &shared.worker, error, Some(at), now_ms()).await {
+                tracing::error!(error = %e, "cannot schedule retry");
+            }
+        }
+        RetryDecision::Dead(reason) => {
+            let connector = shared.registry.connector(&row.message.channel).cloned();
+            give_up(shared, row, &reason, connector.as_deref()).await;
+        }
+    }
+}
+
+/// Marks the row failed (a dead letter) and, when a connector is given, tells the user.
+async fn give_up(shared: &Shared, row: &InboundRow, reason: &str, tell_user: Option<&dyn Connector>) {
+    tracing::error!(reason, "inbound message given up");
+    metrics::counter!("clawbridge_dead_letters_total", "queue" => "inbox").increment(1);
+    let reply = &shared.config.pipeline.error_reply;
+    if let (Some(_), false) = (tell_user, reply.is_empty()) {
+        let key = IdempotencyKey::new(format!(
+            "{}-error",
+            IdempotencyKey::for_inbound(&row.message.channel, &row.message.account, &row.message.message_id)
+        ));
+        let notice = outbound(key, OutboundMessage::reply_text(&row.message, reply.clone()), row.id);
+        if shared.store.enqueue_outbound(&[notice], now_ms()).await.is_ok() {
+            shared.wakers.outbox.notify_one();
+        }
+    }
+    if let Err(e) = shared.store.fail_inbound(row.id, &shared.worker, reason, None, now_ms()).await {
+        tracing::error!(error = %e, "cannot record the failure");
+    }
+}
+
+async fn pair(shared: &Shared, row: &InboundRow, connector: &dyn Connector) {
+    let msg = &row.message;
+    let request = PairingRequest {
+        channel: msg.channel.clone(),
+        account: msg.account.clone(),
+        peer: msg.peer.clone(),
+        display_name: msg.sender_name.clone(),
+        ttl_ms: CODE_TTL_MS,
+        max_pending: MAX_PENDING_PER_ACCOUNT as u32,
+    };
+    let outcome = match shared.store.request_pairing(&request, &pairing_code(), now_ms()).await {
+        Ok(outcome) => outcome,
+        Err(e) => return retry_later(shared, row, &format!("store: {e}")).await,
+    };
+    let replies = match outcome {
+        PairingOutcome::Issued { code, .. } => {
+            tracing::info!(channel = %msg.channel, peer = %clawbridge_core::ids::mask(msg.peer.as_str()),
+                "pairing code issued; approve with `clawbridge pairing approve {} {code}`", msg.channel);
+            let key = IdempotencyKey::new(format!("pairing-{}-{code}", row.id));
+            let mut notice = OutboundMessage::reply_text(msg, connector.pairing_text(&code));
+            notice.reply_to = None;
+            vec![outbound(key, notice, row.id)]
+        }
+        // The code is sent once per request; repeating it on every message would spam.
+        PairingOutcome::Pending { .. } | PairingOutcome::AlreadyApproved => Vec::new(),
+        PairingOutcome::TooMany => {
+            tracing::warn!(channel = %msg.channel, account = %msg.account, "too many pending pairing requests; sender not answered");
+            Vec::new()
+        }
+    };
+    finish(shared, row, "pairing", &replies).await;
+}
+
+async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
+    let msg = &row.message;
+    let text = &shared.config.pipeline.deny_reply;
+    let mut replies = Vec::new();
+    if !text.is_empty() {
+        let now = now_ms();
+        // At most one notice per sender and hour: a refused sender must not be able to make us spam.
+        let first = shared.store.remember_key("deny-notice", row.lane.as_str(), now + HOUR_MS, now).await.unwrap_or(false);
+        if first {
+            let key = IdempotencyKey::new(format!("deny-{}", row.id));
+            replies.push(outbound(key, OutboundMessage::reply_text(msg, text.clone()), row.id));
+        }
+    }
+    finish(shared, row, "denied", &replies).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe_media;
+    use clawbridge_core::{MediaKind, MediaRef};
+
+    #[test]
+    fn media_descriptions_are_readable() {
+        let doc = MediaRef {
+            kind: MediaKind::Document,
+            file_name: Some("invoice.pdf".to_owned()),
+            mime_type: Some("application/pdf".to_owned()),
+            size_bytes: Some(2048),
+            ..MediaRef::default()
+        };
+        assert_eq!(describe_media(&doc), "[the user sent a document named \"invoice.pdf\" (application/pdf, 2 KB)]");
+        let voice = MediaRef { kind: MediaKind::Audio, ..MediaRef::default() };
+        assert_eq!(describe_media(&voice), "[the user sent an audio message]");
+    }
+}

@@ -1,0 +1,119 @@
+//! Outbound worker: outbox row → channel account `send` → sent | retry | dead.
+
+use super::Shared;
+use crate::util::{jitter, now_ms};
+use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
+use clawbridge_store::OutboundRow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+/// Lease on a claimed row; a send has `SEND_TIMEOUT` to finish, well inside it.
+const LEASE_MS: i64 = 120_000;
+/// A send that takes longer is abandoned and retried (the channel's own calls time out sooner).
+const SEND_TIMEOUT: Duration = Duration::from_secs(90);
+/// Retries coming due are picked up at this granularity.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Runs until `stop` fires; in-flight sends keep running in `tracker` (the caller drains it).
+pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) {
+    let permits = Arc::new(Semaphore::new(shared.config.pipeline.send_concurrency));
+    loop {
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                permit = permits.clone().acquire_owned() => drop(permit),
+            }
+            continue;
+        }
+        let claimed = match shared.store.claim_outbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim outbound messages; retrying");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        for row in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let shared = shared.clone();
+            let span = tracing::info_span!("send", id = row.id, lane = %row.lane, attempt = row.attempts);
+            tracker.spawn(
+                async move {
+                    deliver(&shared, row).await;
+                    drop(permit);
+                    // The lane's next part became sendable.
+                    shared.wakers.outbox.notify_one();
+                }
+                .instrument(span),
+            );
+        }
+        if idle {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = shared.wakers.outbox.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+}
+
+async fn deliver(shared: &Shared, row: OutboundRow) {
+    let msg = &row.message;
+    let channel = msg.channel.to_string();
+    let Some(account) = shared.registry.account(&msg.channel, &msg.account).cloned() else {
+        let reason = format!("account {}/{} is not configured", msg.channel, msg.account);
+        return dead(shared, &row, &reason).await;
+    };
+    let started = Instant::now();
+    let result = match tokio::time::timeout(SEND_TIMEOUT, account.send(msg)).await {
+        Ok(result) => result,
+        Err(_) => Err(SendError::transient(format!("send did not finish within {} s", SEND_TIMEOUT.as_secs()))),
+    };
+    metrics::histogram!("clawbridge_send_latency_seconds").record(started.elapsed().as_secs_f64());
+    match result {
+        Ok(receipt) => {
+            metrics::counter!("clawbridge_sent_total", "channel" => channel).increment(1);
+            let platform_id = receipt.platform_message_id.as_deref();
+            match shared.store.mark_sent(row.id, &shared.worker, platform_id, now_ms()).await {
+                Ok(true) => tracing::info!(platform_id, "sent"),
+                Ok(false) => tracing::warn!("sent, but the lease was lost meanwhile"),
+                // The platform has it; a resend after the lease runs out is possible. Channels
+                // pass the idempotency key where the platform supports one.
+                Err(e) => tracing::error!(error = %e, "sent, but cannot record it"),
+            }
+        }
+        Err(error) => {
+            let class = match &error {
+                SendError::RateLimited { .. } => "rate_limited",
+                SendError::Transient { .. } => "transient",
+                SendError::Permanent(_) => "permanent",
+                SendError::AuthExpired => "auth_expired",
+            };
+            metrics::counter!("clawbridge_send_failures_total", "channel" => channel, "class" => class).increment(1);
+            let backoff = Backoff { max_attempts: shared.config.pipeline.max_send_attempts, ..Backoff::default() };
+            match backoff.decide(row.attempts, &error, jitter()) {
+                RetryDecision::RetryIn(delay) => {
+                    tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
+                    let at = now_ms() + delay.as_millis() as i64;
+                    if let Err(e) = shared.store.mark_retry(row.id, &shared.worker, &error.to_string(), at, now_ms()).await {
+                        tracing::error!(error = %e, "cannot schedule retry");
+                    }
+                }
+                RetryDecision::Dead(reason) => dead(shared, &row, &reason).await,
+            }
+        }
+    }
+}
+
+async fn dead(shared: &Shared, row: &OutboundRow, reason: &str) {
+    tracing::error!(reason, "message given up (dead letter)");
+    metrics::counter!("clawbridge_dead_letters_total", "queue" => "outbox").increment(1);
+    if let Err(e) = shared.store.mark_dead(row.id, &shared.worker, reason, now_ms()).await {
+        tracing::error!(error = %e, "cannot record the dead letter");
+    }
+}

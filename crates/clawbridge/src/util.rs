@@ -1,0 +1,79 @@
+//! Small helpers shared by the binary's modules.
+
+use clawbridge_core::EpochMs;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The current time in epoch milliseconds.
+pub fn now_ms() -> EpochMs {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A random number in `[0, 1)` for backoff jitter.
+pub fn jitter() -> f64 {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A fresh OpenClaw-style pairing code.
+///
+/// # Panics
+/// If the operating system has no randomness source (nothing secure could run then).
+pub fn pairing_code() -> String {
+    let mut bytes = [0u8; clawbridge_core::pairing::CODE_LEN];
+    getrandom::fill(&mut bytes).expect("the OS random source works");
+    clawbridge_core::pairing::code_from_random(bytes)
+}
+
+/// Identifies this process in leases and claims: several replicas may share one database.
+pub fn worker_id() -> String {
+    let mut bytes = [0u8; 3];
+    let _ = getrandom::fill(&mut bytes);
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!("{host}-{}-{:02x}{:02x}{:02x}", std::process::id(), bytes[0], bytes[1], bytes[2])
+}
+
+/// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS` for people reading `status`.
+pub fn format_epoch_ms(ms: EpochMs) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_utc_dates() {
+        assert_eq!(format_epoch_ms(0), "1970-01-01 00:00:00");
+        assert_eq!(format_epoch_ms(1_795_233_278_136), "2026-11-21 03:54:38");
+        assert_eq!(format_epoch_ms(951_782_400_000), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn jitter_is_in_range_and_codes_are_well_formed() {
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j));
+            assert!(clawbridge_core::pairing::is_well_formed(&pairing_code()));
+        }
+    }
+}

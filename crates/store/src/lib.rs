@@ -1,0 +1,243 @@
+//! The durable store of clawbridge: one [`Store`] trait, two backends.
+//!
+//! - [`SqliteStore`]: the embedded default, one file in the state dir (WAL, one writer).
+//! - [`PgStore`]: the scale-out backend; several replicas share one database. Dedup through
+//!   unique keys (`ON CONFLICT DO NOTHING`), claims through `FOR UPDATE SKIP LOCKED` plus a lease.
+//!
+//! # Layout
+//! - [`model`]: the rows and outcomes the trait speaks in.
+//! - [`sqlite`], [`postgres`]: the backends, each with its own migrations under `migrations/`.
+//! - [`secrets`]: XChaCha20-Poly1305 encryption of secrets at rest, on top of any backend.
+//!
+//! All times are epoch milliseconds supplied by the caller, so behaviour is testable without a
+//! clock and identical on both backends.
+
+pub mod model;
+pub mod postgres;
+pub mod secrets;
+pub mod sqlite;
+
+pub use model::*;
+pub use postgres::PgStore;
+pub use secrets::{MasterKey, SecretBox};
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
+use std::sync::Arc;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be opened, read or written.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored payload could not be decoded (written by an incompatible version?).
+    #[error("corrupt row {what}: {detail}")]
+    Corrupt {
+        /// Which row.
+        what: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The database URL or state dir is unusable; the message says how to fix it.
+    #[error("{0}")]
+    Config(String),
+    /// A secret could not be encrypted or decrypted (wrong master key?).
+    #[error("secret store: {0}")]
+    Secret(String),
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything clawbridge keeps durably.
+///
+/// Implementations must be safe to share between tasks and, for PostgreSQL, between processes:
+/// every claim hands a row to exactly one worker until its lease runs out.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Which backend this is (`sqlite` or `postgres`), for `status` and `doctor`.
+    fn backend(&self) -> &'static str;
+
+    // ---- inbox ---------------------------------------------------------------------------
+
+    /// Persists an inbound message unless (channel, account, message id) was seen before.
+    ///
+    /// This is the durability point: a platform may be acknowledged once this returns `Ok`.
+    async fn insert_inbound(&self, msg: &InboundMessage, now: EpochMs) -> Result<InsertOutcome>;
+
+    /// Claims up to `limit` inbound rows that are ready: `pending` (or `processing` with an
+    /// expired lease), oldest first, and only the oldest unfinished row of each lane, so that one
+    /// conversation is handled strictly in order even across processes.
+    async fn claim_inbound(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<InboundRow>>;
+
+    /// Extends the lease of a row still being worked on (long agent runs).
+    async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool>;
+
+    /// Finishes an inbound row: enqueues the replies (idempotent on their keys) and marks the row
+    /// `done` with `outcome`, in one transaction. Returns `false` when the row is no longer
+    /// claimed by `worker` (lease lost), in which case nothing is written.
+    async fn complete_inbound(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &str,
+        replies: &[NewOutbound],
+        now: EpochMs,
+    ) -> Result<bool>;
+
+    /// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when `retry_at` is `None`.
+    async fn fail_inbound(&self, id: i64, worker: &str, error: &str, retry_at: Option<EpochMs>, now: EpochMs) -> Result<bool>;
+
+    /// Gives a claimed row back unchanged (shutdown before it was finished).
+    async fn release_inbound(&self, id: i64, worker: &str) -> Result<()>;
+
+    /// Reads one inbound row.
+    async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>>;
+
+    // ---- outbox --------------------------------------------------------------------------
+
+    /// Enqueues outbound messages; a message whose idempotency key exists is skipped.
+    /// Returns the ids of the rows (existing or new), in input order.
+    async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>>;
+
+    /// Claims up to `limit` due outbound rows (`queued`, `retry` with `next_at <= now`, or
+    /// `sending` with an expired lease), only the oldest unsent row of each lane.
+    async fn claim_outbound(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<OutboundRow>>;
+
+    /// Marks a claimed row `sent` with the platform's message id.
+    async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool>;
+
+    /// Marks a claimed row for another attempt at `next_at`.
+    async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool>;
+
+    /// Marks a claimed row `dead` with the reason (shown by `clawbridge status`).
+    async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool>;
+
+    /// Gives a claimed row back unchanged.
+    async fn release_outbound(&self, id: i64, worker: &str) -> Result<()>;
+
+    /// Reads one outbound row.
+    async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>>;
+
+    /// Records a platform delivery status (`sent/delivered/read/failed`) for a sent message.
+    /// Statuses only move forward (a late `delivered` does not overwrite `read`); `failed` always
+    /// wins. Returns `false` when no outbound row has that platform id.
+    async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool>;
+
+    // ---- cursors and leases ----------------------------------------------------------------
+
+    /// Reads a poll cursor.
+    async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>>;
+
+    /// Writes a poll cursor (atomically replaces the old value).
+    async fn set_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str, value: &str, now: EpochMs) -> Result<()>;
+
+    /// Takes or renews a named lease (one poller per account across replicas). `true` when
+    /// `holder` holds it until `now + ttl_ms`.
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool>;
+
+    /// Gives a lease up.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+
+    /// Remembers a key (a webhook's `X-Idempotency-Key`, a Kakao request id) until `expires_at`.
+    /// `true` the first time, `false` while it is remembered.
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
+
+    // ---- pairing -------------------------------------------------------------------------
+
+    /// Issues a pairing code for a peer, or returns its unexpired one. At most
+    /// `clawbridge_core::pairing::MAX_PENDING_PER_ACCOUNT` unexpired requests per channel account.
+    /// `code` is a fresh candidate the caller generated; it is used only when a new request is made.
+    async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome>;
+
+    /// Unexpired pending pairing requests (all channels when `channel` is `None`).
+    async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>>;
+
+    /// Approves an unexpired code: the peer becomes approved, the request is removed.
+    async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>>;
+
+    /// Whether a peer was approved.
+    async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+
+    /// Approved peers (all channels when `channel` is `None`).
+    async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>>;
+
+    /// Revokes an approval; `true` when there was one.
+    async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+
+    // ---- secrets (ciphertext only; see `secrets::SecretBox`) -------------------------------
+
+    /// Stores an encrypted secret under `name`.
+    async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()>;
+
+    /// Reads an encrypted secret.
+    async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes a secret; `true` when it existed.
+    async fn delete_secret(&self, name: &str) -> Result<bool>;
+
+    // ---- operations ------------------------------------------------------------------------
+
+    /// Counts per queue state, for `status`, `/metrics` and `/readyz`.
+    async fn queue_stats(&self) -> Result<QueueStats>;
+
+    /// The most recent dead letters (outbox `dead`, inbox `failed`), newest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Writes and reads back a heartbeat row: proves the store is writable (`/readyz`).
+    async fn check_writable(&self, now: EpochMs) -> Result<()>;
+
+    /// Deletes finished rows and expired keys older than `before` (housekeeping).
+    async fn prune(&self, before: EpochMs) -> Result<u64>;
+}
+
+/// A shared store handle.
+pub type SharedStore = Arc<dyn Store>;
+
+/// Opens the store named by a database URL: `sqlite://PATH` (created if missing) or
+/// `postgres://…`. Runs the migrations (a no-op when they already ran).
+///
+/// # Errors
+/// [`StoreError::Config`] for an unknown scheme or an unusable path, with the fix in the message.
+pub async fn open(url: &str) -> Result<SharedStore> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
+    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    } else {
+        Err(StoreError::Config(format!(
+            "CLAWBRIDGE_DATABASE_URL {:?} is neither sqlite://PATH nor postgres://…; \
+             unset it to use the embedded SQLite file in the state dir",
+            redact_url(url)
+        )))
+    }
+}
+
+/// Removes a password from a database URL for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+}
