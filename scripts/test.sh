@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests, the store conformance
+# suite on SQLite and PostgreSQL, and the end-to-end tests against a real OpenClaw gateway.
+# Installs what it needs (Node 24 and openclaw from npm, cached under ~/.cache/clawbridge).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CLAWBRIDGE_TEST_DATABASE_URL="${CLAWBRIDGE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# Never skip the real-gateway tests here: a missing install is a failure, not a pass.
+export CLAWBRIDGE_REQUIRE_E2E="${CLAWBRIDGE_REQUIRE_E2E:-1}"
+
+echo "== installing the end-to-end prerequisites (Node 24, openclaw@2026.9.6)"
+bash scripts/install-e2e.sh
+
+echo "== checking PostgreSQL at ${CLAWBRIDGE_TEST_DATABASE_URL%%\?*}"
+if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -d "$CLAWBRIDGE_TEST_DATABASE_URL"; then
+  echo "PostgreSQL does not answer at $CLAWBRIDGE_TEST_DATABASE_URL." >&2
+  echo "Start it, or point CLAWBRIDGE_TEST_DATABASE_URL at one (CLAWBRIDGE_SKIP_POSTGRES=1 skips those tests)." >&2
+  exit 1
+fi
+
+echo "== formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== one TLS crypto provider (aws-lc-rs), no OpenSSL"
+for crate in ring openssl-sys native-tls; do
+  if cargo tree --workspace --locked -e normal,build -i "$crate" >/dev/null 2>&1; then
+    echo "error: $crate is in the dependency tree (see reference/rust-stack.md §2.2)" >&2
+    exit 1
+  fi
+done
+
+echo "== tests"
+cargo test --workspace --locked
