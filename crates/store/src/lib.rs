@@ -8,13 +8,18 @@
 //! - [`model`]: the rows and outcomes the trait speaks in.
 //! - [`sqlite`], [`postgres`]: the backends, each with its own migrations under `migrations/`.
 //! - [`secrets`]: XChaCha20-Poly1305 encryption of secrets at rest, on top of any backend.
+//! - `sql`, `record` (private): the SQL both backends share and the raw rows they decode.
 //!
 //! All times are epoch milliseconds supplied by the caller, so behaviour is testable without a
 //! clock and identical on both backends.
 
+#![warn(missing_docs, missing_debug_implementations)]
+
 pub mod model;
 pub mod postgres;
+mod record;
 pub mod secrets;
+mod sql;
 pub mod sqlite;
 
 pub use model::*;
@@ -73,10 +78,22 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` inbound rows that are ready: `pending` (or `processing` with an
     /// expired lease), oldest first, and only the oldest unfinished row of each lane, so that one
     /// conversation is handled strictly in order even across processes.
-    async fn claim_inbound(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<InboundRow>>;
+    async fn claim_inbound(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<InboundRow>>;
 
     /// Extends the lease of a row still being worked on (long agent runs).
-    async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool>;
+    async fn renew_inbound(
+        &self,
+        id: i64,
+        worker: &str,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool>;
 
     /// Finishes an inbound row: enqueues the replies (idempotent on their keys) and marks the row
     /// `done` with `outcome`, in one transaction. Returns `false` when the row is no longer
@@ -91,9 +108,18 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
 
     /// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when `retry_at` is `None`.
-    async fn fail_inbound(&self, id: i64, worker: &str, error: &str, retry_at: Option<EpochMs>, now: EpochMs) -> Result<bool>;
+    async fn fail_inbound(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<bool>;
 
-    /// Gives a claimed row back unchanged (shutdown before it was finished).
+    /// Gives a claimed row back (shutdown before it was finished): `pending` again with its
+    /// lease cleared, `next_at` unchanged and the claim's attempt not counted. No effect when
+    /// `worker` no longer holds it.
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()>;
 
     /// Reads one inbound row.
@@ -107,18 +133,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims up to `limit` due outbound rows (`queued`, `retry` with `next_at <= now`, or
     /// `sending` with an expired lease), only the oldest unsent row of each lane.
-    async fn claim_outbound(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<OutboundRow>>;
+    async fn claim_outbound(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<OutboundRow>>;
 
     /// Marks a claimed row `sent` with the platform's message id.
-    async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool>;
+    async fn mark_sent(
+        &self,
+        id: i64,
+        worker: &str,
+        platform_message_id: Option<&str>,
+        now: EpochMs,
+    ) -> Result<bool>;
 
     /// Marks a claimed row for another attempt at `next_at`.
-    async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool>;
+    async fn mark_retry(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool>;
 
     /// Marks a claimed row `dead` with the reason (shown by `clawbridge status`).
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool>;
 
-    /// Gives a claimed row back unchanged.
+    /// Gives a claimed row back: `queued` if that claim was its first attempt, else `retry`, with
+    /// the lease cleared, `next_at` unchanged and the claim's attempt not counted. No effect when
+    /// `worker` no longer holds it.
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()>;
 
     /// Reads one outbound row.
@@ -126,49 +173,106 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records a platform delivery status (`sent/delivered/read/failed`) for a sent message.
     /// Statuses only move forward (a late `delivered` does not overwrite `read`); `failed` always
-    /// wins. Returns `false` when no outbound row has that platform id.
+    /// wins and keeps `error` in `delivery_error`; unknown statuses are ignored. Returns `false`
+    /// when no outbound row of that channel has that platform id.
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool>;
 
     // ---- cursors and leases ----------------------------------------------------------------
 
     /// Reads a poll cursor.
-    async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>>;
+    async fn get_cursor(
+        &self,
+        channel: &ChannelId,
+        account: &AccountId,
+        name: &str,
+    ) -> Result<Option<String>>;
 
     /// Writes a poll cursor (atomically replaces the old value).
-    async fn set_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str, value: &str, now: EpochMs) -> Result<()>;
+    async fn set_cursor(
+        &self,
+        channel: &ChannelId,
+        account: &AccountId,
+        name: &str,
+        value: &str,
+        now: EpochMs,
+    ) -> Result<()>;
 
     /// Takes or renews a named lease (one poller per account across replicas). `true` when
-    /// `holder` holds it until `now + ttl_ms`.
-    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool>;
+    /// `holder` holds it until `now + ttl_ms`: it was free, expired (`until < now`) or already
+    /// held by `holder`.
+    async fn try_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool>;
 
     /// Gives a lease up.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
 
     /// Remembers a key (a webhook's `X-Idempotency-Key`, a Kakao request id) until `expires_at`.
-    /// `true` the first time, `false` while it is remembered.
-    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
+    /// `true` the first time, `false` while it is remembered (`now < expires_at`); a key whose
+    /// time is up counts as new again.
+    async fn remember_key(
+        &self,
+        namespace: &str,
+        key: &str,
+        expires_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool>;
 
     // ---- pairing -------------------------------------------------------------------------
 
     /// Issues a pairing code for a peer, or returns its unexpired one. At most
     /// `clawbridge_core::pairing::MAX_PENDING_PER_ACCOUNT` unexpired requests per channel account.
-    /// `code` is a fresh candidate the caller generated; it is used only when a new request is made.
-    async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome>;
+    /// `code` is a fresh candidate the caller generated; it is used (normalised with
+    /// `pairing::normalize_code`) only when a new request is made. Expired requests of the peer
+    /// are replaced. A candidate equal to another unexpired code of the channel is refused with a
+    /// [`StoreError::Database`] unique violation (odds 1 in 2^40); the caller may retry with a
+    /// new code.
+    async fn request_pairing(
+        &self,
+        req: &PairingRequest,
+        code: &str,
+        now: EpochMs,
+    ) -> Result<PairingOutcome>;
 
     /// Unexpired pending pairing requests (all channels when `channel` is `None`).
-    async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>>;
+    async fn list_pairings(
+        &self,
+        channel: Option<&ChannelId>,
+        now: EpochMs,
+    ) -> Result<Vec<PendingPairing>>;
 
-    /// Approves an unexpired code: the peer becomes approved, the request is removed.
-    async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>>;
+    /// Approves an unexpired code (compared after `pairing::normalize_code`, so case, spaces and
+    /// dashes do not matter): the peer becomes approved, the request is removed. `None` when no
+    /// unexpired request of `channel` has that code.
+    async fn approve_pairing(
+        &self,
+        channel: &ChannelId,
+        code: &str,
+        now: EpochMs,
+    ) -> Result<Option<ApprovedPeer>>;
 
     /// Whether a peer was approved.
-    async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+    async fn is_approved(
+        &self,
+        channel: &ChannelId,
+        account: &AccountId,
+        peer: &PeerId,
+    ) -> Result<bool>;
 
     /// Approved peers (all channels when `channel` is `None`).
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>>;
 
     /// Revokes an approval; `true` when there was one.
-    async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+    async fn revoke_peer(
+        &self,
+        channel: &ChannelId,
+        account: &AccountId,
+        peer: &PeerId,
+    ) -> Result<bool>;
 
     // ---- secrets (ciphertext only; see `secrets::SecretBox`) -------------------------------
 
@@ -186,13 +290,17 @@ pub trait Store: Send + Sync + 'static {
     /// Counts per queue state, for `status`, `/metrics` and `/readyz`.
     async fn queue_stats(&self) -> Result<QueueStats>;
 
-    /// The most recent dead letters (outbox `dead`, inbox `failed`), newest first.
+    /// The most recent dead letters, newest first, at most `limit`: outbox `dead` (queue
+    /// `outbox`), inbox `failed` (`inbox`) and sent messages whose delivery status is `failed`
+    /// (`delivery`, reason = the delivery error).
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
 
     /// Writes and reads back a heartbeat row: proves the store is writable (`/readyz`).
     async fn check_writable(&self, now: EpochMs) -> Result<()>;
 
-    /// Deletes finished rows and expired keys older than `before` (housekeeping).
+    /// Deletes finished rows and expired keys older than `before` (housekeeping): inbox
+    /// `done`/`failed` and outbox `sent`/`dead` rows last updated before it, remembered keys and
+    /// pairing requests that expired before it. Returns how many rows went.
     async fn prune(&self, before: EpochMs) -> Result<u64>;
 }
 
@@ -207,8 +315,16 @@ pub type SharedStore = Arc<dyn Store>;
 pub async fn open(url: &str) -> Result<SharedStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url).await?))
-    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
-        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
+    } else if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        // sqlx-style options (`?mode=rwc`) are accepted and ignored: the store always creates
+        // the file and sets its own pragmas.
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        Ok(Arc::new(
+            SqliteStore::open(std::path::Path::new(path)).await?,
+        ))
     } else {
         Err(StoreError::Config(format!(
             "CLAWBRIDGE_DATABASE_URL {:?} is neither sqlite://PATH nor postgres://…; \
@@ -224,7 +340,12 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
                 None => url.to_owned(),
             }
         }
@@ -236,8 +357,14 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(
+            super::redact_url("sqlite:///tmp/x.db"),
+            "sqlite:///tmp/x.db"
+        );
     }
 }

@@ -1,0 +1,264 @@
+//! SQL shared by both backends.
+//!
+//! SQLite and PostgreSQL agree on everything here: `$N` parameters (sqlx binds SQLite's `$N` by
+//! number), `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE … WHERE`, `RETURNING`, `excluded.`.
+//! What differs (claims, locking, transactions) lives in the backend modules.
+//!
+//! Lease and claim checks always test both the owner and the claimed state, so a worker whose
+//! lease ran out and whose row was claimed again cannot write over the new owner's work.
+
+use crate::record::{approved_columns, inbox_columns, outbox_columns, pairing_columns};
+
+// ---- inbox -------------------------------------------------------------------------------------
+
+/// Inserts a new inbound row; returns its id, or no row when (channel, account, message id) exists.
+pub(crate) const INSERT_INBOUND: &str = "\
+    INSERT INTO inbox (channel, account, peer, message_id, lane, payload, state, attempts, next_at, \
+                       received_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7, $7) \
+    ON CONFLICT (channel, account, message_id) DO NOTHING \
+    RETURNING id";
+
+pub(crate) const FIND_INBOUND: &str =
+    "SELECT id FROM inbox WHERE channel = $1 AND account = $2 AND message_id = $3";
+
+/// Which inbox rows a claim may take (`$1` = now): ready, and no older unfinished row in the lane.
+/// Shared by both claim statements so the rule cannot drift between backends.
+macro_rules! claimable_inbox {
+    () => {
+        "SELECT c.id FROM inbox c \
+         WHERE c.state IN ('pending', 'processing') \
+           AND ((c.state = 'pending' AND c.next_at <= $1) \
+             OR (c.state = 'processing' AND COALESCE(c.lease_until, 0) < $1)) \
+           AND NOT EXISTS (SELECT 1 FROM inbox o \
+                           WHERE o.lane = c.lane AND o.id < c.id AND o.state IN ('pending', 'processing')) \
+         ORDER BY c.id \
+         LIMIT $2"
+    };
+}
+
+/// Which outbox rows a claim may take (`$1` = now).
+macro_rules! claimable_outbox {
+    () => {
+        "SELECT c.id FROM outbox c \
+         WHERE c.state IN ('queued', 'sending', 'retry') \
+           AND ((c.state IN ('queued', 'retry') AND c.next_at <= $1) \
+             OR (c.state = 'sending' AND COALESCE(c.lease_until, 0) < $1)) \
+           AND NOT EXISTS (SELECT 1 FROM outbox o \
+                           WHERE o.lane = c.lane AND o.id < c.id AND o.state IN ('queued', 'sending', 'retry')) \
+         ORDER BY c.id \
+         LIMIT $2"
+    };
+}
+
+pub(crate) use {claimable_inbox, claimable_outbox};
+
+/// The `SET` of an inbox claim: `$3` worker, `$4` lease deadline, `$1` now.
+macro_rules! claim_inbox_set {
+    () => {
+        "UPDATE inbox SET state = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1, \
+         updated_at = $1 "
+    };
+}
+
+/// The `SET` of an outbox claim.
+macro_rules! claim_outbox_set {
+    () => {
+        "UPDATE outbox SET state = 'sending', lease_owner = $3, lease_until = $4, attempts = attempts + 1, \
+         updated_at = $1 "
+    };
+}
+
+pub(crate) use {claim_inbox_set, claim_outbox_set};
+
+pub(crate) const RENEW_INBOUND: &str = "\
+    UPDATE inbox SET lease_until = $3, updated_at = $4 \
+    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
+
+pub(crate) const COMPLETE_INBOUND: &str = "\
+    UPDATE inbox SET state = 'done', outcome = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
+
+pub(crate) const RETRY_INBOUND: &str = "\
+    UPDATE inbox SET state = 'pending', next_at = $4, last_error = $3, lease_owner = NULL, lease_until = NULL, \
+                     updated_at = $5 \
+    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
+
+pub(crate) const FAIL_INBOUND: &str = "\
+    UPDATE inbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
+
+/// Gives the row back as if the claim never happened: pending, lease cleared, the claim's
+/// attempt taken back (a shutdown is not a failed attempt), `next_at` unchanged.
+pub(crate) const RELEASE_INBOUND: &str = "\
+    UPDATE inbox SET state = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                     lease_owner = NULL, lease_until = NULL \
+    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
+
+pub(crate) const GET_INBOUND: &str =
+    concat!("SELECT ", inbox_columns!(), " FROM inbox WHERE id = $1");
+
+// ---- outbox ------------------------------------------------------------------------------------
+
+pub(crate) const INSERT_OUTBOUND: &str = "\
+    INSERT INTO outbox (idempotency_key, lane, channel, account, peer, inbound_id, payload, state, attempts, \
+                        next_at, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $9, $9) \
+    ON CONFLICT (idempotency_key) DO NOTHING \
+    RETURNING id";
+
+pub(crate) const FIND_OUTBOUND: &str = "SELECT id FROM outbox WHERE idempotency_key = $1";
+
+pub(crate) const MARK_SENT: &str = "\
+    UPDATE outbox SET state = 'sent', platform_message_id = $3, lease_owner = NULL, lease_until = NULL, \
+                      updated_at = $4 \
+    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+
+pub(crate) const MARK_RETRY: &str = "\
+    UPDATE outbox SET state = 'retry', last_error = $3, next_at = $4, lease_owner = NULL, lease_until = NULL, \
+                      updated_at = $5 \
+    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+
+pub(crate) const MARK_DEAD: &str = "\
+    UPDATE outbox SET state = 'dead', last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
+    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+
+/// Gives the row back: `queued` if this claim was its first attempt, `retry` otherwise (the only
+/// states it can have come from), with the claim's attempt taken back and `next_at` unchanged.
+pub(crate) const RELEASE_OUTBOUND: &str = "\
+    UPDATE outbox SET state = CASE WHEN attempts > 1 THEN 'retry' ELSE 'queued' END, \
+                      attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+                      lease_owner = NULL, lease_until = NULL \
+    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+
+pub(crate) const GET_OUTBOUND: &str =
+    concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1");
+
+/// Moves the delivery status forward only. `$6` is the rank of the new status
+/// ([`delivery_rank`](crate::model::delivery_rank)); the `CASE` mirrors that function for the
+/// stored one. `failed` replaces anything; an unknown status (rank 0) replaces nothing. Done in one
+/// statement so concurrent webhooks (`delivered` and `read` racing) cannot move it backwards.
+pub(crate) const RECORD_DELIVERY: &str = "\
+    UPDATE outbox SET delivery_status = $3, \
+                      delivery_error = CASE WHEN $3 = 'failed' THEN $4 ELSE delivery_error END, \
+                      delivery_at = $5 \
+    WHERE channel = $1 AND platform_message_id = $2 \
+      AND ($3 = 'failed' \
+           OR (CASE delivery_status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
+                                    WHEN 'failed' THEN 4 ELSE 0 END) < $6)";
+
+pub(crate) const FIND_PLATFORM_ID: &str =
+    "SELECT id FROM outbox WHERE channel = $1 AND platform_message_id = $2 LIMIT 1";
+
+// ---- cursors, leases, keys -----------------------------------------------------------------------
+
+pub(crate) const GET_CURSOR: &str =
+    "SELECT value FROM cursors WHERE channel = $1 AND account = $2 AND name = $3";
+
+pub(crate) const SET_CURSOR: &str = "\
+    INSERT INTO cursors (channel, account, name, value, updated_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (channel, account, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
+
+/// Takes the lease when it is free, expired (`held_until < now`) or already ours: one statement,
+/// so two replicas racing for it cannot both win.
+pub(crate) const TRY_LEASE: &str = "\
+    INSERT INTO leases (name, holder, held_until) VALUES ($1, $2, $3) \
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, held_until = excluded.held_until \
+    WHERE leases.held_until < $4 OR leases.holder = excluded.holder";
+
+pub(crate) const RELEASE_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND holder = $2";
+
+/// Inserts the key, or overwrites it when it expired (`expires_at <= now`): one row changed means
+/// "first time".
+pub(crate) const REMEMBER_KEY: &str = "\
+    INSERT INTO seen_keys (namespace, key, expires_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (namespace, key) DO UPDATE SET expires_at = excluded.expires_at \
+    WHERE seen_keys.expires_at <= $4";
+
+// ---- pairing -----------------------------------------------------------------------------------
+
+pub(crate) const IS_APPROVED: &str =
+    "SELECT approved_at FROM approved_peers WHERE channel = $1 AND account = $2 AND peer = $3";
+
+pub(crate) const PENDING_OF_PEER: &str = "\
+    SELECT code, expires_at FROM pairing_requests \
+    WHERE channel = $1 AND account = $2 AND peer = $3 AND expires_at > $4";
+
+pub(crate) const COUNT_PENDING: &str =
+    "SELECT COUNT(*) FROM pairing_requests WHERE channel = $1 AND account = $2 AND expires_at > $3";
+
+/// Clears expired requests that would block a new one: the peer's own, and any holding the code.
+pub(crate) const DELETE_BLOCKING_EXPIRED: &str = "\
+    DELETE FROM pairing_requests \
+    WHERE expires_at <= $5 AND channel = $1 AND ((account = $2 AND peer = $3) OR code = $4)";
+
+pub(crate) const INSERT_PAIRING: &str = "\
+    INSERT INTO pairing_requests (channel, account, peer, code, display_name, created_at, expires_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const LIST_PAIRINGS: &str = concat!(
+    "SELECT ",
+    pairing_columns!(),
+    " FROM pairing_requests WHERE expires_at > $1 AND ($2 IS NULL OR channel = $2) \
+     ORDER BY created_at, channel, account, peer"
+);
+
+pub(crate) const TAKE_PAIRING: &str = "\
+    DELETE FROM pairing_requests WHERE channel = $1 AND code = $2 AND expires_at > $3 \
+    RETURNING account, peer, display_name";
+
+pub(crate) const UPSERT_APPROVED: &str = "\
+    INSERT INTO approved_peers (channel, account, peer, display_name, approved_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (channel, account, peer) \
+    DO UPDATE SET display_name = excluded.display_name, approved_at = excluded.approved_at";
+
+pub(crate) const LIST_APPROVED: &str = concat!(
+    "SELECT ",
+    approved_columns!(),
+    " FROM approved_peers WHERE ($1 IS NULL OR channel = $1) ORDER BY approved_at, channel, account, peer"
+);
+
+pub(crate) const REVOKE_PEER: &str =
+    "DELETE FROM approved_peers WHERE channel = $1 AND account = $2 AND peer = $3";
+
+// ---- secrets -----------------------------------------------------------------------------------
+
+pub(crate) const PUT_SECRET: &str = "\
+    INSERT INTO secrets (name, blob, updated_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (name) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at";
+
+pub(crate) const GET_SECRET: &str = "SELECT blob FROM secrets WHERE name = $1";
+
+pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE name = $1";
+
+// ---- operations --------------------------------------------------------------------------------
+
+pub(crate) const INBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM inbox GROUP BY state";
+pub(crate) const OUTBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM outbox GROUP BY state";
+pub(crate) const DELIVERY_FAILED_COUNT: &str =
+    "SELECT COUNT(*) FROM outbox WHERE delivery_status = 'failed'";
+
+pub(crate) const DEAD_OUTBOX: &str = "\
+    SELECT id, lane, COALESCE(last_error, '') AS reason, attempts, updated_at AS at FROM outbox \
+    WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1";
+
+pub(crate) const FAILED_INBOX: &str = "\
+    SELECT id, lane, COALESCE(last_error, '') AS reason, attempts, updated_at AS at FROM inbox \
+    WHERE state = 'failed' ORDER BY updated_at DESC, id DESC LIMIT $1";
+
+pub(crate) const FAILED_DELIVERIES: &str = "\
+    SELECT id, lane, COALESCE(delivery_error, 'failed') AS reason, attempts, \
+           COALESCE(delivery_at, updated_at) AS at FROM outbox \
+    WHERE delivery_status = 'failed' ORDER BY at DESC, id DESC LIMIT $1";
+
+pub(crate) const WRITE_HEARTBEAT: &str =
+    "INSERT INTO heartbeat (id, at) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET at = excluded.at";
+
+pub(crate) const READ_HEARTBEAT: &str = "SELECT at FROM heartbeat WHERE id = 1";
+
+pub(crate) const PRUNE: [&str; 4] = [
+    "DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < $1",
+    "DELETE FROM outbox WHERE state IN ('sent', 'dead') AND updated_at < $1",
+    "DELETE FROM seen_keys WHERE expires_at < $1",
+    "DELETE FROM pairing_requests WHERE expires_at < $1",
+];
