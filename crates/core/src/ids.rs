@@ -89,7 +89,11 @@ impl IdempotencyKey {
     /// Derived only from the message's identity, so a replay after a crash (or a platform
     /// redelivery that slipped past dedup) starts no second run: the gateway answers `in_flight`
     /// or the finished run for the same key.
-    pub fn for_inbound(channel: &ChannelId, account: &AccountId, message: &PlatformMessageId) -> Self {
+    pub fn for_inbound(
+        channel: &ChannelId,
+        account: &AccountId,
+        message: &PlatformMessageId,
+    ) -> Self {
         let mut hash = Sha256::new();
         for part in [channel.as_str(), account.as_str(), message.as_str()] {
             hash.update(part.as_bytes());
@@ -114,7 +118,12 @@ pub struct Lane(String);
 impl Lane {
     /// The lane of (channel, account, peer).
     pub fn of(channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Self {
-        Self(format!("{}/{}/{}", channel.as_str(), account.as_str(), peer.as_str()))
+        Self(format!(
+            "{}/{}/{}",
+            channel.as_str(),
+            account.as_str(),
+            peer.as_str()
+        ))
     }
 
     /// Wraps a lane read back from the store.
@@ -156,8 +165,10 @@ mod tests {
 
     #[test]
     fn inbound_key_is_stable_and_distinguishes_accounts() {
-        let a = IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
-        let b = IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
+        let a =
+            IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
+        let b =
+            IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
         let c = IdempotencyKey::for_inbound(&"whatsapp".into(), &"other".into(), &"wamid.1".into());
         assert_eq!(a, b);
         assert_ne!(a, c);

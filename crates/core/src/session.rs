@@ -54,7 +54,12 @@ mod tests {
 
     #[test]
     fn per_account_key_and_canonical_case() {
-        let key = direct_session_key("Main", &"Kakao".into(), Some(&"Bot1".into()), &"AbC:d".into());
+        let key = direct_session_key(
+            "Main",
+            &"Kakao".into(),
+            Some(&"Bot1".into()),
+            &"AbC:d".into(),
+        );
         assert_eq!(key, "agent:main:kakao:bot1:direct:abc_d");
     }
 }

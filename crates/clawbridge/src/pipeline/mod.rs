@@ -37,6 +37,8 @@ pub struct Shared {
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared").field("worker", &self.worker).finish_non_exhaustive()
+        f.debug_struct("Shared")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
     }
 }

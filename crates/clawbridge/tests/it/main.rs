@@ -1,0 +1,5 @@
+//! Integration tests of the clawbridge daemon (one test binary).
+
+mod cli;
+mod pipeline;
+mod support;
