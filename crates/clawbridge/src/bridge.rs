@@ -4,9 +4,7 @@
 use crate::util::now_ms;
 use async_trait::async_trait;
 use clawbridge_channel::{Accepted, Bridge, BridgeError};
-use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage,
-};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
 use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, SharedStore};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -30,11 +28,7 @@ pub struct StoreBridge {
 impl StoreBridge {
     /// A bridge writing to `store`; `holder` names this process in leases.
     pub fn new(store: SharedStore, wakers: Arc<Wakers>, holder: String) -> Self {
-        Self {
-            store,
-            wakers,
-            holder,
-        }
+        Self { store, wakers, holder }
     }
 }
 
@@ -46,11 +40,7 @@ fn unavailable(e: impl std::fmt::Display) -> BridgeError {
 impl Bridge for StoreBridge {
     async fn accept(&self, msg: InboundMessage) -> Result<Accepted, BridgeError> {
         let channel = msg.channel.to_string();
-        let outcome = self
-            .store
-            .insert_inbound(&msg, now_ms())
-            .await
-            .map_err(unavailable)?;
+        let outcome = self.store.insert_inbound(&msg, now_ms()).await.map_err(unavailable)?;
         Ok(match outcome {
             InsertOutcome::Inserted(id) => {
                 metrics::counter!("clawbridge_inbound_total", "channel" => channel, "result" => "new").increment(1);
@@ -59,7 +49,8 @@ impl Bridge for StoreBridge {
                 Accepted::New
             }
             InsertOutcome::Duplicate(id) => {
-                metrics::counter!("clawbridge_inbound_total", "channel" => channel, "result" => "duplicate").increment(1);
+                metrics::counter!("clawbridge_inbound_total", "channel" => channel, "result" => "duplicate")
+                    .increment(1);
                 tracing::debug!(inbox_id = id, "duplicate inbound message ignored");
                 Accepted::Duplicate
             }
@@ -81,11 +72,7 @@ impl Bridge for StoreBridge {
             error: error.map(str::to_owned),
             at,
         };
-        let known = self
-            .store
-            .record_delivery(&update)
-            .await
-            .map_err(unavailable)?;
+        let known = self.store.record_delivery(&update).await.map_err(unavailable)?;
         metrics::counter!("clawbridge_delivery_status_total", "channel" => channel.to_string(), "status" => status.to_owned())
             .increment(1);
         if status == "failed" {
@@ -102,10 +89,7 @@ impl Bridge for StoreBridge {
         account: &AccountId,
         name: &str,
     ) -> Result<Option<String>, BridgeError> {
-        self.store
-            .get_cursor(channel, account, name)
-            .await
-            .map_err(unavailable)
+        self.store.get_cursor(channel, account, name).await.map_err(unavailable)
     }
 
     async fn set_cursor(
@@ -115,47 +99,26 @@ impl Bridge for StoreBridge {
         name: &str,
         value: &str,
     ) -> Result<(), BridgeError> {
-        self.store
-            .set_cursor(channel, account, name, value, now_ms())
-            .await
-            .map_err(unavailable)
+        self.store.set_cursor(channel, account, name, value, now_ms()).await.map_err(unavailable)
     }
 
-    async fn remember(
-        &self,
-        namespace: &str,
-        key: &str,
-        ttl_ms: EpochMs,
-    ) -> Result<bool, BridgeError> {
+    async fn remember(&self, namespace: &str, key: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
         let now = now_ms();
-        self.store
-            .remember_key(namespace, key, now + ttl_ms, now)
-            .await
-            .map_err(unavailable)
+        self.store.remember_key(namespace, key, now + ttl_ms, now).await.map_err(unavailable)
     }
 
     async fn lease(&self, name: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
-        self.store
-            .try_lease(name, &self.holder, ttl_ms, now_ms())
-            .await
-            .map_err(unavailable)
+        self.store.try_lease(name, &self.holder, ttl_ms, now_ms()).await.map_err(unavailable)
     }
 
-    async fn enqueue(
-        &self,
-        msg: OutboundMessage,
-        idempotency_key: &str,
-    ) -> Result<(), BridgeError> {
+    async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError> {
         let row = NewOutbound {
             idempotency_key: IdempotencyKey::new(idempotency_key),
             message: msg,
             inbound_id: None,
             not_before: None,
         };
-        self.store
-            .enqueue_outbound(&[row], now_ms())
-            .await
-            .map_err(unavailable)?;
+        self.store.enqueue_outbound(&[row], now_ms()).await.map_err(unavailable)?;
         self.wakers.outbox.notify_one();
         Ok(())
     }

@@ -87,10 +87,7 @@ pub fn main() -> ExitCode {
     init_logging(config.bridge.log_format);
     // One TLS crypto provider for the whole process (rust-stack.md §2.2).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -150,42 +150,29 @@ impl Config {
     ///
     /// # Errors
     /// A [`ConfigError`] naming the setting and the fix.
-    pub fn load_with(
-        path: Option<&Path>,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load_with(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-        let source = path
-            .map(Path::to_path_buf)
-            .or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
+        let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
         let file = match &source {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
 
-        let url = env("OPENCLAW_GATEWAY_URL")
-            .or(file.gateway.url)
-            .unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
+        let url = env("OPENCLAW_GATEWAY_URL").or(file.gateway.url).unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
         if !(url.starts_with("ws://") || url.starts_with("wss://")) {
             return Err(ConfigError(format!(
                 "OPENCLAW_GATEWAY_URL (gateway.url) is {url:?}: it must be a ws:// or wss:// URL, e.g. {DEFAULT_GATEWAY_URL}"
             )));
         }
-        let token = env("OPENCLAW_TOKEN")
-            .or(file.gateway.token)
-            .map(SecretString::from);
-        let agent_id = env("OPENCLAW_AGENT_ID")
-            .or(file.gateway.agent_id)
-            .unwrap_or_else(|| "main".to_owned());
+        let token = env("OPENCLAW_TOKEN").or(file.gateway.token).map(SecretString::from);
+        let agent_id = env("OPENCLAW_AGENT_ID").or(file.gateway.agent_id).unwrap_or_else(|| "main".to_owned());
         if agent_id.is_empty() || agent_id.contains(':') {
             return Err(ConfigError(format!(
                 "OPENCLAW_AGENT_ID (gateway.agent_id) {agent_id:?} is not an agent id: use the id shown by `openclaw agents list`, e.g. main"
             )));
         }
         let agent_timeout = Duration::from_secs(
-            parse_env::<u64>(&env, "CLAWBRIDGE_AGENT_TIMEOUT_SECS")?
-                .or(file.gateway.agent_timeout_secs)
-                .unwrap_or(600),
+            parse_env::<u64>(&env, "CLAWBRIDGE_AGENT_TIMEOUT_SECS")?.or(file.gateway.agent_timeout_secs).unwrap_or(600),
         );
 
         let state_dir = env("CLAWBRIDGE_STATE_DIR")
@@ -201,10 +188,7 @@ impl Config {
             .or(file.bridge.listen)
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
         let listen = parse_listen(&listen_raw)?;
-        let log_format = match env("CLAWBRIDGE_LOG_FORMAT")
-            .or(file.bridge.log_format)
-            .as_deref()
-        {
+        let log_format = match env("CLAWBRIDGE_LOG_FORMAT").or(file.bridge.log_format).as_deref() {
             None | Some("pretty") => LogFormat::Pretty,
             Some("json") => LogFormat::Json,
             Some(other) => {
@@ -224,37 +208,22 @@ impl Config {
             )?,
             send_concurrency: positive("pipeline.send_concurrency", p.send_concurrency, 8)?,
             drain_timeout: Duration::from_secs(
-                parse_env::<u64>(&env, "CLAWBRIDGE_DRAIN_TIMEOUT_SECS")?
-                    .or(p.drain_timeout_secs)
-                    .unwrap_or(20),
+                parse_env::<u64>(&env, "CLAWBRIDGE_DRAIN_TIMEOUT_SECS")?.or(p.drain_timeout_secs).unwrap_or(20),
             ),
             max_attempts: positive("pipeline.max_attempts", p.max_attempts, 5)?,
             max_send_attempts: positive("pipeline.max_send_attempts", p.max_send_attempts, 10)?,
             error_reply: p.error_reply.unwrap_or_else(|| {
-                "Sorry, I could not answer that just now. Please try again in a little while."
-                    .to_owned()
+                "Sorry, I could not answer that just now. Please try again in a little while.".to_owned()
             }),
             deny_reply: p.deny_reply.unwrap_or_default(),
             approved_reply: p.approved_reply.unwrap_or_else(|| {
-                "You have been approved. Send a message any time to talk with the assistant."
-                    .to_owned()
+                "You have been approved. Send a message any time to talk with the assistant.".to_owned()
             }),
         };
 
         Ok(Self {
-            gateway: GatewaySettings {
-                url,
-                token,
-                agent_id,
-                agent_timeout,
-            },
-            bridge: BridgeSettings {
-                state_dir,
-                database_url,
-                listen,
-                log_format,
-                master_key,
-            },
+            gateway: GatewaySettings { url, token, agent_id, agent_timeout },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
             pipeline,
             source,
         })
@@ -309,12 +278,8 @@ impl Config {
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigError(format!(
-            "config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG",
-            path.display()
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG", path.display())))?;
     toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
 }
 
@@ -323,7 +288,9 @@ fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, Co
         return Ok(PathBuf::from(xdg).join("clawbridge"));
     }
     env("HOME").map(|home| PathBuf::from(home).join(".local/state/clawbridge")).ok_or_else(|| {
-        ConfigError("neither CLAWBRIDGE_STATE_DIR nor HOME is set: set CLAWBRIDGE_STATE_DIR to a writable directory".to_owned())
+        ConfigError(
+            "neither CLAWBRIDGE_STATE_DIR nor HOME is set: set CLAWBRIDGE_STATE_DIR to a writable directory".to_owned(),
+        )
     })
 }
 
@@ -344,24 +311,13 @@ fn parse_listen(raw: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-fn parse_env<T: std::str::FromStr>(
-    env: &dyn Fn(&str) -> Option<String>,
-    name: &str,
-) -> Result<Option<T>, ConfigError> {
+fn parse_env<T: std::str::FromStr>(env: &dyn Fn(&str) -> Option<String>, name: &str) -> Result<Option<T>, ConfigError> {
     env(name)
-        .map(|v| {
-            v.trim()
-                .parse::<T>()
-                .map_err(|_| ConfigError(format!("{name} is {v:?}: expected a whole number")))
-        })
+        .map(|v| v.trim().parse::<T>().map_err(|_| ConfigError(format!("{name} is {v:?}: expected a whole number"))))
         .transpose()
 }
 
-fn positive<T: PartialOrd + Default + Copy>(
-    name: &str,
-    value: Option<T>,
-    default: T,
-) -> Result<T, ConfigError> {
+fn positive<T: PartialOrd + Default + Copy>(name: &str, value: Option<T>, default: T) -> Result<T, ConfigError> {
     match value {
         Some(v) if v <= T::default() => Err(ConfigError(format!("{name} must be at least 1"))),
         Some(v) => Ok(v),
@@ -376,10 +332,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn load(vars: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let dir = tempfile::tempdir().unwrap();
         let path = file.map(|text| {
             let p = dir.path().join("clawbridge.toml");
@@ -394,21 +347,10 @@ mod tests {
         let cfg = load(&[("HOME", "/home/u")], None).unwrap();
         assert_eq!(cfg.gateway.url, DEFAULT_GATEWAY_URL);
         assert_eq!(cfg.gateway.agent_id, "main");
-        assert_eq!(
-            cfg.bridge.state_dir,
-            PathBuf::from("/home/u/.local/state/clawbridge")
-        );
-        assert_eq!(
-            cfg.bridge.database_url,
-            "sqlite:///home/u/.local/state/clawbridge/clawbridge.db"
-        );
+        assert_eq!(cfg.bridge.state_dir, PathBuf::from("/home/u/.local/state/clawbridge"));
+        assert_eq!(cfg.bridge.database_url, "sqlite:///home/u/.local/state/clawbridge/clawbridge.db");
         assert_eq!(cfg.bridge.listen, "0.0.0.0:18790".parse().unwrap());
-        assert!(
-            cfg.require_token()
-                .unwrap_err()
-                .to_string()
-                .contains("OPENCLAW_TOKEN")
-        );
+        assert!(cfg.require_token().unwrap_err().to_string().contains("OPENCLAW_TOKEN"));
     }
 
     #[test]
@@ -432,11 +374,7 @@ mod tests {
 
     #[test]
     fn mistakes_name_the_setting() {
-        let err = load(
-            &[("HOME", "/h"), ("OPENCLAW_GATEWAY_URL", "http://x")],
-            None,
-        )
-        .unwrap_err();
+        let err = load(&[("HOME", "/h"), ("OPENCLAW_GATEWAY_URL", "http://x")], None).unwrap_err();
         assert!(err.to_string().contains("OPENCLAW_GATEWAY_URL"), "{err}");
         let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_LISTEN", "nowhere")], None).unwrap_err();
         assert!(err.to_string().contains("CLAWBRIDGE_LISTEN"), "{err}");
@@ -448,18 +386,8 @@ mod tests {
 
     #[test]
     fn unwritable_state_dir_is_reported_with_the_fix() {
-        let cfg = load(
-            &[
-                ("HOME", "/h"),
-                ("CLAWBRIDGE_STATE_DIR", "/proc/clawbridge-test"),
-            ],
-            None,
-        )
-        .unwrap();
+        let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_STATE_DIR", "/proc/clawbridge-test")], None).unwrap();
         let err = cfg.ensure_state_dir().unwrap_err().to_string();
-        assert!(
-            err.contains("/proc/clawbridge-test") && err.contains("CLAWBRIDGE_STATE_DIR"),
-            "{err}"
-        );
+        assert!(err.contains("/proc/clawbridge-test") && err.contains("CLAWBRIDGE_STATE_DIR"), "{err}");
     }
 }

@@ -49,45 +49,29 @@ impl DaemonHandle {
 ///
 /// # Errors
 /// Configuration, state dir, store and listener problems, each naming the setting to fix.
-pub async fn start(
-    config: Config,
-    connectors: Vec<Arc<dyn Connector>>,
-) -> anyhow::Result<DaemonHandle> {
+pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyhow::Result<DaemonHandle> {
     let config = Arc::new(config);
     config.ensure_state_dir()?;
     let token = config.require_token()?.clone();
-    let store = clawbridge_store::open(&config.bridge.database_url)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the store {} (CLAWBRIDGE_DATABASE_URL)",
-                clawbridge_store::redact_url(&config.bridge.database_url)
-            )
-        })?;
-    store
-        .check_writable(now_ms())
-        .await
-        .context("the store is not writable")?;
+    let store = clawbridge_store::open(&config.bridge.database_url).await.with_context(|| {
+        format!(
+            "cannot open the store {} (CLAWBRIDGE_DATABASE_URL)",
+            clawbridge_store::redact_url(&config.bridge.database_url)
+        )
+    })?;
+    store.check_writable(now_ms()).await.context("the store is not writable")?;
 
     let gateway_stop = CancellationToken::new();
-    let mut gateway_config = GatewayConfig::new(
-        config.gateway.url.clone(),
-        Some(token),
-        config.device_key_path(),
-    );
+    let mut gateway_config = GatewayConfig::new(config.gateway.url.clone(), Some(token), config.device_key_path());
     gateway_config.client_display_name = "clawbridge".to_owned();
     gateway_config.client_version = env!("CARGO_PKG_VERSION").to_owned();
-    let gateway = GatewayClient::spawn(gateway_config, gateway_stop.clone())
-        .context("cannot start the gateway client")?;
+    let gateway =
+        GatewayClient::spawn(gateway_config, gateway_stop.clone()).context("cannot start the gateway client")?;
 
     let registry = Arc::new(Registry::new(connectors));
     let wakers = Arc::new(Wakers::default());
     let worker = worker_id();
-    let bridge = Arc::new(StoreBridge::new(
-        store.clone(),
-        wakers.clone(),
-        worker.clone(),
-    ));
+    let bridge = Arc::new(StoreBridge::new(store.clone(), wakers.clone(), worker.clone()));
 
     // Channels: one context per account; webhook routes merged into the one listener.
     let channels_stop = CancellationToken::new();
@@ -126,9 +110,7 @@ pub async fn start(
         accounts: Arc::new(statuses),
         metrics: metrics_handle(),
     };
-    let app = app
-        .merge(http::router(health))
-        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+    let app = app.merge(http::router(health)).layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
 
     let listen = config.bridge.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
@@ -139,15 +121,14 @@ pub async fn start(
     let http_task = {
         let stop = http_stop.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "HTTP listener failed");
             }
         })
     };
 
+    let abandon = CancellationToken::new();
     let shared = Shared {
         config: config.clone(),
         store: store.clone(),
@@ -155,20 +136,13 @@ pub async fn start(
         registry,
         wakers,
         worker,
+        abandon: abandon.clone(),
     };
     let workers_stop = CancellationToken::new();
     let inbox_tasks = TaskTracker::new();
     let outbox_tasks = TaskTracker::new();
-    let inbox = tokio::spawn(pipeline::inbox::run(
-        shared.clone(),
-        workers_stop.clone(),
-        inbox_tasks.clone(),
-    ));
-    let outbox = tokio::spawn(pipeline::outbox::run(
-        shared.clone(),
-        workers_stop.clone(),
-        outbox_tasks.clone(),
-    ));
+    let inbox = tokio::spawn(pipeline::inbox::run(shared.clone(), workers_stop.clone(), inbox_tasks.clone()));
+    let outbox = tokio::spawn(pipeline::outbox::run(shared.clone(), workers_stop.clone(), outbox_tasks.clone()));
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), workers_stop.clone()));
 
     tracing::info!(%addr, store = store.backend(), gateway = %config.gateway.url, "clawbridge is running");
@@ -179,10 +153,7 @@ pub async fn start(
         let drain = config.pipeline.drain_timeout;
         tokio::spawn(async move {
             shutdown.cancelled().await;
-            tracing::info!(
-                drain_secs = drain.as_secs(),
-                "shutting down: draining in-flight work"
-            );
+            tracing::info!(drain_secs = drain.as_secs(), "shutting down: draining in-flight work");
             workers_stop.cancel();
             http_stop.cancel();
             let _ = tokio::join!(inbox, outbox, housekeeping);
@@ -194,11 +165,15 @@ pub async fn start(
             })
             .await;
             if drained.is_err() {
-                // Unfinished rows keep their lease and are resumed (same idempotency keys)
-                // by the next start or another replica once it runs out.
-                tracing::warn!(
-                    "drain deadline reached; unfinished messages resume on the next start"
-                );
+                // In-flight work hands its rows back; the next start (or another replica)
+                // resumes them with the same idempotency keys, so no run or send repeats.
+                tracing::warn!("drain deadline reached; unfinished messages resume on the next start");
+                abandon.cancel();
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    inbox_tasks.wait().await;
+                    outbox_tasks.wait().await;
+                })
+                .await;
             }
             channels_stop.cancel();
             channel_tasks.close();
@@ -208,12 +183,7 @@ pub async fn start(
             tracing::info!("clawbridge stopped");
         })
     };
-    Ok(DaemonHandle {
-        addr,
-        shutdown,
-        finished,
-        gateway,
-    })
+    Ok(DaemonHandle { addr, shutdown, finished, gateway })
 }
 
 /// Prunes finished rows older than a week, hourly.

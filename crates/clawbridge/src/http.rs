@@ -44,18 +44,11 @@ pub fn router(state: HealthState) -> Router {
 /// The gateway state as JSON (shared by `/readyz` and `clawbridge status`).
 pub fn gateway_json(state: &ConnectionState) -> serde_json::Value {
     match state {
-        ConnectionState::Connected {
-            server_version,
-            protocol,
-        } => {
+        ConnectionState::Connected { server_version, protocol } => {
             json!({"state": "connected", "server_version": server_version, "protocol": protocol})
         }
         ConnectionState::Connecting => json!({"state": "connecting"}),
-        ConnectionState::Backoff {
-            attempt,
-            retry_in,
-            last_error,
-        } => json!({
+        ConnectionState::Backoff { attempt, retry_in, last_error } => json!({
             "state": "reconnecting", "attempt": attempt, "retry_in_ms": retry_in.as_millis() as u64, "last_error": last_error
         }),
         ConnectionState::Fatal(fatal) => json!({"state": "fatal", "error": fatal.to_string()}),
@@ -89,11 +82,7 @@ async fn readyz(State(state): State<HealthState>) -> Response {
         .collect();
     let ready = gateway_ok && store_ok;
     let body = json!({"ready": ready, "gateway": gateway_json(&gateway_state), "store": store, "accounts": accounts});
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }
 
@@ -108,23 +97,12 @@ async fn metrics(State(state): State<HealthState>) -> Response {
             ("outbox", "retry", stats.outbox_retry),
             ("outbox", "dead", stats.outbox_dead),
         ] {
-            metrics::gauge!(format!("clawbridge_{queue}_depth"), "state" => label)
-                .set(value as f64);
+            metrics::gauge!(format!("clawbridge_{queue}_depth"), "state" => label).set(value as f64);
         }
         metrics::gauge!("clawbridge_delivery_failed").set(stats.delivery_failed as f64);
     }
-    let connected = matches!(
-        *state.gateway.state().borrow(),
-        ConnectionState::Connected { .. }
-    );
+    let connected = matches!(*state.gateway.state().borrow(), ConnectionState::Connected { .. });
     metrics::gauge!("clawbridge_gateway_connected").set(if connected { 1.0 } else { 0.0 });
     state.metrics.run_upkeep();
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
-        )],
-        state.metrics.render(),
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -16,9 +16,7 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("accounts", &self.accounts.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Registry").field("accounts", &self.accounts.keys().collect::<Vec<_>>()).finish()
     }
 }
 
@@ -29,13 +27,9 @@ impl Registry {
         for connector in connectors {
             let channel = connector.id();
             let accounts = connector.accounts();
-            registry
-                .multi_account
-                .insert(channel.clone(), accounts.len() > 1);
+            registry.multi_account.insert(channel.clone(), accounts.len() > 1);
             for account in accounts {
-                registry
-                    .accounts
-                    .insert((channel.clone(), account.id()), account);
+                registry.accounts.insert((channel.clone(), account.id()), account);
             }
             registry.connectors.insert(channel, connector);
         }
@@ -54,9 +48,7 @@ impl Registry {
 
     /// Every (channel, account) pair.
     pub fn accounts(&self) -> impl Iterator<Item = (&ChannelId, &Arc<dyn Account>)> {
-        self.accounts
-            .iter()
-            .map(|((channel, _), account)| (channel, account))
+        self.accounts.iter().map(|((channel, _), account)| (channel, account))
     }
 
     /// Whether session keys of this channel carry the account.

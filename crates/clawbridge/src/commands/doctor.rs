@@ -32,18 +32,12 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let mut report = Report { failed: false };
     match &config.source {
         Some(path) => report.ok("config", format!("{} + environment", path.display())),
-        None => report.ok(
-            "config",
-            "environment only (no --config / CLAWBRIDGE_CONFIG)",
-        ),
+        None => report.ok("config", "environment only (no --config / CLAWBRIDGE_CONFIG)"),
     }
 
     let state_ok = match config.ensure_state_dir() {
         Ok(()) => {
-            report.ok(
-                "state dir",
-                format!("{} (writable)", config.bridge.state_dir.display()),
-            );
+            report.ok("state dir", format!("{} (writable)", config.bridge.state_dir.display()));
             true
         }
         Err(e) => {
@@ -66,11 +60,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     }
 
     if state_ok {
-        let env_key = config
-            .bridge
-            .master_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned());
+        let env_key = config.bridge.master_key.as_ref().map(|k| k.expose_secret().to_owned());
         match MasterKey::from_env_or_file(env_key.as_deref(), &config.bridge.state_dir) {
             Ok(_) => report.ok(
                 "master key",
@@ -87,11 +77,8 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     match config.require_token() {
         Err(e) => report.fail("gateway", &e, "export OPENCLAW_TOKEN=…"),
         Ok(token) => {
-            let mut gateway = GatewayConfig::new(
-                config.gateway.url.clone(),
-                Some(token.clone()),
-                config.device_key_path(),
-            );
+            let mut gateway =
+                GatewayConfig::new(config.gateway.url.clone(), Some(token.clone()), config.device_key_path());
             gateway.client_display_name = "clawbridge doctor".to_owned();
             gateway.client_version = env!("CARGO_PKG_VERSION").to_owned();
             match tokio::time::timeout(Duration::from_secs(20), probe(&gateway)).await {

@@ -33,10 +33,7 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                         p.channel,
                         p.account,
                         p.peer,
-                        p.display_name
-                            .as_ref()
-                            .map(|n| format!(" ({n})"))
-                            .unwrap_or_default(),
+                        p.display_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                         format_epoch_ms(p.expires_at)
                     );
                 }
@@ -51,26 +48,17 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                         a.channel,
                         a.account,
                         a.peer,
-                        a.display_name
-                            .as_ref()
-                            .map(|n| format!(" ({n})"))
-                            .unwrap_or_default(),
+                        a.display_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default(),
                         format_epoch_ms(a.approved_at)
                     );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        PairingAction::Approve {
-            channel,
-            code,
-            no_notify,
-        } => {
+        PairingAction::Approve { channel, code, no_notify } => {
             let code = normalize_code(&code);
             if !is_well_formed(&code) {
-                eprintln!(
-                    "error: {code:?} is not a pairing code (8 characters, letters and digits 2-9)"
-                );
+                eprintln!("error: {code:?} is not a pairing code (8 characters, letters and digits 2-9)");
                 return Ok(ExitCode::FAILURE);
             }
             let channel = ChannelId::new(channel);
@@ -81,12 +69,7 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                 );
                 return Ok(ExitCode::FAILURE);
             };
-            println!(
-                "approved {}/{} {}",
-                peer.channel,
-                peer.account,
-                mask(peer.peer.as_str())
-            );
+            println!("approved {}/{} {}", peer.channel, peer.account, mask(peer.peer.as_str()));
             if !no_notify && !config.pipeline.approved_reply.is_empty() {
                 let message = OutboundMessage {
                     channel: peer.channel.clone(),
@@ -100,12 +83,7 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                 let key = IdempotencyKey::new(format!("approved-{}-{code}", peer.channel));
                 store
                     .enqueue_outbound(
-                        &[NewOutbound {
-                            idempotency_key: key,
-                            message,
-                            inbound_id: None,
-                            not_before: None,
-                        }],
+                        &[NewOutbound { idempotency_key: key, message, inbound_id: None, not_before: None }],
                         now,
                     )
                     .await?;
@@ -113,16 +91,9 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
             }
             Ok(ExitCode::SUCCESS)
         }
-        PairingAction::Revoke {
-            channel,
-            peer,
-            account,
-        } => {
-            let (channel, account, peer) = (
-                ChannelId::new(channel),
-                AccountId::new(account),
-                PeerId::new(normalize_peer(&peer)),
-            );
+        PairingAction::Revoke { channel, peer, account } => {
+            let (channel, account, peer) =
+                (ChannelId::new(channel), AccountId::new(account), PeerId::new(normalize_peer(&peer)));
             if store.revoke_peer(&channel, &account, &peer).await? {
                 println!("revoked {channel}/{account} {}", mask(peer.as_str()));
                 Ok(ExitCode::SUCCESS)

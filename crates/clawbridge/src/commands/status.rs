@@ -31,11 +31,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
         return Ok(ExitCode::SUCCESS);
     }
 
-    println!(
-        "store:   {} {}",
-        store.backend(),
-        redact_url(&config.bridge.database_url)
-    );
+    println!("store:   {} {}", store.backend(), redact_url(&config.bridge.database_url));
     println!(
         "inbox:   {} pending, {} processing, {} failed, {} done",
         stats.inbox_pending, stats.inbox_processing, stats.inbox_failed, stats.inbox_done
@@ -50,10 +46,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
         stats.delivery_failed
     );
     match &daemon {
-        Value::Null => println!(
-            "daemon:  not running (nothing answers on {})",
-            probe_addr(config.bridge.listen)
-        ),
+        Value::Null => println!("daemon:  not running (nothing answers on {})", probe_addr(config.bridge.listen)),
         report => {
             let gateway = &report["gateway"];
             let state = gateway["state"].as_str().unwrap_or("unknown");
@@ -71,22 +64,12 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
                 ),
                 _ => String::new(),
             };
-            println!(
-                "daemon:  {} (ready: {})",
-                probe_addr(config.bridge.listen),
-                report["ready"]
-            );
+            println!("daemon:  {} (ready: {})", probe_addr(config.bridge.listen), report["ready"]);
             println!("gateway: {state} {detail}");
             if let Some(accounts) = report["accounts"].as_object() {
                 for (name, status) in accounts {
-                    let reason = status["reason"]
-                        .as_str()
-                        .map(|r| format!(" — {r}"))
-                        .unwrap_or_default();
-                    println!(
-                        "channel: {name} {}{reason}",
-                        status["state"].as_str().unwrap_or("?")
-                    );
+                    let reason = status["reason"].as_str().map(|r| format!(" — {r}")).unwrap_or_default();
+                    println!("channel: {name} {}{reason}", status["state"].as_str().unwrap_or("?"));
                 }
             }
         }
@@ -120,20 +103,13 @@ fn mask_lane(lane: &str) -> String {
 
 /// Where a local client reaches the listener (`0.0.0.0` means "this host").
 fn probe_addr(listen: SocketAddr) -> SocketAddr {
-    if listen.ip().is_unspecified() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
-    } else {
-        listen
-    }
+    if listen.ip().is_unspecified() { SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port()) } else { listen }
 }
 
 /// The daemon's `/readyz` JSON, or `Null` when nothing answers.
 async fn daemon_readiness(listen: SocketAddr) -> Value {
     let url = format!("http://{}/readyz", probe_addr(listen));
-    let Ok(client) = reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .build()
-    else {
+    let Ok(client) = reqwest::Client::builder().timeout(Duration::from_secs(3)).build() else {
         return Value::Null;
     };
     match client.get(url).send().await {

@@ -10,9 +10,7 @@ use clawbridge_core::session::direct_session_key;
 use clawbridge_core::text::neutralize_commands;
 use clawbridge_core::time::HOUR_MS;
 use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, OutboundMessage};
-use clawbridge_gateway::{
-    AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind,
-};
+use clawbridge_gateway::{AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind};
 use clawbridge_store::{InboundRow, NewOutbound, PairingOutcome, PairingRequest};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,10 +31,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
     loop {
         // Claim only while the gateway can take runs: during an outage messages stay queued
         // (durably) instead of burning their attempts.
-        while !matches!(
-            *state.borrow_and_update(),
-            ConnectionState::Connected { .. }
-        ) {
+        while !matches!(*state.borrow_and_update(), ConnectionState::Connected { .. }) {
             tokio::select! {
                 () = stop.cancelled() => return,
                 changed = state.changed() => if changed.is_err() { return },
@@ -50,11 +45,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
             }
             continue;
         }
-        let claimed = match shared
-            .store
-            .claim_inbound(&shared.worker, free as u32, LEASE_MS, now_ms())
-            .await
-        {
+        let claimed = match shared.store.claim_inbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim inbound messages; retrying");
@@ -93,30 +84,14 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
 async fn process(shared: &Shared, row: InboundRow) {
     let msg = &row.message;
     let Some(connector) = shared.registry.connector(&msg.channel).cloned() else {
-        give_up(
-            shared,
-            &row,
-            &format!("channel {} is not configured", msg.channel),
-            None,
-        )
-        .await;
+        give_up(shared, &row, &format!("channel {} is not configured", msg.channel), None).await;
         return;
     };
     let Some(account) = shared.registry.account(&msg.channel, &msg.account).cloned() else {
-        give_up(
-            shared,
-            &row,
-            &format!("account {}/{} is not configured", msg.channel, msg.account),
-            None,
-        )
-        .await;
+        give_up(shared, &row, &format!("account {}/{} is not configured", msg.channel, msg.account), None).await;
         return;
     };
-    let approved = match shared
-        .store
-        .is_approved(&msg.channel, &msg.account, &msg.peer)
-        .await
-    {
+    let approved = match shared.store.is_approved(&msg.channel, &msg.account, &msg.peer).await {
         Ok(approved) => approved,
         Err(e) => return retry_later(shared, &row, &format!("store: {e}")).await,
     };
@@ -131,18 +106,22 @@ async fn process(shared: &Shared, row: InboundRow) {
         let account = account.clone();
         let msg = msg.clone();
         tokio::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(10), account.agent_started(&msg)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), account.agent_started(&msg)).await;
         });
     }
 
     let request = agent_request(shared, connector.as_ref(), msg);
     let renew = renew_lease(shared, row.id);
     let started = Instant::now();
-    let result = shared
-        .gateway
-        .run_agent(&request, shared.config.gateway.agent_timeout)
-        .await;
+    let result = tokio::select! {
+        result = shared.gateway.run_agent(&request, shared.config.gateway.agent_timeout) => result,
+        () = shared.abandon.cancelled() => {
+            renew.cancel();
+            tracing::warn!("drain deadline reached during the agent run; message handed back to the queue");
+            let _ = shared.store.release_inbound(row.id, &shared.worker).await;
+            return;
+        }
+    };
     renew.cancel();
     metrics::histogram!("clawbridge_agent_latency_seconds").record(started.elapsed().as_secs_f64());
 
@@ -154,32 +133,19 @@ async fn process(shared: &Shared, row: InboundRow) {
                     .render_reply(msg, text)
                     .into_iter()
                     .enumerate()
-                    .map(|(i, message)| {
-                        outbound(IdempotencyKey::for_reply_part(&run_key, i), message, row.id)
-                    })
+                    .map(|(i, message)| outbound(IdempotencyKey::for_reply_part(&run_key, i), message, row.id))
                     .collect(),
                 None => Vec::new(),
             };
-            let outcome_name = if replies.is_empty() {
-                "silent"
-            } else {
-                "replied"
-            };
+            let outcome_name = if replies.is_empty() { "silent" } else { "replied" };
             finish(shared, &row, outcome_name, &replies).await;
         }
         Ok(outcome) => {
             metrics::counter!("clawbridge_agent_errors_total", "kind" => "run").increment(1);
-            let reason = format!(
-                "agent run failed: {}",
-                outcome.error.unwrap_or(outcome.status)
-            );
+            let reason = format!("agent run failed: {}", outcome.error.unwrap_or(outcome.status));
             give_up(shared, &row, &reason, Some(connector.as_ref())).await;
         }
-        Err(GatewayError::Rejected {
-            code,
-            detail_code,
-            message,
-        }) => {
+        Err(GatewayError::Rejected { code, detail_code, message }) => {
             metrics::counter!("clawbridge_agent_errors_total", "kind" => "rejected").increment(1);
             let detail = detail_code.map(|d| format!(" ({d})")).unwrap_or_default();
             give_up(
@@ -192,10 +158,7 @@ async fn process(shared: &Shared, row: InboundRow) {
         }
         Err(e) => {
             metrics::counter!("clawbridge_agent_errors_total", "kind" => "transient").increment(1);
-            let connected = matches!(
-                *shared.gateway.state().borrow(),
-                ConnectionState::Connected { .. }
-            );
+            let connected = matches!(*shared.gateway.state().borrow(), ConnectionState::Connected { .. });
             if connected {
                 retry_later(shared, &row, &e.to_string()).await;
             } else {
@@ -209,34 +172,18 @@ async fn process(shared: &Shared, row: InboundRow) {
 }
 
 fn agent_request(shared: &Shared, connector: &dyn Connector, msg: &InboundMessage) -> AgentRequest {
-    let account = shared
-        .registry
-        .is_multi_account(&msg.channel)
-        .then_some(&msg.account);
-    let session_key = direct_session_key(
-        &shared.config.gateway.agent_id,
-        &msg.channel,
-        account,
-        &msg.peer,
-    );
+    let account = shared.registry.is_multi_account(&msg.channel).then_some(&msg.account);
+    let session_key = direct_session_key(&shared.config.gateway.agent_id, &msg.channel, account, &msg.peer);
     let limits = shared.gateway.hello();
-    let max_image = limits
-        .as_ref()
-        .map_or(6_291_456, |h| h.attachments_max_image_bytes);
+    let max_image = limits.as_ref().map_or(6_291_456, |h| h.attachments_max_image_bytes);
 
     let mut text = neutralize_commands(msg.text.trim());
     let mut attachments = Vec::new();
     for media in &msg.media {
-        let size = media
-            .data_base64
-            .as_ref()
-            .map_or(0, |d| (d.len() as u64) / 4 * 3);
+        let size = media.data_base64.as_ref().map_or(0, |d| (d.len() as u64) / 4 * 3);
         match (&media.data_base64, media.kind) {
             (Some(data), MediaKind::Image) if size <= max_image => attachments.push(Attachment {
-                mime_type: media
-                    .mime_type
-                    .clone()
-                    .unwrap_or_else(|| "image/jpeg".to_owned()),
+                mime_type: media.mime_type.clone().unwrap_or_else(|| "image/jpeg".to_owned()),
                 file_name: media.file_name.clone(),
                 content_base64: data.clone(),
                 size_bytes: size,
@@ -250,17 +197,12 @@ fn agent_request(shared: &Shared, connector: &dyn Connector, msg: &InboundMessag
         }
     }
     if text.is_empty() {
-        text = if attachments.is_empty() {
-            "(empty message)".to_owned()
-        } else {
-            "(image)".to_owned()
-        };
+        text = if attachments.is_empty() { "(empty message)".to_owned() } else { "(image)".to_owned() };
     }
     AgentRequest {
         message: text,
         session_key,
-        idempotency_key: IdempotencyKey::for_inbound(&msg.channel, &msg.account, &msg.message_id)
-            .into_string(),
+        idempotency_key: IdempotencyKey::for_inbound(&msg.channel, &msg.account, &msg.message_id).into_string(),
         agent_id: Some(shared.config.gateway.agent_id.clone()),
         extra_system_prompt: Some(connector.agent_context(msg)),
         input_provenance: Some(InputProvenance {
@@ -288,11 +230,7 @@ fn describe_media(media: &clawbridge_core::MediaRef) -> String {
     }
     if let Some(mime) = &media.mime_type {
         parts.push(format!("({mime}"));
-        parts.push(
-            media
-                .size_bytes
-                .map_or_else(|| ")".to_owned(), |s| format!(", {} KB)", s.div_ceil(1024))),
-        );
+        parts.push(media.size_bytes.map_or_else(|| ")".to_owned(), |s| format!(", {} KB)", s.div_ceil(1024))));
     }
     if let Some(caption) = &media.caption {
         parts.push(format!("with caption {caption:?}"));
@@ -303,12 +241,7 @@ fn describe_media(media: &clawbridge_core::MediaRef) -> String {
 }
 
 fn outbound(key: IdempotencyKey, message: OutboundMessage, inbound_id: i64) -> NewOutbound {
-    NewOutbound {
-        idempotency_key: key,
-        message,
-        inbound_id: Some(inbound_id),
-        not_before: None,
-    }
+    NewOutbound { idempotency_key: key, message, inbound_id: Some(inbound_id), not_before: None }
 }
 
 /// Keeps the row's lease alive while the agent works; cancel the returned token to stop.
@@ -335,14 +268,9 @@ fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
 }
 
 async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[NewOutbound]) {
-    match shared
-        .store
-        .complete_inbound(row.id, &shared.worker, outcome, replies, now_ms())
-        .await
-    {
+    match shared.store.complete_inbound(row.id, &shared.worker, outcome, replies, now_ms()).await {
         Ok(true) => {
-            metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.to_owned())
-                .increment(1);
+            metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.to_owned()).increment(1);
             tracing::info!(outcome, parts = replies.len(), "inbound message handled");
             if !replies.is_empty() {
                 shared.wakers.outbox.notify_one();
@@ -360,10 +288,7 @@ async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[New
 }
 
 async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
-    let backoff = Backoff {
-        max_attempts: shared.config.pipeline.max_attempts,
-        ..Backoff::default()
-    };
+    let backoff = Backoff { max_attempts: shared.config.pipeline.max_attempts, ..Backoff::default() };
     match backoff.decide(row.attempts, &SendError::transient(error), jitter()) {
         RetryDecision::RetryIn(delay) => {
             tracing::warn!(
@@ -373,11 +298,7 @@ async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
                 "agent run failed; will retry"
             );
             let at = now_ms() + delay.as_millis() as i64;
-            if let Err(e) = shared
-                .store
-                .fail_inbound(row.id, &shared.worker, error, Some(at), now_ms())
-                .await
-            {
+            if let Err(e) = shared.store.fail_inbound(row.id, &shared.worker, error, Some(at), now_ms()).await {
                 tracing::error!(error = %e, "cannot schedule retry");
             }
         }
@@ -389,43 +310,21 @@ async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
 }
 
 /// Marks the row failed (a dead letter) and, when a connector is given, tells the user.
-async fn give_up(
-    shared: &Shared,
-    row: &InboundRow,
-    reason: &str,
-    tell_user: Option<&dyn Connector>,
-) {
+async fn give_up(shared: &Shared, row: &InboundRow, reason: &str, tell_user: Option<&dyn Connector>) {
     tracing::error!(reason, "inbound message given up");
     metrics::counter!("clawbridge_dead_letters_total", "queue" => "inbox").increment(1);
     let reply = &shared.config.pipeline.error_reply;
     if let (Some(_), false) = (tell_user, reply.is_empty()) {
         let key = IdempotencyKey::new(format!(
             "{}-error",
-            IdempotencyKey::for_inbound(
-                &row.message.channel,
-                &row.message.account,
-                &row.message.message_id
-            )
+            IdempotencyKey::for_inbound(&row.message.channel, &row.message.account, &row.message.message_id)
         ));
-        let notice = outbound(
-            key,
-            OutboundMessage::reply_text(&row.message, reply.clone()),
-            row.id,
-        );
-        if shared
-            .store
-            .enqueue_outbound(&[notice], now_ms())
-            .await
-            .is_ok()
-        {
+        let notice = outbound(key, OutboundMessage::reply_text(&row.message, reply.clone()), row.id);
+        if shared.store.enqueue_outbound(&[notice], now_ms()).await.is_ok() {
             shared.wakers.outbox.notify_one();
         }
     }
-    if let Err(e) = shared
-        .store
-        .fail_inbound(row.id, &shared.worker, reason, None, now_ms())
-        .await
-    {
+    if let Err(e) = shared.store.fail_inbound(row.id, &shared.worker, reason, None, now_ms()).await {
         tracing::error!(error = %e, "cannot record the failure");
     }
 }
@@ -440,11 +339,7 @@ async fn pair(shared: &Shared, row: &InboundRow, connector: &dyn Connector) {
         ttl_ms: CODE_TTL_MS,
         max_pending: MAX_PENDING_PER_ACCOUNT as u32,
     };
-    let outcome = match shared
-        .store
-        .request_pairing(&request, &pairing_code(), now_ms())
-        .await
-    {
+    let outcome = match shared.store.request_pairing(&request, &pairing_code(), now_ms()).await {
         Ok(outcome) => outcome,
         Err(e) => return retry_later(shared, row, &format!("store: {e}")).await,
     };
@@ -474,18 +369,11 @@ async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
     if !text.is_empty() {
         let now = now_ms();
         // At most one notice per sender and hour: a refused sender must not be able to make us spam.
-        let first = shared
-            .store
-            .remember_key("deny-notice", row.lane.as_str(), now + HOUR_MS, now)
-            .await
-            .unwrap_or(false);
+        let first =
+            shared.store.remember_key("deny-notice", row.lane.as_str(), now + HOUR_MS, now).await.unwrap_or(false);
         if first {
             let key = IdempotencyKey::new(format!("deny-{}", row.id));
-            replies.push(outbound(
-                key,
-                OutboundMessage::reply_text(msg, text.clone()),
-                row.id,
-            ));
+            replies.push(outbound(key, OutboundMessage::reply_text(msg, text.clone()), row.id));
         }
     }
     finish(shared, row, "denied", &replies).await;
@@ -505,14 +393,8 @@ mod tests {
             size_bytes: Some(2048),
             ..MediaRef::default()
         };
-        assert_eq!(
-            describe_media(&doc),
-            "[the user sent a document named \"invoice.pdf\" (application/pdf, 2 KB)]"
-        );
-        let voice = MediaRef {
-            kind: MediaKind::Audio,
-            ..MediaRef::default()
-        };
+        assert_eq!(describe_media(&doc), "[the user sent a document named \"invoice.pdf\" (application/pdf, 2 KB)]");
+        let voice = MediaRef { kind: MediaKind::Audio, ..MediaRef::default() };
         assert_eq!(describe_media(&voice), "[the user sent an audio message]");
     }
 }

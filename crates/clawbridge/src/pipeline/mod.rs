@@ -17,6 +17,7 @@ use crate::registry::Registry;
 use clawbridge_gateway::GatewayClient;
 use clawbridge_store::SharedStore;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 /// Everything a worker needs.
 #[derive(Clone)]
@@ -33,12 +34,13 @@ pub struct Shared {
     pub wakers: Arc<Wakers>,
     /// This process's id in claims.
     pub worker: String,
+    /// Fires when the drain deadline passes: in-flight work hands its rows back to the queue
+    /// (same idempotency keys) so the next start or another replica resumes them at once.
+    pub abandon: CancellationToken,
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("worker", &self.worker)
-            .finish_non_exhaustive()
+        f.debug_struct("Shared").field("worker", &self.worker).finish_non_exhaustive()
     }
 }

@@ -30,11 +30,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
             }
             continue;
         }
-        let claimed = match shared
-            .store
-            .claim_outbound(&shared.worker, free as u32, LEASE_MS, now_ms())
-            .await
-        {
+        let claimed = match shared.store.claim_outbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::error!(error = %e, "cannot claim outbound messages; retrying");
@@ -47,8 +43,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
                 return;
             };
             let shared = shared.clone();
-            let span =
-                tracing::info_span!("send", id = row.id, lane = %row.lane, attempt = row.attempts);
+            let span = tracing::info_span!("send", id = row.id, lane = %row.lane, attempt = row.attempts);
             tracker.spawn(
                 async move {
                     deliver(&shared, row).await;
@@ -77,23 +72,23 @@ async fn deliver(shared: &Shared, row: OutboundRow) {
         return dead(shared, &row, &reason).await;
     };
     let started = Instant::now();
-    let result = match tokio::time::timeout(SEND_TIMEOUT, account.send(msg)).await {
-        Ok(result) => result,
-        Err(_) => Err(SendError::transient(format!(
-            "send did not finish within {} s",
-            SEND_TIMEOUT.as_secs()
-        ))),
+    let result = tokio::select! {
+        result = tokio::time::timeout(SEND_TIMEOUT, account.send(msg)) => match result {
+            Ok(result) => result,
+            Err(_) => Err(SendError::transient(format!("send did not finish within {} s", SEND_TIMEOUT.as_secs()))),
+        },
+        () = shared.abandon.cancelled() => {
+            tracing::warn!("drain deadline reached during a send; message handed back to the queue");
+            let _ = shared.store.release_outbound(row.id, &shared.worker).await;
+            return;
+        }
     };
     metrics::histogram!("clawbridge_send_latency_seconds").record(started.elapsed().as_secs_f64());
     match result {
         Ok(receipt) => {
             metrics::counter!("clawbridge_sent_total", "channel" => channel).increment(1);
             let platform_id = receipt.platform_message_id.as_deref();
-            match shared
-                .store
-                .mark_sent(row.id, &shared.worker, platform_id, now_ms())
-                .await
-            {
+            match shared.store.mark_sent(row.id, &shared.worker, platform_id, now_ms()).await {
                 Ok(true) => tracing::info!(platform_id, "sent"),
                 Ok(false) => tracing::warn!("sent, but the lease was lost meanwhile"),
                 // The platform has it; a resend after the lease runs out is possible. Channels
@@ -109,18 +104,13 @@ async fn deliver(shared: &Shared, row: OutboundRow) {
                 SendError::AuthExpired => "auth_expired",
             };
             metrics::counter!("clawbridge_send_failures_total", "channel" => channel, "class" => class).increment(1);
-            let backoff = Backoff {
-                max_attempts: shared.config.pipeline.max_send_attempts,
-                ..Backoff::default()
-            };
+            let backoff = Backoff { max_attempts: shared.config.pipeline.max_send_attempts, ..Backoff::default() };
             match backoff.decide(row.attempts, &error, jitter()) {
                 RetryDecision::RetryIn(delay) => {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
                     let at = now_ms() + delay.as_millis() as i64;
-                    if let Err(e) = shared
-                        .store
-                        .mark_retry(row.id, &shared.worker, &error.to_string(), at, now_ms())
-                        .await
+                    if let Err(e) =
+                        shared.store.mark_retry(row.id, &shared.worker, &error.to_string(), at, now_ms()).await
                     {
                         tracing::error!(error = %e, "cannot schedule retry");
                     }
@@ -134,11 +124,7 @@ async fn deliver(shared: &Shared, row: OutboundRow) {
 async fn dead(shared: &Shared, row: &OutboundRow, reason: &str) {
     tracing::error!(reason, "message given up (dead letter)");
     metrics::counter!("clawbridge_dead_letters_total", "queue" => "outbox").increment(1);
-    if let Err(e) = shared
-        .store
-        .mark_dead(row.id, &shared.worker, reason, now_ms())
-        .await
-    {
+    if let Err(e) = shared.store.mark_dead(row.id, &shared.worker, reason, now_ms()).await {
         tracing::error!(error = %e, "cannot record the dead letter");
     }
 }

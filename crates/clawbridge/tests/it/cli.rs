@@ -38,86 +38,50 @@ async fn doctor_passes_against_a_gateway_and_prints_its_version() {
     let url = fake.url();
     let out = tokio::task::spawn_blocking({
         let path = dir.path().to_owned();
-        move || {
-            clawbridge(
-                &path,
-                &[("OPENCLAW_GATEWAY_URL", &url), ("OPENCLAW_TOKEN", TOKEN)],
-                &["doctor"],
-            )
-        }
+        move || clawbridge(&path, &[("OPENCLAW_GATEWAY_URL", &url), ("OPENCLAW_TOKEN", TOKEN)], &["doctor"])
     })
     .await
     .unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
-    assert!(
-        text.contains("OpenClaw fake-gateway (protocol 4)"),
-        "{text}"
-    );
+    assert!(text.contains("OpenClaw fake-gateway (protocol 4)"), "{text}");
     assert!(text.contains("ok    store: sqlite"), "{text}");
     assert!(text.contains("All checks passed."), "{text}");
     // The device key was created private.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.path().join("device.key"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(dir.path().join("device.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]
 fn doctor_names_the_missing_token_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let out = clawbridge(
-        dir.path(),
-        &[("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")],
-        &["doctor"],
-    );
+    let out = clawbridge(dir.path(), &[("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")], &["doctor"]);
     assert!(!out.status.success());
     let text = stdout(&out);
-    assert!(
-        text.contains("FAIL  gateway") && text.contains("OPENCLAW_TOKEN"),
-        "{text}"
-    );
+    assert!(text.contains("FAIL  gateway") && text.contains("OPENCLAW_TOKEN"), "{text}");
 }
 
 #[test]
 fn doctor_reports_an_unreachable_gateway_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     let out = clawbridge(
         dir.path(),
-        &[
-            ("OPENCLAW_GATEWAY_URL", &format!("ws://{closed}")),
-            ("OPENCLAW_TOKEN", TOKEN),
-        ],
+        &[("OPENCLAW_GATEWAY_URL", &format!("ws://{closed}")), ("OPENCLAW_TOKEN", TOKEN)],
         &["doctor"],
     );
     assert!(!out.status.success());
     let text = stdout(&out);
-    assert!(
-        text.contains("FAIL  gateway") && text.contains("OPENCLAW_GATEWAY_URL"),
-        "{text}"
-    );
+    assert!(text.contains("FAIL  gateway") && text.contains("OPENCLAW_GATEWAY_URL"), "{text}");
 }
 
 #[test]
 fn invalid_configuration_names_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let out = clawbridge(
-        dir.path(),
-        &[("OPENCLAW_GATEWAY_URL", "http://wrong")],
-        &["serve"],
-    );
+    let out = clawbridge(dir.path(), &[("OPENCLAW_GATEWAY_URL", "http://wrong")], &["serve"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("OPENCLAW_GATEWAY_URL"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("OPENCLAW_GATEWAY_URL"), "{}", stderr(&out));
 
     let out = clawbridge(dir.path(), &[], &["serve"]);
     assert!(!out.status.success());
@@ -125,11 +89,7 @@ fn invalid_configuration_names_the_variable() {
 
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[gateway]\nurl = 5\n").unwrap();
-    let out = clawbridge(
-        dir.path(),
-        &[],
-        &["--config", file.to_str().unwrap(), "doctor"],
-    );
+    let out = clawbridge(dir.path(), &[], &["--config", file.to_str().unwrap(), "doctor"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("bad.toml"), "{}", stderr(&out));
 }
@@ -137,19 +97,12 @@ fn invalid_configuration_names_the_variable() {
 #[test]
 fn a_corrupt_database_is_a_clear_error_not_a_silent_reset() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("clawbridge.db"),
-        b"this is not a database, and it holds someone's data",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("clawbridge.db"), b"this is not a database, and it holds someone's data").unwrap();
     let out = clawbridge(dir.path(), &[("OPENCLAW_TOKEN", TOKEN)], &["status"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("clawbridge.db"), "{}", stderr(&out));
     let kept = std::fs::read(dir.path().join("clawbridge.db")).unwrap();
-    assert!(
-        kept.starts_with(b"this is not a database"),
-        "the file was left alone"
-    );
+    assert!(kept.starts_with(b"this is not a database"), "the file was left alone");
 }
 
 #[tokio::test]
@@ -165,11 +118,7 @@ async fn pairing_list_approve_and_revoke_from_the_cli() {
         ttl_ms: CODE_TTL_MS,
         max_pending: MAX_PENDING_PER_ACCOUNT as u32,
     };
-    let code = match store
-        .request_pairing(&request, "ABCD2345", clawbridge::util::now_ms())
-        .await
-        .unwrap()
-    {
+    let code = match store.request_pairing(&request, "ABCD2345", clawbridge::util::now_ms()).await.unwrap() {
         PairingOutcome::Issued { code, .. } => code,
         other => panic!("unexpected {other:?}"),
     };
@@ -180,48 +129,20 @@ async fn pairing_list_approve_and_revoke_from_the_cli() {
     };
 
     let out = run(&["pairing", "list"]).await.unwrap();
-    assert!(
-        stdout(&out).contains(&code) && stdout(&out).contains("Kim"),
-        "{}",
-        stdout(&out)
-    );
+    assert!(stdout(&out).contains(&code) && stdout(&out).contains("Kim"), "{}", stdout(&out));
 
-    let out = run(&["pairing", "approve", "whatsapp", "ZZZZ2345"])
-        .await
-        .unwrap();
+    let out = run(&["pairing", "approve", "whatsapp", "ZZZZ2345"]).await.unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("no pending request"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no pending request"), "{}", stderr(&out));
 
-    let out = run(&["pairing", "approve", "whatsapp", "abcd-2345"])
-        .await
-        .unwrap();
+    let out = run(&["pairing", "approve", "whatsapp", "abcd-2345"]).await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        store
-            .is_approved(&"whatsapp".into(), &"default".into(), &"15551234567".into())
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store.queue_stats().await.unwrap().outbox_queued,
-        1,
-        "the sender is told they were approved"
-    );
+    assert!(store.is_approved(&"whatsapp".into(), &"default".into(), &"15551234567".into()).await.unwrap());
+    assert_eq!(store.queue_stats().await.unwrap().outbox_queued, 1, "the sender is told they were approved");
 
-    let out = run(&["pairing", "revoke", "whatsapp", "+1 555 123 4567"])
-        .await
-        .unwrap();
+    let out = run(&["pairing", "revoke", "whatsapp", "+1 555 123 4567"]).await.unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        !store
-            .is_approved(&"whatsapp".into(), &"default".into(), &"15551234567".into())
-            .await
-            .unwrap()
-    );
+    assert!(!store.is_approved(&"whatsapp".into(), &"default".into(), &"15551234567".into()).await.unwrap());
 }
 
 #[tokio::test]
@@ -231,25 +152,18 @@ async fn status_shows_queues_dead_letters_and_that_no_daemon_runs() {
     let store = clawbridge_store::open(&db).await.unwrap();
     let now = clawbridge::util::now_ms();
     store
-        .insert_inbound(
-            &clawbridge_core::InboundMessage::text("test", "default", "15550001111", "m1", "hi"),
-            now,
-        )
+        .insert_inbound(&clawbridge_core::InboundMessage::text("test", "default", "15550001111", "m1", "hi"), now)
         .await
         .unwrap();
     let path = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || clawbridge(&path, &[], &["status"]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || clawbridge(&path, &[], &["status"])).await.unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("inbox:   1 pending"), "{text}");
     assert!(text.contains("daemon:  not running"), "{text}");
     assert!(text.contains("dead letters: none"), "{text}");
     let path = dir.path().to_owned();
-    let out = tokio::task::spawn_blocking(move || clawbridge(&path, &[], &["status", "--json"]))
-        .await
-        .unwrap();
+    let out = tokio::task::spawn_blocking(move || clawbridge(&path, &[], &["status", "--json"])).await.unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["queues"]["inbox_pending"], 1);
 }

@@ -1,5 +1,6 @@
 //! Integration tests of the clawbridge daemon (one test binary).
 
 mod cli;
+mod e2e;
 mod pipeline;
 mod support;

@@ -1,109 +1,30 @@
-//! A test channel and helpers to start a daemon around it.
+//! Starting a daemon around the testkit's recording channel.
 
-use async_trait::async_trait;
 use clawbridge::config::Config;
 use clawbridge::daemon::{self, DaemonHandle};
-use clawbridge_channel::{Account, AccountContext, Bridge, Capabilities, Connector};
-use clawbridge_core::policy::{AccessPolicy, AllowFrom, DmPolicy};
-use clawbridge_core::{AccountId, ChannelId, InboundMessage, OutboundMessage, Receipt, SendError};
-use std::collections::{HashMap, VecDeque};
+use clawbridge_channel::{Bridge, Connector};
+use clawbridge_core::InboundMessage;
+use clawbridge_core::policy::AccessPolicy;
+use clawbridge_testkit::channel::{Recorder, RecordingChannel};
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
-/// What the test channel's account was asked to send, and how it answers.
-#[derive(Default)]
-pub struct TestAccountState {
-    pub sent: Mutex<Vec<OutboundMessage>>,
-    /// Failures returned by the next sends, front first.
-    pub failures: Mutex<VecDeque<SendError>>,
-    pub sent_signal: Notify,
-    pub bridge: Mutex<Option<Arc<dyn Bridge>>>,
-    pub started: Mutex<Vec<String>>,
-}
+pub use clawbridge_testkit::channel::RecordingChannel as Channel;
 
-pub struct TestAccount {
-    pub state: Arc<TestAccountState>,
-    pub policy: AccessPolicy,
-}
-
-#[async_trait]
-impl Account for TestAccount {
-    fn id(&self) -> AccountId {
-        AccountId::default_account()
-    }
-
-    fn access_policy(&self) -> AccessPolicy {
-        self.policy.clone()
-    }
-
-    fn routes(&self, ctx: &AccountContext) -> Option<axum::Router> {
-        *self.state.bridge.lock().unwrap() = Some(ctx.bridge.clone());
-        None
-    }
-
-    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError> {
-        if let Some(failure) = self.state.failures.lock().unwrap().pop_front() {
-            return Err(failure);
-        }
-        let mut sent = self.state.sent.lock().unwrap();
-        sent.push(msg.clone());
-        let id = format!("test-out-{}", sent.len());
-        drop(sent);
-        self.state.sent_signal.notify_waiters();
-        Ok(Receipt {
-            platform_message_id: Some(id),
-        })
-    }
-
-    async fn agent_started(&self, msg: &InboundMessage) {
-        self.state
-            .started
-            .lock()
-            .unwrap()
-            .push(msg.message_id.to_string());
-    }
-}
-
-pub struct TestChannel {
-    pub account: Arc<TestAccount>,
-    pub max_text_chars: usize,
-}
-
-impl Connector for TestChannel {
-    fn id(&self) -> ChannelId {
-        ChannelId::new("test")
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            max_text_chars: self.max_text_chars,
-            media: Vec::new(),
-            replies: true,
-            typing: false,
-        }
-    }
-
-    fn accounts(&self) -> Vec<Arc<dyn Account>> {
-        vec![self.account.clone()]
-    }
-}
-
-/// A daemon around one test channel account.
+/// A daemon around one recording channel account.
 pub struct Harness {
     pub daemon: Option<DaemonHandle>,
-    pub state: Arc<TestAccountState>,
+    pub recorder: Arc<Recorder>,
     pub config: Config,
 }
 
+/// A valid configuration in `state_dir`, listening on a free loopback port.
 pub fn config(state_dir: &Path, gateway_url: &str, token: &str, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::from([
         ("HOME".to_owned(), state_dir.display().to_string()),
-        (
-            "CLAWBRIDGE_STATE_DIR".to_owned(),
-            state_dir.display().to_string(),
-        ),
+        ("CLAWBRIDGE_STATE_DIR".to_owned(), state_dir.display().to_string()),
         ("CLAWBRIDGE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
         ("OPENCLAW_GATEWAY_URL".to_owned(), gateway_url.to_owned()),
         ("OPENCLAW_TOKEN".to_owned(), token.to_owned()),
@@ -116,68 +37,35 @@ pub fn config(state_dir: &Path, gateway_url: &str, token: &str, extra: &[(&str, 
 }
 
 pub fn open_policy() -> AccessPolicy {
-    AccessPolicy::new(DmPolicy::Open, AllowFrom::parse_list("*")).unwrap()
+    Channel::open_policy()
 }
 
 impl Harness {
     pub async fn start(config: Config, policy: AccessPolicy, max_text_chars: usize) -> Self {
-        let state = Arc::new(TestAccountState::default());
-        let account = Arc::new(TestAccount {
-            state: state.clone(),
-            policy,
-        });
-        let channel: Arc<dyn Connector> = Arc::new(TestChannel {
-            account,
-            max_text_chars,
-        });
-        let daemon = daemon::start(config.clone(), vec![channel])
-            .await
-            .expect("daemon starts");
-        Self {
-            daemon: Some(daemon),
-            state,
-            config,
-        }
+        let (channel, recorder) = RecordingChannel::new("test", policy, max_text_chars);
+        let channel: Arc<dyn Connector> = channel;
+        let daemon = daemon::start(config.clone(), vec![channel]).await.expect("daemon starts");
+        Self { daemon: Some(daemon), recorder, config }
     }
 
     pub fn bridge(&self) -> Arc<dyn Bridge> {
-        self.state
-            .bridge
-            .lock()
-            .unwrap()
-            .clone()
-            .expect("routes() ran at start")
+        self.recorder.bridge()
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.daemon.as_ref().unwrap().addr)
+        format!("http://{}", self.daemon.as_ref().expect("running").addr)
     }
 
-    pub fn sent(&self) -> Vec<OutboundMessage> {
-        self.state.sent.lock().unwrap().clone()
+    pub fn sent(&self) -> Vec<clawbridge_core::OutboundMessage> {
+        self.recorder.sent()
     }
 
-    /// Waits until at least `n` messages were sent (deadline, not an assertion on time).
-    pub async fn wait_sent(&self, n: usize, deadline: Duration) -> Vec<OutboundMessage> {
-        let wait = async {
-            loop {
-                let notified = self.state.sent_signal.notified();
-                if self.state.sent.lock().unwrap().len() >= n {
-                    return;
-                }
-                tokio::select! {
-                    () = notified => {}
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                }
-            }
-        };
-        if tokio::time::timeout(deadline, wait).await.is_err() {
-            panic!(
-                "expected {n} sent messages within {deadline:?}, got {:#?}",
-                self.sent()
-            );
-        }
-        self.sent()
+    pub async fn wait_sent(&self, n: usize, deadline: Duration) -> Vec<clawbridge_core::OutboundMessage> {
+        self.recorder.wait_sent(n, deadline).await
+    }
+
+    pub async fn store(&self) -> clawbridge_store::SharedStore {
+        clawbridge_store::open(&self.config.bridge.database_url).await.expect("store opens")
     }
 
     pub async fn shutdown(&mut self) {
@@ -191,7 +79,7 @@ pub fn text(peer: &str, id: &str, body: &str) -> InboundMessage {
     InboundMessage::text("test", "default", peer, id, body)
 }
 
-/// Polls `check` until it is true or the deadline passes.
+/// Polls `check` until it is true; panics with `what` at the deadline.
 pub async fn eventually<F, Fut>(deadline: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,

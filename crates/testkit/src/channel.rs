@@ -1,0 +1,168 @@
+//! A channel that records what the bridge sends: the stand-in for WhatsApp or KakaoTalk in
+//! pipeline tests, end-to-end tests and benchmarks.
+
+use async_trait::async_trait;
+use clawbridge_channel::{Account, AccountContext, Bridge, Capabilities, Connector};
+use clawbridge_core::policy::{AccessPolicy, AllowFrom, DmPolicy};
+use clawbridge_core::{AccountId, ChannelId, InboundMessage, OutboundMessage, Receipt, SendError};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// One message the bridge sent, with the moment `send` was called.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// The message.
+    pub message: OutboundMessage,
+    /// When `send` received it.
+    pub at: Instant,
+}
+
+/// What the recording channel saw; shared with the test.
+#[derive(Default)]
+pub struct Recorder {
+    sent: Mutex<Vec<Sent>>,
+    failures: Mutex<VecDeque<SendError>>,
+    signal: Notify,
+    bridge: Mutex<Option<Arc<dyn Bridge>>>,
+    started: Mutex<Vec<String>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("sent", &self.sent.lock().map(|s| s.len()).unwrap_or(0)).finish()
+    }
+}
+
+impl Recorder {
+    /// The bridge handle the daemon gave the account (to inject inbound messages).
+    ///
+    /// # Panics
+    /// Before the daemon started the account.
+    pub fn bridge(&self) -> Arc<dyn Bridge> {
+        self.bridge.lock().expect("lock").clone().expect("the daemon has started the account")
+    }
+
+    /// Messages sent so far, in order.
+    pub fn sent(&self) -> Vec<OutboundMessage> {
+        self.sent.lock().expect("lock").iter().map(|s| s.message.clone()).collect()
+    }
+
+    /// Messages sent so far with their send times.
+    pub fn sent_with_times(&self) -> Vec<Sent> {
+        self.sent.lock().expect("lock").clone()
+    }
+
+    /// The next sends fail with these errors, in order.
+    pub fn fail_next(&self, errors: impl IntoIterator<Item = SendError>) {
+        self.failures.lock().expect("lock").extend(errors);
+    }
+
+    /// Ids of the inbound messages the agent started working on.
+    pub fn started(&self) -> Vec<String> {
+        self.started.lock().expect("lock").clone()
+    }
+
+    /// Waits until at least `n` messages were sent; panics with what was sent at the deadline.
+    ///
+    /// # Panics
+    /// When fewer than `n` were sent by the deadline.
+    pub async fn wait_sent(&self, n: usize, deadline: Duration) -> Vec<OutboundMessage> {
+        let wait = async {
+            loop {
+                let notified = self.signal.notified();
+                if self.sent.lock().expect("lock").len() >= n {
+                    return;
+                }
+                tokio::select! {
+                    () = notified => {}
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(deadline, wait).await.is_err() {
+            panic!("expected {n} sent messages within {deadline:?}, got {:#?}", self.sent());
+        }
+        self.sent()
+    }
+}
+
+/// The recording channel's one account.
+#[derive(Debug)]
+pub struct RecordingAccount {
+    recorder: Arc<Recorder>,
+    policy: AccessPolicy,
+}
+
+#[async_trait]
+impl Account for RecordingAccount {
+    fn id(&self) -> AccountId {
+        AccountId::default_account()
+    }
+
+    fn access_policy(&self) -> AccessPolicy {
+        self.policy.clone()
+    }
+
+    fn routes(&self, ctx: &AccountContext) -> Option<axum::Router> {
+        *self.recorder.bridge.lock().expect("lock") = Some(ctx.bridge.clone());
+        None
+    }
+
+    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError> {
+        let at = Instant::now();
+        if let Some(failure) = self.recorder.failures.lock().expect("lock").pop_front() {
+            return Err(failure);
+        }
+        let mut sent = self.recorder.sent.lock().expect("lock");
+        sent.push(Sent { message: msg.clone(), at });
+        let id = format!("rec-out-{}", sent.len());
+        drop(sent);
+        self.recorder.signal.notify_waiters();
+        Ok(Receipt { platform_message_id: Some(id) })
+    }
+
+    async fn agent_started(&self, msg: &InboundMessage) {
+        self.recorder.started.lock().expect("lock").push(msg.message_id.to_string());
+    }
+}
+
+/// A channel (id `test` by default) with one recording account.
+#[derive(Debug)]
+pub struct RecordingChannel {
+    id: ChannelId,
+    account: Arc<RecordingAccount>,
+    max_text_chars: usize,
+}
+
+impl RecordingChannel {
+    /// A channel with the given DM policy and text limit; returns it and its recorder.
+    pub fn new(id: &str, policy: AccessPolicy, max_text_chars: usize) -> (Arc<Self>, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        let account = Arc::new(RecordingAccount { recorder: recorder.clone(), policy });
+        (Arc::new(Self { id: ChannelId::new(id), account, max_text_chars }), recorder)
+    }
+
+    /// DM policy `open` with `*`: everyone reaches the agent.
+    ///
+    /// # Panics
+    /// Never: the combination is valid.
+    pub fn open_policy() -> AccessPolicy {
+        AccessPolicy::new(DmPolicy::Open, AllowFrom::parse_list("*")).expect("open with * is valid")
+    }
+}
+
+impl Connector for RecordingChannel {
+    fn id(&self) -> ChannelId {
+        self.id.clone()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { max_text_chars: self.max_text_chars, media: Vec::new(), replies: true, typing: false }
+    }
+
+    fn accounts(&self) -> Vec<Arc<dyn Account>> {
+        vec![self.account.clone()]
+    }
+}
