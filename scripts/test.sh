@@ -25,7 +25,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== one TLS crypto provider (aws-lc-rs), no OpenSSL"
 for crate in ring openssl-sys native-tls; do
-  if cargo tree --workspace --locked -e normal,build -i "$crate" >/dev/null 2>&1; then
+  if cargo tree --workspace --locked -e normal,build,dev -i "$crate" 2>/dev/null | grep -q "^$crate v"; then
     echo "error: $crate is in the dependency tree (see reference/rust-stack.md §2.2)" >&2
     exit 1
   fi

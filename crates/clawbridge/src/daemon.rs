@@ -68,6 +68,9 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
     let gateway =
         GatewayClient::spawn(gateway_config, gateway_stop.clone()).context("cannot start the gateway client")?;
 
+    if connectors.is_empty() {
+        tracing::warn!("no channel is enabled: the bridge runs, but no platform can reach the agent");
+    }
     let registry = Arc::new(Registry::new(connectors));
     let wakers = Arc::new(Wakers::default());
     let worker = worker_id();

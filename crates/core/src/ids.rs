@@ -89,11 +89,7 @@ impl IdempotencyKey {
     /// Derived only from the message's identity, so a replay after a crash (or a platform
     /// redelivery that slipped past dedup) starts no second run: the gateway answers `in_flight`
     /// or the finished run for the same key.
-    pub fn for_inbound(
-        channel: &ChannelId,
-        account: &AccountId,
-        message: &PlatformMessageId,
-    ) -> Self {
+    pub fn for_inbound(channel: &ChannelId, account: &AccountId, message: &PlatformMessageId) -> Self {
         let mut hash = Sha256::new();
         for part in [channel.as_str(), account.as_str(), message.as_str()] {
             hash.update(part.as_bytes());
@@ -118,12 +114,7 @@ pub struct Lane(String);
 impl Lane {
     /// The lane of (channel, account, peer).
     pub fn of(channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Self {
-        Self(format!(
-            "{}/{}/{}",
-            channel.as_str(),
-            account.as_str(),
-            peer.as_str()
-        ))
+        Self(format!("{}/{}/{}", channel.as_str(), account.as_str(), peer.as_str()))
     }
 
     /// Wraps a lane read back from the store.
@@ -134,6 +125,19 @@ impl Lane {
     /// The raw value, as stored.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The lane with its peer masked (`whatsapp/default/*******4567`), for logs at `info`.
+    pub fn masked(&self) -> String {
+        mask_lane(&self.0)
+    }
+}
+
+/// Masks the peer part of a stored lane string.
+pub fn mask_lane(lane: &str) -> String {
+    match lane.rsplit_once('/') {
+        Some((head, peer)) => format!("{head}/{}", mask(peer)),
+        None => mask(lane),
     }
 }
 
@@ -165,10 +169,8 @@ mod tests {
 
     #[test]
     fn inbound_key_is_stable_and_distinguishes_accounts() {
-        let a =
-            IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
-        let b =
-            IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
+        let a = IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
+        let b = IdempotencyKey::for_inbound(&"whatsapp".into(), &"default".into(), &"wamid.1".into());
         let c = IdempotencyKey::for_inbound(&"whatsapp".into(), &"other".into(), &"wamid.1".into());
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -188,5 +190,6 @@ mod tests {
         assert_eq!(mask("15551234567"), "*******4567");
         assert_eq!(mask("abc"), "***");
         assert_eq!(mask("가나다라마"), "*나다라마");
+        assert_eq!(Lane::of(&"whatsapp".into(), &"default".into(), &"15551234567".into()).masked(), "whatsapp/default/*******4567");
     }
 }

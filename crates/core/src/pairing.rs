@@ -14,19 +14,12 @@ pub const MAX_PENDING_PER_ACCOUNT: usize = 3;
 
 /// Builds a code from 8 random bytes (the caller owns the randomness source).
 pub fn code_from_random(bytes: [u8; CODE_LEN]) -> String {
-    bytes
-        .iter()
-        .map(|b| ALPHABET[usize::from(b % 32)] as char)
-        .collect()
+    bytes.iter().map(|b| ALPHABET[usize::from(b % 32)] as char).collect()
 }
 
 /// Normalises what an operator typed: trims, upper-cases, drops spaces and dashes.
 pub fn normalize_code(typed: &str) -> String {
-    typed
-        .chars()
-        .filter(|c| !matches!(c, ' ' | '-'))
-        .flat_map(char::to_uppercase)
-        .collect()
+    typed.chars().filter(|c| !matches!(c, ' ' | '-')).flat_map(char::to_uppercase).collect()
 }
 
 /// Whether the string has the shape of a code (after [`normalize_code`]).

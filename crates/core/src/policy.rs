@@ -58,9 +58,7 @@ pub enum PolicyError {
     #[error("unknown dmPolicy {0:?}: use pairing, allowlist, open or disabled")]
     UnknownPolicy(String),
     /// `open` without the explicit wildcard.
-    #[error(
-        "dmPolicy \"open\" lets anyone talk to the agent: add \"*\" to allowFrom to confirm, or use pairing"
-    )]
+    #[error("dmPolicy \"open\" lets anyone talk to the agent: add \"*\" to allowFrom to confirm, or use pairing")]
     OpenWithoutWildcard,
 }
 
@@ -118,14 +116,8 @@ impl AllowFrom {
 pub fn normalize_peer(raw: &str) -> String {
     let raw = raw.trim();
     let phone_like = raw.chars().any(|c| c.is_ascii_digit())
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
-    if phone_like {
-        raw.chars().filter(char::is_ascii_digit).collect()
-    } else {
-        raw.to_owned()
-    }
+        && raw.chars().all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')' | '.'));
+    if phone_like { raw.chars().filter(char::is_ascii_digit).collect() } else { raw.to_owned() }
 }
 
 /// A channel account's access configuration, validated.
@@ -159,10 +151,7 @@ impl AccessPolicy {
         if dm_policy == DmPolicy::Open && !allow_from.allows_everyone() {
             return Err(PolicyError::OpenWithoutWildcard);
         }
-        Ok(Self {
-            dm_policy,
-            allow_from,
-        })
+        Ok(Self { dm_policy, allow_from })
     }
 
     /// Decides for a sender; `approved` says whether the sender was approved through pairing.
@@ -208,8 +197,7 @@ mod tests {
         assert_eq!(pairing.decide("222", false), AccessDecision::Pair);
         assert_eq!(pairing.decide("222", true), AccessDecision::Allow);
 
-        let allowlist =
-            AccessPolicy::new(DmPolicy::Allowlist, AllowFrom::parse_list("111")).unwrap();
+        let allowlist = AccessPolicy::new(DmPolicy::Allowlist, AllowFrom::parse_list("111")).unwrap();
         assert_eq!(allowlist.decide("222", false), AccessDecision::Deny);
         assert_eq!(allowlist.decide("222", true), AccessDecision::Allow);
 
@@ -219,13 +207,7 @@ mod tests {
 
     #[test]
     fn policy_names_parse_case_insensitively() {
-        assert_eq!(
-            "Allowlist".parse::<DmPolicy>().unwrap(),
-            DmPolicy::Allowlist
-        );
-        assert!(matches!(
-            "everyone".parse::<DmPolicy>(),
-            Err(PolicyError::UnknownPolicy(_))
-        ));
+        assert_eq!("Allowlist".parse::<DmPolicy>().unwrap(), DmPolicy::Allowlist);
+        assert!(matches!("everyone".parse::<DmPolicy>(), Err(PolicyError::UnknownPolicy(_))));
     }
 }

@@ -32,18 +32,13 @@ pub enum SendError {
 }
 
 fn after(retry_after: &Option<Duration>) -> String {
-    retry_after
-        .map(|d| format!(" (retry after {} ms)", d.as_millis()))
-        .unwrap_or_default()
+    retry_after.map(|d| format!(" (retry after {} ms)", d.as_millis())).unwrap_or_default()
 }
 
 impl SendError {
     /// A transient failure without a suggested delay.
     pub fn transient(reason: impl Into<String>) -> Self {
-        Self::Transient {
-            reason: reason.into(),
-            retry_after: None,
-        }
+        Self::Transient { reason: reason.into(), retry_after: None }
     }
 }
 
@@ -86,10 +81,7 @@ impl Backoff {
     /// `jitter` in `[0, 1)` spreads retries of many messages ("equal jitter": half fixed, half random).
     pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let base = self
-            .initial
-            .saturating_mul(1u32 << exp.min(31))
-            .min(self.max);
+        let base = self.initial.saturating_mul(1u32 << exp.min(31)).min(self.max);
         let half = base / 2;
         half + half.mul_f64(jitter.clamp(0.0, 1.0))
     }
@@ -120,11 +112,7 @@ mod tests {
 
     #[test]
     fn delays_grow_and_are_capped() {
-        let b = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(8),
-            ..Backoff::default()
-        };
+        let b = Backoff { initial: Duration::from_secs(1), max: Duration::from_secs(8), ..Backoff::default() };
         assert_eq!(b.delay(1, 0.0), Duration::from_millis(500));
         assert_eq!(b.delay(1, 1.0), Duration::from_secs(1));
         assert_eq!(b.delay(3, 1.0), Duration::from_secs(4));
@@ -135,36 +123,20 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_and_bounded() {
         let b = Backoff::default();
-        let limited = SendError::RateLimited {
-            retry_after: Some(Duration::from_secs(30)),
-        };
-        assert_eq!(
-            b.decide(1, &limited, 0.0),
-            RetryDecision::RetryIn(Duration::from_secs(30))
-        );
-        let absurd = SendError::RateLimited {
-            retry_after: Some(Duration::from_secs(86_400 * 30)),
-        };
-        assert_eq!(
-            b.decide(1, &absurd, 0.0),
-            RetryDecision::RetryIn(b.max_retry_after)
-        );
+        let limited = SendError::RateLimited { retry_after: Some(Duration::from_secs(30)) };
+        assert_eq!(b.decide(1, &limited, 0.0), RetryDecision::RetryIn(Duration::from_secs(30)));
+        let absurd = SendError::RateLimited { retry_after: Some(Duration::from_secs(86_400 * 30)) };
+        assert_eq!(b.decide(1, &absurd, 0.0), RetryDecision::RetryIn(b.max_retry_after));
     }
 
     #[test]
     fn permanent_errors_and_exhaustion_go_dead() {
-        let b = Backoff {
-            max_attempts: 3,
-            ..Backoff::default()
-        };
+        let b = Backoff { max_attempts: 3, ..Backoff::default() };
         assert_eq!(
             b.decide(1, &SendError::Permanent("131047 re-engagement".into()), 0.3),
             RetryDecision::Dead("131047 re-engagement".into())
         );
-        assert!(matches!(
-            b.decide(2, &SendError::transient("502"), 0.3),
-            RetryDecision::RetryIn(_)
-        ));
+        assert!(matches!(b.decide(2, &SendError::transient("502"), 0.3), RetryDecision::RetryIn(_)));
         match b.decide(3, &SendError::transient("502"), 0.3) {
             RetryDecision::Dead(reason) => {
                 assert!(reason.contains("3 attempts") && reason.contains("502"))

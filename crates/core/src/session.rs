@@ -14,12 +14,7 @@ pub const MAX_SESSION_KEY_LEN: usize = 512;
 ///
 /// `account` is `Some` only when the channel has several accounts configured, so that the same
 /// person talking to two business numbers gets two conversations.
-pub fn direct_session_key(
-    agent_id: &str,
-    channel: &ChannelId,
-    account: Option<&AccountId>,
-    peer: &PeerId,
-) -> String {
+pub fn direct_session_key(agent_id: &str, channel: &ChannelId, account: Option<&AccountId>, peer: &PeerId) -> String {
     let mut key = format!("agent:{}:{}:", segment(agent_id), segment(channel.as_str()));
     if let Some(account) = account {
         key.push_str(&segment(account.as_str()));
@@ -54,12 +49,7 @@ mod tests {
 
     #[test]
     fn per_account_key_and_canonical_case() {
-        let key = direct_session_key(
-            "Main",
-            &"Kakao".into(),
-            Some(&"Bot1".into()),
-            &"AbC:d".into(),
-        );
+        let key = direct_session_key("Main", &"Kakao".into(), Some(&"Bot1".into()), &"AbC:d".into());
         assert_eq!(key, "agent:main:kakao:bot1:direct:abc_d");
     }
 }

@@ -51,10 +51,7 @@ fn best_cut(window: &str) -> Option<usize> {
         last_sentence_end(window),
         window.rfind(char::is_whitespace).map(|i| i + 1),
     ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|&i| i > min && i <= window.len())
+    candidates.into_iter().flatten().find(|&i| i > min && i <= window.len())
 }
 
 fn last_sentence_end(window: &str) -> Option<usize> {
@@ -85,11 +82,7 @@ mod tests {
         let text = "First paragraph here.\n\nSecond one is a little longer. It has two sentences.";
         assert_eq!(
             chunk_text(text, 40),
-            vec![
-                "First paragraph here.",
-                "Second one is a little longer.",
-                "It has two sentences."
-            ]
+            vec!["First paragraph here.", "Second one is a little longer.", "It has two sentences."]
         );
     }
 
@@ -103,10 +96,7 @@ mod tests {
     #[test]
     fn korean_sentences_split_at_sentence_ends() {
         let text = "안녕하세요. 반갑습니다. 오늘 날씨가 좋네요.";
-        assert_eq!(
-            chunk_text(text, 14),
-            vec!["안녕하세요. 반갑습니다.", "오늘 날씨가 좋네요."]
-        );
+        assert_eq!(chunk_text(text, 14), vec!["안녕하세요. 반갑습니다.", "오늘 날씨가 좋네요."]);
     }
 
     proptest! {
@@ -152,14 +142,8 @@ mod neutralize_tests {
     #[test]
     fn commands_and_skill_references_become_text() {
         assert_eq!(neutralize_commands("/reset"), "\u{2060}/reset");
-        assert_eq!(
-            neutralize_commands("use $weather now"),
-            "use $\u{2060}weather now"
-        );
-        assert_eq!(
-            neutralize_commands("costs $20 / month"),
-            "costs $20 / month"
-        );
+        assert_eq!(neutralize_commands("use $weather now"), "use $\u{2060}weather now");
+        assert_eq!(neutralize_commands("costs $20 / month"), "costs $20 / month");
         assert_eq!(neutralize_commands("안녕 /help"), "안녕 /help");
     }
 }

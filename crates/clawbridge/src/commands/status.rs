@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use crate::util::format_epoch_ms;
-use clawbridge_core::ids::mask;
+use clawbridge_core::ids::mask_lane;
 use clawbridge_store::redact_url;
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -91,14 +91,6 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `whatsapp/default/15551234567` → `whatsapp/default/*******4567`.
-fn mask_lane(lane: &str) -> String {
-    match lane.rsplit_once('/') {
-        Some((head, peer)) => format!("{head}/{}", mask(peer)),
-        None => mask(lane),
-    }
 }
 
 /// Where a local client reaches the listener (`0.0.0.0` means "this host").

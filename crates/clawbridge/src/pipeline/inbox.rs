@@ -58,7 +58,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
                 return;
             };
             let shared = shared.clone();
-            let span = tracing::info_span!("inbound", id = row.id, lane = %row.lane);
+            let span = tracing::info_span!("inbound", id = row.id, lane = %row.lane.masked());
             tracker.spawn(
                 async move {
                     process(&shared, row).await;

@@ -43,7 +43,7 @@ pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) 
                 return;
             };
             let shared = shared.clone();
-            let span = tracing::info_span!("send", id = row.id, lane = %row.lane, attempt = row.attempts);
+            let span = tracing::info_span!("send", id = row.id, lane = %row.lane.masked(), attempt = row.attempts);
             tracker.spawn(
                 async move {
                     deliver(&shared, row).await;
