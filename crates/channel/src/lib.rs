@@ -11,8 +11,7 @@
 use async_trait::async_trait;
 use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, InboundMessage, MediaKind, OutboundMessage, Receipt, SendError,
-    text::chunk_text,
+    AccountId, ChannelId, EpochMs, InboundMessage, MediaKind, OutboundMessage, Receipt, SendError, text::chunk_text,
 };
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -142,10 +141,7 @@ pub struct AccountContext {
 
 impl std::fmt::Debug for AccountContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountContext")
-            .field("channel", &self.channel)
-            .field("account", &self.account)
-            .finish()
+        f.debug_struct("AccountContext").field("channel", &self.channel).field("account", &self.account).finish()
     }
 }
 
@@ -191,12 +187,8 @@ pub trait Bridge: Send + Sync + 'static {
     ) -> Result<(), BridgeError>;
 
     /// Reads a poll cursor of this account.
-    async fn cursor(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        name: &str,
-    ) -> Result<Option<String>, BridgeError>;
+    async fn cursor(&self, channel: &ChannelId, account: &AccountId, name: &str)
+    -> Result<Option<String>, BridgeError>;
 
     /// Stores a poll cursor of this account.
     async fn set_cursor(
@@ -208,19 +200,13 @@ pub trait Bridge: Send + Sync + 'static {
     ) -> Result<(), BridgeError>;
 
     /// Remembers a dedup key for `ttl_ms`; `true` the first time it is seen.
-    async fn remember(
-        &self,
-        namespace: &str,
-        key: &str,
-        ttl_ms: EpochMs,
-    ) -> Result<bool, BridgeError>;
+    async fn remember(&self, namespace: &str, key: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError>;
 
     /// Takes or renews a named lease for `ttl_ms` (one poller per account across replicas).
     async fn lease(&self, name: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError>;
 
     /// Enqueues a message through the durable outbox (proactive sends, pairing notices).
-    async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str)
-    -> Result<(), BridgeError>;
+    async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError>;
 }
 
 /// The bridge could not do what a channel asked (the store is down): answer the platform with

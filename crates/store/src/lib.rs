@@ -78,22 +78,11 @@ pub trait Store: Send + Sync + 'static {
     /// Claims up to `limit` inbound rows that are ready: `pending` (or `processing` with an
     /// expired lease), oldest first, and only the oldest unfinished row of each lane, so that one
     /// conversation is handled strictly in order even across processes.
-    async fn claim_inbound(
-        &self,
-        worker: &str,
-        limit: u32,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<Vec<InboundRow>>;
+    async fn claim_inbound(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs)
+    -> Result<Vec<InboundRow>>;
 
     /// Extends the lease of a row still being worked on (long agent runs).
-    async fn renew_inbound(
-        &self,
-        id: i64,
-        worker: &str,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool>;
+    async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool>;
 
     /// Finishes an inbound row: enqueues the replies (idempotent on their keys) and marks the row
     /// `done` with `outcome`, in one transaction. Returns `false` when the row is no longer
@@ -142,23 +131,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<OutboundRow>>;
 
     /// Marks a claimed row `sent` with the platform's message id.
-    async fn mark_sent(
-        &self,
-        id: i64,
-        worker: &str,
-        platform_message_id: Option<&str>,
-        now: EpochMs,
-    ) -> Result<bool>;
+    async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool>;
 
     /// Marks a claimed row for another attempt at `next_at`.
-    async fn mark_retry(
-        &self,
-        id: i64,
-        worker: &str,
-        error: &str,
-        next_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool>;
+    async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool>;
 
     /// Marks a claimed row `dead` with the reason (shown by `clawbridge status`).
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool>;
@@ -180,12 +156,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- cursors and leases ----------------------------------------------------------------
 
     /// Reads a poll cursor.
-    async fn get_cursor(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        name: &str,
-    ) -> Result<Option<String>>;
+    async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>>;
 
     /// Writes a poll cursor (atomically replaces the old value).
     async fn set_cursor(
@@ -200,13 +171,7 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews a named lease (one poller per account across replicas). `true` when
     /// `holder` holds it until `now + ttl_ms`: it was free, expired (`until < now`) or already
     /// held by `holder`.
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool>;
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool>;
 
     /// Gives a lease up.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
@@ -214,13 +179,7 @@ pub trait Store: Send + Sync + 'static {
     /// Remembers a key (a webhook's `X-Idempotency-Key`, a Kakao request id) until `expires_at`.
     /// `true` the first time, `false` while it is remembered (`now < expires_at`); a key whose
     /// time is up counts as new again.
-    async fn remember_key(
-        &self,
-        namespace: &str,
-        key: &str,
-        expires_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool>;
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
 
     // ---- pairing -------------------------------------------------------------------------
 
@@ -231,48 +190,24 @@ pub trait Store: Send + Sync + 'static {
     /// are replaced. A candidate equal to another unexpired code of the channel is refused with a
     /// [`StoreError::Database`] unique violation (odds 1 in 2^40); the caller may retry with a
     /// new code.
-    async fn request_pairing(
-        &self,
-        req: &PairingRequest,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<PairingOutcome>;
+    async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome>;
 
     /// Unexpired pending pairing requests (all channels when `channel` is `None`).
-    async fn list_pairings(
-        &self,
-        channel: Option<&ChannelId>,
-        now: EpochMs,
-    ) -> Result<Vec<PendingPairing>>;
+    async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>>;
 
     /// Approves an unexpired code (compared after `pairing::normalize_code`, so case, spaces and
     /// dashes do not matter): the peer becomes approved, the request is removed. `None` when no
     /// unexpired request of `channel` has that code.
-    async fn approve_pairing(
-        &self,
-        channel: &ChannelId,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<Option<ApprovedPeer>>;
+    async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>>;
 
     /// Whether a peer was approved.
-    async fn is_approved(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool>;
+    async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
 
     /// Approved peers (all channels when `channel` is `None`).
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>>;
 
     /// Revokes an approval; `true` when there was one.
-    async fn revoke_peer(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool>;
+    async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
 
     // ---- secrets (ciphertext only; see `secrets::SecretBox`) -------------------------------
 
@@ -315,16 +250,11 @@ pub type SharedStore = Arc<dyn Store>;
 pub async fn open(url: &str) -> Result<SharedStore> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url).await?))
-    } else if let Some(path) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
+    } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         // sqlx-style options (`?mode=rwc`) are accepted and ignored: the store always creates
         // the file and sets its own pragmas.
         let path = path.split_once('?').map_or(path, |(path, _)| path);
-        Ok(Arc::new(
-            SqliteStore::open(std::path::Path::new(path)).await?,
-        ))
+        Ok(Arc::new(SqliteStore::open(std::path::Path::new(path)).await?))
     } else {
         Err(StoreError::Config(format!(
             "CLAWBRIDGE_DATABASE_URL {:?} is neither sqlite://PATH nor postgres://…; \
@@ -340,12 +270,7 @@ pub fn redact_url(url: &str) -> String {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let userinfo = &url[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
+                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
                 None => url.to_owned(),
             }
         }
@@ -357,14 +282,8 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            super::redact_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
-        );
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("postgres://h/db"), "postgres://h/db");
-        assert_eq!(
-            super::redact_url("sqlite:///tmp/x.db"),
-            "sqlite:///tmp/x.db"
-        );
+        assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
     }
 }

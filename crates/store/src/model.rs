@@ -1,8 +1,6 @@
 //! Rows and outcomes of the [`Store`](crate::Store) trait.
 
-use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, OutboundMessage, PeerId,
-};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, OutboundMessage, PeerId};
 use serde::{Deserialize, Serialize};
 
 /// Result of persisting an inbound message.

@@ -13,19 +13,17 @@
 //!   table), so replicas starting together apply each migration once.
 
 use crate::model::{
-    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
-    PairingOutcome, PairingRequest, PendingPairing, QueueStats, delivery_rank,
+    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow, PairingOutcome,
+    PairingRequest, PendingPairing, QueueStats, delivery_rank,
 };
 use crate::record::{
-    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline,
-    inbound_payload, inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
+    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, inbound_payload,
+    inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
 };
 use crate::sql::{self, claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
 use crate::{Result, Store, StoreError, redact_url};
 use async_trait::async_trait;
-use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code,
-};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Connection, PgConnection};
 use std::str::FromStr;
@@ -58,8 +56,7 @@ const CLAIM_OUTBOUND: &str = concat!(
 );
 
 /// Serialises pairing requests of one (channel, account) until the transaction ends.
-const LOCK_PAIRING_ACCOUNT: &str =
-    "SELECT pg_advisory_xact_lock(hashtext('clawbridge.pairing'), hashtext($1))";
+const LOCK_PAIRING_ACCOUNT: &str = "SELECT pg_advisory_xact_lock(hashtext('clawbridge.pairing'), hashtext($1))";
 
 /// The PostgreSQL store. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
@@ -154,15 +151,10 @@ fn unreachable(options: &PgConnectOptions, why: impl std::fmt::Display) -> Store
 /// raised while running a statement stay database errors.
 fn connect_error(options: &PgConnectOptions, err: sqlx::Error) -> StoreError {
     match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::Configuration(_) => unreachable(options, err),
-        sqlx::Error::Database(ref db)
-            if db
-                .code()
-                .is_some_and(|c| c.starts_with("28") || c == "3D000") =>
-        {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Configuration(_) => {
+            unreachable(options, err)
+        }
+        sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("28") || c == "3D000") => {
             // 28xxx: authentication / authorisation; 3D000: the database does not exist.
             unreachable(options, err)
         }
@@ -189,10 +181,7 @@ async fn insert_outbound(conn: &mut PgConnection, m: &NewOutbound, now: EpochMs)
         .await?;
     match inserted {
         Some(id) => Ok(id),
-        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND)
-            .bind(row.key)
-            .fetch_one(&mut *conn)
-            .await?),
+        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND).bind(row.key).fetch_one(&mut *conn).await?),
     }
 }
 
@@ -251,20 +240,11 @@ impl Store for PgStore {
             .bind(deadline(now, lease_ms))
             .fetch_all(&self.pool)
             .await?;
-        let rows = records
-            .into_iter()
-            .map(InboxRecord::into_row)
-            .collect::<Result<Vec<_>>>()?;
+        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
         Ok(oldest_first(rows, |r| r.id))
     }
 
-    async fn renew_inbound(
-        &self,
-        id: i64,
-        worker: &str,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::RENEW_INBOUND)
             .bind(id)
             .bind(worker)
@@ -286,13 +266,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // The update comes first: it locks the row, so a replica re-claiming it after the lease
         // ran out waits for this transaction and then sees `done`.
-        let done = sqlx::query(sql::COMPLETE_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(outcome)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query(sql::COMPLETE_INBOUND).bind(id).bind(worker).bind(outcome).bind(now).execute(&mut *tx).await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             tracing::debug!(id, worker, "complete_inbound: lease lost");
@@ -325,32 +300,19 @@ impl Store for PgStore {
                     .await?
             }
             None => {
-                sqlx::query(sql::FAIL_INBOUND)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(error)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
+                sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(&self.pool).await?
             }
         };
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(&self.pool).await?;
         record.map(InboxRecord::into_row).transpose()
     }
 
@@ -378,20 +340,11 @@ impl Store for PgStore {
             .bind(deadline(now, lease_ms))
             .fetch_all(&self.pool)
             .await?;
-        let rows = records
-            .into_iter()
-            .map(OutboxRecord::into_row)
-            .collect::<Result<Vec<_>>>()?;
+        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
         Ok(oldest_first(rows, |r| r.id))
     }
 
-    async fn mark_sent(
-        &self,
-        id: i64,
-        worker: &str,
-        platform_message_id: Option<&str>,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::MARK_SENT)
             .bind(id)
             .bind(worker)
@@ -402,14 +355,7 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn mark_retry(
-        &self,
-        id: i64,
-        worker: &str,
-        error: &str,
-        next_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::MARK_RETRY)
             .bind(id)
             .bind(worker)
@@ -422,30 +368,18 @@ impl Store for PgStore {
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_DEAD)
-            .bind(id)
-            .bind(worker)
-            .bind(reason)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(&self.pool).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_OUTBOUND)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> = sqlx::query_as(sql::GET_OUTBOUND)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let record: Option<OutboxRecord> =
+            sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(&self.pool).await?;
         record.map(OutboxRecord::into_row).transpose()
     }
 
@@ -470,12 +404,7 @@ impl Store for PgStore {
         Ok(known.is_some())
     }
 
-    async fn get_cursor(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        name: &str,
-    ) -> Result<Option<String>> {
+    async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(sql::GET_CURSOR)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -503,13 +432,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::TRY_LEASE)
             .bind(name)
             .bind(holder)
@@ -521,21 +444,11 @@ impl Store for PgStore {
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_LEASE)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql::RELEASE_LEASE).bind(name).bind(holder).execute(&self.pool).await?;
         Ok(())
     }
 
-    async fn remember_key(
-        &self,
-        namespace: &str,
-        key: &str,
-        expires_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::REMEMBER_KEY)
             .bind(namespace)
             .bind(key)
@@ -546,12 +459,7 @@ impl Store for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn request_pairing(
-        &self,
-        req: &PairingRequest,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<PairingOutcome> {
+    async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(LOCK_PAIRING_ACCOUNT)
             .bind(format!("{}/{}", req.channel.as_str(), req.account.as_str()))
@@ -562,11 +470,7 @@ impl Store for PgStore {
         Ok(outcome)
     }
 
-    async fn list_pairings(
-        &self,
-        channel: Option<&ChannelId>,
-        now: EpochMs,
-    ) -> Result<Vec<PendingPairing>> {
+    async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
         let records: Vec<PairingRecord> = sqlx::query_as(sql::LIST_PAIRINGS)
             .bind(now)
             .bind(channel.map(ChannelId::as_str))
@@ -575,24 +479,14 @@ impl Store for PgStore {
         Ok(records.into_iter().map(PendingPairing::from).collect())
     }
 
-    async fn approve_pairing(
-        &self,
-        channel: &ChannelId,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<Option<ApprovedPeer>> {
+    async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
         let mut tx = self.pool.begin().await?;
         let approved = pairing::approve(&mut tx, channel, code, now).await?;
         tx.commit().await?;
         Ok(approved)
     }
 
-    async fn is_approved(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool> {
+    async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         let at: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -603,19 +497,12 @@ impl Store for PgStore {
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let records: Vec<ApprovedRecord> = sqlx::query_as(sql::LIST_APPROVED)
-            .bind(channel.map(ChannelId::as_str))
-            .fetch_all(&self.pool)
-            .await?;
+        let records: Vec<ApprovedRecord> =
+            sqlx::query_as(sql::LIST_APPROVED).bind(channel.map(ChannelId::as_str)).fetch_all(&self.pool).await?;
         Ok(records.into_iter().map(ApprovedPeer::from).collect())
     }
 
-    async fn revoke_peer(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool> {
+    async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         let done = sqlx::query(sql::REVOKE_PEER)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -626,60 +513,35 @@ impl Store for PgStore {
     }
 
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
-        sqlx::query(sql::PUT_SECRET)
-            .bind(name)
-            .bind(blob)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(sql::PUT_SECRET).bind(name).bind(blob).bind(now).execute(&self.pool).await?;
         Ok(())
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(sql::GET_SECRET)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(sqlx::query_scalar(sql::GET_SECRET).bind(name).fetch_optional(&self.pool).await?)
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query(sql::DELETE_SECRET)
-            .bind(name)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&self.pool).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One snapshot for the three counts, so they describe the same moment.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS)
-            .fetch_all(&mut *tx)
-            .await?;
-        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS)
-            .fetch_all(&mut *tx)
-            .await?;
-        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT)
-            .fetch_one(&mut *tx)
-            .await?;
+        let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *tx).await?;
+        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *tx).await?;
+        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(crate::record::queue_stats(&inbox, &outbox, failed))
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
         let mut all = Vec::new();
-        for (queue, query) in [
-            ("outbox", sql::DEAD_OUTBOX),
-            ("inbox", sql::FAILED_INBOX),
-            ("delivery", sql::FAILED_DELIVERIES),
-        ] {
-            let records: Vec<DeadRecord> = sqlx::query_as(query)
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
+        for (queue, query) in
+            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
+        {
+            let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(&self.pool).await?;
             all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
         }
         Ok(merge_dead_letters(all, limit))
@@ -687,13 +549,8 @@ impl Store for PgStore {
 
     async fn check_writable(&self, now: EpochMs) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::WRITE_HEARTBEAT)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT)
-            .fetch_one(&mut *tx)
-            .await?;
+        sqlx::query(sql::WRITE_HEARTBEAT).bind(now).execute(&mut *tx).await?;
+        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         crate::record::check_heartbeat(at, now)
     }
@@ -702,11 +559,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let mut removed = 0;
         for statement in sql::PRUNE {
-            removed += sqlx::query(statement)
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            removed += sqlx::query(statement).bind(before).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(removed)
@@ -723,11 +576,7 @@ mod pairing {
         code: &str,
         now: EpochMs,
     ) -> Result<PairingOutcome> {
-        let (channel, account, peer) = (
-            req.channel.as_str(),
-            req.account.as_str(),
-            req.peer.as_str(),
-        );
+        let (channel, account, peer) = (req.channel.as_str(), req.account.as_str(), req.peer.as_str());
         let approved: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
             .bind(channel)
             .bind(account)
@@ -747,12 +596,8 @@ mod pairing {
         if let Some((code, expires_at)) = pending {
             return Ok(PairingOutcome::Pending { code, expires_at });
         }
-        let open: i64 = sqlx::query_scalar(sql::COUNT_PENDING)
-            .bind(channel)
-            .bind(account)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
+        let open: i64 =
+            sqlx::query_scalar(sql::COUNT_PENDING).bind(channel).bind(account).bind(now).fetch_one(&mut *conn).await?;
         if open >= i64::from(req.max_pending) {
             return Ok(PairingOutcome::TooMany);
         }

@@ -3,8 +3,7 @@
 //! `FromRow` derive serves SQLite and PostgreSQL alike.
 
 use crate::model::{
-    ApprovedPeer, DeadLetter, InboundRow, InboxState, NewOutbound, OutboundRow, OutboxState,
-    PendingPairing, QueueStats,
+    ApprovedPeer, DeadLetter, InboundRow, InboxState, NewOutbound, OutboundRow, OutboxState, PendingPairing, QueueStats,
 };
 use crate::{Result, StoreError};
 use clawbridge_core::{AccountId, ChannelId, IdempotencyKey, Lane, PeerId};
@@ -57,8 +56,8 @@ impl InboxRecord {
     pub(crate) fn into_row(self) -> Result<InboundRow> {
         let what = || format!("inbox {}", self.id);
         let message = serde_json::from_str(&self.payload).map_err(|e| corrupt(what(), e))?;
-        let state = InboxState::parse(&self.state)
-            .ok_or_else(|| corrupt(what(), format!("unknown state {:?}", self.state)))?;
+        let state =
+            InboxState::parse(&self.state).ok_or_else(|| corrupt(what(), format!("unknown state {:?}", self.state)))?;
         Ok(InboundRow {
             id: self.id,
             message,
@@ -187,25 +186,14 @@ impl DeadRecord {
 
 /// Merges the dead letters of the three sources: newest first, at most `limit`.
 pub(crate) fn merge_dead_letters(mut all: Vec<DeadLetter>, limit: u32) -> Vec<DeadLetter> {
-    all.sort_by(|a, b| {
-        b.at.cmp(&a.at)
-            .then(b.id.cmp(&a.id))
-            .then(a.queue.cmp(b.queue))
-    });
+    all.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.cmp(&a.id)).then(a.queue.cmp(b.queue)));
     all.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     all
 }
 
 /// Fills [`QueueStats`] from `(state, count)` pairs of the inbox and the outbox.
-pub(crate) fn queue_stats(
-    inbox: &[(String, i64)],
-    outbox: &[(String, i64)],
-    delivery_failed: i64,
-) -> QueueStats {
-    let mut stats = QueueStats {
-        delivery_failed: count_u64(delivery_failed),
-        ..QueueStats::default()
-    };
+pub(crate) fn queue_stats(inbox: &[(String, i64)], outbox: &[(String, i64)], delivery_failed: i64) -> QueueStats {
+    let mut stats = QueueStats { delivery_failed: count_u64(delivery_failed), ..QueueStats::default() };
     for (state, n) in inbox {
         let n = count_u64(*n);
         match InboxState::parse(state) {
@@ -244,12 +232,8 @@ pub(crate) struct OutboundInsert<'a> {
 
 impl<'a> OutboundInsert<'a> {
     pub(crate) fn new(m: &'a NewOutbound, now: i64) -> Result<Self> {
-        let payload = serde_json::to_string(&m.message).map_err(|e| {
-            corrupt(
-                format!("outbound {}", m.idempotency_key),
-                format!("cannot encode: {e}"),
-            )
-        })?;
+        let payload = serde_json::to_string(&m.message)
+            .map_err(|e| corrupt(format!("outbound {}", m.idempotency_key), format!("cannot encode: {e}")))?;
         Ok(Self {
             key: m.idempotency_key.as_str(),
             lane: m.message.lane().as_str().to_owned(),
@@ -265,12 +249,8 @@ impl<'a> OutboundInsert<'a> {
 
 /// Encodes an inbound message for the `payload` column.
 pub(crate) fn inbound_payload(msg: &clawbridge_core::InboundMessage) -> Result<String> {
-    serde_json::to_string(msg).map_err(|e| {
-        corrupt(
-            format!("inbound {}", msg.message_id),
-            format!("cannot encode: {e}"),
-        )
-    })
+    serde_json::to_string(msg)
+        .map_err(|e| corrupt(format!("inbound {}", msg.message_id), format!("cannot encode: {e}")))
 }
 
 /// Claims return rows in whatever order `RETURNING` produced; callers get them oldest first.
@@ -293,10 +273,7 @@ fn count_u64(n: i64) -> u64 {
 }
 
 fn corrupt(what: String, detail: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        what,
-        detail: detail.to_string(),
-    }
+    StoreError::Corrupt { what, detail: detail.to_string() }
 }
 
 /// `check_writable`: the heartbeat read back must be the one just written.
@@ -304,9 +281,6 @@ pub(crate) fn check_heartbeat(read: i64, wrote: i64) -> Result<()> {
     if read == wrote {
         Ok(())
     } else {
-        Err(corrupt(
-            "heartbeat".to_owned(),
-            format!("wrote {wrote}, read back {read}"),
-        ))
+        Err(corrupt("heartbeat".to_owned(), format!("wrote {wrote}, read back {read}")))
     }
 }

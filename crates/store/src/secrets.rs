@@ -68,9 +68,7 @@ impl MasterKey {
         if text.len() == 2 * KEY_LEN && hex::decode_to_slice(text, &mut bytes).is_ok() {
             return Some(Self::from_bytes(bytes));
         }
-        use base64::engine::general_purpose::{
-            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
-        };
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
             if let Ok(mut decoded) = engine.decode(text) {
                 let fits = decoded.len() == KEY_LEN;
@@ -117,17 +115,10 @@ impl MasterKey {
     /// [`StoreError::Secret`] when no random nonce can be had.
     pub fn encrypt(&self, name: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| StoreError::Secret(format!("cannot encrypt {name}: {e}")))?;
+        getrandom::fill(&mut nonce).map_err(|e| StoreError::Secret(format!("cannot encrypt {name}: {e}")))?;
         let ciphertext = self
             .cipher()
-            .encrypt(
-                XNonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: name.as_bytes(),
-                },
-            )
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: name.as_bytes() })
             .map_err(|_| StoreError::Secret(format!("cannot encrypt {name}")))?;
         let mut blob = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
         blob.push(BLOB_VERSION);
@@ -142,34 +133,21 @@ impl MasterKey {
     /// [`StoreError::Secret`] when the blob was made with another key, under another name, was
     /// altered, or has a format this version does not know.
     pub fn decrypt(&self, name: &str, blob: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let (&version, rest) = blob
-            .split_first()
-            .ok_or_else(|| StoreError::Secret(format!("cannot decrypt {name}: empty blob")))?;
+        let (&version, rest) =
+            blob.split_first().ok_or_else(|| StoreError::Secret(format!("cannot decrypt {name}: empty blob")))?;
         if version != BLOB_VERSION {
             return Err(StoreError::Secret(format!(
                 "cannot decrypt {name}: unknown format version {version} (written by a newer clawbridge?)"
             )));
         }
         if rest.len() < NONCE_LEN {
-            return Err(StoreError::Secret(format!(
-                "cannot decrypt {name}: truncated blob"
-            )));
+            return Err(StoreError::Secret(format!("cannot decrypt {name}: truncated blob")));
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         self.cipher()
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: name.as_bytes(),
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: name.as_bytes() })
             .map(Zeroizing::new)
-            .map_err(|_| {
-                StoreError::Secret(format!(
-                    "cannot decrypt {name}: wrong {KEY_ENV} or {KEY_FILE}?"
-                ))
-            })
+            .map_err(|_| StoreError::Secret(format!("cannot decrypt {name}: wrong {KEY_ENV} or {KEY_FILE}?")))
     }
 
     /// The cipher zeroises its copy of the key on drop.
@@ -185,9 +163,7 @@ struct KeyFile {
 
 impl KeyFile {
     fn new(state_dir: &Path) -> Self {
-        Self {
-            path: state_dir.join(KEY_FILE),
-        }
+        Self { path: state_dir.join(KEY_FILE) }
     }
 
     fn load_or_create(&self) -> Result<MasterKey> {
@@ -210,12 +186,7 @@ impl KeyFile {
                 )))
             })?;
         }
-        let mut file = match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.path)
-        {
+        let mut file = match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(CreateError::Exists),
             Err(e) => {
@@ -236,8 +207,7 @@ impl KeyFile {
     }
 
     fn load(&self) -> Result<MasterKey> {
-        let meta = std::fs::metadata(&self.path)
-            .map_err(|e| self.config_error(format!("cannot read it: {e}")))?;
+        let meta = std::fs::metadata(&self.path).map_err(|e| self.config_error(format!("cannot read it: {e}")))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(StoreError::Config(format!(
@@ -288,10 +258,7 @@ pub struct SecretBox {
 
 impl fmt::Debug for SecretBox {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretBox")
-            .field("key", &self.key)
-            .field("backend", &self.store.backend())
-            .finish()
+        f.debug_struct("SecretBox").field("key", &self.key).field("backend", &self.store.backend()).finish()
     }
 }
 
@@ -319,9 +286,8 @@ impl SecretBox {
             return Ok(None);
         };
         let plain = self.key.decrypt(name, &blob)?;
-        let text = std::str::from_utf8(&plain).map_err(|_| {
-            StoreError::Secret(format!("cannot decrypt {name}: the plaintext is not UTF-8"))
-        })?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| StoreError::Secret(format!("cannot decrypt {name}: the plaintext is not UTF-8")))?;
         // `to_owned` allocates exactly `len` bytes, so turning it into the secret's boxed `str`
         // does not reallocate and leave an unzeroised copy behind; `plain` is zeroised on drop.
         Ok(Some(SecretString::from(text.to_owned())))

@@ -19,8 +19,7 @@ pub(crate) const INSERT_INBOUND: &str = "\
     ON CONFLICT (channel, account, message_id) DO NOTHING \
     RETURNING id";
 
-pub(crate) const FIND_INBOUND: &str =
-    "SELECT id FROM inbox WHERE channel = $1 AND account = $2 AND message_id = $3";
+pub(crate) const FIND_INBOUND: &str = "SELECT id FROM inbox WHERE channel = $1 AND account = $2 AND message_id = $3";
 
 /// Which inbox rows a claim may take (`$1` = now): ready, and no older unfinished row in the lane.
 /// Shared by both claim statements so the rule cannot drift between backends.
@@ -95,8 +94,7 @@ pub(crate) const RELEASE_INBOUND: &str = "\
                      lease_owner = NULL, lease_until = NULL \
     WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
 
-pub(crate) const GET_INBOUND: &str =
-    concat!("SELECT ", inbox_columns!(), " FROM inbox WHERE id = $1");
+pub(crate) const GET_INBOUND: &str = concat!("SELECT ", inbox_columns!(), " FROM inbox WHERE id = $1");
 
 // ---- outbox ------------------------------------------------------------------------------------
 
@@ -131,8 +129,7 @@ pub(crate) const RELEASE_OUTBOUND: &str = "\
                       lease_owner = NULL, lease_until = NULL \
     WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
 
-pub(crate) const GET_OUTBOUND: &str =
-    concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1");
+pub(crate) const GET_OUTBOUND: &str = concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1");
 
 /// Moves the delivery status forward only. `$6` is the rank of the new status
 /// ([`delivery_rank`](crate::model::delivery_rank)); the `CASE` mirrors that function for the
@@ -152,8 +149,7 @@ pub(crate) const FIND_PLATFORM_ID: &str =
 
 // ---- cursors, leases, keys -----------------------------------------------------------------------
 
-pub(crate) const GET_CURSOR: &str =
-    "SELECT value FROM cursors WHERE channel = $1 AND account = $2 AND name = $3";
+pub(crate) const GET_CURSOR: &str = "SELECT value FROM cursors WHERE channel = $1 AND account = $2 AND name = $3";
 
 pub(crate) const SET_CURSOR: &str = "\
     INSERT INTO cursors (channel, account, name, value, updated_at) VALUES ($1, $2, $3, $4, $5) \
@@ -218,8 +214,7 @@ pub(crate) const LIST_APPROVED: &str = concat!(
     " FROM approved_peers WHERE ($1 IS NULL OR channel = $1) ORDER BY approved_at, channel, account, peer"
 );
 
-pub(crate) const REVOKE_PEER: &str =
-    "DELETE FROM approved_peers WHERE channel = $1 AND account = $2 AND peer = $3";
+pub(crate) const REVOKE_PEER: &str = "DELETE FROM approved_peers WHERE channel = $1 AND account = $2 AND peer = $3";
 
 // ---- secrets -----------------------------------------------------------------------------------
 
@@ -235,8 +230,7 @@ pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE name = $1";
 
 pub(crate) const INBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM inbox GROUP BY state";
 pub(crate) const OUTBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM outbox GROUP BY state";
-pub(crate) const DELIVERY_FAILED_COUNT: &str =
-    "SELECT COUNT(*) FROM outbox WHERE delivery_status = 'failed'";
+pub(crate) const DELIVERY_FAILED_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE delivery_status = 'failed'";
 
 pub(crate) const DEAD_OUTBOX: &str = "\
     SELECT id, lane, COALESCE(last_error, '') AS reason, attempts, updated_at AS at FROM outbox \

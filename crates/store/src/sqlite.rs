@@ -8,22 +8,18 @@
 //! (`busy_timeout`) instead of failing on a lock upgrade.
 
 use crate::model::{
-    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
-    PairingOutcome, PairingRequest, PendingPairing, QueueStats, delivery_rank,
+    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow, PairingOutcome,
+    PairingRequest, PendingPairing, QueueStats, delivery_rank,
 };
 use crate::record::{
-    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline,
-    inbound_payload, inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
+    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, inbound_payload,
+    inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
 };
 use crate::sql::{self, claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
-use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code,
-};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -38,21 +34,11 @@ const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Readers do not block each other under WAL; a few are enough for status pages and lookups.
 const READERS: u32 = 4;
 
-const CLAIM_INBOUND: &str = concat!(
-    claim_inbox_set!(),
-    "WHERE id IN (",
-    claimable_inbox!(),
-    ") RETURNING ",
-    inbox_columns!()
-);
+const CLAIM_INBOUND: &str =
+    concat!(claim_inbox_set!(), "WHERE id IN (", claimable_inbox!(), ") RETURNING ", inbox_columns!());
 
-const CLAIM_OUTBOUND: &str = concat!(
-    claim_outbox_set!(),
-    "WHERE id IN (",
-    claimable_outbox!(),
-    ") RETURNING ",
-    outbox_columns!()
-);
+const CLAIM_OUTBOUND: &str =
+    concat!(claim_outbox_set!(), "WHERE id IN (", claimable_outbox!(), ") RETURNING ", outbox_columns!());
 
 /// The SQLite store. Cheap to clone (the pools are shared).
 #[derive(Clone, Debug)]
@@ -103,10 +89,7 @@ impl SqliteStore {
             })?;
         }
 
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+        let base = SqliteConnectOptions::new().filename(path).busy_timeout(BUSY_TIMEOUT).foreign_keys(true);
         let writer_options = base
             .clone()
             .create_if_missing(true)
@@ -134,11 +117,7 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(path, e))?;
 
-        Ok(Self {
-            writer,
-            reader,
-            path: path.to_owned(),
-        })
+        Ok(Self { writer, reader, path: path.to_owned() })
     }
 
     /// The database file.
@@ -190,10 +169,7 @@ fn open_error(path: &Path, err: sqlx::Error) -> StoreError {
 
     let p = path.display();
     let code = match &err {
-        sqlx::Error::Database(db) => db
-            .code()
-            .and_then(|c| c.parse::<i64>().ok())
-            .map(|c| c & 0xff),
+        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i64>().ok()).map(|c| c & 0xff),
         _ => None,
     };
     match code {
@@ -215,11 +191,7 @@ fn open_error(path: &Path, err: sqlx::Error) -> StoreError {
 }
 
 /// Inserts one outbox row unless its key exists; returns the row id either way.
-async fn insert_outbound(
-    conn: &mut SqliteConnection,
-    m: &NewOutbound,
-    now: EpochMs,
-) -> Result<i64> {
+async fn insert_outbound(conn: &mut SqliteConnection, m: &NewOutbound, now: EpochMs) -> Result<i64> {
     let row = OutboundInsert::new(m, now)?;
     let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_OUTBOUND)
         .bind(row.key)
@@ -235,10 +207,7 @@ async fn insert_outbound(
         .await?;
     match inserted {
         Some(id) => Ok(id),
-        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND)
-            .bind(row.key)
-            .fetch_one(&mut *conn)
-            .await?),
+        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND).bind(row.key).fetch_one(&mut *conn).await?),
     }
 }
 
@@ -291,20 +260,11 @@ impl Store for SqliteStore {
             .bind(deadline(now, lease_ms))
             .fetch_all(&self.writer)
             .await?;
-        let rows = records
-            .into_iter()
-            .map(InboxRecord::into_row)
-            .collect::<Result<Vec<_>>>()?;
+        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
         Ok(oldest_first(rows, |r| r.id))
     }
 
-    async fn renew_inbound(
-        &self,
-        id: i64,
-        worker: &str,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::RENEW_INBOUND)
             .bind(id)
             .bind(worker)
@@ -324,13 +284,8 @@ impl Store for SqliteStore {
         now: EpochMs,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let done = sqlx::query(sql::COMPLETE_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(outcome)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let done =
+            sqlx::query(sql::COMPLETE_INBOUND).bind(id).bind(worker).bind(outcome).bind(now).execute(&mut *tx).await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             tracing::debug!(id, worker, "complete_inbound: lease lost");
@@ -363,32 +318,20 @@ impl Store for SqliteStore {
                     .await?
             }
             None => {
-                sqlx::query(sql::FAIL_INBOUND)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(error)
-                    .bind(now)
-                    .execute(&self.writer)
-                    .await?
+                sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(&self.writer).await?
             }
         };
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let record: Option<InboxRecord> =
+            sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(&self.reader).await?;
         record.map(InboxRecord::into_row).transpose()
     }
 
@@ -416,20 +359,11 @@ impl Store for SqliteStore {
             .bind(deadline(now, lease_ms))
             .fetch_all(&self.writer)
             .await?;
-        let rows = records
-            .into_iter()
-            .map(OutboxRecord::into_row)
-            .collect::<Result<Vec<_>>>()?;
+        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
         Ok(oldest_first(rows, |r| r.id))
     }
 
-    async fn mark_sent(
-        &self,
-        id: i64,
-        worker: &str,
-        platform_message_id: Option<&str>,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::MARK_SENT)
             .bind(id)
             .bind(worker)
@@ -440,14 +374,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn mark_retry(
-        &self,
-        id: i64,
-        worker: &str,
-        error: &str,
-        next_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::MARK_RETRY)
             .bind(id)
             .bind(worker)
@@ -460,30 +387,19 @@ impl Store for SqliteStore {
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_DEAD)
-            .bind(id)
-            .bind(worker)
-            .bind(reason)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        let done =
+            sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(&self.writer).await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_OUTBOUND)
-            .bind(id)
-            .bind(worker)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> = sqlx::query_as(sql::GET_OUTBOUND)
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let record: Option<OutboxRecord> =
+            sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(&self.reader).await?;
         record.map(OutboxRecord::into_row).transpose()
     }
 
@@ -508,12 +424,7 @@ impl Store for SqliteStore {
         Ok(known.is_some())
     }
 
-    async fn get_cursor(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        name: &str,
-    ) -> Result<Option<String>> {
+    async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         Ok(sqlx::query_scalar(sql::GET_CURSOR)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -541,13 +452,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn try_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::TRY_LEASE)
             .bind(name)
             .bind(holder)
@@ -559,21 +464,11 @@ impl Store for SqliteStore {
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_LEASE)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(sql::RELEASE_LEASE).bind(name).bind(holder).execute(&self.writer).await?;
         Ok(())
     }
 
-    async fn remember_key(
-        &self,
-        namespace: &str,
-        key: &str,
-        expires_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
         let done = sqlx::query(sql::REMEMBER_KEY)
             .bind(namespace)
             .bind(key)
@@ -584,12 +479,7 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn request_pairing(
-        &self,
-        req: &PairingRequest,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<PairingOutcome> {
+    async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
         // BEGIN IMMEDIATE: the count and the insert see the same state even across processes.
         let mut tx = self.write_tx().await?;
         let outcome = pairing::request(&mut tx, req, code, now).await?;
@@ -597,11 +487,7 @@ impl Store for SqliteStore {
         Ok(outcome)
     }
 
-    async fn list_pairings(
-        &self,
-        channel: Option<&ChannelId>,
-        now: EpochMs,
-    ) -> Result<Vec<PendingPairing>> {
+    async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
         let records: Vec<PairingRecord> = sqlx::query_as(sql::LIST_PAIRINGS)
             .bind(now)
             .bind(channel.map(ChannelId::as_str))
@@ -610,24 +496,14 @@ impl Store for SqliteStore {
         Ok(records.into_iter().map(PendingPairing::from).collect())
     }
 
-    async fn approve_pairing(
-        &self,
-        channel: &ChannelId,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<Option<ApprovedPeer>> {
+    async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
         let mut tx = self.write_tx().await?;
         let approved = pairing::approve(&mut tx, channel, code, now).await?;
         tx.commit().await?;
         Ok(approved)
     }
 
-    async fn is_approved(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool> {
+    async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         let at: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -638,19 +514,12 @@ impl Store for SqliteStore {
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let records: Vec<ApprovedRecord> = sqlx::query_as(sql::LIST_APPROVED)
-            .bind(channel.map(ChannelId::as_str))
-            .fetch_all(&self.reader)
-            .await?;
+        let records: Vec<ApprovedRecord> =
+            sqlx::query_as(sql::LIST_APPROVED).bind(channel.map(ChannelId::as_str)).fetch_all(&self.reader).await?;
         Ok(records.into_iter().map(ApprovedPeer::from).collect())
     }
 
-    async fn revoke_peer(
-        &self,
-        channel: &ChannelId,
-        account: &AccountId,
-        peer: &PeerId,
-    ) -> Result<bool> {
+    async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         let done = sqlx::query(sql::REVOKE_PEER)
             .bind(channel.as_str())
             .bind(account.as_str())
@@ -661,57 +530,35 @@ impl Store for SqliteStore {
     }
 
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
-        sqlx::query(sql::PUT_SECRET)
-            .bind(name)
-            .bind(blob)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(sql::PUT_SECRET).bind(name).bind(blob).bind(now).execute(&self.writer).await?;
         Ok(())
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(sql::GET_SECRET)
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(sqlx::query_scalar(sql::GET_SECRET).bind(name).fetch_optional(&self.reader).await?)
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query(sql::DELETE_SECRET)
-            .bind(name)
-            .execute(&self.writer)
-            .await?;
+        let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&self.writer).await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One read transaction: the three counts describe the same moment.
         let mut tx = self.reader.begin().await?;
-        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS)
-            .fetch_all(&mut *tx)
-            .await?;
-        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS)
-            .fetch_all(&mut *tx)
-            .await?;
-        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT)
-            .fetch_one(&mut *tx)
-            .await?;
+        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *tx).await?;
+        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *tx).await?;
+        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         Ok(crate::record::queue_stats(&inbox, &outbox, failed))
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
         let mut all = Vec::new();
-        for (queue, query) in [
-            ("outbox", sql::DEAD_OUTBOX),
-            ("inbox", sql::FAILED_INBOX),
-            ("delivery", sql::FAILED_DELIVERIES),
-        ] {
-            let records: Vec<DeadRecord> = sqlx::query_as(query)
-                .bind(i64::from(limit))
-                .fetch_all(&self.reader)
-                .await?;
+        for (queue, query) in
+            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
+        {
+            let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(&self.reader).await?;
             all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
         }
         Ok(merge_dead_letters(all, limit))
@@ -719,13 +566,8 @@ impl Store for SqliteStore {
 
     async fn check_writable(&self, now: EpochMs) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(sql::WRITE_HEARTBEAT)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT)
-            .fetch_one(&mut *tx)
-            .await?;
+        sqlx::query(sql::WRITE_HEARTBEAT).bind(now).execute(&mut *tx).await?;
+        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT).fetch_one(&mut *tx).await?;
         tx.commit().await?;
         crate::record::check_heartbeat(at, now)
     }
@@ -734,11 +576,7 @@ impl Store for SqliteStore {
         let mut tx = self.write_tx().await?;
         let mut removed = 0;
         for statement in sql::PRUNE {
-            removed += sqlx::query(statement)
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            removed += sqlx::query(statement).bind(before).execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(removed)
@@ -755,11 +593,7 @@ mod pairing {
         code: &str,
         now: EpochMs,
     ) -> Result<PairingOutcome> {
-        let (channel, account, peer) = (
-            req.channel.as_str(),
-            req.account.as_str(),
-            req.peer.as_str(),
-        );
+        let (channel, account, peer) = (req.channel.as_str(), req.account.as_str(), req.peer.as_str());
         let approved: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
             .bind(channel)
             .bind(account)
@@ -779,12 +613,8 @@ mod pairing {
         if let Some((code, expires_at)) = pending {
             return Ok(PairingOutcome::Pending { code, expires_at });
         }
-        let open: i64 = sqlx::query_scalar(sql::COUNT_PENDING)
-            .bind(channel)
-            .bind(account)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await?;
+        let open: i64 =
+            sqlx::query_scalar(sql::COUNT_PENDING).bind(channel).bind(account).bind(now).fetch_one(&mut *conn).await?;
         if open >= i64::from(req.max_pending) {
             return Ok(PairingOutcome::TooMany);
         }

@@ -4,12 +4,12 @@
 
 use crate::target::Target;
 use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, MediaKind, MediaRef,
-    MessageKind, OutboundMessage, PeerId,
+    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, MediaKind, MediaRef, MessageKind,
+    OutboundMessage, PeerId,
 };
 use clawbridge_store::{
-    DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState,
-    PairingOutcome, PairingRequest, QueueStats, SecretBox, SharedStore, StoreError,
+    DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState, PairingOutcome,
+    PairingRequest, QueueStats, SecretBox, SharedStore, StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashSet};
@@ -62,24 +62,13 @@ async fn insert(store: &SharedStore, msg: &InboundMessage) -> i64 {
 
 /// Enqueues one message and moves it to `sent` with `platform_id`.
 async fn sent(store: &SharedStore, peer: &str, key: &str, platform_id: &str) -> i64 {
-    let id = store
-        .enqueue_outbound(&[outbound(peer, key)], NOW)
-        .await
-        .expect("enqueue")[0];
-    let claimed = store
-        .claim_outbound("w", 10, LEASE, NOW)
-        .await
-        .expect("claim");
+    let id = store.enqueue_outbound(&[outbound(peer, key)], NOW).await.expect("enqueue")[0];
+    let claimed = store.claim_outbound("w", 10, LEASE, NOW).await.expect("claim");
     assert!(claimed.iter().any(|r| r.id == id), "{key} is claimable");
     for row in claimed.iter().filter(|r| r.id != id) {
         store.release_outbound(row.id, "w").await.expect("release");
     }
-    assert!(
-        store
-            .mark_sent(id, "w", Some(platform_id), NOW)
-            .await
-            .expect("mark_sent")
-    );
+    assert!(store.mark_sent(id, "w", Some(platform_id), NOW).await.expect("mark_sent"));
     id
 }
 
@@ -89,18 +78,12 @@ pub async fn insert_inbound_dedups_on_channel_account_message_id(t: &Target) {
     let store = t.open().await;
     let msg = inbound("15550001", "wamid.1");
     let id = insert(&store, &msg).await;
-    assert_eq!(
-        store.insert_inbound(&msg, NOW + 5).await.unwrap(),
-        InsertOutcome::Duplicate(id)
-    );
+    assert_eq!(store.insert_inbound(&msg, NOW + 5).await.unwrap(), InsertOutcome::Duplicate(id));
 
     // A redelivery with different content is still the same message.
     let mut again = msg.clone();
     again.text = "edited".to_owned();
-    assert_eq!(
-        store.insert_inbound(&again, NOW + 6).await.unwrap(),
-        InsertOutcome::Duplicate(id)
-    );
+    assert_eq!(store.insert_inbound(&again, NOW + 6).await.unwrap(), InsertOutcome::Duplicate(id));
 
     // The same platform id on another account or channel is another message.
     let mut other_account = msg.clone();
@@ -158,38 +141,18 @@ pub async fn inbound_claims_keep_lane_order(t: &Target) {
     // One row per lane, the oldest, oldest first.
     let first = store.claim_inbound("w1", 10, LEASE, NOW).await.unwrap();
     assert_eq!(ids(&first, |r| r.id), vec![a1, b1]);
-    assert!(
-        first
-            .iter()
-            .all(|r| r.state == InboxState::Processing && r.attempts == 1)
-    );
+    assert!(first.iter().all(|r| r.state == InboxState::Processing && r.attempts == 1));
 
     // Both lanes are busy: nothing else is claimable, by anyone.
-    assert!(
-        store
-            .claim_inbound("w2", 10, LEASE, NOW)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_inbound("w2", 10, LEASE, NOW).await.unwrap().is_empty());
 
     // Finishing lane A frees its next message only.
-    assert!(
-        store
-            .complete_inbound(a1, "w1", "replied", &[], NOW)
-            .await
-            .unwrap()
-    );
+    assert!(store.complete_inbound(a1, "w1", "replied", &[], NOW).await.unwrap());
     let next = store.claim_inbound("w2", 10, LEASE, NOW).await.unwrap();
     assert_eq!(ids(&next, |r| r.id), vec![a2]);
 
     // A message failed for good also finishes its lane.
-    assert!(
-        store
-            .fail_inbound(b1, "w1", "boom", None, NOW)
-            .await
-            .unwrap()
-    );
+    assert!(store.fail_inbound(b1, "w1", "boom", None, NOW).await.unwrap());
     let next = store.claim_inbound("w2", 10, LEASE, NOW).await.unwrap();
     assert_eq!(ids(&next, |r| r.id), vec![b2]);
 
@@ -204,166 +167,57 @@ pub async fn inbound_claims_respect_limit_and_next_at(t: &Target) {
     for peer in ["A", "B", "C"] {
         all.push(insert(&store, &inbound(peer, &format!("{peer}1"))).await);
     }
-    assert!(
-        store
-            .claim_inbound("w", 0, LEASE, NOW)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_inbound("w", 0, LEASE, NOW).await.unwrap().is_empty());
     let two = store.claim_inbound("w", 2, LEASE, NOW).await.unwrap();
     assert_eq!(ids(&two, |r| r.id), all[..2].to_vec());
 
     // A retry scheduled for later blocks its lane until then.
     let later = insert(&store, &inbound("A", "A2")).await;
-    assert!(
-        store
-            .fail_inbound(all[0], "w", "gateway down", Some(NOW + 1_000), NOW)
-            .await
-            .unwrap()
-    );
+    assert!(store.fail_inbound(all[0], "w", "gateway down", Some(NOW + 1_000), NOW).await.unwrap());
     let row = store.get_inbound(all[0]).await.unwrap().unwrap();
     assert_eq!(row.state, InboxState::Pending);
     assert_eq!(row.last_error.as_deref(), Some("gateway down"));
-    let claimed = store
-        .claim_inbound("w", 10, LEASE, NOW + 999)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&claimed, |r| r.id),
-        vec![all[2]],
-        "lane A waits for its retry, A2 stays behind it"
-    );
-    let claimed = store
-        .claim_inbound("w", 10, LEASE, NOW + 1_000)
-        .await
-        .unwrap();
+    let claimed = store.claim_inbound("w", 10, LEASE, NOW + 999).await.unwrap();
+    assert_eq!(ids(&claimed, |r| r.id), vec![all[2]], "lane A waits for its retry, A2 stays behind it");
+    let claimed = store.claim_inbound("w", 10, LEASE, NOW + 1_000).await.unwrap();
     assert_eq!(ids(&claimed, |r| r.id), vec![all[0]]);
     assert_eq!(claimed[0].attempts, 2);
-    assert!(
-        store
-            .complete_inbound(all[0], "w", "replied", &[], NOW + 1_000)
-            .await
-            .unwrap()
-    );
-    let claimed = store
-        .claim_inbound("w", 10, LEASE, NOW + 1_000)
-        .await
-        .unwrap();
+    assert!(store.complete_inbound(all[0], "w", "replied", &[], NOW + 1_000).await.unwrap());
+    let claimed = store.claim_inbound("w", 10, LEASE, NOW + 1_000).await.unwrap();
     assert_eq!(ids(&claimed, |r| r.id), vec![later]);
 }
 
 pub async fn expired_inbound_lease_lets_another_worker_claim(t: &Target) {
     let store = t.open().await;
     let id = insert(&store, &inbound("A", "a1")).await;
-    assert_eq!(
-        store
-            .claim_inbound("w1", 1, 1_000, NOW)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .claim_inbound("w2", 1, 1_000, NOW + 1_000)
-            .await
-            .unwrap()
-            .is_empty(),
-        "lease still running"
-    );
+    assert_eq!(store.claim_inbound("w1", 1, 1_000, NOW).await.unwrap().len(), 1);
+    assert!(store.claim_inbound("w2", 1, 1_000, NOW + 1_000).await.unwrap().is_empty(), "lease still running");
 
-    let taken = store
-        .claim_inbound("w2", 1, 1_000, NOW + 1_001)
-        .await
-        .unwrap();
+    let taken = store.claim_inbound("w2", 1, 1_000, NOW + 1_001).await.unwrap();
     assert_eq!(ids(&taken, |r| r.id), vec![id]);
     assert_eq!(taken[0].attempts, 2);
 
     // The first worker lost its lease: everything it tries is refused and changes nothing.
-    assert!(
-        !store
-            .renew_inbound(id, "w1", 1_000, NOW + 1_002)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .complete_inbound(
-                id,
-                "w1",
-                "replied",
-                &[reply(&inbound("A", "a1"), id, "k")],
-                NOW
-            )
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .fail_inbound(id, "w1", "late", None, NOW + 1_002)
-            .await
-            .unwrap()
-    );
+    assert!(!store.renew_inbound(id, "w1", 1_000, NOW + 1_002).await.unwrap());
+    assert!(!store.complete_inbound(id, "w1", "replied", &[reply(&inbound("A", "a1"), id, "k")], NOW).await.unwrap());
+    assert!(!store.fail_inbound(id, "w1", "late", None, NOW + 1_002).await.unwrap());
     store.release_inbound(id, "w1").await.unwrap();
     let row = store.get_inbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.attempts, row.last_error),
-        (InboxState::Processing, 2, None)
-    );
-    assert_eq!(
-        store.queue_stats().await.unwrap().outbox_queued,
-        0,
-        "the stale reply was not enqueued"
-    );
+    assert_eq!((row.state, row.attempts, row.last_error), (InboxState::Processing, 2, None));
+    assert_eq!(store.queue_stats().await.unwrap().outbox_queued, 0, "the stale reply was not enqueued");
 
-    assert!(
-        store
-            .complete_inbound(id, "w2", "replied", &[], NOW + 1_003)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .complete_inbound(id, "w2", "replied", &[], NOW + 1_004)
-            .await
-            .unwrap(),
-        "done is final"
-    );
+    assert!(store.complete_inbound(id, "w2", "replied", &[], NOW + 1_003).await.unwrap());
+    assert!(!store.complete_inbound(id, "w2", "replied", &[], NOW + 1_004).await.unwrap(), "done is final");
 }
 
 pub async fn renew_extends_the_inbound_lease(t: &Target) {
     let store = t.open().await;
     let id = insert(&store, &inbound("A", "a1")).await;
     store.claim_inbound("w1", 1, 1_000, NOW).await.unwrap();
-    assert!(
-        store
-            .renew_inbound(id, "w1", 1_000, NOW + 900)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_inbound("w2", 1, 1_000, NOW + 1_500)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        !store
-            .renew_inbound(id, "w2", 1_000, NOW + 1_500)
-            .await
-            .unwrap(),
-        "only the owner renews"
-    );
-    assert_eq!(
-        store
-            .claim_inbound("w2", 1, 1_000, NOW + 1_901)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert!(store.renew_inbound(id, "w1", 1_000, NOW + 900).await.unwrap());
+    assert!(store.claim_inbound("w2", 1, 1_000, NOW + 1_500).await.unwrap().is_empty());
+    assert!(!store.renew_inbound(id, "w2", 1_000, NOW + 1_500).await.unwrap(), "only the owner renews");
+    assert_eq!(store.claim_inbound("w2", 1, 1_000, NOW + 1_901).await.unwrap().len(), 1);
 }
 
 pub async fn release_inbound_gives_the_row_back(t: &Target) {
@@ -371,18 +225,11 @@ pub async fn release_inbound_gives_the_row_back(t: &Target) {
     let id = insert(&store, &inbound("A", "a1")).await;
     store.claim_inbound("w1", 1, LEASE, NOW).await.unwrap();
     store.release_inbound(id, "someone-else").await.unwrap();
-    assert_eq!(
-        store.get_inbound(id).await.unwrap().unwrap().state,
-        InboxState::Processing
-    );
+    assert_eq!(store.get_inbound(id).await.unwrap().unwrap().state, InboxState::Processing);
 
     store.release_inbound(id, "w1").await.unwrap();
     let row = store.get_inbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.attempts),
-        (InboxState::Pending, 0),
-        "a release is not an attempt"
-    );
+    assert_eq!((row.state, row.attempts), (InboxState::Pending, 0), "a release is not an attempt");
     let again = store.claim_inbound("w2", 1, LEASE, NOW).await.unwrap();
     assert_eq!((again[0].id, again[0].attempts), (id, 1));
 }
@@ -392,39 +239,16 @@ pub async fn complete_inbound_enqueues_replies_atomically_and_idempotently(t: &T
     let msg = inbound("A", "a1");
     let id = insert(&store, &msg).await;
     // One reply part is already in the outbox (enqueued by an earlier, interrupted run).
-    let earlier = store
-        .enqueue_outbound(&[reply(&msg, id, "run-r0")], NOW)
-        .await
-        .unwrap()[0];
+    let earlier = store.enqueue_outbound(&[reply(&msg, id, "run-r0")], NOW).await.unwrap()[0];
 
     store.claim_inbound("w1", 1, LEASE, NOW).await.unwrap();
-    let replies = [
-        reply(&msg, id, "run-r0"),
-        reply(&msg, id, "run-r1"),
-        reply(&msg, id, "run-r2"),
-    ];
-    assert!(
-        store
-            .complete_inbound(id, "w1", "replied", &replies, NOW + 10)
-            .await
-            .unwrap()
-    );
+    let replies = [reply(&msg, id, "run-r0"), reply(&msg, id, "run-r1"), reply(&msg, id, "run-r2")];
+    assert!(store.complete_inbound(id, "w1", "replied", &replies, NOW + 10).await.unwrap());
 
     let stats = store.queue_stats().await.unwrap();
-    assert_eq!(
-        (stats.inbox_done, stats.outbox_queued),
-        (1, 3),
-        "run-r0 was not enqueued twice"
-    );
-    let claimed = store
-        .claim_outbound("s", 10, LEASE, NOW + 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        ids(&claimed, |r| r.id)[0],
-        earlier,
-        "the replies share the lane, oldest first"
-    );
+    assert_eq!((stats.inbox_done, stats.outbox_queued), (1, 3), "run-r0 was not enqueued twice");
+    let claimed = store.claim_outbound("s", 10, LEASE, NOW + 10).await.unwrap();
+    assert_eq!(ids(&claimed, |r| r.id)[0], earlier, "the replies share the lane, oldest first");
     assert_eq!(claimed.len(), 1);
     let row = &claimed[0];
     assert_eq!(row.inbound_id, Some(id));
@@ -434,67 +258,26 @@ pub async fn complete_inbound_enqueues_replies_atomically_and_idempotently(t: &T
     // A stale worker writes nothing at all: neither the state nor the replies.
     let other = insert(&store, &inbound("B", "b1")).await;
     store.claim_inbound("w1", 1, 100, NOW).await.unwrap();
-    store
-        .claim_inbound("w2", 1, LEASE, NOW + 200)
-        .await
-        .unwrap();
-    assert!(
-        !store
-            .complete_inbound(other, "w1", "replied", &[outbound("B", "stale")], NOW + 300)
-            .await
-            .unwrap()
-    );
+    store.claim_inbound("w2", 1, LEASE, NOW + 200).await.unwrap();
+    assert!(!store.complete_inbound(other, "w1", "replied", &[outbound("B", "stale")], NOW + 300).await.unwrap());
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(stats.outbox_queued + stats.outbox_sending, 3);
-    assert_eq!(
-        store.get_inbound(other).await.unwrap().unwrap().state,
-        InboxState::Processing
-    );
+    assert_eq!(store.get_inbound(other).await.unwrap().unwrap().state, InboxState::Processing);
 }
 
 pub async fn fail_inbound_retries_then_fails_for_good(t: &Target) {
     let store = t.open().await;
     let id = insert(&store, &inbound("A", "a1")).await;
     store.claim_inbound("w", 1, LEASE, NOW).await.unwrap();
-    assert!(
-        store
-            .fail_inbound(id, "w", "timeout", Some(NOW + 5_000), NOW + 1)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .claim_inbound("w", 1, LEASE, NOW + 4_999)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .claim_inbound("w", 1, LEASE, NOW + 5_000)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert!(
-        store
-            .fail_inbound(id, "w", "agent refused", None, NOW + 5_001)
-            .await
-            .unwrap()
-    );
+    assert!(store.fail_inbound(id, "w", "timeout", Some(NOW + 5_000), NOW + 1).await.unwrap());
+    assert!(store.claim_inbound("w", 1, LEASE, NOW + 4_999).await.unwrap().is_empty());
+    assert_eq!(store.claim_inbound("w", 1, LEASE, NOW + 5_000).await.unwrap().len(), 1);
+    assert!(store.fail_inbound(id, "w", "agent refused", None, NOW + 5_001).await.unwrap());
 
     let row = store.get_inbound(id).await.unwrap().unwrap();
     assert_eq!((row.state, row.attempts), (InboxState::Failed, 2));
     assert_eq!(row.last_error.as_deref(), Some("agent refused"));
-    assert!(
-        store
-            .claim_inbound("w", 1, LEASE, NOW + 99_999)
-            .await
-            .unwrap()
-            .is_empty(),
-        "failed is final"
-    );
+    assert!(store.claim_inbound("w", 1, LEASE, NOW + 99_999).await.unwrap().is_empty(), "failed is final");
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(
         dead,
@@ -513,26 +296,13 @@ pub async fn fail_inbound_retries_then_fails_for_good(t: &Target) {
 
 pub async fn enqueue_outbound_returns_ids_in_input_order(t: &Target) {
     let store = t.open().await;
-    let first = store
-        .enqueue_outbound(
-            &[outbound("A", "a"), outbound("B", "b"), outbound("A", "c")],
-            NOW,
-        )
-        .await
-        .unwrap();
+    let first =
+        store.enqueue_outbound(&[outbound("A", "a"), outbound("B", "b"), outbound("A", "c")], NOW).await.unwrap();
     assert_eq!(first.len(), 3);
-    assert!(
-        first[0] < first[1] && first[1] < first[2],
-        "ids follow input order"
-    );
+    assert!(first[0] < first[1] && first[1] < first[2], "ids follow input order");
 
-    let second = store
-        .enqueue_outbound(
-            &[outbound("A", "c"), outbound("C", "d"), outbound("A", "a")],
-            NOW,
-        )
-        .await
-        .unwrap();
+    let second =
+        store.enqueue_outbound(&[outbound("A", "c"), outbound("C", "d"), outbound("A", "a")], NOW).await.unwrap();
     assert_eq!(second[0], first[2]);
     assert_eq!(second[2], first[0]);
     assert!(!first.contains(&second[1]));
@@ -541,23 +311,11 @@ pub async fn enqueue_outbound_returns_ids_in_input_order(t: &Target) {
     let row = store.get_outbound(first[1]).await.unwrap().unwrap();
     assert_eq!(row.idempotency_key, IdempotencyKey::new("b"));
     assert_eq!(row.message, outbound("B", "b").message);
-    assert_eq!(
-        row.lane,
-        Lane::of(&"whatsapp".into(), &"default".into(), &"B".into())
-    );
-    assert_eq!(
-        (row.state, row.attempts, row.next_at, row.created_at),
-        (OutboxState::Queued, 0, NOW, NOW)
-    );
-    assert_eq!(
-        (row.inbound_id, row.last_error, row.platform_message_id),
-        (None, None, None)
-    );
+    assert_eq!(row.lane, Lane::of(&"whatsapp".into(), &"default".into(), &"B".into()));
+    assert_eq!((row.state, row.attempts, row.next_at, row.created_at), (OutboxState::Queued, 0, NOW, NOW));
+    assert_eq!((row.inbound_id, row.last_error, row.platform_message_id), (None, None, None));
     assert_eq!((row.delivery_status, row.delivery_error), (None, None));
-    assert_eq!(
-        store.get_outbound(first[2] + 1_000_000).await.unwrap(),
-        None
-    );
+    assert_eq!(store.get_outbound(first[2] + 1_000_000).await.unwrap(), None);
 }
 
 pub async fn outbound_claims_keep_lane_order_and_wait_for_not_before(t: &Target) {
@@ -565,243 +323,94 @@ pub async fn outbound_claims_keep_lane_order_and_wait_for_not_before(t: &Target)
     let mut scheduled = outbound("C", "c1");
     scheduled.not_before = Some(NOW + 60_000);
     let ids_in = store
-        .enqueue_outbound(
-            &[
-                outbound("A", "a1"),
-                outbound("A", "a2"),
-                outbound("B", "b1"),
-                scheduled,
-            ],
-            NOW,
-        )
+        .enqueue_outbound(&[outbound("A", "a1"), outbound("A", "a2"), outbound("B", "b1"), scheduled], NOW)
         .await
         .unwrap();
     let (a1, a2, b1, c1) = (ids_in[0], ids_in[1], ids_in[2], ids_in[3]);
-    assert_eq!(
-        store.get_outbound(c1).await.unwrap().unwrap().next_at,
-        NOW + 60_000
-    );
+    assert_eq!(store.get_outbound(c1).await.unwrap().unwrap().next_at, NOW + 60_000);
 
     let claimed = store.claim_outbound("s1", 10, LEASE, NOW).await.unwrap();
     assert_eq!(ids(&claimed, |r| r.id), vec![a1, b1]);
-    assert!(
-        claimed
-            .iter()
-            .all(|r| r.state == OutboxState::Sending && r.attempts == 1)
-    );
-    assert!(
-        store
-            .claim_outbound("s2", 10, LEASE, NOW)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(claimed.iter().all(|r| r.state == OutboxState::Sending && r.attempts == 1));
+    assert!(store.claim_outbound("s2", 10, LEASE, NOW).await.unwrap().is_empty());
 
-    assert!(
-        store
-            .mark_sent(a1, "s1", Some("wamid.a1"), NOW)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        ids(
-            &store.claim_outbound("s2", 10, LEASE, NOW).await.unwrap(),
-            |r| r.id
-        ),
-        vec![a2]
-    );
+    assert!(store.mark_sent(a1, "s1", Some("wamid.a1"), NOW).await.unwrap());
+    assert_eq!(ids(&store.claim_outbound("s2", 10, LEASE, NOW).await.unwrap(), |r| r.id), vec![a2]);
     assert!(store.mark_sent(a2, "s2", None, NOW).await.unwrap());
     assert!(store.mark_sent(b1, "s1", None, NOW).await.unwrap());
-    assert!(
-        store
-            .claim_outbound("s2", 10, LEASE, NOW + 59_999)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        ids(
-            &store
-                .claim_outbound("s2", 10, LEASE, NOW + 60_000)
-                .await
-                .unwrap(),
-            |r| r.id
-        ),
-        vec![c1]
-    );
+    assert!(store.claim_outbound("s2", 10, LEASE, NOW + 59_999).await.unwrap().is_empty());
+    assert_eq!(ids(&store.claim_outbound("s2", 10, LEASE, NOW + 60_000).await.unwrap(), |r| r.id), vec![c1]);
 
     let sent = store.get_outbound(a1).await.unwrap().unwrap();
-    assert_eq!(
-        (sent.state, sent.platform_message_id.as_deref()),
-        (OutboxState::Sent, Some("wamid.a1"))
-    );
+    assert_eq!((sent.state, sent.platform_message_id.as_deref()), (OutboxState::Sent, Some("wamid.a1")));
 }
 
 pub async fn outbound_retry_then_dead(t: &Target) {
     let store = t.open().await;
-    let ids_in = store
-        .enqueue_outbound(&[outbound("A", "a1"), outbound("A", "a2")], NOW)
-        .await
-        .unwrap();
+    let ids_in = store.enqueue_outbound(&[outbound("A", "a1"), outbound("A", "a2")], NOW).await.unwrap();
     let (a1, a2) = (ids_in[0], ids_in[1]);
     store.claim_outbound("s", 1, LEASE, NOW).await.unwrap();
-    assert!(
-        store
-            .mark_retry(a1, "s", "HTTP 503", NOW + 2_000, NOW + 1)
-            .await
-            .unwrap()
-    );
+    assert!(store.mark_retry(a1, "s", "HTTP 503", NOW + 2_000, NOW + 1).await.unwrap());
     let row = store.get_outbound(a1).await.unwrap().unwrap();
     assert_eq!(
         (row.state, row.next_at, row.last_error.as_deref()),
         (OutboxState::Retry, NOW + 2_000, Some("HTTP 503"))
     );
 
-    assert!(
-        store
-            .claim_outbound("s", 10, LEASE, NOW + 1_999)
-            .await
-            .unwrap()
-            .is_empty(),
-        "a2 waits behind a1"
-    );
-    let again = store
-        .claim_outbound("s", 10, LEASE, NOW + 2_000)
-        .await
-        .unwrap();
+    assert!(store.claim_outbound("s", 10, LEASE, NOW + 1_999).await.unwrap().is_empty(), "a2 waits behind a1");
+    let again = store.claim_outbound("s", 10, LEASE, NOW + 2_000).await.unwrap();
     assert_eq!((again[0].id, again[0].attempts), (a1, 2));
     assert_eq!(again.len(), 1);
 
-    assert!(
-        store
-            .mark_dead(a1, "s", "131047: re-engagement window closed", NOW + 2_001)
-            .await
-            .unwrap()
-    );
+    assert!(store.mark_dead(a1, "s", "131047: re-engagement window closed", NOW + 2_001).await.unwrap());
     let row = store.get_outbound(a1).await.unwrap().unwrap();
     assert_eq!(row.state, OutboxState::Dead);
-    assert_eq!(
-        row.last_error.as_deref(),
-        Some("131047: re-engagement window closed")
-    );
+    assert_eq!(row.last_error.as_deref(), Some("131047: re-engagement window closed"));
     // Dead finishes the lane: the next message goes out.
-    assert_eq!(
-        ids(
-            &store
-                .claim_outbound("s", 10, LEASE, NOW + 2_001)
-                .await
-                .unwrap(),
-            |r| r.id
-        ),
-        vec![a2]
-    );
+    assert_eq!(ids(&store.claim_outbound("s", 10, LEASE, NOW + 2_001).await.unwrap(), |r| r.id), vec![a2]);
     let dead = store.dead_letters(10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(
-        (dead[0].queue, dead[0].id, dead[0].attempts, dead[0].at),
-        ("outbox", a1, 2, NOW + 2_001)
-    );
+    assert_eq!((dead[0].queue, dead[0].id, dead[0].attempts, dead[0].at), ("outbox", a1, 2, NOW + 2_001));
     assert_eq!(dead[0].reason, "131047: re-engagement window closed");
 }
 
 pub async fn stale_outbound_worker_cannot_mark(t: &Target) {
     let store = t.open().await;
-    let id = store
-        .enqueue_outbound(&[outbound("A", "a1")], NOW)
-        .await
-        .unwrap()[0];
+    let id = store.enqueue_outbound(&[outbound("A", "a1")], NOW).await.unwrap()[0];
     store.claim_outbound("s1", 1, 1_000, NOW).await.unwrap();
-    assert!(
-        store
-            .claim_outbound("s2", 1, 1_000, NOW + 1_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    let taken = store
-        .claim_outbound("s2", 1, 1_000, NOW + 1_001)
-        .await
-        .unwrap();
+    assert!(store.claim_outbound("s2", 1, 1_000, NOW + 1_000).await.unwrap().is_empty());
+    let taken = store.claim_outbound("s2", 1, 1_000, NOW + 1_001).await.unwrap();
     assert_eq!((taken[0].id, taken[0].attempts), (id, 2));
 
-    assert!(
-        !store
-            .mark_sent(id, "s1", Some("wamid.stale"), NOW + 1_002)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .mark_retry(id, "s1", "x", NOW + 5_000, NOW + 1_002)
-            .await
-            .unwrap()
-    );
+    assert!(!store.mark_sent(id, "s1", Some("wamid.stale"), NOW + 1_002).await.unwrap());
+    assert!(!store.mark_retry(id, "s1", "x", NOW + 5_000, NOW + 1_002).await.unwrap());
     assert!(!store.mark_dead(id, "s1", "x", NOW + 1_002).await.unwrap());
     store.release_outbound(id, "s1").await.unwrap();
     let row = store.get_outbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.platform_message_id, row.last_error),
-        (OutboxState::Sending, None, None)
-    );
+    assert_eq!((row.state, row.platform_message_id, row.last_error), (OutboxState::Sending, None, None));
 
-    assert!(
-        store
-            .mark_sent(id, "s2", Some("wamid.ok"), NOW + 1_003)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .mark_sent(id, "s2", Some("wamid.twice"), NOW + 1_004)
-            .await
-            .unwrap(),
-        "sent is final"
-    );
+    assert!(store.mark_sent(id, "s2", Some("wamid.ok"), NOW + 1_003).await.unwrap());
+    assert!(!store.mark_sent(id, "s2", Some("wamid.twice"), NOW + 1_004).await.unwrap(), "sent is final");
     assert!(!store.mark_dead(id, "s2", "x", NOW + 1_004).await.unwrap());
     let row = store.get_outbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.platform_message_id.as_deref()),
-        (OutboxState::Sent, Some("wamid.ok"))
-    );
+    assert_eq!((row.state, row.platform_message_id.as_deref()), (OutboxState::Sent, Some("wamid.ok")));
 }
 
 pub async fn release_outbound_restores_the_ready_state(t: &Target) {
     let store = t.open().await;
-    let id = store
-        .enqueue_outbound(&[outbound("A", "a1")], NOW)
-        .await
-        .unwrap()[0];
+    let id = store.enqueue_outbound(&[outbound("A", "a1")], NOW).await.unwrap()[0];
     store.claim_outbound("s", 1, LEASE, NOW).await.unwrap();
     store.release_outbound(id, "s").await.unwrap();
     let row = store.get_outbound(id).await.unwrap().unwrap();
     assert_eq!((row.state, row.attempts), (OutboxState::Queued, 0));
 
     store.claim_outbound("s", 1, LEASE, NOW).await.unwrap();
-    assert!(
-        store
-            .mark_retry(id, "s", "429", NOW + 100, NOW)
-            .await
-            .unwrap()
-    );
-    store
-        .claim_outbound("s", 1, LEASE, NOW + 100)
-        .await
-        .unwrap();
+    assert!(store.mark_retry(id, "s", "429", NOW + 100, NOW).await.unwrap());
+    store.claim_outbound("s", 1, LEASE, NOW + 100).await.unwrap();
     store.release_outbound(id, "s").await.unwrap();
     let row = store.get_outbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        (row.state, row.attempts, row.next_at),
-        (OutboxState::Retry, 1, NOW + 100)
-    );
-    assert_eq!(
-        store
-            .claim_outbound("s", 1, LEASE, NOW + 100)
-            .await
-            .unwrap()
-            .len(),
-        1,
-        "claimable again at once"
-    );
+    assert_eq!((row.state, row.attempts, row.next_at), (OutboxState::Retry, 1, NOW + 100));
+    assert_eq!(store.claim_outbound("s", 1, LEASE, NOW + 100).await.unwrap().len(), 1, "claimable again at once");
 }
 
 pub async fn delivery_status_only_moves_forward_and_failed_wins(t: &Target) {
@@ -816,71 +425,19 @@ pub async fn delivery_status_only_moves_forward_and_failed_wins(t: &Target) {
     };
     let status = |row: clawbridge_store::OutboundRow| (row.delivery_status, row.delivery_error);
 
-    assert!(
-        store
-            .record_delivery(&update("delivered", None, NOW + 1))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_delivery(&update("sent", None, NOW + 2))
-            .await
-            .unwrap(),
-        "known id, even if ignored"
-    );
-    assert_eq!(
-        status(store.get_outbound(id).await.unwrap().unwrap()),
-        (Some("delivered".to_owned()), None)
-    );
-    assert!(
-        store
-            .record_delivery(&update("read", None, NOW + 3))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_delivery(&update("delivered", None, NOW + 4))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_delivery(&update("playing", None, NOW + 4))
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        status(store.get_outbound(id).await.unwrap().unwrap()),
-        (Some("read".to_owned()), None)
-    );
+    assert!(store.record_delivery(&update("delivered", None, NOW + 1)).await.unwrap());
+    assert!(store.record_delivery(&update("sent", None, NOW + 2)).await.unwrap(), "known id, even if ignored");
+    assert_eq!(status(store.get_outbound(id).await.unwrap().unwrap()), (Some("delivered".to_owned()), None));
+    assert!(store.record_delivery(&update("read", None, NOW + 3)).await.unwrap());
+    assert!(store.record_delivery(&update("delivered", None, NOW + 4)).await.unwrap());
+    assert!(store.record_delivery(&update("playing", None, NOW + 4)).await.unwrap());
+    assert_eq!(status(store.get_outbound(id).await.unwrap().unwrap()), (Some("read".to_owned()), None));
 
-    assert!(
-        store
-            .record_delivery(&update("failed", Some("131047: window closed"), NOW + 5))
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .record_delivery(&update("read", None, NOW + 6))
-            .await
-            .unwrap()
-    );
+    assert!(store.record_delivery(&update("failed", Some("131047: window closed"), NOW + 5)).await.unwrap());
+    assert!(store.record_delivery(&update("read", None, NOW + 6)).await.unwrap());
     let row = store.get_outbound(id).await.unwrap().unwrap();
-    assert_eq!(
-        status(row.clone()),
-        (
-            Some("failed".to_owned()),
-            Some("131047: window closed".to_owned())
-        )
-    );
-    assert_eq!(
-        row.state,
-        OutboxState::Sent,
-        "a delivery status does not change the send state"
-    );
+    assert_eq!(status(row.clone()), (Some("failed".to_owned()), Some("131047: window closed".to_owned())));
+    assert_eq!(row.state, OutboxState::Sent, "a delivery status does not change the send state");
 
     let mut unknown = update("read", None, NOW);
     unknown.platform_message_id = "wamid.nope".to_owned();
@@ -908,161 +465,40 @@ pub async fn delivery_status_only_moves_forward_and_failed_wins(t: &Target) {
 
 pub async fn cursors_round_trip(t: &Target) {
     let store = t.open().await;
-    let (wa, default, other) = (
-        ChannelId::new("whatsapp"),
-        AccountId::new("default"),
-        AccountId::new("other"),
-    );
+    let (wa, default, other) = (ChannelId::new("whatsapp"), AccountId::new("default"), AccountId::new("other"));
     assert_eq!(store.get_cursor(&wa, &default, "poll").await.unwrap(), None);
-    store
-        .set_cursor(&wa, &default, "poll", "2026-01-01T00:00:00Z", NOW)
-        .await
-        .unwrap();
-    store
-        .set_cursor(&wa, &other, "poll", "other", NOW)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get_cursor(&wa, &default, "poll")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("2026-01-01T00:00:00Z")
-    );
-    store
-        .set_cursor(&wa, &default, "poll", "2026-01-02T00:00:00Z", NOW + 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .get_cursor(&wa, &default, "poll")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("2026-01-02T00:00:00Z")
-    );
-    assert_eq!(
-        store
-            .get_cursor(&wa, &other, "poll")
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("other")
-    );
-    assert_eq!(
-        store.get_cursor(&wa, &default, "other-name").await.unwrap(),
-        None
-    );
+    store.set_cursor(&wa, &default, "poll", "2026-01-01T00:00:00Z", NOW).await.unwrap();
+    store.set_cursor(&wa, &other, "poll", "other", NOW).await.unwrap();
+    assert_eq!(store.get_cursor(&wa, &default, "poll").await.unwrap().as_deref(), Some("2026-01-01T00:00:00Z"));
+    store.set_cursor(&wa, &default, "poll", "2026-01-02T00:00:00Z", NOW + 1).await.unwrap();
+    assert_eq!(store.get_cursor(&wa, &default, "poll").await.unwrap().as_deref(), Some("2026-01-02T00:00:00Z"));
+    assert_eq!(store.get_cursor(&wa, &other, "poll").await.unwrap().as_deref(), Some("other"));
+    assert_eq!(store.get_cursor(&wa, &default, "other-name").await.unwrap(), None);
 }
 
 pub async fn leases_are_exclusive_until_expiry(t: &Target) {
     let store = t.open().await;
-    assert!(
-        store
-            .try_lease("poller/whatsapp/default", "A", 1_000, NOW)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .try_lease("poller/whatsapp/default", "B", 1_000, NOW + 500)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .try_lease("poller/whatsapp/other", "B", 1_000, NOW + 500)
-            .await
-            .unwrap(),
-        "names are independent"
-    );
-    assert!(
-        store
-            .try_lease("poller/whatsapp/default", "A", 1_000, NOW + 500)
-            .await
-            .unwrap(),
-        "holder renews"
-    );
-    assert!(
-        !store
-            .try_lease("poller/whatsapp/default", "B", 1_000, NOW + 1_500)
-            .await
-            .unwrap(),
-        "renewed until +1500"
-    );
-    assert!(
-        store
-            .try_lease("poller/whatsapp/default", "B", 1_000, NOW + 1_501)
-            .await
-            .unwrap(),
-        "expired: taken over"
-    );
-    assert!(
-        !store
-            .try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600)
-            .await
-            .unwrap()
-    );
+    assert!(store.try_lease("poller/whatsapp/default", "A", 1_000, NOW).await.unwrap());
+    assert!(!store.try_lease("poller/whatsapp/default", "B", 1_000, NOW + 500).await.unwrap());
+    assert!(store.try_lease("poller/whatsapp/other", "B", 1_000, NOW + 500).await.unwrap(), "names are independent");
+    assert!(store.try_lease("poller/whatsapp/default", "A", 1_000, NOW + 500).await.unwrap(), "holder renews");
+    assert!(!store.try_lease("poller/whatsapp/default", "B", 1_000, NOW + 1_500).await.unwrap(), "renewed until +1500");
+    assert!(store.try_lease("poller/whatsapp/default", "B", 1_000, NOW + 1_501).await.unwrap(), "expired: taken over");
+    assert!(!store.try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600).await.unwrap());
 
-    store
-        .release_lease("poller/whatsapp/default", "A")
-        .await
-        .unwrap();
-    assert!(
-        !store
-            .try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600)
-            .await
-            .unwrap(),
-        "not A's to release"
-    );
-    store
-        .release_lease("poller/whatsapp/default", "B")
-        .await
-        .unwrap();
-    assert!(
-        store
-            .try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600)
-            .await
-            .unwrap()
-    );
+    store.release_lease("poller/whatsapp/default", "A").await.unwrap();
+    assert!(!store.try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600).await.unwrap(), "not A's to release");
+    store.release_lease("poller/whatsapp/default", "B").await.unwrap();
+    assert!(store.try_lease("poller/whatsapp/default", "A", 1_000, NOW + 1_600).await.unwrap());
 }
 
 pub async fn remember_key_is_true_once_until_expiry(t: &Target) {
     let store = t.open().await;
-    assert!(
-        store
-            .remember_key("kapso", "idem-1", NOW + 1_000, NOW)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .remember_key("kapso", "idem-1", NOW + 5_000, NOW + 999)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .remember_key("kakao", "idem-1", NOW + 1_000, NOW)
-            .await
-            .unwrap(),
-        "namespaces are independent"
-    );
-    assert!(
-        store
-            .remember_key("kapso", "idem-1", NOW + 2_000, NOW + 1_000)
-            .await
-            .unwrap(),
-        "expired counts as absent"
-    );
-    assert!(
-        !store
-            .remember_key("kapso", "idem-1", NOW + 3_000, NOW + 1_999)
-            .await
-            .unwrap(),
-        "remembered anew"
-    );
+    assert!(store.remember_key("kapso", "idem-1", NOW + 1_000, NOW).await.unwrap());
+    assert!(!store.remember_key("kapso", "idem-1", NOW + 5_000, NOW + 999).await.unwrap());
+    assert!(store.remember_key("kakao", "idem-1", NOW + 1_000, NOW).await.unwrap(), "namespaces are independent");
+    assert!(store.remember_key("kapso", "idem-1", NOW + 2_000, NOW + 1_000).await.unwrap(), "expired counts as absent");
+    assert!(!store.remember_key("kapso", "idem-1", NOW + 3_000, NOW + 1_999).await.unwrap(), "remembered anew");
 }
 
 // ---- pairing -----------------------------------------------------------------------------------
@@ -1083,145 +519,54 @@ pub async fn pairing_issue_pending_too_many_approve_revoke(t: &Target) {
     let wa = ChannelId::new("whatsapp");
     let hour = clawbridge_core::pairing::CODE_TTL_MS;
 
-    let issued = store
-        .request_pairing(&pairing_request("default", "A", hour), "ABCD2345", NOW)
-        .await
-        .unwrap();
-    assert_eq!(
-        issued,
-        PairingOutcome::Issued {
-            code: "ABCD2345".to_owned(),
-            expires_at: NOW + hour
-        }
-    );
-    let pending = store
-        .request_pairing(&pairing_request("default", "A", hour), "ZZZZ9999", NOW + 10)
-        .await
-        .unwrap();
-    assert_eq!(
-        pending,
-        PairingOutcome::Pending {
-            code: "ABCD2345".to_owned(),
-            expires_at: NOW + hour
-        }
-    );
+    let issued = store.request_pairing(&pairing_request("default", "A", hour), "ABCD2345", NOW).await.unwrap();
+    assert_eq!(issued, PairingOutcome::Issued { code: "ABCD2345".to_owned(), expires_at: NOW + hour });
+    let pending = store.request_pairing(&pairing_request("default", "A", hour), "ZZZZ9999", NOW + 10).await.unwrap();
+    assert_eq!(pending, PairingOutcome::Pending { code: "ABCD2345".to_owned(), expires_at: NOW + hour });
 
     for (peer, code) in [("B", "BBBB2222"), ("C", "CCCC3333")] {
-        let outcome = store
-            .request_pairing(&pairing_request("default", peer, hour), code, NOW + 20)
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, PairingOutcome::Issued { .. }),
-            "{peer}: {outcome:?}"
-        );
+        let outcome = store.request_pairing(&pairing_request("default", peer, hour), code, NOW + 20).await.unwrap();
+        assert!(matches!(outcome, PairingOutcome::Issued { .. }), "{peer}: {outcome:?}");
     }
-    let too_many = store
-        .request_pairing(&pairing_request("default", "D", hour), "DDDD4444", NOW + 30)
-        .await
-        .unwrap();
+    let too_many = store.request_pairing(&pairing_request("default", "D", hour), "DDDD4444", NOW + 30).await.unwrap();
     assert_eq!(too_many, PairingOutcome::TooMany);
-    let other_account = store
-        .request_pairing(&pairing_request("second", "D", hour), "EEEE5555", NOW + 30)
-        .await
-        .unwrap();
-    assert!(
-        matches!(other_account, PairingOutcome::Issued { .. }),
-        "the limit is per account"
-    );
+    let other_account =
+        store.request_pairing(&pairing_request("second", "D", hour), "EEEE5555", NOW + 30).await.unwrap();
+    assert!(matches!(other_account, PairingOutcome::Issued { .. }), "the limit is per account");
     let mut kakao = pairing_request("default", "K", hour);
     kakao.channel = ChannelId::new("kakao");
-    store
-        .request_pairing(&kakao, "KKKK6666", NOW + 40)
-        .await
-        .unwrap();
+    store.request_pairing(&kakao, "KKKK6666", NOW + 40).await.unwrap();
 
     let listed = store.list_pairings(Some(&wa), NOW + 50).await.unwrap();
-    assert_eq!(
-        listed.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>(),
-        ["A", "B", "C", "D"]
-    );
+    assert_eq!(listed.iter().map(|p| p.peer.as_str()).collect::<Vec<_>>(), ["A", "B", "C", "D"]);
     assert_eq!(listed[0].code, "ABCD2345");
     assert_eq!(listed[0].display_name.as_deref(), Some("Name of A"));
-    assert_eq!(
-        (listed[0].created_at, listed[0].expires_at),
-        (NOW, NOW + hour)
-    );
+    assert_eq!((listed[0].created_at, listed[0].expires_at), (NOW, NOW + hour));
     assert_eq!(store.list_pairings(None, NOW + 50).await.unwrap().len(), 5);
 
     // Operators type codes sloppily: case, spaces and dashes do not matter.
     assert_eq!(
-        store
-            .approve_pairing(&ChannelId::new("kakao"), "abcd-2345", NOW + 60)
-            .await
-            .unwrap(),
+        store.approve_pairing(&ChannelId::new("kakao"), "abcd-2345", NOW + 60).await.unwrap(),
         None,
         "wrong channel"
     );
-    let approved = store
-        .approve_pairing(&wa, " abcd-2345 ", NOW + 60)
-        .await
-        .unwrap()
-        .expect("approved");
-    assert_eq!(
-        (approved.account.as_str(), approved.peer.as_str()),
-        ("default", "A")
-    );
-    assert_eq!(
-        (approved.display_name.as_deref(), approved.approved_at),
-        (Some("Name of A"), NOW + 60)
-    );
-    assert_eq!(
-        store
-            .approve_pairing(&wa, "ABCD2345", NOW + 61)
-            .await
-            .unwrap(),
-        None,
-        "a code works once"
-    );
+    let approved = store.approve_pairing(&wa, " abcd-2345 ", NOW + 60).await.unwrap().expect("approved");
+    assert_eq!((approved.account.as_str(), approved.peer.as_str()), ("default", "A"));
+    assert_eq!((approved.display_name.as_deref(), approved.approved_at), (Some("Name of A"), NOW + 60));
+    assert_eq!(store.approve_pairing(&wa, "ABCD2345", NOW + 61).await.unwrap(), None, "a code works once");
 
     let (default, a) = (AccountId::new("default"), PeerId::new("A"));
     assert!(store.is_approved(&wa, &default, &a).await.unwrap());
-    assert!(
-        !store
-            .is_approved(&wa, &AccountId::new("second"), &a)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store.list_approved(Some(&wa)).await.unwrap(),
-        vec![approved]
-    );
-    assert!(
-        store
-            .list_approved(Some(&ChannelId::new("kakao")))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(!store.is_approved(&wa, &AccountId::new("second"), &a).await.unwrap());
+    assert_eq!(store.list_approved(Some(&wa)).await.unwrap(), vec![approved]);
+    assert!(store.list_approved(Some(&ChannelId::new("kakao"))).await.unwrap().is_empty());
     assert_eq!(store.list_approved(None).await.unwrap().len(), 1);
-    assert_eq!(
-        store
-            .list_pairings(Some(&wa), NOW + 62)
-            .await
-            .unwrap()
-            .len(),
-        3
-    );
+    assert_eq!(store.list_pairings(Some(&wa), NOW + 62).await.unwrap().len(), 3);
 
-    let again = store
-        .request_pairing(&pairing_request("default", "A", hour), "FFFF7777", NOW + 70)
-        .await
-        .unwrap();
+    let again = store.request_pairing(&pairing_request("default", "A", hour), "FFFF7777", NOW + 70).await.unwrap();
     assert_eq!(again, PairingOutcome::AlreadyApproved);
-    let d = store
-        .request_pairing(&pairing_request("default", "D", hour), "DDDD4444", NOW + 70)
-        .await
-        .unwrap();
-    assert!(
-        matches!(d, PairingOutcome::Issued { .. }),
-        "A's slot was freed: {d:?}"
-    );
+    let d = store.request_pairing(&pairing_request("default", "D", hour), "DDDD4444", NOW + 70).await.unwrap();
+    assert!(matches!(d, PairingOutcome::Issued { .. }), "A's slot was freed: {d:?}");
 
     assert!(store.revoke_peer(&wa, &default, &a).await.unwrap());
     assert!(!store.revoke_peer(&wa, &default, &a).await.unwrap());
@@ -1231,111 +576,37 @@ pub async fn pairing_issue_pending_too_many_approve_revoke(t: &Target) {
 pub async fn pairing_codes_expire(t: &Target) {
     let store = t.open().await;
     let wa = ChannelId::new("whatsapp");
-    let issued = store
-        .request_pairing(&pairing_request("default", "A", 1_000), "AAAA2222", NOW)
-        .await
-        .unwrap();
-    assert_eq!(
-        issued,
-        PairingOutcome::Issued {
-            code: "AAAA2222".to_owned(),
-            expires_at: NOW + 1_000
-        }
-    );
-    assert!(
-        store
-            .list_pairings(Some(&wa), NOW + 1_000)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        store
-            .approve_pairing(&wa, "AAAA2222", NOW + 1_000)
-            .await
-            .unwrap(),
-        None,
-        "expired code rejected"
-    );
-    assert!(
-        !store
-            .is_approved(&wa, &AccountId::new("default"), &PeerId::new("A"))
-            .await
-            .unwrap()
-    );
+    let issued = store.request_pairing(&pairing_request("default", "A", 1_000), "AAAA2222", NOW).await.unwrap();
+    assert_eq!(issued, PairingOutcome::Issued { code: "AAAA2222".to_owned(), expires_at: NOW + 1_000 });
+    assert!(store.list_pairings(Some(&wa), NOW + 1_000).await.unwrap().is_empty());
+    assert_eq!(store.approve_pairing(&wa, "AAAA2222", NOW + 1_000).await.unwrap(), None, "expired code rejected");
+    assert!(!store.is_approved(&wa, &AccountId::new("default"), &PeerId::new("A")).await.unwrap());
 
     // Expired requests neither count against the limit nor keep their code.
     for (peer, code) in [("B", "BBBB2222"), ("C", "CCCC2222")] {
-        store
-            .request_pairing(&pairing_request("default", peer, 1_000), code, NOW)
-            .await
-            .unwrap();
+        store.request_pairing(&pairing_request("default", peer, 1_000), code, NOW).await.unwrap();
     }
-    let fresh = store
-        .request_pairing(
-            &pairing_request("default", "D", 1_000),
-            "AAAA2222",
-            NOW + 2_000,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        fresh,
-        PairingOutcome::Issued {
-            code: "AAAA2222".to_owned(),
-            expires_at: NOW + 3_000
-        }
-    );
-    let renewed = store
-        .request_pairing(
-            &pairing_request("default", "A", 1_000),
-            "NEWC2222",
-            NOW + 2_000,
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        renewed,
-        PairingOutcome::Issued {
-            code: "NEWC2222".to_owned(),
-            expires_at: NOW + 3_000
-        }
-    );
-    let approved = store
-        .approve_pairing(&wa, "aaaa2222", NOW + 2_500)
-        .await
-        .unwrap()
-        .expect("approved");
+    let fresh = store.request_pairing(&pairing_request("default", "D", 1_000), "AAAA2222", NOW + 2_000).await.unwrap();
+    assert_eq!(fresh, PairingOutcome::Issued { code: "AAAA2222".to_owned(), expires_at: NOW + 3_000 });
+    let renewed =
+        store.request_pairing(&pairing_request("default", "A", 1_000), "NEWC2222", NOW + 2_000).await.unwrap();
+    assert_eq!(renewed, PairingOutcome::Issued { code: "NEWC2222".to_owned(), expires_at: NOW + 3_000 });
+    let approved = store.approve_pairing(&wa, "aaaa2222", NOW + 2_500).await.unwrap().expect("approved");
     assert_eq!(approved.peer.as_str(), "D");
 }
 
 pub async fn pairing_code_collisions_are_refused(t: &Target) {
     let store = t.open().await;
-    store
-        .request_pairing(&pairing_request("default", "A", 1_000), "SAME2222", NOW)
-        .await
-        .unwrap();
+    store.request_pairing(&pairing_request("default", "A", 1_000), "SAME2222", NOW).await.unwrap();
     // The caller draws 8 random characters, so a collision is a 1 in 2^40 event; the store
     // refuses it rather than making a code ambiguous, and the caller may retry with a new code.
-    let err = store
-        .request_pairing(&pairing_request("other", "B", 1_000), "same2222", NOW)
-        .await
-        .unwrap_err();
+    let err = store.request_pairing(&pairing_request("other", "B", 1_000), "same2222", NOW).await.unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
-    assert!(
-        err.to_string().contains("pairing_requests"),
-        "the error names the table: {err}"
-    );
+    assert!(err.to_string().contains("pairing_requests"), "the error names the table: {err}");
     // A different channel may use the same code.
     let mut kakao = pairing_request("default", "A", 1_000);
     kakao.channel = ChannelId::new("kakao");
-    assert!(matches!(
-        store
-            .request_pairing(&kakao, "SAME2222", NOW)
-            .await
-            .unwrap(),
-        PairingOutcome::Issued { .. }
-    ));
+    assert!(matches!(store.request_pairing(&kakao, "SAME2222", NOW).await.unwrap(), PairingOutcome::Issued { .. }));
 }
 
 // ---- secrets -----------------------------------------------------------------------------------
@@ -1345,92 +616,37 @@ pub async fn secrets_round_trip_and_bind_to_key_and_name(t: &Target) {
     let key = MasterKey::from_bytes([7; 32]);
     let secrets = SecretBox::new(key.clone(), store.clone());
     let token = SecretString::from("kakao-access-token-ÄÖÜ-토큰");
-    secrets
-        .put("kakao/default/access_token", &token, NOW)
-        .await
-        .unwrap();
-    let back = secrets
-        .get("kakao/default/access_token")
-        .await
-        .unwrap()
-        .expect("stored");
+    secrets.put("kakao/default/access_token", &token, NOW).await.unwrap();
+    let back = secrets.get("kakao/default/access_token").await.unwrap().expect("stored");
     assert_eq!(back.expose_secret(), token.expose_secret());
-    assert!(
-        secrets
-            .get("kakao/default/refresh_token")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(secrets.get("kakao/default/refresh_token").await.unwrap().is_none());
 
     // The database holds ciphertext only.
-    let blob = store
-        .get_secret_blob("kakao/default/access_token")
-        .await
-        .unwrap()
-        .unwrap();
+    let blob = store.get_secret_blob("kakao/default/access_token").await.unwrap().unwrap();
     assert_eq!(blob[0], 1, "format version");
     assert!(!blob.windows(12).any(|w| w == b"kakao-access"));
 
     // Replacing works and re-encrypts with a fresh nonce.
-    secrets
-        .put(
-            "kakao/default/access_token",
-            &SecretString::from("second"),
-            NOW + 1,
-        )
-        .await
-        .unwrap();
-    let blob2 = store
-        .get_secret_blob("kakao/default/access_token")
-        .await
-        .unwrap()
-        .unwrap();
+    secrets.put("kakao/default/access_token", &SecretString::from("second"), NOW + 1).await.unwrap();
+    let blob2 = store.get_secret_blob("kakao/default/access_token").await.unwrap().unwrap();
     assert_ne!(blob[1..25], blob2[1..25]);
-    assert_eq!(
-        secrets
-            .get("kakao/default/access_token")
-            .await
-            .unwrap()
-            .unwrap()
-            .expose_secret(),
-        "second"
-    );
+    assert_eq!(secrets.get("kakao/default/access_token").await.unwrap().unwrap().expose_secret(), "second");
 
     // Another key cannot read it, and says what is probably wrong.
     let wrong = SecretBox::new(MasterKey::from_bytes([8; 32]), store.clone());
     let err = wrong.get("kakao/default/access_token").await.unwrap_err();
     assert!(matches!(err, StoreError::Secret(_)), "{err:?}");
-    assert!(
-        err.to_string()
-            .contains("cannot decrypt kakao/default/access_token"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("cannot decrypt kakao/default/access_token"), "{err}");
     assert!(err.to_string().contains("CLAWBRIDGE_MASTER_KEY"), "{err}");
 
     // A blob moved to another name does not decrypt (the name is authenticated).
-    store
-        .put_secret_blob("kapso/api_key", &blob2, NOW)
-        .await
-        .unwrap();
-    assert!(matches!(
-        secrets.get("kapso/api_key").await,
-        Err(StoreError::Secret(_))
-    ));
+    store.put_secret_blob("kapso/api_key", &blob2, NOW).await.unwrap();
+    assert!(matches!(secrets.get("kapso/api_key").await, Err(StoreError::Secret(_))));
 
     assert!(secrets.delete("kakao/default/access_token").await.unwrap());
     assert!(!secrets.delete("kakao/default/access_token").await.unwrap());
-    assert!(
-        secrets
-            .get("kakao/default/access_token")
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        !format!("{secrets:?}").contains("0707"),
-        "Debug does not show the key"
-    );
+    assert!(secrets.get("kakao/default/access_token").await.unwrap().is_none());
+    assert!(!format!("{secrets:?}").contains("0707"), "Debug does not show the key");
 }
 
 // ---- operations --------------------------------------------------------------------------------
@@ -1441,25 +657,13 @@ pub async fn queue_stats_count_every_state(t: &Target) {
 
     let i: Vec<i64> = futures_ids(&store, &["A", "B", "C", "D", "E"]).await;
     store.claim_inbound("w", 4, LEASE, NOW).await.unwrap(); // A..D processing, E pending
-    store
-        .complete_inbound(i[0], "w", "replied", &[], NOW)
-        .await
-        .unwrap();
-    store
-        .complete_inbound(i[1], "w", "silent", &[], NOW)
-        .await
-        .unwrap();
+    store.complete_inbound(i[0], "w", "replied", &[], NOW).await.unwrap();
+    store.complete_inbound(i[1], "w", "silent", &[], NOW).await.unwrap();
     store.fail_inbound(i[2], "w", "x", None, NOW).await.unwrap();
 
     let o = store
         .enqueue_outbound(
-            &[
-                outbound("A", "1"),
-                outbound("B", "2"),
-                outbound("C", "3"),
-                outbound("D", "4"),
-                outbound("E", "5"),
-            ],
+            &[outbound("A", "1"), outbound("B", "2"), outbound("C", "3"), outbound("D", "4"), outbound("E", "5")],
             NOW,
         )
         .await
@@ -1467,10 +671,7 @@ pub async fn queue_stats_count_every_state(t: &Target) {
     store.claim_outbound("s", 4, LEASE, NOW).await.unwrap(); // 1..4 sending, 5 queued
     store.mark_sent(o[0], "s", Some("p1"), NOW).await.unwrap();
     store.mark_sent(o[1], "s", Some("p2"), NOW).await.unwrap();
-    store
-        .mark_retry(o[2], "s", "x", NOW + 1, NOW)
-        .await
-        .unwrap();
+    store.mark_retry(o[2], "s", "x", NOW + 1, NOW).await.unwrap();
     let failed = DeliveryUpdate {
         channel: ChannelId::new("whatsapp"),
         platform_message_id: "p2".to_owned(),
@@ -1479,10 +680,7 @@ pub async fn queue_stats_count_every_state(t: &Target) {
         at: NOW,
     };
     store.record_delivery(&failed).await.unwrap();
-    let dead = store
-        .enqueue_outbound(&[outbound("F", "6")], NOW)
-        .await
-        .unwrap()[0];
+    let dead = store.enqueue_outbound(&[outbound("F", "6")], NOW).await.unwrap()[0];
     store.claim_outbound("s", 10, LEASE, NOW).await.unwrap();
     store.mark_dead(dead, "s", "x", NOW).await.unwrap();
 
@@ -1515,20 +713,11 @@ pub async fn dead_letters_are_newest_first_and_limited(t: &Target) {
     let store = t.open().await;
     let inbox = insert(&store, &inbound("A", "a1")).await;
     store.claim_inbound("w", 1, LEASE, NOW).await.unwrap();
-    store
-        .fail_inbound(inbox, "w", "policy error", None, NOW + 10)
-        .await
-        .unwrap();
+    store.fail_inbound(inbox, "w", "policy error", None, NOW + 10).await.unwrap();
 
-    let dead = store
-        .enqueue_outbound(&[outbound("B", "b1")], NOW)
-        .await
-        .unwrap()[0];
+    let dead = store.enqueue_outbound(&[outbound("B", "b1")], NOW).await.unwrap()[0];
     store.claim_outbound("s", 1, LEASE, NOW).await.unwrap();
-    store
-        .mark_dead(dead, "s", "-402 blocked", NOW + 20)
-        .await
-        .unwrap();
+    store.mark_dead(dead, "s", "-402 blocked", NOW + 20).await.unwrap();
 
     let delivered = sent(&store, "C", "c1", "wamid.C1").await;
     let failed = DeliveryUpdate {
@@ -1541,10 +730,7 @@ pub async fn dead_letters_are_newest_first_and_limited(t: &Target) {
     store.record_delivery(&failed).await.unwrap();
 
     let all = store.dead_letters(10).await.unwrap();
-    let seen: Vec<_> = all
-        .iter()
-        .map(|d| (d.queue, d.id, d.reason.as_str(), d.at))
-        .collect();
+    let seen: Vec<_> = all.iter().map(|d| (d.queue, d.id, d.reason.as_str(), d.at)).collect();
     assert_eq!(
         seen,
         vec![
@@ -1570,52 +756,24 @@ pub async fn prune_removes_only_finished_rows_and_expired_keys(t: &Target) {
     let done = insert(&store, &inbound("A", "a1")).await;
     let pending = insert(&store, &inbound("B", "b1")).await;
     store.claim_inbound("w", 1, LEASE, NOW).await.unwrap();
-    store
-        .complete_inbound(done, "w", "replied", &[], NOW)
-        .await
-        .unwrap();
+    store.complete_inbound(done, "w", "replied", &[], NOW).await.unwrap();
 
     let sent_id = sent(&store, "A", "o1", "wamid.o1").await;
-    let queued = store
-        .enqueue_outbound(&[outbound("B", "o2")], NOW)
-        .await
-        .unwrap()[0];
+    let queued = store.enqueue_outbound(&[outbound("B", "o2")], NOW).await.unwrap()[0];
     store.remember_key("kapso", "old", NOW, NOW).await.unwrap();
-    store
-        .remember_key("kapso", "live", NOW + 10_000, NOW)
-        .await
-        .unwrap();
-    store
-        .request_pairing(&pairing_request("default", "P", 1), "PPPP2222", NOW - 2)
-        .await
-        .unwrap();
-    store
-        .request_pairing(&pairing_request("default", "Q", 10_000), "QQQQ2222", NOW)
-        .await
-        .unwrap();
+    store.remember_key("kapso", "live", NOW + 10_000, NOW).await.unwrap();
+    store.request_pairing(&pairing_request("default", "P", 1), "PPPP2222", NOW - 2).await.unwrap();
+    store.request_pairing(&pairing_request("default", "Q", 10_000), "QQQQ2222", NOW).await.unwrap();
 
-    assert_eq!(
-        store.prune(NOW).await.unwrap(),
-        1,
-        "only the pairing request expired before NOW"
-    );
-    assert_eq!(
-        store.prune(NOW + 1).await.unwrap(),
-        3,
-        "done inbox, sent outbox, expired key"
-    );
+    assert_eq!(store.prune(NOW).await.unwrap(), 1, "only the pairing request expired before NOW");
+    assert_eq!(store.prune(NOW + 1).await.unwrap(), 3, "done inbox, sent outbox, expired key");
     assert_eq!(store.prune(NOW + 1).await.unwrap(), 0);
 
     assert_eq!(store.get_inbound(done).await.unwrap(), None);
     assert!(store.get_inbound(pending).await.unwrap().is_some());
     assert_eq!(store.get_outbound(sent_id).await.unwrap(), None);
     assert!(store.get_outbound(queued).await.unwrap().is_some());
-    assert!(
-        !store
-            .remember_key("kapso", "live", NOW + 20_000, NOW + 1)
-            .await
-            .unwrap()
-    );
+    assert!(!store.remember_key("kapso", "live", NOW + 20_000, NOW + 1).await.unwrap());
     assert_eq!(store.list_pairings(None, NOW).await.unwrap().len(), 1);
 
     // A pruned message that is delivered again is new again, with a higher id.
@@ -1628,18 +786,12 @@ pub async fn migrations_run_once_when_opened_concurrently_and_again(t: &Target) 
     let (a, b) = tokio::join!(t.try_open(), t.try_open());
     let (a, b) = (a.expect("first open"), b.expect("second open"));
     let id = insert(&a, &inbound("A", "a1")).await;
-    assert_eq!(
-        b.insert_inbound(&inbound("A", "a1"), NOW).await.unwrap(),
-        InsertOutcome::Duplicate(id)
-    );
+    assert_eq!(b.insert_inbound(&inbound("A", "a1"), NOW).await.unwrap(), InsertOutcome::Duplicate(id));
     drop((a, b));
 
     // A restart runs the migrator again: nothing to do, data intact.
     let c = t.open().await;
-    assert_eq!(
-        c.get_inbound(id).await.unwrap().unwrap().message,
-        inbound("A", "a1")
-    );
+    assert_eq!(c.get_inbound(id).await.unwrap().unwrap().message, inbound("A", "a1"));
 }
 
 /// Many workers in two independent stores (two pools, as two processes would have) claim the
@@ -1651,13 +803,7 @@ pub async fn concurrent_inbound_claims_deliver_each_row_once(t: &Target) {
     let mut expected = HashSet::new();
     for n in 0..PER_LANE {
         for lane in 0..LANES {
-            expected.insert(
-                insert(
-                    &stores[0],
-                    &inbound(&format!("peer{lane}"), &format!("m{lane}-{n}")),
-                )
-                .await,
-            );
+            expected.insert(insert(&stores[0], &inbound(&format!("peer{lane}"), &format!("m{lane}-{n}"))).await);
         }
     }
     let log: Arc<Mutex<Vec<(Lane, i64)>>> = Arc::default();
@@ -1668,10 +814,7 @@ pub async fn concurrent_inbound_claims_deliver_each_row_once(t: &Target) {
         tasks.spawn(async move {
             let name = format!("worker-{worker}");
             while log.lock().unwrap().len() < LANES * PER_LANE {
-                let claimed = store
-                    .claim_inbound(&name, 2, LEASE, NOW)
-                    .await
-                    .expect("claim");
+                let claimed = store.claim_inbound(&name, 2, LEASE, NOW).await.expect("claim");
                 if claimed.is_empty() {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     continue;
@@ -1679,12 +822,7 @@ pub async fn concurrent_inbound_claims_deliver_each_row_once(t: &Target) {
                 for row in claimed {
                     log.lock().unwrap().push((row.lane.clone(), row.id));
                     tokio::task::yield_now().await;
-                    assert!(
-                        store
-                            .complete_inbound(row.id, &name, "replied", &[], NOW)
-                            .await
-                            .expect("complete")
-                    );
+                    assert!(store.complete_inbound(row.id, &name, "replied", &[], NOW).await.expect("complete"));
                 }
             }
         });
@@ -1710,12 +848,7 @@ pub async fn concurrent_outbound_claims_deliver_each_row_once(t: &Target) {
             messages.push(outbound(&format!("peer{lane}"), &format!("k{lane}-{n}")));
         }
     }
-    let expected: HashSet<i64> = stores[1]
-        .enqueue_outbound(&messages, NOW)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect();
+    let expected: HashSet<i64> = stores[1].enqueue_outbound(&messages, NOW).await.unwrap().into_iter().collect();
     let log: Arc<Mutex<Vec<(Lane, i64)>>> = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
     for worker in 0..8 {
@@ -1724,10 +857,7 @@ pub async fn concurrent_outbound_claims_deliver_each_row_once(t: &Target) {
         tasks.spawn(async move {
             let name = format!("sender-{worker}");
             while log.lock().unwrap().len() < LANES * PER_LANE {
-                let claimed = store
-                    .claim_outbound(&name, 2, LEASE, NOW)
-                    .await
-                    .expect("claim");
+                let claimed = store.claim_outbound(&name, 2, LEASE, NOW).await.expect("claim");
                 if claimed.is_empty() {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     continue;
@@ -1736,12 +866,7 @@ pub async fn concurrent_outbound_claims_deliver_each_row_once(t: &Target) {
                     log.lock().unwrap().push((row.lane.clone(), row.id));
                     tokio::task::yield_now().await;
                     let platform_id = format!("wamid.{}", row.id);
-                    assert!(
-                        store
-                            .mark_sent(row.id, &name, Some(&platform_id), NOW)
-                            .await
-                            .expect("mark_sent")
-                    );
+                    assert!(store.mark_sent(row.id, &name, Some(&platform_id), NOW).await.expect("mark_sent"));
                 }
             }
         });
@@ -1754,29 +879,19 @@ pub async fn concurrent_outbound_claims_deliver_each_row_once(t: &Target) {
     .await
     .expect("workers finish");
     check_exactly_once_in_lane_order(&log.lock().unwrap(), &expected);
-    assert_eq!(
-        stores[0].queue_stats().await.unwrap().outbox_sent,
-        expected.len() as u64
-    );
+    assert_eq!(stores[0].queue_stats().await.unwrap().outbox_sent, expected.len() as u64);
 }
 
 fn check_exactly_once_in_lane_order(log: &[(Lane, i64)], expected: &HashSet<i64>) {
     let claimed: Vec<i64> = log.iter().map(|(_, id)| *id).collect();
     let unique: HashSet<i64> = claimed.iter().copied().collect();
-    assert_eq!(
-        unique.len(),
-        claimed.len(),
-        "a row was claimed twice: {claimed:?}"
-    );
+    assert_eq!(unique.len(), claimed.len(), "a row was claimed twice: {claimed:?}");
     assert_eq!(&unique, expected, "every row was claimed");
     let mut by_lane: BTreeMap<&Lane, Vec<i64>> = BTreeMap::new();
     for (lane, id) in log {
         by_lane.entry(lane).or_default().push(*id);
     }
     for (lane, ids) in by_lane {
-        assert!(
-            ids.windows(2).all(|w| w[0] < w[1]),
-            "lane {lane} out of order: {ids:?}"
-        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "lane {lane} out of order: {ids:?}");
     }
 }

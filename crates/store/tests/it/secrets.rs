@@ -26,49 +26,29 @@ fn env_key_accepts_hex_and_every_base64_flavour() {
     // Bytes chosen so that the standard and URL-safe alphabets differ (`+/` vs `-_`).
     let raw: [u8; 32] = std::array::from_fn(|i| 0xf8 | (i as u8 & 7));
     let expected = MasterKey::from_bytes(raw).to_hex();
-    let mut forms = vec![
-        hex::encode(raw),
-        hex::encode_upper(raw),
-        format!("  {}\n", hex::encode(raw)),
-    ];
+    let mut forms = vec![hex::encode(raw), hex::encode_upper(raw), format!("  {}\n", hex::encode(raw))];
     forms.extend([
         STANDARD.encode(raw),
         STANDARD_NO_PAD.encode(raw),
         URL_SAFE.encode(raw),
         URL_SAFE_NO_PAD.encode(raw),
     ]);
-    assert!(
-        forms[3].contains(['+', '/']) && forms[5].contains(['-', '_']),
-        "the test covers both alphabets"
-    );
+    assert!(forms[3].contains(['+', '/']) && forms[5].contains(['-', '_']), "the test covers both alphabets");
     for form in forms {
-        let key = MasterKey::from_env_or_file(Some(&form), dir.path())
-            .unwrap_or_else(|e| panic!("{form:?}: {e}"));
+        let key = MasterKey::from_env_or_file(Some(&form), dir.path()).unwrap_or_else(|e| panic!("{form:?}: {e}"));
         assert_eq!(key.to_hex(), expected, "{form:?}");
     }
-    assert!(
-        !dir.path().join(KEY_FILE).exists(),
-        "an env key never creates a key file"
-    );
+    assert!(!dir.path().join(KEY_FILE).exists(), "an env key never creates a key file");
 }
 
 #[test]
 fn a_bad_env_key_says_how_to_make_one() {
     let dir = tempfile::tempdir().unwrap();
-    for bad in [
-        "secret",
-        &HEX[..62],
-        &format!("{HEX}00"),
-        "zz".repeat(32).as_str(),
-        "AAAA",
-    ] {
+    for bad in ["secret", &HEX[..62], &format!("{HEX}00"), "zz".repeat(32).as_str(), "AAAA"] {
         let message = config_message(MasterKey::from_env_or_file(Some(bad), dir.path()));
         assert!(message.contains("CLAWBRIDGE_MASTER_KEY"), "{message}");
         assert!(message.contains("openssl rand -hex 32"), "{message}");
-        assert!(
-            !message.contains(bad),
-            "the bad value is not echoed: {message}"
-        );
+        assert!(!message.contains(bad), "the bad value is not echoed: {message}");
     }
 }
 
@@ -101,14 +81,7 @@ fn processes_racing_to_create_the_key_file_agree() {
     let dir = tempfile::tempdir().unwrap();
     let keys: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| {
-                s.spawn(|| {
-                    MasterKey::from_env_or_file(None, dir.path())
-                        .unwrap()
-                        .to_hex()
-                        .to_string()
-                })
-            })
+            .map(|_| s.spawn(|| MasterKey::from_env_or_file(None, dir.path()).unwrap().to_hex().to_string()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -122,19 +95,10 @@ fn a_key_file_others_can_read_is_refused() {
     std::fs::write(&path, HEX).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
     let message = config_message(MasterKey::from_env_or_file(None, dir.path()));
-    assert!(
-        message.contains(&format!("chmod 600 {}", path.display())),
-        "{message}"
-    );
+    assert!(message.contains(&format!("chmod 600 {}", path.display())), "{message}");
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    assert_eq!(
-        MasterKey::from_env_or_file(None, dir.path())
-            .unwrap()
-            .to_hex()
-            .as_str(),
-        HEX
-    );
+    assert_eq!(MasterKey::from_env_or_file(None, dir.path()).unwrap().to_hex().as_str(), HEX);
 }
 
 #[test]
@@ -172,34 +136,15 @@ fn tampered_or_foreign_blobs_do_not_decrypt() {
     for i in [0, 1, 30, blob.len() - 1] {
         let mut bad = blob.clone();
         bad[i] ^= 1;
-        assert!(
-            matches!(key.decrypt("name", &bad), Err(StoreError::Secret(_))),
-            "flipped byte {i}"
-        );
+        assert!(matches!(key.decrypt("name", &bad), Err(StoreError::Secret(_))), "flipped byte {i}");
     }
-    assert!(matches!(
-        key.decrypt("name", &blob[..20]),
-        Err(StoreError::Secret(_))
-    ));
-    assert!(matches!(
-        key.decrypt("name", &[]),
-        Err(StoreError::Secret(_))
-    ));
-    let err = MasterKey::from_bytes([9; 32])
-        .decrypt("name", &blob)
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "secret store: cannot decrypt name: wrong CLAWBRIDGE_MASTER_KEY or master.key?"
-    );
+    assert!(matches!(key.decrypt("name", &blob[..20]), Err(StoreError::Secret(_))));
+    assert!(matches!(key.decrypt("name", &[]), Err(StoreError::Secret(_))));
+    let err = MasterKey::from_bytes([9; 32]).decrypt("name", &blob).unwrap_err();
+    assert_eq!(err.to_string(), "secret store: cannot decrypt name: wrong CLAWBRIDGE_MASTER_KEY or master.key?");
     let mut v2 = blob.clone();
     v2[0] = 2;
-    assert!(
-        key.decrypt("name", &v2)
-            .unwrap_err()
-            .to_string()
-            .contains("unknown format version 2")
-    );
+    assert!(key.decrypt("name", &v2).unwrap_err().to_string().contains("unknown format version 2"));
 }
 
 proptest! {

@@ -44,10 +44,7 @@ async fn a_corrupt_file_is_a_config_error_naming_the_path() {
     std::fs::write(&path, "this is not a database, just text. ".repeat(200)).unwrap();
     let message = config_message(SqliteStore::open(&path).await);
     assert!(message.contains(&path.display().to_string()), "{message}");
-    assert!(
-        message.contains("not a usable SQLite database"),
-        "{message}"
-    );
+    assert!(message.contains("not a usable SQLite database"), "{message}");
     assert!(message.contains("backup"), "{message}");
 }
 
@@ -57,10 +54,7 @@ async fn an_uncreatable_directory_is_a_config_error_naming_it() {
     let blocker = dir.path().join("not-a-dir");
     std::fs::write(&blocker, "").unwrap();
     let message = config_message(SqliteStore::open(&blocker.join("clawbridge.db")).await);
-    assert!(
-        message.contains(&blocker.display().to_string()),
-        "{message}"
-    );
+    assert!(message.contains(&blocker.display().to_string()), "{message}");
     assert!(message.contains("CLAWBRIDGE_STATE_DIR"), "{message}");
 }
 
@@ -77,24 +71,16 @@ async fn a_directory_in_place_of_the_file_is_a_config_error() {
 async fn open_by_url() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("url.db");
-    let store = clawbridge_store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let store = clawbridge_store::open(&format!("sqlite://{}", path.display())).await.unwrap();
     assert_eq!(store.backend(), "sqlite");
     assert!(path.is_file());
     let with_options = dir.path().join("opts.db");
-    let store = clawbridge_store::open(&format!("sqlite://{}?mode=rwc", with_options.display()))
-        .await
-        .unwrap();
+    let store = clawbridge_store::open(&format!("sqlite://{}?mode=rwc", with_options.display())).await.unwrap();
     store.check_writable(1).await.unwrap();
     assert!(with_options.is_file());
     let message = config_message(clawbridge_store::open("sqlite::memory:").await.map(|_| ()));
     assert!(message.contains("in-memory"), "{message}");
-    let message = config_message(
-        clawbridge_store::open("mysql://u:pw@h/db")
-            .await
-            .map(|_| ()),
-    );
+    let message = config_message(clawbridge_store::open("mysql://u:pw@h/db").await.map(|_| ()));
     assert!(message.contains("mysql://u:***@h/db"), "{message}");
     assert!(!message.contains("pw"), "{message}");
 }
@@ -105,17 +91,10 @@ async fn the_journal_is_wal_and_writes_are_durable() {
     let path = dir.path().join("clawbridge.db");
     SqliteStore::open(&path).await.unwrap().close().await;
     use sqlx::{Connection, SqliteConnection};
-    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&mut conn).await.unwrap();
     assert_eq!(mode, "wal");
-    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-        .fetch_one(&mut conn)
-        .await
-        .unwrap();
+    let version: i64 =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap();
     assert_eq!(version, 1);
 }

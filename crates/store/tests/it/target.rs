@@ -21,10 +21,7 @@ pub enum Target {
 
 impl Target {
     /// A fresh SQLite file in a temp dir (not created until the first `open`).
-    #[expect(
-        clippy::unused_async,
-        reason = "same shape as `Target::postgres` for the suite macro"
-    )]
+    #[expect(clippy::unused_async, reason = "same shape as `Target::postgres` for the suite macro")]
     pub async fn sqlite() -> Option<Self> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("state").join("clawbridge.db");
@@ -65,9 +62,7 @@ impl Target {
     pub async fn try_open(&self) -> clawbridge_store::Result<SharedStore> {
         Ok(match self {
             Self::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await?),
-            Self::Postgres { url, schema } => {
-                Arc::new(PgStore::connect_with(schema_options(url, schema)).await?)
-            }
+            Self::Postgres { url, schema } => Arc::new(PgStore::connect_with(schema_options(url, schema)).await?),
         })
     }
 
@@ -76,10 +71,9 @@ impl Target {
         if let Self::Postgres { url, schema } = self {
             match admin_connection(&url).await {
                 Ok(mut admin) => {
-                    if let Err(e) =
-                        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                            .execute(&mut admin)
-                            .await
+                    if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                        .execute(&mut admin)
+                        .await
                     {
                         eprintln!("could not drop test schema {schema}: {e}");
                     }
@@ -98,19 +92,12 @@ pub fn pg_url() -> String {
 
 /// Options that put every table of the store in `schema`.
 pub fn schema_options(url: &str, schema: &str) -> PgConnectOptions {
-    PgConnectOptions::from_str(url)
-        .expect("valid CLAWBRIDGE_TEST_DATABASE_URL")
-        .options([("search_path", schema)])
+    PgConnectOptions::from_str(url).expect("valid CLAWBRIDGE_TEST_DATABASE_URL").options([("search_path", schema)])
 }
 
 async fn admin_connection(url: &str) -> Result<PgConnection, String> {
     let options = PgConnectOptions::from_str(url).map_err(|e| e.to_string())?;
-    match tokio::time::timeout(
-        Duration::from_secs(10),
-        PgConnection::connect_with(&options),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(10), PgConnection::connect_with(&options)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("no answer within 10 s".to_owned()),
