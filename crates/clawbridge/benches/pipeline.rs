@@ -148,10 +148,10 @@ fn idle_rss(runtime: &tokio::runtime::Runtime) {
     let ready = runtime.block_on(async {
         let client = reqwest::Client::new();
         for _ in 0..100 {
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await {
-                if r.status().is_success() {
-                    return true;
-                }
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/readyz")).send().await
+                && r.status().is_success()
+            {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

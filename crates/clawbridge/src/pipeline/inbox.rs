@@ -1,6 +1,6 @@
 //! Inbound worker: inbox row → policy → agent → outbox.
 
-use super::Shared;
+use super::{Queue, Shared};
 use crate::util::{jitter, now_ms, pairing_code};
 use clawbridge_channel::Connector;
 use clawbridge_core::pairing::{CODE_TTL_MS, MAX_PENDING_PER_ACCOUNT};
@@ -11,13 +11,11 @@ use clawbridge_core::text::neutralize_commands;
 use clawbridge_core::time::HOUR_MS;
 use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, OutboundMessage};
 use clawbridge_gateway::{AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind};
-use clawbridge_store::{InboundRow, NewOutbound, PairingOutcome, PairingRequest};
-use std::sync::Arc;
+use clawbridge_store::{InboundRow, NewOutbound, PairingOutcome, PairingRequest, StoreError};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 /// Lease on a claimed row; renewed while the agent works, so a crash frees it within this time.
 const LEASE_MS: i64 = 60_000;
@@ -25,58 +23,34 @@ const LEASE_MS: i64 = 60_000;
 const POLL: Duration = Duration::from_millis(1_000);
 
 /// Runs until `stop` fires; in-flight rows keep running in `tracker` (the caller drains it).
+///
+/// Claims only while the gateway is connected: during an outage messages stay queued
+/// (durably) instead of burning their attempts.
 pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) {
-    let permits = Arc::new(Semaphore::new(shared.config.pipeline.concurrency));
-    let mut state = shared.gateway.state();
-    loop {
-        // Claim only while the gateway can take runs: during an outage messages stay queued
-        // (durably) instead of burning their attempts.
-        while !matches!(*state.borrow_and_update(), ConnectionState::Connected { .. }) {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                changed = state.changed() => if changed.is_err() { return },
-            }
-        }
-        let free = permits.available_permits();
-        if free == 0 {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                permit = permits.clone().acquire_owned() => drop(permit),
-            }
-            continue;
-        }
-        let claimed = match shared.store.claim_inbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot claim inbound messages; retrying");
-                Vec::new()
-            }
-        };
-        let idle = claimed.is_empty();
-        for row in claimed {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let shared = shared.clone();
-            let span = tracing::info_span!("inbound", id = row.id, lane = %row.lane.masked());
-            tracker.spawn(
-                async move {
-                    process(&shared, row).await;
-                    drop(permit);
-                    // The lane's next message (if any) became claimable.
-                    shared.wakers.inbox.notify_one();
-                }
-                .instrument(span),
-            );
-        }
-        if idle {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = shared.wakers.inbox.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-                _ = state.changed() => {}
-            }
-        }
+    let gate = Some(shared.gateway.state());
+    let concurrency = shared.config.pipeline.concurrency;
+    super::drive::<Inbox>(shared, concurrency, POLL, gate, stop, tracker).await;
+}
+
+struct Inbox;
+
+impl Queue for Inbox {
+    type Row = InboundRow;
+
+    async fn claim(shared: &Shared, limit: u32) -> Result<Vec<InboundRow>, StoreError> {
+        shared.store.claim_inbound(&shared.worker, limit, LEASE_MS, now_ms()).await
+    }
+
+    async fn handle(shared: Shared, row: InboundRow) {
+        process(&shared, row).await;
+    }
+
+    fn span(row: &InboundRow) -> tracing::Span {
+        tracing::info_span!("inbound", id = row.id, lane = %row.lane.masked())
+    }
+
+    fn wake(shared: &Shared) -> &Notify {
+        &shared.wakers.inbox
     }
 }
 

@@ -14,10 +14,17 @@ pub mod outbox;
 use crate::bridge::Wakers;
 use crate::config::Config;
 use crate::registry::Registry;
+use clawbridge_gateway::ConnectionState;
 use clawbridge_gateway::GatewayClient;
 use clawbridge_store::SharedStore;
+use clawbridge_store::StoreError;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Everything a worker needs.
 #[derive(Clone)]
@@ -42,5 +49,93 @@ pub struct Shared {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared").field("worker", &self.worker).finish_non_exhaustive()
+    }
+}
+
+/// One durable queue a worker drains: how rows are claimed and how one is handled.
+pub(crate) trait Queue {
+    /// A claimed row.
+    type Row: Send + 'static;
+
+    /// Claims up to `limit` ready rows for this process.
+    fn claim(shared: &Shared, limit: u32) -> impl Future<Output = Result<Vec<Self::Row>, StoreError>> + Send;
+
+    /// Takes one claimed row to a finished, retry or released state.
+    fn handle(shared: Shared, row: Self::Row) -> impl Future<Output = ()> + Send + 'static;
+
+    /// The tracing span of one row's handling.
+    fn span(row: &Self::Row) -> tracing::Span;
+
+    /// The wake-up for new work in this queue.
+    fn wake(shared: &Shared) -> &Notify;
+}
+
+/// Claims rows while permits are free and handles each in `tracker`, until `stop` fires.
+///
+/// `gate`, when given, pauses claiming while the gateway is not connected. Between claims the
+/// loop sleeps until woken (new work, a finished row freeing its lane) or `poll` passes (work
+/// of other processes, retries coming due).
+pub(crate) async fn drive<Q: Queue>(
+    shared: Shared,
+    concurrency: usize,
+    poll: Duration,
+    mut gate: Option<watch::Receiver<ConnectionState>>,
+    stop: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let permits = Arc::new(Semaphore::new(concurrency));
+    loop {
+        if let Some(state) = gate.as_mut() {
+            while !matches!(*state.borrow_and_update(), ConnectionState::Connected { .. }) {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    changed = state.changed() => if changed.is_err() { return },
+                }
+            }
+        }
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                permit = permits.clone().acquire_owned() => drop(permit),
+            }
+            continue;
+        }
+        let claimed = match Q::claim(&shared, u32::try_from(free).unwrap_or(u32::MAX)).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot claim work from the store; retrying");
+                Vec::new()
+            }
+        };
+        let idle = claimed.is_empty();
+        for row in claimed {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let shared = shared.clone();
+            let span = Q::span(&row);
+            tracker.spawn(
+                async move {
+                    Q::handle(shared.clone(), row).await;
+                    drop(permit);
+                    // The lane's next row (if any) became claimable.
+                    Q::wake(&shared).notify_one();
+                }
+                .instrument(span),
+            );
+        }
+        if idle {
+            let gate_changed = async {
+                match gate.as_mut() {
+                    Some(state) => drop(state.changed().await),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = Q::wake(&shared).notified() => {}
+                () = tokio::time::sleep(poll) => {}
+                () = gate_changed => {}
+            }
+        }
     }
 }

@@ -1,15 +1,13 @@
 //! Outbound worker: outbox row → channel account `send` → sent | retry | dead.
 
-use super::Shared;
+use super::{Queue, Shared};
 use crate::util::{jitter, now_ms};
 use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
-use clawbridge_store::OutboundRow;
-use std::sync::Arc;
+use clawbridge_store::{OutboundRow, StoreError};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 /// Lease on a claimed row; a send has `SEND_TIMEOUT` to finish, well inside it.
 const LEASE_MS: i64 = 120_000;
@@ -20,47 +18,29 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Runs until `stop` fires; in-flight sends keep running in `tracker` (the caller drains it).
 pub async fn run(shared: Shared, stop: CancellationToken, tracker: TaskTracker) {
-    let permits = Arc::new(Semaphore::new(shared.config.pipeline.send_concurrency));
-    loop {
-        let free = permits.available_permits();
-        if free == 0 {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                permit = permits.clone().acquire_owned() => drop(permit),
-            }
-            continue;
-        }
-        let claimed = match shared.store.claim_outbound(&shared.worker, free as u32, LEASE_MS, now_ms()).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot claim outbound messages; retrying");
-                Vec::new()
-            }
-        };
-        let idle = claimed.is_empty();
-        for row in claimed {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let shared = shared.clone();
-            let span = tracing::info_span!("send", id = row.id, lane = %row.lane.masked(), attempt = row.attempts);
-            tracker.spawn(
-                async move {
-                    deliver(&shared, row).await;
-                    drop(permit);
-                    // The lane's next part became sendable.
-                    shared.wakers.outbox.notify_one();
-                }
-                .instrument(span),
-            );
-        }
-        if idle {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = shared.wakers.outbox.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
-            }
-        }
+    let concurrency = shared.config.pipeline.send_concurrency;
+    super::drive::<Outbox>(shared, concurrency, POLL, None, stop, tracker).await;
+}
+
+struct Outbox;
+
+impl Queue for Outbox {
+    type Row = OutboundRow;
+
+    async fn claim(shared: &Shared, limit: u32) -> Result<Vec<OutboundRow>, StoreError> {
+        shared.store.claim_outbound(&shared.worker, limit, LEASE_MS, now_ms()).await
+    }
+
+    async fn handle(shared: Shared, row: OutboundRow) {
+        deliver(&shared, row).await;
+    }
+
+    fn span(row: &OutboundRow) -> tracing::Span {
+        tracing::info_span!("send", id = row.id, lane = %row.lane.masked(), attempt = row.attempts)
+    }
+
+    fn wake(shared: &Shared) -> &Notify {
+        &shared.wakers.outbox
     }
 }
 
