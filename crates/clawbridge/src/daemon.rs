@@ -50,6 +50,8 @@ impl DaemonHandle {
 /// # Errors
 /// Configuration, state dir, store and listener problems, each naming the setting to fix.
 pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyhow::Result<DaemonHandle> {
+    // Install the recorder before anything records (the gateway client counts from its first connect).
+    let metrics = metrics_handle();
     let config = Arc::new(config);
     config.ensure_state_dir()?;
     let token = config.require_token()?.clone();
@@ -107,12 +109,7 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
             };
         });
     }
-    let health = HealthState {
-        store: store.clone(),
-        gateway: gateway.clone(),
-        accounts: Arc::new(statuses),
-        metrics: metrics_handle(),
-    };
+    let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
     let app = app.merge(http::router(health)).layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
 
     let listen = config.bridge.listen;

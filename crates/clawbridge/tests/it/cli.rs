@@ -167,3 +167,39 @@ async fn status_shows_queues_dead_letters_and_that_no_daemon_runs() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["queues"]["inbox_pending"], 1);
 }
+
+#[tokio::test]
+async fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
+    let fake = FakeGateway::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .arg("serve")
+        .env("CLAWBRIDGE_STATE_DIR", dir.path())
+        .env("CLAWBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OPENCLAW_GATEWAY_URL", fake.url())
+        .env("OPENCLAW_TOKEN", TOKEN)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let ready = async {
+        loop {
+            if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
+                && r.status().is_success()
+            {
+                return r.json::<serde_json::Value>().await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    let body = tokio::time::timeout(std::time::Duration::from_secs(30), ready).await.expect("ready within 30 s");
+    assert_eq!(body["gateway"]["state"], "connected");
+    assert_eq!(body["gateway"]["server_version"], "fake-gateway");
+    assert_eq!(body["store"]["backend"], "sqlite");
+
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
+    assert!(status.success(), "{status:?}");
+}
