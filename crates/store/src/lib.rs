@@ -8,13 +8,15 @@
 //! - [`model`]: the rows and outcomes the trait speaks in.
 //! - [`sqlite`], [`postgres`]: the backends, each with its own migrations under `migrations/`.
 //! - [`secrets`]: XChaCha20-Poly1305 encryption of secrets at rest, on top of any backend.
-//! - `sql`, `record` (private): the SQL both backends share and the raw rows they decode.
+//! - `sql`, `record`, `common` (private): the SQL both backends share, the raw rows they decode
+//!   and the store logic written once for both.
 //!
 //! All times are epoch milliseconds supplied by the caller, so behaviour is testable without a
 //! clock and identical on both backends.
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod common;
 pub mod model;
 pub mod postgres;
 mod record;

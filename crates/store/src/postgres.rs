@@ -12,22 +12,23 @@
 //! - migrations under sqlx's `pg_advisory_lock` (taken before it even creates its bookkeeping
 //!   table), so replicas starting together apply each migration once.
 
+use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow, PairingOutcome,
-    PairingRequest, PendingPairing, QueueStats, delivery_rank,
+    PairingRequest, PendingPairing, QueueStats,
 };
-use crate::record::{
-    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, inbound_payload,
-    inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
-};
-use crate::sql::{self, claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
+use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
+use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
 use crate::{Result, Store, StoreError, redact_url};
 use async_trait::async_trait;
-use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, PgConnection};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
+use sqlx::{Connection, PgConnection, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
+
+/// The shared store logic, run on PostgreSQL.
+type Queries = crate::common::Queries<Postgres>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -162,26 +163,9 @@ fn connect_error(options: &PgConnectOptions, err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Inserts one outbox row unless its key exists; returns the row id either way.
-async fn insert_outbound(conn: &mut PgConnection, m: &NewOutbound, now: EpochMs) -> Result<i64> {
-    let row = OutboundInsert::new(m, now)?;
-    // ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to commit, after which
-    // the next statement (a new snapshot under READ COMMITTED) sees that row.
-    let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_OUTBOUND)
-        .bind(row.key)
-        .bind(&row.lane)
-        .bind(row.channel)
-        .bind(row.account)
-        .bind(row.peer)
-        .bind(row.inbound_id)
-        .bind(&row.payload)
-        .bind(row.next_at)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND).bind(row.key).fetch_one(&mut *conn).await?),
+impl Backend for Postgres {
+    fn rows_affected(result: &PgQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -197,26 +181,10 @@ impl Store for PgStore {
         // delete the old row; then inserting again succeeds. Twice is enough: the second insert
         // either succeeds or conflicts with a row that is not prunable (it is new).
         for _ in 0..2 {
-            let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_INBOUND)
-                .bind(msg.channel.as_str())
-                .bind(msg.account.as_str())
-                .bind(msg.peer.as_str())
-                .bind(msg.message_id.as_str())
-                .bind(msg.lane().as_str())
-                .bind(&payload)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(id) = inserted {
+            if let Some(id) = Queries::insert_inbound(&self.pool, msg, &payload, now).await? {
                 return Ok(InsertOutcome::Inserted(id));
             }
-            let existing: Option<i64> = sqlx::query_scalar(sql::FIND_INBOUND)
-                .bind(msg.channel.as_str())
-                .bind(msg.account.as_str())
-                .bind(msg.message_id.as_str())
-                .fetch_optional(&self.pool)
-                .await?;
-            if let Some(id) = existing {
+            if let Some(id) = Queries::find_inbound(&self.pool, msg).await? {
                 return Ok(InsertOutcome::Duplicate(id));
             }
         }
@@ -233,26 +201,11 @@ impl Store for PgStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        let records: Vec<InboxRecord> = sqlx::query_as(CLAIM_INBOUND)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(&self.pool)
-            .await?;
-        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
+        Queries::claim_inbound(&self.pool, CLAIM_INBOUND, worker, limit, lease_ms, now).await
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::RENEW_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::renew_inbound(&self.pool, id, worker, lease_ms, now).await
     }
 
     async fn complete_inbound(
@@ -264,20 +217,13 @@ impl Store for PgStore {
         now: EpochMs,
     ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // The update comes first: it locks the row, so a replica re-claiming it after the lease
-        // ran out waits for this transaction and then sees `done`.
-        let done =
-            sqlx::query(sql::COMPLETE_INBOUND).bind(id).bind(worker).bind(outcome).bind(now).execute(&mut *tx).await?;
-        if done.rows_affected() != 1 {
+        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await?;
+        if completed {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            tracing::debug!(id, worker, "complete_inbound: lease lost");
-            return Ok(false);
         }
-        for reply in replies {
-            insert_outbound(&mut tx, reply, now).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(completed)
     }
 
     async fn fail_inbound(
@@ -288,40 +234,20 @@ impl Store for PgStore {
         retry_at: Option<EpochMs>,
         now: EpochMs,
     ) -> Result<bool> {
-        let done = match retry_at {
-            Some(at) => {
-                sqlx::query(sql::RETRY_INBOUND)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(error)
-                    .bind(at)
-                    .bind(now)
-                    .execute(&self.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(&self.pool).await?
-            }
-        };
-        Ok(done.rows_affected() == 1)
+        Queries::fail_inbound(&self.pool, id, worker, error, retry_at, now).await
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(&self.pool).await?;
-        Ok(())
+        Queries::release_inbound(&self.pool, id, worker).await
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(&self.pool).await?;
-        record.map(InboxRecord::into_row).transpose()
+        Queries::get_inbound(&self.pool, id).await
     }
 
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
-        let mut ids = Vec::with_capacity(messages.len());
-        for m in messages {
-            ids.push(insert_outbound(&mut tx, m, now).await?);
-        }
+        let ids = Queries::enqueue_outbound(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -333,84 +259,35 @@ impl Store for PgStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        let records: Vec<OutboxRecord> = sqlx::query_as(CLAIM_OUTBOUND)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(&self.pool)
-            .await?;
-        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
+        Queries::claim_outbound(&self.pool, CLAIM_OUTBOUND, worker, limit, lease_ms, now).await
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_SENT)
-            .bind(id)
-            .bind(worker)
-            .bind(platform_message_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_sent(&self.pool, id, worker, platform_message_id, now).await
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_RETRY)
-            .bind(id)
-            .bind(worker)
-            .bind(error)
-            .bind(next_at)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_retry(&self.pool, id, worker, error, next_at, now).await
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(&self.pool).await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_dead(&self.pool, id, worker, reason, now).await
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(&self.pool).await?;
-        Ok(())
+        Queries::release_outbound(&self.pool, id, worker).await
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> =
-            sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(&self.pool).await?;
-        record.map(OutboxRecord::into_row).transpose()
+        Queries::get_outbound(&self.pool, id).await
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
-        let moved = sqlx::query(sql::RECORD_DELIVERY)
-            .bind(update.channel.as_str())
-            .bind(&update.platform_message_id)
-            .bind(&update.status)
-            .bind(update.error.as_deref())
-            .bind(update.at)
-            .bind(i64::from(delivery_rank(&update.status)))
-            .execute(&self.pool)
-            .await?;
-        if moved.rows_affected() > 0 {
-            return Ok(true);
-        }
-        let known: Option<i64> = sqlx::query_scalar(sql::FIND_PLATFORM_ID)
-            .bind(update.channel.as_str())
-            .bind(&update.platform_message_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(known.is_some())
+        Queries::record_delivery(&self.pool, &self.pool, update).await
     }
 
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(sql::GET_CURSOR)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Queries::get_cursor(&self.pool, channel, account, name).await
     }
 
     async fn set_cursor(
@@ -421,42 +298,19 @@ impl Store for PgStore {
         value: &str,
         now: EpochMs,
     ) -> Result<()> {
-        sqlx::query(sql::SET_CURSOR)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(name)
-            .bind(value)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Queries::set_cursor(&self.pool, channel, account, name, value, now).await
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::TRY_LEASE)
-            .bind(name)
-            .bind(holder)
-            .bind(deadline(now, ttl_ms))
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::try_lease(&self.pool, name, holder, ttl_ms, now).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_LEASE).bind(name).bind(holder).execute(&self.pool).await?;
-        Ok(())
+        Queries::release_lease(&self.pool, name, holder).await
     }
 
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::REMEMBER_KEY)
-            .bind(namespace)
-            .bind(key)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::remember_key(&self.pool, namespace, key, expires_at, now).await
     }
 
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
@@ -465,196 +319,69 @@ impl Store for PgStore {
             .bind(format!("{}/{}", req.channel.as_str(), req.account.as_str()))
             .execute(&mut *tx)
             .await?;
-        let outcome = pairing::request(&mut tx, req, code, now).await?;
+        let outcome = Queries::request_pairing(&mut tx, req, code, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }
 
     async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
-        let records: Vec<PairingRecord> = sqlx::query_as(sql::LIST_PAIRINGS)
-            .bind(now)
-            .bind(channel.map(ChannelId::as_str))
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(records.into_iter().map(PendingPairing::from).collect())
+        Queries::list_pairings(&self.pool, channel, now).await
     }
 
     async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
         let mut tx = self.pool.begin().await?;
-        let approved = pairing::approve(&mut tx, channel, code, now).await?;
+        let approved = Queries::approve_pairing(&mut tx, channel, code, now).await?;
         tx.commit().await?;
         Ok(approved)
     }
 
     async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        let at: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(peer.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(at.is_some())
+        Queries::is_approved(&self.pool, channel, account, peer).await
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let records: Vec<ApprovedRecord> =
-            sqlx::query_as(sql::LIST_APPROVED).bind(channel.map(ChannelId::as_str)).fetch_all(&self.pool).await?;
-        Ok(records.into_iter().map(ApprovedPeer::from).collect())
+        Queries::list_approved(&self.pool, channel).await
     }
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        let done = sqlx::query(sql::REVOKE_PEER)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(peer.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        Queries::revoke_peer(&self.pool, channel, account, peer).await
     }
 
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
-        sqlx::query(sql::PUT_SECRET).bind(name).bind(blob).bind(now).execute(&self.pool).await?;
-        Ok(())
+        Queries::put_secret_blob(&self.pool, name, blob, now).await
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(sql::GET_SECRET).bind(name).fetch_optional(&self.pool).await?)
+        Queries::get_secret_blob(&self.pool, name).await
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&self.pool).await?;
-        Ok(done.rows_affected() > 0)
+        Queries::delete_secret(&self.pool, name).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One snapshot for the three counts, so they describe the same moment.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
-        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *tx).await?;
-        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *tx).await?;
-        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *tx).await?;
+        let stats = Queries::queue_stats(&mut tx).await?;
         tx.commit().await?;
-        Ok(crate::record::queue_stats(&inbox, &outbox, failed))
+        Ok(stats)
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let mut all = Vec::new();
-        for (queue, query) in
-            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
-        {
-            let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(&self.pool).await?;
-            all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
-        }
-        Ok(merge_dead_letters(all, limit))
+        Queries::dead_letters(&self.pool, limit).await
     }
 
     async fn check_writable(&self, now: EpochMs) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::WRITE_HEARTBEAT).bind(now).execute(&mut *tx).await?;
-        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT).fetch_one(&mut *tx).await?;
+        let at = Queries::heartbeat(&mut tx, now).await?;
         tx.commit().await?;
-        crate::record::check_heartbeat(at, now)
+        check_heartbeat(at, now)
     }
 
     async fn prune(&self, before: EpochMs) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
-        let mut removed = 0;
-        for statement in sql::PRUNE {
-            removed += sqlx::query(statement).bind(before).execute(&mut *tx).await?.rows_affected();
-        }
+        let removed = Queries::prune(&mut tx, before).await?;
         tx.commit().await?;
         Ok(removed)
-    }
-}
-
-/// Pairing steps run inside the caller's transaction (which holds the account's advisory lock).
-mod pairing {
-    use super::*;
-
-    pub(super) async fn request(
-        conn: &mut PgConnection,
-        req: &PairingRequest,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<PairingOutcome> {
-        let (channel, account, peer) = (req.channel.as_str(), req.account.as_str(), req.peer.as_str());
-        let approved: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if approved.is_some() {
-            return Ok(PairingOutcome::AlreadyApproved);
-        }
-        let pending: Option<(String, i64)> = sqlx::query_as(sql::PENDING_OF_PEER)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some((code, expires_at)) = pending {
-            return Ok(PairingOutcome::Pending { code, expires_at });
-        }
-        let open: i64 =
-            sqlx::query_scalar(sql::COUNT_PENDING).bind(channel).bind(account).bind(now).fetch_one(&mut *conn).await?;
-        if open >= i64::from(req.max_pending) {
-            return Ok(PairingOutcome::TooMany);
-        }
-        let code = normalize_code(code);
-        sqlx::query(sql::DELETE_BLOCKING_EXPIRED)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(&code)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        let expires_at = deadline(now, req.ttl_ms);
-        sqlx::query(sql::INSERT_PAIRING)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(&code)
-            .bind(req.display_name.as_deref())
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-        Ok(PairingOutcome::Issued { code, expires_at })
-    }
-
-    pub(super) async fn approve(
-        conn: &mut PgConnection,
-        channel: &ChannelId,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<Option<ApprovedPeer>> {
-        // DELETE … RETURNING locks the request: a second operator approving the same code waits,
-        // then finds it gone.
-        let taken: Option<(String, String, Option<String>)> = sqlx::query_as(sql::TAKE_PAIRING)
-            .bind(channel.as_str())
-            .bind(normalize_code(code))
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some((account, peer, display_name)) = taken else {
-            return Ok(None);
-        };
-        sqlx::query(sql::UPSERT_APPROVED)
-            .bind(channel.as_str())
-            .bind(&account)
-            .bind(&peer)
-            .bind(display_name.as_deref())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        Ok(Some(ApprovedPeer {
-            channel: channel.clone(),
-            account: AccountId::new(account),
-            peer: PeerId::new(peer),
-            display_name,
-            approved_at: now,
-        }))
     }
 }

@@ -7,22 +7,25 @@
 //! which takes the write lock up front: a second process on the same file then waits
 //! (`busy_timeout`) instead of failing on a lock upgrade.
 
+use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow, PairingOutcome,
-    PairingRequest, PendingPairing, QueueStats, delivery_rank,
+    PairingRequest, PendingPairing, QueueStats,
 };
-use crate::record::{
-    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, inbound_payload,
-    inbox_columns, merge_dead_letters, oldest_first, outbox_columns,
-};
-use crate::sql::{self, claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
+use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
+use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
 use crate::{Result, Store, StoreError};
 use async_trait::async_trait;
-use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
+};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The shared store logic, run on SQLite.
+type Queries = crate::common::Queries<Sqlite>;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -190,24 +193,9 @@ fn open_error(path: &Path, err: sqlx::Error) -> StoreError {
     }
 }
 
-/// Inserts one outbox row unless its key exists; returns the row id either way.
-async fn insert_outbound(conn: &mut SqliteConnection, m: &NewOutbound, now: EpochMs) -> Result<i64> {
-    let row = OutboundInsert::new(m, now)?;
-    let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_OUTBOUND)
-        .bind(row.key)
-        .bind(&row.lane)
-        .bind(row.channel)
-        .bind(row.account)
-        .bind(row.peer)
-        .bind(row.inbound_id)
-        .bind(&row.payload)
-        .bind(row.next_at)
-        .bind(now)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match inserted {
-        Some(id) => Ok(id),
-        None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND).bind(row.key).fetch_one(&mut *conn).await?),
+impl Backend for Sqlite {
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 
@@ -221,26 +209,11 @@ impl Store for SqliteStore {
         let payload = inbound_payload(msg)?;
         // One writer: nothing can delete the conflicting row between the two statements.
         let mut tx = self.write_tx().await?;
-        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_INBOUND)
-            .bind(msg.channel.as_str())
-            .bind(msg.account.as_str())
-            .bind(msg.peer.as_str())
-            .bind(msg.message_id.as_str())
-            .bind(msg.lane().as_str())
-            .bind(&payload)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let outcome = match inserted {
+        let outcome = match Queries::insert_inbound(&mut *tx, msg, &payload, now).await? {
             Some(id) => InsertOutcome::Inserted(id),
-            None => InsertOutcome::Duplicate(
-                sqlx::query_scalar(sql::FIND_INBOUND)
-                    .bind(msg.channel.as_str())
-                    .bind(msg.account.as_str())
-                    .bind(msg.message_id.as_str())
-                    .fetch_one(&mut *tx)
-                    .await?,
-            ),
+            None => {
+                InsertOutcome::Duplicate(Queries::find_inbound(&mut *tx, msg).await?.ok_or(sqlx::Error::RowNotFound)?)
+            }
         };
         tx.commit().await?;
         Ok(outcome)
@@ -253,26 +226,11 @@ impl Store for SqliteStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        let records: Vec<InboxRecord> = sqlx::query_as(CLAIM_INBOUND)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(&self.writer)
-            .await?;
-        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
+        Queries::claim_inbound(&self.writer, CLAIM_INBOUND, worker, limit, lease_ms, now).await
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::RENEW_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::renew_inbound(&self.writer, id, worker, lease_ms, now).await
     }
 
     async fn complete_inbound(
@@ -284,18 +242,13 @@ impl Store for SqliteStore {
         now: EpochMs,
     ) -> Result<bool> {
         let mut tx = self.write_tx().await?;
-        let done =
-            sqlx::query(sql::COMPLETE_INBOUND).bind(id).bind(worker).bind(outcome).bind(now).execute(&mut *tx).await?;
-        if done.rows_affected() != 1 {
+        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await?;
+        if completed {
+            tx.commit().await?;
+        } else {
             tx.rollback().await?;
-            tracing::debug!(id, worker, "complete_inbound: lease lost");
-            return Ok(false);
         }
-        for reply in replies {
-            insert_outbound(&mut tx, reply, now).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        Ok(completed)
     }
 
     async fn fail_inbound(
@@ -306,41 +259,20 @@ impl Store for SqliteStore {
         retry_at: Option<EpochMs>,
         now: EpochMs,
     ) -> Result<bool> {
-        let done = match retry_at {
-            Some(at) => {
-                sqlx::query(sql::RETRY_INBOUND)
-                    .bind(id)
-                    .bind(worker)
-                    .bind(error)
-                    .bind(at)
-                    .bind(now)
-                    .execute(&self.writer)
-                    .await?
-            }
-            None => {
-                sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(&self.writer).await?
-            }
-        };
-        Ok(done.rows_affected() == 1)
+        Queries::fail_inbound(&self.writer, id, worker, error, retry_at, now).await
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(&self.writer).await?;
-        Ok(())
+        Queries::release_inbound(&self.writer, id, worker).await
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        let record: Option<InboxRecord> =
-            sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(&self.reader).await?;
-        record.map(InboxRecord::into_row).transpose()
+        Queries::get_inbound(&self.reader, id).await
     }
 
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         let mut tx = self.write_tx().await?;
-        let mut ids = Vec::with_capacity(messages.len());
-        for m in messages {
-            ids.push(insert_outbound(&mut tx, m, now).await?);
-        }
+        let ids = Queries::enqueue_outbound(&mut tx, messages, now).await?;
         tx.commit().await?;
         Ok(ids)
     }
@@ -352,85 +284,35 @@ impl Store for SqliteStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        let records: Vec<OutboxRecord> = sqlx::query_as(CLAIM_OUTBOUND)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(&self.writer)
-            .await?;
-        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
+        Queries::claim_outbound(&self.writer, CLAIM_OUTBOUND, worker, limit, lease_ms, now).await
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_SENT)
-            .bind(id)
-            .bind(worker)
-            .bind(platform_message_id)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_sent(&self.writer, id, worker, platform_message_id, now).await
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_RETRY)
-            .bind(id)
-            .bind(worker)
-            .bind(error)
-            .bind(next_at)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_retry(&self.writer, id, worker, error, next_at, now).await
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        let done =
-            sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(&self.writer).await?;
-        Ok(done.rows_affected() == 1)
+        Queries::mark_dead(&self.writer, id, worker, reason, now).await
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(&self.writer).await?;
-        Ok(())
+        Queries::release_outbound(&self.writer, id, worker).await
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> =
-            sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(&self.reader).await?;
-        record.map(OutboxRecord::into_row).transpose()
+        Queries::get_outbound(&self.reader, id).await
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
-        let moved = sqlx::query(sql::RECORD_DELIVERY)
-            .bind(update.channel.as_str())
-            .bind(&update.platform_message_id)
-            .bind(&update.status)
-            .bind(update.error.as_deref())
-            .bind(update.at)
-            .bind(i64::from(delivery_rank(&update.status)))
-            .execute(&self.writer)
-            .await?;
-        if moved.rows_affected() > 0 {
-            return Ok(true);
-        }
-        let known: Option<i64> = sqlx::query_scalar(sql::FIND_PLATFORM_ID)
-            .bind(update.channel.as_str())
-            .bind(&update.platform_message_id)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(known.is_some())
+        Queries::record_delivery(&self.writer, &self.reader, update).await
     }
 
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(sql::GET_CURSOR)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(name)
-            .fetch_optional(&self.reader)
-            .await?)
+        Queries::get_cursor(&self.reader, channel, account, name).await
     }
 
     async fn set_cursor(
@@ -441,235 +323,87 @@ impl Store for SqliteStore {
         value: &str,
         now: EpochMs,
     ) -> Result<()> {
-        sqlx::query(sql::SET_CURSOR)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(name)
-            .bind(value)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        Queries::set_cursor(&self.writer, channel, account, name, value, now).await
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::TRY_LEASE)
-            .bind(name)
-            .bind(holder)
-            .bind(deadline(now, ttl_ms))
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::try_lease(&self.writer, name, holder, ttl_ms, now).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_LEASE).bind(name).bind(holder).execute(&self.writer).await?;
-        Ok(())
+        Queries::release_lease(&self.writer, name, holder).await
     }
 
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let done = sqlx::query(sql::REMEMBER_KEY)
-            .bind(namespace)
-            .bind(key)
-            .bind(expires_at)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        Queries::remember_key(&self.writer, namespace, key, expires_at, now).await
     }
 
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
         // BEGIN IMMEDIATE: the count and the insert see the same state even across processes.
         let mut tx = self.write_tx().await?;
-        let outcome = pairing::request(&mut tx, req, code, now).await?;
+        let outcome = Queries::request_pairing(&mut tx, req, code, now).await?;
         tx.commit().await?;
         Ok(outcome)
     }
 
     async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
-        let records: Vec<PairingRecord> = sqlx::query_as(sql::LIST_PAIRINGS)
-            .bind(now)
-            .bind(channel.map(ChannelId::as_str))
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(records.into_iter().map(PendingPairing::from).collect())
+        Queries::list_pairings(&self.reader, channel, now).await
     }
 
     async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
         let mut tx = self.write_tx().await?;
-        let approved = pairing::approve(&mut tx, channel, code, now).await?;
+        let approved = Queries::approve_pairing(&mut tx, channel, code, now).await?;
         tx.commit().await?;
         Ok(approved)
     }
 
     async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        let at: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(peer.as_str())
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(at.is_some())
+        Queries::is_approved(&self.reader, channel, account, peer).await
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let records: Vec<ApprovedRecord> =
-            sqlx::query_as(sql::LIST_APPROVED).bind(channel.map(ChannelId::as_str)).fetch_all(&self.reader).await?;
-        Ok(records.into_iter().map(ApprovedPeer::from).collect())
+        Queries::list_approved(&self.reader, channel).await
     }
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        let done = sqlx::query(sql::REVOKE_PEER)
-            .bind(channel.as_str())
-            .bind(account.as_str())
-            .bind(peer.as_str())
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        Queries::revoke_peer(&self.writer, channel, account, peer).await
     }
 
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
-        sqlx::query(sql::PUT_SECRET).bind(name).bind(blob).bind(now).execute(&self.writer).await?;
-        Ok(())
+        Queries::put_secret_blob(&self.writer, name, blob, now).await
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(sql::GET_SECRET).bind(name).fetch_optional(&self.reader).await?)
+        Queries::get_secret_blob(&self.reader, name).await
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(&self.writer).await?;
-        Ok(done.rows_affected() > 0)
+        Queries::delete_secret(&self.writer, name).await
     }
 
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One read transaction: the three counts describe the same moment.
         let mut tx = self.reader.begin().await?;
-        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *tx).await?;
-        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *tx).await?;
-        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *tx).await?;
+        let stats = Queries::queue_stats(&mut tx).await?;
         tx.commit().await?;
-        Ok(crate::record::queue_stats(&inbox, &outbox, failed))
+        Ok(stats)
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let mut all = Vec::new();
-        for (queue, query) in
-            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
-        {
-            let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(&self.reader).await?;
-            all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
-        }
-        Ok(merge_dead_letters(all, limit))
+        Queries::dead_letters(&self.reader, limit).await
     }
 
     async fn check_writable(&self, now: EpochMs) -> Result<()> {
         let mut tx = self.write_tx().await?;
-        sqlx::query(sql::WRITE_HEARTBEAT).bind(now).execute(&mut *tx).await?;
-        let at: i64 = sqlx::query_scalar(sql::READ_HEARTBEAT).fetch_one(&mut *tx).await?;
+        let at = Queries::heartbeat(&mut tx, now).await?;
         tx.commit().await?;
-        crate::record::check_heartbeat(at, now)
+        check_heartbeat(at, now)
     }
 
     async fn prune(&self, before: EpochMs) -> Result<u64> {
         let mut tx = self.write_tx().await?;
-        let mut removed = 0;
-        for statement in sql::PRUNE {
-            removed += sqlx::query(statement).bind(before).execute(&mut *tx).await?.rows_affected();
-        }
+        let removed = Queries::prune(&mut tx, before).await?;
         tx.commit().await?;
         Ok(removed)
-    }
-}
-
-/// Pairing steps run inside the caller's write transaction.
-mod pairing {
-    use super::*;
-
-    pub(super) async fn request(
-        conn: &mut SqliteConnection,
-        req: &PairingRequest,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<PairingOutcome> {
-        let (channel, account, peer) = (req.channel.as_str(), req.account.as_str(), req.peer.as_str());
-        let approved: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if approved.is_some() {
-            return Ok(PairingOutcome::AlreadyApproved);
-        }
-        let pending: Option<(String, i64)> = sqlx::query_as(sql::PENDING_OF_PEER)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some((code, expires_at)) = pending {
-            return Ok(PairingOutcome::Pending { code, expires_at });
-        }
-        let open: i64 =
-            sqlx::query_scalar(sql::COUNT_PENDING).bind(channel).bind(account).bind(now).fetch_one(&mut *conn).await?;
-        if open >= i64::from(req.max_pending) {
-            return Ok(PairingOutcome::TooMany);
-        }
-        let code = normalize_code(code);
-        sqlx::query(sql::DELETE_BLOCKING_EXPIRED)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(&code)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        let expires_at = deadline(now, req.ttl_ms);
-        sqlx::query(sql::INSERT_PAIRING)
-            .bind(channel)
-            .bind(account)
-            .bind(peer)
-            .bind(&code)
-            .bind(req.display_name.as_deref())
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *conn)
-            .await?;
-        Ok(PairingOutcome::Issued { code, expires_at })
-    }
-
-    pub(super) async fn approve(
-        conn: &mut SqliteConnection,
-        channel: &ChannelId,
-        code: &str,
-        now: EpochMs,
-    ) -> Result<Option<ApprovedPeer>> {
-        let taken: Option<(String, String, Option<String>)> = sqlx::query_as(sql::TAKE_PAIRING)
-            .bind(channel.as_str())
-            .bind(normalize_code(code))
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let Some((account, peer, display_name)) = taken else {
-            return Ok(None);
-        };
-        sqlx::query(sql::UPSERT_APPROVED)
-            .bind(channel.as_str())
-            .bind(&account)
-            .bind(&peer)
-            .bind(display_name.as_deref())
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        Ok(Some(ApprovedPeer {
-            channel: channel.clone(),
-            account: AccountId::new(account),
-            peer: PeerId::new(peer),
-            display_name,
-            approved_at: now,
-        }))
     }
 }

@@ -1,0 +1,584 @@
+//! The store logic both backends share, written once over sqlx's [`Database`] trait.
+//!
+//! Each function is one step of a [`Store`](crate::Store) method: it runs the shared SQL of
+//! [`sql`] on whatever the backend hands it, a pool or the connection of a
+//! transaction the backend began its own way (SQLite: `BEGIN IMMEDIATE` on the single writer;
+//! PostgreSQL: `pool.begin()`, plus an advisory lock for pairing). What stays in the backends is
+//! exactly that difference: which pool, how a transaction starts and ends, and the claim
+//! statements.
+
+use crate::model::{
+    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome, PairingRequest,
+    PendingPairing, QueueStats, delivery_rank,
+};
+use crate::record::{
+    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, merge_dead_letters,
+    oldest_first, queue_stats,
+};
+use crate::{Result, sql};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
+use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
+use std::marker::PhantomData;
+
+/// What the shared code needs of a database beyond [`Database`]: sqlx gives each driver's query
+/// result an inherent `rows_affected`, not a trait method.
+pub(crate) trait Backend: Database {
+    fn rows_affected(result: &Self::QueryResult) -> u64;
+}
+
+/// The shared steps for one backend (`Queries<Sqlite>`, `Queries<Postgres>`).
+///
+/// A type rather than free functions so that the bounds are written once: they only say that
+/// `DB` binds and decodes the few types the store uses, which both drivers do. Functions that run
+/// one statement take any executor (a pool, or `&mut *tx`); those that run several take the
+/// connection of the caller's transaction.
+pub(crate) struct Queries<DB>(PhantomData<DB>);
+
+impl<DB> Queries<DB>
+where
+    DB: Backend,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, Option<String>): FromRow<'r, DB::Row>,
+    for<'r> InboxRecord: FromRow<'r, DB::Row>,
+    for<'r> OutboxRecord: FromRow<'r, DB::Row>,
+    for<'r> PairingRecord: FromRow<'r, DB::Row>,
+    for<'r> ApprovedRecord: FromRow<'r, DB::Row>,
+    for<'r> DeadRecord: FromRow<'r, DB::Row>,
+{
+    // ---- inbox -----------------------------------------------------------------------------
+
+    /// Inserts a new inbound row; its id, or `None` when (channel, account, message id) exists.
+    pub(crate) async fn insert_inbound(
+        db: impl Executor<'_, Database = DB>,
+        msg: &InboundMessage,
+        payload: &str,
+        now: EpochMs,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::INSERT_INBOUND)
+            .bind(msg.channel.as_str())
+            .bind(msg.account.as_str())
+            .bind(msg.peer.as_str())
+            .bind(msg.message_id.as_str())
+            .bind(msg.lane().as_str())
+            .bind(payload)
+            .bind(now)
+            .fetch_optional(db)
+            .await?)
+    }
+
+    /// The id of the inbound row with the message's (channel, account, message id), if any.
+    pub(crate) async fn find_inbound(
+        db: impl Executor<'_, Database = DB>,
+        msg: &InboundMessage,
+    ) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(sql::FIND_INBOUND)
+            .bind(msg.channel.as_str())
+            .bind(msg.account.as_str())
+            .bind(msg.message_id.as_str())
+            .fetch_optional(db)
+            .await?)
+    }
+
+    /// Runs the backend's inbox claim statement (`$1` now, `$2` limit, `$3` worker, `$4` lease
+    /// deadline, returning the inbox columns).
+    pub(crate) async fn claim_inbound(
+        db: impl Executor<'_, Database = DB>,
+        claim: &'static str,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<InboundRow>> {
+        let records: Vec<InboxRecord> = sqlx::query_as(claim)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .fetch_all(db)
+            .await?;
+        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
+        Ok(oldest_first(rows, |r| r.id))
+    }
+
+    pub(crate) async fn renew_inbound(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::RENEW_INBOUND)
+            .bind(id)
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Marks the row `done` and enqueues the replies, inside the caller's transaction. `false`
+    /// when the lease was lost, in which case nothing was written and the caller rolls back.
+    pub(crate) async fn complete_inbound(
+        conn: &mut DB::Connection,
+        id: i64,
+        worker: &str,
+        outcome: &str,
+        replies: &[NewOutbound],
+        now: EpochMs,
+    ) -> Result<bool> {
+        // The update comes first: on PostgreSQL it locks the row, so a replica re-claiming it
+        // after the lease ran out waits for this transaction and then sees `done`.
+        let done = sqlx::query(sql::COMPLETE_INBOUND)
+            .bind(id)
+            .bind(worker)
+            .bind(outcome)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        if DB::rows_affected(&done) != 1 {
+            tracing::debug!(id, worker, "complete_inbound: lease lost");
+            return Ok(false);
+        }
+        for reply in replies {
+            Self::insert_outbound(conn, reply, now).await?;
+        }
+        Ok(true)
+    }
+
+    pub(crate) async fn fail_inbound(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        error: &str,
+        retry_at: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = match retry_at {
+            Some(at) => {
+                sqlx::query(sql::RETRY_INBOUND).bind(id).bind(worker).bind(error).bind(at).bind(now).execute(db).await?
+            }
+            None => sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(db).await?,
+        };
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn release_inbound(db: impl Executor<'_, Database = DB>, id: i64, worker: &str) -> Result<()> {
+        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_inbound(db: impl Executor<'_, Database = DB>, id: i64) -> Result<Option<InboundRow>> {
+        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(db).await?;
+        record.map(InboxRecord::into_row).transpose()
+    }
+
+    // ---- outbox ----------------------------------------------------------------------------
+
+    /// Inserts one outbox row unless its key exists; returns the row id either way.
+    async fn insert_outbound(conn: &mut DB::Connection, m: &NewOutbound, now: EpochMs) -> Result<i64> {
+        let row = OutboundInsert::new(m, now)?;
+        // On PostgreSQL, ON CONFLICT DO NOTHING waits for a concurrent insert of the same key to
+        // commit, after which the next statement (a new snapshot under READ COMMITTED) sees that
+        // row.
+        let inserted: Option<i64> = sqlx::query_scalar(sql::INSERT_OUTBOUND)
+            .bind(row.key)
+            .bind(row.lane.as_str())
+            .bind(row.channel)
+            .bind(row.account)
+            .bind(row.peer)
+            .bind(row.inbound_id)
+            .bind(row.payload.as_str())
+            .bind(row.next_at)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match inserted {
+            Some(id) => Ok(id),
+            None => Ok(sqlx::query_scalar(sql::FIND_OUTBOUND).bind(row.key).fetch_one(&mut *conn).await?),
+        }
+    }
+
+    /// Enqueues the messages inside the caller's transaction; their ids in input order.
+    pub(crate) async fn enqueue_outbound(
+        conn: &mut DB::Connection,
+        messages: &[NewOutbound],
+        now: EpochMs,
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            ids.push(Self::insert_outbound(conn, m, now).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Runs the backend's outbox claim statement (parameters as for
+    /// [`claim_inbound`](Self::claim_inbound)).
+    pub(crate) async fn claim_outbound(
+        db: impl Executor<'_, Database = DB>,
+        claim: &'static str,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<OutboundRow>> {
+        let records: Vec<OutboxRecord> = sqlx::query_as(claim)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .fetch_all(db)
+            .await?;
+        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
+        Ok(oldest_first(rows, |r| r.id))
+    }
+
+    pub(crate) async fn mark_sent(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        platform_message_id: Option<&str>,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query(sql::MARK_SENT).bind(id).bind(worker).bind(platform_message_id).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn mark_retry(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query(sql::MARK_RETRY).bind(id).bind(worker).bind(error).bind(next_at).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn mark_dead(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn release_outbound(db: impl Executor<'_, Database = DB>, id: i64, worker: &str) -> Result<()> {
+        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_outbound(db: impl Executor<'_, Database = DB>, id: i64) -> Result<Option<OutboundRow>> {
+        let record: Option<OutboxRecord> = sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(db).await?;
+        record.map(OutboxRecord::into_row).transpose()
+    }
+
+    /// Moves the delivery status on `writer`; when nothing moved, looks on `reader` whether the
+    /// platform id is known at all.
+    pub(crate) async fn record_delivery(writer: &Pool<DB>, reader: &Pool<DB>, update: &DeliveryUpdate) -> Result<bool> {
+        let moved = sqlx::query(sql::RECORD_DELIVERY)
+            .bind(update.channel.as_str())
+            .bind(update.platform_message_id.as_str())
+            .bind(update.status.as_str())
+            .bind(update.error.as_deref())
+            .bind(update.at)
+            .bind(i64::from(delivery_rank(&update.status)))
+            .execute(writer)
+            .await?;
+        if DB::rows_affected(&moved) > 0 {
+            return Ok(true);
+        }
+        let known: Option<i64> = sqlx::query_scalar(sql::FIND_PLATFORM_ID)
+            .bind(update.channel.as_str())
+            .bind(update.platform_message_id.as_str())
+            .fetch_optional(reader)
+            .await?;
+        Ok(known.is_some())
+    }
+
+    // ---- cursors, leases, keys -------------------------------------------------------------
+
+    pub(crate) async fn get_cursor(
+        db: impl Executor<'_, Database = DB>,
+        channel: &ChannelId,
+        account: &AccountId,
+        name: &str,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(sql::GET_CURSOR)
+            .bind(channel.as_str())
+            .bind(account.as_str())
+            .bind(name)
+            .fetch_optional(db)
+            .await?)
+    }
+
+    pub(crate) async fn set_cursor(
+        db: impl Executor<'_, Database = DB>,
+        channel: &ChannelId,
+        account: &AccountId,
+        name: &str,
+        value: &str,
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(sql::SET_CURSOR)
+            .bind(channel.as_str())
+            .bind(account.as_str())
+            .bind(name)
+            .bind(value)
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn try_lease(
+        db: impl Executor<'_, Database = DB>,
+        name: &str,
+        holder: &str,
+        ttl_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::TRY_LEASE)
+            .bind(name)
+            .bind(holder)
+            .bind(deadline(now, ttl_ms))
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn release_lease(db: impl Executor<'_, Database = DB>, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(sql::RELEASE_LEASE).bind(name).bind(holder).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn remember_key(
+        db: impl Executor<'_, Database = DB>,
+        namespace: &str,
+        key: &str,
+        expires_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query(sql::REMEMBER_KEY).bind(namespace).bind(key).bind(expires_at).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    // ---- pairing ---------------------------------------------------------------------------
+
+    /// Issues or returns a pairing code, inside the caller's transaction, which must keep the
+    /// count and the insert consistent (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: the account's
+    /// advisory lock).
+    pub(crate) async fn request_pairing(
+        conn: &mut DB::Connection,
+        req: &PairingRequest,
+        code: &str,
+        now: EpochMs,
+    ) -> Result<PairingOutcome> {
+        let (channel, account, peer) = (req.channel.as_str(), req.account.as_str(), req.peer.as_str());
+        let approved: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
+            .bind(channel)
+            .bind(account)
+            .bind(peer)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if approved.is_some() {
+            return Ok(PairingOutcome::AlreadyApproved);
+        }
+        let pending: Option<(String, i64)> = sqlx::query_as(sql::PENDING_OF_PEER)
+            .bind(channel)
+            .bind(account)
+            .bind(peer)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some((code, expires_at)) = pending {
+            return Ok(PairingOutcome::Pending { code, expires_at });
+        }
+        let open: i64 =
+            sqlx::query_scalar(sql::COUNT_PENDING).bind(channel).bind(account).bind(now).fetch_one(&mut *conn).await?;
+        if open >= i64::from(req.max_pending) {
+            return Ok(PairingOutcome::TooMany);
+        }
+        let code = normalize_code(code);
+        sqlx::query(sql::DELETE_BLOCKING_EXPIRED)
+            .bind(channel)
+            .bind(account)
+            .bind(peer)
+            .bind(code.as_str())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        let expires_at = deadline(now, req.ttl_ms);
+        sqlx::query(sql::INSERT_PAIRING)
+            .bind(channel)
+            .bind(account)
+            .bind(peer)
+            .bind(code.as_str())
+            .bind(req.display_name.as_deref())
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *conn)
+            .await?;
+        Ok(PairingOutcome::Issued { code, expires_at })
+    }
+
+    pub(crate) async fn list_pairings(
+        db: impl Executor<'_, Database = DB>,
+        channel: Option<&ChannelId>,
+        now: EpochMs,
+    ) -> Result<Vec<PendingPairing>> {
+        let records: Vec<PairingRecord> =
+            sqlx::query_as(sql::LIST_PAIRINGS).bind(now).bind(channel.map(ChannelId::as_str)).fetch_all(db).await?;
+        Ok(records.into_iter().map(PendingPairing::from).collect())
+    }
+
+    /// Approves a code inside the caller's transaction.
+    pub(crate) async fn approve_pairing(
+        conn: &mut DB::Connection,
+        channel: &ChannelId,
+        code: &str,
+        now: EpochMs,
+    ) -> Result<Option<ApprovedPeer>> {
+        // DELETE … RETURNING locks the request (PostgreSQL): a second operator approving the same
+        // code waits, then finds it gone.
+        let taken: Option<(String, String, Option<String>)> = sqlx::query_as(sql::TAKE_PAIRING)
+            .bind(channel.as_str())
+            .bind(normalize_code(code).as_str())
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some((account, peer, display_name)) = taken else {
+            return Ok(None);
+        };
+        sqlx::query(sql::UPSERT_APPROVED)
+            .bind(channel.as_str())
+            .bind(account.as_str())
+            .bind(peer.as_str())
+            .bind(display_name.as_deref())
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(ApprovedPeer {
+            channel: channel.clone(),
+            account: AccountId::new(account),
+            peer: PeerId::new(peer),
+            display_name,
+            approved_at: now,
+        }))
+    }
+
+    pub(crate) async fn is_approved(
+        db: impl Executor<'_, Database = DB>,
+        channel: &ChannelId,
+        account: &AccountId,
+        peer: &PeerId,
+    ) -> Result<bool> {
+        let at: Option<i64> = sqlx::query_scalar(sql::IS_APPROVED)
+            .bind(channel.as_str())
+            .bind(account.as_str())
+            .bind(peer.as_str())
+            .fetch_optional(db)
+            .await?;
+        Ok(at.is_some())
+    }
+
+    pub(crate) async fn list_approved(
+        db: impl Executor<'_, Database = DB>,
+        channel: Option<&ChannelId>,
+    ) -> Result<Vec<ApprovedPeer>> {
+        let records: Vec<ApprovedRecord> =
+            sqlx::query_as(sql::LIST_APPROVED).bind(channel.map(ChannelId::as_str)).fetch_all(db).await?;
+        Ok(records.into_iter().map(ApprovedPeer::from).collect())
+    }
+
+    pub(crate) async fn revoke_peer(
+        db: impl Executor<'_, Database = DB>,
+        channel: &ChannelId,
+        account: &AccountId,
+        peer: &PeerId,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql::REVOKE_PEER)
+            .bind(channel.as_str())
+            .bind(account.as_str())
+            .bind(peer.as_str())
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    // ---- secrets ---------------------------------------------------------------------------
+
+    pub(crate) async fn put_secret_blob(
+        db: impl Executor<'_, Database = DB>,
+        name: &str,
+        blob: &[u8],
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(sql::PUT_SECRET).bind(name).bind(blob).bind(now).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_secret_blob(db: impl Executor<'_, Database = DB>, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar(sql::GET_SECRET).bind(name).fetch_optional(db).await?)
+    }
+
+    pub(crate) async fn delete_secret(db: impl Executor<'_, Database = DB>, name: &str) -> Result<bool> {
+        let done = sqlx::query(sql::DELETE_SECRET).bind(name).execute(db).await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    // ---- operations ------------------------------------------------------------------------
+
+    /// The queue counts, read inside the caller's transaction so that they describe one moment.
+    pub(crate) async fn queue_stats(conn: &mut DB::Connection) -> Result<QueueStats> {
+        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *conn).await?;
+        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *conn).await?;
+        let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *conn).await?;
+        Ok(queue_stats(&inbox, &outbox, failed))
+    }
+
+    pub(crate) async fn dead_letters(pool: &Pool<DB>, limit: u32) -> Result<Vec<DeadLetter>> {
+        let mut all = Vec::new();
+        for (queue, query) in
+            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
+        {
+            let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(pool).await?;
+            all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
+        }
+        Ok(merge_dead_letters(all, limit))
+    }
+
+    /// Writes the heartbeat and reads it back inside the caller's transaction; what was read, for
+    /// [`check_heartbeat`](crate::record::check_heartbeat) once the transaction committed.
+    pub(crate) async fn heartbeat(conn: &mut DB::Connection, now: EpochMs) -> Result<i64> {
+        sqlx::query(sql::WRITE_HEARTBEAT).bind(now).execute(&mut *conn).await?;
+        Ok(sqlx::query_scalar(sql::READ_HEARTBEAT).fetch_one(&mut *conn).await?)
+    }
+
+    /// Runs the prune statements inside the caller's transaction; how many rows went.
+    pub(crate) async fn prune(conn: &mut DB::Connection, before: EpochMs) -> Result<u64> {
+        let mut removed = 0;
+        for statement in sql::PRUNE {
+            removed += DB::rows_affected(&sqlx::query(statement).bind(before).execute(&mut *conn).await?);
+        }
+        Ok(removed)
+    }
+}
