@@ -39,6 +39,9 @@ pub enum StoreError {
     /// The database could not be opened, read or written.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A group commit of inbox inserts failed or was cancelled; nothing of it is stored.
+    #[error("database error: {0}")]
+    Batch(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

@@ -22,7 +22,9 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The shared store logic, run on SQLite.
 type Queries = crate::common::Queries<Sqlite>;
@@ -53,16 +55,43 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// The database file, for messages.
     path: PathBuf,
+    /// Inbox inserts waiting to be committed together (group commit).
+    inserts: Arc<GroupCommit>,
+}
+
+/// Group commit of inbox inserts: the insert is the durability point (the platform is told
+/// "got it" after it), so it is committed with `synchronous = FULL`, one fsync. Callers that
+/// arrive while a commit is in progress queue up and the next one commits them all, so a burst
+/// of webhooks costs a few fsyncs instead of one each, and a lone message waits for none.
+#[derive(Default)]
+struct GroupCommit {
+    queue: std::sync::Mutex<Vec<PendingInsert>>,
+    /// Held by the caller that is committing the queue.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for GroupCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupCommit").finish_non_exhaustive()
+    }
+}
+
+struct PendingInsert {
+    msg: InboundMessage,
+    payload: String,
+    now: EpochMs,
+    reply: oneshot::Sender<Result<InsertOutcome>>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and runs the migrations.
     ///
-    /// The parent directory is created if missing. The journal is WAL with
-    /// `synchronous = FULL`: WAL with `NORMAL` survives a crash of the process but may lose the
-    /// last commits on power loss, and an inbox insert is the moment the platform is told "got
-    /// it" — it will not redeliver, so a lost commit is a lost message. FULL costs one fsync per
-    /// commit, which is nothing at chat-message rates.
+    /// The parent directory is created if missing. The journal is WAL. Inbox inserts commit
+    /// with `synchronous = FULL`: an insert is the moment the platform is told "got it" and it
+    /// will not redeliver, so a commit lost to a power cut would be a lost message. Everything
+    /// else commits with `NORMAL` (durable across process crashes; the next FULL commit or
+    /// checkpoint makes it durable on disk): losing one of those to a power cut only repeats
+    /// work that idempotency keys make harmless (a claim, an agent run, a completion).
     ///
     /// # Errors
     /// [`StoreError::Config`] naming the path and the fix when the directory cannot be created
@@ -97,7 +126,7 @@ impl SqliteStore {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full);
+            .synchronous(SqliteSynchronous::Normal);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -120,7 +149,7 @@ impl SqliteStore {
             .await
             .map_err(|e| open_error(path, e))?;
 
-        Ok(Self { writer, reader, path: path.to_owned() })
+        Ok(Self { writer, reader, path: path.to_owned(), inserts: Arc::default() })
     }
 
     /// The database file.
@@ -137,6 +166,52 @@ impl SqliteStore {
     /// Starts a write transaction holding the write lock from its first statement.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// Commits queued inbox inserts in one `synchronous = FULL` transaction and answers each
+    /// caller. A failure of the commit is every caller's failure (nothing was stored).
+    async fn commit_inserts(&self, batch: Vec<PendingInsert>) {
+        let mut conn = match self.writer.acquire().await {
+            Ok(conn) => conn,
+            Err(e) => return fail_all(batch, &e.to_string()),
+        };
+        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await {
+            return fail_all(batch, &e.to_string());
+        }
+        let committed = async {
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            let mut outcomes = Vec::with_capacity(batch.len());
+            for p in &batch {
+                // One writer: nothing can delete the conflicting row between the two statements.
+                let outcome = match Queries::insert_inbound(&mut *tx, &p.msg, &p.payload, p.now).await {
+                    Ok(Some(id)) => Ok(InsertOutcome::Inserted(id)),
+                    Ok(None) => match Queries::find_inbound(&mut *tx, &p.msg).await {
+                        Ok(Some(id)) => Ok(InsertOutcome::Duplicate(id)),
+                        Ok(None) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(e),
+                };
+                outcomes.push(outcome);
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(outcomes)
+        }
+        .await;
+        // Back to the default for every other write on this connection.
+        let restored = sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await;
+        if restored.is_err() {
+            // Never leave the writer in an unknown mode: drop this connection, the pool opens a fresh one.
+            conn.detach();
+        }
+        match committed {
+            Ok(outcomes) => {
+                for (p, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = p.reply.send(outcome);
+                }
+            }
+            Err(e) => fail_all(batch, &e.to_string()),
+        }
     }
 }
 
@@ -162,6 +237,18 @@ async fn run_migrations(conn: &mut SqliteConnection) -> Result<(), sqlx::migrate
 }
 
 /// Turns the errors of opening a file into advice; everything else stays a database error.
+fn fail_all(batch: Vec<PendingInsert>, error: &str) {
+    for p in batch {
+        let _ = p.reply.send(Err(StoreError::Batch(error.to_owned())));
+    }
+}
+
+/// The caller committing our insert was cancelled before it answered: the insert may or may
+/// not be stored, so the platform must redeliver (dedup makes that safe).
+fn abandoned() -> StoreError {
+    StoreError::Batch("the group commit carrying this insert was cancelled; retry".to_owned())
+}
+
 fn open_error(path: &Path, err: sqlx::Error) -> StoreError {
     // Primary SQLite result codes (the low byte of an extended code).
     const SQLITE_PERM: i64 = 3;
@@ -207,16 +294,19 @@ impl Store for SqliteStore {
 
     async fn insert_inbound(&self, msg: &InboundMessage, now: EpochMs) -> Result<InsertOutcome> {
         let payload = inbound_payload(msg)?;
-        // One writer: nothing can delete the conflicting row between the two statements.
-        let mut tx = self.write_tx().await?;
-        let outcome = match Queries::insert_inbound(&mut *tx, msg, &payload, now).await? {
-            Some(id) => InsertOutcome::Inserted(id),
-            None => {
-                InsertOutcome::Duplicate(Queries::find_inbound(&mut *tx, msg).await?.ok_or(sqlx::Error::RowNotFound)?)
-            }
-        };
-        tx.commit().await?;
-        Ok(outcome)
+        let (reply, mut outcome) = oneshot::channel();
+        let pending = PendingInsert { msg: msg.clone(), payload, now, reply };
+        self.inserts.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pending);
+        let _turn = self.inserts.turn.lock().await;
+        match outcome.try_recv() {
+            // The commit before ours took our insert along.
+            Ok(result) => return result,
+            Err(oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+        }
+        let batch = std::mem::take(&mut *self.inserts.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.commit_inserts(batch).await;
+        outcome.await.unwrap_or_else(|_| Err(abandoned()))
     }
 
     async fn claim_inbound(

@@ -111,6 +111,35 @@ pub async fn insert_inbound_dedups_on_channel_account_message_id(t: &Target) {
     );
 }
 
+/// Concurrent webhook deliveries (SQLite commits them in groups): every caller gets the right
+/// answer, each message is stored once, and redeliveries in the same burst are duplicates.
+pub async fn concurrent_inserts_each_get_their_own_outcome(t: &Target) {
+    let store = t.open().await;
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for i in 0..100 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let msg = inbound(&format!("peer{}", i % 7), &format!("burst.{i}"));
+                (round, i, store.insert_inbound(&msg, NOW + i64::from(round)).await.unwrap())
+            }));
+        }
+    }
+    let mut ids = std::collections::HashMap::new();
+    let (mut inserted, mut duplicates) = (0, 0);
+    for task in tasks {
+        let (_, i, outcome) = task.await.unwrap();
+        match outcome {
+            InsertOutcome::Inserted(_) => inserted += 1,
+            InsertOutcome::Duplicate(_) => duplicates += 1,
+        }
+        let first = *ids.entry(i).or_insert(outcome.id());
+        assert_eq!(first, outcome.id(), "both deliveries of message {i} name the same row");
+    }
+    assert_eq!((inserted, duplicates), (100, 100));
+    assert_eq!(store.queue_stats().await.unwrap().inbox_pending, 100);
+}
+
 pub async fn inbound_payload_round_trips(t: &Target) {
     let store = t.open().await;
     let mut msg = inbound("15550001", "wamid.rich");

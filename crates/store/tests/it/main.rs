@@ -56,6 +56,7 @@ macro_rules! for_each_backend {
 
 for_each_backend!(
     insert_inbound_dedups_on_channel_account_message_id,
+    concurrent_inserts_each_get_their_own_outcome,
     inbound_payload_round_trips,
     inbound_claims_keep_lane_order,
     inbound_claims_respect_limit_and_next_at,
