@@ -65,11 +65,16 @@ async fn process(shared: &Shared, row: InboundRow) {
         give_up(shared, &row, &format!("account {}/{} is not configured", msg.channel, msg.account), None).await;
         return;
     };
-    let approved = match shared.store.is_approved(&msg.channel, &msg.account, &msg.peer).await {
-        Ok(approved) => approved,
-        Err(e) => return retry_later(shared, &row, &format!("store: {e}")).await,
-    };
-    match account.access_policy().decide(msg.peer.as_str(), approved) {
+    let policy = account.access_policy();
+    let mut decision = policy.decide(msg.peer.as_str(), false);
+    if matches!(decision, AccessDecision::Pair | AccessDecision::Deny) {
+        // Only senders the static policy does not let through need the approval lookup.
+        match shared.store.is_approved(&msg.channel, &msg.account, &msg.peer).await {
+            Ok(approved) => decision = policy.decide(msg.peer.as_str(), approved),
+            Err(e) => return retry_later(shared, &row, &format!("store: {e}")).await,
+        }
+    }
+    match decision {
         AccessDecision::Allow => {}
         AccessDecision::Ignore => return finish(shared, &row, "ignored", &[]).await,
         AccessDecision::Deny => return deny(shared, &row, connector.as_ref()).await,
