@@ -190,6 +190,9 @@ mod tests {
         assert_eq!(mask("15551234567"), "*******4567");
         assert_eq!(mask("abc"), "***");
         assert_eq!(mask("가나다라마"), "*나다라마");
-        assert_eq!(Lane::of(&"whatsapp".into(), &"default".into(), &"15551234567".into()).masked(), "whatsapp/default/*******4567");
+        assert_eq!(
+            Lane::of(&"whatsapp".into(), &"default".into(), &"15551234567".into()).masked(),
+            "whatsapp/default/*******4567"
+        );
     }
 }

@@ -148,3 +148,29 @@ async fn a_gateway_restart_mid_stream_loses_nothing() {
     }
     h.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_image_reaches_the_model_as_an_attachment() {
+    let Some(shared) = clawbridge_testkit::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = Harness::start(config(dir.path(), &shared.url(), shared.token(), &[]), open_policy(), 4096).await;
+    // A 1×1 PNG, as a channel would store it after downloading the platform's media.
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let marker = unique("photo");
+    let mut msg = text(&unique("peer"), &unique("msg"), &format!("IMAGE-COUNT {marker}"));
+    msg.kind = clawbridge_core::MessageKind::Image;
+    msg.media.push(clawbridge_core::MediaRef {
+        kind: clawbridge_core::MediaKind::Image,
+        mime_type: Some("image/png".to_owned()),
+        file_name: Some("dot.png".to_owned()),
+        data_base64: Some(PNG.to_owned()),
+        ..Default::default()
+    });
+    h.bridge().accept(msg).await.unwrap();
+    let sent = h.wait_sent(1, TURN).await;
+    assert_eq!(sent[0].text.as_deref(), Some("STUB-REPLY: image count: 1"), "{sent:?}");
+    let requests = shared.stub().requests_with(&marker);
+    assert!(requests.iter().any(|r| r.had_images()), "the model request carried the image");
+    h.shutdown().await;
+}
