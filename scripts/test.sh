@@ -32,4 +32,4 @@ for crate in ring openssl-sys native-tls; do
 done
 
 echo "== tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast

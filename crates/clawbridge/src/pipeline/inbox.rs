@@ -203,18 +203,21 @@ fn describe_media(media: &clawbridge_core::MediaRef) -> String {
         MediaKind::Document => "a document",
         MediaKind::Sticker => "a sticker",
     };
-    let mut parts = vec![format!("[the user sent {kind}")];
+    let mut line = format!("[the user sent {kind}");
     if let Some(name) = &media.file_name {
-        parts.push(format!("named {name:?}"));
+        line.push_str(&format!(" named {name:?}"));
     }
-    if let Some(mime) = &media.mime_type {
-        parts.push(format!("({mime}"));
-        parts.push(media.size_bytes.map_or_else(|| ")".to_owned(), |s| format!(", {} KB)", s.div_ceil(1024))));
+    let details: Vec<String> =
+        [media.mime_type.clone(), media.size_bytes.map(|size| format!("{} KB", size.div_ceil(1024)))]
+            .into_iter()
+            .flatten()
+            .collect();
+    if !details.is_empty() {
+        line.push_str(&format!(" ({})", details.join(", ")));
     }
     if let Some(caption) = &media.caption {
-        parts.push(format!("with caption {caption:?}"));
+        line.push_str(&format!(" with caption {caption:?}"));
     }
-    let mut line = parts.join(" ").replace(" )", ")").replace("( ", "(");
     line.push(']');
     line
 }
