@@ -26,7 +26,7 @@ pub struct Recorder {
     failures: Mutex<VecDeque<SendError>>,
     signal: Notify,
     bridge: Mutex<Option<Arc<dyn Bridge>>>,
-    started: Mutex<Vec<String>>,
+    started: Mutex<Vec<(String, Instant)>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -61,6 +61,11 @@ impl Recorder {
 
     /// Ids of the inbound messages the agent started working on.
     pub fn started(&self) -> Vec<String> {
+        self.started.lock().expect("lock").iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Ids of the inbound messages the agent started working on, with when it started.
+    pub fn started_with_times(&self) -> Vec<(String, Instant)> {
         self.started.lock().expect("lock").clone()
     }
 
@@ -124,7 +129,7 @@ impl Account for RecordingAccount {
     }
 
     async fn agent_started(&self, msg: &InboundMessage) {
-        self.recorder.started.lock().expect("lock").push(msg.message_id.to_string());
+        self.recorder.started.lock().expect("lock").push((msg.message_id.to_string(), Instant::now()));
     }
 }
 
