@@ -85,9 +85,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let start = tokio::time::Instant::now();
-    while !check().await {
-        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let poll = async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    if tokio::time::timeout(deadline, poll).await.is_err() {
+        panic!("timed out waiting for: {what}");
     }
 }
