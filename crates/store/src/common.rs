@@ -156,6 +156,24 @@ where
         Ok(true)
     }
 
+    /// Claims the reply with idempotency key `key` for `worker` if its lane lets it go out now.
+    pub(crate) async fn claim_reply(
+        conn: &mut DB::Connection,
+        key: &str,
+        worker: &str,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Option<OutboundRow>> {
+        let record: Option<OutboxRecord> = sqlx::query_as(sql::CLAIM_REPLY)
+            .bind(now)
+            .bind(key)
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .fetch_optional(&mut *conn)
+            .await?;
+        record.map(OutboxRecord::into_row).transpose()
+    }
+
     pub(crate) async fn fail_inbound(
         db: impl Executor<'_, Database = DB>,
         id: i64,

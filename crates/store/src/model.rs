@@ -305,3 +305,16 @@ pub struct DeadLetter {
     /// When it was given up.
     pub at: EpochMs,
 }
+
+/// Result of [`Store::complete_inbound_and_claim`](crate::Store::complete_inbound_and_claim).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Completed {
+    /// The row is no longer claimed by this worker; nothing was written.
+    LeaseLost,
+    /// The row is done and its replies are enqueued.
+    Done {
+        /// The first reply, claimed for the caller to send now (`None` when there were no
+        /// replies or an older message of the lane is still unsent).
+        first_reply: Option<Box<OutboundRow>>,
+    },
+}

@@ -70,6 +70,18 @@ macro_rules! claim_outbox_set {
 
 pub(crate) use {claim_inbox_set, claim_outbox_set};
 
+/// Claims one just-enqueued reply by its idempotency key (`$2`) for the worker that completed
+/// the inbound row (`$3` worker, `$4` lease deadline, `$1` now), when nothing older is unsent in
+/// its lane. Same lane rule as [`claimable_outbox`].
+pub(crate) const CLAIM_REPLY: &str = concat!(
+    claim_outbox_set!(),
+    "WHERE idempotency_key = $2 AND state = 'queued' AND next_at <= $1 \
+       AND NOT EXISTS (SELECT 1 FROM outbox o \
+                       WHERE o.lane = outbox.lane AND o.id < outbox.id AND o.state IN ('queued', 'sending', 'retry')) \
+     RETURNING ",
+    outbox_columns!()
+);
+
 pub(crate) const RENEW_INBOUND: &str = "\
     UPDATE inbox SET lease_until = $3, updated_at = $4 \
     WHERE id = $1 AND state = 'processing' AND lease_owner = $2";

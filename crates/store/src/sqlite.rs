@@ -9,8 +9,8 @@
 
 use crate::common::Backend;
 use crate::model::{
-    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow, PairingOutcome,
-    PairingRequest, PendingPairing, QueueStats,
+    ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
+    PairingOutcome, PairingRequest, PendingPairing, QueueStats,
 };
 use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
 use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
@@ -339,6 +339,30 @@ impl Store for SqliteStore {
             tx.rollback().await?;
         }
         Ok(completed)
+    }
+
+    async fn complete_inbound_and_claim(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &str,
+        replies: &[NewOutbound],
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Completed> {
+        let mut tx = self.write_tx().await?;
+        if !Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await? {
+            tx.rollback().await?;
+            return Ok(Completed::LeaseLost);
+        }
+        let first_reply = match replies.first() {
+            Some(first) => Queries::claim_reply(&mut tx, first.idempotency_key.as_str(), worker, lease_ms, now)
+                .await?
+                .map(Box::new),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(Completed::Done { first_reply })
     }
 
     async fn fail_inbound(

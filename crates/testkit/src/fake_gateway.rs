@@ -111,6 +111,9 @@ impl Drop for FakeGateway {
 
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {
     while let Ok((stream, _)) = listener.accept().await {
+        // Like the real gateway (Node sockets default to no delay): small frames go out at
+        // once instead of waiting for the client's delayed ACK (up to 40 ms).
+        let _ = stream.set_nodelay(true);
         let inner = inner.clone();
         tokio::spawn(async move {
             if let Ok(ws) = tokio_tungstenite::accept_async(stream).await {

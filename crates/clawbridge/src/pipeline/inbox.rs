@@ -11,7 +11,7 @@ use clawbridge_core::text::neutralize_commands;
 use clawbridge_core::time::HOUR_MS;
 use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, OutboundMessage};
 use clawbridge_gateway::{AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind};
-use clawbridge_store::{InboundRow, NewOutbound, PairingOutcome, PairingRequest, StoreError};
+use clawbridge_store::{Completed, InboundRow, NewOutbound, PairingOutcome, PairingRequest, StoreError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -250,15 +250,24 @@ fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
 }
 
 async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[NewOutbound]) {
-    match shared.store.complete_inbound(row.id, &shared.worker, outcome, replies, now_ms()).await {
-        Ok(true) => {
+    let completed = shared
+        .store
+        .complete_inbound_and_claim(row.id, &shared.worker, outcome, replies, super::outbox::LEASE_MS, now_ms())
+        .await;
+    match completed {
+        Ok(Completed::Done { first_reply }) => {
             metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.to_owned()).increment(1);
             tracing::info!(outcome, parts = replies.len(), "inbound message handled");
+            // The first part was claimed in the same transaction: send it from here, without a
+            // hop through the outbox worker. Later parts follow through the outbox in order.
+            if let Some(first) = first_reply {
+                super::outbox::deliver(shared, *first).await;
+            }
             if !replies.is_empty() {
                 shared.wakers.outbox.notify_one();
             }
         }
-        Ok(false) => {
+        Ok(Completed::LeaseLost) => {
             tracing::warn!("lease lost before completion; another worker finishes this message")
         }
         Err(e) => {

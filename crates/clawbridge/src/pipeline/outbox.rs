@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Lease on a claimed row; a send has `SEND_TIMEOUT` to finish, well inside it.
-const LEASE_MS: i64 = 120_000;
+pub(super) const LEASE_MS: i64 = 120_000;
 /// A send that takes longer is abandoned and retried (the channel's own calls time out sooner).
 const SEND_TIMEOUT: Duration = Duration::from_secs(90);
 /// Retries coming due are picked up at this granularity.
@@ -44,7 +44,8 @@ impl Queue for Outbox {
     }
 }
 
-async fn deliver(shared: &Shared, row: OutboundRow) {
+/// Sends one claimed row and records the result (sent, retry or dead).
+pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
     let msg = &row.message;
     let channel = msg.channel.to_string();
     let Some(account) = shared.registry.account(&msg.channel, &msg.account).cloned() else {

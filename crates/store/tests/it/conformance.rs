@@ -8,8 +8,8 @@ use clawbridge_core::{
     OutboundMessage, PeerId,
 };
 use clawbridge_store::{
-    DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState, PairingOutcome,
-    PairingRequest, QueueStats, SecretBox, SharedStore, StoreError,
+    Completed, DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState,
+    PairingOutcome, PairingRequest, QueueStats, SecretBox, SharedStore, StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashSet};
@@ -292,6 +292,46 @@ pub async fn complete_inbound_enqueues_replies_atomically_and_idempotently(t: &T
     let stats = store.queue_stats().await.unwrap();
     assert_eq!(stats.outbox_queued + stats.outbox_sending, 3);
     assert_eq!(store.get_inbound(other).await.unwrap().unwrap().state, InboxState::Processing);
+}
+
+pub async fn complete_and_claim_hands_the_first_reply_to_the_completer(t: &Target) {
+    let store = t.open().await;
+    let msg = inbound("A", "a1");
+    let id = insert(&store, &msg).await;
+    store.claim_inbound("w1", 1, LEASE, NOW).await.unwrap();
+    let replies = [reply(&msg, id, "k-r0"), reply(&msg, id, "k-r1")];
+    let first = match store.complete_inbound_and_claim(id, "w1", "replied", &replies, LEASE, NOW + 10).await.unwrap() {
+        Completed::Done { first_reply: Some(row) } => row,
+        other => panic!("expected the first reply claimed, got {other:?}"),
+    };
+    assert_eq!(first.idempotency_key.as_str(), "k-r0");
+    assert_eq!(first.state, OutboxState::Sending);
+    assert_eq!(first.attempts, 1);
+    assert_eq!(store.get_inbound(id).await.unwrap().unwrap().state, InboxState::Done);
+    // The second part waits for the first: the lane order holds for the fast path too.
+    assert!(store.claim_outbound("s", 10, LEASE, NOW + 10).await.unwrap().is_empty());
+    assert!(store.mark_sent(first.id, "w1", Some("p0"), NOW + 20).await.unwrap());
+    let next = store.claim_outbound("s", 10, LEASE, NOW + 20).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].idempotency_key.as_str(), "k-r1");
+
+    // An older unsent message of the lane keeps the new reply queued.
+    let msg2 = inbound("A", "a2");
+    let id2 = insert(&store, &msg2).await;
+    store.claim_inbound("w1", 1, LEASE, NOW + 30).await.unwrap();
+    let replies2 = [reply(&msg2, id2, "k2-r0")];
+    let done = store.complete_inbound_and_claim(id2, "w1", "replied", &replies2, LEASE, NOW + 40).await.unwrap();
+    assert_eq!(done, Completed::Done { first_reply: None });
+
+    // A worker that lost its lease writes nothing.
+    let msg3 = inbound("B", "b1");
+    let id3 = insert(&store, &msg3).await;
+    store.claim_inbound("w1", 1, 100, NOW).await.unwrap();
+    store.claim_inbound("w2", 1, LEASE, NOW + 200).await.unwrap();
+    let replies3 = [reply(&msg3, id3, "k3")];
+    let stale = store.complete_inbound_and_claim(id3, "w1", "replied", &replies3, LEASE, NOW + 300).await.unwrap();
+    assert_eq!(stale, Completed::LeaseLost);
+    assert_eq!(store.get_inbound(id3).await.unwrap().unwrap().state, InboxState::Processing);
 }
 
 pub async fn fail_inbound_retries_then_fails_for_good(t: &Target) {

@@ -57,6 +57,7 @@ macro_rules! for_each_backend {
 for_each_backend!(
     insert_inbound_dedups_on_channel_account_message_id,
     concurrent_inserts_each_get_their_own_outcome,
+    complete_and_claim_hands_the_first_reply_to_the_completer,
     inbound_payload_round_trips,
     inbound_claims_keep_lane_order,
     inbound_claims_respect_limit_and_next_at,
