@@ -109,9 +109,9 @@ pub(crate) async fn drive<Q: Queue>(
                 Vec::new()
             }
         };
-        // Ask again at once after a non-empty claim: more may have become ready meanwhile, and
-        // measured latency is lower than waiting for the next wake-up.
-        let idle = claimed.is_empty();
+        // Fewer rows than asked for: nothing else is ready now, so wait for a wake-up instead of
+        // asking the store again (a `Notify` keeps a wake-up that arrives in between).
+        let idle = claimed.len() < free;
         for row in claimed {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
             let shared = shared.clone();
