@@ -8,8 +8,8 @@
 //! statements.
 
 use crate::model::{
-    ApprovedPeer, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome, PairingRequest,
-    PendingPairing, QueueStats, delivery_rank,
+    ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome,
+    PairingRequest, PendingPairing, QueueStats, delivery_rank,
 };
 use crate::record::{
     ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, merge_dead_letters,
@@ -135,8 +135,9 @@ where
         worker: &str,
         outcome: &str,
         replies: &[NewOutbound],
+        claim_lease_ms: Option<EpochMs>,
         now: EpochMs,
-    ) -> Result<bool> {
+    ) -> Result<Completed> {
         // The update comes first: on PostgreSQL it locks the row, so a replica re-claiming it
         // after the lease ran out waits for this transaction and then sees `done`.
         let done = sqlx::query(sql::COMPLETE_INBOUND)
@@ -148,16 +149,23 @@ where
             .await?;
         if DB::rows_affected(&done) != 1 {
             tracing::debug!(id, worker, "complete_inbound: lease lost");
-            return Ok(false);
+            return Ok(Completed::LeaseLost);
         }
         for reply in replies {
             Self::insert_outbound(conn, reply, now).await?;
         }
-        Ok(true)
+        // With a lease: the first reply goes to the completing worker when its lane allows.
+        let first_reply = match (claim_lease_ms, replies.first()) {
+            (Some(lease_ms), Some(first)) => {
+                Self::claim_reply(conn, first.idempotency_key.as_str(), worker, lease_ms, now).await?.map(Box::new)
+            }
+            _ => None,
+        };
+        Ok(Completed::Done { first_reply })
     }
 
     /// Claims the reply with idempotency key `key` for `worker` if its lane lets it go out now.
-    pub(crate) async fn claim_reply(
+    async fn claim_reply(
         conn: &mut DB::Connection,
         key: &str,
         worker: &str,

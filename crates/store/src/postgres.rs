@@ -169,6 +169,29 @@ impl Backend for Postgres {
     }
 }
 
+impl PgStore {
+    /// Completes an inbound row in one transaction (see `Queries::complete_inbound`); nothing is
+    /// written when the lease was lost.
+    async fn complete(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &str,
+        replies: &[NewOutbound],
+        claim_lease_ms: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<Completed> {
+        let mut tx = self.pool.begin().await?;
+        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, claim_lease_ms, now).await?;
+        if completed == Completed::LeaseLost {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(completed)
+    }
+}
+
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
@@ -216,14 +239,7 @@ impl Store for PgStore {
         replies: &[NewOutbound],
         now: EpochMs,
     ) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await?;
-        if completed {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(completed)
+        Ok(self.complete(id, worker, outcome, replies, None, now).await? != Completed::LeaseLost)
     }
 
     async fn complete_inbound_and_claim(
@@ -235,19 +251,7 @@ impl Store for PgStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Completed> {
-        let mut tx = self.pool.begin().await?;
-        if !Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await? {
-            tx.rollback().await?;
-            return Ok(Completed::LeaseLost);
-        }
-        let first_reply = match replies.first() {
-            Some(first) => Queries::claim_reply(&mut tx, first.idempotency_key.as_str(), worker, lease_ms, now)
-                .await?
-                .map(Box::new),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(Completed::Done { first_reply })
+        self.complete(id, worker, outcome, replies, Some(lease_ms), now).await
     }
 
     async fn fail_inbound(

@@ -127,19 +127,23 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
-            .connect_with(writer_options)
-            .await
-            .map_err(|e| open_error(path, e))?;
-
-        migrate(&writer).await.map_err(|e| match e {
-            StoreError::Database(e) => open_error(path, e),
-            StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => open_error(path, e),
-            other => other,
-        })?;
+        // Two processes starting on a fresh file race for the switch to WAL and the first
+        // migration; SQLite answers the loser "database is locked" without waiting for some of
+        // those steps, so the loser tries again for a while before giving up.
+        let started = std::time::Instant::now();
+        let writer = loop {
+            match open_writer(&writer_options).await {
+                Err(StoreError::Database(e) | StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)))
+                    if is_locked(&e) && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(StoreError::Database(e)) => return Err(open_error(path, e)),
+                Err(StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e))) => return Err(open_error(path, e)),
+                Err(other) => return Err(other),
+                Ok(writer) => break writer,
+            }
+        };
 
         // Opened after the writer: the file exists and is in WAL mode, which a read-only
         // connection could not arrange itself.
@@ -215,6 +219,26 @@ impl SqliteStore {
     }
 }
 
+/// The single-connection writer pool, migrated.
+async fn open_writer(options: &SqliteConnectOptions) -> Result<SqlitePool> {
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
+        .connect_with(options.clone())
+        .await?;
+    if let Err(e) = migrate(&writer).await {
+        writer.close().await;
+        return Err(e);
+    }
+    Ok(writer)
+}
+
+/// SQLITE_BUSY ("database is locked"), primary result code 5.
+fn is_locked(err: &sqlx::Error) -> bool {
+    err.as_database_error().and_then(|e| e.code()).is_some_and(|code| code.parse::<i64>().is_ok_and(|c| c & 0xff == 5))
+}
+
 /// Runs the migrations under `BEGIN IMMEDIATE`: sqlx's SQLite migrator takes no lock, so two
 /// processes starting on a fresh file could both try to apply version 1. Holding the write lock
 /// across "which versions ran?" and "apply" makes the second wait and then find nothing to do.
@@ -286,6 +310,29 @@ impl Backend for Sqlite {
     }
 }
 
+impl SqliteStore {
+    /// Completes an inbound row in one transaction (see `Queries::complete_inbound`); nothing is
+    /// written when the lease was lost.
+    async fn complete(
+        &self,
+        id: i64,
+        worker: &str,
+        outcome: &str,
+        replies: &[NewOutbound],
+        claim_lease_ms: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<Completed> {
+        let mut tx = self.write_tx().await?;
+        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, claim_lease_ms, now).await?;
+        if completed == Completed::LeaseLost {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        Ok(completed)
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -331,14 +378,7 @@ impl Store for SqliteStore {
         replies: &[NewOutbound],
         now: EpochMs,
     ) -> Result<bool> {
-        let mut tx = self.write_tx().await?;
-        let completed = Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await?;
-        if completed {
-            tx.commit().await?;
-        } else {
-            tx.rollback().await?;
-        }
-        Ok(completed)
+        Ok(self.complete(id, worker, outcome, replies, None, now).await? != Completed::LeaseLost)
     }
 
     async fn complete_inbound_and_claim(
@@ -350,19 +390,7 @@ impl Store for SqliteStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Completed> {
-        let mut tx = self.write_tx().await?;
-        if !Queries::complete_inbound(&mut tx, id, worker, outcome, replies, now).await? {
-            tx.rollback().await?;
-            return Ok(Completed::LeaseLost);
-        }
-        let first_reply = match replies.first() {
-            Some(first) => Queries::claim_reply(&mut tx, first.idempotency_key.as_str(), worker, lease_ms, now)
-                .await?
-                .map(Box::new),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(Completed::Done { first_reply })
+        self.complete(id, worker, outcome, replies, Some(lease_ms), now).await
     }
 
     async fn fail_inbound(
