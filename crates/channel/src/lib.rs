@@ -207,6 +207,29 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Enqueues a message through the durable outbox (proactive sends, pairing notices).
     async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError>;
+
+    /// Reads a small durable value (JSON by convention) a channel keeps between requests:
+    /// an answer waiting for the user's next message, a continuation, a user's block status.
+    /// Namespaces are the channel's own, e.g. `kakao.pending/<account>`.
+    async fn state_get(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError>;
+
+    /// Writes a value, replacing the old one; `ttl_ms` makes it expire (`None`: kept until taken).
+    /// With `if_absent`, writes only when no live value exists and returns whether it wrote,
+    /// which makes a one-time claim that holds across replicas.
+    async fn state_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<EpochMs>,
+        if_absent: bool,
+    ) -> Result<bool, BridgeError>;
+
+    /// Deletes a live value and returns it; of two concurrent takers only one gets it.
+    async fn state_take(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError>;
+
+    /// Live values of a namespace as (key, value, written at), newest first, at most `limit`.
+    async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError>;
 }
 
 /// The bridge could not do what a channel asked (the store is down): answer the platform with

@@ -5,7 +5,7 @@ use crate::util::now_ms;
 use async_trait::async_trait;
 use clawbridge_channel::{Accepted, Bridge, BridgeError};
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
-use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, SharedStore};
+use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, SharedStore, StatePut};
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -121,5 +121,31 @@ impl Bridge for StoreBridge {
         self.store.enqueue_outbound(&[row], now_ms()).await.map_err(unavailable)?;
         self.wakers.outbox.notify_one();
         Ok(())
+    }
+
+    async fn state_get(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
+        self.store.get_state(namespace, key, now_ms()).await.map_err(unavailable)
+    }
+
+    async fn state_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<EpochMs>,
+        if_absent: bool,
+    ) -> Result<bool, BridgeError> {
+        let now = now_ms();
+        let entry = StatePut { namespace, key, value, expires_at: ttl_ms.map(|ttl| now + ttl) };
+        self.store.put_state(&entry, if_absent, now).await.map_err(unavailable)
+    }
+
+    async fn state_take(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
+        self.store.take_state(namespace, key, now_ms()).await.map_err(unavailable)
+    }
+
+    async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError> {
+        let entries = self.store.list_state(namespace, limit, now_ms()).await.map_err(unavailable)?;
+        Ok(entries.into_iter().map(|e| (e.key, e.value, e.updated_at)).collect())
     }
 }

@@ -42,6 +42,12 @@ pub enum Command {
         #[command(subcommand)]
         action: PairingAction,
     },
+    /// KakaoTalk: Kakao Login, the Talk Message API, chatbot Event API pushes.
+    Kakao {
+        /// Kakao action.
+        #[command(subcommand)]
+        action: commands::kakao::KakaoCommand,
+    },
 }
 
 /// `clawbridge pairing …`
@@ -100,6 +106,7 @@ pub fn main() -> ExitCode {
             Command::Doctor => commands::doctor::run(&config).await,
             Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
             Command::Pairing { action } => commands::pairing::run(&config, action).await,
+            Command::Kakao { action } => commands::kakao::run(&config, action).await,
         }
     });
     match result {

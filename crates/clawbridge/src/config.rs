@@ -37,6 +37,10 @@ pub struct Config {
     pub bridge: BridgeSettings,
     /// How inbound work is processed.
     pub pipeline: PipelineSettings,
+    /// WhatsApp through Kapso (`[whatsapp]`, `KAPSO_*`); `None` when not configured.
+    pub whatsapp: Option<clawbridge_whatsapp::WhatsAppConfig>,
+    /// KakaoTalk (`[kakao]`, `KAKAO_*`): chatbot channel and Kakao Login, each optional.
+    pub kakao: clawbridge_kakao::KakaoConfig,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -99,6 +103,10 @@ struct FileConfig {
     bridge: FileBridge,
     #[serde(default)]
     pipeline: FilePipeline,
+    /// Validated by the channel crate.
+    whatsapp: Option<toml::Table>,
+    /// Validated by the channel crate.
+    kakao: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -221,10 +229,15 @@ impl Config {
             }),
         };
 
+        let whatsapp = clawbridge_whatsapp::WhatsAppConfig::load(file.whatsapp.as_ref(), &env).map_err(ConfigError)?;
+        let kakao = clawbridge_kakao::KakaoConfig::load(file.kakao.as_ref(), &env).map_err(ConfigError)?;
+
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
             bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
             pipeline,
+            whatsapp,
+            kakao,
             source,
         })
     }

@@ -7,11 +7,13 @@
 //! - [`pipeline`]: the inbox and outbox workers.
 //! - [`bridge`]: the store-backed door through which channels persist things.
 //! - [`registry`]: configured channels and accounts.
+//! - [`channels`]: which channel crates are enabled by the configuration.
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`commands`]: `doctor`, `status`, `pairing`.
 //! - [`cli`]: the clap definitions and dispatch.
 
 pub mod bridge;
+pub mod channels;
 pub mod cli;
 pub mod commands;
 pub mod config;

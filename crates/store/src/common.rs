@@ -9,7 +9,7 @@
 
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome,
-    PairingRequest, PendingPairing, QueueStats, delivery_rank,
+    PairingRequest, PendingPairing, QueueStats, StateEntry, StatePut, delivery_rank,
 };
 use crate::record::{
     ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, merge_dead_letters,
@@ -48,6 +48,7 @@ where
     for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
     for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, i64): FromRow<'r, DB::Row>,
     for<'r> (String, String, Option<String>): FromRow<'r, DB::Row>,
     for<'r> InboxRecord: FromRow<'r, DB::Row>,
     for<'r> OutboxRecord: FromRow<'r, DB::Row>,
@@ -405,6 +406,55 @@ where
         let done =
             sqlx::query(sql::REMEMBER_KEY).bind(namespace).bind(key).bind(expires_at).bind(now).execute(db).await?;
         Ok(DB::rows_affected(&done) == 1)
+    }
+
+    // ---- channel state ---------------------------------------------------------------------
+
+    pub(crate) async fn put_state(
+        db: impl Executor<'_, Database = DB>,
+        entry: &StatePut<'_>,
+        if_absent: bool,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let statement = if if_absent { sql::PUT_STATE_IF_ABSENT } else { sql::PUT_STATE };
+        let done = sqlx::query(statement)
+            .bind(entry.namespace)
+            .bind(entry.key)
+            .bind(entry.value)
+            .bind(entry.expires_at)
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn get_state(
+        db: impl Executor<'_, Database = DB>,
+        namespace: &str,
+        key: &str,
+        now: EpochMs,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(sql::GET_STATE).bind(namespace).bind(key).bind(now).fetch_optional(db).await?)
+    }
+
+    pub(crate) async fn take_state(
+        db: impl Executor<'_, Database = DB>,
+        namespace: &str,
+        key: &str,
+        now: EpochMs,
+    ) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(sql::TAKE_STATE).bind(namespace).bind(key).bind(now).fetch_optional(db).await?)
+    }
+
+    pub(crate) async fn list_state(
+        db: impl Executor<'_, Database = DB>,
+        namespace: &str,
+        limit: u32,
+        now: EpochMs,
+    ) -> Result<Vec<StateEntry>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as(sql::LIST_STATE).bind(namespace).bind(now).bind(i64::from(limit)).fetch_all(db).await?;
+        Ok(rows.into_iter().map(|(key, value, updated_at)| StateEntry { key, value, updated_at }).collect())
     }
 
     // ---- pairing ---------------------------------------------------------------------------

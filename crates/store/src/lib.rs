@@ -200,6 +200,21 @@ pub trait Store: Send + Sync + 'static {
     /// time is up counts as new again.
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
 
+    // ---- channel state (small JSON values channels keep between requests) -------------------
+
+    /// Writes `entry`, replacing a value already under its key. With `if_absent`, writes only
+    /// when the key is absent or expired and returns whether it wrote (a one-time claim).
+    async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool>;
+
+    /// Reads a live (unexpired) value.
+    async fn get_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>>;
+
+    /// Deletes a live value and returns it, atomically: of two concurrent takers one gets it.
+    async fn take_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>>;
+
+    /// Live values of a namespace, most recently written first, at most `limit`.
+    async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>>;
+
     // ---- pairing -------------------------------------------------------------------------
 
     /// Issues a pairing code for a peer, or returns its unexpired one. At most
@@ -253,8 +268,8 @@ pub trait Store: Send + Sync + 'static {
     async fn check_writable(&self, now: EpochMs) -> Result<()>;
 
     /// Deletes finished rows and expired keys older than `before` (housekeeping): inbox
-    /// `done`/`failed` and outbox `sent`/`dead` rows last updated before it, remembered keys and
-    /// pairing requests that expired before it. Returns how many rows went.
+    /// `done`/`failed` and outbox `sent`/`dead` rows last updated before it, remembered keys,
+    /// pairing requests and channel state that expired before it. Returns how many rows went.
     async fn prune(&self, before: EpochMs) -> Result<u64>;
 }
 

@@ -318,3 +318,27 @@ pub enum Completed {
         first_reply: Option<Box<OutboundRow>>,
     },
 }
+
+/// A value to write with [`Store::put_state`](crate::Store::put_state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatePut<'a> {
+    /// Who owns the value, e.g. `kakao.pending/default`.
+    pub namespace: &'a str,
+    /// The key inside the namespace.
+    pub key: &'a str,
+    /// The value (JSON text by convention).
+    pub value: &'a str,
+    /// When it stops being readable; `None` keeps it until it is taken or overwritten.
+    pub expires_at: Option<EpochMs>,
+}
+
+/// A stored channel-state value, as [`Store::list_state`](crate::Store::list_state) returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateEntry {
+    /// The key inside the namespace.
+    pub key: String,
+    /// The value.
+    pub value: String,
+    /// When it was last written.
+    pub updated_at: EpochMs,
+}

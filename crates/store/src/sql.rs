@@ -183,6 +183,36 @@ pub(crate) const REMEMBER_KEY: &str = "\
     ON CONFLICT (namespace, key) DO UPDATE SET expires_at = excluded.expires_at \
     WHERE seen_keys.expires_at <= $4";
 
+// ---- channel state -----------------------------------------------------------------------------
+
+/// Writes a value, replacing the old one and its expiry.
+pub(crate) const PUT_STATE: &str = "\
+    INSERT INTO channel_state (namespace, key, value, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, \
+    updated_at = excluded.updated_at";
+
+/// Writes a value only when the key is absent or expired: one row changed means "written".
+pub(crate) const PUT_STATE_IF_ABSENT: &str = "\
+    INSERT INTO channel_state (namespace, key, value, expires_at, updated_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, \
+    updated_at = excluded.updated_at \
+    WHERE channel_state.expires_at IS NOT NULL AND channel_state.expires_at <= $5";
+
+pub(crate) const GET_STATE: &str = "\
+    SELECT value FROM channel_state \
+    WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+
+/// Deletes and returns a live value in one statement, so two takers cannot both get it.
+pub(crate) const TAKE_STATE: &str = "\
+    DELETE FROM channel_state \
+    WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3) \
+    RETURNING value";
+
+pub(crate) const LIST_STATE: &str = "\
+    SELECT key, value, updated_at FROM channel_state \
+    WHERE namespace = $1 AND (expires_at IS NULL OR expires_at > $2) \
+    ORDER BY updated_at DESC, key LIMIT $3";
+
 // ---- pairing -----------------------------------------------------------------------------------
 
 pub(crate) const IS_APPROVED: &str =
@@ -262,9 +292,10 @@ pub(crate) const WRITE_HEARTBEAT: &str =
 
 pub(crate) const READ_HEARTBEAT: &str = "SELECT at FROM heartbeat WHERE id = 1";
 
-pub(crate) const PRUNE: [&str; 4] = [
+pub(crate) const PRUNE: [&str; 5] = [
     "DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < $1",
     "DELETE FROM outbox WHERE state IN ('sent', 'dead') AND updated_at < $1",
     "DELETE FROM seen_keys WHERE expires_at < $1",
     "DELETE FROM pairing_requests WHERE expires_at < $1",
+    "DELETE FROM channel_state WHERE expires_at IS NOT NULL AND expires_at < $1",
 ];

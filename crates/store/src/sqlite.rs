@@ -10,7 +10,7 @@
 use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
-    PairingOutcome, PairingRequest, PendingPairing, QueueStats,
+    PairingOutcome, PairingRequest, PendingPairing, QueueStats, StateEntry, StatePut,
 };
 use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
 use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
@@ -478,6 +478,22 @@ impl Store for SqliteStore {
 
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
         Queries::remember_key(&self.writer, namespace, key, expires_at, now).await
+    }
+
+    async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool> {
+        Queries::put_state(&self.writer, entry, if_absent, now).await
+    }
+
+    async fn get_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
+        Queries::get_state(&self.reader, namespace, key, now).await
+    }
+
+    async fn take_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
+        Queries::take_state(&self.writer, namespace, key, now).await
+    }
+
+    async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
+        Queries::list_state(&self.reader, namespace, limit, now).await
     }
 
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {

@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod doctor;
+pub mod kakao;
 pub mod pairing;
 pub mod serve;
 pub mod status;

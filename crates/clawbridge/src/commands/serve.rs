@@ -9,8 +9,7 @@ use std::process::ExitCode;
 /// # Errors
 /// Start-up failures (configuration, store, listener), each naming the fix.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    // Channels register here as their crates land.
-    let connectors = Vec::new();
+    let connectors = crate::channels::enabled(&config)?;
     let handle = daemon::start(config, connectors).await?;
     wait_for_signal().await;
     handle.shutdown().await;

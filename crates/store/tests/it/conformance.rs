@@ -9,7 +9,7 @@ use clawbridge_core::{
 };
 use clawbridge_store::{
     Completed, DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState,
-    PairingOutcome, PairingRequest, QueueStats, SecretBox, SharedStore, StoreError,
+    PairingOutcome, PairingRequest, QueueStats, SecretBox, SharedStore, StatePut, StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashSet};
@@ -570,6 +570,49 @@ pub async fn remember_key_is_true_once_until_expiry(t: &Target) {
     assert!(!store.remember_key("kapso", "idem-1", NOW + 3_000, NOW + 1_999).await.unwrap(), "remembered anew");
 }
 
+// ---- channel state -------------------------------------------------------------------------------
+
+fn state<'a>(namespace: &'a str, key: &'a str, value: &'a str, expires_at: Option<EpochMs>) -> StatePut<'a> {
+    StatePut { namespace, key, value, expires_at }
+}
+
+pub async fn channel_state_put_get_take_list_expire(t: &Target) {
+    let store = t.open().await;
+    assert_eq!(store.get_state("kakao.pending", "u1", NOW).await.unwrap(), None);
+    assert!(store.put_state(&state("kakao.pending", "u1", "first", None), false, NOW).await.unwrap());
+    assert!(store.put_state(&state("kakao.pending", "u1", "second", Some(NOW + 100)), false, NOW + 1).await.unwrap());
+    assert!(store.put_state(&state("kakao.pending", "u2", "other", None), false, NOW + 2).await.unwrap());
+    assert!(store.put_state(&state("kakao.more", "u1", "elsewhere", None), false, NOW + 3).await.unwrap());
+    assert_eq!(store.get_state("kakao.pending", "u1", NOW + 50).await.unwrap().as_deref(), Some("second"));
+    assert_eq!(store.get_state("kakao.pending", "u1", NOW + 100).await.unwrap(), None, "expired reads as absent");
+
+    let listed = store.list_state("kakao.pending", 10, NOW + 50).await.unwrap();
+    let keys: Vec<_> = listed.iter().map(|e| (e.key.as_str(), e.value.as_str(), e.updated_at)).collect();
+    assert_eq!(keys, vec![("u2", "other", NOW + 2), ("u1", "second", NOW + 1)], "newest first, one namespace");
+    assert_eq!(store.list_state("kakao.pending", 1, NOW + 50).await.unwrap().len(), 1);
+    assert_eq!(store.list_state("kakao.pending", 10, NOW + 100).await.unwrap().len(), 1, "expired not listed");
+
+    assert_eq!(store.take_state("kakao.pending", "u2", NOW + 50).await.unwrap().as_deref(), Some("other"));
+    assert_eq!(store.take_state("kakao.pending", "u2", NOW + 50).await.unwrap(), None, "taken once");
+    assert_eq!(store.take_state("kakao.pending", "u1", NOW + 100).await.unwrap(), None, "expired is not taken");
+    assert_eq!(store.get_state("kakao.more", "u1", NOW).await.unwrap().as_deref(), Some("elsewhere"));
+}
+
+pub async fn channel_state_if_absent_claims_once_until_expiry(t: &Target) {
+    let store = t.open().await;
+    let claim = |at: EpochMs, value: &'static str| {
+        let store = store.clone();
+        async move { store.put_state(&state("callback", "req-1", value, Some(at + 1_000)), true, at).await.unwrap() }
+    };
+    assert!(claim(NOW, "a").await);
+    assert!(!claim(NOW + 999, "b").await, "live value is kept");
+    assert_eq!(store.get_state("callback", "req-1", NOW + 999).await.unwrap().as_deref(), Some("a"));
+    assert!(claim(NOW + 1_000, "c").await, "expired value counts as absent");
+    assert_eq!(store.get_state("callback", "req-1", NOW + 1_500).await.unwrap().as_deref(), Some("c"));
+    assert!(store.put_state(&state("callback", "forever", "x", None), true, NOW).await.unwrap());
+    assert!(!store.put_state(&state("callback", "forever", "y", None), true, NOW + 1_000_000).await.unwrap());
+}
+
 // ---- pairing -----------------------------------------------------------------------------------
 
 fn pairing_request(account: &str, peer: &str, ttl_ms: EpochMs) -> PairingRequest {
@@ -833,9 +876,11 @@ pub async fn prune_removes_only_finished_rows_and_expired_keys(t: &Target) {
     store.remember_key("kapso", "live", NOW + 10_000, NOW).await.unwrap();
     store.request_pairing(&pairing_request("default", "P", 1), "PPPP2222", NOW - 2).await.unwrap();
     store.request_pairing(&pairing_request("default", "Q", 10_000), "QQQQ2222", NOW).await.unwrap();
+    store.put_state(&state("ns", "old", "v", Some(NOW)), false, NOW - 5).await.unwrap();
+    store.put_state(&state("ns", "kept", "v", None), false, NOW - 5).await.unwrap();
 
     assert_eq!(store.prune(NOW).await.unwrap(), 1, "only the pairing request expired before NOW");
-    assert_eq!(store.prune(NOW + 1).await.unwrap(), 3, "done inbox, sent outbox, expired key");
+    assert_eq!(store.prune(NOW + 1).await.unwrap(), 4, "done inbox, sent outbox, expired key, expired state");
     assert_eq!(store.prune(NOW + 1).await.unwrap(), 0);
 
     assert_eq!(store.get_inbound(done).await.unwrap(), None);
@@ -844,6 +889,7 @@ pub async fn prune_removes_only_finished_rows_and_expired_keys(t: &Target) {
     assert!(store.get_outbound(queued).await.unwrap().is_some());
     assert!(!store.remember_key("kapso", "live", NOW + 20_000, NOW + 1).await.unwrap());
     assert_eq!(store.list_pairings(None, NOW).await.unwrap().len(), 1);
+    assert_eq!(store.get_state("ns", "kept", NOW + 1).await.unwrap().as_deref(), Some("v"));
 
     // A pruned message that is delivered again is new again, with a higher id.
     let again = insert(&store, &inbound("A", "a1")).await;

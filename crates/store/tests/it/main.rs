@@ -75,6 +75,8 @@ for_each_backend!(
     cursors_round_trip,
     leases_are_exclusive_until_expiry,
     remember_key_is_true_once_until_expiry,
+    channel_state_put_get_take_list_expire,
+    channel_state_if_absent_claims_once_until_expiry,
     pairing_issue_pending_too_many_approve_revoke,
     pairing_codes_expire,
     pairing_code_collisions_are_refused,
