@@ -122,6 +122,14 @@ pub trait Account: Send + Sync + 'static {
     async fn agent_started(&self, msg: &InboundMessage) {
         let _ = msg;
     }
+
+    /// Called once an inbound message is finished and its `replies` are in the outbox, with how it
+    /// ended (`replied`, `silent`, `ignored`, `denied`, `pairing`). Lets a synchronous channel
+    /// (a Kakao skill request waiting for its answer) stop waiting when no reply will come.
+    /// Must not block: the inbox worker awaits it.
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
+        let _ = (msg, outcome, replies);
+    }
 }
 
 /// What an account is given when it starts.

@@ -27,6 +27,7 @@ pub struct Recorder {
     signal: Notify,
     bridge: Mutex<Option<Arc<dyn Bridge>>>,
     started: Mutex<Vec<(String, Instant)>>,
+    finished: Mutex<Vec<(String, String, usize)>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -62,6 +63,11 @@ impl Recorder {
     /// Ids of the inbound messages the agent started working on.
     pub fn started(&self) -> Vec<String> {
         self.started.lock().expect("lock").iter().map(|(id, _)| id.clone()).collect()
+    }
+
+    /// Inbound messages the pipeline finished: (message id, outcome, number of replies).
+    pub fn finished(&self) -> Vec<(String, String, usize)> {
+        self.finished.lock().expect("lock").clone()
     }
 
     /// Ids of the inbound messages the agent started working on, with when it started.
@@ -130,6 +136,10 @@ impl Account for RecordingAccount {
 
     async fn agent_started(&self, msg: &InboundMessage) {
         self.recorder.started.lock().expect("lock").push((msg.message_id.to_string(), Instant::now()));
+    }
+
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
+        self.recorder.finished.lock().expect("lock").push((msg.message_id.to_string(), outcome.to_owned(), replies));
     }
 }
 

@@ -266,6 +266,9 @@ async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[New
             if !replies.is_empty() {
                 shared.wakers.outbox.notify_one();
             }
+            if let Some(account) = shared.registry.account(&row.message.channel, &row.message.account) {
+                account.inbound_finished(&row.message, outcome, replies.len()).await;
+            }
         }
         Ok(Completed::LeaseLost) => {
             tracing::warn!("lease lost before completion; another worker finishes this message")

@@ -124,6 +124,17 @@ async fn pairing_sends_one_code_and_approval_opens_the_conversation() {
     .await;
     assert_eq!(h.sent().len(), 1, "the code is sent once, not on every message");
     assert!(fake.agent_calls().is_empty(), "unapproved senders never reach the agent");
+    let recorder = h.recorder.clone();
+    eventually(DEADLINE, "the channel heard of both", || {
+        let recorder = recorder.clone();
+        async move { recorder.finished().len() == 2 }
+    })
+    .await;
+    assert_eq!(
+        h.recorder.finished(),
+        [("p-1".to_owned(), "pairing".to_owned(), 1), ("p-2".to_owned(), "pairing".to_owned(), 0)],
+        "the channel learns that no answer comes"
+    );
 
     store.approve_pairing(&"test".into(), &code.to_lowercase(), clawbridge::util::now_ms()).await.unwrap().unwrap();
     bridge.accept(text("333", "p-3", "approved now")).await.unwrap();
@@ -203,6 +214,13 @@ async fn silent_runs_send_nothing() {
     .await;
     assert!(h.sent().is_empty());
     assert_eq!(fake.runs_started(), 1);
+    let recorder = h.recorder.clone();
+    eventually(DEADLINE, "the channel heard the run was silent", || {
+        let recorder = recorder.clone();
+        async move { !recorder.finished().is_empty() }
+    })
+    .await;
+    assert_eq!(h.recorder.finished(), [("q-1".to_owned(), "silent".to_owned(), 0)]);
     h.shutdown().await;
 }
 
