@@ -40,7 +40,7 @@ const FRIENDS_PAGE_LIMIT: u32 = 100;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MessageContent {
     /// `template_object`.
-    Default(Template),
+    Default(Box<Template>),
     /// `template_id` + `template_args`.
     Custom(CustomTemplate),
     /// `request_url` (+ optional template): Kakao builds the card from the page.
@@ -82,6 +82,12 @@ impl MessageContent {
             Self::Custom(_) => "custom",
             Self::Scrap { .. } => "scrap",
         }
+    }
+}
+
+impl From<Template> for MessageContent {
+    fn from(template: Template) -> Self {
+        Self::Default(Box::new(template))
     }
 }
 
@@ -394,6 +400,14 @@ impl TalkClient {
         Ok(list)
     }
 
+    /// Drops the cached friends list (after logout).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub async fn clear_cache(&self) -> Result<(), TalkError> {
+        self.state.put(FRIENDS_NAMESPACE, self.tokens.account(), "", Some(Duration::ZERO)).await
+    }
+
     /// Sends to the logged-in user's own "chat with me" (memo).
     ///
     /// # Errors
@@ -548,11 +562,10 @@ impl TalkClient {
         report: &mut SendReport,
     ) {
         let mut undelivered = Vec::new();
+        let mut exhausted = Vec::new();
         for FailureInfo { code, msg, receiver_uuids } in &response.failure_info {
-            if let Some(quota) = QuotaKind::from_code(*code)
-                && let Err(e) = self.quota.mark_exhausted(quota, sender, receiver_uuids).await
-            {
-                tracing::warn!(error = %e, "could not record a Kakao quota error in the ledger");
+            if let Some(quota) = QuotaKind::from_code(*code) {
+                exhausted.push((quota, receiver_uuids.clone()));
             }
             let reason = match QuotaKind::from_code(*code) {
                 Some(quota) => format!("{quota} exceeded (code {code}: {msg})"),
@@ -581,8 +594,14 @@ impl TalkClient {
                 });
             }
         }
+        // Give back first, then mark what Kakao reported as used up, so the mark stays.
         if let Err(e) = self.quota.release(reservation, &undelivered).await {
             tracing::warn!(error = %e, "could not update the Kakao quota ledger");
+        }
+        for (quota, receivers) in exhausted {
+            if let Err(e) = self.quota.mark_exhausted(quota, sender, &receivers).await {
+                tracing::warn!(error = %e, "could not record a Kakao quota error in the ledger");
+            }
         }
     }
 
@@ -595,16 +614,16 @@ impl TalkClient {
         sender: &str,
         receivers: &[String],
     ) {
-        if let TalkError::Quota { quota, local: false, .. } = error
-            && let Err(e) = self.quota.mark_exhausted(*quota, sender, receivers).await
-        {
-            tracing::warn!(error = %e, "could not record a Kakao quota error in the ledger");
-        }
         // After a timeout the message may have gone out: keep it counted.
         if !matches!(error, TalkError::Unavailable { .. })
             && let Err(e) = self.quota.release(reservation, &reservation.granted).await
         {
             tracing::warn!(error = %e, "could not update the Kakao quota ledger");
+        }
+        if let TalkError::Quota { quota, local: false, .. } = error
+            && let Err(e) = self.quota.mark_exhausted(*quota, sender, receivers).await
+        {
+            tracing::warn!(error = %e, "could not record a Kakao quota error in the ledger");
         }
     }
 
@@ -766,7 +785,7 @@ mod tests {
 
     #[test]
     fn form_fields_are_json_strings() {
-        let content = MessageContent::Default(Template::text("hi", Link::web("https://e.com")));
+        let content = MessageContent::from(Template::text("hi", Link::web("https://e.com")));
         let fields = content.form_fields().unwrap();
         assert_eq!(fields[0].0, "template_object");
         let v: serde_json::Value = serde_json::from_str(&fields[0].1).unwrap();
@@ -780,7 +799,7 @@ mod tests {
         assert_eq!(scrap.form_fields().unwrap(), [("request_url", "https://e.com/p".to_owned())]);
         let bad = MessageContent::Scrap { request_url: "file:///etc".into(), template: None };
         assert!(bad.form_fields().is_err());
-        let too_long = MessageContent::Default(Template::text("x".repeat(201), Link::default()));
+        let too_long = MessageContent::from(Template::text("x".repeat(201), Link::default()));
         assert!(matches!(too_long.form_fields(), Err(TalkError::Template(_))));
     }
 }
