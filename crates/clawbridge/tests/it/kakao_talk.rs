@@ -245,6 +245,9 @@ async fn login_with_the_real_binary_then_send_and_log_out() {
     let after = env.run(&["kakao", "token"]).await;
     assert!(!after.status.success());
     assert!(stderr(&after).contains("run `clawbridge kakao login`"), "{}", stderr(&after));
+    let doctor = env.run(&["doctor"]).await;
+    assert!(!doctor.status.success());
+    assert!(stdout(&doctor).contains("FAIL  kakao login: not logged in (account default)"), "{}", stdout(&doctor));
 }
 
 #[tokio::test]
@@ -271,6 +274,13 @@ async fn tokens_in_the_database_refresh_and_several_accounts() {
     assert_eq!(env.fake.refresh_calls(), 1);
     assert_eq!(refreshed["has_refresh_token"], true);
     env.assert_no_token_bytes_on_disk();
+
+    let doctor = env.run(&["doctor"]).await;
+    assert!(
+        stdout(&doctor).contains("ok    kakao login: account default logged in as Tester (scopes talk_message)"),
+        "{}",
+        stdout(&doctor)
+    );
 
     let other = env.run(&["kakao", "token", "--account", "work"]).await;
     assert!(!other.status.success());

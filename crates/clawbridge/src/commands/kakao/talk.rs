@@ -573,6 +573,31 @@ async fn friends(talk: &Talk, account: &str, refresh: bool, as_json: bool) -> an
     Ok(ExitCode::SUCCESS)
 }
 
+/// `clawbridge doctor`'s Kakao Login check of the default account, without network calls:
+/// `None` when Kakao Login is not configured, else `Ok(detail)` or `Err((problem, fix))`.
+pub async fn doctor_check(config: &Config) -> Option<Result<String, (String, String)>> {
+    config.kakao.login.as_ref()?;
+    let talk = match Talk::open(config).await {
+        Ok(talk) => talk,
+        Err(e) => return Some(Err((format!("{e:#}"), "see above".to_owned()))),
+    };
+    let relogin = "run `clawbridge kakao login`".to_owned();
+    Some(match talk.tokens.load("default").await {
+        Ok(None) => Err(("not logged in (account default)".to_owned(), relogin)),
+        Ok(Some(token)) if token.refresh_expires_at.is_some_and(|at| at <= now_ms()) => {
+            Err(("the refresh token of account default has expired".to_owned(), relogin))
+        }
+        Ok(Some(token)) => Ok(format!(
+            "account default logged in as {} (scopes {}), refresh token valid until {} UTC; tokens in {}",
+            token.nickname.as_deref().unwrap_or("?"),
+            scopes_text(&token.scopes),
+            token.refresh_expires_at.map_or_else(|| "?".to_owned(), format_epoch_ms),
+            talk.token_location
+        )),
+        Err(e) => Err((e.to_string(), relogin)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
