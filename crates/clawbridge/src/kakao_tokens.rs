@@ -84,6 +84,10 @@ impl FileTokenStore {
     }
 }
 
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn storage(path: &Path, e: &std::io::Error) -> TalkError {
     TalkError::Storage(format!("{}: {e}", path.display()))
 }
@@ -114,7 +118,9 @@ impl TokenStore for FileTokenStore {
         let blob =
             self.key.encrypt(&secret_name(account), plain.as_bytes()).map_err(|e| TalkError::Storage(e.to_string()))?;
         let path = self.path(account);
-        let tmp = self.dir.join(format!(".{account}.tokens.{}.tmp", std::process::id()));
+        let mut unique = [0u8; 6];
+        getrandom::fill(&mut unique).map_err(|e| TalkError::Storage(format!("no randomness: {e}")))?;
+        let tmp = self.dir.join(format!(".{account}.tokens.{}.tmp", hex_of(&unique)));
         let (target, temp) = (path.clone(), tmp.clone());
         let write = move || -> std::io::Result<()> {
             let mut file =

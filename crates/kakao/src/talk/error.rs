@@ -319,12 +319,12 @@ fn quota_detail(code: Option<i64>, msg: &str) -> String {
 }
 
 impl TalkError {
-    /// The outbox's view of this error.
+    /// The outbox's view of this error: only unavailability is worth a later retry. Quotas are
+    /// daily, so a retry within the outbox's backoff cannot pass; login and consent problems need
+    /// the owner. Those become dead letters with the reason.
     pub fn to_send_error(&self) -> SendError {
         match self {
             Self::Unavailable { reason, .. } => SendError::transient(reason.clone()),
-            // Quotas are daily: a retry in minutes cannot pass, so the message is dead with the reason.
-            Self::LoginRequired { .. } | Self::NotLoggedIn { .. } => SendError::Permanent(self.to_string()),
             other => SendError::Permanent(other.to_string()),
         }
     }
@@ -367,6 +367,16 @@ mod tests {
         let koe006 =
             OAuthErrorBody { error: "misconfigured".into(), error_code: Some("KOE006".into()), ..Default::default() };
         assert!(koe006.to_string().contains("KAKAO_REDIRECT_URI"));
+    }
+
+    #[test]
+    fn the_outbox_view_of_errors() {
+        let busy = TalkError::Unavailable { reason: "HTTP 503".into(), attempts: 4 };
+        assert!(matches!(busy.to_send_error(), SendError::Transient { .. }));
+        let quota = TalkError::Quota { quota: QuotaKind::SenderDaily, code: Some(-532), msg: "m".into(), local: false };
+        assert!(matches!(quota.to_send_error(), SendError::Permanent(reason) if reason.contains("100 messages/day")));
+        let login = TalkError::LoginRequired { account: "default".into(), reason: "KOE322".into() };
+        assert!(matches!(login.to_send_error(), SendError::Permanent(reason) if reason.contains("kakao login")));
     }
 
     #[test]

@@ -225,7 +225,7 @@ impl OAuthClient {
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
                 .form(form)
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(10))
                 .send()
                 .await;
             let response = match sent {

@@ -23,10 +23,11 @@ use zeroize::Zeroizing;
 
 /// Refresh this long before the access token expires.
 pub const REFRESH_MARGIN_MS: EpochMs = 5 * MINUTE_MS;
-/// How long a process may hold the cross-process refresh lock.
-const REFRESH_LOCK_TTL: Duration = Duration::from_secs(30);
+/// How long a process may hold the cross-process refresh lock: longer than the token endpoint's
+/// worst case (three attempts of at most 10 s each, plus pauses), so it cannot lapse mid-refresh.
+const REFRESH_LOCK_TTL: Duration = Duration::from_secs(60);
 /// How long to wait for another process's refresh before giving up.
-const REFRESH_WAIT: Duration = Duration::from_secs(35);
+const REFRESH_WAIT: Duration = Duration::from_secs(65);
 
 /// The current time in epoch milliseconds.
 pub fn now_ms() -> EpochMs {

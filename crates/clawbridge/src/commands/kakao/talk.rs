@@ -326,11 +326,13 @@ async fn login(
         code_challenge: &pkce.challenge,
         prompt: None,
     })?;
-    println!("Open this URL in a browser to log in with Kakao (account {account}):");
-    println!();
-    println!("  {url}");
-    println!();
-    println!("Waiting up to {} s for Kakao to redirect to {redirect_uri} …", timeout.as_secs());
+    // With --json, stdout carries only the result; the instructions go to stderr.
+    let say = |line: &str| if as_json { eprintln!("{line}") } else { println!("{line}") };
+    say(&format!("Open this URL in a browser to log in with Kakao (account {account}):"));
+    say("");
+    say(&format!("  {url}"));
+    say("");
+    say(&format!("Waiting up to {} s for Kakao to redirect to {redirect_uri} …", timeout.as_secs()));
     if !no_browser {
         open_browser(&url);
     }
