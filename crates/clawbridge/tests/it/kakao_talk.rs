@@ -288,3 +288,89 @@ async fn tokens_in_the_database_refresh_and_several_accounts() {
     let bad = env.run(&["kakao", "token", "--account", "../etc"]).await;
     assert!(stderr(&bad).contains("--account"), "{}", stderr(&bad));
 }
+
+/// A throw-away PostgreSQL schema (as in `replicas.rs`).
+struct PgSchema {
+    base: String,
+    name: String,
+}
+
+impl PgSchema {
+    async fn create() -> Option<Self> {
+        use sqlx::Connection as _;
+        if std::env::var("CLAWBRIDGE_SKIP_POSTGRES").is_ok_and(|v| v == "1") {
+            eprintln!("SKIPPED: CLAWBRIDGE_SKIP_POSTGRES=1");
+            return None;
+        }
+        let base = std::env::var("CLAWBRIDGE_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes).unwrap();
+        let name = format!("cb_kakao_{:08x}", u32::from_le_bytes(bytes));
+        let mut conn = sqlx::PgConnection::connect(&base)
+            .await
+            .expect("PostgreSQL reachable at CLAWBRIDGE_TEST_DATABASE_URL (CLAWBRIDGE_SKIP_POSTGRES=1 skips)");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}"))).execute(&mut conn).await.unwrap();
+        Some(Self { base, name })
+    }
+
+    fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-c%20search_path%3D{}", self.base, self.name)
+    }
+
+    async fn drop_it(self) {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&self.base).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Makes the stored access token of `default` expired, as if hours had passed.
+async fn expire_access_token(env: &Env, database_url: &str, in_database: bool) {
+    use clawbridge::kakao_tokens::{DbTokenStore, FileTokenStore};
+    use clawbridge_kakao::talk::TokenStore;
+    let key = clawbridge_store::MasterKey::from_env_or_file(None, &env.dir.path().join("state")).unwrap();
+    let tokens: Box<dyn TokenStore> = if in_database {
+        Box::new(DbTokenStore::new(key, clawbridge_store::open(database_url).await.unwrap()))
+    } else {
+        Box::new(FileTokenStore::new(env.creds(), key))
+    };
+    let mut token = tokens.load("default").await.unwrap().unwrap();
+    token.expires_at = 0;
+    tokens.save("default", &token).await.unwrap();
+}
+
+/// Several `clawbridge kakao me` processes start together on an expired access token: one of
+/// them refreshes (under the store's lease), the others wait and use its result.
+async fn processes_refresh_once(env: &Env, database_url: &str, in_database: bool) {
+    let out = env.login("talk_message").await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    expire_access_token(env, database_url, in_database).await;
+    env.fake.state.refresh_delay_ms.store(300, std::sync::atomic::Ordering::SeqCst);
+    let runs: Vec<_> = (0..6).map(|_| env.run(&["kakao", "me", "--json"])).collect();
+    for out in futures_util::future::join_all(runs).await {
+        let me = json(&out);
+        assert_eq!(me["user"]["id"], USER_ID);
+    }
+    assert_eq!(env.fake.refresh_calls(), 1, "one refresh across processes");
+    env.assert_no_token_bytes_on_disk();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_sqlite_refresh_once() {
+    let env = Env::new(&[]).await;
+    let url = format!("sqlite://{}", env.dir.path().join("state/clawbridge.db").display());
+    processes_refresh_once(&env, &url, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgres_refresh_once() {
+    let Some(schema) = PgSchema::create().await else { return };
+    let env = Env::new(&[("CLAWBRIDGE_DATABASE_URL", &schema.url()), ("KAKAO_TOKEN_STORE", "database")]).await;
+    processes_refresh_once(&env, &schema.url(), true).await;
+    schema.drop_it().await;
+}
