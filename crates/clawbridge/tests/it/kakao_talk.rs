@@ -153,7 +153,7 @@ fn json(out: &Output) -> Value {
 
 #[tokio::test]
 async fn login_with_the_real_binary_then_send_and_log_out() {
-    let env = Env::new(&[("KAKAO_CLIENT_SECRET", "client-secret-1")]).await;
+    let env = Env::new(&[("KAKAO_CLIENT_SECRET", "client-secret-1"), ("KAKAO_CHANNEL_ID", "_abc123")]).await;
     *env.fake.state.client_secret.lock().unwrap() = Some("client-secret-1".into());
     env.fake.set_friends(3);
 
@@ -228,7 +228,8 @@ async fn login_with_the_real_binary_then_send_and_log_out() {
     assert_eq!(report["failed"][0]["code"], -530);
 
     let me = env.run(&["kakao", "me"]).await;
-    assert!(stdout(&me).contains("Tester"), "{}{}", stdout(&me), stderr(&me));
+    assert!(stdout(&me).contains("Kakao user 4242424242 — Tester"), "{}{}", stdout(&me), stderr(&me));
+    assert!(stdout(&me).contains("Channel _abc123: ADDED"), "{}", stdout(&me));
 
     let image = env.dir.path().join("pic.gif");
     std::fs::write(&image, b"GIF89a\x01\x00\x01\x00").unwrap();

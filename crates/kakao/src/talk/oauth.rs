@@ -343,7 +343,10 @@ impl RedirectListener {
             Ok(Ok(RedirectOutcome::Code(code))) => Ok(code),
             Ok(Ok(RedirectOutcome::Error(error))) => Err(TalkError::OAuth(error)),
             Ok(Err(_)) | Err(_) => Err(TalkError::Invalid(format!(
-                "no Kakao redirect arrived within {} s: open the URL above in a browser on this machine and log in",
+                "no Kakao redirect arrived within {} s: open the URL above in a browser that can reach this \
+                 machine's redirect URI, and log in. If Kakao showed an error page instead: KOE006 = the redirect \
+                 URI is not registered in the app, KOE004 = Kakao Login is not enabled, KOE101 = wrong \
+                 KAKAO_REST_API_KEY, KOE205 = a requested scope is not a consent item of the app",
                 timeout.as_secs()
             ))),
         }

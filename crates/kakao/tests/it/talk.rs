@@ -511,3 +511,13 @@ async fn a_declined_login_reports_the_error_and_its_meaning() {
     let err = waiting.await.unwrap().unwrap_err().to_string();
     assert!(err.contains("access_denied") && err.contains("User denied access") && err.contains("cancelled"), "{err}");
 }
+
+#[tokio::test]
+async fn no_redirect_ends_the_wait_with_the_likely_causes() {
+    let listener = RedirectListener::bind("http://localhost:0/cb").await.unwrap();
+    assert!(listener.local_addr().unwrap().ip().is_loopback());
+    let err = listener.wait_for_code("s", Duration::from_millis(50)).await.unwrap_err().to_string();
+    assert!(err.contains("KOE006") && err.contains("KAKAO_REST_API_KEY"), "{err}");
+    let err = RedirectListener::bind("https://localhost:8443/cb").await.unwrap_err().to_string();
+    assert!(err.contains("http://localhost"), "{err}");
+}
