@@ -219,6 +219,8 @@ pub struct TalkClient {
     tokens: Arc<TokenManager>,
     quota: Arc<QuotaGuard>,
     state: Arc<dyn TalkState>,
+    /// The REST API key: the quota ledger is per app.
+    app_key_id: String,
     app_key: Option<SecretString>,
     retry: RetryPolicy,
     media_max_bytes: u64,
@@ -266,7 +268,8 @@ impl TalkClient {
             http,
             api_base_url: config.api_base_url.trim_end_matches('/').to_owned(),
             tokens: manager,
-            quota: Arc::new(QuotaGuard::new(state.clone(), QuotaLimits::default())),
+            quota: Arc::new(QuotaGuard::new(state.clone(), QuotaLimits::default(), &config.rest_api_key)),
+            app_key_id: config.rest_api_key.clone(),
             state,
             app_key: config.app_key.clone(),
             retry: RetryPolicy::default(),
@@ -284,7 +287,7 @@ impl TalkClient {
     /// Replaces the quota limits (tests use small numbers).
     #[must_use]
     pub fn with_quota_limits(mut self, limits: QuotaLimits) -> Self {
-        self.quota = Arc::new(QuotaGuard::new(self.state.clone(), limits));
+        self.quota = Arc::new(QuotaGuard::new(self.state.clone(), limits, &self.app_key_id));
         self
     }
 
@@ -466,7 +469,7 @@ impl TalkClient {
         };
         let sender = self.sender_id().await?;
         let mut report = SendReport::default();
-        let mut chunks = unique.chunks(MAX_RECEIVERS_PER_CALL).peekable();
+        let mut chunks = unique.chunks(MAX_RECEIVERS_PER_CALL);
         while let Some(chunk) = chunks.next() {
             let reservation = self.quota.reserve_friends(&sender, chunk).await?;
             for (uuid, quota) in &reservation.refused {

@@ -88,6 +88,8 @@ pub struct Reservation {
 pub struct QuotaGuard {
     state: Arc<dyn TalkState>,
     limits: QuotaLimits,
+    /// Quotas are per app: the ledger of one app is not another's.
+    app: String,
     local: tokio::sync::Mutex<()>,
 }
 
@@ -98,9 +100,13 @@ impl std::fmt::Debug for QuotaGuard {
 }
 
 impl QuotaGuard {
-    /// A guard over `state` with `limits`.
-    pub fn new(state: Arc<dyn TalkState>, limits: QuotaLimits) -> Self {
-        Self { state, limits, local: tokio::sync::Mutex::new(()) }
+    /// A guard of the app whose REST API key is `app_key` (only a digest of it is stored), over
+    /// `state` with `limits`.
+    pub fn new(state: Arc<dyn TalkState>, limits: QuotaLimits, app_key: &str) -> Self {
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(app_key.as_bytes());
+        let app = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        Self { state, limits, app, local: tokio::sync::Mutex::new(()) }
     }
 
     /// Reserves one memo ("send to me"): counts only against the app's daily quota.
@@ -279,7 +285,7 @@ impl QuotaGuard {
             change(&mut ledger);
             let json = serde_json::to_string(&ledger).map_err(|e| TalkError::Storage(e.to_string()))?;
             // Kept two days: long enough for "today" in every time zone.
-            self.state.put(NAMESPACE, day, &json, Some(Duration::from_secs(48 * 3600))).await
+            self.state.put(NAMESPACE, &format!("{}/{day}", self.app), &json, Some(Duration::from_secs(48 * 3600))).await
         }
         .await;
         let _ = self.state.unlock(LOCK).await;
@@ -287,7 +293,7 @@ impl QuotaGuard {
     }
 
     async fn read(&self, day: &str) -> Result<Ledger, TalkError> {
-        match self.state.get(NAMESPACE, day).await? {
+        match self.state.get(NAMESPACE, &format!("{}/{day}", self.app)).await? {
             Some(json) => serde_json::from_str(&json)
                 .map_err(|e| TalkError::Storage(format!("the Kakao quota ledger of {day} is unreadable: {e}"))),
             None => Ok(Ledger::default()),
@@ -323,7 +329,7 @@ mod tests {
     use crate::talk::token::MemoryState;
 
     fn guard(state: &MemoryState, limits: QuotaLimits) -> QuotaGuard {
-        QuotaGuard::new(Arc::new(state.clone()), limits)
+        QuotaGuard::new(Arc::new(state.clone()), limits, "app-key")
     }
 
     fn uuids(n: usize) -> Vec<String> {
@@ -357,6 +363,9 @@ mod tests {
         let g = guard(&state, QuotaLimits { app_per_day: 7, ..QuotaLimits::default() });
         let err = g.reserve_memo("me").await.unwrap_err();
         assert!(matches!(err, TalkError::Quota { quota: QuotaKind::App, local: true, .. }), "{err}");
+        let other_app =
+            QuotaGuard::new(Arc::new(state.clone()), QuotaLimits { app_per_day: 7, ..QuotaLimits::default() }, "k2");
+        assert!(other_app.reserve_memo("me").await.is_ok(), "another app counts separately");
     }
 
     #[tokio::test]
