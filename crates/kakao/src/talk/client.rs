@@ -12,8 +12,8 @@ use super::config::LoginConfig;
 use super::error::{ApiErrorBody, ErrorClass, QuotaKind, TalkError, classify, code_meaning};
 use super::media::{check_image, extension_for};
 use super::models::{
-    AccessTokenInfo, ChannelRelations, FailureInfo, Friend, FriendsPage, FriendsQuery, FriendsSendResponse, ImageInfo,
-    ImageUploadResult, TalkProfile, UserMe,
+    AccessTokenInfo, ChannelRelations, FailureInfo, Friend, FriendUuid, FriendsPage, FriendsQuery, FriendsSendResponse,
+    ImageInfo, ImageUploadResult, TalkProfile, UserMe,
 };
 use super::oauth::{FORM_CONTENT_TYPE, OAuthClient};
 use super::quota::{QuotaGuard, QuotaLimits, Reservation};
@@ -102,7 +102,7 @@ fn push_custom(fields: &mut Vec<(&'static str, String)>, custom: &CustomTemplate
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ReceiverFailure {
     /// The receiver.
-    pub uuid: String,
+    pub uuid: FriendUuid,
     /// Kakao's code (`None` when refused locally or the call failed without one).
     pub code: Option<i64>,
     /// Why, in words.
@@ -115,7 +115,7 @@ pub struct ReceiverFailure {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SendReport {
     /// Receivers Kakao delivered to (`successful_receiver_uuids`).
-    pub sent: Vec<String>,
+    pub sent: Vec<FriendUuid>,
     /// The others (`failure_info`, local refusals, failed calls).
     pub failed: Vec<ReceiverFailure>,
 }
@@ -433,7 +433,7 @@ impl TalkClient {
                 Ok(())
             }
             Err(e) => {
-                self.after_failed_call(&e, &reservation, &sender, std::slice::from_ref(&sender)).await;
+                self.after_failed_call(&e, &reservation, &sender, &[]).await;
                 Err(e)
             }
         }
@@ -447,14 +447,14 @@ impl TalkClient {
     /// Once some receivers got the message, later failures are reported per receiver instead.
     pub async fn send_to_friends(
         &self,
-        receivers: &[String],
+        receivers: &[FriendUuid],
         content: &MessageContent,
     ) -> Result<SendReport, TalkError> {
         let form = content.form_fields()?;
-        let mut unique: Vec<String> = Vec::new();
-        for r in receivers.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
-            if !unique.iter().any(|u| u == r) {
-                unique.push(r.to_owned());
+        let mut unique: Vec<FriendUuid> = Vec::new();
+        for r in receivers.iter().map(|r| r.as_str().trim()).filter(|r| !r.is_empty()) {
+            if !unique.iter().any(|u| u.as_str() == r) {
+                unique.push(FriendUuid::from(r));
             }
         }
         if unique.is_empty() {
@@ -615,7 +615,7 @@ impl TalkClient {
         error: &TalkError,
         reservation: &Reservation,
         sender: &str,
-        receivers: &[String],
+        receivers: &[FriendUuid],
     ) {
         // After a timeout the message may have gone out: keep it counted.
         if !matches!(error, TalkError::Unavailable { .. })

@@ -88,6 +88,53 @@ pub struct TalkProfile {
     pub thumbnail_url: Option<String>,
 }
 
+/// A friend's id for messages: `uuid` in the friends list, an entry of `receiver_uuids`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct FriendUuid(String);
+
+impl FriendUuid {
+    /// Wraps a uuid.
+    pub fn new(uuid: impl Into<String>) -> Self {
+        Self(uuid.into())
+    }
+
+    /// The uuid.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for FriendUuid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for FriendUuid {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for FriendUuid {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&str> for FriendUuid {
+    fn from(uuid: &str) -> Self {
+        Self::new(uuid)
+    }
+}
+
+impl From<String> for FriendUuid {
+    fn from(uuid: String) -> Self {
+        Self(uuid)
+    }
+}
+
 /// One friend of `GET /v1/api/talk/friends`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Friend {
@@ -95,7 +142,7 @@ pub struct Friend {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
     /// The id to send messages to (`receiver_uuids`).
-    pub uuid: String,
+    pub uuid: FriendUuid,
     /// Nickname.
     #[serde(default)]
     pub profile_nickname: Option<String>,
@@ -196,7 +243,7 @@ impl FriendOrder {
 pub struct FriendsSendResponse {
     /// Receivers that got the message.
     #[serde(default)]
-    pub successful_receiver_uuids: Vec<String>,
+    pub successful_receiver_uuids: Vec<FriendUuid>,
     /// Receivers that did not, grouped by error.
     #[serde(default)]
     pub failure_info: Vec<FailureInfo>,
@@ -212,7 +259,7 @@ pub struct FailureInfo {
     pub msg: String,
     /// The receivers that failed this way.
     #[serde(default)]
-    pub receiver_uuids: Vec<String>,
+    pub receiver_uuids: Vec<FriendUuid>,
 }
 
 /// `POST /v2/api/talk/message/image/upload`.
@@ -288,7 +335,7 @@ mod tests {
                 "total_count":1,"favorite_count":1,"after_url":null}"#,
         )
         .unwrap();
-        assert_eq!(page.elements[0].uuid, "abc");
+        assert_eq!(page.elements[0].uuid, FriendUuid::from("abc"));
         let sent: FriendsSendResponse = serde_json::from_str(
             r#"{"successful_receiver_uuids":["a"],"failure_info":[{"code":-532,"msg":"daily limit","receiver_uuids":["b"]}]}"#,
         )

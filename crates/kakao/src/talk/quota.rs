@@ -9,6 +9,7 @@
 //! up for the rest of the day.
 
 use super::error::{QuotaKind, TalkError};
+use super::models::FriendUuid;
 use super::token::{TalkState, now_ms};
 use clawbridge_core::EpochMs;
 use clawbridge_core::time::HOUR_MS;
@@ -77,11 +78,11 @@ pub struct Reservation {
     day: String,
     sender: String,
     /// Receivers counted and allowed to be sent to.
-    pub granted: Vec<String>,
+    pub granted: Vec<FriendUuid>,
     /// Receivers refused locally, with the quota that would be exceeded.
-    pub refused: Vec<(String, QuotaKind)>,
-    /// Whether the sender's friend quotas were counted (memo sends count only for the app).
-    friends: bool,
+    pub refused: Vec<(FriendUuid, QuotaKind)>,
+    /// A memo: counted only against the app's quota.
+    memo: bool,
 }
 
 /// Counts sends against Kakao's daily quotas before they are made.
@@ -116,31 +117,19 @@ impl QuotaGuard {
     pub async fn reserve_memo(&self, sender: &str) -> Result<Reservation, TalkError> {
         let sender = sender.to_owned();
         let limits = self.limits;
-        let reservation = self
-            .update(move |day, ledger| {
-                if ledger.app >= limits.app_per_day {
-                    return Reservation {
-                        day: day.to_owned(),
-                        sender: sender.clone(),
-                        granted: vec![],
-                        refused: vec![(sender.clone(), QuotaKind::App)],
-                        friends: false,
-                    };
+        let counted = self
+            .update(move |_, ledger| {
+                let fits = ledger.app < limits.app_per_day;
+                if fits {
+                    ledger.app += 1;
                 }
-                ledger.app += 1;
-                Reservation {
-                    day: day.to_owned(),
-                    sender: sender.clone(),
-                    granted: vec![sender.clone()],
-                    refused: vec![],
-                    friends: false,
-                }
+                fits
             })
             .await?;
-        if let Some((_, quota)) = reservation.refused.first() {
-            return Err(self.local_error(*quota));
+        if !counted {
+            return Err(self.local_error(QuotaKind::App));
         }
-        Ok(reservation)
+        Ok(Reservation { day: kst_day(now_ms()), sender, granted: vec![], refused: vec![], memo: true })
     }
 
     /// Reserves a friends send from `sender` to each of `receivers`, in order, as far as every
@@ -148,7 +137,7 @@ impl QuotaGuard {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn reserve_friends(&self, sender: &str, receivers: &[String]) -> Result<Reservation, TalkError> {
+    pub async fn reserve_friends(&self, sender: &str, receivers: &[FriendUuid]) -> Result<Reservation, TalkError> {
         let sender = sender.to_owned();
         let receivers = receivers.to_vec();
         let limits = self.limits;
@@ -156,9 +145,10 @@ impl QuotaGuard {
             let mut granted = Vec::new();
             let mut refused = Vec::new();
             for receiver in &receivers {
+                let key = receiver.as_str();
                 let sent_by_sender = ledger.senders.get(&sender).copied().unwrap_or(0);
-                let received = ledger.receivers.get(receiver).copied().unwrap_or(0);
-                let pair = ledger.pairs.get(&pair_key(&sender, receiver)).copied().unwrap_or(0);
+                let received = ledger.receivers.get(key).copied().unwrap_or(0);
+                let pair = ledger.pairs.get(&pair_key(&sender, key)).copied().unwrap_or(0);
                 let exceeded = if ledger.app >= limits.app_per_day {
                     Some(QuotaKind::App)
                 } else if sent_by_sender >= limits.sender_per_day {
@@ -176,34 +166,37 @@ impl QuotaGuard {
                 }
                 ledger.app += 1;
                 *ledger.senders.entry(sender.clone()).or_default() += 1;
-                *ledger.receivers.entry(receiver.clone()).or_default() += 1;
-                *ledger.pairs.entry(pair_key(&sender, receiver)).or_default() += 1;
+                *ledger.receivers.entry(key.to_owned()).or_default() += 1;
+                *ledger.pairs.entry(pair_key(&sender, key)).or_default() += 1;
                 granted.push(receiver.clone());
             }
-            Reservation { day: day.to_owned(), sender: sender.clone(), granted, refused, friends: true }
+            Reservation { day: day.to_owned(), sender: sender.clone(), granted, refused, memo: false }
         })
         .await
     }
 
-    /// Gives back the part of a reservation that Kakao did not deliver.
+    /// Gives back what Kakao did not deliver: the `undelivered` receivers of a friends send, or
+    /// a memo reservation as a whole.
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn release(&self, reservation: &Reservation, undelivered: &[String]) -> Result<(), TalkError> {
-        if undelivered.is_empty() {
+    pub async fn release(&self, reservation: &Reservation, undelivered: &[FriendUuid]) -> Result<(), TalkError> {
+        let undelivered: Vec<FriendUuid> =
+            undelivered.iter().filter(|r| reservation.granted.contains(r)).cloned().collect();
+        if undelivered.is_empty() && !reservation.memo {
             return Ok(());
         }
         let reservation = reservation.clone();
-        let undelivered: Vec<String> =
-            undelivered.iter().filter(|r| reservation.granted.contains(r)).cloned().collect();
         self.update_day(&reservation.day.clone(), move |ledger| {
+            if reservation.memo {
+                ledger.app = ledger.app.saturating_sub(1);
+                return;
+            }
             for receiver in &undelivered {
                 ledger.app = ledger.app.saturating_sub(1);
-                if reservation.friends {
-                    decrement(&mut ledger.senders, &reservation.sender);
-                    decrement(&mut ledger.receivers, receiver);
-                    decrement(&mut ledger.pairs, &pair_key(&reservation.sender, receiver));
-                }
+                decrement(&mut ledger.senders, &reservation.sender);
+                decrement(&mut ledger.receivers, receiver.as_str());
+                decrement(&mut ledger.pairs, &pair_key(&reservation.sender, receiver.as_str()));
             }
         })
         .await
@@ -213,7 +206,12 @@ impl QuotaGuard {
     ///
     /// # Errors
     /// Storage errors.
-    pub async fn mark_exhausted(&self, quota: QuotaKind, sender: &str, receivers: &[String]) -> Result<(), TalkError> {
+    pub async fn mark_exhausted(
+        &self,
+        quota: QuotaKind,
+        sender: &str,
+        receivers: &[FriendUuid],
+    ) -> Result<(), TalkError> {
         let limits = self.limits;
         let sender = sender.to_owned();
         let receivers = receivers.to_vec();
@@ -226,13 +224,13 @@ impl QuotaGuard {
             }
             QuotaKind::ReceiverDaily => {
                 for r in &receivers {
-                    let n = ledger.receivers.entry(r.clone()).or_default();
+                    let n = ledger.receivers.entry(r.as_str().to_owned()).or_default();
                     *n = (*n).max(limits.receiver_per_day);
                 }
             }
             QuotaKind::PairDaily => {
                 for r in &receivers {
-                    let n = ledger.pairs.entry(pair_key(&sender, r)).or_default();
+                    let n = ledger.pairs.entry(pair_key(&sender, r.as_str())).or_default();
                     *n = (*n).max(limits.pair_per_day);
                 }
             }
@@ -332,8 +330,12 @@ mod tests {
         QuotaGuard::new(Arc::new(state.clone()), limits, "app-key")
     }
 
-    fn uuids(n: usize) -> Vec<String> {
-        (0..n).map(|i| format!("r{i}")).collect()
+    fn uuids(n: usize) -> Vec<FriendUuid> {
+        (0..n).map(|i| FriendUuid::new(format!("r{i}"))).collect()
+    }
+
+    fn id(s: &str) -> FriendUuid {
+        FriendUuid::from(s)
     }
 
     #[test]
@@ -350,8 +352,8 @@ mod tests {
         let g =
             guard(&state, QuotaLimits { app_per_day: 1000, sender_per_day: 5, receiver_per_day: 3, pair_per_day: 2 });
         let r = g.reserve_friends("me", &["a".into(), "a".into(), "a".into()]).await.unwrap();
-        assert_eq!(r.granted, ["a", "a"]);
-        assert_eq!(r.refused, [("a".to_owned(), QuotaKind::PairDaily)]);
+        assert_eq!(r.granted, [id("a"), id("a")]);
+        assert_eq!(r.refused, [(id("a"), QuotaKind::PairDaily)]);
         let r = g.reserve_friends("me", &uuids(5)).await.unwrap();
         assert_eq!(r.granted.len(), 3, "sender quota 5, 2 used");
         assert!(r.refused.iter().all(|(_, q)| *q == QuotaKind::SenderDaily));
@@ -359,7 +361,7 @@ mod tests {
         let other = guard(&state.another_process(), g.limits());
         let r = other.reserve_friends("you", &["r0".into(), "r0".into(), "r0".into()]).await.unwrap();
         assert_eq!(r.granted.len(), 2);
-        assert_eq!(r.refused, [("r0".to_owned(), QuotaKind::ReceiverDaily)]);
+        assert_eq!(r.refused, [(id("r0"), QuotaKind::ReceiverDaily)]);
         let g = guard(&state, QuotaLimits { app_per_day: 7, ..QuotaLimits::default() });
         let err = g.reserve_memo("me").await.unwrap_err();
         assert!(matches!(err, TalkError::Quota { quota: QuotaKind::App, local: true, .. }), "{err}");
@@ -375,12 +377,12 @@ mod tests {
             guard(&state, QuotaLimits { app_per_day: 10, sender_per_day: 2, receiver_per_day: 10, pair_per_day: 10 });
         let r = g.reserve_friends("me", &uuids(2)).await.unwrap();
         assert_eq!(r.granted.len(), 2);
-        g.release(&r, &["r1".to_owned()]).await.unwrap();
+        g.release(&r, &[id("r1")]).await.unwrap();
         assert_eq!(g.usage("me").await.unwrap().sender, 1);
         assert_eq!(g.reserve_friends("me", &uuids(1)).await.unwrap().granted.len(), 1);
-        g.release(&r, &["r1".to_owned()]).await.unwrap();
+        g.release(&r, &[id("r1")]).await.unwrap();
         g.mark_exhausted(QuotaKind::SenderDaily, "me", &[]).await.unwrap();
         let r = g.reserve_friends("me", &uuids(1)).await.unwrap();
-        assert_eq!(r.refused, [("r0".to_owned(), QuotaKind::SenderDaily)]);
+        assert_eq!(r.refused, [(id("r0"), QuotaKind::SenderDaily)]);
     }
 }

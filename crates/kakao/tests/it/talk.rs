@@ -2,6 +2,7 @@
 
 use crate::fake_kakao::{CLIENT_ID, FakeKakao, NICKNAME, USER_ID};
 use clawbridge_kakao::talk::error::QuotaKind;
+use clawbridge_kakao::talk::models::FriendUuid;
 use clawbridge_kakao::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, TokenResponse};
 use clawbridge_kakao::talk::template::{Button, Content, Link};
 use clawbridge_kakao::talk::token::now_ms;
@@ -85,8 +86,8 @@ fn text(t: &str) -> MessageContent {
     MessageContent::from(Template::text(t, Link::web("https://example.com")))
 }
 
-fn uuids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("uuid-{i:03}")).collect()
+fn uuids(n: usize) -> Vec<FriendUuid> {
+    (0..n).map(|i| FriendUuid::new(format!("uuid-{i:03}"))).collect()
 }
 
 #[tokio::test]
@@ -140,12 +141,12 @@ async fn friends_sends_go_five_at_a_time_with_per_receiver_results() {
     s.fake.fail_receiver("uuid-007", -536, "pair daily limit");
     let client = s.client();
     let mut to = uuids(12);
-    to.push("uuid-000".into()); // a duplicate is sent once
+    to.push(FriendUuid::from("uuid-000")); // a duplicate is sent once
 
     let report = client.send_to_friends(&to, &text("hello friends")).await.unwrap();
 
     let calls = s.fake.requests_to("/v1/api/talk/friends/message/default/send");
-    let batches: Vec<Vec<String>> =
+    let batches: Vec<Vec<FriendUuid>> =
         calls.iter().map(|r| serde_json::from_value(r.json_field("receiver_uuids")).unwrap()).collect();
     assert_eq!(batches, vec![uuids(12)[0..5].to_vec(), uuids(12)[5..10].to_vec(), uuids(12)[10..12].to_vec()]);
     for call in &calls {
@@ -156,14 +157,14 @@ async fn friends_sends_go_five_at_a_time_with_per_receiver_results() {
         assert_eq!(call.json_field("template_object")["object_type"], "text");
     }
     assert_eq!(report.sent.len(), 10);
-    assert!(!report.sent.contains(&"uuid-003".to_owned()) && !report.sent.contains(&"uuid-007".to_owned()));
+    assert!(!report.sent.contains(&"uuid-003".into()) && !report.sent.contains(&"uuid-007".into()));
     let failed: HashMap<&str, Option<i64>> = report.failed.iter().map(|f| (f.uuid.as_str(), f.code)).collect();
     assert_eq!(failed, HashMap::from([("uuid-003", Some(-530)), ("uuid-007", Some(-536))]));
     assert!(report.failed.iter().any(|f| f.reason.contains("20 messages/day")), "{report:?}");
 
     // Kakao said the pair quota of uuid-007 is used up: the guard now refuses it before calling.
     let before = calls.len();
-    let again = client.send_to_friends(&["uuid-007".to_owned()], &text("again")).await.unwrap();
+    let again = client.send_to_friends(&["uuid-007".into()], &text("again")).await.unwrap();
     assert!(again.sent.is_empty());
     assert!(again.failed[0].local, "{again:?}");
     assert_eq!(s.fake.requests_to("/v1/api/talk/friends/message/default/send").len(), before);
@@ -208,7 +209,7 @@ async fn the_local_quota_guard_refuses_before_the_call() {
     assert_eq!(report.sent.len(), 2);
     assert_eq!(report.failed.len(), 2);
     assert!(report.failed.iter().all(|f| f.local && f.reason.contains("sender's daily quota")), "{report:?}");
-    let sent: Vec<String> = serde_json::from_value(
+    let sent: Vec<FriendUuid> = serde_json::from_value(
         s.fake.requests_to("/v1/api/talk/friends/message/default/send")[2].json_field("receiver_uuids"),
     )
     .unwrap();

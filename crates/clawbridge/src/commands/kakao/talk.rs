@@ -8,6 +8,7 @@ use crate::util::{format_epoch_ms, now_ms};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use clawbridge_kakao::talk::client::{FriendsList, http_client};
+use clawbridge_kakao::talk::models::FriendUuid;
 use clawbridge_kakao::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, random_token};
 use clawbridge_kakao::talk::template::Link;
 use clawbridge_kakao::talk::{
@@ -255,6 +256,7 @@ pub async fn run(config: &Config, command: TalkCommand) -> anyhow::Result<ExitCo
         TalkCommand::SendFriends { to, content, account, json } => {
             let content = content.content()?;
             let client = talk.client(&account)?;
+            let to: Vec<FriendUuid> = to.into_iter().map(FriendUuid::from).collect();
             let report = client.send_to_friends(&to, &content).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
