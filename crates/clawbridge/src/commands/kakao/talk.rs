@@ -343,16 +343,25 @@ async fn login(
     let mut token = OAuthToken::from_response(response, now_ms(), None);
     talk.tokens.save(account, &token).await?;
     client.tokens().forget().await;
-    let me = client.me().await?;
-    token.user_id = Some(me.id);
-    token.nickname = me.nickname().map(str::to_owned);
-    talk.tokens.save(account, &token).await?;
+    // The tokens are stored; who logged in is extra (the quota guard's sender id).
+    let who = match client.me().await {
+        Ok(me) => {
+            token.user_id = Some(me.id);
+            token.nickname = me.nickname().map(str::to_owned);
+            talk.tokens.save(account, &token).await?;
+            format!("{} (Kakao user {})", token.nickname.as_deref().unwrap_or("(no nickname consented)"), me.id)
+        }
+        Err(e) => {
+            eprintln!("warning: logged in, but /v2/user/me failed: {e}");
+            "an unknown user".to_owned()
+        }
+    };
     if as_json {
         println!(
             "{}",
             json!({
                 "account": account,
-                "user_id": me.id,
+                "user_id": token.user_id,
                 "nickname": token.nickname,
                 "scopes": token.scopes,
                 "expires_at": token.expires_at,
@@ -360,11 +369,7 @@ async fn login(
             })
         );
     } else {
-        println!(
-            "Logged in as {} (Kakao user {}), account {account}.",
-            token.nickname.as_deref().unwrap_or("(no nickname consented)"),
-            me.id
-        );
+        println!("Logged in as {who}, account {account}.");
         println!("Granted scopes: {}", scopes_text(&token.scopes));
         let missing: Vec<&String> = scopes.iter().filter(|s| !token.scopes.contains(s)).collect();
         if !missing.is_empty() && !token.scopes.is_empty() {
