@@ -359,6 +359,19 @@ async fn transient_errors_are_retried_and_permanent_ones_are_not() {
     assert!(matches!(err, TalkError::Api { code: -2, .. }), "{msg}");
     assert!(msg.contains("receiver_uuids is invalid") && msg.contains("missing or malformed"), "{msg}");
     assert_eq!(s.fake.requests_to("/v2/api/talk/memo/default/send").len(), 4);
+
+    // A bare 502 from a proxy never reached Kakao: the send is retried. A bare 500 may have
+    // been processed: the send is not repeated (no duplicate message), and the error says so.
+    s.fake.script("/v2/api/talk/memo/default/send", 502, json!("Bad Gateway"));
+    client.send_memo(&text("via proxy")).await.unwrap();
+    assert_eq!(s.fake.requests_to("/v2/api/talk/memo/default/send").len(), 6);
+    s.fake.script("/v2/api/talk/memo/default/send", 500, json!("Internal Server Error"));
+    let err = client.send_memo(&text("ambiguous")).await.unwrap_err();
+    assert!(err.to_string().contains("may or may not have been delivered"), "{err}");
+    assert_eq!(s.fake.requests_to("/v2/api/talk/memo/default/send").len(), 7);
+    // Reads are safe to repeat after the same answer.
+    s.fake.script("/v2/user/me", 500, json!("Internal Server Error"));
+    assert_eq!(client.me().await.unwrap().id, USER_ID);
 }
 
 #[tokio::test]
