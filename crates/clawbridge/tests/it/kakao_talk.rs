@@ -375,3 +375,40 @@ async fn replicas_sharing_postgres_refresh_once() {
     processes_refresh_once(&env, &schema.url(), true).await;
     schema.drop_it().await;
 }
+
+/// The agent notifies its owner: a real OpenClaw gateway runs `clawbridge kakao send-me` with its
+/// `exec` tool (the path the "Notify the owner" SKILL.md section teaches), and the memo reaches
+/// the fake kapi. The testkit's stub model asks for the tool call (`TOOLTEST: <cmd>`).
+#[tokio::test]
+async fn the_agent_notifies_its_owner_through_the_real_gateway() {
+    use crate::support::{Harness, config, open_policy, text};
+    let Some(shared) = clawbridge_testkit::shared() else { return };
+    let env = Env::new(&[]).await;
+    let out = env.login("talk_message").await;
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    let marker = format!("owner-note-{:08x}", u32::from_le_bytes(bytes));
+    let command = format!(
+        "HOME={home} CLAWBRIDGE_STATE_DIR={state} KAKAO_REST_API_KEY={CLIENT_ID} KAKAO_API_BASE_URL={api} \
+         KAKAO_AUTH_BASE_URL={api} KAKAO_CREDENTIALS_DIR={creds} RUST_LOG=warn {bin} kakao send-me --text {marker}",
+        home = env.dir.path().display(),
+        state = env.dir.path().join("state").display(),
+        api = env.fake.url(),
+        creds = env.creds().display(),
+        bin = env!("CARGO_BIN_EXE_clawbridge"),
+    );
+
+    let daemon_dir = tempfile::tempdir().unwrap();
+    let mut h =
+        Harness::start(config(daemon_dir.path(), &shared.url(), shared.token(), &[]), open_policy(), 4096).await;
+    h.bridge().accept(text(&marker, &format!("{marker}-msg"), &format!("TOOLTEST: {command}"))).await.unwrap();
+    let sent = h.wait_sent(1, Duration::from_secs(180)).await;
+    let reply = sent[0].text.clone().unwrap_or_default();
+    assert!(reply.contains("Sent to your KakaoTalk"), "{reply}");
+    let memos = env.fake.requests_to("/v2/api/talk/memo/default/send");
+    assert_eq!(memos.len(), 1);
+    assert_eq!(memos[0].json_field("template_object")["text"], marker.as_str());
+    h.shutdown().await;
+}
