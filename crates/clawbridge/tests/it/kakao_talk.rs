@@ -216,6 +216,11 @@ async fn login_with_the_real_binary_then_send_and_log_out() {
     let cached = json(&env.run(&["kakao", "friends", "--json"]).await);
     assert_eq!(cached["cached"], true, "the cache outlives the process");
     assert_eq!(env.fake.requests_to("/v1/api/talk/friends").len(), 1);
+    let by_name =
+        json(&env.run(&["kakao", "friends", "--friend-order", "nickname", "--order", "desc", "--json"]).await);
+    assert_eq!(by_name["cached"], false, "another order is another list");
+    let page = env.fake.requests_to("/v1/api/talk/friends").pop().unwrap();
+    assert_eq!((page.query("friend_order"), page.query("order")), (Some("nickname"), Some("desc")));
 
     env.fake.fail_receiver("uuid-002", -530, "receiver refused");
     let report = env

@@ -12,8 +12,8 @@ use super::config::LoginConfig;
 use super::error::{ApiErrorBody, ErrorClass, QuotaKind, TalkError, classify, code_meaning};
 use super::media::{check_image, extension_for};
 use super::models::{
-    AccessTokenInfo, ChannelRelations, FailureInfo, Friend, FriendUuid, FriendsPage, FriendsQuery, FriendsSendResponse,
-    ImageInfo, ImageUploadResult, TalkProfile, UserMe,
+    AccessTokenInfo, ChannelRelations, FailureInfo, Friend, FriendOrder, FriendOrderDirection, FriendUuid, FriendsPage,
+    FriendsQuery, FriendsSendResponse, ImageInfo, ImageUploadResult, TalkProfile, UserMe,
 };
 use super::oauth::{FORM_CONTENT_TYPE, OAuthClient};
 use super::quota::{QuotaGuard, QuotaLimits, Reservation};
@@ -372,12 +372,27 @@ impl TalkClient {
         self.call(&call).await
     }
 
-    /// All friends, from the 30-minute cache unless `refresh` or the cache is stale.
+    /// All friends (favourites first, then by nickname), from the 30-minute cache unless
+    /// `refresh` or the cache is stale.
     ///
     /// # Errors
     /// Classified [`TalkError`]s.
     pub async fn friends(&self, refresh: bool) -> Result<FriendsList, TalkError> {
-        let key = self.tokens.account().to_owned();
+        self.friends_ordered(refresh, FriendOrderDirection::Asc, FriendOrder::Favorite).await
+    }
+
+    /// All friends in the given order, fetched page by page (100 per call) and cached 30 minutes
+    /// per account and order.
+    ///
+    /// # Errors
+    /// Classified [`TalkError`]s.
+    pub async fn friends_ordered(
+        &self,
+        refresh: bool,
+        order: FriendOrderDirection,
+        friend_order: FriendOrder,
+    ) -> Result<FriendsList, TalkError> {
+        let key = format!("{}/{}/{}", self.tokens.account(), friend_order.as_str(), order.as_str());
         if !refresh
             && let Some(json) = self.state.get(FRIENDS_NAMESPACE, &key).await?
             && let Ok(mut list) = serde_json::from_str::<FriendsList>(&json)
@@ -385,7 +400,7 @@ impl TalkClient {
             list.cached = true;
             return Ok(list);
         }
-        let mut query = FriendsQuery { limit: FRIENDS_PAGE_LIMIT, ..FriendsQuery::default() };
+        let mut query = FriendsQuery { offset: 0, limit: FRIENDS_PAGE_LIMIT, order, friend_order };
         let mut list = FriendsList { fetched_at: now_ms(), ..FriendsList::default() };
         loop {
             let page = self.friends_page(&query).await?;
@@ -408,7 +423,13 @@ impl TalkClient {
     /// # Errors
     /// Storage errors.
     pub async fn clear_cache(&self) -> Result<(), TalkError> {
-        self.state.put(FRIENDS_NAMESPACE, self.tokens.account(), "", Some(Duration::ZERO)).await
+        for friend_order in [FriendOrder::Favorite, FriendOrder::Nickname] {
+            for order in [FriendOrderDirection::Asc, FriendOrderDirection::Desc] {
+                let key = format!("{}/{}/{}", self.tokens.account(), friend_order.as_str(), order.as_str());
+                self.state.put(FRIENDS_NAMESPACE, &key, "", Some(Duration::ZERO)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Sends to the logged-in user's own "chat with me" (memo).

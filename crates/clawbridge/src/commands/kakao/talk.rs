@@ -8,7 +8,7 @@ use crate::util::{format_epoch_ms, now_ms};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use clawbridge_kakao::talk::client::{FriendsList, http_client};
-use clawbridge_kakao::talk::models::FriendUuid;
+use clawbridge_kakao::talk::models::{FriendOrder, FriendOrderDirection, FriendUuid};
 use clawbridge_kakao::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, random_token};
 use clawbridge_kakao::talk::template::Link;
 use clawbridge_kakao::talk::{
@@ -80,6 +80,12 @@ pub enum TalkCommand {
         /// Fetch from Kakao instead of the cache.
         #[arg(long)]
         refresh: bool,
+        /// Sort key.
+        #[arg(long, value_enum, default_value = "favorite")]
+        friend_order: FriendOrderArg,
+        /// Sort direction.
+        #[arg(long, value_enum, default_value = "asc")]
+        order: OrderArg,
         /// Which login.
         #[arg(long, default_value = "default", value_name = "ID")]
         account: String,
@@ -125,6 +131,24 @@ pub enum TalkCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--friend-order` of `kakao friends`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum FriendOrderArg {
+    /// Favourites first.
+    Favorite,
+    /// By nickname.
+    Nickname,
+}
+
+/// `--order` of `kakao friends`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OrderArg {
+    /// Ascending.
+    Asc,
+    /// Descending.
+    Desc,
 }
 
 /// The message content options shared by `send-me` and `send-friends`.
@@ -241,7 +265,17 @@ pub async fn run(config: &Config, command: TalkCommand) -> anyhow::Result<ExitCo
         TalkCommand::Logout { unlink, account } => logout(&talk, unlink, &account).await,
         TalkCommand::Token { account, refresh, check, json } => token(&talk, &account, refresh, check, json).await,
         TalkCommand::Me { account, json } => me(&talk, &account, json).await,
-        TalkCommand::Friends { refresh, account, json } => friends(&talk, &account, refresh, json).await,
+        TalkCommand::Friends { refresh, friend_order, order, account, json } => {
+            let friend_order = match friend_order {
+                FriendOrderArg::Favorite => FriendOrder::Favorite,
+                FriendOrderArg::Nickname => FriendOrder::Nickname,
+            };
+            let order = match order {
+                OrderArg::Asc => FriendOrderDirection::Asc,
+                OrderArg::Desc => FriendOrderDirection::Desc,
+            };
+            friends(&talk, &account, refresh, (order, friend_order), json).await
+        }
         TalkCommand::SendMe { content, account, json } => {
             let content = content.content()?;
             let client = talk.client(&account)?;
@@ -542,9 +576,15 @@ async fn me(talk: &Talk, account: &str, as_json: bool) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn friends(talk: &Talk, account: &str, refresh: bool, as_json: bool) -> anyhow::Result<ExitCode> {
+async fn friends(
+    talk: &Talk,
+    account: &str,
+    refresh: bool,
+    (order, friend_order): (FriendOrderDirection, FriendOrder),
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let client = talk.client(account)?;
-    let list: FriendsList = client.friends(refresh).await?;
+    let list: FriendsList = client.friends_ordered(refresh, order, friend_order).await?;
     if as_json {
         println!(
             "{}",
