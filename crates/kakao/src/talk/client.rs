@@ -578,6 +578,25 @@ impl TalkClient {
         Ok(result.infos.original)
     }
 
+    /// Has Kakao fetch an image from the web for templates (`/v2/api/talk/message/image/scrap`).
+    ///
+    /// # Errors
+    /// [`TalkError::Invalid`] for a non-http(s) URL; classified errors.
+    pub async fn scrap_image(&self, image_url: &str) -> Result<ImageInfo, TalkError> {
+        match reqwest::Url::parse(image_url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => {}
+            _ => return Err(TalkError::Invalid(format!("{image_url:?} is not an http(s) image URL"))),
+        }
+        let mut call = Call::post("/v2/api/talk/message/image/scrap");
+        call.form = vec![("image_url", image_url.to_owned())];
+        if self.app_key.is_some() {
+            call.auth = Auth::AppKey;
+        }
+        call.idempotent = true;
+        let result: ImageUploadResult = self.call(&call).await?;
+        Ok(result.infos.original)
+    }
+
     async fn record_partial(
         &self,
         reservation: &Reservation,

@@ -227,7 +227,7 @@ async fn handle(
     let authorised = if let Some(token) = auth.strip_prefix("Bearer ") {
         state.access.lock().unwrap().contains(token)
     } else {
-        auth.starts_with("KakaoAK ") && path == "/v2/api/talk/message/image/upload"
+        auth.starts_with("KakaoAK ") && path.starts_with("/v2/api/talk/message/image/")
     };
     if !authorised {
         return api_error(401, -401, "this access token does not exist");
@@ -293,6 +293,12 @@ async fn handle(
             | "/v1/api/talk/friends/message/scrap/send",
         ) => friends_send(&state, &recorded),
         ("POST", "/v2/api/talk/message/image/upload") => upload(&recorded),
+        ("POST", "/v2/api/talk/message/image/scrap") => match recorded.field("image_url") {
+            Some(url) => axum::Json(json!({"infos": {"original": {"url": format!("https://talk.kakaocdn.net/scrap?src={url}"),
+                "content_type": "image/jpeg", "length": 10, "width": 2, "height": 2}}}))
+            .into_response(),
+            None => api_error(400, -2, "image_url is required"),
+        },
         _ => api_error(404, -2, "unknown API"),
     }
 }

@@ -448,6 +448,14 @@ async fn images_are_uploaded_as_multipart_file_with_the_sniffed_type() {
     client.upload_image(&big).await.unwrap();
     let upload = &s.fake.requests_to("/v2/api/talk/message/image/upload")[0];
     assert_eq!(upload.authorization.as_deref(), Some("KakaoAK app-key-1"));
+
+    // An image already on the web is scraped by Kakao instead of uploaded.
+    let scraped = client.scrap_image("https://example.com/chart.png").await.unwrap();
+    assert!(scraped.url.starts_with("https://talk.kakaocdn.net/scrap"), "{}", scraped.url);
+    let scrap = &s.fake.requests_to("/v2/api/talk/message/image/scrap")[0];
+    assert_eq!(scrap.content_type.as_deref(), Some(FORM));
+    assert_eq!(scrap.field("image_url"), Some("https://example.com/chart.png"));
+    assert!(client.scrap_image("file:///etc/passwd").await.is_err());
 }
 
 #[tokio::test]

@@ -122,7 +122,7 @@ pub enum TalkCommand {
     },
     /// Upload an image (JPEG, PNG, GIF) for templates and print its URL.
     UploadImage {
-        /// The image file.
+        /// The image file, or an http(s) URL for Kakao to fetch (image scrap).
         path: PathBuf,
         /// Which login.
         #[arg(long, default_value = "default", value_name = "ID")]
@@ -306,9 +306,14 @@ pub async fn run(config: &Config, command: TalkCommand) -> anyhow::Result<ExitCo
             Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         TalkCommand::UploadImage { path, account, json } => {
-            let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
             let client = talk.client(&account)?;
-            let image = client.upload_image(&bytes).await?;
+            let source = path.to_string_lossy();
+            let (image, size) = if source.starts_with("http://") || source.starts_with("https://") {
+                (client.scrap_image(&source).await?, None)
+            } else {
+                let bytes = tokio::fs::read(&path).await.with_context(|| format!("cannot read {}", path.display()))?;
+                (client.upload_image(&bytes).await?, Some(bytes.len() as u64))
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&image)?);
             } else {
@@ -318,7 +323,7 @@ pub async fn run(config: &Config, command: TalkCommand) -> anyhow::Result<ExitCo
                     image.content_type.as_deref().unwrap_or("image"),
                     image.width.unwrap_or(0),
                     image.height.unwrap_or(0),
-                    image.length.unwrap_or(bytes.len() as u64)
+                    image.length.or(size).unwrap_or(0)
                 );
             }
             Ok(ExitCode::SUCCESS)
