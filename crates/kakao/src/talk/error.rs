@@ -57,6 +57,17 @@ impl QuotaKind {
     }
 }
 
+impl QuotaKind {
+    /// When the quota is available again.
+    pub fn resets(self) -> &'static str {
+        match self {
+            Self::SenderMonthly => "the quota resets at the start of next month (KST)",
+            Self::Paid => "raise the paid limit in the Kakao console",
+            _ => "the quota resets at midnight KST",
+        }
+    }
+}
+
 impl fmt::Display for QuotaKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -255,7 +266,7 @@ pub enum TalkError {
         msg: String,
     },
     /// A Kakao quota is used up (or would be, by the local guard's count).
-    #[error("{} {quota}{}: not sent; the quota resets at midnight KST", if *.local { "would exceed" } else { "exceeded" }, quota_detail(*.code, .msg))]
+    #[error("{} {quota}{}: not sent; {}", if *.local { "would exceed" } else { "exceeded" }, quota_detail(*.code, .msg), quota.resets())]
     Quota {
         /// Which quota.
         quota: QuotaKind,
@@ -386,6 +397,8 @@ mod tests {
         let e = TalkError::NotLoggedIn { account: "work".into() };
         assert!(e.to_string().contains("kakao login --account work"), "{e}");
         let e = TalkError::Quota { quota: QuotaKind::PairDaily, code: Some(-536), msg: "m".into(), local: false };
-        assert!(e.to_string().contains("20 messages/day"), "{e}");
+        assert!(e.to_string().contains("20 messages/day") && e.to_string().contains("midnight KST"), "{e}");
+        let e = TalkError::Quota { quota: QuotaKind::SenderMonthly, code: Some(-531), msg: "m".into(), local: false };
+        assert!(e.to_string().contains("next month"), "{e}");
     }
 }
