@@ -73,8 +73,12 @@ impl Env {
             let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
                 .await
                 .expect("the login URL is printed")
-                .unwrap()
-                .expect("stdout stays open until the URL");
+                .unwrap();
+            let Some(line) = line else {
+                let mut err = String::new();
+                let _ = tokio::io::AsyncReadExt::read_to_string(child.stderr.as_mut().unwrap(), &mut err).await;
+                panic!("login exited before printing the URL: {}\n{err}", printed.join("\n"));
+            };
             printed.push(line.clone());
             if line.trim_start().starts_with("http") {
                 break line.trim().to_owned();
