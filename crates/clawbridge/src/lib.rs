@@ -10,6 +10,7 @@
 //! - [`channels`]: which channel crates are enabled by the configuration.
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`commands`]: `doctor`, `status`, `pairing`.
+//! - [`kakao_tokens`]: encrypted Kakao Login tokens and the Talk API's small state on the store.
 //! - [`cli`]: the clap definitions and dispatch.
 
 pub mod bridge;
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod kakao_tokens;
 pub mod pipeline;
 pub mod registry;
 pub mod telemetry;

@@ -109,6 +109,12 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
+    match crate::commands::kakao::talk::doctor_check(config).await {
+        Some(Ok(detail)) => report.ok("kakao login", detail),
+        Some(Err((problem, fix))) => report.fail("kakao login", problem, fix),
+        None => {}
+    }
+
     if report.failed {
         println!("\nSome checks failed.");
         Ok(ExitCode::FAILURE)
