@@ -1032,15 +1032,3 @@ async fn record_channel_event(
     tracing::info!(event = %event.event, user = %mask(&event.id), "KakaoTalk channel event");
     Ok(true)
 }
-
-/// Whether a user blocked the channel (from the channel webhook), for pushes.
-///
-/// Only `appUserId` pushes can be matched: the webhook names users by app user id or open id.
-pub async fn blocked_users(bridge: &dyn Bridge) -> Result<std::collections::HashSet<String>, String> {
-    let entries = bridge.state_list(ns::CHANNEL_USERS, 100_000).await.map_err(|e| e.0)?;
-    Ok(entries
-        .into_iter()
-        .filter(|(_, v, _)| serde_json::from_str::<Value>(v).ok().is_some_and(|v| v["event"] == "blocked"))
-        .map(|(k, _, _)| k)
-        .collect())
-}
