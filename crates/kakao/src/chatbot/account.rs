@@ -97,6 +97,7 @@ impl KakaoChatbot {
                     settings: settings.clone(),
                     common: common.clone(),
                     turns: Mutex::new(HashMap::new()),
+                    next_waiter: std::sync::atomic::AtomicU64::new(1),
                 })
             })
             .collect();
@@ -165,8 +166,8 @@ impl Connector for KakaoChatbot {
 
 /// Where a turn is in its life, in this process.
 enum TurnState {
-    /// The skill handler waits for the answer.
-    Waiting { peer: String, tx: oneshot::Sender<SkillResponse>, since: Instant },
+    /// Skill handlers wait for the answer (several when Kakao repeated the request).
+    Waiting { peer: String, waiters: Vec<(u64, oneshot::Sender<SkillResponse>)>, since: Instant },
     /// The handler answered `useCallback:true`; the answer goes to this URL.
     Callback { url: String, received_at: EpochMs, since: Instant },
 }
@@ -190,6 +191,7 @@ pub struct BotAccount {
     settings: BotSettings,
     common: Arc<Common>,
     turns: Mutex<HashMap<String, TurnState>>,
+    next_waiter: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for BotAccount {
@@ -233,9 +235,9 @@ impl Account for BotAccount {
         // 1. The handler of this turn (or, for a notice without reply_to, of this peer) is waiting.
         if let Some(state) = self.take_turn(message_id.as_deref(), &peer) {
             match state {
-                TurnState::Waiting { tx, .. } => {
+                TurnState::Waiting { waiters, .. } => {
                     self.store_more(&*bridge, &peer, &pages[1..]).await?;
-                    if tx.send(pages[0].clone()).is_ok() {
+                    if hand_over(waiters, &pages[0]) {
                         metrics::counter!("clawbridge_kakao_replies_total", "via" => "inline").increment(1);
                         return Ok(Receipt { platform_message_id: message_id.map(|id| format!("inline:{id}")) });
                     }
@@ -336,8 +338,10 @@ impl BotAccount {
         self.take_turn(None, peer)
     }
 
-    fn register(&self, message_id: &str, peer: &str) -> oneshot::Receiver<SkillResponse> {
+    /// Adds a waiting handler for `message_id`; returns its id and where the answer arrives.
+    fn register(&self, message_id: &str, peer: &str) -> (u64, oneshot::Receiver<SkillResponse>) {
         let (tx, rx) = oneshot::channel();
+        let id = self.next_waiter.fetch_add(1, Ordering::Relaxed);
         let mut turns = self.turns.lock().expect("turns lock");
         if turns.len() > 256 {
             let stale = Duration::from_secs(120);
@@ -345,8 +349,32 @@ impl BotAccount {
                 TurnState::Waiting { since, .. } | TurnState::Callback { since, .. } => since.elapsed() < stale,
             });
         }
-        turns.insert(message_id.to_owned(), TurnState::Waiting { peer: peer.to_owned(), tx, since: Instant::now() });
-        rx
+        match turns.get_mut(message_id) {
+            Some(TurnState::Waiting { waiters, .. }) => waiters.push((id, tx)),
+            _ => {
+                turns.insert(
+                    message_id.to_owned(),
+                    TurnState::Waiting { peer: peer.to_owned(), waiters: vec![(id, tx)], since: Instant::now() },
+                );
+            }
+        }
+        (id, rx)
+    }
+
+    /// Removes waiter `id` of `message_id`; `None` when `send` took it, else how many remain.
+    fn unregister(&self, message_id: &str, id: u64) -> Option<usize> {
+        let mut turns = self.turns.lock().expect("turns lock");
+        let Some(TurnState::Waiting { waiters, .. }) = turns.get_mut(message_id) else { return None };
+        let before = waiters.len();
+        waiters.retain(|(w, _)| *w != id);
+        if waiters.len() == before {
+            return None;
+        }
+        let left = waiters.len();
+        if left == 0 {
+            turns.remove(message_id);
+        }
+        Some(left)
     }
 
     /// Keeps the continuation pages for "더 보기".
@@ -504,9 +532,9 @@ impl BotAccount {
     ) -> Result<Receipt, SendError> {
         let peer = msg.peer.to_string();
         let id = msg.reply_to.as_ref().map_or_else(|| format!("notice-{}", now_ms()), ToString::to_string);
-        if let Some(TurnState::Waiting { tx, .. }) = self.waiting_turn_of_peer(&peer) {
+        if let Some(TurnState::Waiting { waiters, .. }) = self.waiting_turn_of_peer(&peer) {
             self.store_more(bridge, &peer, &pages[1..]).await?;
-            if tx.send(pages[0].clone()).is_ok() {
+            if hand_over(waiters, &pages[0]) {
                 metrics::counter!("clawbridge_kakao_replies_total", "via" => "newer_turn").increment(1);
                 return Ok(Receipt { platform_message_id: Some(format!("inline:{id}")) });
             }
@@ -575,8 +603,8 @@ impl BotAccount {
         .await
         {
             Ok(Ok(Prepared::Answer(response, label))) => respond(response, label, started),
-            Ok(Ok(Prepared::Wait(message_id, rx))) => {
-                self.wait(&*bridge, &payload, &peer, &message_id, rx, received_at, deadline, started).await
+            Ok(Ok(Prepared::Wait(message_id, waiter, rx))) => {
+                self.wait(&*bridge, &payload, &peer, (&message_id, waiter), rx, received_at, deadline, started).await
             }
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot accept a Kakao skill request");
@@ -670,7 +698,7 @@ impl BotAccount {
             "callback": payload.user_request.callback_url.is_some(),
         }});
         // Register before accepting: a fast answer must find the waiter.
-        let rx = self.register(&message_id, peer);
+        let (waiter, rx) = self.register(&message_id, peer);
         match bridge.accept(msg).await {
             Ok(Accepted::New) => {
                 tracing::info!(peer = %mask(peer), account = %self.settings.account, "Kakao utterance accepted");
@@ -680,11 +708,11 @@ impl BotAccount {
                 tracing::info!(peer = %mask(peer), "repeated Kakao skill request; no second agent run");
             }
             Err(e) => {
-                self.turns.lock().expect("turns lock").remove(&message_id);
+                self.unregister(&message_id, waiter);
                 return Err(e.0);
             }
         }
-        Ok(Prepared::Wait(message_id, rx))
+        Ok(Prepared::Wait(message_id, waiter, rx))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -693,28 +721,29 @@ impl BotAccount {
         bridge: &dyn Bridge,
         payload: &SkillPayload,
         peer: &str,
-        message_id: &str,
+        (message_id, waiter): (&str, u64),
         mut rx: oneshot::Receiver<SkillResponse>,
         received_at: EpochMs,
         deadline: tokio::time::Instant,
         started: Instant,
     ) -> Response {
         // Answers given by the pipeline in time are returned inline (older kept answers first).
-        let answered = tokio::select! {
-            answer = &mut rx => answer.ok(),
+        let outcome = tokio::select! {
+            answer = &mut rx => Some(answer.ok()),
             () = tokio::time::sleep_until(deadline) => None,
         };
-        let answered = match answered {
-            Some(answer) => Some(answer),
-            None => {
-                let removed = self.turns.lock().expect("turns lock").remove(message_id);
-                if removed.is_none() {
-                    // `send` took the waiter a moment ago: its answer is on the way.
-                    tokio::time::timeout(Duration::from_millis(200), rx).await.ok().and_then(Result::ok)
-                } else {
+        // Another handler of the same request (a Kakao retry) still waits for the answer.
+        let mut others_wait = false;
+        let answered = match outcome {
+            Some(answer) => answer,
+            None => match self.unregister(message_id, waiter) {
+                // `send` took this waiter a moment ago: its answer is on the way.
+                None => tokio::time::timeout(Duration::from_millis(200), rx).await.ok().and_then(Result::ok),
+                Some(left) => {
+                    others_wait = left > 0;
                     None
                 }
-            }
+            },
         };
         let hard_cap = started + super::config::MAX_SYNC_DEADLINE;
         if let Some(answer) = answered {
@@ -733,7 +762,9 @@ impl BotAccount {
             return respond(answer, "inline", started);
         }
         // Too slow: the callback if this block has one, else "still working".
-        if let Some(url) = payload.user_request.callback_url.as_deref().filter(|u| self.callback_allowed(u)) {
+        let callback =
+            payload.user_request.callback_url.as_deref().filter(|u| !others_wait && self.callback_allowed(u));
+        if let Some(url) = callback {
             let turn = serde_json::to_string(&StoredTurn { url: url.to_owned(), received_at }).unwrap_or_default();
             self.turns.lock().expect("turns lock").insert(
                 message_id.to_owned(),
@@ -746,7 +777,7 @@ impl BotAccount {
             }
             return respond(SkillResponse::use_callback(&self.settings.waiting_text), "callback", started);
         }
-        if payload.user_request.callback_url.is_some() {
+        if payload.user_request.callback_url.is_some() && !others_wait {
             tracing::warn!("callbackUrl host is not allowed (kakao.chatbot.callbackHosts); answering without callback");
         }
         let kept = bounded(hard_cap, self.take_pending(bridge, peer)).await.flatten();
@@ -837,9 +868,18 @@ impl BotAccount {
     }
 }
 
+/// Hands an answer to every waiting handler; `true` when at least one was still there.
+fn hand_over(waiters: Vec<(u64, oneshot::Sender<SkillResponse>)>, answer: &SkillResponse) -> bool {
+    let mut delivered = false;
+    for (_, tx) in waiters {
+        delivered |= tx.send(answer.clone()).is_ok();
+    }
+    delivered
+}
+
 enum Prepared {
     Answer(SkillResponse, &'static str),
-    Wait(String, oneshot::Receiver<SkillResponse>),
+    Wait(String, u64, oneshot::Receiver<SkillResponse>),
 }
 
 async fn bounded<T>(until: Instant, work: impl std::future::Future<Output = T>) -> Option<T> {

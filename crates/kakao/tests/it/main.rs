@@ -1,0 +1,6 @@
+//! Integration tests of the Kakao crate against a fake Kakao side (one test binary).
+
+mod chatbot_event_api;
+mod chatbot_skill;
+mod chatbot_webhook;
+mod support;
