@@ -2,6 +2,7 @@
 
 mod cli;
 mod e2e;
+mod kakao_chat;
 mod pipeline;
 mod replicas;
 mod support;
