@@ -221,3 +221,143 @@ async fn kakao_long_answer_renders_with_more() {
     assert_eq!(shared.stub().count_with(&marker), 1, "더 보기 started no agent run");
     k.shutdown().await;
 }
+
+/// The fake Event API: records pushes; tasks report SUCCESS per user.
+async fn fake_event_api() -> (String, Arc<Mutex<Vec<Value>>>) {
+    use axum::routing::get;
+    let pushes: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let talk = {
+        let pushes = pushes.clone();
+        move |Path(bot): Path<String>, headers: axum::http::HeaderMap, body: Bytes| {
+            let pushes = pushes.clone();
+            async move {
+                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("KakaoAK rest-key");
+                if !authorized || bot != BOT {
+                    return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid key"})));
+                }
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                let mut pushes = pushes.lock().unwrap();
+                pushes.push(body);
+                let task = format!("task-{}", pushes.len());
+                (axum::http::StatusCode::OK, axum::Json(json!({"taskId": task, "status": "SUCCESS", "message": ""})))
+            }
+        }
+    };
+    let tasks = {
+        let pushes = pushes.clone();
+        move |Path(id): Path<String>| {
+            let pushes = pushes.clone();
+            async move {
+                let n: usize = id.trim_start_matches("task-").parse().unwrap();
+                let body = pushes.lock().unwrap()[n - 1].clone();
+                let results: Vec<Value> = body["user"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| json!({"id": u["id"], "status": "SUCCESS"}))
+                    .collect();
+                axum::Json(json!({"taskId": id, "status": "SUCCESS", "results": results}))
+            }
+        }
+    };
+    let router = axum::Router::new().route("/v2/bots/{bot}/talk", post(talk)).route("/v1/tasks/{id}", get(tasks));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, pushes)
+}
+
+fn clawbridge_cli(state: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", state)
+        .env("CLAWBRIDGE_STATE_DIR", state)
+        .env("CLAWBRIDGE_LISTEN", "127.0.0.1:1")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the binary runs")
+}
+
+#[tokio::test]
+async fn kakao_push_skips_blocked_users_records_the_task_and_status_shows_it() {
+    let (base, pushes) = fake_event_api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
+    let now = clawbridge::util::now_ms();
+    let blocked = json!({"event": "blocked", "updated_at": "2026-01-01T00:00:00Z", "received_at": now}).to_string();
+    let entry = clawbridge_store::StatePut {
+        namespace: clawbridge_kakao::chatbot::ns::CHANNEL_USERS,
+        key: "app_user_id:blocked-1",
+        value: &blocked,
+        expires_at: None,
+    };
+    store.put_state(&entry, false, now).await.unwrap();
+
+    let env = [
+        ("KAKAO_SKILL_SECRET", SECRET),
+        ("KAKAO_BOT_ID", BOT),
+        ("KAKAO_REST_API_KEY", "rest-key"),
+        ("KAKAO_BOT_API_BASE_URL", base.as_str()),
+    ];
+    let args = [
+        "kakao",
+        "push",
+        "--user",
+        "u1",
+        "--user",
+        "blocked-1",
+        "--user-type",
+        "appUserId",
+        "--event",
+        "order_shipped",
+        "--data",
+        "text=출발했어요",
+        "--wait-secs",
+        "5",
+    ];
+    let path = dir.path().to_owned();
+    let env_owned: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env_owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        clawbridge_cli(&path, &env, &args)
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("skipped blocked-1: blocked the channel"), "{text}");
+    assert!(text.contains("batch 1: 1 user(s) → task task-1 SUCCESS"), "{text}");
+    assert!(text.contains("u1: SUCCESS"), "{text}");
+    let sent = pushes.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["user"], json!([{"type": "appUserId", "id": "u1"}]));
+    assert_eq!(sent[0]["event"], json!({"name": "order_shipped", "data": {"text": "출발했어요"}}));
+
+    let path = dir.path().to_owned();
+    let out =
+        tokio::task::spawn_blocking(move || clawbridge_cli(&path, &[("KAKAO_SKILL_SECRET", SECRET)], &["status"]))
+            .await
+            .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("kakao:   channel friends added 0, blocked 1"), "{text}");
+    assert!(text.contains("push task-1 event order_shipped to 1 user(s): SUCCESS"), "{text}");
+
+    // Without the REST API key the command says which setting is missing.
+    let path = dir.path().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        clawbridge_cli(
+            &path,
+            &[("KAKAO_SKILL_SECRET", SECRET), ("KAKAO_BOT_ID", BOT)],
+            &["kakao", "push", "--user", "u", "--event", "e"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("KAKAO_REST_API_KEY"));
+}
