@@ -206,15 +206,13 @@ async fn fast_agent_closed_loop() {
                     let payload = body(&format!("client{c}"), &format!("질문 {i}"), None);
                     i += 1;
                     let sent = Instant::now();
-                    if let Ok(r) = http.post(&url).header("X-Skill-Secret", SECRET).json(&payload).send().await {
-                        if let Ok(v) = r.json::<Value>().await {
-                            if v["template"]["outputs"][0]["simpleText"]["text"]
-                                .as_str()
-                                .is_some_and(|t| t.starts_with("답변"))
-                            {
-                                inline.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
+                    if let Ok(r) = http.post(&url).header("X-Skill-Secret", SECRET).json(&payload).send().await
+                        && let Ok(v) = r.json::<Value>().await
+                        && v["template"]["outputs"][0]["simpleText"]["text"]
+                            .as_str()
+                            .is_some_and(|t| t.starts_with("답변"))
+                    {
+                        inline.fetch_add(1, Ordering::Relaxed);
                     }
                     latencies.push(sent.elapsed());
                 }
