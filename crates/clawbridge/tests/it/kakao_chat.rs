@@ -361,3 +361,60 @@ async fn kakao_push_skips_blocked_users_records_the_task_and_status_shows_it() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("KAKAO_REST_API_KEY"));
 }
+
+/// DM policy `pairing` (the default) on KakaoTalk, with the fake gateway: the code comes back in
+/// the skill answer, `clawbridge pairing approve kakao CODE` lets the user in, and the approval
+/// notice is shown with the next answer.
+#[tokio::test]
+async fn kakao_pairing_code_inline_then_approved() {
+    use clawbridge::cli::PairingAction;
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    let fake = FakeGateway::start("kakao-pair-token-0123").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "kakao-pair-token-0123",
+        &[("KAKAO_SKILL_SECRET", SECRET), ("KAKAO_BOT_ID", BOT), ("KAKAO_SYNC_DEADLINE_SECS", "4.0")],
+    );
+    let connectors = clawbridge::channels::enabled(&cfg).unwrap();
+    let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
+    daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
+    let mut k = Kakao {
+        daemon: Some(daemon),
+        callbacks: Arc::default(),
+        callback_base: String::new(),
+        http: reqwest::Client::new(),
+        database_url: cfg.bridge.database_url.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let user = unique("pf");
+    let first = valid(&k.skill(&user, "안녕하세요", None).await).plain_text();
+    let code = first
+        .split("페어링 코드는 ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a pairing code in {first:?}"))
+        .to_owned();
+    assert!(fake.agent_calls().is_empty(), "an unknown user does not reach the agent");
+
+    let approve = PairingAction::Approve { channel: "kakao".to_owned(), code, no_notify: false };
+    let code = clawbridge::commands::pairing::run(&cfg, approve).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let store = clawbridge_store::open(&k.database_url).await.unwrap();
+    let namespace = format!("kakao.pending/default/{user}");
+    eventually(Duration::from_secs(30), "the approval notice is kept for the user", || {
+        let (store, namespace) = (store.clone(), namespace.clone());
+        async move { !store.list_state(&namespace, 5, clawbridge::util::now_ms()).await.unwrap().is_empty() }
+    })
+    .await;
+
+    let next = valid(&k.skill(&user, "주문 확인해 주세요", None).await);
+    let texts: Vec<String> = next.plain_text().lines().map(str::to_owned).collect();
+    assert_eq!(
+        texts,
+        vec![cfg.pipeline.approved_reply.clone(), "FAKE-REPLY: 주문 확인해 주세요".to_owned()],
+        "{next:?}"
+    );
+    k.shutdown().await;
+}

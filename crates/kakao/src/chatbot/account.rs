@@ -45,6 +45,8 @@ const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 /// The channel webhook must answer within 3 s; store work gets this long.
 const WEBHOOK_BUDGET: Duration = Duration::from_millis(2_500);
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A callback POST waits this long after the handler decided on `useCallback`.
+const CALLBACK_SETTLE: Duration = Duration::from_millis(100);
 
 fn now_ms() -> EpochMs {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -243,7 +245,9 @@ impl Account for BotAccount {
                     }
                     // The handler went away (Kakao closed the request): keep the answer.
                 }
-                TurnState::Callback { url, received_at, .. } => {
+                TurnState::Callback { url, received_at, since } => {
+                    // Let the handler's `useCallback` answer reach Kakao before the callback does.
+                    tokio::time::sleep(CALLBACK_SETTLE.saturating_sub(since.elapsed())).await;
                     let id = message_id.clone().unwrap_or_default();
                     return self.deliver_by_callback(&*bridge, msg, &id, &url, received_at, pages).await;
                 }

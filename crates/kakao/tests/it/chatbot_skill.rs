@@ -243,3 +243,27 @@ async fn an_answer_ready_at_once_is_inline_even_for_callback_blocks() {
     assert!(h.kakao.hits().is_empty());
     let _ = BOT_ID;
 }
+
+#[tokio::test]
+async fn several_bots_share_the_endpoint_routed_by_secret_and_bot_id() {
+    let toml = "[chatbot.accounts.shop]\nbotId = \"bot-1\"\n[chatbot.accounts.clinic]\nbotId = \"bot-2\"\nskillSecret = \"clinic-secret-0123456789\"\n";
+    let h = Harness::start_with(&[("KAKAO_BOT_ID", "")], toml, echo_script()).await;
+    let mut clinic = payload("u1", "진료 시간?", None);
+    clinic["bot"]["id"] = json!("bot-2");
+    let url = format!("{}/kakao/skill", h.base);
+    let post =
+        |secret: &'static str, body: Value| h.http.post(&url).header("X-Skill-Secret", secret).json(&body).send();
+
+    // The clinic's secret does not open the shop's bot, and the shop's does not open the clinic's.
+    assert_eq!(post("clinic-secret-0123456789", payload("u1", "x", None)).await.unwrap().status(), 403);
+    assert_eq!(post(crate::support::SECRET, clinic.clone()).await.unwrap().status(), 403);
+    assert!(h.bridge.inbox().is_empty());
+
+    let r = post("clinic-secret-0123456789", clinic).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(texts(&r.json().await.unwrap()), vec!["ECHO 진료 시간?"]);
+    let (_, shop) = h.skill(&payload("u1", "배송?", None), &[]).await;
+    assert_eq!(texts(&shop), vec!["ECHO 배송?"]);
+    let accounts: Vec<String> = h.bridge.inbox().iter().map(|m| m.account.to_string()).collect();
+    assert_eq!(accounts, vec!["clinic", "shop"]);
+}

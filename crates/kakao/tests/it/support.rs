@@ -319,6 +319,11 @@ pub struct Harness {
 impl Harness {
     /// Starts everything; `vars` add to (or override) the chatbot environment.
     pub async fn start(vars: &[(&str, &str)], script: Script) -> Self {
+        Self::start_with(vars, "", script).await
+    }
+
+    /// [`Harness::start`] with more `[kakao.chatbot]` TOML (e.g. accounts).
+    pub async fn start_with(vars: &[(&str, &str)], chatbot_toml: &str, script: Script) -> Self {
         let kakao = Arc::new(FakeKakao::default());
         let fake = Router::new()
             .route("/v1/bots/{bot}/callback/{token}", post(callback))
@@ -341,10 +346,13 @@ impl Harness {
         for (k, v) in vars {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
-        let table: toml::Table = toml::from_str("[chatbot]\nimageHosts = [\"127.0.0.1\"]\nmediaMaxMb = 1\n").unwrap();
+        let table: toml::Table =
+            toml::from_str(&format!("[chatbot]\nimageHosts = [\"127.0.0.1\"]\nmediaMaxMb = 1\n{chatbot_toml}"))
+                .unwrap();
         let config = ChatbotConfig::load(Some(&table), &|k| env.get(k).cloned()).unwrap().unwrap();
         let connector = KakaoChatbot::new(&config).unwrap();
-        let account = connector.accounts().remove(0);
+        let accounts = connector.accounts();
+        let account = accounts[0].clone();
         let bridge = Arc::new(MemBridge::default());
         let (status, _) = watch::channel(AccountStatus::Starting);
         let ctx = AccountContext {
@@ -355,11 +363,14 @@ impl Harness {
             cancel: CancellationToken::new(),
         };
         let routes = account.routes(&ctx).expect("the first account serves the routes");
+        for other in &accounts[1..] {
+            assert!(other.routes(&ctx).is_none(), "one router serves every bot");
+        }
         let base = format!("http://{}", serve(routes).await);
 
         let sent = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(Mutex::new(0));
-        tokio::spawn(pipeline(bridge.clone(), connector.clone(), account.clone(), script, sent.clone(), runs.clone()));
+        tokio::spawn(pipeline(bridge.clone(), connector.clone(), accounts, script, sent.clone(), runs.clone()));
         Self { base, kakao_base, kakao, bridge, connector, account, http: reqwest::Client::new(), sent, runs }
     }
 
@@ -398,7 +409,7 @@ impl Harness {
 async fn pipeline(
     bridge: Arc<MemBridge>,
     connector: Arc<KakaoChatbot>,
-    account: Arc<dyn Account>,
+    accounts: Vec<Arc<dyn Account>>,
     script: Script,
     sent: Arc<Mutex<Vec<(OutboundMessage, String)>>>,
     runs: Arc<Mutex<usize>>,
@@ -410,7 +421,8 @@ async fn pipeline(
         for msg in inbox.into_iter().skip(handled) {
             handled += 1;
             *runs.lock().unwrap() += 1;
-            let (connector, account, script, sent) = (connector.clone(), account.clone(), script.clone(), sent.clone());
+            let account = accounts.iter().find(|a| a.id() == msg.account).expect("the account").clone();
+            let (connector, script, sent) = (connector.clone(), script.clone(), sent.clone());
             tokio::spawn(async move {
                 let (reply, delay) = script(&msg.text);
                 tokio::time::sleep(delay).await;
