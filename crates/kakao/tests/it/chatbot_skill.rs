@@ -267,3 +267,45 @@ async fn several_bots_share_the_endpoint_routed_by_secret_and_bot_id() {
     let accounts: Vec<String> = h.bridge.inbox().iter().map(|m| m.account.to_string()).collect();
     assert_eq!(accounts, vec!["clinic", "shop"]);
 }
+
+/// The pipeline of another replica completes turns whose HTTP request this process holds.
+#[tokio::test]
+async fn another_replica_delivers_inline_and_through_the_callback() {
+    use clawbridge_channel::Connector as _;
+    // This process's own "agent" never answers in time: only the replica does.
+    let never: crate::support::Script = std::sync::Arc::new(|t: &str| (format!("late {t}"), Duration::from_secs(3600)));
+    let h = Harness::start(&[("KAKAO_SYNC_DEADLINE_SECS", "2.0")], never).await;
+    let (replica, replica_account) = h.replica();
+
+    // 1. Within the sync deadline: the answer offered through the store is returned inline.
+    let question = payload("u1", "재고 있나요?", None);
+    let request = h.skill(&question, &[]);
+    let deliver = async {
+        while h.bridge.inbox().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let msg = h.bridge.inbox()[0].clone();
+        let out = replica.render_reply(&msg, "네, 재고 있어요.").remove(0);
+        replica_account.send(&out).await.unwrap()
+    };
+    let ((status, body), receipt) = tokio::join!(request, deliver);
+    assert_eq!(status, 200);
+    assert_eq!(texts(&body), vec!["네, 재고 있어요."]);
+    assert!(receipt.platform_message_id.unwrap().starts_with("inline:"));
+
+    // 2. After a useCallback answer: the replica POSTs to the callback URL stored with the turn.
+    let callback = h.kakao.callback_url(&h.kakao_base);
+    let (_, waiting) = h.skill(&payload("u2", "배송 조회", Some(&callback)), &[]).await;
+    assert_eq!(waiting["useCallback"], true);
+    let msg = h.bridge.inbox().into_iter().find(|m| m.peer.as_str() == "pf-u2").unwrap();
+    let out = replica.render_reply(&msg, "내일 도착해요.").remove(0);
+    let receipt = replica_account.send(&out).await.unwrap();
+    assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
+    let hits = h.kakao.wait_hits(1).await;
+    assert!(hits[0].accepted);
+    assert_eq!(texts(&hits[0].body), vec!["내일 도착해요."]);
+    // This process's own late answer for the same turn is never POSTed a second time.
+    let receipt = h.account.send(&out).await.unwrap();
+    assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
+    assert_eq!(h.kakao.hits().len(), 1);
+}

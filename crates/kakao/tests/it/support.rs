@@ -314,6 +314,7 @@ pub struct Harness {
     /// Every outbound message `send` was called with, and its result.
     pub sent: Arc<Mutex<Vec<(OutboundMessage, String)>>>,
     pub runs: Arc<Mutex<usize>>,
+    pub config: ChatbotConfig,
 }
 
 impl Harness {
@@ -371,7 +372,23 @@ impl Harness {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(Mutex::new(0));
         tokio::spawn(pipeline(bridge.clone(), connector.clone(), accounts, script, sent.clone(), runs.clone()));
-        Self { base, kakao_base, kakao, bridge, connector, account, http: reqwest::Client::new(), sent, runs }
+        Self { base, kakao_base, kakao, bridge, connector, account, http: reqwest::Client::new(), sent, runs, config }
+    }
+
+    /// Another process (replica) on the same store: its own connector and account.
+    pub fn replica(&self) -> (Arc<KakaoChatbot>, Arc<dyn Account>) {
+        let connector = KakaoChatbot::new(&self.config).unwrap();
+        let account = connector.accounts().remove(0);
+        let (status, _) = watch::channel(AccountStatus::Starting);
+        let ctx = AccountContext {
+            channel: ChannelId::new("kakao"),
+            account: account.id(),
+            bridge: self.bridge.clone(),
+            status: Arc::new(status),
+            cancel: CancellationToken::new(),
+        };
+        let _ = account.routes(&ctx);
+        (connector, account)
     }
 
     /// POSTs a SkillPayload; returns the status and the JSON body.
