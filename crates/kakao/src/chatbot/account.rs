@@ -1076,3 +1076,50 @@ async fn record_channel_event(
     tracing::info!(event = %event.event, user = %mask(&event.id), "KakaoTalk channel event");
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn connector() -> Arc<KakaoChatbot> {
+        let env: HashMap<&str, &str> = HashMap::from([("KAKAO_SKILL_SECRET", "0123456789abcdef0123")]);
+        let config = ChatbotConfig::load(None, &|k| env.get(k).map(|v| (*v).to_owned())).unwrap().unwrap();
+        KakaoChatbot::new(&config).unwrap()
+    }
+
+    #[test]
+    fn replies_carry_every_page_and_the_turn_in_extra() {
+        let c = connector();
+        let mut inbound = InboundMessage::text(CHANNEL, "default", "pf-1", "rid:1", "질문");
+        inbound.extra =
+            json!({"kakao": {"receivedAt": 1_000, "botUserKey": "bu-1", "appUserId": "42", "isFriend": true}});
+        let out = c.render_reply(&inbound, &"긴 답변입니다. ".repeat(500));
+        assert_eq!(out.len(), 1, "one outbound message per answer");
+        let msg = &out[0];
+        assert_eq!(msg.reply_to.as_ref().map(ToString::to_string).as_deref(), Some("rid:1"));
+        let pages: Vec<SkillResponse> = serde_json::from_value(msg.extra["kakao"]["pages"].clone()).unwrap();
+        assert_eq!(pages.len(), 2);
+        pages.iter().for_each(|p| p.validate().unwrap());
+        assert_eq!(msg.extra["kakao"]["receivedAt"], 1_000);
+        assert_eq!(msg.extra["kakao"]["botUserKey"], "bu-1");
+        assert_eq!(msg.text.as_deref(), Some(pages[0].plain_text().as_str()));
+        // A notice rendered by `send` from its text alone.
+        let notice = OutboundMessage::reply_text(&inbound, "**승인**되었어요");
+        assert_eq!(pages_of(&notice, "더 보기")[0].plain_text(), "승인되었어요");
+    }
+
+    #[test]
+    fn the_agent_is_told_how_kakaotalk_renders_and_the_pairing_text_has_the_code() {
+        let c = connector();
+        let mut inbound = InboundMessage::text(CHANNEL, "default", "pf-1", "rid:1", "질문");
+        inbound.extra = json!({"kakao": {"isFriend": false}});
+        let context = c.agent_context(&inbound);
+        assert!(
+            context.contains("KakaoTalk") && context.contains("더 보기") && context.contains("not added"),
+            "{context}"
+        );
+        assert!(c.pairing_text("K7M2QX9A").contains("K7M2QX9A"));
+        assert_eq!(c.capabilities().max_text_chars, 1000);
+    }
+}
