@@ -187,6 +187,7 @@ enum Part {
     Text(String),
     Image(String, String),
     Links(Vec<(String, String)>),
+    Card(String, String, Vec<(String, String)>),
 }
 
 /// Renders an answer into pages of at most three outputs each. Every page but the last carries
@@ -194,11 +195,21 @@ enum Part {
 pub fn render_answer(answer: &str, more_label: &str) -> Vec<SkillResponse> {
     let stripped = strip_markdown(answer);
     let mut parts: Vec<Part> = chunk_text(&stripped.text, MAX_SIMPLE_TEXT).into_iter().map(Part::Text).collect();
-    for (alt, url) in &stripped.images {
+    let mut images = stripped.images.iter();
+    let mut links: &[(String, String)] = &stripped.links;
+    // A picture with links: one basicCard (the picture as thumbnail, the links as buttons).
+    if !links.is_empty()
+        && let Some((alt, url)) = images.next()
+    {
+        let take = links.len().min(3);
+        parts.push(Part::Card(url.clone(), alt.clone(), links[..take].to_vec()));
+        links = &links[take..];
+    }
+    for (alt, url) in images {
         parts.push(Part::Image(url.clone(), alt.clone()));
     }
-    for links in stripped.links.chunks(3) {
-        parts.push(Part::Links(links.to_vec()));
+    for group in links.chunks(3) {
+        parts.push(Part::Links(group.to_vec()));
     }
     if parts.is_empty() {
         parts.push(Part::Text("…".to_owned()));
@@ -222,6 +233,7 @@ pub fn render_answer(answer: &str, more_label: &str) -> Vec<SkillResponse> {
                     Part::Text(text) => Output::text(&text),
                     Part::Image(url, alt) => Output::image(&url, &alt),
                     Part::Links(links) => Output::links_card("관련 링크", &links),
+                    Part::Card(url, alt, links) => Output::picture_card(&url, &alt, &links),
                 })
                 .collect();
             let quick = if i + 1 < count { vec![QuickReply::message(more_label, more_label)] } else { Vec::new() };
@@ -285,18 +297,48 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_with_a_link_and_an_image_snapshot() {
+    fn images_and_links_snapshot() {
+        // Two pictures and four links: the first picture carries three links as a basicCard, the
+        // second picture is a simpleImage, the fourth link goes to a textCard on the next page.
         let pages = render_answer(
-            "사진: ![신상품](https://img.example/new.jpg)\n자세히는 [상품 상세 설명 페이지로 이동](https://shop.example/p/1)",
+            "사진: ![신상품](https://img.example/new.jpg) ![뒷면](https://img.example/back.jpg)\n\
+             [상품 상세 설명 페이지로 이동](https://shop.example/p/1) [리뷰](https://shop.example/r) \
+             [문의](https://shop.example/q) [매장](https://shop.example/s)",
             "더 보기",
         );
-        assert_eq!(pages.len(), 1);
+        assert_eq!(pages.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&pages).unwrap(),
+            json!([{"version":"2.0","template":{"outputs":[
+               {"simpleText":{"text":"사진: 신상품 뒷면\n상품 상세 설명 페이지로 이동 리뷰 문의 매장"}},
+               {"basicCard":{"description":"신상품","thumbnail":{"imageUrl":"https://img.example/new.jpg","altText":"신상품"},
+                 "buttons":[{"label":"상품 상세 설명 페이지로…","action":"webLink","webLinkUrl":"https://shop.example/p/1"},
+                            {"label":"리뷰","action":"webLink","webLinkUrl":"https://shop.example/r"},
+                            {"label":"문의","action":"webLink","webLinkUrl":"https://shop.example/q"}],
+                 "buttonLayout":"vertical"}},
+               {"simpleImage":{"imageUrl":"https://img.example/back.jpg","altText":"뒷면"}}
+            ],"quickReplies":[{"label":"더 보기","action":"message","messageText":"더 보기"}]}},
+            {"version":"2.0","template":{"outputs":[
+               {"textCard":{"description":"관련 링크","buttons":[{"label":"매장","action":"webLink","webLinkUrl":"https://shop.example/s"}],"buttonLayout":"vertical"}}
+            ]}}])
+        );
+        pages.iter().for_each(|p| p.validate().unwrap());
+    }
+
+    #[test]
+    fn a_picture_with_links_becomes_a_basic_card_snapshot() {
+        let pages = render_answer(
+            "새 메뉴가 나왔어요.\n![딸기 라떼](https://img.example/latte.jpg)\n[주문하기](https://shop.example/o) · [메뉴 전체 보기](https://shop.example/m)",
+            "더 보기",
+        );
         assert_eq!(
             serde_json::to_value(&pages[0]).unwrap(),
             json!({"version":"2.0","template":{"outputs":[
-                {"simpleText":{"text":"사진: 신상품\n자세히는 상품 상세 설명 페이지로 이동"}},
-                {"simpleImage":{"imageUrl":"https://img.example/new.jpg","altText":"신상품"}},
-                {"textCard":{"description":"관련 링크","buttons":[{"label":"상품 상세 설명 페이지로…","action":"webLink","webLinkUrl":"https://shop.example/p/1"}],"buttonLayout":"vertical"}}
+                {"simpleText":{"text":"새 메뉴가 나왔어요.\n딸기 라떼\n주문하기 · 메뉴 전체 보기"}},
+                {"basicCard":{"description":"딸기 라떼","thumbnail":{"imageUrl":"https://img.example/latte.jpg","altText":"딸기 라떼"},
+                  "buttons":[{"label":"주문하기","action":"webLink","webLinkUrl":"https://shop.example/o"},
+                             {"label":"메뉴 전체 보기","action":"webLink","webLinkUrl":"https://shop.example/m"}],
+                  "buttonLayout":"vertical"}}
             ]}})
         );
         pages[0].validate().unwrap();

@@ -194,6 +194,25 @@ impl Output {
     }
 }
 
+impl Output {
+    /// A `basicCard`: a picture (thumbnail) with web-link buttons (vertical, at most 3).
+    pub fn picture_card(image_url: &str, alt: &str, links: &[(String, String)]) -> Self {
+        let alt = alt.trim();
+        let buttons =
+            links.iter().take(MAX_BUTTONS_VERTICAL).map(|(label, url)| Button::web_link(label, url)).collect();
+        Self::BasicCard {
+            title: None,
+            description: (!alt.is_empty()).then(|| truncate_chars(alt, MAX_BASIC_CARD_DESCRIPTION)),
+            thumbnail: Thumbnail {
+                image_url: image_url.to_owned(),
+                alt_text: Some(truncate_chars(if alt.is_empty() { "이미지" } else { alt }, MAX_ALT_TEXT)),
+            },
+            buttons,
+            button_layout: Some("vertical".to_owned()),
+        }
+    }
+}
+
 impl Button {
     /// A `webLink` button with its label cut to 14 characters.
     pub fn web_link(label: &str, url: &str) -> Self {
