@@ -376,6 +376,22 @@ mod tests {
         pages[0].validate().unwrap();
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn every_rendered_page_is_within_kakaos_limits(
+            text in "([a-z가-힣 .!?*_#`>|\\-\n]|\\[[a-z가-힣 ]{0,30}\\]\\(https://[a-z]{1,8}\\.example/[a-z]{0,5}(\\.png)?\\)){0,600}"
+        ) {
+            let pages = render_answer(&text, "더 보기");
+            proptest::prop_assert!(!pages.is_empty() && pages.len() <= MAX_PAGES);
+            for (i, page) in pages.iter().enumerate() {
+                proptest::prop_assert!(page.validate().is_ok(), "{:?}", page.validate());
+                let more = !page.template.as_ref().unwrap().quick_replies.is_empty();
+                proptest::prop_assert_eq!(more, i + 1 < pages.len());
+            }
+        }
+    }
+
     #[test]
     fn merging_keeps_order_and_the_limit() {
         let a = SkillResponse::text("first");
