@@ -437,18 +437,21 @@ impl BotAccount {
         };
         metrics::counter!("clawbridge_kakao_callback_total", "status" => status.clone()).increment(1);
         self.record_callback(bridge, message_id, &peer, &status, &detail).await;
+        let receipt = if status == "SUCCESS" {
+            tracing::info!(peer = %mask(&peer), "answer delivered through the Kakao callback");
+            metrics::counter!("clawbridge_kakao_replies_total", "via" => "callback").increment(1);
+            Receipt { platform_message_id: Some(format!("callback:{message_id}")) }
+        } else {
+            tracing::warn!(peer = %mask(&peer), status, detail, "Kakao callback failed; the answer waits for the user's next message");
+            let mut pages = vec![first];
+            pages.extend(rest);
+            self.keep_for_next_turn(bridge, msg, pages).await?
+        };
+        // The answer that did not fit behind an older one is kept after it, in order.
         if let Some(behind) = behind {
             self.stash(bridge, &peer, message_id, &behind).await?;
         }
-        if status == "SUCCESS" {
-            tracing::info!(peer = %mask(&peer), "answer delivered through the Kakao callback");
-            metrics::counter!("clawbridge_kakao_replies_total", "via" => "callback").increment(1);
-            return Ok(Receipt { platform_message_id: Some(format!("callback:{message_id}")) });
-        }
-        tracing::warn!(peer = %mask(&peer), status, detail, "Kakao callback failed; the answer waits for the user's next message");
-        let mut pages = vec![first];
-        pages.extend(rest);
-        self.keep_for_next_turn(bridge, msg, pages).await
+        Ok(receipt)
     }
 
     async fn post_callback(&self, url: &str, response: &SkillResponse) -> Result<(String, String), String> {
@@ -522,7 +525,9 @@ impl BotAccount {
     async fn stash(&self, bridge: &dyn Bridge, peer: &str, id: &str, pages: &[SkillResponse]) -> Result<(), SendError> {
         let value = serde_json::to_string(&Pending { pages: pages.to_vec() })
             .map_err(|e| SendError::Permanent(e.to_string()))?;
-        let key = format!("{:013}-{}", now_ms(), hex::encode(&Sha256::digest(id.as_bytes())[..6]));
+        // Keys sort by time, then by this process's sequence (two answers in one millisecond).
+        let seq = self.next_waiter.fetch_add(1, Ordering::Relaxed);
+        let key = format!("{:013}-{seq:010}-{}", now_ms(), hex::encode(&Sha256::digest(id.as_bytes())[..6]));
         put(bridge, &self.pending_ns(peer), &key, &value, Some(PENDING_TTL_MS), false).await.map(drop)
     }
 
