@@ -239,6 +239,13 @@ impl Account for BotAccount {
             match state {
                 TurnState::Waiting { waiters, .. } => {
                     self.store_more(&*bridge, &peer, &pages[1..]).await?;
+                    if let Some(id) = &message_id {
+                        // Kept briefly: a Kakao retry of this request (our response got lost) shows it again.
+                        let answer =
+                            serde_json::to_string(&pages[0]).map_err(|e| SendError::Permanent(e.to_string()))?;
+                        let ttl = self.common.config.dedup_window.as_millis() as i64;
+                        put(&*bridge, &self.ns("answer"), id, &answer, Some(ttl), false).await?;
+                    }
                     if hand_over(waiters, &pages[0]) {
                         metrics::counter!("clawbridge_kakao_replies_total", "via" => "inline").increment(1);
                         return Ok(Receipt { platform_message_id: message_id.map(|id| format!("inline:{id}")) });
@@ -715,6 +722,13 @@ impl BotAccount {
             Ok(Accepted::Duplicate) => {
                 metrics::counter!("clawbridge_kakao_skill_duplicates_total").increment(1);
                 tracing::info!(peer = %mask(peer), "repeated Kakao skill request; no second agent run");
+                // Answered already (the response to the first request got lost): show it again.
+                if let Some(answer) = bridge.state_get(&self.ns("answer"), &message_id).await.map_err(store)?
+                    && let Ok(answer) = serde_json::from_str::<SkillResponse>(&answer)
+                {
+                    self.unregister(&message_id, waiter);
+                    return Ok(Prepared::Answer(answer, "repeat"));
+                }
             }
             Err(e) => {
                 self.unregister(&message_id, waiter);

@@ -173,6 +173,11 @@ async fn a_retried_request_starts_no_second_run() {
     assert_eq!(h.bridge.inbox().len(), 1);
     assert_eq!(h.runs(), 1);
     assert!(texts(&a.1).concat().contains("한 번만") || texts(&b.1).concat().contains("한 번만"));
+    // A repeat after the answer was given (Kakao did not get our response) shows the same answer.
+    let (status, again) = h.skill(&body, &[("X-Request-Id", "req-1")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(texts(&again), vec!["ECHO SLOW:300 한 번만"]);
+    assert_eq!(h.runs(), 1);
 
     // Without a request id, the same user and utterance within the window is the same turn.
     let body = payload("u2", "같은 질문", None);
