@@ -3,7 +3,7 @@
 use super::config::{BotSettings, ChatbotConfig, host_allowed, host_of, is_loopback};
 use super::event_api::{EventApi, UserType};
 use super::ns;
-use super::payload::{ChannelEvent, SkillPayload};
+use super::payload::SkillPayload;
 use super::render::{merge, render_answer};
 use super::response::{Output, QuickReply, SkillResponse};
 use async_trait::async_trait;
@@ -40,23 +40,19 @@ pub const CALLBACK_WINDOW_MS: EpochMs = 55_000;
 const PENDING_TTL_MS: EpochMs = 7 * 24 * 3_600_000;
 /// "더 보기" continuations expire after a day.
 const MORE_TTL_MS: EpochMs = 24 * 3_600_000;
-/// Channel webhook bodies are small.
-const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
-/// The channel webhook must answer within 3 s; store work gets this long.
-const WEBHOOK_BUDGET: Duration = Duration::from_millis(2_500);
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// A callback POST waits this long after the handler decided on `useCallback`.
 const CALLBACK_SETTLE: Duration = Duration::from_millis(100);
 
-fn now_ms() -> EpochMs {
+pub(super) fn now_ms() -> EpochMs {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// What every bot of the connector shares.
-struct Common {
-    config: ChatbotConfig,
+pub(super) struct Common {
+    pub(super) config: ChatbotConfig,
     http: reqwest::Client,
-    bridge: OnceLock<Arc<dyn Bridge>>,
+    pub(super) bridge: OnceLock<Arc<dyn Bridge>>,
     bots: OnceLock<Vec<Arc<BotAccount>>>,
     routes_taken: AtomicBool,
 }
@@ -223,7 +219,11 @@ impl Account for BotAccount {
         Some(
             Router::new()
                 .route("/kakao/skill", post(skill).layer(DefaultBodyLimit::max(skill_limit)))
-                .route("/kakao/channel-webhook", post(channel_webhook).layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+                .route(
+                    "/kakao/channel-webhook",
+                    post(super::webhook::channel_webhook)
+                        .layer(DefaultBodyLimit::max(super::webhook::WEBHOOK_BODY_LIMIT)),
+                )
                 .with_state(self.common.clone()),
         )
     }
@@ -579,7 +579,7 @@ impl BotAccount {
     ) {
         let Some(user) = msg.extra.pointer("/kakao/botUserKey").and_then(Value::as_str) else { return };
         if let Some(app_user) = msg.extra.pointer("/kakao/appUserId").and_then(Value::as_str)
-            && is_blocked(bridge, "app_user_id", app_user).await
+            && super::webhook::is_blocked(bridge, "app_user_id", app_user).await
         {
             return;
         }
@@ -944,7 +944,7 @@ fn error_response(status: StatusCode, reason: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn secret_matches(given: &[u8], expected: &str) -> bool {
+pub(super) fn secret_matches(given: &[u8], expected: &str) -> bool {
     given.ct_eq(expected.as_bytes()).into()
 }
 
@@ -997,103 +997,6 @@ async fn skill(State(common): State<Arc<Common>>, headers: HeaderMap, body: Byte
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map(str::to_owned);
     bot.turn(payload, request_id, started).await
-}
-
-async fn is_blocked(bridge: &dyn Bridge, id_type: &str, id: &str) -> bool {
-    match bridge.state_get(ns::CHANNEL_USERS, &format!("{id_type}:{id}")).await {
-        Ok(Some(value)) => serde_json::from_str::<Value>(&value)
-            .ok()
-            .and_then(|v| v["event"].as_str().map(|e| e == "blocked"))
-            .unwrap_or(false),
-        _ => false,
-    }
-}
-
-/// `POST /kakao/channel-webhook`: `added`/`blocked` (reference/kakao.md §5.6).
-async fn channel_webhook(State(common): State<Arc<Common>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(admin_key) = common.config.admin_key.as_ref() else {
-        tracing::warn!("channel webhook called but KAKAO_ADMIN_KEY is not set");
-        return (StatusCode::UNAUTHORIZED, "KAKAO_ADMIN_KEY is not configured").into_response();
-    };
-    let given = headers.get("authorization").map(|v| v.as_bytes()).unwrap_or_default();
-    let expected = format!("KakaoAK {}", admin_key.expose_secret());
-    if !secret_matches(given, &expected) {
-        tracing::warn!("channel webhook with a missing or wrong Authorization header");
-        return (StatusCode::UNAUTHORIZED, "unauthorized").into_response();
-    }
-    let Ok(event) = serde_json::from_slice::<ChannelEvent>(&body) else {
-        return (StatusCode::BAD_REQUEST, "malformed channel webhook body").into_response();
-    };
-    if event.id.is_empty() || event.event.is_empty() {
-        return (StatusCode::BAD_REQUEST, "channel webhook body without event or id").into_response();
-    }
-    let Some(bridge) = common.bridge.get().cloned() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
-    };
-    let resource = headers.get("x-kakao-resource-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    match tokio::time::timeout(WEBHOOK_BUDGET, record_channel_event(&*bridge, &event, resource.as_deref(), &body)).await
-    {
-        Ok(Ok(true)) => (StatusCode::OK, "ok").into_response(),
-        Ok(Ok(false)) => (StatusCode::OK, "duplicate").into_response(),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "cannot store a channel webhook event");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response()
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store too slow").into_response(),
-    }
-}
-
-/// Stores the event (idempotent), then remembers the resource id; `false` for a redelivery.
-async fn record_channel_event(
-    bridge: &dyn Bridge,
-    event: &ChannelEvent,
-    resource: Option<&str>,
-    body: &[u8],
-) -> Result<bool, String> {
-    if let Some(rid) = resource
-        && bridge.state_get("kakao.channel-webhook-seen", rid).await.map_err(|e| e.0)?.is_some()
-    {
-        metrics::counter!("clawbridge_kakao_channel_events_total", "event" => "duplicate").increment(1);
-        return Ok(false);
-    }
-    let now = now_ms();
-    let user_key = format!("{}:{}", event.id_type, event.id);
-    let updated_at = event.updated_at.as_ref().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
-    let state = json!({"event": event.event, "updated_at": updated_at, "channel_public_id": event.channel_public_id,
-        "received_at": now});
-    // An older event delivered late must not overwrite a newer one.
-    let newer_exists = match bridge.state_get(ns::CHANNEL_USERS, &user_key).await.map_err(|e| e.0)? {
-        Some(old) => serde_json::from_str::<Value>(&old)
-            .ok()
-            .and_then(|o| o["updated_at"].as_str().map(str::to_owned))
-            .zip(updated_at.clone())
-            .is_some_and(|(old, new)| old > new),
-        None => false,
-    };
-    if !newer_exists {
-        bridge.state_put(ns::CHANNEL_USERS, &user_key, &state.to_string(), None, false).await.map_err(|e| e.0)?;
-    }
-    let log_key = format!("{now:013}-{}", resource.unwrap_or("-"));
-    let mut logged: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if let Some(obj) = logged.as_object_mut() {
-        obj.insert("id".to_owned(), Value::String(mask(&event.id)));
-        obj.insert("received_at".to_owned(), json!(now));
-    }
-    bridge
-        .state_put(ns::CHANNEL_EVENTS, &log_key, &logged.to_string(), Some(30 * 24 * 3_600_000), false)
-        .await
-        .map_err(|e| e.0)?;
-    if let Some(rid) = resource {
-        bridge
-            .state_put("kakao.channel-webhook-seen", rid, "1", Some(30 * 24 * 3_600_000), false)
-            .await
-            .map_err(|e| e.0)?;
-    }
-    let kind =
-        if event.event == "added" || event.event == "blocked" { event.event.clone() } else { "other".to_owned() };
-    metrics::counter!("clawbridge_kakao_channel_events_total", "event" => kind).increment(1);
-    tracing::info!(event = %event.event, user = %mask(&event.id), "KakaoTalk channel event");
-    Ok(true)
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! - [`render`]: the agent's answer → SkillResponse pages (Markdown stripped, "더 보기").
 //! - [`event_api`]: bot-initiated messages (Event API) and task results.
 //! - [`account`]: the connector and bot accounts: the skill endpoint with its timing (inline,
-//!   callback, "still working" + next utterance), the channel webhook, and `send`.
+//!   callback, "still working" + next utterance) and `send`.
+//! - `webhook`: the channel webhook (`added`/`blocked`).
 //!
 //! # Timing of a turn
 //! The skill handler persists the utterance (`Bridge::accept`) and waits for the answer until the
@@ -23,6 +24,7 @@ pub mod event_api;
 pub mod payload;
 pub mod render;
 pub mod response;
+mod webhook;
 
 pub use account::{BotAccount, KakaoChatbot};
 pub use config::{BotSettings, ChatbotConfig};
