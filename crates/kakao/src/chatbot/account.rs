@@ -41,6 +41,8 @@ const PENDING_TTL_MS: EpochMs = 7 * 24 * 3_600_000;
 /// "더 보기" continuations expire after a day.
 const MORE_TTL_MS: EpochMs = 24 * 3_600_000;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The answer of a bot whose DM policy is `disabled`.
+const DISABLED_TEXT: &str = "지금은 이 채널에서 AI 상담을 이용할 수 없어요.";
 /// A callback POST waits this long after the handler decided on `useCallback`.
 const CALLBACK_SETTLE: Duration = Duration::from_millis(100);
 
@@ -611,6 +613,10 @@ impl BotAccount {
             return error_response(StatusCode::BAD_REQUEST, "no user key");
         };
         let utterance = payload.user_request.utterance.trim().to_owned();
+        if self.settings.access.dm_policy == clawbridge_core::policy::DmPolicy::Disabled {
+            // No conversations at all: say so instead of "still working" (nothing is stored).
+            return respond(SkillResponse::text(DISABLED_TEXT), "disabled", started);
+        }
 
         match tokio::time::timeout_at(
             deadline,

@@ -314,3 +314,12 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
     assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
     assert_eq!(h.kakao.hits().len(), 1);
 }
+
+#[tokio::test]
+async fn a_disabled_bot_says_so_and_stores_nothing() {
+    let h = Harness::start(&[("KAKAO_DM_POLICY", "disabled")], echo_script()).await;
+    let (status, body) = h.skill(&payload("u1", "안녕하세요", None), &[]).await;
+    assert_eq!(status, 200);
+    assert!(texts(&body)[0].contains("이용할 수 없어요"), "{body}");
+    assert!(h.bridge.inbox().is_empty());
+}
