@@ -323,3 +323,21 @@ async fn a_disabled_bot_says_so_and_stores_nothing() {
     assert!(texts(&body)[0].contains("이용할 수 없어요"), "{body}");
     assert!(h.bridge.inbox().is_empty());
 }
+
+#[tokio::test]
+async fn a_late_answer_is_announced_through_the_event_api_when_configured() {
+    let h = Harness::start(&[("KAKAO_LATE_ANSWER_EVENT", "late_answer")], echo_script()).await;
+    let (_, first) = h.skill(&payload("u1", "SLOW:1200 환불 규정", None), &[]).await;
+    assert_eq!(quick_labels(&first), vec!["답변 보기"]);
+    h.wait_sent(1).await;
+    let pushes = h.kakao.pushes.lock().unwrap().clone();
+    assert_eq!(pushes.len(), 1);
+    let body = &pushes[0].1;
+    assert_eq!(body["event"]["name"], "late_answer");
+    assert_eq!(body["event"]["data"]["text"], "ECHO SLOW:1200 환불 규정");
+    assert_eq!(body["user"], json!([{"type": "botUserKey", "id": "bot-u1"}]));
+    assert!(h.bridge.namespace(ns::PUSH_TASKS)[0].1.contains("late-answer"));
+    // The answer is still shown on the next message.
+    let (_, next) = h.skill(&payload("u1", "답변 보기", None), &[]).await;
+    assert_eq!(texts(&next), vec!["ECHO SLOW:1200 환불 규정"]);
+}
