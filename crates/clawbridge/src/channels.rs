@@ -9,7 +9,10 @@ use std::sync::Arc;
 /// # Errors
 /// A channel whose configuration cannot start (the message names the setting).
 pub fn enabled(config: &Config) -> anyhow::Result<Vec<Arc<dyn Connector>>> {
-    let connectors: Vec<Arc<dyn Connector>> = Vec::new();
-    let _ = config;
+    let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
+    // KakaoTalk chatbot (`[kakao.chatbot]`, `KAKAO_SKILL_SECRET`…): POST /kakao/skill, /kakao/channel-webhook.
+    if let Some(chatbot) = &config.kakao.chatbot {
+        connectors.push(clawbridge_kakao::chatbot::KakaoChatbot::new(chatbot).map_err(anyhow::Error::msg)?);
+    }
     Ok(connectors)
 }

@@ -19,6 +19,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
     let stats = store.queue_stats().await?;
     let dead = store.dead_letters(dead_limit).await?;
     let daemon = daemon_readiness(config.bridge.listen).await;
+    let kakao = kakao_chatbot(&store, config).await?;
 
     if as_json {
         let report = json!({
@@ -26,6 +27,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             "queues": stats,
             "dead_letters": dead,
             "daemon": daemon,
+            "kakao_chatbot": kakao,
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -74,6 +76,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             }
         }
     }
+    print_kakao_chatbot(&kakao);
     if dead.is_empty() {
         println!("dead letters: none");
     } else {
@@ -107,5 +110,77 @@ async fn daemon_readiness(listen: SocketAddr) -> Value {
     match client.get(url).send().await {
         Ok(response) => response.json().await.unwrap_or(Value::Null),
         Err(_) => Value::Null,
+    }
+}
+
+/// The KakaoTalk chatbot's channel events, callback outcomes and pushes (`Null` when the chatbot
+/// is neither configured nor has left any record).
+async fn kakao_chatbot(store: &clawbridge_store::SharedStore, config: &Config) -> anyhow::Result<Value> {
+    use clawbridge_kakao::chatbot::ns;
+    let now = crate::util::now_ms();
+    let users = store.list_state(ns::CHANNEL_USERS, 100_000, now).await?;
+    let events = store.list_state(ns::CHANNEL_EVENTS, 5, now).await?;
+    let callbacks = store.list_state(ns::CALLBACKS, 1_000, now).await?;
+    let pushes = store.list_state(ns::PUSH_TASKS, 5, now).await?;
+    if config.kakao.chatbot.is_none() && users.is_empty() && callbacks.is_empty() && pushes.is_empty() {
+        return Ok(Value::Null);
+    }
+    let parse = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);
+    let count = |event: &str| users.iter().filter(|e| parse(&e.value)["event"] == event).count();
+    let mut by_status = serde_json::Map::new();
+    for entry in &callbacks {
+        let status = parse(&entry.value)["status"].as_str().unwrap_or("?").to_owned();
+        let n = by_status.get(&status).and_then(Value::as_u64).unwrap_or(0) + 1;
+        by_status.insert(status, json!(n));
+    }
+    let last_failure = callbacks.iter().map(|e| parse(&e.value)).find(|v| v["status"] != "SUCCESS");
+    Ok(json!({
+        "channel_users": {"added": count("added"), "blocked": count("blocked")},
+        "recent_channel_events": events.iter().map(|e| parse(&e.value)).collect::<Vec<_>>(),
+        "callbacks_last_week": by_status,
+        "last_callback_failure": last_failure,
+        "recent_pushes": pushes.iter().map(|e| { let mut v = parse(&e.value); v["task_id"] = json!(e.key); v }).collect::<Vec<_>>(),
+    }))
+}
+
+fn print_kakao_chatbot(report: &Value) {
+    if report.is_null() {
+        return;
+    }
+    let users = &report["channel_users"];
+    println!("kakao:   channel friends added {}, blocked {} (channel webhook)", users["added"], users["blocked"]);
+    for event in report["recent_channel_events"].as_array().into_iter().flatten() {
+        println!(
+            "  channel event {} {} at {}",
+            event["event"].as_str().unwrap_or("?"),
+            event["id"].as_str().unwrap_or("?"),
+            event["received_at"].as_i64().map(format_epoch_ms).unwrap_or_default()
+        );
+    }
+    let callbacks = report["callbacks_last_week"].as_object().filter(|m| !m.is_empty());
+    match callbacks {
+        None => println!("  callbacks: none recorded"),
+        Some(map) => {
+            let parts: Vec<String> = map.iter().map(|(status, n)| format!("{n} {status}")).collect();
+            println!("  callbacks (last week): {}", parts.join(", "));
+        }
+    }
+    if let Some(failure) = report["last_callback_failure"].as_object() {
+        println!(
+            "  last callback failure: {} {} at {}",
+            failure.get("status").and_then(Value::as_str).unwrap_or("?"),
+            failure.get("message").and_then(Value::as_str).unwrap_or(""),
+            failure.get("at").and_then(Value::as_i64).map(format_epoch_ms).unwrap_or_default()
+        );
+    }
+    for push in report["recent_pushes"].as_array().into_iter().flatten() {
+        println!(
+            "  push {} event {} to {} user(s): {} at {}",
+            push["task_id"].as_str().unwrap_or("?"),
+            push["event"].as_str().unwrap_or("?"),
+            push["users"],
+            push["status"].as_str().unwrap_or("?"),
+            push["at"].as_i64().map(format_epoch_ms).unwrap_or_default()
+        );
     }
 }

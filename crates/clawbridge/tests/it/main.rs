@@ -2,6 +2,7 @@
 
 mod cli;
 mod e2e;
+mod kakao_chat;
 mod kakao_talk;
 mod pipeline;
 mod replicas;

@@ -1,4 +1,8 @@
-//! Integration tests of the Kakao crate (one test binary).
+//! Integration tests of the Kakao crate against fakes of the Kakao side (one test binary).
 
+mod chatbot_event_api;
+mod chatbot_skill;
+mod chatbot_webhook;
 mod fake_kakao;
+mod support;
 mod talk;

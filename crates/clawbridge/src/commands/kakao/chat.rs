@@ -1,22 +1,182 @@
-//! SCAFFOLD: replaced by the issue's implementation.
+//! `clawbridge kakao push`: bot-initiated messages through the Kakao Event API
+//! (reference/kakao.md §5.4). Users who blocked the channel (channel webhook) are skipped.
 
 use crate::config::Config;
-use clap::Subcommand;
+use crate::util::now_ms;
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use clawbridge_kakao::chatbot::{EventApi, UserType, ns};
+use serde_json::{Map, Value, json};
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// SCAFFOLD.
+/// Chatbot channel commands.
 #[derive(Debug, Subcommand)]
 pub enum ChatCommand {
-    /// Push an Event API event to chatbot users (issue 4).
-    Push,
+    /// Send an Event API event to chatbot users (paid: 15 KRW per message; channel friends only).
+    Push(PushArgs),
 }
 
-/// SCAFFOLD.
+/// `clawbridge kakao push …`
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// A user to message (repeat for several; sent in batches of 100).
+    #[arg(long = "user", value_name = "KEY", required = true)]
+    pub users: Vec<String>,
+    /// What the user keys are: botUserKey, plusfriendUserKey or appUserId.
+    #[arg(long, default_value = "botUserKey", value_parser = parse_user_type)]
+    pub user_type: UserType,
+    /// The event name configured on an Event block of the bot.
+    #[arg(long)]
+    pub event: String,
+    /// Event data, `key=value` (repeatable); the Event block can show it, e.g. `text=…`.
+    #[arg(long = "data", value_name = "KEY=VALUE")]
+    pub data: Vec<String>,
+    /// Extra `params`, `key=value` (repeatable).
+    #[arg(long = "param", value_name = "KEY=VALUE")]
+    pub params: Vec<String>,
+    /// The bot account (when several bots are configured).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// How long to poll the task for per-user results (0: do not poll).
+    #[arg(long, default_value_t = 30)]
+    pub wait_secs: u64,
+}
+
+fn parse_user_type(raw: &str) -> Result<UserType, String> {
+    raw.parse()
+}
+
+fn pairs(list: &[String], flag: &str) -> anyhow::Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for item in list {
+        let Some((k, v)) = item.split_once('=') else {
+            bail!("{flag} {item:?} is not KEY=VALUE");
+        };
+        if k.trim().is_empty() {
+            bail!("{flag} {item:?} has an empty key");
+        }
+        map.insert(k.trim().to_owned(), Value::String(v.to_owned()));
+    }
+    Ok(map)
+}
+
+/// Runs a chatbot command.
 ///
 /// # Errors
-/// Never yet.
-#[allow(clippy::unused_async)]
+/// Configuration, store and Event API failures, each explained.
 pub async fn run(config: &Config, command: ChatCommand) -> anyhow::Result<ExitCode> {
-    let _ = (config, command);
-    anyhow::bail!("not built yet")
+    match command {
+        ChatCommand::Push(args) => push(config, args).await,
+    }
+}
+
+async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let Some(chatbot) = &config.kakao.chatbot else {
+        bail!("the KakaoTalk chatbot is not configured: set KAKAO_SKILL_SECRET and KAKAO_BOT_ID (or [kakao.chatbot])");
+    };
+    let bot = match &args.account {
+        Some(name) => chatbot
+            .bots
+            .iter()
+            .find(|b| &b.account == name)
+            .with_context(|| format!("no Kakao bot account {name:?} in kakao.chatbot.accounts"))?,
+        None if chatbot.bots.len() == 1 => &chatbot.bots[0],
+        None => bail!("several Kakao bots are configured: choose one with --account"),
+    };
+    let bot_id = bot.bot_id.as_deref().context(
+        "KAKAO_BOT_ID (kakao.chatbot.botId) is not set: the Event API needs the bot id (챗봇 관리자센터 > 설정 > 봇 ID)",
+    )?;
+    let key = bot.rest_api_key.clone().context(
+        "KAKAO_REST_API_KEY (kakao.chatbot.restApiKey) is not set: use the REST API key of the Kakao Developers app linked to the bot",
+    )?;
+    let data = pairs(&args.data, "--data")?;
+    let params = pairs(&args.params, "--param")?;
+
+    let store = clawbridge_store::open(&config.bridge.database_url).await?;
+    // Users who blocked the channel get nothing. The channel webhook names users by app user id
+    // (or an open id that cannot be matched), so only appUserId pushes can be checked.
+    let mut users = Vec::new();
+    let mut skipped = 0;
+    for user in &args.users {
+        let blocked = args.user_type == UserType::AppUserId
+            && store
+                .get_state(ns::CHANNEL_USERS, &format!("app_user_id:{user}"), now_ms())
+                .await?
+                .and_then(|v| serde_json::from_str::<Value>(&v).ok())
+                .is_some_and(|v| v["event"] == "blocked");
+        if blocked {
+            println!("skipped {user}: blocked the channel");
+            skipped += 1;
+        } else if !users.contains(user) {
+            users.push(user.clone());
+        }
+    }
+    if users.is_empty() {
+        println!("nothing to send ({skipped} skipped)");
+        return Ok(ExitCode::FAILURE);
+    }
+
+    let api = EventApi::new(&chatbot.bot_api_base_url, bot_id, key)?;
+    let outcomes = api.push(&args.event, &data, args.user_type, &users, &params).await?;
+    let mut ok = true;
+    let mut tasks = Vec::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let task = outcome.task_id.as_deref().unwrap_or("-");
+        println!(
+            "batch {}: {} user(s) → task {task} {}{}",
+            i + 1,
+            outcome.users,
+            outcome.status,
+            outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+        );
+        ok &= outcome.status == "SUCCESS";
+        if let Some(id) = &outcome.task_id {
+            let record = json!({"account": bot.account, "event": args.event, "users": outcome.users,
+                "status": outcome.status, "at": now_ms(), "source": "cli"});
+            let entry = clawbridge_store::StatePut {
+                namespace: ns::PUSH_TASKS,
+                key: id,
+                value: &record.to_string(),
+                expires_at: Some(now_ms() + 30 * 24 * 3_600_000),
+            };
+            store.put_state(&entry, false, now_ms()).await?;
+            tasks.push(id.clone());
+        }
+    }
+    if args.wait_secs > 0 {
+        for task in &tasks {
+            poll_task(&api, task, Duration::from_secs(args.wait_secs)).await;
+        }
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Polls a task until it reports per-user results or a final status, or `wait` passes.
+async fn poll_task(api: &EventApi, task: &str, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        match api.task(task).await {
+            Ok(report) => {
+                let status = report.status.clone().unwrap_or_else(|| "?".to_owned());
+                let done = !report.users.is_empty()
+                    || matches!(status.as_str(), "SUCCESS" | "FAIL" | "ERROR" | "COMPLETE" | "COMPLETED" | "DONE");
+                if done || tokio::time::Instant::now() >= until {
+                    println!("task {task}: {status}");
+                    for (user, result) in &report.users {
+                        println!("  {user}: {result}");
+                    }
+                    if report.users.is_empty() {
+                        println!("  (no per-user results in the report: {})", report.raw);
+                    }
+                    return;
+                }
+            }
+            Err(e) => {
+                println!("task {task}: cannot read the results: {e}");
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

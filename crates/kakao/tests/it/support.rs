@@ -1,0 +1,526 @@
+//! The fake Kakao side and an in-memory bridge with a scripted "pipeline".
+//!
+//! - [`MemBridge`]: the `Bridge` a daemon would give the account, in memory (dedup, TTLs, takes).
+//! - [`Harness`]: the chatbot's routes on `127.0.0.1:0`, a fake pipeline that answers accepted
+//!   utterances through `Connector::render_reply` + `Account::send` after a scripted delay, and a
+//!   fake Kakao bot API (callback receiver, Event API, image server) on another port.
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use clawbridge_channel::{Accepted, Account, AccountContext, AccountStatus, Bridge, BridgeError, Connector};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, OutboundMessage};
+use clawbridge_kakao::chatbot::{ChatbotConfig, KakaoChatbot};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "skill-secret-0123456789";
+pub const ADMIN_KEY: &str = "admin-key-abcdef";
+pub const REST_KEY: &str = "rest-key-123";
+pub const BOT_ID: &str = "bot-1";
+
+fn now_ms() -> EpochMs {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[derive(Default)]
+struct MemInner {
+    inbox: Vec<InboundMessage>,
+    seen: HashMap<String, EpochMs>,
+    state: HashMap<(String, String), (String, Option<EpochMs>, EpochMs)>,
+}
+
+/// An in-memory [`Bridge`].
+#[derive(Default)]
+pub struct MemBridge {
+    inner: Mutex<MemInner>,
+    pub accepted: Notify,
+}
+
+impl MemBridge {
+    pub fn inbox(&self) -> Vec<InboundMessage> {
+        self.inner.lock().unwrap().inbox.clone()
+    }
+
+    pub fn state(&self, namespace: &str, key: &str) -> Option<String> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .state
+            .get(&(namespace.to_owned(), key.to_owned()))
+            .filter(|(_, exp, _)| exp.is_none_or(|e| e > now_ms()))
+            .map(|v| v.0.clone())
+    }
+
+    pub fn namespace(&self, namespace: &str) -> Vec<(String, String)> {
+        let inner = self.inner.lock().unwrap();
+        let mut out: Vec<(String, String)> = inner
+            .state
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .map(|((_, k), (v, _, _))| (k.clone(), v.clone()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[async_trait]
+impl Bridge for MemBridge {
+    async fn accept(&self, msg: InboundMessage) -> Result<Accepted, BridgeError> {
+        let mut inner = self.inner.lock().unwrap();
+        let dup = inner.inbox.iter().any(|m| m.account == msg.account && m.message_id == msg.message_id);
+        if dup {
+            return Ok(Accepted::Duplicate);
+        }
+        inner.inbox.push(msg);
+        drop(inner);
+        self.accepted.notify_waiters();
+        Ok(Accepted::New)
+    }
+
+    async fn delivery_status(
+        &self,
+        _: &ChannelId,
+        _: &str,
+        _: &str,
+        _: Option<&str>,
+        _: EpochMs,
+    ) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn cursor(&self, _: &ChannelId, _: &AccountId, _: &str) -> Result<Option<String>, BridgeError> {
+        Ok(None)
+    }
+
+    async fn set_cursor(&self, _: &ChannelId, _: &AccountId, _: &str, _: &str) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn remember(&self, namespace: &str, key: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
+        let mut inner = self.inner.lock().unwrap();
+        let k = format!("{namespace}\n{key}");
+        let now = now_ms();
+        if inner.seen.get(&k).is_some_and(|exp| *exp > now) {
+            return Ok(false);
+        }
+        inner.seen.insert(k, now + ttl_ms);
+        Ok(true)
+    }
+
+    async fn lease(&self, _: &str, _: EpochMs) -> Result<bool, BridgeError> {
+        Ok(true)
+    }
+
+    async fn enqueue(&self, _: OutboundMessage, _: &str) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn state_get(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
+        Ok(self.state(namespace, key))
+    }
+
+    async fn state_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<EpochMs>,
+        if_absent: bool,
+    ) -> Result<bool, BridgeError> {
+        let mut inner = self.inner.lock().unwrap();
+        let now = now_ms();
+        let k = (namespace.to_owned(), key.to_owned());
+        let live = inner.state.get(&k).is_some_and(|(_, exp, _)| exp.is_none_or(|e| e > now));
+        if if_absent && live {
+            return Ok(false);
+        }
+        inner.state.insert(k, (value.to_owned(), ttl_ms.map(|t| now + t), now));
+        Ok(true)
+    }
+
+    async fn state_take(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
+        let mut inner = self.inner.lock().unwrap();
+        let now = now_ms();
+        Ok(inner
+            .state
+            .remove(&(namespace.to_owned(), key.to_owned()))
+            .filter(|(_, exp, _)| exp.is_none_or(|e| e > now))
+            .map(|v| v.0))
+    }
+
+    async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError> {
+        let inner = self.inner.lock().unwrap();
+        let now = now_ms();
+        let mut out: Vec<(String, String, EpochMs)> = inner
+            .state
+            .iter()
+            .filter(|((ns, _), (_, exp, _))| ns == namespace && exp.is_none_or(|e| e > now))
+            .map(|((_, k), (v, _, at))| (k.clone(), v.clone(), *at))
+            .collect();
+        out.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
+        out.truncate(limit as usize);
+        Ok(out)
+    }
+}
+
+/// One callback POST the fake Kakao received.
+#[derive(Clone, Debug)]
+pub struct CallbackHit {
+    pub body: Value,
+    pub accepted: bool,
+}
+
+/// The fake Kakao bot API: callback URLs (one use each, valid 60 s), the Event API, images.
+#[derive(Default)]
+pub struct FakeKakao {
+    issued: Mutex<HashMap<String, Instant>>,
+    pub callbacks: Mutex<Vec<CallbackHit>>,
+    pub pushes: Mutex<Vec<(HeaderMap, Value)>>,
+    pub image_requests: Mutex<usize>,
+    pub signal: Notify,
+}
+
+impl FakeKakao {
+    /// Issues a one-time callback URL under `base`.
+    pub fn callback_url(&self, base: &str) -> String {
+        let token = format!("tok{}", self.issued.lock().unwrap().len() + 1);
+        self.issued.lock().unwrap().insert(token.clone(), Instant::now());
+        format!("{base}/v1/bots/{BOT_ID}/callback/{token}")
+    }
+
+    pub fn hits(&self) -> Vec<CallbackHit> {
+        self.callbacks.lock().unwrap().clone()
+    }
+
+    pub async fn wait_hits(&self, n: usize) -> Vec<CallbackHit> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let notified = self.signal.notified();
+                let hits = self.hits();
+                if hits.len() >= n {
+                    return hits;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("callback arrived")
+    }
+}
+
+async fn callback(
+    State(kakao): State<Arc<FakeKakao>>,
+    Path((_bot, token)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Valid about a minute and usable once.
+    let issued = kakao.issued.lock().unwrap().remove(&token);
+    let accepted = issued.is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+    let valid_json = body["version"] == "2.0" && body["template"]["outputs"].is_array();
+    kakao.callbacks.lock().unwrap().push(CallbackHit { body, accepted: accepted && valid_json });
+    kakao.signal.notify_waiters();
+    let (status, message) = match (accepted, valid_json) {
+        (true, true) => ("SUCCESS", ""),
+        (false, _) => ("FAIL", "Invalid callback token. 만료된 상태(1분이내 요청 필요)"),
+        (true, false) => ("FAIL", "Invalid json response from bot-skill"),
+    };
+    axum::Json(json!({"taskId": "cb-task", "status": status, "message": message, "timestamp": now_ms()}))
+        .into_response()
+}
+
+async fn event_talk(
+    State(kakao): State<Arc<FakeKakao>>,
+    Path(bot): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("KakaoAK {REST_KEY}")) {
+        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid app key"}))).into_response();
+    }
+    if bot != BOT_ID {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "bot not found"}))).into_response();
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let users = body["user"].as_array().map_or(0, Vec::len);
+    if users == 0 || users > 100 || body["event"]["name"].as_str().is_none() {
+        return (StatusCode::BAD_REQUEST, axum::Json(json!({"message": "invalid request"}))).into_response();
+    }
+    let mut pushes = kakao.pushes.lock().unwrap();
+    pushes.push((headers, body));
+    let n = pushes.len();
+    drop(pushes);
+    kakao.signal.notify_waiters();
+    axum::Json(json!({"taskId": format!("task-{n}"), "status": "SUCCESS", "message": "", "timestamp": now_ms()}))
+        .into_response()
+}
+
+async fn task(State(kakao): State<Arc<FakeKakao>>, Path(id): Path<String>) -> Response {
+    let n: usize = id.trim_start_matches("task-").parse().unwrap_or(0);
+    let pushes = kakao.pushes.lock().unwrap();
+    let Some((_, body)) = pushes.get(n.wrapping_sub(1)) else {
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "no such task"}))).into_response();
+    };
+    let results: Vec<Value> = body["user"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let id = u["id"].as_str().unwrap_or("");
+            json!({"id": id, "status": if id.starts_with("stranger") { "FAIL" } else { "SUCCESS" }})
+        })
+        .collect();
+    axum::Json(json!({"taskId": id, "status": "SUCCESS", "results": results})).into_response()
+}
+
+async fn image(State(kakao): State<Arc<FakeKakao>>, Path(name): Path<String>) -> Response {
+    *kakao.image_requests.lock().unwrap() += 1;
+    const PNG: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13];
+    match name.as_str() {
+        "small.png" => ([("content-type", "image/png")], PNG.to_vec()).into_response(),
+        "huge.png" => ([("content-type", "image/png")], vec![0u8; 3 * 1024 * 1024]).into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+pub async fn serve(router: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// How the fake pipeline answers an utterance: the reply text and how long the "agent" takes.
+pub type Script = Arc<dyn Fn(&str) -> (String, Duration) + Send + Sync>;
+
+pub struct Harness {
+    pub base: String,
+    pub kakao_base: String,
+    pub kakao: Arc<FakeKakao>,
+    pub bridge: Arc<MemBridge>,
+    pub connector: Arc<KakaoChatbot>,
+    pub account: Arc<dyn Account>,
+    pub http: reqwest::Client,
+    /// Every outbound message `send` was called with, and its result.
+    pub sent: Arc<Mutex<Vec<(OutboundMessage, String)>>>,
+    pub runs: Arc<Mutex<usize>>,
+    pub config: ChatbotConfig,
+}
+
+impl Harness {
+    /// Starts everything; `vars` add to (or override) the chatbot environment.
+    pub async fn start(vars: &[(&str, &str)], script: Script) -> Self {
+        Self::start_with(vars, "", script).await
+    }
+
+    /// [`Harness::start`] with more `[kakao.chatbot]` TOML (e.g. accounts).
+    pub async fn start_with(vars: &[(&str, &str)], chatbot_toml: &str, script: Script) -> Self {
+        let kakao = Arc::new(FakeKakao::default());
+        let fake = Router::new()
+            .route("/v1/bots/{bot}/callback/{token}", post(callback))
+            .route("/v2/bots/{bot}/talk", post(event_talk))
+            .route("/v1/tasks/{id}", get(task))
+            .route("/images/{name}", get(image))
+            .with_state(kakao.clone());
+        let kakao_base = format!("http://{}", serve(fake).await);
+
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("KAKAO_SKILL_SECRET".to_owned(), SECRET.to_owned()),
+            ("KAKAO_BOT_ID".to_owned(), BOT_ID.to_owned()),
+            ("KAKAO_ADMIN_KEY".to_owned(), ADMIN_KEY.to_owned()),
+            ("KAKAO_REST_API_KEY".to_owned(), REST_KEY.to_owned()),
+            ("KAKAO_BOT_API_BASE_URL".to_owned(), kakao_base.clone()),
+            ("KAKAO_DM_POLICY".to_owned(), "open".to_owned()),
+            ("KAKAO_ALLOW_FROM".to_owned(), "*".to_owned()),
+            ("KAKAO_SYNC_DEADLINE_SECS".to_owned(), "0.8".to_owned()),
+        ]);
+        for (k, v) in vars {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let table: toml::Table =
+            toml::from_str(&format!("[chatbot]\nimageHosts = [\"127.0.0.1\"]\nmediaMaxMb = 1\n{chatbot_toml}"))
+                .unwrap();
+        let config = ChatbotConfig::load(Some(&table), &|k| env.get(k).cloned()).unwrap().unwrap();
+        let connector = KakaoChatbot::new(&config).unwrap();
+        let accounts = connector.accounts();
+        let account = accounts[0].clone();
+        let bridge = Arc::new(MemBridge::default());
+        let (status, _) = watch::channel(AccountStatus::Starting);
+        let ctx = AccountContext {
+            channel: ChannelId::new("kakao"),
+            account: account.id(),
+            bridge: bridge.clone(),
+            status: Arc::new(status),
+            cancel: CancellationToken::new(),
+        };
+        let routes = account.routes(&ctx).expect("the first account serves the routes");
+        for other in &accounts[1..] {
+            assert!(other.routes(&ctx).is_none(), "one router serves every bot");
+        }
+        let base = format!("http://{}", serve(routes).await);
+
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let runs = Arc::new(Mutex::new(0));
+        tokio::spawn(pipeline(bridge.clone(), connector.clone(), accounts, script, sent.clone(), runs.clone()));
+        Self { base, kakao_base, kakao, bridge, connector, account, http: reqwest::Client::new(), sent, runs, config }
+    }
+
+    /// Another process (replica) on the same store: its own connector and account.
+    pub fn replica(&self) -> (Arc<KakaoChatbot>, Arc<dyn Account>) {
+        let connector = KakaoChatbot::new(&self.config).unwrap();
+        let account = connector.accounts().remove(0);
+        let (status, _) = watch::channel(AccountStatus::Starting);
+        let ctx = AccountContext {
+            channel: ChannelId::new("kakao"),
+            account: account.id(),
+            bridge: self.bridge.clone(),
+            status: Arc::new(status),
+            cancel: CancellationToken::new(),
+        };
+        let _ = account.routes(&ctx);
+        (connector, account)
+    }
+
+    /// POSTs a SkillPayload; returns the status and the JSON body.
+    pub async fn skill(&self, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request =
+            self.http.post(format!("{}/kakao/skill", self.base)).header("X-Skill-Secret", SECRET).json(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub fn runs(&self) -> usize {
+        *self.runs.lock().unwrap()
+    }
+
+    pub async fn wait_sent(&self, n: usize) -> Vec<(OutboundMessage, String)> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let sent = self.sent.lock().unwrap().clone();
+                if sent.len() >= n {
+                    return sent;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the answer was sent")
+    }
+}
+
+/// The stand-in for clawbridge's pipeline: each new utterance → script → render_reply → send.
+async fn pipeline(
+    bridge: Arc<MemBridge>,
+    connector: Arc<KakaoChatbot>,
+    accounts: Vec<Arc<dyn Account>>,
+    script: Script,
+    sent: Arc<Mutex<Vec<(OutboundMessage, String)>>>,
+    runs: Arc<Mutex<usize>>,
+) {
+    let mut handled = 0;
+    loop {
+        let notified = bridge.accepted.notified();
+        let inbox = bridge.inbox();
+        for msg in inbox.into_iter().skip(handled) {
+            handled += 1;
+            *runs.lock().unwrap() += 1;
+            let account = accounts.iter().find(|a| a.id() == msg.account).expect("the account").clone();
+            let (connector, script, sent) = (connector.clone(), script.clone(), sent.clone());
+            tokio::spawn(async move {
+                let (reply, delay) = script(&msg.text);
+                tokio::time::sleep(delay).await;
+                let outbound = if let Some(notice) = reply.strip_prefix("NOTICE:") {
+                    // A notice without reply_to, as the pairing code is sent.
+                    let mut m = OutboundMessage::reply_text(&msg, notice);
+                    m.reply_to = None;
+                    vec![m]
+                } else {
+                    connector.render_reply(&msg, &reply)
+                };
+                for out in outbound {
+                    let result = account.send(&out).await;
+                    let receipt = match result {
+                        Ok(r) => r.platform_message_id.unwrap_or_default(),
+                        Err(e) => format!("error: {e}"),
+                    };
+                    sent.lock().unwrap().push((out, receipt));
+                }
+            });
+        }
+        notified.await;
+    }
+}
+
+/// A SkillPayload as Kakao sends it.
+pub fn payload(user: &str, utterance: &str, callback_url: Option<&str>) -> Value {
+    let mut body = json!({
+        "intent": {"id": "fallback", "name": "폴백 블록"},
+        "userRequest": {
+            "timezone": "Asia/Seoul", "lang": "ko", "utterance": utterance,
+            "block": {"id": "fallback", "name": "폴백 블록"},
+            "user": {"id": format!("bot-{user}"), "type": "botUserKey",
+                     "properties": {"plusfriendUserKey": format!("pf-{user}"), "isFriend": true}}
+        },
+        "bot": {"id": BOT_ID, "name": "상점봇"},
+        "action": {"id": "skill", "name": "agent", "params": {}, "detailParams": {}, "clientExtra": {}}
+    });
+    if let Some(url) = callback_url {
+        body["userRequest"]["callbackUrl"] = json!(url);
+    }
+    body
+}
+
+/// The texts of a SkillResponse's simpleText outputs.
+pub fn texts(response: &Value) -> Vec<String> {
+    response["template"]["outputs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["simpleText"]["text"].as_str().map(str::to_owned))
+        .collect()
+}
+
+pub fn quick_labels(response: &Value) -> Vec<String> {
+    response["template"]["quickReplies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|q| q["label"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Answers `ECHO <text>` after `SLOW:<ms>` if present.
+pub fn echo_script() -> Script {
+    Arc::new(|text: &str| {
+        let delay = text
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("SLOW:"))
+            .and_then(|ms| ms.parse().ok())
+            .map_or(Duration::ZERO, Duration::from_millis);
+        if let Some(n) =
+            text.split_whitespace().find_map(|w| w.strip_prefix("LONG:")).and_then(|n| n.parse::<usize>().ok())
+        {
+            let sentence = "이 문장은 긴 답변을 만들기 위한 예시 문장입니다. ";
+            let long: String = sentence.repeat(n / sentence.chars().count() + 1).chars().take(n).collect();
+            return (long, delay);
+        }
+        if let Some(notice) = text.split_whitespace().find_map(|w| w.strip_prefix("NOTICE:")) {
+            return (format!("NOTICE:{notice}"), delay);
+        }
+        (format!("ECHO {text}"), delay)
+    })
+}
