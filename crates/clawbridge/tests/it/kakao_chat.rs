@@ -397,6 +397,9 @@ async fn kakao_pairing_code_inline_then_approved() {
         .unwrap_or_else(|| panic!("a pairing code in {first:?}"))
         .to_owned();
     assert!(fake.agent_calls().is_empty(), "an unknown user does not reach the agent");
+    // Asking again before the approval: told to wait, not promised an answer that never comes.
+    let again = valid(&k.skill(&user, "아직인가요?", None).await).plain_text();
+    assert!(again.contains("승인을 기다리고"), "{again}");
 
     let approve = PairingAction::Approve { channel: "kakao".to_owned(), code, no_notify: false };
     let code = clawbridge::commands::pairing::run(&cfg, approve).await.unwrap();
@@ -416,5 +419,42 @@ async fn kakao_pairing_code_inline_then_approved() {
         vec![cfg.pipeline.approved_reply.clone(), "FAKE-REPLY: 주문 확인해 주세요".to_owned()],
         "{next:?}"
     );
+    k.shutdown().await;
+}
+
+/// DM policy `allowlist` with no deny text: a refused user is told at once that the assistant is
+/// not available, instead of "still working" for an answer that never comes.
+#[tokio::test]
+async fn kakao_refused_user_is_answered_at_once() {
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    let fake = FakeGateway::start("kakao-deny-token-0123").await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &fake.url(),
+        "kakao-deny-token-0123",
+        &[
+            ("KAKAO_SKILL_SECRET", SECRET),
+            ("KAKAO_BOT_ID", BOT),
+            ("KAKAO_DM_POLICY", "allowlist"),
+            ("KAKAO_ALLOW_FROM", "someone-else"),
+            ("KAKAO_SYNC_DEADLINE_SECS", "4.5"),
+        ],
+    );
+    let connectors = clawbridge::channels::enabled(&cfg).unwrap();
+    let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
+    daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
+    let mut k = Kakao {
+        daemon: Some(daemon),
+        callbacks: Arc::default(),
+        callback_base: String::new(),
+        http: reqwest::Client::new(),
+        database_url: cfg.bridge.database_url.clone(),
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    let answer = valid(&k.skill(&unique("pf"), "도와주세요", None).await);
+    assert!(answer.plain_text().contains("이용할 수 없어요"), "{answer:?}");
+    assert!(answer.template.as_ref().unwrap().quick_replies.is_empty(), "no 답변 보기 for an answer that never comes");
+    assert!(fake.agent_calls().is_empty());
     k.shutdown().await;
 }

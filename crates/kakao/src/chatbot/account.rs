@@ -43,6 +43,10 @@ const MORE_TTL_MS: EpochMs = 24 * 3_600_000;
 const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The answer of a bot whose DM policy is `disabled`.
 const DISABLED_TEXT: &str = "지금은 이 채널에서 AI 상담을 이용할 수 없어요.";
+/// The answer to a sender whose pairing code is still waiting for the owner's approval.
+const PAIRING_PENDING_TEXT: &str = "채널 관리자의 승인을 기다리고 있어요. 받으신 페어링 코드를 관리자에게 알려 주세요.";
+/// The answer when the agent decided not to reply.
+const SILENT_TEXT: &str = "확인했어요.";
 /// A callback POST waits this long after the handler decided on `useCallback`.
 const CALLBACK_SETTLE: Duration = Duration::from_millis(100);
 
@@ -289,6 +293,25 @@ impl Account for BotAccount {
         }
         // 4. Nobody waits: a handler of a newer turn of this peer may show it, else the next utterance.
         self.keep_for_next_turn(&*bridge, msg, pages).await
+    }
+
+    /// A turn that ends without a reply (refused sender, pairing still pending, a silent agent)
+    /// must not leave its skill request waiting for the deadline and then promise an answer.
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
+        if replies > 0 {
+            return;
+        }
+        let text = match outcome {
+            "pairing" => PAIRING_PENDING_TEXT,
+            "silent" => SILENT_TEXT,
+            _ => DISABLED_TEXT,
+        };
+        if let Some(TurnState::Waiting { waiters, .. }) =
+            self.take_turn(Some(msg.message_id.as_str()), msg.peer.as_str())
+        {
+            hand_over(waiters, &SkillResponse::text(text));
+            metrics::counter!("clawbridge_kakao_replies_total", "via" => "no_answer").increment(1);
+        }
     }
 }
 
