@@ -23,14 +23,12 @@ impl KakaoConfig {
     /// # Errors
     /// A message naming the setting and the fix.
     pub fn load(file: Option<&toml::Table>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, String> {
-        if let Some(table) = file {
-            if let Some(unknown) = table.keys().find(|key| !TOP_LEVEL_KEYS.contains(&key.as_str())) {
-                return Err(format!(
-                    "[kakao] in the config file has an unknown key {unknown:?}: use one of {} \
-                     (chatbot settings go in [kakao.chatbot], Kakao Login in [kakao.oauth])",
-                    TOP_LEVEL_KEYS.join(", ")
-                ));
-            }
+        if let Some(unknown) = file.and_then(|table| table.keys().find(|key| !TOP_LEVEL_KEYS.contains(&key.as_str()))) {
+            return Err(format!(
+                "[kakao] in the config file has an unknown key {unknown:?}: use one of {} \
+                 (chatbot settings go in [kakao.chatbot], Kakao Login in [kakao.oauth])",
+                TOP_LEVEL_KEYS.join(", ")
+            ));
         }
         let chatbot = ChatbotConfig::load(with_app_key_in_chatbot(file).as_ref(), env)?;
         let login = LoginConfig::load(file, env)?;
