@@ -9,7 +9,13 @@ use std::sync::Arc;
 /// # Errors
 /// A channel whose configuration cannot start (the message names the setting).
 pub fn enabled(config: &Config) -> anyhow::Result<Vec<Arc<dyn Connector>>> {
-    let connectors: Vec<Arc<dyn Connector>> = Vec::new();
+    let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
     let _ = config;
+    // WhatsApp (Kapso): refuses a public webhook mode without a secret unless overridden.
+    if let Some(whatsapp) = &config.whatsapp {
+        whatsapp.validate_for_serve().map_err(anyhow::Error::msg)?;
+        let connector = clawbridge_whatsapp::WhatsAppConnector::new(whatsapp.clone()).map_err(anyhow::Error::msg)?;
+        connectors.push(Arc::new(connector));
+    }
     Ok(connectors)
 }

@@ -103,12 +103,12 @@ fn convert_inline(text: &str) -> String {
     while i < chars.len() {
         let c = chars[i];
         // Inline code: copy through the closing backtick.
-        if c == '`' {
-            if let Some(end) = find_from(&chars, i + 1, |j| chars[j] == '`') {
-                out.extend(&chars[i..=end]);
-                i = end + 1;
-                continue;
-            }
+        if c == '`'
+            && let Some(end) = find_from(&chars, i + 1, |j| chars[j] == '`')
+        {
+            out.extend(&chars[i..=end]);
+            i = end + 1;
+            continue;
         }
         // URLs are never touched (underscores and asterisks in them are not emphasis).
         if starts_with(&chars, i, "https://") || starts_with(&chars, i, "http://") {
@@ -118,17 +118,17 @@ fn convert_inline(text: &str) -> String {
             continue;
         }
         // [text](url) → text (url); [url](url) → url.
-        if c == '[' {
-            if let Some((label, url, next)) = parse_link(&chars, i) {
-                let label_text = convert_inline(&label);
-                if label.trim() == url.trim() {
-                    out.push_str(&url);
-                } else {
-                    out.push_str(&format!("{label_text} ({url})"));
-                }
-                i = next;
-                continue;
+        if c == '['
+            && let Some((label, url, next)) = parse_link(&chars, i)
+        {
+            let label_text = convert_inline(&label);
+            if label.trim() == url.trim() {
+                out.push_str(&url);
+            } else {
+                out.push_str(&format!("{label_text} ({url})"));
             }
+            i = next;
+            continue;
         }
         if let Some((rendered, next)) = emphasis(&chars, i) {
             out.push_str(&rendered);
@@ -144,11 +144,11 @@ fn convert_inline(text: &str) -> String {
 /// `**b**`/`__b__` → `*b*`, `~~s~~` → `~s~`, `*i*` → `_i_` starting at `i`: the rendering and the next index.
 fn emphasis(chars: &[char], i: usize) -> Option<(String, usize)> {
     for (marker, replacement) in [("**", '*'), ("__", '*'), ("~~", '~')] {
-        if starts_with(chars, i, marker) {
-            if let Some(end) = find_closing(chars, i + 2, marker) {
-                let inner: String = chars[i + 2..end].iter().collect();
-                return Some((format!("{replacement}{}{replacement}", convert_inline(&inner)), end + 2));
-            }
+        if starts_with(chars, i, marker)
+            && let Some(end) = find_closing(chars, i + 2, marker)
+        {
+            let inner: String = chars[i + 2..end].iter().collect();
+            return Some((format!("{replacement}{}{replacement}", convert_inline(&inner)), end + 2));
         }
     }
     // A single asterisk hugging a word on both ends.
@@ -163,14 +163,7 @@ fn emphasis(chars: &[char], i: usize) -> Option<(String, usize)> {
 }
 
 fn starts_with(chars: &[char], at: usize, pattern: &str) -> bool {
-    let mut j = at;
-    for p in pattern.chars() {
-        if chars.get(j) != Some(&p) {
-            return false;
-        }
-        j += 1;
-    }
-    true
+    (at..).zip(pattern.chars()).all(|(j, p)| chars.get(j) == Some(&p))
 }
 
 fn find_from(chars: &[char], from: usize, pred: impl Fn(usize) -> bool) -> Option<usize> {
