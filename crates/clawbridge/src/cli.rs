@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: channels, webhook listener, workers.
-    Serve,
+    Serve {
+        /// Accept unsigned WhatsApp webhooks in KAPSO_MODE=tailscale|domain (same as
+        /// KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true). Anyone who finds the URL can then post messages.
+        #[arg(long)]
+        insecure_no_signature: bool,
+    },
     /// Check configuration, store and the gateway handshake; exits non-zero with the fix.
     Doctor,
     /// Show queue depths, dead letters and the daemon's gateway state.
@@ -47,6 +52,12 @@ pub enum Command {
         /// Kakao action.
         #[command(subcommand)]
         action: commands::kakao::KakaoCommand,
+    },
+    /// WhatsApp through Kapso: send messages, media, templates and reactions.
+    Whatsapp {
+        /// WhatsApp action.
+        #[command(subcommand)]
+        action: commands::whatsapp::WhatsappCommand,
     },
 }
 
@@ -91,6 +102,30 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(config.bridge.log_format);
+    let mut config = config;
+    block_on(async move {
+        match cli.command {
+            Command::Serve { insecure_no_signature } => {
+                if insecure_no_signature && let Some(whatsapp) = config.whatsapp.as_mut() {
+                    whatsapp.allow_unsigned_webhooks = true;
+                }
+                commands::serve::run(config).await
+            }
+            Command::Doctor => commands::doctor::run(&config).await,
+            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
+            Command::Pairing { action } => commands::pairing::run(&config, action).await,
+            Command::Kakao { action } => commands::kakao::run(&config, action).await,
+            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
+        }
+    })
+}
+
+/// Runs `command` on a fresh multi-threaded runtime (with the process's TLS provider) and turns
+/// an error into `error: …` on stderr and a failure exit code. The compatibility binaries use it too.
+pub fn block_on<F>(command: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
     // One TLS crypto provider for the whole process (rust-stack.md §2.2).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -100,16 +135,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve => commands::serve::run(config).await,
-            Command::Doctor => commands::doctor::run(&config).await,
-            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
-            Command::Pairing { action } => commands::pairing::run(&config, action).await,
-            Command::Kakao { action } => commands::kakao::run(&config, action).await,
-        }
-    });
-    match result {
+    match runtime.block_on(command) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -255,6 +255,14 @@ pub fn funnel_args(port: u16, target: &str) -> Vec<String> {
     vec!["funnel".to_owned(), format!("--https={port}"), format!("--set-path={WEBHOOK_PATH}"), target.to_owned()]
 }
 
+/// Asks the CLI for this node's MagicDNS name (`tailscale status --json`), for preflight checks.
+///
+/// # Errors
+/// Why Tailscale is not usable, with the fix.
+pub async fn probe_dns_name(settings: &TailscaleSettings) -> Result<String, TailscaleError> {
+    dns_name_from_status(&query(&settings.binary, &["status", "--json"]).await?)
+}
+
 /// What [`Funnel::spawn`] needs.
 #[derive(Clone, Debug)]
 pub struct FunnelOptions {

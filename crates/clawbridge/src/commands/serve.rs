@@ -10,8 +10,18 @@ use std::process::ExitCode;
 /// Start-up failures (configuration, store, listener), each naming the fix.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let connectors = crate::channels::enabled(&config)?;
+    let whatsapp_config = config.clone();
     let handle = daemon::start(config, connectors).await?;
+    // KAPSO_MODE=tailscale publishes the bound listener's /webhook through a supervised funnel.
+    let public_webhook = match crate::commands::whatsapp::PublicWebhook::start(&whatsapp_config, handle.addr).await {
+        Ok(public) => public,
+        Err(e) => {
+            handle.shutdown().await;
+            return Err(e);
+        }
+    };
     wait_for_signal().await;
+    public_webhook.stop().await;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
