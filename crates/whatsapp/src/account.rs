@@ -135,9 +135,14 @@ impl Connector for WhatsAppConnector {
             Some(name) => format!("Their WhatsApp profile name is {:?} (self-chosen, unverified). ", name),
             None => String::new(),
         };
+        let quoted = match (&msg.reply_to, &msg.kind) {
+            (Some(id), clawbridge_core::MessageKind::Reaction) => format!("The reaction is to message {id}. "),
+            (Some(id), _) => format!("The user is replying to (quoting) an earlier message, id {id}. "),
+            (None, _) => String::new(),
+        };
         format!(
             "You are answering a WhatsApp message sent to the business number with Kapso phone number id {business} \
-             (clawbridge account {account}). The sender's number is {number}; they are {role}. {name}\
+             (clawbridge account {account}). The sender's number is {number}; they are {role}. {name}{quoted}\
              Your reply is delivered as WhatsApp text: use *bold*, _italic_, ~strikethrough~ and ```code``` if needed; \
              Markdown headings, tables and link syntax do not render. Long answers are split into several messages.",
             account = msg.account,

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest a call waits for the rate limiter before reporting "rate limited" to its caller.
-const MAX_LIMITER_WAIT: Duration = Duration::from_secs(60);
+/// Longest a call waits for the rate limiter before reporting "rate limited" to its caller
+/// (with the HTTP timeout it stays inside the outbox's 90 s per send).
+const MAX_LIMITER_WAIT: Duration = Duration::from_secs(45);
 /// Redirects followed by a media download (each target is checked against the allow-list).
 const MAX_REDIRECTS: usize = 5;
 /// Largest page Kapso serves.

@@ -342,10 +342,11 @@ impl WhatsAppConfig {
         Ok(())
     }
 
-    /// Whether the webhook routes are served (a webhook mode, or a secret configured for a
-    /// webhook in polling mode, e.g. behind a proxy the operator set up).
+    /// Whether the webhook routes are served: in a webhook mode, or in polling mode when a
+    /// secret is configured (a webhook beside polling) or unsigned webhooks are explicitly
+    /// allowed. Polling mode never serves an unsigned webhook by accident.
     pub fn serves_webhook(&self) -> bool {
-        self.mode.is_public_webhook() || self.webhook_secret.is_some() || self.webhook_verify_token.is_some()
+        self.mode.is_public_webhook() || self.webhook_secret.is_some() || self.allow_unsigned_webhooks
     }
 
     /// Whether the poller runs (polling mode, or `KAPSO_POLL_FALLBACK` beside a webhook mode).
@@ -570,6 +571,10 @@ mod tests {
         assert!(load(&vars, None).unwrap().unwrap().validate_for_serve().is_ok());
         let polling = load(&base[..2], None).unwrap().unwrap();
         assert!(polling.validate_for_serve().is_ok() && !polling.serves_webhook());
+        // A verify token alone does not open an unsigned webhook in polling mode.
+        let mut vars = base[..2].to_vec();
+        vars.push(("KAPSO_WEBHOOK_VERIFY_TOKEN", "t"));
+        assert!(!load(&vars, None).unwrap().unwrap().serves_webhook());
     }
 
     #[test]
