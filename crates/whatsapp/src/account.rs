@@ -8,7 +8,7 @@ use crate::render::{MAX_TEXT_CHARS, render_reply_parts};
 use crate::webhook::{self, WebhookAccount, WebhookState};
 use async_trait::async_trait;
 use base64::Engine;
-use clawbridge_channel::{Account, AccountContext, Capabilities, ChannelError, Connector};
+use clawbridge_channel::{Account, AccountContext, AccountStatus, Capabilities, ChannelError, Connector};
 use clawbridge_core::ids::mask;
 use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{AccountId, ChannelId, InboundMessage, MediaKind, MediaRef, OutboundMessage, Receipt, SendError};
@@ -257,6 +257,19 @@ impl Account for WhatsAppAccount {
             polling = self.config.polls(),
             "WhatsApp account started"
         );
+        // A rejected key is reported at once instead of at the first reply.
+        match self.client.check_credentials().await {
+            Err(SendError::AuthExpired) => {
+                let reason = format!(
+                    "Kapso rejected the API key of account {} (KAPSO_API_KEY / whatsapp.accounts.{}.api_key): check it in the Kapso dashboard",
+                    self.account.id, self.account.id
+                );
+                tracing::error!("{reason}");
+                ctx.status.send_replace(AccountStatus::Degraded(reason));
+            }
+            Err(e) => tracing::warn!(account = %self.account.id, error = %e, "cannot reach Kapso yet"),
+            Ok(()) => {}
+        }
         if self.config.polls() {
             let settings = PollSettings { interval: self.config.poll_interval, overlap: self.config.poll_overlap };
             Poller::new(self.client.clone(), settings).run(ctx).await;

@@ -116,6 +116,8 @@ pub struct MessagePage {
     pub data: Vec<Value>,
     /// `paging.cursors.after`: the next (older) page, when there is one.
     pub after: Option<String>,
+    /// The server's clock (`Date` header), so a first poll does not depend on the local clock.
+    pub server_time: Option<clawbridge_core::EpochMs>,
 }
 
 /// Filters of `GET /{phone_number_id}/messages`.
@@ -381,7 +383,7 @@ impl KapsoClient {
         if let Some(after) = &query.after {
             params.push(("after", after.clone()));
         }
-        let answer = self.execute(|| Ok(self.http.get(&url).query(&params))).await?;
+        let (answer, server_time) = self.execute_dated(|| Ok(self.http.get(&url).query(&params))).await?;
         let data = match answer.get("data") {
             Some(Value::Array(items)) => items.clone(),
             _ => return Err(SendError::transient(format!("message list without data: {}", clip(&answer.to_string())))),
@@ -391,7 +393,7 @@ impl KapsoClient {
             .and_then(Value::as_str)
             .filter(|c| !c.is_empty())
             .map(str::to_owned);
-        Ok(MessagePage { data, after })
+        Ok(MessagePage { data, after, server_time })
     }
 
     /// Checks the credentials the way the Go bridge's `preflight` does (`limit=1`).
@@ -486,6 +488,14 @@ impl KapsoClient {
         &self,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<Value, SendError> {
+        self.execute_dated(build).await.map(|(value, _)| value)
+    }
+
+    /// [`execute`](Self::execute), also returning the server's `Date`.
+    async fn execute_dated(
+        &self,
+        build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
+    ) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
         if tokio::time::timeout(MAX_LIMITER_WAIT, self.limiter.acquire()).await.is_err() {
             metrics::counter!("clawbridge_whatsapp_rate_limited_total", "source" => "local").increment(1);
             return Err(SendError::RateLimited { retry_after: Some(Duration::from_secs(30)) });
@@ -493,6 +503,11 @@ impl KapsoClient {
         let request = build()?.header("X-API-Key", self.api_key.expose_secret());
         let response = request.send().await.map_err(|e| SendError::transient(describe_reqwest(e)))?;
         let status = response.status().as_u16();
+        let server_time = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::timefmt::parse_http_date);
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
@@ -501,13 +516,14 @@ impl KapsoClient {
             .map(Duration::from_secs);
         let text = response.text().await.map_err(|e| SendError::transient(describe_reqwest(e)))?;
         if status == 200 || status == 201 {
-            return serde_json::from_str(&text).or_else(|_| {
+            let value = serde_json::from_str(&text).or_else(|_| {
                 if text.trim().is_empty() {
                     Ok(Value::Null)
                 } else {
                     Err(SendError::transient(format!("Kapso answered non-JSON: {}", clip(&text))))
                 }
             });
+            return value.map(|v| (v, server_time));
         }
         let error = classify(status, retry_after, &text);
         if let SendError::RateLimited { retry_after } = &error {

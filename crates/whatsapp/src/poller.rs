@@ -5,7 +5,8 @@
 //! newest), and stores them oldest first. Messages seen again inside the overlap are
 //! duplicates the store drops. The cursor — the newest Kapso `created_at` seen (the WhatsApp
 //! `timestamp` when `created_at` is absent; it is never later) — is stored only after every
-//! message of the poll was accepted, so a crash re-reads instead of skipping. One replica
+//! message of the poll was accepted, so a crash re-reads instead of skipping. A first start
+//! begins at Kapso's current time (its `Date` header) minus the overlap. One replica
 //! polls an account at a time (a lease); errors back off and mark the account degraded.
 
 use crate::client::{KapsoClient, ListQuery, MAX_PAGE_SIZE};
@@ -129,8 +130,10 @@ impl Poller {
         let cursor = match stored.as_deref().and_then(parse_time) {
             Some(cursor) => cursor,
             None => {
-                // First start: from now (minus the overlap), like the Go bridge, not the whole history.
-                let start = now_ms();
+                // First start: from now (minus the overlap), not the whole history. "Now" is
+                // Kapso's clock (the `Date` of a one-message listing) so local clock skew does not matter.
+                let probe = self.client.list_messages(&ListQuery { limit: Some(1), ..ListQuery::default() }).await?;
+                let start = probe.server_time.unwrap_or_else(now_ms);
                 ctx.bridge.set_cursor(&ctx.channel, &ctx.account, CURSOR_NAME, &format_rfc3339(start)).await?;
                 start
             }

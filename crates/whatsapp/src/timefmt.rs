@@ -56,6 +56,29 @@ pub fn parse_time(raw: &str) -> Option<EpochMs> {
     Some((days * 86_400 + h * 3600 + mi * 60 + s - offset_secs) * 1000 + millis)
 }
 
+/// Parses an HTTP `Date` header (IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn parse_http_date(raw: &str) -> Option<EpochMs> {
+    let mut parts = raw.split_whitespace().skip(1);
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month = match parts.next()? {
+        "Jan" => 1,
+        "Feb" => 2,
+        "Mar" => 3,
+        "Apr" => 4,
+        "May" => 5,
+        "Jun" => 6,
+        "Jul" => 7,
+        "Aug" => 8,
+        "Sep" => 9,
+        "Oct" => 10,
+        "Nov" => 11,
+        "Dec" => 12,
+        _ => return None,
+    };
+    let year: i64 = parts.next()?.parse().ok()?;
+    parse_time(&format!("{year:04}-{month:02}-{day:02}T{}Z", parts.next()?))
+}
+
 // Howard Hinnant's civil calendar algorithms.
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -95,6 +118,8 @@ mod tests {
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(parse_time("yesterday"), None);
         assert_eq!(parse_time("2024-13-01T00:00:00Z"), None);
+        assert_eq!(parse_http_date("Mon, 28 Oct 2024 05:20:00 GMT"), Some(1_730_092_800_000));
+        assert_eq!(parse_http_date("garbage"), None);
     }
 
     proptest! {

@@ -141,3 +141,27 @@ async fn routes_only_in_webhook_modes_and_only_on_the_first_account() {
     assert!(accounts[0].routes(&bridge.context("default")).is_some());
     assert!(accounts[1].routes(&bridge.context("sales")).is_none(), "one set of routes for every number");
 }
+
+#[tokio::test]
+async fn a_rejected_api_key_degrades_the_account_at_start() {
+    let fake = FakeKapso::start().await;
+    let cfg = config(&fake, &[("KAPSO_API_KEY", "revoked"), ("KAPSO_MODE", "domain"), ("KAPSO_WEBHOOK_SECRET", "s")]);
+    let connector = WhatsAppConnector::new(cfg).unwrap();
+    let bridge = MemoryBridge::new();
+    let ctx = bridge.context("default");
+    let mut status = ctx.status.subscribe();
+    let cancel = ctx.cancel.clone();
+    let account = connector.accounts()[0].clone();
+    let task = tokio::spawn(async move { account.run(ctx).await });
+    let degraded = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        status.wait_for(|s| matches!(s, clawbridge_channel::AccountStatus::Degraded(_))),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone();
+    assert!(matches!(degraded, clawbridge_channel::AccountStatus::Degraded(r) if r.contains("KAPSO_API_KEY")));
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+}

@@ -97,7 +97,11 @@ async fn first_start_begins_now_and_run_reports_degraded_on_errors() {
     let mut poller = Poller::new(fake.client(), settings());
     let outcome = poller.poll_once(&ctx).await.unwrap();
     assert_eq!(outcome.new, 0);
-    assert!(bridge.cursors.lock().unwrap().contains_key(&format!("default/{CURSOR_NAME}")));
+    // The start is Kapso's clock (the Date header of a one-message probe), not the history's start.
+    let probe = &fake.requests_to("GET", "/messages")[0];
+    assert_eq!(probe.query["limit"], "1");
+    let cursor = parse_time(&bridge.cursors.lock().unwrap()[&format!("default/{CURSOR_NAME}")]).unwrap();
+    assert!(cursor > T0, "cursor {cursor} starts at the server's now");
 
     fake.script_lists((0..50).map(|_| Some(Answer::error(500, json!({"error":"down"})))));
     let mut status = ctx.status.subscribe();
