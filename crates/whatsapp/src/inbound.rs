@@ -131,6 +131,10 @@ fn parse_kapso_record(record: &Value, event: Option<&str>, batch: &mut WebhookBa
         }
         None => direction != Some("outbound"),
     };
+    if is_received && is_history_import(message) {
+        batch.ignored.push("history_sync".to_owned());
+        return Ok(());
+    }
     if is_received {
         batch.messages.push(InboundRecord {
             message: message.clone(),
@@ -209,6 +213,12 @@ fn parse_meta(body: &Value, batch: &mut WebhookBatch) -> Result<(), PayloadError
         }
     }
     Ok(())
+}
+
+/// Messages Kapso imported from the phone's history (coexistence onboarding) are old
+/// conversation, not new questions: answering them would message people about months-old chats.
+pub fn is_history_import(message: &Value) -> bool {
+    message.pointer("/kapso/origin").and_then(Value::as_str) == Some("history_sync")
 }
 
 /// `131047 Re-engagement message: More than 24 hours…` from Meta's `errors` array.
@@ -552,6 +562,11 @@ mod tests {
             parse_webhook(&conv, Some("whatsapp.conversation.created"), None).unwrap().ignored,
             ["whatsapp.conversation.created"]
         );
+        let imported = json!({"message":{"id":"h","type":"text","text":{"body":"old"},"from":"1",
+            "kapso":{"direction":"inbound","origin":"history_sync"}}});
+        let batch = parse_webhook(&imported, Some("whatsapp.message.received"), None).unwrap();
+        assert!(batch.messages.is_empty());
+        assert_eq!(batch.ignored, ["history_sync"]);
         let other = json!({"message":{"id":"x"}});
         assert_eq!(
             parse_webhook(&other, Some("workflow.execution.failed"), None).unwrap().ignored,

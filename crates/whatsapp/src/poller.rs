@@ -172,6 +172,10 @@ impl Poller {
                 newest = newest.max(at);
             }
             let Some(id) = item.get("id").and_then(Value::as_str).map(str::to_owned) else { continue };
+            if inbound::is_history_import(&item) {
+                metrics::counter!("clawbridge_whatsapp_webhook_ignored_total", "event" => "history_sync").increment(1);
+                continue;
+            }
             if self.seen.contains(&id) {
                 outcome.duplicates += 1;
                 continue;

@@ -10,9 +10,25 @@ use clawbridge_core::text::chunk_text;
 /// WhatsApp's text limit, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
-/// Renders and splits a reply: the parts to send, in order.
+/// Room kept in each part for closing and reopening a code fence cut by the split.
+const FENCE_ROOM: usize = 8;
+
+/// Renders and splits a reply: the parts to send, in order. A code block cut by a split is
+/// closed at the end of its part and reopened in the next, so both render as code.
 pub fn render_reply_parts(markdown: &str) -> Vec<String> {
-    chunk_text(&to_whatsapp(markdown), MAX_TEXT_CHARS)
+    let mut parts = chunk_text(&to_whatsapp(markdown), MAX_TEXT_CHARS - FENCE_ROOM);
+    let mut open = false;
+    for part in &mut parts {
+        if open {
+            part.insert_str(0, "```\n");
+        }
+        let fences = part.lines().filter(|l| l.trim_start().starts_with("```")).count();
+        open = fences % 2 == 1;
+        if open {
+            part.push_str("\n```");
+        }
+    }
+    parts
 }
 
 /// Converts Markdown to WhatsApp formatting and removes directive tags.
@@ -259,6 +275,19 @@ mod tests {
         let emoji = "😀".repeat(5000);
         let parts = render_reply_parts(&emoji);
         assert_eq!(parts.iter().map(|p| p.chars().count()).sum::<usize>(), 5000);
+    }
+
+    #[test]
+    fn a_code_block_cut_by_the_split_is_closed_and_reopened() {
+        let code: String = (0..400).map(|i| format!("let value_{i} = {i};\n")).collect();
+        let parts = render_reply_parts(&format!("Here:\n```\n{code}```\nDone."));
+        assert!(parts.len() >= 2);
+        for part in &parts {
+            let fences = part.lines().filter(|l| l.trim_start().starts_with("```")).count();
+            assert_eq!(fences % 2, 0, "balanced fences in {part:?}");
+            assert!(part.chars().count() <= MAX_TEXT_CHARS);
+        }
+        assert!(parts[1].starts_with("```\n"));
     }
 
     proptest! {
