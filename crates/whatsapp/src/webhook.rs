@@ -5,8 +5,8 @@
 //! mismatch); malformed bodies get 400. Every record is converted first, so a bad record
 //! rejects the delivery before anything is stored; then media is fetched, messages are
 //! persisted through the bridge and statuses recorded, and only then 200 is answered.
-//! Duplicates (same message id, or same `X-Idempotency-Key`) are acknowledged and not stored
-//! twice. GET answers Meta's `hub.challenge` handshake (verify token compared in constant time).
+//! Duplicates (same message id, or same `X-Idempotency-Key` for deliveries with media or
+//! statuses) are acknowledged and not stored or counted twice. GET answers Meta's `hub.challenge` handshake (verify token compared in constant time).
 
 use crate::client::KapsoClient;
 use crate::inbound::{self, CHANNEL, Converted, PayloadError};
@@ -142,7 +142,17 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
     };
 
-    let idempotency_key = header("x-idempotency-key").map(str::to_owned);
+    // A replayed delivery of text messages is stopped by the message-id dedup of the store at
+    // no extra cost; the delivery key is checked (and kept) only where a replay would repeat
+    // work: media downloads and status updates. That keeps text ingest at one store write.
+    let replay_costs = !batch.statuses.is_empty()
+        || batch.messages.iter().any(|r| {
+            r.message
+                .get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_some_and(|t| matches!(t, "image" | "video" | "audio" | "document" | "sticker"))
+        });
+    let idempotency_key = header("x-idempotency-key").filter(|_| replay_costs).map(str::to_owned);
     if let Some(key) = &idempotency_key {
         match state.bridge.state_get(IDEMPOTENCY_NAMESPACE, key).await {
             Ok(Some(_)) => {

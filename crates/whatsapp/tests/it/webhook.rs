@@ -184,8 +184,13 @@ async fn duplicates_by_message_id_and_idempotency_key() {
     assert_eq!(answer["duplicates"], 1);
     assert_eq!(s.bridge.accepted().len(), 1);
 
-    // A retried delivery with the same X-Idempotency-Key is acknowledged without work.
-    let other = non_batched("wamid.idem", "keyed");
+    // A retried delivery with the same X-Idempotency-Key is acknowledged without work
+    // (media is not downloaded again).
+    let url = s.fake.add_file("idem.jpg", "image/jpeg", vec![1, 2, 3]);
+    let other = json!({"message":{"id":"wamid.idem","type":"image","image":{"id":"M","mime_type":"image/jpeg"},
+        "kapso":{"direction":"inbound","media_url":url}},
+      "conversation":{"phone_number":"+15551234567"},"phone_number_id":PNID})
+    .to_string();
     let headers = vec![
         ("x-webhook-signature", webhook::sign(SECRET.as_bytes(), other.as_bytes())),
         ("x-idempotency-key", "delivery-42".to_owned()),
@@ -194,6 +199,7 @@ async fn duplicates_by_message_id_and_idempotency_key() {
     let (status, answer) = s.post("/webhook", &other, &headers).await;
     assert_eq!((status, answer["duplicate"].clone()), (200, json!(true)));
     assert_eq!(s.bridge.accepted().len(), 2);
+    assert_eq!(s.fake.requests_to("GET", "/files/idem.jpg").len(), 1, "downloaded once");
 }
 
 #[tokio::test]
