@@ -310,7 +310,7 @@ impl Account for WhatsAppAccount {
             } else {
                 return Err(SendError::Permanent("extra.whatsapp has no template, reaction or type".to_owned()));
             };
-            return Ok(Receipt { platform_message_id: Some(sent.message_id) });
+            return Ok(Receipt { platform_message_id: Some(sent.message_id).filter(|id| !id.is_empty()) });
         }
         let mut last = None;
         for (i, media) in msg.media.iter().enumerate() {
@@ -321,7 +321,7 @@ impl Account for WhatsAppAccount {
             last = Some(self.client.send_text(to, text, quote).await?.message_id);
         }
         match last {
-            Some(id) => Ok(Receipt { platform_message_id: Some(id) }),
+            Some(id) => Ok(Receipt { platform_message_id: Some(id).filter(|id| !id.is_empty()) }),
             None => Err(SendError::Permanent("nothing to send: no text and no media".to_owned())),
         }
     }
