@@ -165,3 +165,46 @@ async fn a_rejected_api_key_degrades_the_account_at_start() {
     cancel.cancel();
     task.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn poll_fallback_beside_the_webhook_keeps_every_message_single() {
+    let fake = FakeKapso::start().await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let record = json!({"id":"wamid.both","from":"15551234567","timestamp":(now / 1000).to_string(),"type":"text",
+        "text":{"body":"seen twice"},"kapso":{"direction":"inbound","created_at":clawbridge_whatsapp::timefmt::format_rfc3339(now)}});
+    fake.add_history([record.clone()]);
+    let cfg =
+        config(&fake, &[("KAPSO_MODE", "domain"), ("KAPSO_WEBHOOK_SECRET", "s3cret"), ("KAPSO_POLL_FALLBACK", "true")]);
+    let connector = WhatsAppConnector::new(cfg).unwrap();
+    let bridge = MemoryBridge::new();
+    let ctx = bridge.context("default");
+    let account = connector.accounts()[0].clone();
+
+    // The webhook delivers it first.
+    let app = account.routes(&ctx).expect("domain mode serves the webhook");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/webhook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let body = json!({"message": record, "phone_number_id": PNID}).to_string();
+    let signature = clawbridge_whatsapp::webhook::sign(b"s3cret", body.as_bytes());
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("x-webhook-signature", signature)
+        .header("x-webhook-event", "whatsapp.message.received")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    // Then the fallback poller reads the same message from the history.
+    let cancel = ctx.cancel.clone();
+    let task = tokio::spawn(async move { account.run(ctx).await });
+    // Both sources offered it to the store: one was new, the other a duplicate.
+    eventually(|| bridge.accept_calls.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+    cancel.cancel();
+    task.await.unwrap().unwrap();
+    let accepted = bridge.accepted();
+    assert_eq!(accepted.len(), 1, "stored once");
+    assert_eq!(accepted[0].text, "seen twice");
+}

@@ -36,6 +36,8 @@ pub struct MemoryBridge {
     pub cursors: Mutex<HashMap<String, String>>,
     pub state: Mutex<HashMap<(String, String), String>>,
     pub enqueued: Mutex<Vec<OutboundMessage>>,
+    /// Every call of `accept`, duplicates included.
+    pub accept_calls: AtomicUsize,
     /// While true, `accept` fails like a store that is down.
     pub fail_accept: AtomicBool,
     /// While false, `lease` is refused (another replica polls).
@@ -70,6 +72,7 @@ impl MemoryBridge {
 #[async_trait]
 impl Bridge for MemoryBridge {
     async fn accept(&self, msg: InboundMessage) -> Result<Accepted, BridgeError> {
+        self.accept_calls.fetch_add(1, Ordering::SeqCst);
         if self.fail_accept.load(Ordering::SeqCst) {
             return Err(BridgeError("store down".into()));
         }
