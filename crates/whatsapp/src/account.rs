@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often the typing indicator is renewed (WhatsApp hides it after about 25 s).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(20);
-/// The typing indicator is not renewed beyond this (a stuck run should not type forever).
-pub const TYPING_CAP: Duration = Duration::from_secs(180);
+/// The typing indicator is not renewed beyond this: the default agent timeout, so a run that
+/// ends without a reply (silent, or given up) does not "type" forever.
+pub const TYPING_CAP: Duration = Duration::from_secs(600);
 /// Time allowed for the media of one webhook delivery (Kapso waits 10 s for the answer).
 const WEBHOOK_MEDIA_BUDGET: Duration = Duration::from_secs(6);
 
