@@ -5,3 +5,4 @@ mod e2e;
 mod pipeline;
 mod replicas;
 mod support;
+mod whatsapp;
