@@ -23,7 +23,8 @@ use std::time::Duration;
 
 /// The cursor's name in the store.
 pub const CURSOR_NAME: &str = "poll-created-at";
-/// A poll stops after this many pages (100 000 messages) and continues at the next poll.
+/// A poll reads at most this many pages (100 000 messages). Pages run newest to oldest, so a
+/// poll that stops here has not seen the oldest messages yet: it keeps the cursor (and says so).
 const MAX_PAGES: usize = 1000;
 /// Time allowed for the media of one polled message.
 const MEDIA_BUDGET: Duration = Duration::from_secs(30);
@@ -143,6 +144,7 @@ impl Poller {
         let mut items: Vec<Value> = Vec::new();
         let mut after: Option<String> = None;
         let mut cursors_seen = HashSet::new();
+        let mut exhausted = false;
         while outcome.pages < MAX_PAGES {
             let query = ListQuery {
                 direction: Some("inbound".to_owned()),
@@ -156,7 +158,10 @@ impl Poller {
             items.extend(page.data);
             match page.after {
                 Some(next) if !empty && cursors_seen.insert(next.clone()) => after = Some(next),
-                _ => break,
+                _ => {
+                    exhausted = true;
+                    break;
+                }
             }
         }
         metrics::counter!("clawbridge_whatsapp_poll_pages_total").increment(outcome.pages as u64);
@@ -199,10 +204,16 @@ impl Poller {
             }
             self.remember(id);
         }
-        if newest > cursor {
+        if !exhausted {
+            tracing::error!(
+                account = %ctx.account,
+                pages = outcome.pages,
+                "more than {MAX_PAGES} pages since the poll cursor: the cursor stays until a poll reads them all"
+            );
+        } else if newest > cursor {
             ctx.bridge.set_cursor(&ctx.channel, &ctx.account, CURSOR_NAME, &format_rfc3339(newest)).await?;
         }
-        outcome.cursor = Some(newest);
+        outcome.cursor = Some(if exhausted { newest } else { cursor });
         metrics::counter!("clawbridge_whatsapp_polled_messages_total").increment(outcome.new as u64);
         Ok(outcome)
     }
