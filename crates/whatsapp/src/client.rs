@@ -613,6 +613,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_client_can_be_shared_between_tasks() {
+        fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+        assert_send_sync::<KapsoClient>();
+        assert_send_sync::<std::sync::Arc<RateLimiter>>();
+    }
+
+    #[test]
     fn permanent_meta_codes_are_not_retried() {
         let body = r#"{"error":{"message":"Re-engagement message","type":"OAuthException","code":131047,"error_data":{"details":"More than 24 hours have passed"},"fbtrace_id":"x"}}"#;
         match classify(400, None, body) {

@@ -291,6 +291,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn parts_respect_the_limit_and_never_panic(text in "\\PC{0,9000}") {
             for part in render_reply_parts(&text) {

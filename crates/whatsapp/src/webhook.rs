@@ -204,7 +204,15 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
             return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string());
         }
         if status.status == "failed" {
-            metrics::counter!("clawbridge_whatsapp_delivery_failed_total").increment(1);
+            // Meta's numeric code (131047 = outside the 24 h window…), bounded to digits.
+            let code = status
+                .error
+                .as_deref()
+                .and_then(|e| e.split_whitespace().next())
+                .filter(|c| (1..=7).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_digit()))
+                .unwrap_or("unknown")
+                .to_owned();
+            metrics::counter!("clawbridge_whatsapp_delivery_failed_total", "code" => code).increment(1);
             tracing::warn!(
                 message_id = %status.message_id,
                 error = status.error.as_deref().unwrap_or("unknown"),
