@@ -308,7 +308,14 @@ pub fn convert(record: &InboundRecord, account: &AccountId) -> Result<Converted,
                 .or_else(|| str_at(&body, "/link"));
             pending.push(PendingMedia { index: 0, url, media_id: media.platform_id.clone() });
             msg.media.push(media);
-            let transcript = str_at(m, "/kapso/transcript/text").filter(|t| !t.trim().is_empty());
+            // Kapso's server-side transcription; older payloads only have it inside `kapso.content`.
+            let transcript = str_at(m, "/kapso/transcript/text")
+                .or_else(|| {
+                    let content = str_at(m, "/kapso/content")?;
+                    let (_, after) = content.split_once("Transcript:")?;
+                    Some(after.trim().to_owned())
+                })
+                .filter(|t| !t.trim().is_empty());
             let is_voice = body.get("voice").and_then(Value::as_bool) == Some(true)
                 || (media_kind == MediaKind::Audio && transcript.is_some());
             if media_kind == MediaKind::Audio && is_voice {
@@ -604,6 +611,10 @@ mod tests {
             "kapso":{"transcript":{"text":"call me back"}}}));
         assert_eq!(voice.kind, MessageKind::Voice);
         assert!(voice.text.contains("call me back"));
+        let from_content = one(json!({"id":"w2b","type":"audio","audio":{"id":"A","mime_type":"audio/ogg"},
+            "kapso":{"content":"[Audio attached] (voice.ogg) [Size: 50 KB | Type: audio/ogg] URL: https://x\nTranscript: see you at five"}}));
+        assert_eq!(from_content.kind, MessageKind::Voice);
+        assert_eq!(from_content.text, "[voice message, transcript] see you at five");
 
         let location = one(
             json!({"id":"w3","type":"location","location":{"latitude":37.7749,"longitude":-122.4194,"name":"SF Office","address":"123 Main St"}}),
