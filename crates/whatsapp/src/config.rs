@@ -150,6 +150,26 @@ const TOP_KEYS: &[&str] = &[
     "tailscale_bin",
     "tailscale_funnel_port",
 ];
+/// Go-bridge variables without a direct equivalent, and what to use instead (logged at start).
+const GO_BRIDGE_ONLY: &[(&str, &str)] = &[
+    ("KAPSO_DENY_MESSAGE", "set pipeline.deny_reply in the config file (sent at most hourly per sender)"),
+    (
+        "KAPSO_RATE_LIMIT",
+        "messages are queued per sender instead of dropped; KAPSO_API_RATE_LIMIT limits Kapso API calls",
+    ),
+    ("KAPSO_RATE_WINDOW", "messages are queued per sender instead of dropped"),
+    ("KAPSO_SESSION_ISOLATION", "every sender always has their own session (agent:<id>:whatsapp:direct:<number>)"),
+    (
+        "KAPSO_DEFAULT_ROLE",
+        "the sender's access (allow-listed, approved, open) is given to the agent in its system prompt",
+    ),
+    ("KAPSO_TRANSCRIBE_PROVIDER", "voice notes use Kapso's own transcript (kapso.transcript)"),
+    (
+        "OPENCLAW_SESSION_KEY",
+        "session keys follow OpenClaw's per-channel-peer scheme; set OPENCLAW_AGENT_ID for the agent",
+    ),
+    ("OPENCLAW_SESSIONS_JSON", "replies come over the gateway protocol; session files are never read"),
+];
 const ACCOUNT_KEYS: &[&str] = &["api_key", "phone_number_id", "dm_policy", "allow_from"];
 
 impl WhatsAppConfig {
@@ -258,6 +278,11 @@ impl WhatsAppConfig {
             cfg.typing_indicator = typing;
         }
 
+        for (var, advice) in GO_BRIDGE_ONLY {
+            if env(var).is_some() {
+                tracing::warn!("{var} (a setting of the Go bridge) is not used by clawbridge: {advice}");
+            }
+        }
         let default_access = access_policy(&env, table, "KAPSO", "whatsapp")?;
         match (api_key, phone_number_id) {
             (Some(api_key), Some(phone_number_id)) => cfg.accounts.push(AccountConfig {
