@@ -89,11 +89,17 @@ impl CompatEnv {
             "OPENCLAW_TOKEN" => Some("GATEWAY_TOKEN"),
             _ => None,
         };
-        self.process
+        let found = self
+            .process
             .get(name)
             .or_else(|| alias.and_then(|a| self.process.get(a)))
             .or_else(|| self.file.get(name))
-            .cloned()
+            .cloned();
+        if found.is_none() && name == "KAPSO_SECURITY_MODE" && self.get("KAPSO_DM_POLICY").is_none() {
+            // The Go bridge's default: only allowlisted numbers (KAPSO_ALLOWED_NUMBERS) reach the agent.
+            return Some("allowlist".to_owned());
+        }
+        found
     }
 
     /// The clawbridge configuration this environment describes (no `--config` file).
@@ -555,6 +561,10 @@ provider = "groq"
         let numbers = env.get("KAPSO_ALLOWED_NUMBERS").unwrap();
         assert!(numbers.contains("+15550001111") && numbers.contains("+15550002222"), "{numbers}");
         assert_eq!(env.ignored, ["gateway.session_key", "transcribe.provider"]);
+        // The Go bridge's default access mode stays `allowlist` unless a policy is given.
+        assert_eq!(super::tests::env(&[], None).unwrap().get("KAPSO_SECURITY_MODE").as_deref(), Some("allowlist"));
+        let with_policy = super::tests::env(&[("KAPSO_DM_POLICY", "pairing")], None).unwrap();
+        assert_eq!(with_policy.get("KAPSO_SECURITY_MODE"), None);
 
         let mut process: HashMap<String, String> = HashMap::new();
         process.insert("HOME".into(), "/tmp/compat-home".into());
