@@ -287,7 +287,21 @@ OPENCLAW_GATEWAY_URL, OPENCLAW_TOKEN; KAPSO_CONFIG (the Go bridge's config.toml)
 
 /// `send`: the Go CLI's `--to`/`--text`/positional form, or the full option set.
 fn cli_send(args: &[String]) -> ExitCode {
-    let go_form = args.iter().all(|a| !a.starts_with("--") || a == "--to" || a == "--text");
+    // The Go form has only --to, --text and positional words (a value may itself start with "--").
+    let go_form = {
+        let mut rest = args.iter();
+        let mut plain = true;
+        while let Some(arg) = rest.next() {
+            match arg.as_str() {
+                "--to" | "--text" => {
+                    rest.next();
+                }
+                other if other.starts_with("--") => plain = false,
+                _ => {}
+            }
+        }
+        plain
+    };
     let send_args = if go_form {
         let (mut to, mut text) = (String::new(), String::new());
         let mut i = 0;
@@ -498,7 +512,7 @@ async fn preflight_checks(config: &Config, report: &mut Preflight) {
             };
             match checked {
                 Ok(()) => report.ok(format!("Kapso credentials are valid{label} (list messages returned 200)")),
-                Err(e) => report.fail(format!("Kapso API check failed{label}: {e}")),
+                Err(e) => report.fail(format!("Kapso API check failed{label}: {e} ({})", whatsapp.base_url)),
             }
         }
     }
