@@ -390,6 +390,58 @@ fn link_file_name(url: &str) -> Option<String> {
     (!name.is_empty() && name.contains('.')).then(|| name.to_owned())
 }
 
+/// One line of `clawbridge doctor`: what was checked, and either the detail or (problem, fix).
+pub type DoctorCheck = (String, Result<String, (String, String)>);
+
+/// The WhatsApp checks of `clawbridge doctor`: what `serve` would refuse, Tailscale in
+/// tailscale mode, and each number's Kapso credentials (the Go bridge's preflight call).
+pub async fn doctor_checks(config: &Config) -> Vec<DoctorCheck> {
+    let Some(whatsapp) = &config.whatsapp else { return Vec::new() };
+    let mut checks = Vec::new();
+    let mode = match whatsapp.mode {
+        DeliveryMode::Polling => format!("polling every {} s", whatsapp.poll_interval.as_secs()),
+        mode => format!(
+            "{} (webhook on {}{})",
+            mode.as_str(),
+            config.bridge.listen,
+            if whatsapp.poll_fallback { ", polling as a fallback" } else { "" }
+        ),
+    };
+    let serve_ok = whatsapp
+        .validate_for_serve()
+        .map(|()| mode)
+        .map_err(|e| (e, "set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso".to_owned()));
+    checks.push(("whatsapp mode".to_owned(), serve_ok));
+    if whatsapp.mode == DeliveryMode::Tailscale {
+        let probed = clawbridge_whatsapp::tailscale::probe_dns_name(&whatsapp.tailscale).await;
+        checks.push((
+            "tailscale".to_owned(),
+            probed
+                .map(|dns| format!("up as {dns}; serve publishes https://{dns}[:port]/webhook"))
+                .map_err(|e| (e.to_string(), "see the README's Tailscale Funnel section".to_owned())),
+        ));
+    }
+    for account in &whatsapp.accounts {
+        let what = format!("whatsapp {}", account.id);
+        let checked = match KapsoClient::new(whatsapp, account) {
+            Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
+            Err(e) => Err(e),
+        };
+        checks.push((
+            what,
+            checked
+                .map(|()| format!("Kapso credentials valid for phone number id {}", account.phone_number_id))
+                .map_err(|e| {
+                    (
+                        format!("{e} ({})", whatsapp.base_url),
+                        "check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID in the Kapso dashboard".to_owned(),
+                    )
+                }),
+        ));
+    }
+    checks
+}
+
 /// The WhatsApp part of `serve` once the listener is bound: in `KAPSO_MODE=tailscale` the
 /// supervised funnel, which prints "register this webhook URL in Kapso: …" whenever its URL is
 /// (re)published; in `domain` mode a note on where the reverse proxy must point.

@@ -832,3 +832,31 @@ async fn kapso_whatsapp_cli_status_and_preflight() {
     assert!(text.contains("[FAIL] OPENCLAW_TOKEN is missing"), "{text}");
     assert!(text.contains("Preflight failed: 3 issue(s), 0 warning(s)."), "{text}");
 }
+
+#[tokio::test]
+async fn doctor_checks_the_whatsapp_mode_and_the_kapso_credentials() {
+    let fake = FakeKapso::start().await;
+    let gateway = clawbridge_testkit::fake_gateway::FakeGateway::start("cli-token-0123456789").await;
+    let url = gateway.url();
+    let env = [("OPENCLAW_GATEWAY_URL", url.as_str()), ("OPENCLAW_TOKEN", "cli-token-0123456789")];
+    let out = run_async(CLAWBRIDGE, &fake, &env, &["doctor"]).await;
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("ok    whatsapp mode: polling every 30 s"), "{text}");
+    assert!(
+        text.contains(&format!("ok    whatsapp default: Kapso credentials valid for phone number id {PNID}")),
+        "{text}"
+    );
+
+    let env = [
+        ("OPENCLAW_GATEWAY_URL", url.as_str()),
+        ("OPENCLAW_TOKEN", "cli-token-0123456789"),
+        ("KAPSO_API_KEY", "wrong"),
+        ("KAPSO_MODE", "domain"),
+    ];
+    let out = run_async(CLAWBRIDGE, &fake, &env, &["doctor"]).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL  whatsapp mode: KAPSO_MODE=domain"), "{text}");
+    assert!(text.contains("FAIL  whatsapp default: Kapso rejected the API key"), "{text}");
+}
