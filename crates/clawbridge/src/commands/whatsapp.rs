@@ -104,6 +104,11 @@ pub fn print_send_result(result: Result<Sent, String>) -> ExitCode {
     }
 }
 
+/// WhatsApp's longest text message, in characters.
+const MAX_TEXT_CHARS: usize = 4096;
+/// WhatsApp's longest media caption, in characters.
+const MAX_CAPTION_CHARS: usize = 1024;
+
 /// What to send, validated from the arguments before anything goes over the network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Content {
@@ -145,9 +150,23 @@ impl Content {
         if args.filename.is_some() && args.document.is_none() {
             return Err("--filename goes with --document".into());
         }
+        if let Some(caption) = &args.caption
+            && caption.chars().count() > MAX_CAPTION_CHARS
+        {
+            return Err(format!(
+                "--caption has {} characters; WhatsApp allows {MAX_CAPTION_CHARS}: shorten it",
+                caption.chars().count()
+            ));
+        }
         if let Some(text) = &args.text {
             if text.trim().is_empty() {
                 return Err("--text is empty".into());
+            }
+            let chars = text.chars().count();
+            if chars > MAX_TEXT_CHARS {
+                return Err(format!(
+                    "--text has {chars} characters; WhatsApp allows {MAX_TEXT_CHARS} per message: shorten it or send several"
+                ));
             }
             return Ok(Self::Text(text.clone()));
         }
@@ -591,6 +610,11 @@ mod tests {
         assert!(parse(&["--to", "+1", "--template", "t"]).unwrap_err().contains("--lang"));
         assert!(parse(&["--to", "+1", "--text", "a", "--caption", "c"]).unwrap_err().contains("--caption"));
         assert!(parse(&["--to", "+1", "--text", "  "]).unwrap_err().contains("empty"));
+        let long = "가".repeat(4097);
+        assert!(parse(&["--to", "+1", "--text", &long]).unwrap_err().contains("4097 characters"));
+        assert!(parse(&["--to", "+1", "--text", &"가".repeat(4096)]).is_ok(), "4096 characters (not bytes) fit");
+        let caption = "c".repeat(1025);
+        assert!(parse(&["--to", "+1", "--image", "a.png", "--caption", &caption]).unwrap_err().contains("1024"));
         let err =
             parse(&["--to", "+1", "--template", "t", "--lang", "en", "--param", "a=1", "--param", "2"]).unwrap_err();
         assert!(err.contains("not both"), "{err}");
