@@ -398,7 +398,7 @@ async fn run_once(options: &FunnelOptions, state: &watch::Sender<FunnelState>, s
     };
     let url = public_url(&dns, port);
     let args = funnel_args(port, &local_target(options.listener));
-    let mut child = match Command::new(binary)
+    let mut child = match tailscale_command(binary)
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -490,7 +490,7 @@ fn spawn_failure(binary: &Path, e: std::io::Error) -> RunOutcome {
 
 /// Runs a `tailscale` query and returns its standard output.
 async fn query(binary: &Path, args: &[&str]) -> Result<String, TailscaleError> {
-    let run = Command::new(binary).args(args).stdin(Stdio::null()).kill_on_drop(true).output();
+    let run = tailscale_command(binary).args(args).stdin(Stdio::null()).kill_on_drop(true).output();
     let output = match tokio::time::timeout(QUERY_TIMEOUT, run).await {
         Err(_) => {
             return Err(TailscaleError::NotReady(format!(
@@ -513,6 +513,24 @@ async fn query(binary: &Path, args: &[&str]) -> Result<String, TailscaleError> {
     Err(classify_stderr(&stderr).unwrap_or_else(|| {
         TailscaleError::NotReady(format!("`tailscale {}` failed ({}): {stderr}", args.join(" "), output.status))
     }))
+}
+
+/// The `tailscale` CLI with a minimal environment: it never sees the bridge's secrets
+/// (`KAPSO_API_KEY`, `OPENCLAW_TOKEN`, …), only what it needs to find tailscaled.
+fn tailscale_command(binary: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.env_clear();
+    for (name, value) in std::env::vars_os() {
+        let keep = name.to_str().is_some_and(|n| {
+            matches!(n, "PATH" | "HOME" | "USER" | "LANG" | "LC_ALL" | "XDG_RUNTIME_DIR")
+                || n.starts_with("TS_")
+                || n.starts_with("TAILSCALE_")
+        });
+        if keep {
+            command.env(name, value);
+        }
+    }
+    command
 }
 
 /// Recognises the CLI's messages that no retry fixes.

@@ -31,6 +31,7 @@ case "$1 $2" in
     if [ -f "$DIR/serve.json" ]; then cat "$DIR/serve.json"; else echo null; fi; exit 0 ;;
   funnel*)
     if [ -f "$DIR/funnel-error" ]; then cat "$DIR/funnel-error" >&2; exit 1; fi
+    env > "$DIR/funnel-env.log"
     echo $$ > "$DIR/funnel.pid"
     echo "Available on the internet:"
     echo ""
@@ -119,6 +120,11 @@ async fn the_funnel_comes_up_on_a_free_port_publishes_only_the_webhook_and_stops
     let pid = fake.funnel_pid();
     assert!(alive(pid));
     assert_eq!(std::fs::read_to_string(fake.file("funnel.state.pid")).unwrap(), pid.to_string());
+    // The CLI gets PATH and HOME, not the bridge's environment (where its secrets live);
+    // cargo sets CARGO_PKG_NAME for this test process.
+    let env = std::fs::read_to_string(fake.file("funnel-env.log")).unwrap();
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    assert!(std::env::var("CARGO_PKG_NAME").is_ok() && !env.contains("CARGO_PKG_NAME"), "{env}");
 
     let mut state = funnel.state();
     funnel.stop().await;
