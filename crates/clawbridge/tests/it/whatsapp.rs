@@ -860,3 +860,18 @@ async fn doctor_checks_the_whatsapp_mode_and_the_kapso_credentials() {
     assert!(text.contains("FAIL  whatsapp mode: KAPSO_MODE=domain"), "{text}");
     assert!(text.contains("FAIL  whatsapp default: Kapso rejected the API key"), "{text}");
 }
+
+#[tokio::test]
+async fn serve_in_tailscale_mode_without_the_tailscale_cli_stops_with_the_fix() {
+    let fake = FakeKapso::start().await;
+    let gateway = clawbridge_testkit::fake_gateway::FakeGateway::start("cli-token-0123456789").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = whatsapp_env(&fake, dir.path(), &gateway.url(), "cli-token-0123456789");
+    env.push(("KAPSO_MODE".into(), "tailscale".into()));
+    env.push(("KAPSO_TAILSCALE_BIN".into(), dir.path().join("no-tailscale-here").display().to_string()));
+    let child = spawn_daemon(env!("CARGO_BIN_EXE_clawbridge"), &env, free_port(), &["serve"]);
+    let out = tokio::time::timeout(TURN, child.wait_with_output()).await.expect("exits").unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("KAPSO_MODE=tailscale") && stderr.contains("KAPSO_TAILSCALE_BIN"), "{stderr}");
+}
