@@ -90,9 +90,14 @@ pub async fn run(config: &Config, command: WhatsappCommand) -> anyhow::Result<Ex
     }
 }
 
-/// Prints `sent (id: <wamid>)`, or `error: <reason>` on stderr with exit code 1.
+/// Prints `sent (id: <wamid>)` (`sent` when Kapso gave no id), or `error: <reason>` on stderr with exit code 1.
 pub fn print_send_result(result: Result<Sent, String>) -> ExitCode {
     match result {
+        // Kapso accepted the message; an answer without an id (rare) is still a send.
+        Ok(sent) if sent.message_id.is_empty() => {
+            println!("sent");
+            ExitCode::SUCCESS
+        }
         Ok(sent) => {
             println!("sent (id: {})", sent.message_id);
             ExitCode::SUCCESS
