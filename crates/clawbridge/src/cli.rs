@@ -102,30 +102,6 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(config.bridge.log_format);
-    let mut config = config;
-    block_on(async move {
-        match cli.command {
-            Command::Serve { insecure_no_signature } => {
-                if insecure_no_signature && let Some(whatsapp) = config.whatsapp.as_mut() {
-                    whatsapp.allow_unsigned_webhooks = true;
-                }
-                commands::serve::run(config).await
-            }
-            Command::Doctor => commands::doctor::run(&config).await,
-            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
-            Command::Pairing { action } => commands::pairing::run(&config, action).await,
-            Command::Kakao { action } => commands::kakao::run(&config, action).await,
-            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
-        }
-    })
-}
-
-/// Runs `command` on a fresh multi-threaded runtime (with the process's TLS provider) and turns
-/// an error into `error: …` on stderr and a failure exit code. The compatibility binaries use it too.
-pub fn block_on<F>(command: F) -> ExitCode
-where
-    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
-{
     // One TLS crypto provider for the whole process (rust-stack.md §2.2).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -135,7 +111,40 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(command) {
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { insecure_no_signature } => {
+                commands::serve::run(commands::whatsapp::allow_unsigned(config, insecure_no_signature)).await
+            }
+            Command::Doctor => commands::doctor::run(&config).await,
+            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
+            Command::Pairing { action } => commands::pairing::run(&config, action).await,
+            Command::Kakao { action } => commands::kakao::run(&config, action).await,
+            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `command` as `main` runs a subcommand (TLS provider, runtime, `error: …` and a failure
+/// exit code on error), for the compatibility binaries (`kapso-whatsapp-*`).
+pub fn block_on<F>(command: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(command));
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

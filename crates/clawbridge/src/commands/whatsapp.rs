@@ -90,6 +90,15 @@ pub async fn run(config: &Config, command: WhatsappCommand) -> anyhow::Result<Ex
     }
 }
 
+/// `serve --insecure-no-signature`: accept unsigned webhooks in a public mode (the same as
+/// `KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true`); set before the channels are built.
+pub fn allow_unsigned(mut config: Config, allow: bool) -> Config {
+    if allow && let Some(whatsapp) = config.whatsapp.as_mut() {
+        whatsapp.allow_unsigned_webhooks = true;
+    }
+    config
+}
+
 /// Prints `sent (id: <wamid>)` (`sent` when Kapso gave no id), or `error: <reason>` on stderr with exit code 1.
 pub fn print_send_result(result: Result<Sent, String>) -> ExitCode {
     match result {
