@@ -504,7 +504,10 @@ async fn serve_in_tailscale_mode_prints_the_funnel_url_and_stops_the_funnel_on_s
     let tools = tempfile::tempdir().unwrap();
     let mut env = whatsapp_env(&fake, dir.path(), &gateway.url(), "cli-token-0123456789");
     env.push(("KAPSO_MODE".into(), "tailscale".into()));
-    env.push(("KAPSO_TAILSCALE_BIN".into(), fake_tailscale(tools.path()).display().to_string()));
+    // The fake is found as `tailscale` on the child's PATH (this process's PATH is left alone).
+    fake_tailscale(tools.path());
+    let path = format!("{}:{}", tools.path().display(), std::env::var("PATH").unwrap_or_default());
+    env.push(("PATH".into(), path));
     let port = free_port();
     let mut child = spawn_daemon(env!("CARGO_BIN_EXE_clawbridge"), &env, port, &["serve"]);
     let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
