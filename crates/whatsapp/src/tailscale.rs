@@ -10,7 +10,7 @@
 //! 3. `tailscale funnel --https=<port> --set-path=/webhook http://127.0.0.1:<listener>/webhook`
 //!    as a supervised foreground child: only the webhook path is public (not `/metrics`), and
 //!    tailscaled drops a foreground configuration when its CLI process ends, however it ends.
-//! 4. When the child reports "Available on the internet", the state becomes
+//! 4. When the child reports "Available on the internet" (or prints the URL), the state becomes
 //!    [`FunnelState::Up`] with `https://<dns>[:port]/webhook`; the caller prints
 //!    "register this webhook URL in Kapso: …".
 //! 5. The child dying is noticed at once and it is started again with a capped backoff;
@@ -443,7 +443,8 @@ async fn run_once(options: &FunnelOptions, state: &watch::Sender<FunnelState>, s
             }
             line = lines.recv(), if !lines.is_closed() => {
                 let Some(line) = line else { continue };
-                if line.contains("Available on the internet") {
+                // "Available on the internet:" and then the URL itself: either means the funnel is up.
+                if line.contains("Available on the internet") || line.trim() == url {
                     if !matches!(*state.borrow(), FunnelState::Up { .. }) {
                         tracing::info!(%url, "tailscale funnel is up");
                         state.send_replace(FunnelState::Up { url: url.clone() });

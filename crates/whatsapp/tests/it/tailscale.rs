@@ -33,8 +33,7 @@ case "$1 $2" in
     if [ -f "$DIR/funnel-error" ]; then cat "$DIR/funnel-error" >&2; exit 1; fi
     env > "$DIR/funnel-env.log"
     echo $$ > "$DIR/funnel.pid"
-    echo "Available on the internet:"
-    echo ""
+    if [ ! -f "$DIR/url-only" ]; then echo "Available on the internet:"; echo ""; fi
     echo "https://box.tail1234.ts.net/webhook"
     echo "|-- proxy $4"
     echo ""
@@ -275,4 +274,14 @@ async fn cancelling_the_parent_token_stops_the_funnel() {
     wait_until("the child is gone", || !alive(pid)).await;
     funnel.stop().await;
     assert!(!fake.file("funnel.state.pid").exists());
+}
+
+#[tokio::test]
+async fn the_printed_url_alone_also_means_up() {
+    // Another CLI version might word the banner differently; the URL line is enough.
+    let fake = FakeTailscale::new();
+    fake.write("url-only", "");
+    let funnel = Funnel::spawn(fake.options(), &CancellationToken::new());
+    assert_eq!(funnel.wait_ready(READY).await.unwrap(), "https://box.tail1234.ts.net/webhook");
+    funnel.stop().await;
 }
