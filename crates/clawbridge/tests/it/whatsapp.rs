@@ -520,6 +520,28 @@ async fn serve_in_tailscale_mode_prints_the_funnel_url_and_stops_the_funnel_on_s
     );
     let funnel_pid: u32 = std::fs::read_to_string(tools.path().join("funnel.pid")).unwrap().trim().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{funnel_pid}")).exists());
+    // `clawbridge status` tells the operator which URL to register, later on.
+    let status = {
+        let (state, listen) = (dir.path().to_owned(), format!("127.0.0.1:{port}"));
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+                .arg("status")
+                .env_clear()
+                .env("HOME", &state)
+                .env("CLAWBRIDGE_STATE_DIR", &state)
+                .env("CLAWBRIDGE_LISTEN", listen)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("webhook: https://bridge.tail1234.ts.net/webhook (Tailscale Funnel; register it in Kapso)"),
+        "{text}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
 
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
@@ -534,6 +556,7 @@ async fn serve_in_tailscale_mode_prints_the_funnel_url_and_stops_the_funnel_on_s
         async move { done }
     })
     .await;
+    assert!(!dir.path().join("tailscale-funnel.url").exists(), "the published URL is forgotten on shutdown");
 }
 
 // ---------------------------------------------------------------------------------------------
