@@ -24,7 +24,12 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: channels, webhook listener, workers.
-    Serve,
+    Serve {
+        /// Accept unsigned WhatsApp webhooks in KAPSO_MODE=tailscale|domain (same as
+        /// KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true). Anyone who finds the URL can then post messages.
+        #[arg(long)]
+        insecure_no_signature: bool,
+    },
     /// Check configuration, store and the gateway handshake; exits non-zero with the fix.
     Doctor,
     /// Show queue depths, dead letters and the daemon's gateway state.
@@ -47,6 +52,12 @@ pub enum Command {
         /// Kakao action.
         #[command(subcommand)]
         action: commands::kakao::KakaoCommand,
+    },
+    /// WhatsApp through Kapso: send messages, media, templates and reactions.
+    Whatsapp {
+        /// WhatsApp action.
+        #[command(subcommand)]
+        action: commands::whatsapp::WhatsappCommand,
     },
 }
 
@@ -102,13 +113,37 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => commands::serve::run(config).await,
+            Command::Serve { insecure_no_signature } => {
+                commands::serve::run(commands::whatsapp::allow_unsigned(config, insecure_no_signature)).await
+            }
             Command::Doctor => commands::doctor::run(&config).await,
             Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
             Command::Pairing { action } => commands::pairing::run(&config, action).await,
             Command::Kakao { action } => commands::kakao::run(&config, action).await,
+            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
         }
     });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `command` as `main` runs a subcommand (TLS provider, runtime, `error: …` and a failure
+/// exit code on error), for the compatibility binaries (`kapso-whatsapp-*`).
+pub fn block_on<F>(command: F) -> ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(command));
     match result {
         Ok(code) => code,
         Err(e) => {

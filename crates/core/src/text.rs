@@ -49,7 +49,7 @@ fn best_cut(window: &str) -> Option<usize> {
         window.rfind("\n\n").map(|i| i + 2),
         window.rfind('\n').map(|i| i + 1),
         last_sentence_end(window),
-        window.rfind(char::is_whitespace).map(|i| i + 1),
+        window.char_indices().rev().find(|(_, c)| c.is_whitespace()).map(|(i, c)| i + c.len_utf8()),
     ];
     candidates.into_iter().flatten().find(|&i| i > min && i <= window.len())
 }
@@ -70,6 +70,15 @@ fn last_sentence_end(window: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn multi_byte_whitespace_is_a_valid_cut() {
+        // U+00A0 and U+2000 are whitespace of 2 and 3 bytes: the cut must land after them.
+        let text = format!("{}\u{a0}{}\u{2000}{}", "a".repeat(6), "b".repeat(6), "c".repeat(6));
+        let parts = chunk_text(&text, 10);
+        assert_eq!(parts.concat().chars().filter(|c| c.is_alphabetic()).count(), 18);
+        assert!(parts.iter().all(|p| p.chars().count() <= 10));
+    }
 
     #[test]
     fn short_text_is_one_part() {

@@ -109,6 +109,13 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
+    for (what, outcome) in crate::commands::whatsapp::doctor_checks(config).await {
+        match outcome {
+            Ok(detail) => report.ok(&what, detail),
+            Err((problem, fix)) => report.fail(&what, problem, fix),
+        }
+    }
+
     match crate::commands::kakao::talk::doctor_check(config).await {
         Some(Ok(detail)) => report.ok("kakao login", detail),
         Some(Err((problem, fix))) => report.fail("kakao login", problem, fix),

@@ -5,3 +5,4 @@ pub mod kakao;
 pub mod pairing;
 pub mod serve;
 pub mod status;
+pub mod whatsapp;

@@ -9,29 +9,58 @@ use std::process::ExitCode;
 /// # Errors
 /// Start-up failures (configuration, store, listener), each naming the fix.
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+    // Listening for the signals before anything starts: a stop request during start-up
+    // (systemd, a script) still takes the daemon down in order instead of killing it.
+    let mut stop = StopSignal::register();
     let connectors = crate::channels::enabled(&config)?;
+    let whatsapp_config = config.clone();
     let handle = daemon::start(config, connectors).await?;
-    wait_for_signal().await;
+    // KAPSO_MODE=tailscale publishes the bound listener's /webhook through a supervised funnel.
+    let public_webhook = tokio::select! {
+        started = crate::commands::whatsapp::PublicWebhook::start(&whatsapp_config, handle.addr) => match started {
+            Ok(public) => public,
+            Err(e) => {
+                handle.shutdown().await;
+                return Err(e);
+            }
+        },
+        () = stop.wait() => {
+            handle.shutdown().await;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    stop.wait().await;
+    public_webhook.stop().await;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGINT and SIGTERM, registered when created.
+struct StopSignal {
     #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl StopSignal {
+    fn register() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self { signals: signal(SignalKind::interrupt()).ok().zip(signal(SignalKind::terminate()).ok()) }
         }
+        #[cfg(not(unix))]
+        Self {}
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        if let Some((interrupt, terminate)) = &mut self.signals {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

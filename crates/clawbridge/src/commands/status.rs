@@ -28,6 +28,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             "dead_letters": dead,
             "daemon": daemon,
             "kakao_chatbot": kakao,
+            "whatsapp_webhook": if daemon.is_null() { None } else { crate::commands::whatsapp::published_webhook_url(config) },
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -73,6 +74,9 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
                     let reason = status["reason"].as_str().map(|r| format!(" — {r}")).unwrap_or_default();
                     println!("channel: {name} {}{reason}", status["state"].as_str().unwrap_or("?"));
                 }
+            }
+            if let Some(url) = crate::commands::whatsapp::published_webhook_url(config) {
+                println!("webhook: {url} (Tailscale Funnel; register it in Kapso)");
             }
         }
     }

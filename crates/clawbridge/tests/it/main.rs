@@ -7,3 +7,4 @@ mod kakao_talk;
 mod pipeline;
 mod replicas;
 mod support;
+mod whatsapp;

@@ -1,0 +1,724 @@
+//! WhatsApp (Kapso) from the command line and around `serve`:
+//! - `clawbridge whatsapp send` ([`send`]): text, media (URL or uploaded file), templates,
+//!   reactions, replies; prints `sent (id: <wamid>)` or exits non-zero with the API's reason;
+//! - [`PublicWebhook`]: what `serve` does once the listener is bound in `KAPSO_MODE=tailscale`
+//!   (the supervised funnel and "register this webhook URL in Kapso: …") and `domain`;
+//! - the Go bridge's binaries ([`compat`]): `kapso-whatsapp-cli send/status/preflight`,
+//!   `kapso-whatsapp-bridge` and its old name `kapso-whatsapp-poller`.
+
+pub mod compat;
+
+use crate::config::Config;
+use clap::{ArgGroup, Args, Subcommand};
+use clawbridge_core::{MediaKind, SendError};
+use clawbridge_whatsapp::client::{KapsoClient, MediaSource, Sent};
+use clawbridge_whatsapp::config::{DeliveryMode, WhatsAppConfig};
+use clawbridge_whatsapp::tailscale::{Funnel, FunnelOptions, FunnelState};
+use std::future::Future;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// `clawbridge whatsapp …`
+#[derive(Debug, Subcommand)]
+pub enum WhatsappCommand {
+    /// Send a message from the configured number; prints `sent (id: <wamid>)`.
+    Send(Box<SendArgs>),
+}
+
+/// `clawbridge whatsapp send` (and `kapso-whatsapp-cli send`).
+#[derive(Debug, Clone, Default, Args)]
+#[command(group(
+    ArgGroup::new("content").required(true).args(["text", "image", "document", "audio", "video", "template", "reaction"])
+))]
+pub struct SendArgs {
+    /// Recipient with country code, e.g. +15551234567 (or a WhatsApp user id such as US.13491208655302741918).
+    #[arg(long, value_name = "+NUMBER")]
+    pub to: String,
+    /// Text to send (longer than 4096 characters is refused by WhatsApp).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// An image: an https URL, or a local JPEG/PNG file (≤ 5 MB) that is uploaded first.
+    #[arg(long, value_name = "URL|FILE")]
+    pub image: Option<String>,
+    /// A document: an https URL, or a local file (PDF, Office, text; ≤ 100 MB) that is uploaded first.
+    #[arg(long, value_name = "URL|FILE")]
+    pub document: Option<String>,
+    /// Audio: an https URL, or a local AAC/AMR/MP3/M4A/OGG file (≤ 16 MB) that is uploaded first.
+    #[arg(long, value_name = "URL|FILE")]
+    pub audio: Option<String>,
+    /// A video: an https URL, or a local MP4/3GP file (≤ 16 MB) that is uploaded first.
+    #[arg(long, value_name = "URL|FILE")]
+    pub video: Option<String>,
+    /// Caption of an image, video or document (≤ 1024 characters).
+    #[arg(long)]
+    pub caption: Option<String>,
+    /// The file name a document is shown with (default: the file's own name).
+    #[arg(long)]
+    pub filename: Option<String>,
+    /// Quote this earlier message (its wamid); with --reaction, the message reacted to.
+    #[arg(long, value_name = "WAMID")]
+    pub reply_to: Option<String>,
+    /// Send this approved template (the only kind of message allowed outside the 24-hour window).
+    #[arg(long, value_name = "NAME")]
+    pub template: Option<String>,
+    /// The template's language code, e.g. en_US (required with --template).
+    #[arg(long, value_name = "CODE", requires = "template")]
+    pub lang: Option<String>,
+    /// A template body parameter: NAME=VALUE for named parameters, or VALUE for positional ones; repeat.
+    #[arg(long = "param", value_name = "NAME=VALUE", requires = "template")]
+    pub params: Vec<String>,
+    /// React to the message given by --reply-to with this emoji ("" removes the reaction).
+    #[arg(long, value_name = "EMOJI", requires = "reply_to")]
+    pub reaction: Option<String>,
+    /// Which configured number sends (`[whatsapp.accounts.<id>]`); the first one by default.
+    #[arg(long, default_value = "default")]
+    pub account: String,
+}
+
+/// Runs a `whatsapp` subcommand.
+///
+/// # Errors
+/// None in practice: failures are printed and turned into a non-zero exit code.
+pub async fn run(config: &Config, command: WhatsappCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        WhatsappCommand::Send(args) => Ok(print_send_result(send(config, &args).await)),
+    }
+}
+
+/// `serve --insecure-no-signature`: accept unsigned webhooks in a public mode (the same as
+/// `KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true`); set before the channels are built.
+pub fn allow_unsigned(mut config: Config, allow: bool) -> Config {
+    if allow && let Some(whatsapp) = config.whatsapp.as_mut() {
+        whatsapp.allow_unsigned_webhooks = true;
+    }
+    config
+}
+
+/// Prints `sent (id: <wamid>)` (`sent` when Kapso gave no id), or `error: <reason>` on stderr with exit code 1.
+pub fn print_send_result(result: Result<Sent, String>) -> ExitCode {
+    match result {
+        // Kapso accepted the message; an answer without an id (rare) is still a send.
+        Ok(sent) if sent.message_id.is_empty() => {
+            println!("sent");
+            ExitCode::SUCCESS
+        }
+        Ok(sent) => {
+            println!("sent (id: {})", sent.message_id);
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("error: {reason}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// WhatsApp's longest text message, in characters.
+const MAX_TEXT_CHARS: usize = 4096;
+/// WhatsApp's longest media caption, in characters.
+const MAX_CAPTION_CHARS: usize = 1024;
+
+/// What to send, validated from the arguments before anything goes over the network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Content {
+    Text(String),
+    Media { kind: MediaKind, source: Source, caption: Option<String>, filename: Option<String> },
+    Template { name: String, lang: String, params: Vec<(String, String)> },
+    Reaction { message_id: String, emoji: String },
+}
+
+/// Media given as a link WhatsApp fetches, or a local file that is uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Link(String),
+    File(PathBuf),
+}
+
+impl Content {
+    fn from_args(args: &SendArgs) -> Result<Self, String> {
+        let media = [
+            (MediaKind::Image, &args.image),
+            (MediaKind::Document, &args.document),
+            (MediaKind::Audio, &args.audio),
+            (MediaKind::Video, &args.video),
+        ];
+        let media: Vec<(MediaKind, &String)> =
+            media.into_iter().filter_map(|(k, v)| v.as_ref().map(|v| (k, v))).collect();
+        let kinds = usize::from(args.text.is_some())
+            + media.len()
+            + usize::from(args.template.is_some())
+            + usize::from(args.reaction.is_some());
+        if kinds != 1 {
+            return Err(
+                "give exactly one of --text, --image, --document, --audio, --video, --template, --reaction".into()
+            );
+        }
+        if args.caption.is_some() && !media.iter().any(|(k, _)| *k != MediaKind::Audio) {
+            return Err("--caption goes with --image, --video or --document".into());
+        }
+        if args.filename.is_some() && args.document.is_none() {
+            return Err("--filename goes with --document".into());
+        }
+        if let Some(caption) = &args.caption
+            && caption.chars().count() > MAX_CAPTION_CHARS
+        {
+            return Err(format!(
+                "--caption has {} characters; WhatsApp allows {MAX_CAPTION_CHARS}: shorten it",
+                caption.chars().count()
+            ));
+        }
+        if let Some(text) = &args.text {
+            if text.trim().is_empty() {
+                return Err("--text is empty".into());
+            }
+            let chars = text.chars().count();
+            if chars > MAX_TEXT_CHARS {
+                return Err(format!(
+                    "--text has {chars} characters; WhatsApp allows {MAX_TEXT_CHARS} per message: shorten it or send several"
+                ));
+            }
+            return Ok(Self::Text(text.clone()));
+        }
+        if let Some((kind, raw)) = media.first() {
+            let source = if raw.starts_with("https://") || raw.starts_with("http://") {
+                Source::Link((*raw).clone())
+            } else {
+                Source::File(PathBuf::from(raw))
+            };
+            return Ok(Self::Media {
+                kind: *kind,
+                source,
+                caption: args.caption.clone(),
+                filename: args.filename.clone(),
+            });
+        }
+        if let Some(name) = &args.template {
+            let lang =
+                args.lang.clone().ok_or("--lang is required with --template (the template's language, e.g. en_US)")?;
+            return Ok(Self::Template { name: name.clone(), lang, params: parse_params(&args.params)? });
+        }
+        let emoji = args.reaction.clone().unwrap_or_default();
+        let message_id = args.reply_to.clone().ok_or("--reaction needs --reply-to WAMID (the message reacted to)")?;
+        Ok(Self::Reaction { message_id, emoji })
+    }
+}
+
+/// `NAME=VALUE` pairs are named parameters, bare values positional; the two do not mix.
+fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    let is_name = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let params: Vec<(String, String)> = raw
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((name, value)) if is_name(name) => (name.to_owned(), value.to_owned()),
+            _ => (String::new(), p.clone()),
+        })
+        .collect();
+    let named = params.iter().filter(|(n, _)| !n.is_empty()).count();
+    if named != 0 && named != params.len() {
+        return Err("--param: use NAME=VALUE for every parameter (named template) or bare values for every \
+                    parameter (positional template), not both"
+            .into());
+    }
+    Ok(params)
+}
+
+/// Sends what the arguments describe.
+///
+/// # Errors
+/// A message for the user: a bad argument, or the API's reason.
+pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
+    let content = Content::from_args(args)?;
+    let whatsapp = config.whatsapp.as_ref().ok_or_else(not_configured)?;
+    let client = client_for(whatsapp, &args.account)?;
+    let to = args.to.trim();
+    let reply_to = args.reply_to.as_deref().filter(|_| !matches!(content, Content::Reaction { .. }));
+    let sent = match content {
+        Content::Text(text) => with_retries(|| client.send_text(to, &text, reply_to)).await,
+        Content::Media { kind, source, caption, filename } => {
+            let (source, filename) = match source {
+                Source::Link(url) => {
+                    let name =
+                        filename.or_else(|| (kind == MediaKind::Document).then(|| link_file_name(&url)).flatten());
+                    (MediaSource::Link(url), name)
+                }
+                Source::File(path) => {
+                    let file = read_media_file(kind, &path)?;
+                    let name = filename.unwrap_or_else(|| file.name.clone());
+                    let id = with_retries(|| client.upload_media(file.bytes.clone(), file.mime, &file.name))
+                        .await
+                        .map_err(|e| format!("uploading {}: {}", path.display(), describe(&e)))?;
+                    (MediaSource::Id(id), Some(name))
+                }
+            };
+            with_retries(|| client.send_media(to, kind, &source, caption.as_deref(), filename.as_deref(), reply_to))
+                .await
+        }
+        Content::Template { name, lang, params } => {
+            with_retries(|| client.send_template(to, &name, &lang, &params)).await
+        }
+        Content::Reaction { message_id, emoji } => with_retries(|| client.send_reaction(to, &message_id, &emoji)).await,
+    };
+    sent.map_err(|e| describe(&e))
+}
+
+fn not_configured() -> String {
+    "WhatsApp is not configured: set KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID (or [whatsapp] in the config file)"
+        .to_owned()
+}
+
+/// The Kapso client of account `id` (`default` falls back to the first configured number).
+///
+/// # Errors
+/// An unknown account, naming the configured ones.
+pub fn client_for(whatsapp: &WhatsAppConfig, id: &str) -> Result<KapsoClient, String> {
+    let account = whatsapp
+        .account(id)
+        .or_else(|| if id == "default" { whatsapp.accounts.first() } else { None })
+        .ok_or_else(|| {
+            let known: Vec<&str> = whatsapp.accounts.iter().map(|a| a.id.as_str()).collect();
+            format!("no WhatsApp account {id:?}: configured are {}", known.join(", "))
+        })?;
+    KapsoClient::new(whatsapp, account)
+}
+
+/// Retries what may pass (429, 5xx, Kapso 409 "in flight", connection refused) a few times
+/// with short waits; a timed-out request is not repeated because it may have been sent.
+async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, SendError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SendError>>,
+{
+    const ATTEMPTS: u32 = 3;
+    const LONGEST_WAIT: Duration = Duration::from_secs(15);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let error = match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(e) => e,
+        };
+        let wait = match &error {
+            SendError::RateLimited { retry_after } => retry_after.unwrap_or(Duration::from_secs(2)),
+            SendError::Transient { reason, .. } if reason.starts_with("timed out") => return Err(error),
+            SendError::Transient { retry_after, .. } => retry_after.unwrap_or(Duration::from_secs(1 << tries)),
+            _ => return Err(error),
+        };
+        if tries >= ATTEMPTS || wait > LONGEST_WAIT {
+            return Err(error);
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// The API's reason, phrased for the command line.
+pub fn describe(error: &SendError) -> String {
+    match error {
+        SendError::Permanent(reason) => reason.clone(),
+        SendError::Transient { reason, .. } => reason.clone(),
+        SendError::RateLimited { retry_after } => match retry_after {
+            Some(after) => format!("Kapso rate limit reached (HTTP 429): try again in {} s", after.as_secs().max(1)),
+            None => "Kapso rate limit reached (HTTP 429): try again in a minute".to_owned(),
+        },
+        SendError::AuthExpired => {
+            "Kapso rejected the API key (HTTP 401/403): check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID".to_owned()
+        }
+    }
+}
+
+/// A local media file, checked against WhatsApp's type and size limits (reference §4).
+struct MediaFile {
+    bytes: Vec<u8>,
+    mime: &'static str,
+    name: String,
+}
+
+fn read_media_file(kind: MediaKind, path: &Path) -> Result<MediaFile, String> {
+    let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let (mime, file_kind) = mime_for_extension(&extension).ok_or_else(|| {
+        format!("{}: unknown file type {extension:?}; WhatsApp takes {}", path.display(), accepted_types(kind))
+    })?;
+    if file_kind != kind {
+        return Err(format!(
+            "{}: a {mime} file cannot be sent as {}; WhatsApp takes {}",
+            path.display(),
+            kind_name(kind),
+            accepted_types(kind)
+        ));
+    }
+    let limit = max_bytes(kind);
+    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
+    if size > limit {
+        return Err(format!(
+            "{}: {size} bytes is more than WhatsApp's {} MB limit for {}",
+            path.display(),
+            limit / 1_000_000,
+            kind_name(kind)
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let name = path.file_name().map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+    Ok(MediaFile { bytes, mime, name })
+}
+
+fn mime_for_extension(extension: &str) -> Option<(&'static str, MediaKind)> {
+    use MediaKind::{Audio, Document, Image, Video};
+    Some(match extension {
+        "jpg" | "jpeg" => ("image/jpeg", Image),
+        "png" => ("image/png", Image),
+        "mp4" => ("video/mp4", Video),
+        "3gp" => ("video/3gpp", Video),
+        "aac" => ("audio/aac", Audio),
+        "amr" => ("audio/amr", Audio),
+        "mp3" => ("audio/mpeg", Audio),
+        "m4a" => ("audio/mp4", Audio),
+        "ogg" | "opus" => ("audio/ogg", Audio),
+        "pdf" => ("application/pdf", Document),
+        "txt" => ("text/plain", Document),
+        "doc" => ("application/msword", Document),
+        "docx" => ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", Document),
+        "xls" => ("application/vnd.ms-excel", Document),
+        "xlsx" => ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", Document),
+        "ppt" => ("application/vnd.ms-powerpoint", Document),
+        "pptx" => ("application/vnd.openxmlformats-officedocument.presentationml.presentation", Document),
+        _ => return None,
+    })
+}
+
+fn kind_name(kind: MediaKind) -> &'static str {
+    clawbridge_whatsapp::client::media_kind_name(kind)
+}
+
+fn accepted_types(kind: MediaKind) -> &'static str {
+    match kind {
+        MediaKind::Image => ".jpg/.jpeg/.png for --image",
+        MediaKind::Video => ".mp4/.3gp for --video",
+        MediaKind::Audio => ".aac/.amr/.mp3/.m4a/.ogg/.opus for --audio",
+        MediaKind::Document => ".pdf/.txt/.doc(x)/.xls(x)/.ppt(x) for --document",
+        MediaKind::Sticker => ".webp for stickers",
+    }
+}
+
+fn max_bytes(kind: MediaKind) -> u64 {
+    match kind {
+        MediaKind::Image => 5_000_000,
+        MediaKind::Video | MediaKind::Audio => 16_000_000,
+        MediaKind::Document => 100_000_000,
+        MediaKind::Sticker => 500_000,
+    }
+}
+
+/// The last path segment of a link, as a document's display name.
+fn link_file_name(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next()?;
+    let name = path.rsplit('/').next()?;
+    (!name.is_empty() && name.contains('.')).then(|| name.to_owned())
+}
+
+/// One line of `clawbridge doctor`: what was checked, and either the detail or (problem, fix).
+pub type DoctorCheck = (String, Result<String, (String, String)>);
+
+/// The WhatsApp checks of `clawbridge doctor`: what `serve` would refuse, Tailscale in
+/// tailscale mode, and each number's Kapso credentials (the Go bridge's preflight call).
+pub async fn doctor_checks(config: &Config) -> Vec<DoctorCheck> {
+    let Some(whatsapp) = &config.whatsapp else { return Vec::new() };
+    let mut checks = Vec::new();
+    let mode = match whatsapp.mode {
+        DeliveryMode::Polling => format!("polling every {} s", whatsapp.poll_interval.as_secs()),
+        mode => format!(
+            "{} (webhook on {}{})",
+            mode.as_str(),
+            config.bridge.listen,
+            if whatsapp.poll_fallback { ", polling as a fallback" } else { "" }
+        ),
+    };
+    let serve_ok = whatsapp
+        .validate_for_serve()
+        .map(|()| mode)
+        .map_err(|e| (e, "set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso".to_owned()));
+    checks.push(("whatsapp mode".to_owned(), serve_ok));
+    if whatsapp.mode == DeliveryMode::Tailscale {
+        let probed = clawbridge_whatsapp::tailscale::probe_dns_name(&whatsapp.tailscale).await;
+        checks.push((
+            "tailscale".to_owned(),
+            probed
+                .map(|dns| format!("up as {dns}; serve publishes https://{dns}[:port]/webhook"))
+                .map_err(|e| (e.to_string(), "see the README's Tailscale Funnel section".to_owned())),
+        ));
+    }
+    for account in &whatsapp.accounts {
+        let what = format!("whatsapp {}", account.id);
+        let checked = match KapsoClient::new(whatsapp, account) {
+            Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
+            Err(e) => Err(e),
+        };
+        checks.push((
+            what,
+            checked
+                .map(|()| format!("Kapso credentials valid for phone number id {}", account.phone_number_id))
+                .map_err(|e| {
+                    (
+                        format!("{e} ({})", whatsapp.base_url),
+                        "check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID in the Kapso dashboard".to_owned(),
+                    )
+                }),
+        ));
+    }
+    checks
+}
+
+/// The WhatsApp part of `serve` once the listener is bound: in `KAPSO_MODE=tailscale` the
+/// supervised funnel, which prints "register this webhook URL in Kapso: …" whenever its URL is
+/// (re)published; in `domain` mode a note on where the reverse proxy must point.
+#[derive(Debug, Default)]
+pub struct PublicWebhook {
+    funnel: Option<Funnel>,
+    announcer: Option<JoinHandle<()>>,
+    /// Where the published URL is kept for `clawbridge status`.
+    url_file: Option<PathBuf>,
+}
+
+/// How long `serve` waits for the funnel before it carries on (it keeps trying in the background).
+const FUNNEL_FIRST_WAIT: Duration = Duration::from_secs(60);
+
+impl PublicWebhook {
+    /// Starts what the delivery mode needs.
+    ///
+    /// # Errors
+    /// The funnel failed for a reason only the operator can fix (no `tailscale`, no permission,
+    /// no free funnel port); the message says how.
+    pub async fn start(config: &Config, listener: SocketAddr) -> anyhow::Result<Self> {
+        let Some(whatsapp) = &config.whatsapp else { return Ok(Self::default()) };
+        match whatsapp.mode {
+            DeliveryMode::Polling => Ok(Self::default()),
+            DeliveryMode::Domain => {
+                tracing::info!(
+                    webhook = %format!("http://{listener}/webhook"),
+                    "KAPSO_MODE=domain: point your HTTPS reverse proxy at this listener and register \
+                     https://<your domain>/webhook in Kapso"
+                );
+                Ok(Self::default())
+            }
+            DeliveryMode::Tailscale => {
+                let pid_file = config.bridge.state_dir.join("tailscale-funnel.pid");
+                let options = FunnelOptions::new(whatsapp.tailscale.clone(), listener, Some(pid_file));
+                let url_file = funnel_url_file(&config.bridge.state_dir);
+                // A URL left by a killed daemon is not published any more.
+                let _ = std::fs::remove_file(&url_file);
+                let funnel = Funnel::spawn(options, &CancellationToken::new());
+                let announcer = tokio::spawn(announce(funnel.state(), url_file.clone()));
+                match funnel.wait_ready(FUNNEL_FIRST_WAIT).await {
+                    Ok(_) => {}
+                    Err(reason) if matches!(*funnel.state().borrow(), FunnelState::Failed(_)) => {
+                        funnel.stop().await;
+                        announcer.abort();
+                        let _ = std::fs::remove_file(&url_file);
+                        anyhow::bail!("KAPSO_MODE=tailscale: {reason}");
+                    }
+                    Err(reason) => tracing::warn!(%reason, "the Tailscale funnel is not up yet; still trying"),
+                }
+                Ok(Self { funnel: Some(funnel), announcer: Some(announcer), url_file: Some(url_file) })
+            }
+        }
+    }
+
+    /// The funnel's current state (`None` outside tailscale mode).
+    pub fn funnel_state(&self) -> Option<FunnelState> {
+        self.funnel.as_ref().map(|f| f.state().borrow().clone())
+    }
+
+    /// Takes the webhook off the internet (stops the funnel).
+    pub async fn stop(self) {
+        if let Some(funnel) = self.funnel {
+            funnel.stop().await;
+        }
+        if let Some(announcer) = self.announcer {
+            announcer.abort();
+        }
+        if let Some(file) = self.url_file {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// The file in the state dir that holds the URL the funnel publishes, while it does.
+pub fn funnel_url_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("tailscale-funnel.url")
+}
+
+/// The webhook URL a running `serve` publishes through Tailscale Funnel (for `clawbridge status`).
+pub fn published_webhook_url(config: &Config) -> Option<String> {
+    let url = std::fs::read_to_string(funnel_url_file(&config.bridge.state_dir)).ok()?;
+    let url = url.trim();
+    url.starts_with("https://").then(|| url.to_owned())
+}
+
+/// Prints the URL each time the funnel comes up with a URL not printed before, and keeps it in
+/// `url_file` for `clawbridge status`.
+async fn announce(mut state: tokio::sync::watch::Receiver<FunnelState>, url_file: PathBuf) {
+    let mut announced: Option<String> = None;
+    loop {
+        let current = state.borrow_and_update().clone();
+        match current {
+            FunnelState::Up { url } if announced.as_deref() != Some(url.as_str()) => {
+                let tmp = url_file.with_extension("url.tmp");
+                if let Err(e) = std::fs::write(&tmp, &url).and_then(|()| std::fs::rename(&tmp, &url_file)) {
+                    tracing::warn!(error = %e, file = %url_file.display(), "cannot record the webhook URL for `status`");
+                }
+                println!("register this webhook URL in Kapso: {url}");
+                let _ = std::io::stdout().flush();
+                tracing::info!(%url, "webhook published through Tailscale Funnel");
+                announced = Some(url);
+            }
+            FunnelState::Failed(reason) => {
+                let _ = std::fs::remove_file(&url_file);
+                tracing::error!(%reason, "the Tailscale funnel stopped for good; webhooks cannot arrive until the bridge restarts");
+            }
+            _ => {}
+        }
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        send: SendArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Content, String> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("send").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        Content::from_args(&cli.send)
+    }
+
+    #[test]
+    fn arguments_become_content() {
+        assert_eq!(parse(&["--to", "+1555", "--text", "hi"]).unwrap(), Content::Text("hi".into()));
+        assert_eq!(
+            parse(&["--to", "+1555", "--image", "https://x.test/a.jpg", "--caption", "c"]).unwrap(),
+            Content::Media {
+                kind: MediaKind::Image,
+                source: Source::Link("https://x.test/a.jpg".into()),
+                caption: Some("c".into()),
+                filename: None
+            }
+        );
+        assert_eq!(
+            parse(&["--to", "+1555", "--document", "./r.pdf"]).unwrap(),
+            Content::Media {
+                kind: MediaKind::Document,
+                source: Source::File("./r.pdf".into()),
+                caption: None,
+                filename: None
+            }
+        );
+        assert_eq!(
+            parse(&["--to", "+1", "--template", "order", "--lang", "en_US", "--param", "name=Kim", "--param", "id=7"])
+                .unwrap(),
+            Content::Template {
+                name: "order".into(),
+                lang: "en_US".into(),
+                params: vec![("name".into(), "Kim".into()), ("id".into(), "7".into())]
+            }
+        );
+        assert_eq!(
+            parse(&["--to", "+1", "--reaction", "👍", "--reply-to", "wamid.X"]).unwrap(),
+            Content::Reaction { message_id: "wamid.X".into(), emoji: "👍".into() }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_refused_before_sending() {
+        assert!(parse(&["--to", "+1"]).is_err(), "nothing to send");
+        assert!(parse(&["--to", "+1", "--text", "a", "--image", "b.jpg"]).is_err(), "two kinds");
+        assert!(parse(&["--to", "+1", "--reaction", "👍"]).unwrap_err().contains("reply-to"));
+        assert!(parse(&["--to", "+1", "--template", "t"]).unwrap_err().contains("--lang"));
+        assert!(parse(&["--to", "+1", "--text", "a", "--caption", "c"]).unwrap_err().contains("--caption"));
+        assert!(parse(&["--to", "+1", "--text", "  "]).unwrap_err().contains("empty"));
+        let long = "가".repeat(4097);
+        assert!(parse(&["--to", "+1", "--text", &long]).unwrap_err().contains("4097 characters"));
+        assert!(parse(&["--to", "+1", "--text", &"가".repeat(4096)]).is_ok(), "4096 characters (not bytes) fit");
+        let caption = "c".repeat(1025);
+        assert!(parse(&["--to", "+1", "--image", "a.png", "--caption", &caption]).unwrap_err().contains("1024"));
+        let err =
+            parse(&["--to", "+1", "--template", "t", "--lang", "en", "--param", "a=1", "--param", "2"]).unwrap_err();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn positional_template_parameters_keep_equals_signs() {
+        let params = parse_params(&["1+1=2".into(), "Kim".into()]).unwrap();
+        assert_eq!(params, [(String::new(), "1+1=2".into()), (String::new(), "Kim".into())]);
+    }
+
+    #[test]
+    fn local_files_are_checked_against_whatsapp_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let pdf = dir.path().join("report.PDF");
+        std::fs::write(&pdf, b"%PDF-1.4").unwrap();
+        let file = read_media_file(MediaKind::Document, &pdf).unwrap();
+        assert_eq!((file.mime, file.name.as_str(), file.bytes.len()), ("application/pdf", "report.PDF", 8));
+        let err = read_media_file(MediaKind::Image, &pdf).err().unwrap();
+        assert!(err.contains("cannot be sent as image"), "{err}");
+        let big = dir.path().join("big.png");
+        std::fs::File::create(&big).unwrap().set_len(5_000_001).unwrap();
+        assert!(read_media_file(MediaKind::Image, &big).err().unwrap().contains("5 MB"));
+        assert!(read_media_file(MediaKind::Image, &dir.path().join("x.gif")).err().unwrap().contains(".png"));
+        assert_eq!(link_file_name("https://x.test/files/q3.pdf?token=1").as_deref(), Some("q3.pdf"));
+        assert_eq!(link_file_name("https://x.test/download"), None);
+    }
+
+    #[tokio::test]
+    async fn retries_only_what_may_pass() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), SendError> = with_retries(|| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n == 0 {
+                    Err(SendError::Transient {
+                        reason: "Kapso HTTP 409".into(),
+                        retry_after: Some(Duration::from_millis(1)),
+                    })
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let result: Result<(), SendError> = with_retries(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err(SendError::Permanent("error 131047".into())) }
+        })
+        .await;
+        assert!(result.is_err());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let _ = with_retries(|| {
+            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err::<(), _>(SendError::Transient { reason: "timed out: x".into(), retry_after: None }) }
+        })
+        .await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a timed-out send may have gone out");
+    }
+}

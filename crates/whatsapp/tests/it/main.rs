@@ -1,0 +1,8 @@
+//! Integration tests of the WhatsApp crate (one test binary).
+
+mod account;
+mod client;
+mod poller;
+mod support;
+mod tailscale;
+mod webhook;

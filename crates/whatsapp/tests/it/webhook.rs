@@ -1,0 +1,317 @@
+//! The webhook routes over HTTP: signatures, the three body shapes, limits, dedup, statuses.
+
+use crate::support::{FakeKapso, MemoryBridge, PNID};
+use clawbridge_core::{MediaKind, MessageKind};
+use clawbridge_whatsapp::webhook::{self, MAX_BODY_BYTES, WebhookAccount, WebhookState};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+const SECRET: &str = "wh_sec_test";
+
+struct Server {
+    url: String,
+    bridge: Arc<MemoryBridge>,
+    http: reqwest::Client,
+    fake: FakeKapso,
+}
+
+async fn server_with(secret: Option<&str>) -> Server {
+    let fake = FakeKapso::start().await;
+    let bridge = MemoryBridge::new();
+    let state = WebhookState {
+        bridge: bridge.clone(),
+        accounts: Arc::new(vec![
+            WebhookAccount { id: "default".into(), phone_number_id: PNID.into(), client: fake.client() },
+            WebhookAccount { id: "sales".into(), phone_number_id: "222".into(), client: fake.client() },
+        ]),
+        secret: secret.map(|s| s.to_owned().into()),
+        verify_token: Some("verify-me".to_owned().into()),
+        media_budget: Duration::from_secs(5),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = webhook::router(state);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Server { url, bridge, http: reqwest::Client::new(), fake }
+}
+
+async fn server() -> Server {
+    server_with(Some(SECRET)).await
+}
+
+impl Server {
+    async fn post(&self, path: &str, body: &str, headers: &[(&str, String)]) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.url)).body(body.to_owned());
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Posts with a valid `X-Webhook-Signature` and the given event header.
+    async fn signed(&self, body: &str, event: Option<&str>) -> (u16, Value) {
+        let mut headers = vec![("x-webhook-signature", webhook::sign(SECRET.as_bytes(), body.as_bytes()))];
+        if let Some(event) = event {
+            headers.push(("x-webhook-event", event.to_owned()));
+        }
+        self.post("/webhook", body, &headers).await
+    }
+}
+
+fn non_batched(id: &str, text: &str) -> String {
+    json!({"message":{"id":id,"timestamp":"1730092800","type":"text","text":{"body":text},
+             "kapso":{"direction":"inbound","status":"received","origin":"cloud_api","has_media":false,"content":text}},
+           "conversation":{"id":"conv_123","phone_number":"+15551234567","status":"active","phone_number_id":PNID,
+             "kapso":{"contact_name":"John Doe"}},
+           "is_new_conversation":true,"phone_number_id":PNID})
+    .to_string()
+}
+
+#[tokio::test]
+async fn signed_non_batched_delivery_is_stored_before_200() {
+    let s = server().await;
+    let (status, answer) = s.signed(&non_batched("wamid.1", "Hello"), Some("whatsapp.message.received")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    let stored = s.bridge.accepted();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].peer.as_str(), "15551234567");
+    assert_eq!(stored[0].account.as_str(), "default");
+    assert_eq!(stored[0].text, "Hello");
+    assert_eq!(stored[0].sender_name.as_deref(), Some("John Doe"));
+}
+
+#[tokio::test]
+async fn kapso_test_vector_and_both_signature_headers() {
+    let s = server().await;
+    // The verified vector from the reference: Kapso's own signature over these exact bytes.
+    let body = r#"{"message":{"id":"wamid.TEST","timestamp":"1730092800","type":"text","text":{"body":"Hello"}},"phone_number_id":"123456789012345"}"#;
+    let (status, _) = s
+        .post(
+            "/whatsapp/webhook",
+            body,
+            &[
+                ("x-webhook-signature", "476853d61fe7b5b27d0f0c47dc47aa48346f1e647f37bfb0b0a2b3a3bdd1de09".to_owned()),
+                ("x-webhook-event", "whatsapp.message.received".to_owned()),
+            ],
+        )
+        .await;
+    // No sender anywhere in this minimal record: rejected as malformed, nothing stored.
+    assert_eq!(status, 400);
+    assert!(s.bridge.accepted().is_empty());
+
+    let meta = json!({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{
+        "messaging_product":"whatsapp","metadata":{"display_phone_number":"+1 631-555-8151","phone_number_id":"222"},
+        "contacts":[{"profile":{"name":"Jane Doe"},"wa_id":"15557654321"}],
+        "messages":[{"from":"15557654321","id":"wamid.meta","timestamp":"1735689600","type":"text","text":{"body":"Hello Kapso"}}]}}]}]})
+    .to_string();
+    let hub = format!("sha256={}", webhook::sign(SECRET.as_bytes(), meta.as_bytes()));
+    let (status, _) = s.post("/webhook", &meta, &[("x-hub-signature-256", hub)]).await;
+    assert_eq!(status, 200);
+    let stored = s.bridge.accepted();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].account.as_str(), "sales", "routed by metadata.phone_number_id");
+    assert_eq!(stored[0].sender_name.as_deref(), Some("Jane Doe"));
+    // sha256= prefix on X-Webhook-Signature works too.
+    let body = non_batched("wamid.prefixed", "hi");
+    let sig = format!("sha256={}", webhook::sign(SECRET.as_bytes(), body.as_bytes()));
+    assert_eq!(s.post("/webhook", &body, &[("x-webhook-signature", sig)]).await.0, 200);
+}
+
+#[tokio::test]
+async fn batched_delivery_stores_every_record_in_order() {
+    let s = server().await;
+    let body = json!({"type":"whatsapp.message.received","batch":true,"data":[
+        {"message":{"id":"wamid.111","timestamp":"1730092801","type":"text","text":{"body":"First"},
+           "kapso":{"direction":"inbound","phone_number":"+15551234567","phone_number_id":PNID}},
+         "conversation":{"id":"conv_123","phone_number":"+15551234567"},"phone_number_id":PNID},
+        {"message":{"id":"wamid.112","timestamp":"1730092802","type":"text","text":{"body":"Second"},
+           "kapso":{"direction":"inbound","phone_number":"+15551234567"}},
+         "phone_number_id":PNID}]})
+    .to_string();
+    let (status, answer) = s.signed(&body, None).await;
+    assert_eq!(status, 200, "{answer}");
+    let texts: Vec<String> = s.bridge.accepted().iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts, ["First", "Second"]);
+}
+
+#[tokio::test]
+async fn bad_signature_oversize_and_malformed_store_nothing() {
+    let s = server().await;
+    let body = non_batched("wamid.x", "forged");
+    let (status, _) = s.post("/webhook", &body, &[("x-webhook-signature", "00".repeat(32))]).await;
+    assert_eq!(status, 401);
+    let (status, _) = s.post("/webhook", &body, &[]).await;
+    assert_eq!(status, 401, "missing signature");
+    let wrong_key = webhook::sign(b"other-secret", body.as_bytes());
+    assert_eq!(s.post("/webhook", &body, &[("x-webhook-signature", wrong_key)]).await.0, 401);
+
+    let huge = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+    let sig = webhook::sign(SECRET.as_bytes(), huge.as_bytes());
+    assert_eq!(s.post("/webhook", &huge, &[("x-webhook-signature", sig)]).await.0, 413);
+
+    let garbage = "{not json";
+    let sig = webhook::sign(SECRET.as_bytes(), garbage.as_bytes());
+    assert_eq!(s.post("/webhook", garbage, &[("x-webhook-signature", sig)]).await.0, 400);
+
+    // One bad record (no id) in a batch rejects the whole delivery before anything is stored.
+    let mixed = json!({"type":"whatsapp.message.received","batch":true,"data":[
+        {"message":{"id":"wamid.good","type":"text","text":{"body":"ok"},"from":"1555"}},
+        {"message":{"type":"text","text":{"body":"no id"},"from":"1555"}}]})
+    .to_string();
+    assert_eq!(s.signed(&mixed, None).await.0, 400);
+
+    let v1 = non_batched("wamid.v1", "old");
+    let sig = webhook::sign(SECRET.as_bytes(), v1.as_bytes());
+    assert_eq!(
+        s.post("/webhook", &v1, &[("x-webhook-signature", sig), ("x-webhook-payload-version", "v1".into())]).await.0,
+        400
+    );
+    assert!(s.bridge.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn duplicates_by_message_id_and_idempotency_key() {
+    let s = server().await;
+    let body = non_batched("wamid.dup", "once");
+    assert_eq!(s.signed(&body, Some("whatsapp.message.received")).await.1["accepted"], 1);
+    let (status, answer) = s.signed(&body, Some("whatsapp.message.received")).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["duplicates"], 1);
+    assert_eq!(s.bridge.accepted().len(), 1);
+
+    // A retried delivery with the same X-Idempotency-Key is acknowledged without work
+    // (media is not downloaded again).
+    let url = s.fake.add_file("idem.jpg", "image/jpeg", vec![1, 2, 3]);
+    let other = json!({"message":{"id":"wamid.idem","type":"image","image":{"id":"M","mime_type":"image/jpeg"},
+        "kapso":{"direction":"inbound","media_url":url}},
+      "conversation":{"phone_number":"+15551234567"},"phone_number_id":PNID})
+    .to_string();
+    let headers = vec![
+        ("x-webhook-signature", webhook::sign(SECRET.as_bytes(), other.as_bytes())),
+        ("x-idempotency-key", "delivery-42".to_owned()),
+    ];
+    assert_eq!(s.post("/webhook", &other, &headers).await.1["accepted"], 1);
+    let (status, answer) = s.post("/webhook", &other, &headers).await;
+    assert_eq!((status, answer["duplicate"].clone()), (200, json!(true)));
+    assert_eq!(s.bridge.accepted().len(), 2);
+    assert_eq!(s.fake.requests_to("GET", "/files/idem.jpg").len(), 1, "downloaded once");
+}
+
+#[tokio::test]
+async fn a_store_failure_is_retryable_and_the_retry_succeeds() {
+    let s = server().await;
+    let body = non_batched("wamid.retry", "hello");
+    let headers = vec![
+        ("x-webhook-signature", webhook::sign(SECRET.as_bytes(), body.as_bytes())),
+        ("x-idempotency-key", "delivery-7".to_owned()),
+    ];
+    s.bridge.fail_accept.store(true, Ordering::SeqCst);
+    assert_eq!(s.post("/webhook", &body, &headers).await.0, 503);
+    s.bridge.fail_accept.store(false, Ordering::SeqCst);
+    // The failed attempt did not mark the idempotency key: the redelivery is processed.
+    assert_eq!(s.post("/webhook", &body, &headers).await.1["accepted"], 1);
+    assert_eq!(s.bridge.accepted().len(), 1);
+}
+
+#[tokio::test]
+async fn statuses_in_kapso_and_meta_form_are_recorded() {
+    let s = server().await;
+    let failed = json!({"message":{"id":"wamid.789","type":"text","text":{"body":"This message failed"},
+        "kapso":{"direction":"outbound","status":"failed","statuses":[
+          {"id":"wamid.789","status":"sent","timestamp":"1730093100","recipient_id":"15551234567"},
+          {"id":"wamid.789","status":"failed","timestamp":"1730093200","recipient_id":"15551234567",
+           "errors":[{"code":131047,"title":"Re-engagement message","message":"More than 24 hours have passed since the recipient last replied"}]}]}},
+      "conversation":{"id":"conv_123","phone_number":"+15551234567"},"is_new_conversation":false,"phone_number_id":PNID})
+    .to_string();
+    let (status, answer) = s.signed(&failed, Some("whatsapp.message.failed")).await;
+    assert_eq!(status, 200, "{answer}");
+    let meta = json!({"object":"whatsapp_business_account","entry":[{"changes":[{"field":"messages","value":{
+        "metadata":{"phone_number_id":PNID},
+        "statuses":[{"id":"wamid.abc","status":"delivered","timestamp":"1735689660","recipient_id":"15551234567"}]}}]}]})
+    .to_string();
+    assert_eq!(s.signed(&meta, None).await.0, 200);
+    let statuses = s.bridge.statuses();
+    assert_eq!(statuses.len(), 2);
+    assert_eq!(statuses[0].message_id, "wamid.789");
+    assert_eq!(statuses[0].status, "failed");
+    assert!(statuses[0].error.as_deref().unwrap().starts_with("131047 Re-engagement message"));
+    assert_eq!((statuses[1].message_id.as_str(), statuses[1].status.as_str()), ("wamid.abc", "delivered"));
+    assert!(s.bridge.accepted().is_empty(), "statuses are not messages");
+}
+
+#[tokio::test]
+async fn unknown_events_are_acknowledged_and_ignored() {
+    let s = server().await;
+    let body = json!({"conversation":{"id":"conv_1","phone_number":"+15551234567"},"phone_number_id":PNID}).to_string();
+    let (status, answer) = s.signed(&body, Some("whatsapp.conversation.ended")).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["ignored"], 1);
+    let foreign = non_batched("wamid.foreign", "hi").replace(PNID, "999999");
+    let (status, answer) = s.signed(&foreign, Some("whatsapp.message.received")).await;
+    assert_eq!((status, answer["ignored"].clone()), (200, json!(1)));
+    assert!(s.bridge.accepted().is_empty());
+}
+
+#[tokio::test]
+async fn meta_verification_handshake() {
+    let s = server().await;
+    let get = |query: &str| {
+        let url = format!("{}/webhook?{query}", s.url);
+        let http = s.http.clone();
+        async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(
+        get("hub.mode=subscribe&hub.verify_token=verify-me&hub.challenge=1158201444").await,
+        (200, "1158201444".into())
+    );
+    assert_eq!(get("hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1").await.0, 403);
+    assert_eq!(get("hub.mode=unsubscribe&hub.verify_token=verify-me&hub.challenge=1").await.0, 403);
+}
+
+#[tokio::test]
+async fn image_is_downloaded_into_the_message_and_failures_keep_the_message() {
+    let s = server().await;
+    let url = s.fake.add_file("photo.jpg", "image/jpeg", vec![0xff, 0xd8, 0xff, 0xe0]);
+    let body = json!({"message":{"id":"wamid.img","timestamp":"1730092800","type":"image",
+        "image":{"id":"MEDIA_ID","mime_type":"image/jpeg","caption":"Receipt"},
+        "kapso":{"direction":"inbound","media_url":url,"media_data":{"url":url,"filename":"photo.jpg","content_type":"image/jpeg","byte_size":4}}},
+      "conversation":{"phone_number":"+15551234567"},"phone_number_id":PNID})
+    .to_string();
+    assert_eq!(s.signed(&body, Some("whatsapp.message.received")).await.0, 200);
+    let msg = &s.bridge.accepted()[0];
+    assert_eq!(msg.kind, MessageKind::Image);
+    assert_eq!(msg.media[0].data_base64.as_deref(), Some("/9j/4A=="));
+    assert_eq!(msg.media[0].caption.as_deref(), Some("Receipt"));
+
+    // A link outside the allow-list is not fetched; the message is still stored, described.
+    let evil = body.replace(&url, "https://evil.example.com/x.jpg").replace("wamid.img", "wamid.img2");
+    assert_eq!(s.signed(&evil, Some("whatsapp.message.received")).await.0, 200);
+    let msg = &s.bridge.accepted()[1];
+    assert_eq!(msg.media[0].kind, MediaKind::Image);
+    assert!(msg.media[0].data_base64.is_none());
+    assert!(msg.extra["media_errors"][0].as_str().unwrap().contains("not allowed"));
+
+    // No URL in the payload: the media id is resolved through Kapso (phone_number_id required).
+    s.fake.add_file("MEDIA_ID2", "image/png", b"png!".to_vec());
+    let by_id = json!({"message":{"id":"wamid.img3","type":"image","image":{"id":"MEDIA_ID2","mime_type":"image/png"},"from":"15551234567"},
+        "phone_number_id":PNID})
+    .to_string();
+    assert_eq!(s.signed(&by_id, Some("whatsapp.message.received")).await.0, 200);
+    assert_eq!(s.bridge.accepted()[2].media[0].data_base64.as_deref(), Some("cG5nIQ=="));
+}
+
+#[tokio::test]
+async fn without_a_secret_unsigned_deliveries_are_accepted() {
+    let s = server_with(None).await;
+    let (status, _) = s.post("/webhook", &non_batched("wamid.unsigned", "hi"), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.bridge.accepted().len(), 1);
+}
