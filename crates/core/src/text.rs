@@ -69,6 +69,12 @@ fn last_sentence_end(window: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blank_line_runs_collapse_to_one() {
+        assert_eq!(collapse_blank_lines("a\n\n\n\nb\n \n\t\nc"), "a\n\nb\n \nc");
+        assert_eq!(collapse_blank_lines("a\nb"), "a\nb");
+    }
     use proptest::prelude::*;
 
     #[test]
@@ -125,6 +131,27 @@ mod tests {
 /// Word joiner: invisible, not whitespace (survives JavaScript's `trim()`), so it keeps a
 /// leading `/` or a `$name` from being read as a gateway command or skill reference.
 const WORD_JOINER: char = '\u{2060}';
+
+/// Keeps at most one blank line in a row (Markdown converted for a chat app leaves runs of them).
+pub fn collapse_blank_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank_run = 0;
+    for (i, line) in text.split('\n').enumerate() {
+        if line.trim().is_empty() {
+            blank_run += 1;
+            if blank_run > 1 {
+                continue;
+            }
+        } else {
+            blank_run = 0;
+        }
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(line);
+    }
+    out
+}
 
 /// Makes user text inert for the gateway's command handling (reference §2.9): a leading `/`
 /// would run a gateway text command, and `$name` would invoke a skill (failing the run when

@@ -5,7 +5,7 @@
 //! directive tags (`[[reply_to_current]]`, `[[reply_to:<id>]]`, `[[audio_as_voice]]`) are
 //! removed; the result is split into parts of at most 4096 characters.
 
-use clawbridge_core::text::chunk_text;
+use clawbridge_core::text::{chunk_text, collapse_blank_lines};
 
 /// WhatsApp's text limit, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
@@ -210,26 +210,6 @@ fn parse_link(chars: &[char], at: usize) -> Option<(String, String, usize)> {
         return None;
     }
     Some((chars[at + 1..close].iter().collect(), url, end + 1))
-}
-
-fn collapse_blank_lines(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut blank_run = 0;
-    for (i, line) in text.split('\n').enumerate() {
-        if line.trim().is_empty() {
-            blank_run += 1;
-            if blank_run > 1 {
-                continue;
-            }
-        } else {
-            blank_run = 0;
-        }
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! RFC 3339 ⇄ epoch milliseconds, for Kapso's `created_at` and the poll cursor (no date crate needed).
 
 use clawbridge_core::EpochMs;
+use clawbridge_core::time::{civil_from_days, days_from_civil};
 
 /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
 pub fn format_rfc3339(ms: EpochMs) -> String {
@@ -77,30 +78,6 @@ pub fn parse_http_date(raw: &str) -> Option<EpochMs> {
     };
     let year: i64 = parts.next()?.parse().ok()?;
     parse_time(&format!("{year:04}-{month:02}-{day:02}T{}Z", parts.next()?))
-}
-
-// Howard Hinnant's civil calendar algorithms.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

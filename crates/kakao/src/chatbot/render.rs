@@ -6,7 +6,7 @@
 //! three outputs; what does not fit goes to further pages, reached with the "더 보기" quick reply.
 
 use super::response::{MAX_OUTPUTS, MAX_SIMPLE_TEXT, Output, QuickReply, SkillResponse};
-use clawbridge_core::text::chunk_text;
+use clawbridge_core::text::{chunk_text, collapse_blank_lines};
 
 /// Pages of one answer beyond this are dropped (30 pages ≈ 90,000 characters).
 pub const MAX_PAGES: usize = 30;
@@ -66,22 +66,7 @@ pub fn strip_markdown(answer: &str) -> Stripped {
         lines.push(line);
     }
     let joined = lines.join("\n");
-    // At most one blank line in a row.
-    let mut text = String::with_capacity(joined.len());
-    let mut blank_run = 0;
-    for line in joined.split('\n') {
-        if line.trim().is_empty() {
-            blank_run += 1;
-            if blank_run > 1 {
-                continue;
-            }
-        } else {
-            blank_run = 0;
-        }
-        text.push_str(line);
-        text.push('\n');
-    }
-    out.text = text.trim().to_owned();
+    out.text = collapse_blank_lines(&joined).trim().to_owned();
     out
 }
 

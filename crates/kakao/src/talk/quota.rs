@@ -23,7 +23,7 @@ const LOCK: &str = "kakao.quota.lock";
 const LOCK_TTL: Duration = Duration::from_secs(10);
 /// Kakao's quota day starts at midnight in Korea (UTC+9).
 const KST_OFFSET_MS: EpochMs = 9 * HOUR_MS;
-const DAY_MS: EpochMs = 24 * HOUR_MS;
+use clawbridge_core::time::DAY_MS;
 
 /// The daily limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,16 +308,7 @@ fn decrement(map: &mut BTreeMap<String, u32>, key: &str) {
 /// The KST calendar day of `now` as `YYYY-MM-DD`.
 pub fn kst_day(now: EpochMs) -> String {
     let days = (now + KST_OFFSET_MS).div_euclid(DAY_MS);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = clawbridge_core::time::civil_from_days(days);
     format!("{year:04}-{month:02}-{day:02}")
 }
 
