@@ -102,7 +102,6 @@ impl Kakao {
             body["userRequest"]["callbackUrl"] = json!(url);
         }
         let addr = self.daemon.as_ref().unwrap().addr;
-        let started = Instant::now();
         let response = self
             .http
             .post(format!("http://{addr}/kakao/skill"))
@@ -112,11 +111,7 @@ impl Kakao {
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
-        let elapsed = started.elapsed();
-        let value: Value = response.json().await.unwrap();
-        // Not a timing assertion on the agent: the handler's own hard cap is 4.5 s.
-        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
-        value
+        response.json().await.unwrap()
     }
 
     async fn wait_callback(&self, n: usize) -> Vec<(String, Value, bool)> {
