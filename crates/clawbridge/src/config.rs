@@ -223,7 +223,8 @@ impl Config {
             error_reply: p.error_reply.unwrap_or_else(|| {
                 "Sorry, I could not answer that just now. Please try again in a little while.".to_owned()
             }),
-            deny_reply: p.deny_reply.unwrap_or_default(),
+            // The Go bridge's name for it, so its users keep their environment.
+            deny_reply: env("KAPSO_DENY_MESSAGE").or(p.deny_reply).unwrap_or_default(),
             approved_reply: p.approved_reply.unwrap_or_else(|| {
                 "You have been approved. Send a message any time to talk with the assistant.".to_owned()
             }),
@@ -383,6 +384,14 @@ mod tests {
         assert_eq!(cfg.require_token().unwrap().expose_secret(), "env-token");
         assert_eq!(cfg.bridge.listen, "0.0.0.0:7000".parse().unwrap());
         assert_eq!(cfg.bridge.state_dir, PathBuf::from("/s"));
+    }
+
+    #[test]
+    fn the_go_bridge_deny_message_is_the_deny_reply() {
+        let cfg = load(&[("HOME", "/h"), ("KAPSO_DENY_MESSAGE", "Not allowed.")], None).unwrap();
+        assert_eq!(cfg.pipeline.deny_reply, "Not allowed.");
+        let file = "[pipeline]\ndeny_reply = \"from the file\"\n";
+        assert_eq!(load(&[("HOME", "/h")], Some(file)).unwrap().pipeline.deny_reply, "from the file");
     }
 
     #[test]

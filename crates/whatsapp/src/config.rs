@@ -152,7 +152,6 @@ const TOP_KEYS: &[&str] = &[
 ];
 /// Go-bridge variables without a direct equivalent, and what to use instead (logged at start).
 const GO_BRIDGE_ONLY: &[(&str, &str)] = &[
-    ("KAPSO_DENY_MESSAGE", "set pipeline.deny_reply in the config file (sent at most hourly per sender)"),
     (
         "KAPSO_RATE_LIMIT",
         "messages are queued per sender instead of dropped; KAPSO_API_RATE_LIMIT limits Kapso API calls",
