@@ -50,6 +50,7 @@ struct Kakao {
     callback_base: String,
     http: reqwest::Client,
     database_url: String,
+    config: clawbridge::config::Config,
     _dir: tempfile::TempDir,
 }
 
@@ -79,9 +80,42 @@ impl Kakao {
         let database_url = cfg.bridge.database_url.clone();
         let connectors = clawbridge::channels::enabled(&cfg).unwrap();
         assert_eq!(connectors.len(), 1, "the Kakao chatbot is enabled by its settings");
-        let daemon = daemon::start(cfg, connectors).await.expect("daemon starts");
+        let daemon = daemon::start(cfg.clone(), connectors).await.expect("daemon starts");
         daemon.gateway().wait_connected(TURN).await.expect("gateway connects");
-        Self { daemon: Some(daemon), callbacks, callback_base, http: reqwest::Client::new(), database_url, _dir: dir }
+        Self {
+            daemon: Some(daemon),
+            callbacks,
+            callback_base,
+            http: reqwest::Client::new(),
+            database_url,
+            config: cfg,
+            _dir: dir,
+        }
+    }
+
+    /// The daemon with the Kakao chatbot and the fake gateway (policy tests need no model).
+    async fn start_with_fake(
+        fake: &clawbridge_testkit::fake_gateway::FakeGateway,
+        token: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut vars = vec![("KAKAO_SKILL_SECRET", SECRET), ("KAKAO_BOT_ID", BOT)];
+        vars.extend_from_slice(env);
+        let cfg = config(dir.path(), &fake.url(), token, &vars);
+        let database_url = cfg.bridge.database_url.clone();
+        let connectors = clawbridge::channels::enabled(&cfg).unwrap();
+        let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
+        daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
+        Self {
+            daemon: Some(daemon),
+            callbacks: Arc::default(),
+            callback_base: String::new(),
+            http: reqwest::Client::new(),
+            database_url,
+            config: cfg,
+            _dir: dir,
+        }
     }
 
     fn callback_url(&self) -> String {
@@ -365,24 +399,8 @@ async fn kakao_pairing_code_inline_then_approved() {
     use clawbridge::cli::PairingAction;
     use clawbridge_testkit::fake_gateway::FakeGateway;
     let fake = FakeGateway::start("kakao-pair-token-0123").await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &fake.url(),
-        "kakao-pair-token-0123",
-        &[("KAKAO_SKILL_SECRET", SECRET), ("KAKAO_BOT_ID", BOT), ("KAKAO_SYNC_DEADLINE_SECS", "4.0")],
-    );
-    let connectors = clawbridge::channels::enabled(&cfg).unwrap();
-    let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
-    daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
-    let mut k = Kakao {
-        daemon: Some(daemon),
-        callbacks: Arc::default(),
-        callback_base: String::new(),
-        http: reqwest::Client::new(),
-        database_url: cfg.bridge.database_url.clone(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let mut k = Kakao::start_with_fake(&fake, "kakao-pair-token-0123", &[("KAKAO_SYNC_DEADLINE_SECS", "4.0")]).await;
+    let cfg = k.config.clone();
     let user = unique("pf");
     let first = valid(&k.skill(&user, "안녕하세요", None).await).plain_text();
     let code = first
@@ -423,30 +441,9 @@ async fn kakao_pairing_code_inline_then_approved() {
 async fn kakao_refused_user_is_answered_at_once() {
     use clawbridge_testkit::fake_gateway::FakeGateway;
     let fake = FakeGateway::start("kakao-deny-token-0123").await;
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &fake.url(),
-        "kakao-deny-token-0123",
-        &[
-            ("KAKAO_SKILL_SECRET", SECRET),
-            ("KAKAO_BOT_ID", BOT),
-            ("KAKAO_DM_POLICY", "allowlist"),
-            ("KAKAO_ALLOW_FROM", "someone-else"),
-            ("KAKAO_SYNC_DEADLINE_SECS", "4.5"),
-        ],
-    );
-    let connectors = clawbridge::channels::enabled(&cfg).unwrap();
-    let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
-    daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
-    let mut k = Kakao {
-        daemon: Some(daemon),
-        callbacks: Arc::default(),
-        callback_base: String::new(),
-        http: reqwest::Client::new(),
-        database_url: cfg.bridge.database_url.clone(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    let env =
+        [("KAKAO_DM_POLICY", "allowlist"), ("KAKAO_ALLOW_FROM", "someone-else"), ("KAKAO_SYNC_DEADLINE_SECS", "4.5")];
+    let mut k = Kakao::start_with_fake(&fake, "kakao-deny-token-0123", &env).await;
     let answer = valid(&k.skill(&unique("pf"), "도와주세요", None).await);
     assert!(answer.plain_text().contains("이용할 수 없어요"), "{answer:?}");
     assert!(answer.template.as_ref().unwrap().quick_replies.is_empty(), "no 답변 보기 for an answer that never comes");

@@ -99,6 +99,15 @@ impl FakeKapso {
         self.sends().into_iter().filter(|s| s.to_string().contains(needle)).collect()
     }
 
+    /// Waits until a send containing `needle` reached the fake.
+    async fn wait_send(&self, what: &str, needle: &str) {
+        eventually(TURN, what, || {
+            let n = self.sends_containing(needle).len();
+            async move { n >= 1 }
+        })
+        .await;
+    }
+
     fn read_receipts_for(&self, wamid: &str) -> usize {
         self.requests()
             .iter()
@@ -316,11 +325,7 @@ async fn a_signed_kapso_webhook_is_answered_on_whatsapp_with_the_model_reply() {
     assert_eq!(answer["accepted"], 1, "{answer}");
 
     let stub = shared.stub();
-    eventually(TURN, "the reply was sent to Kapso", || {
-        let n = fake.sends_containing(&marker).len();
-        async move { n >= 1 }
-    })
-    .await;
+    fake.wait_send("the reply was sent to Kapso", &marker).await;
     let sends = fake.sends_containing(&marker);
     assert_eq!(sends.len(), 1, "{sends:?}");
     let reply = &sends[0];
@@ -361,11 +366,7 @@ async fn a_duplicate_delivery_starts_one_agent_run_and_sends_one_reply() {
     assert_eq!(third, 200);
     assert_eq!(answer["accepted"].as_u64().unwrap_or(0), 0, "{answer}");
 
-    eventually(TURN, "the reply", || {
-        let n = fake.sends_containing(&marker).len();
-        async move { n >= 1 }
-    })
-    .await;
+    fake.wait_send("the reply", &marker).await;
     // A later message of the same sender is answered after any (wrong) second run of the
     // first one would have been: one lane per peer keeps order.
     let later = unique("later");
@@ -373,11 +374,7 @@ async fn a_duplicate_delivery_starts_one_agent_run_and_sends_one_reply() {
         post_webhook(&base, &kapso_text_record(&format!("wamid.{}", unique("l")), &number, &later), &unique("idem"))
             .await;
     assert_eq!(status, 200);
-    eventually(TURN, "the later reply", || {
-        let n = fake.sends_containing(&later).len();
-        async move { n >= 1 }
-    })
-    .await;
+    fake.wait_send("the later reply", &later).await;
     assert_eq!(fake.sends_containing(&marker).len(), 1, "one reply");
     assert_eq!(shared.stub().count_with(&marker), 1, "one agent run");
     daemon.shutdown().await;
@@ -412,22 +409,14 @@ async fn kill_9_after_the_200_and_a_restart_still_give_exactly_one_reply() {
     assert!(fake.sends_containing(&marker).is_empty(), "nothing was sent before the kill");
 
     let mut second = spawn_daemon(bin, &env, port, &["serve"]);
-    eventually(TURN, "the reply after the restart", || {
-        let n = fake.sends_containing(&marker).len();
-        async move { n >= 1 }
-    })
-    .await;
+    fake.wait_send("the reply after the restart", &marker).await;
     // A later message of the same sender goes through the same ordered lane after it.
     let later = unique("after-restart");
     let (status, _) =
         post_webhook(&base, &kapso_text_record(&format!("wamid.{}", unique("l")), &number, &later), &unique("idem"))
             .await;
     assert_eq!(status, 200);
-    eventually(TURN, "the later reply", || {
-        let n = fake.sends_containing(&later).len();
-        async move { n >= 1 }
-    })
-    .await;
+    fake.wait_send("the later reply", &later).await;
     let sends = fake.sends_containing(&marker);
     assert_eq!(sends.len(), 1, "exactly one reply: {sends:?}");
     assert_eq!(sends[0]["to"], number.as_str());
