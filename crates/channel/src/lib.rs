@@ -6,12 +6,16 @@
 //!   webhooks, runs pollers and sends.
 //!
 //! A channel never touches the database: everything durable goes through the [`Bridge`]
-//! handle in its [`AccountContext`] (persist inbound, delivery statuses, cursors, dedup keys).
+//! handle in its [`AccountContext`] (persist inbound, delivery statuses, cursors, dedup keys);
+//! [`state::StateSpace`] gives the channel's own small values a type.
+
+pub mod state;
 
 use async_trait::async_trait;
 use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, InboundMessage, MediaKind, OutboundMessage, Receipt, SendError, text::chunk_text,
+    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, InboundOutcome, MediaKind, OutboundMessage, Receipt,
+    SendError, text::chunk_text,
 };
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -40,6 +44,16 @@ pub trait Connector: Send + Sync + 'static {
 
     /// The configured accounts.
     fn accounts(&self) -> Vec<Arc<dyn Account>>;
+
+    /// HTTP routes the channel serves on the bridge's one listener (webhooks), if any.
+    ///
+    /// Routes belong to the connector, not to an account: one webhook URL usually serves every
+    /// account of a channel (several WhatsApp numbers, several Kakao bots), and the handler picks
+    /// the account from the request. Called once, when the daemon starts.
+    fn routes(&self, ctx: &RouteContext) -> Option<axum::Router> {
+        let _ = ctx;
+        None
+    }
 
     /// Turns the agent's visible reply into the messages to send, in order.
     ///
@@ -95,12 +109,6 @@ pub trait Account: Send + Sync + 'static {
         AccessPolicy::default()
     }
 
-    /// HTTP routes this account serves on the bridge's one listener (webhooks), if any.
-    fn routes(&self, ctx: &AccountContext) -> Option<axum::Router> {
-        let _ = ctx;
-        None
-    }
-
     /// Long-running work (pollers, token refresh). Must return soon after `ctx.cancel` fires.
     ///
     /// # Errors
@@ -110,12 +118,14 @@ pub trait Account: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Sends one message. Must be safe to call again after a crash for the same message
-    /// (use the platform's idempotency where it has one).
+    /// Sends one message. Must be safe to call again after a crash for the same message: `key`
+    /// is the outbox row's idempotency key, the same on every attempt of this message, to pass
+    /// to the platform where it has idempotency (a dealer's idempotency header) or to claim a
+    /// one-time delivery with.
     ///
     /// # Errors
     /// A classified [`SendError`]; the outbox decides about retries from its class.
-    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError>;
+    async fn send(&self, msg: &OutboundMessage, key: &IdempotencyKey) -> Result<Receipt, SendError>;
 
     /// Called when the agent starts working on `msg` (mark as read, typing indicator).
     /// Best effort: failures are the channel's to log.
@@ -124,11 +134,23 @@ pub trait Account: Send + Sync + 'static {
     }
 
     /// Called once an inbound message is finished and its `replies` are in the outbox, with how it
-    /// ended (`replied`, `silent`, `ignored`, `denied`, `pairing`). Lets a synchronous channel
-    /// (a Kakao skill request waiting for its answer) stop waiting when no reply will come.
-    /// Must not block: the inbox worker awaits it.
-    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
+    /// ended. Lets a synchronous channel (a Kakao skill request waiting for its answer) stop
+    /// waiting when no reply will come. Must not block: the inbox worker awaits it.
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: InboundOutcome, replies: usize) {
         let _ = (msg, outcome, replies);
+    }
+}
+
+/// What a connector is given to build its routes.
+#[derive(Clone)]
+pub struct RouteContext {
+    /// Durable state and the inbound queue.
+    pub bridge: Arc<dyn Bridge>,
+}
+
+impl std::fmt::Debug for RouteContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteContext").finish_non_exhaustive()
     }
 }
 

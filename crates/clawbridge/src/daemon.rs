@@ -10,7 +10,7 @@ use crate::telemetry::metrics_handle;
 use crate::util::{now_ms, worker_id};
 use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
-use clawbridge_channel::{AccountContext, AccountStatus, Connector};
+use clawbridge_channel::{AccountContext, AccountStatus, Connector, RouteContext};
 use clawbridge_gateway::{GatewayClient, GatewayConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,6 +82,12 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
     let channels_stop = CancellationToken::new();
     let channel_tasks = TaskTracker::new();
     let mut app = axum::Router::new();
+    let route_context = RouteContext { bridge: bridge.clone() };
+    for connector in registry.connectors() {
+        if let Some(routes) = connector.routes(&route_context) {
+            app = app.merge(routes);
+        }
+    }
     let mut statuses = Vec::new();
     for (channel, account) in registry.accounts() {
         let (status_tx, status_rx) = watch::channel(AccountStatus::Starting);
@@ -93,9 +99,6 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
             cancel: channels_stop.child_token(),
         };
         statuses.push((format!("{}/{}", channel, account.id()), status_rx));
-        if let Some(routes) = account.routes(&ctx) {
-            app = app.merge(routes);
-        }
         let account = account.clone();
         channel_tasks.spawn(async move {
             let status = ctx.status.clone();

@@ -41,6 +41,11 @@ impl Registry {
         self.connectors.get(channel)
     }
 
+    /// Every connector.
+    pub fn connectors(&self) -> impl Iterator<Item = &Arc<dyn Connector>> {
+        self.connectors.values()
+    }
+
     /// One account.
     pub fn account(&self, channel: &ChannelId, account: &AccountId) -> Option<&Arc<dyn Account>> {
         self.accounts.get(&(channel.clone(), account.clone()))

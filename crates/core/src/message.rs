@@ -190,6 +190,43 @@ impl OutboundMessage {
     }
 }
 
+/// How the pipeline finished an inbound message. Stored with the row (as [`as_str`](Self::as_str))
+/// and handed to the channel, so a synchronous channel (a Kakao skill request still waiting) knows
+/// whether an answer is coming.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum InboundOutcome {
+    /// The agent answered; the replies are in the outbox.
+    Replied,
+    /// The agent finished without a visible reply.
+    Silent,
+    /// The access policy ignores this sender (DM policy `disabled`).
+    Ignored,
+    /// The sender is not allowed (allowlist); at most a deny notice was queued.
+    Denied,
+    /// The sender must be approved first; a pairing code may have been queued.
+    Pairing,
+}
+
+impl InboundOutcome {
+    /// The stored name (`replied`, `silent`, `ignored`, `denied`, `pairing`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Replied => "replied",
+            Self::Silent => "silent",
+            Self::Ignored => "ignored",
+            Self::Denied => "denied",
+            Self::Pairing => "pairing",
+        }
+    }
+}
+
+impl std::fmt::Display for InboundOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What a platform answered to a successful send.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {

@@ -2,9 +2,11 @@
 //! pipeline tests, end-to-end tests and benchmarks.
 
 use async_trait::async_trait;
-use clawbridge_channel::{Account, AccountContext, Bridge, Capabilities, Connector};
+use clawbridge_channel::{Account, Bridge, Capabilities, Connector, RouteContext};
 use clawbridge_core::policy::{AccessPolicy, AllowFrom, DmPolicy};
-use clawbridge_core::{AccountId, ChannelId, InboundMessage, OutboundMessage, Receipt, SendError};
+use clawbridge_core::{
+    AccountId, ChannelId, IdempotencyKey, InboundMessage, InboundOutcome, OutboundMessage, Receipt, SendError,
+};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ pub struct Sent {
     pub message: OutboundMessage,
     /// When `send` received it.
     pub at: Instant,
+    /// The outbox row's idempotency key `send` was given.
+    pub key: IdempotencyKey,
 }
 
 /// What the recording channel saw; shared with the test.
@@ -116,18 +120,13 @@ impl Account for RecordingAccount {
         self.policy.clone()
     }
 
-    fn routes(&self, ctx: &AccountContext) -> Option<axum::Router> {
-        *self.recorder.bridge.lock().expect("lock") = Some(ctx.bridge.clone());
-        None
-    }
-
-    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError> {
+    async fn send(&self, msg: &OutboundMessage, key: &IdempotencyKey) -> Result<Receipt, SendError> {
         let at = Instant::now();
         if let Some(failure) = self.recorder.failures.lock().expect("lock").pop_front() {
             return Err(failure);
         }
         let mut sent = self.recorder.sent.lock().expect("lock");
-        sent.push(Sent { message: msg.clone(), at });
+        sent.push(Sent { message: msg.clone(), at, key: key.clone() });
         let id = format!("rec-out-{}", sent.len());
         drop(sent);
         self.recorder.signal.notify_waiters();
@@ -138,8 +137,8 @@ impl Account for RecordingAccount {
         self.recorder.started.lock().expect("lock").push((msg.message_id.to_string(), Instant::now()));
     }
 
-    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
-        self.recorder.finished.lock().expect("lock").push((msg.message_id.to_string(), outcome.to_owned(), replies));
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: InboundOutcome, replies: usize) {
+        self.recorder.finished.lock().expect("lock").push((msg.message_id.to_string(), outcome.to_string(), replies));
     }
 }
 
@@ -179,5 +178,11 @@ impl Connector for RecordingChannel {
 
     fn accounts(&self) -> Vec<Arc<dyn Account>> {
         vec![self.account.clone()]
+    }
+
+    /// No routes: keeps the bridge handle, so tests can inject inbound messages.
+    fn routes(&self, ctx: &RouteContext) -> Option<axum::Router> {
+        *self.account.recorder.bridge.lock().expect("lock") = Some(ctx.bridge.clone());
+        None
     }
 }

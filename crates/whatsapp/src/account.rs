@@ -8,10 +8,12 @@ use crate::render::{MAX_TEXT_CHARS, render_reply_parts};
 use crate::webhook::{self, WebhookAccount, WebhookState};
 use async_trait::async_trait;
 use base64::Engine;
-use clawbridge_channel::{Account, AccountContext, AccountStatus, Capabilities, ChannelError, Connector};
+use clawbridge_channel::{Account, AccountContext, AccountStatus, Capabilities, ChannelError, Connector, RouteContext};
 use clawbridge_core::ids::mask;
 use clawbridge_core::policy::AccessPolicy;
-use clawbridge_core::{AccountId, ChannelId, InboundMessage, MediaKind, MediaRef, OutboundMessage, Receipt, SendError};
+use clawbridge_core::{
+    AccountId, ChannelId, IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage, Receipt, SendError,
+};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,10 @@ const WEBHOOK_MEDIA_BUDGET: Duration = Duration::from_secs(6);
 /// WhatsApp through Kapso.
 #[derive(Debug)]
 pub struct WhatsAppConnector {
+    config: Arc<WhatsAppConfig>,
     accounts: Vec<Arc<WhatsAppAccount>>,
+    /// Every number, for the one webhook route that serves them all.
+    webhook_accounts: Arc<Vec<WebhookAccount>>,
 }
 
 impl WhatsAppConnector {
@@ -59,19 +64,16 @@ impl WhatsAppConnector {
             .accounts
             .iter()
             .zip(clients)
-            .enumerate()
-            .map(|(i, (account, client))| {
+            .map(|(account, client)| {
                 Arc::new(WhatsAppAccount {
                     config: config.clone(),
                     account: account.clone(),
                     client,
-                    serves_routes: i == 0,
-                    webhook_accounts: webhook_accounts.clone(),
                     typing: Arc::default(),
                 })
             })
             .collect();
-        Ok(Self { accounts })
+        Ok(Self { config, accounts, webhook_accounts })
     }
 
     /// The accounts, typed.
@@ -96,6 +98,20 @@ impl Connector for WhatsAppConnector {
 
     fn accounts(&self) -> Vec<Arc<dyn Account>> {
         self.accounts.iter().map(|a| a.clone() as Arc<dyn Account>).collect()
+    }
+
+    /// `/webhook` and `/whatsapp/webhook` for every number, in the webhook modes only.
+    fn routes(&self, ctx: &RouteContext) -> Option<axum::Router> {
+        if !self.config.serves_webhook() {
+            return None;
+        }
+        Some(webhook::router(WebhookState {
+            bridge: ctx.bridge.clone(),
+            accounts: self.webhook_accounts.clone(),
+            secret: self.config.webhook_secret.clone(),
+            verify_token: self.config.webhook_verify_token.clone(),
+            media_budget: WEBHOOK_MEDIA_BUDGET,
+        }))
     }
 
     /// Markdown → WhatsApp formatting, directive tags removed, ≤ 4096-character parts; the
@@ -156,9 +172,6 @@ pub struct WhatsAppAccount {
     config: Arc<WhatsAppConfig>,
     account: AccountConfig,
     client: KapsoClient,
-    /// The first account serves the webhook for every number (routes may be registered once).
-    serves_routes: bool,
-    webhook_accounts: Arc<Vec<WebhookAccount>>,
     /// Typing-indicator loops by peer (with a generation), stopped when the reply goes out.
     typing: Arc<Mutex<HashMap<String, (u64, CancellationToken)>>>,
 }
@@ -237,19 +250,6 @@ impl Account for WhatsAppAccount {
         self.account.access.clone()
     }
 
-    fn routes(&self, ctx: &AccountContext) -> Option<axum::Router> {
-        if !self.serves_routes || !self.config.serves_webhook() {
-            return None;
-        }
-        Some(webhook::router(WebhookState {
-            bridge: ctx.bridge.clone(),
-            accounts: self.webhook_accounts.clone(),
-            secret: self.config.webhook_secret.clone(),
-            verify_token: self.config.webhook_verify_token.clone(),
-            media_budget: WEBHOOK_MEDIA_BUDGET,
-        }))
-    }
-
     async fn run(&self, ctx: AccountContext) -> Result<(), ChannelError> {
         tracing::info!(
             account = %self.account.id,
@@ -283,7 +283,7 @@ impl Account for WhatsAppAccount {
     /// Sends text (quoting `reply_to`), media (link, media id or uploaded data), or what
     /// `extra.whatsapp` describes: `{"template": {name, language, params: {k: v}}}`,
     /// `{"reaction": {message_id, emoji}}` or `{"type": T, T: {...}}` for any other message.
-    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError> {
+    async fn send(&self, msg: &OutboundMessage, _key: &IdempotencyKey) -> Result<Receipt, SendError> {
         self.stop_typing(msg.peer.as_str());
         let to = msg.peer.as_str();
         let reply_to = msg.reply_to.as_ref().map(|r| r.as_str());

@@ -9,7 +9,7 @@ use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
 use clawbridge_core::session::direct_session_key;
 use clawbridge_core::text::neutralize_commands;
 use clawbridge_core::time::HOUR_MS;
-use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, OutboundMessage};
+use clawbridge_core::{IdempotencyKey, InboundMessage, InboundOutcome, MediaKind, OutboundMessage};
 use clawbridge_gateway::{AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind};
 use clawbridge_store::{Completed, InboundRow, NewOutbound, PairingOutcome, PairingRequest, StoreError};
 use std::time::{Duration, Instant};
@@ -76,7 +76,7 @@ async fn process(shared: &Shared, row: InboundRow) {
     }
     match decision {
         AccessDecision::Allow => {}
-        AccessDecision::Ignore => return finish(shared, &row, "ignored", &[]).await,
+        AccessDecision::Ignore => return finish(shared, &row, InboundOutcome::Ignored, &[]).await,
         AccessDecision::Deny => return deny(shared, &row, connector.as_ref()).await,
         AccessDecision::Pair => return pair(shared, &row, connector.as_ref()).await,
     }
@@ -116,7 +116,7 @@ async fn process(shared: &Shared, row: InboundRow) {
                     .collect(),
                 None => Vec::new(),
             };
-            let outcome_name = if replies.is_empty() { "silent" } else { "replied" };
+            let outcome_name = if replies.is_empty() { InboundOutcome::Silent } else { InboundOutcome::Replied };
             finish(shared, &row, outcome_name, &replies).await;
         }
         Ok(outcome) => {
@@ -249,15 +249,22 @@ fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
     token
 }
 
-async fn finish(shared: &Shared, row: &InboundRow, outcome: &str, replies: &[NewOutbound]) {
+async fn finish(shared: &Shared, row: &InboundRow, outcome: InboundOutcome, replies: &[NewOutbound]) {
     let completed = shared
         .store
-        .complete_inbound_and_claim(row.id, &shared.worker, outcome, replies, super::outbox::LEASE_MS, now_ms())
+        .complete_inbound_and_claim(
+            row.id,
+            &shared.worker,
+            outcome.as_str(),
+            replies,
+            super::outbox::LEASE_MS,
+            now_ms(),
+        )
         .await;
     match completed {
         Ok(Completed::Done { first_reply }) => {
-            metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.to_owned()).increment(1);
-            tracing::info!(outcome, parts = replies.len(), "inbound message handled");
+            metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.as_str()).increment(1);
+            tracing::info!(outcome = outcome.as_str(), parts = replies.len(), "inbound message handled");
             // The first part was claimed in the same transaction: send it from here, without a
             // hop through the outbox worker. Later parts follow through the outbox in order.
             if let Some(first) = first_reply {
@@ -353,7 +360,7 @@ async fn pair(shared: &Shared, row: &InboundRow, connector: &dyn Connector) {
             Vec::new()
         }
     };
-    finish(shared, row, "pairing", &replies).await;
+    finish(shared, row, InboundOutcome::Pairing, &replies).await;
 }
 
 async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
@@ -370,7 +377,7 @@ async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
             replies.push(outbound(key, OutboundMessage::reply_text(msg, text.clone()), row.id));
         }
     }
-    finish(shared, row, "denied", &replies).await;
+    finish(shared, row, InboundOutcome::Denied, &replies).await;
 }
 
 #[cfg(test)]

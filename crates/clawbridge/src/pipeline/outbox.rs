@@ -54,7 +54,7 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
     };
     let started = Instant::now();
     let result = tokio::select! {
-        result = tokio::time::timeout(SEND_TIMEOUT, account.send(msg)) => match result {
+        result = tokio::time::timeout(SEND_TIMEOUT, account.send(msg, &row.idempotency_key)) => match result {
             Ok(result) => result,
             Err(_) => Err(SendError::transient(format!("send did not finish within {} s", SEND_TIMEOUT.as_secs()))),
         },

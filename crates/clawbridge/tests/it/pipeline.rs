@@ -39,6 +39,8 @@ async fn a_message_gets_the_agent_reply_as_a_quoted_answer() {
     assert_eq!(call["sessionKey"], "agent:main:test:direct:15551234567");
     let expected_key = IdempotencyKey::for_inbound(&"test".into(), &"default".into(), &"m-1".into());
     assert_eq!(call["idempotencyKey"], expected_key.as_str());
+    // `send` gets the outbox row's key: the same on every attempt, for platform idempotency.
+    assert_eq!(h.recorder.sent_with_times()[0].key, IdempotencyKey::for_reply_part(&expected_key, 0));
     assert_eq!(call["inputProvenance"]["kind"], "external_user");
     assert_eq!(call["inputProvenance"]["sourceChannel"], "test");
     assert!(call["extraSystemPrompt"].as_str().unwrap().contains("15551234567"));

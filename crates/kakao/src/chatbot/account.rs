@@ -14,19 +14,19 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine as _;
-use clawbridge_channel::{Accepted, Account, AccountContext, Bridge, Capabilities, Connector};
+use clawbridge_channel::{Accepted, Account, Bridge, Capabilities, Connector, RouteContext};
 use clawbridge_core::ids::mask;
 use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{
-    AccountId, ChannelId, EpochMs, InboundMessage, MediaKind, MediaRef, MessageKind, OutboundMessage, Receipt,
-    SendError,
+    AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, InboundOutcome, MediaKind, MediaRef, MessageKind,
+    OutboundMessage, Receipt, SendError,
 };
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
@@ -60,11 +60,11 @@ pub(super) struct Common {
     http: reqwest::Client,
     pub(super) bridge: OnceLock<Arc<dyn Bridge>>,
     bots: OnceLock<Vec<Arc<BotAccount>>>,
-    routes_taken: AtomicBool,
 }
 
 /// The KakaoTalk chatbot channel (`kakao`).
 pub struct KakaoChatbot {
+    common: Arc<Common>,
     accounts: Vec<Arc<BotAccount>>,
 }
 
@@ -86,13 +86,7 @@ impl KakaoChatbot {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the Kakao HTTP client: {e}"))?;
-        let common = Arc::new(Common {
-            config: config.clone(),
-            http,
-            bridge: OnceLock::new(),
-            bots: OnceLock::new(),
-            routes_taken: AtomicBool::new(false),
-        });
+        let common = Arc::new(Common { config: config.clone(), http, bridge: OnceLock::new(), bots: OnceLock::new() });
         let accounts: Vec<Arc<BotAccount>> = config
             .bots
             .iter()
@@ -106,7 +100,7 @@ impl KakaoChatbot {
             })
             .collect();
         let _ = common.bots.set(accounts.clone());
-        Ok(Arc::new(Self { accounts }))
+        Ok(Arc::new(Self { common, accounts }))
     }
 
     fn bot(&self, account: &AccountId) -> Option<&Arc<BotAccount>> {
@@ -125,6 +119,23 @@ impl Connector for KakaoChatbot {
 
     fn accounts(&self) -> Vec<Arc<dyn Account>> {
         self.accounts.iter().map(|a| a.clone() as Arc<dyn Account>).collect()
+    }
+
+    /// `POST /kakao/skill` and `POST /kakao/channel-webhook` for every bot: requests are routed
+    /// to their bot by secret and `bot.id`.
+    fn routes(&self, ctx: &RouteContext) -> Option<Router> {
+        let _ = self.common.bridge.set(ctx.bridge.clone());
+        let skill_limit = self.common.config.max_body_bytes;
+        Some(
+            Router::new()
+                .route("/kakao/skill", post(skill).layer(DefaultBodyLimit::max(skill_limit)))
+                .route(
+                    "/kakao/channel-webhook",
+                    post(super::webhook::channel_webhook)
+                        .layer(DefaultBodyLimit::max(super::webhook::WEBHOOK_BODY_LIMIT)),
+                )
+                .with_state(self.common.clone()),
+        )
     }
 
     /// One message carrying the whole answer as SkillResponse pages in `extra.kakao.pages`.
@@ -214,27 +225,7 @@ impl Account for BotAccount {
         self.settings.access.clone()
     }
 
-    /// `POST /kakao/skill` and `POST /kakao/channel-webhook`, served once for every bot (the
-    /// first account asked serves them; requests are routed by secret and `bot.id`).
-    fn routes(&self, ctx: &AccountContext) -> Option<Router> {
-        let _ = self.common.bridge.set(ctx.bridge.clone());
-        if self.common.routes_taken.swap(true, Ordering::SeqCst) {
-            return None;
-        }
-        let skill_limit = self.common.config.max_body_bytes;
-        Some(
-            Router::new()
-                .route("/kakao/skill", post(skill).layer(DefaultBodyLimit::max(skill_limit)))
-                .route(
-                    "/kakao/channel-webhook",
-                    post(super::webhook::channel_webhook)
-                        .layer(DefaultBodyLimit::max(super::webhook::WEBHOOK_BODY_LIMIT)),
-                )
-                .with_state(self.common.clone()),
-        )
-    }
-
-    async fn send(&self, msg: &OutboundMessage) -> Result<Receipt, SendError> {
+    async fn send(&self, msg: &OutboundMessage, _key: &IdempotencyKey) -> Result<Receipt, SendError> {
         let bridge = self.bridge().map_err(SendError::transient)?;
         let pages = pages_of(msg, &self.settings.more_label);
         let peer = msg.peer.to_string();
@@ -297,13 +288,13 @@ impl Account for BotAccount {
 
     /// A turn that ends without a reply (refused sender, pairing still pending, a silent agent)
     /// must not leave its skill request waiting for the deadline and then promise an answer.
-    async fn inbound_finished(&self, msg: &InboundMessage, outcome: &str, replies: usize) {
+    async fn inbound_finished(&self, msg: &InboundMessage, outcome: InboundOutcome, replies: usize) {
         if replies > 0 {
             return;
         }
         let text = match outcome {
-            "pairing" => PAIRING_PENDING_TEXT,
-            "silent" => SILENT_TEXT,
+            InboundOutcome::Pairing => PAIRING_PENDING_TEXT,
+            InboundOutcome::Silent | InboundOutcome::Replied => SILENT_TEXT,
             _ => DISABLED_TEXT,
         };
         if let Some(TurnState::Waiting { waiters, .. }) =

@@ -1,6 +1,7 @@
 //! `POST /kakao/skill`: authentication, parsing, dedup and the timing of answers.
 
 use crate::support::{BOT_ID, Harness, echo_script, payload, quick_labels, texts};
+use clawbridge_core::IdempotencyKey;
 use clawbridge_kakao::chatbot::SkillResponse;
 use clawbridge_kakao::chatbot::ns;
 use serde_json::{Value, json};
@@ -85,7 +86,7 @@ async fn a_slow_answer_goes_to_the_callback_once() {
     assert!(recorded[0].1.contains("\"SUCCESS\""), "{recorded:?}");
 
     // A retried send of the same answer (crash after the POST) never POSTs twice.
-    let receipt = h.account.send(&sent[0].0).await.unwrap();
+    let receipt = h.account.send(&sent[0].0, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
     assert_eq!(h.kakao.hits().len(), 1);
 }
@@ -120,7 +121,7 @@ async fn an_answer_after_the_callback_window_is_not_posted() {
     let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u9", "rid:old", "q");
     msg.extra = json!({"kakao": {"receivedAt": chrono_now() - 56_000}});
     let out = h.connector_render(&msg, "늦은 답변");
-    let receipt = h.account.send(&out).await.unwrap();
+    let receipt = h.account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("pending:"));
     assert!(h.kakao.hits().is_empty(), "no POST after 55 s");
     assert!(h.bridge.namespace(ns::CALLBACKS)[0].1.contains("EXPIRED"));
@@ -291,7 +292,7 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
         }
         let msg = h.bridge.inbox()[0].clone();
         let out = replica.render_reply(&msg, "네, 재고 있어요.").remove(0);
-        replica_account.send(&out).await.unwrap()
+        replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap()
     };
     let ((status, body), receipt) = tokio::join!(request, deliver);
     assert_eq!(status, 200);
@@ -304,13 +305,13 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
     assert_eq!(waiting["useCallback"], true);
     let msg = h.bridge.inbox().into_iter().find(|m| m.peer.as_str() == "pf-u2").unwrap();
     let out = replica.render_reply(&msg, "내일 도착해요.").remove(0);
-    let receipt = replica_account.send(&out).await.unwrap();
+    let receipt = replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
     let hits = h.kakao.wait_hits(1).await;
     assert!(hits[0].accepted);
     assert_eq!(texts(&hits[0].body), vec!["내일 도착해요."]);
     // This process's own late answer for the same turn is never POSTed a second time.
-    let receipt = h.account.send(&out).await.unwrap();
+    let receipt = h.account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
     assert_eq!(h.kakao.hits().len(), 1);
 }

@@ -12,16 +12,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clawbridge_channel::{Accepted, Account, AccountContext, AccountStatus, Bridge, BridgeError, Connector};
-use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, OutboundMessage};
+use clawbridge_channel::{Accepted, Account, Bridge, BridgeError, Connector, RouteContext};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
 use clawbridge_kakao::chatbot::{ChatbotConfig, KakaoChatbot};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{Notify, watch};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
 pub const SECRET: &str = "skill-secret-0123456789";
 pub const ADMIN_KEY: &str = "admin-key-abcdef";
@@ -355,18 +354,8 @@ impl Harness {
         let accounts = connector.accounts();
         let account = accounts[0].clone();
         let bridge = Arc::new(MemBridge::default());
-        let (status, _) = watch::channel(AccountStatus::Starting);
-        let ctx = AccountContext {
-            channel: ChannelId::new("kakao"),
-            account: account.id(),
-            bridge: bridge.clone(),
-            status: Arc::new(status),
-            cancel: CancellationToken::new(),
-        };
-        let routes = account.routes(&ctx).expect("the first account serves the routes");
-        for other in &accounts[1..] {
-            assert!(other.routes(&ctx).is_none(), "one router serves every bot");
-        }
+        // One router, on the connector, serves every bot.
+        let routes = connector.routes(&RouteContext { bridge: bridge.clone() }).expect("the chatbot serves routes");
         let base = format!("http://{}", serve(routes).await);
 
         let sent = Arc::new(Mutex::new(Vec::new()));
@@ -379,15 +368,7 @@ impl Harness {
     pub fn replica(&self) -> (Arc<KakaoChatbot>, Arc<dyn Account>) {
         let connector = KakaoChatbot::new(&self.config).unwrap();
         let account = connector.accounts().remove(0);
-        let (status, _) = watch::channel(AccountStatus::Starting);
-        let ctx = AccountContext {
-            channel: ChannelId::new("kakao"),
-            account: account.id(),
-            bridge: self.bridge.clone(),
-            status: Arc::new(status),
-            cancel: CancellationToken::new(),
-        };
-        let _ = account.routes(&ctx);
+        let _ = connector.routes(&RouteContext { bridge: self.bridge.clone() });
         (connector, account)
     }
 
@@ -452,7 +433,8 @@ async fn pipeline(
                     connector.render_reply(&msg, &reply)
                 };
                 for out in outbound {
-                    let result = account.send(&out).await;
+                    let key = IdempotencyKey::new(format!("{}-r0", msg.message_id));
+                    let result = account.send(&out, &key).await;
                     let receipt = match result {
                         Ok(r) => r.platform_message_id.unwrap_or_default(),
                         Err(e) => format!("error: {e}"),

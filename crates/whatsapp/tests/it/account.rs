@@ -2,7 +2,7 @@
 
 use crate::support::{API_KEY, FakeKapso, MemoryBridge, PNID, eventually};
 use clawbridge_channel::Connector;
-use clawbridge_core::{InboundMessage, MediaKind, MediaRef, OutboundMessage, SendError};
+use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage, SendError};
 use clawbridge_whatsapp::{WhatsAppConfig, WhatsAppConnector};
 use serde_json::json;
 use std::collections::HashMap;
@@ -21,6 +21,10 @@ fn config(fake: &FakeKapso, extra: &[(&str, &str)]) -> WhatsAppConfig {
     .collect();
     vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     WhatsAppConfig::load(None, &|k| vars.get(k).cloned()).unwrap().unwrap()
+}
+
+fn key() -> IdempotencyKey {
+    IdempotencyKey::new("out-1")
 }
 
 fn inbound() -> InboundMessage {
@@ -64,7 +68,7 @@ async fn send_text_media_template_and_reaction() {
     let account = connector.accounts()[0].clone();
     let to = inbound();
 
-    let receipt = account.send(&OutboundMessage::reply_text(&to, "Hello")).await.unwrap();
+    let receipt = account.send(&OutboundMessage::reply_text(&to, "Hello"), &key()).await.unwrap();
     assert_eq!(receipt.platform_message_id.as_deref(), Some("wamid.sent1"));
 
     let mut image = OutboundMessage::reply_text(&to, "");
@@ -76,16 +80,16 @@ async fn send_text_media_template_and_reaction() {
         caption: Some("chart".into()),
         ..MediaRef::default()
     });
-    account.send(&image).await.unwrap();
+    account.send(&image, &key()).await.unwrap();
 
     let mut template = OutboundMessage::reply_text(&to, "");
     template.extra =
         json!({"whatsapp": {"template": {"name": "reengage", "language": "en", "params": {"name": "Ann"}}}});
-    account.send(&template).await.unwrap();
+    account.send(&template, &key()).await.unwrap();
 
     let mut reaction = OutboundMessage::reply_text(&to, "");
     reaction.extra = json!({"whatsapp": {"reaction": {"emoji": "👍"}}});
-    account.send(&reaction).await.unwrap();
+    account.send(&reaction, &key()).await.unwrap();
 
     let bodies: Vec<_> = fake.requests_to("POST", "/messages").iter().map(|r| r.json()).collect();
     assert_eq!(bodies[0]["text"]["body"], "Hello");
@@ -98,7 +102,7 @@ async fn send_text_media_template_and_reaction() {
 
     let mut empty = OutboundMessage::reply_text(&to, "");
     empty.text = None;
-    assert!(matches!(account.send(&empty).await, Err(SendError::Permanent(_))));
+    assert!(matches!(account.send(&empty, &key()).await, Err(SendError::Permanent(_))));
 }
 
 #[tokio::test]
@@ -114,15 +118,15 @@ async fn agent_started_marks_read_with_typing_without_blocking() {
     assert_eq!(body["message_id"], "wamid.in1");
     assert_eq!(body["typing_indicator"]["type"], "text");
     // Sending the reply stops the refresh loop (no panic, and the reply goes out).
-    account.send(&OutboundMessage::reply_text(&inbound(), "done")).await.unwrap();
+    account.send(&OutboundMessage::reply_text(&inbound(), "done"), &key()).await.unwrap();
 }
 
 #[tokio::test]
-async fn routes_only_in_webhook_modes_and_only_on_the_first_account() {
+async fn routes_only_in_webhook_modes_and_one_set_for_every_number() {
     let fake = FakeKapso::start().await;
     let bridge = MemoryBridge::new();
     let polling = WhatsAppConnector::new(config(&fake, &[])).unwrap();
-    assert!(polling.accounts()[0].routes(&bridge.context("default")).is_none());
+    assert!(polling.routes(&bridge.route_context()).is_none());
 
     let file: toml::Table = toml::from_str("[accounts.sales]\nphone_number_id = \"222\"\n").unwrap();
     let vars: HashMap<&str, String> = [
@@ -138,8 +142,8 @@ async fn routes_only_in_webhook_modes_and_only_on_the_first_account() {
     let domain = WhatsAppConnector::new(cfg).unwrap();
     let accounts = domain.accounts();
     assert_eq!(accounts.len(), 2);
-    assert!(accounts[0].routes(&bridge.context("default")).is_some());
-    assert!(accounts[1].routes(&bridge.context("sales")).is_none(), "one set of routes for every number");
+    // One set of routes (on the connector) serves every number.
+    assert!(domain.routes(&bridge.route_context()).is_some());
 }
 
 #[tokio::test]
@@ -181,7 +185,7 @@ async fn poll_fallback_beside_the_webhook_keeps_every_message_single() {
     let account = connector.accounts()[0].clone();
 
     // The webhook delivers it first.
-    let app = account.routes(&ctx).expect("domain mode serves the webhook");
+    let app = connector.routes(&bridge.route_context()).expect("domain mode serves the webhook");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/webhook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

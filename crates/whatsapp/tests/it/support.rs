@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clawbridge_channel::{Accepted, AccountContext, AccountStatus, Bridge, BridgeError};
+use clawbridge_channel::{Accepted, AccountContext, AccountStatus, Bridge, BridgeError, RouteContext};
 use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, OutboundMessage};
 use clawbridge_whatsapp::KapsoClient;
 use clawbridge_whatsapp::client::MediaPolicy;
@@ -55,6 +55,10 @@ impl MemoryBridge {
 
     pub fn statuses(&self) -> Vec<RecordedStatus> {
         self.statuses.lock().unwrap().clone()
+    }
+
+    pub fn route_context(self: &Arc<Self>) -> RouteContext {
+        RouteContext { bridge: self.clone() }
     }
 
     pub fn context(self: &Arc<Self>, account: &str) -> AccountContext {
