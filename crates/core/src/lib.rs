@@ -20,6 +20,8 @@ pub mod text;
 pub mod time;
 
 pub use ids::{AccountId, ChannelId, IdempotencyKey, Lane, PeerId, PlatformMessageId};
-pub use message::{InboundMessage, InboundOutcome, MediaKind, MediaRef, MessageKind, OutboundMessage, Receipt};
+pub use message::{
+    ChannelData, InboundMessage, InboundOutcome, MediaKind, MediaRef, MessageKind, OutboundMessage, Receipt,
+};
 pub use retry::{Backoff, SendError};
 pub use time::EpochMs;

@@ -84,6 +84,65 @@ pub enum MediaKind {
     Sticker,
 }
 
+/// A channel's own data riding on a message, opaque to the rest of the bridge.
+///
+/// Kept as the JSON text the channel wrote (no `serde_json::Value` tree is built when a row is
+/// stored or loaded); the channel reads it back into its own typed struct with
+/// [`decode`](Self::decode). Only channels know the shape, so the pipeline and the store never
+/// look inside.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ChannelData(Option<Box<serde_json::value::RawValue>>);
+
+impl ChannelData {
+    /// The data of a channel's typed struct.
+    ///
+    /// # Errors
+    /// When `value` cannot be serialised to JSON (a map with non-string keys).
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        let raw = serde_json::value::to_raw_value(value)?;
+        Ok(if raw.get() == "null" { Self(None) } else { Self(Some(raw)) })
+    }
+
+    /// Reads the data back into the channel's struct; `None` when there is none.
+    ///
+    /// # Errors
+    /// When the stored JSON does not have `T`'s shape.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, serde_json::Error> {
+        self.0.as_deref().map(|raw| serde_json::from_str(raw.get())).transpose()
+    }
+
+    /// The data as a JSON tree (`Null` when empty), for code that inspects it loosely.
+    pub fn to_value(&self) -> serde_json::Value {
+        self.0.as_deref().and_then(|raw| serde_json::from_str(raw.get()).ok()).unwrap_or_default()
+    }
+
+    /// The stored JSON text, if any.
+    pub fn as_json(&self) -> Option<&str> {
+        self.0.as_deref().map(serde_json::value::RawValue::get)
+    }
+
+    /// Whether there is no data.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for ChannelData {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for ChannelData {}
+
+impl From<serde_json::Value> for ChannelData {
+    /// Loose data (tests, hand-built messages); `Null` is no data.
+    fn from(value: serde_json::Value) -> Self {
+        Self::encode(&value).unwrap_or_default()
+    }
+}
+
 /// One message from a platform user, normalised.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboundMessage {
@@ -112,9 +171,10 @@ pub struct InboundMessage {
     /// The platform id of the message this one replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<PlatformMessageId>,
-    /// Channel-specific data the channel needs again when answering (a Kakao callback URL…).
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub extra: serde_json::Value,
+    /// Channel-specific data the channel needs again when answering (a Kakao callback URL…),
+    /// written and read only by that channel through its own typed struct.
+    #[serde(default, skip_serializing_if = "ChannelData::is_empty")]
+    pub extra: ChannelData,
 }
 
 impl InboundMessage {
@@ -137,7 +197,7 @@ impl InboundMessage {
             text: text.into(),
             media: Vec::new(),
             reply_to: None,
-            extra: serde_json::Value::Null,
+            extra: ChannelData::default(),
         }
     }
 
@@ -166,8 +226,8 @@ pub struct OutboundMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<PlatformMessageId>,
     /// Channel-specific payload (a template, a card…), interpreted by the channel only.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub extra: serde_json::Value,
+    #[serde(default, skip_serializing_if = "ChannelData::is_empty")]
+    pub extra: ChannelData,
 }
 
 impl OutboundMessage {
@@ -180,7 +240,7 @@ impl OutboundMessage {
             text: Some(text.into()),
             media: Vec::new(),
             reply_to: Some(to.message_id.clone()),
-            extra: serde_json::Value::Null,
+            extra: ChannelData::default(),
         }
     }
 
@@ -247,6 +307,24 @@ mod tests {
         let parsed: InboundMessage = serde_json::from_str(minimal).unwrap();
         assert_eq!(parsed.text, "");
         assert_eq!(parsed.lane().as_str(), "kakao/default/u1");
+    }
+
+    #[test]
+    fn channel_data_round_trips_as_written_and_is_left_out_when_empty() {
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Turn {
+            callback: String,
+        }
+        let mut msg = InboundMessage::text("kakao", "default", "u1", "m1", "hi");
+        assert!(!serde_json::to_string(&msg).unwrap().contains("extra"));
+        msg.extra = ChannelData::encode(&Turn { callback: "https://x".to_owned() }).unwrap();
+        let json = serde_json::to_string(&msg).unwrap();
+        assert!(json.contains(r#""extra":{"callback":"https://x"}"#), "{json}");
+        let back: InboundMessage = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.extra.decode::<Turn>().unwrap(), Some(Turn { callback: "https://x".to_owned() }));
+        assert_eq!(back, msg);
+        assert!(ChannelData::from(serde_json::Value::Null).is_empty());
+        assert!(back.extra.decode::<Vec<u8>>().is_err(), "a different shape is an error, not a silent default");
     }
 
     #[test]

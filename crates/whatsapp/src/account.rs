@@ -133,7 +133,8 @@ impl Connector for WhatsAppConnector {
     fn agent_context(&self, msg: &InboundMessage) -> String {
         let account = self.accounts.iter().find(|a| a.account.id == msg.account);
         let business = account.map_or_else(|| msg.account.to_string(), |a| a.account.phone_number_id.clone());
-        let number = match msg.extra.get("phone").and_then(Value::as_str) {
+        let extra = msg.extra.to_value();
+        let number = match extra.get("phone").and_then(Value::as_str) {
             Some(phone) => format!("+{phone}"),
             None if crate::client::is_bsuid(msg.peer.as_str()) => {
                 format!("WhatsApp user id {} (phone number hidden)", msg.peer)
@@ -287,7 +288,8 @@ impl Account for WhatsAppAccount {
         self.stop_typing(msg.peer.as_str());
         let to = msg.peer.as_str();
         let reply_to = msg.reply_to.as_ref().map(|r| r.as_str());
-        if let Some(spec) = msg.extra.get("whatsapp").filter(|v| v.is_object()) {
+        let extra = msg.extra.to_value();
+        if let Some(spec) = extra.get("whatsapp").filter(|v| v.is_object()) {
             let sent = if let Some(template) = spec.get("template") {
                 let name = template.get("name").and_then(Value::as_str).unwrap_or_default();
                 let language = template.get("language").and_then(Value::as_str).unwrap_or("en_US");

@@ -354,12 +354,14 @@ pub fn convert(record: &InboundRecord, account: &AccountId) -> Result<Converted,
                 ),
                 other => format!("[interactive reply: {other}] {title}"),
             };
-            msg.extra = json!({"interactive": {"type": reply_type, "id": str_at(&reply, "/id"), "title": title}});
+            msg.extra =
+                json!({"interactive": {"type": reply_type, "id": str_at(&reply, "/id"), "title": title}}).into();
             (MessageKind::Interactive, text)
         }
         "button" => {
             let text = str_at(&body, "/text").unwrap_or_default();
-            msg.extra = json!({"interactive": {"type": "button", "payload": str_at(&body, "/payload"), "title": text}});
+            msg.extra =
+                json!({"interactive": {"type": "button", "payload": str_at(&body, "/payload"), "title": text}}).into();
             (MessageKind::Interactive, format!("[tapped button] {text}"))
         }
         "reaction" => {
@@ -386,7 +388,7 @@ pub fn convert(record: &InboundRecord, account: &AccountId) -> Result<Converted,
     msg.kind = kind;
     msg.text = text;
 
-    let mut extra = match std::mem::take(&mut msg.extra) {
+    let mut extra = match std::mem::take(&mut msg.extra).to_value() {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
@@ -406,7 +408,7 @@ pub fn convert(record: &InboundRecord, account: &AccountId) -> Result<Converted,
             msg.text = format!("{}\n[came from the ad {headline:?}]", msg.text).trim().to_owned();
         }
     }
-    msg.extra = Value::Object(extra);
+    msg.extra = Value::Object(extra).into();
     Ok(Converted { message: msg, pending })
 }
 
@@ -502,8 +504,8 @@ mod tests {
         assert_eq!(msg.kind, MessageKind::Text);
         assert_eq!(msg.sender_name.as_deref(), Some("John Doe"));
         assert_eq!(msg.sent_at, Some(1_730_092_800_000));
-        assert_eq!(msg.extra["phone_number_id"], "123456789012345");
-        assert_eq!(msg.extra["conversation_id"], "conv_123");
+        assert_eq!(msg.extra.to_value()["phone_number_id"], "123456789012345");
+        assert_eq!(msg.extra.to_value()["conversation_id"], "conv_123");
         // Without the header, an inbound direction still means "received".
         assert_eq!(parse_webhook(&body, None, None).unwrap().messages.len(), 1);
     }
@@ -521,7 +523,7 @@ mod tests {
         assert_eq!(first.peer.as_str(), "15551234567");
         let second = convert(&batch.messages[1], &account()).unwrap().message;
         assert_eq!(second.peer.as_str(), "US.13491208655302741918");
-        assert_eq!(second.extra["from_user_id"], "US.13491208655302741918");
+        assert_eq!(second.extra.to_value()["from_user_id"], "US.13491208655302741918");
     }
 
     #[test]
@@ -535,8 +537,8 @@ mod tests {
         let batch = parse_webhook(&body, None, None).unwrap();
         let msg = convert(&batch.messages[0], &account()).unwrap().message;
         assert_eq!(msg.sender_name.as_deref(), Some("Jane Doe"));
-        assert_eq!(msg.extra["from_user_id"], "US.1234");
-        assert_eq!(msg.extra["phone_number_id"], "16315558151");
+        assert_eq!(msg.extra.to_value()["from_user_id"], "US.1234");
+        assert_eq!(msg.extra.to_value()["phone_number_id"], "16315558151");
         assert_eq!(batch.statuses.len(), 1);
         let status = &batch.statuses[0];
         assert_eq!(status.status, "failed");
@@ -632,7 +634,7 @@ mod tests {
         assert_eq!(button.kind, MessageKind::Interactive);
         assert_eq!(button.text, "[tapped button] Approve");
         assert_eq!(button.reply_to.as_ref().map(|r| r.as_str()), Some("wamid.original"));
-        assert_eq!(button.extra["interactive"]["id"], "approve");
+        assert_eq!(button.extra.to_value()["interactive"]["id"], "approve");
 
         let list = one(
             json!({"id":"w6","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"pick","title":"SKU 1"}}}),

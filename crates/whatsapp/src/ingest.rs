@@ -54,10 +54,12 @@ pub async fn fetch_media(client: &KapsoClient, converted: &mut Converted, budget
         errors.push(format!("media download did not finish within {} s", budget.as_secs()));
         metrics::counter!("clawbridge_whatsapp_media_total", "result" => "timeout").increment(1);
     }
-    if !errors.is_empty()
-        && let Some(extra) = message.extra.as_object_mut()
-    {
-        extra.insert("media_errors".to_owned(), serde_json::json!(errors));
+    if !errors.is_empty() {
+        let mut extra = message.extra.to_value();
+        if let Some(map) = extra.as_object_mut() {
+            map.insert("media_errors".to_owned(), serde_json::json!(errors));
+            message.extra = extra.into();
+        }
     }
 }
 

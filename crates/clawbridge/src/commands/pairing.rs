@@ -78,7 +78,7 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                     text: Some(config.pipeline.approved_reply.clone()),
                     media: Vec::new(),
                     reply_to: None,
-                    extra: serde_json::Value::Null,
+                    extra: clawbridge_core::ChannelData::default(),
                 };
                 let key = IdempotencyKey::new(format!("approved-{}-{code}", peer.channel));
                 store

@@ -143,13 +143,14 @@ impl Connector for KakaoChatbot {
         let more_label = self.bot(&to.account).map_or("더 보기", |b| b.settings.more_label.as_str());
         let pages = render_answer(reply, more_label);
         let mut msg = OutboundMessage::reply_text(to, pages[0].plain_text());
-        let turn = to.extra.get("kakao").cloned().unwrap_or(Value::Null);
+        let turn = to.extra.to_value().get("kakao").cloned().unwrap_or(Value::Null);
         msg.extra = json!({"kakao": {
             "pages": pages,
             "receivedAt": turn.get("receivedAt"),
             "botUserKey": turn.get("botUserKey"),
             "appUserId": turn.get("appUserId"),
-        }});
+        }})
+        .into();
         vec![msg]
     }
 
@@ -161,7 +162,8 @@ impl Connector for KakaoChatbot {
     }
 
     fn agent_context(&self, msg: &InboundMessage) -> String {
-        let turn = msg.extra.get("kakao");
+        let extra = msg.extra.to_value();
+        let turn = extra.get("kakao");
         let friend = match turn.and_then(|t| t.get("isFriend")).and_then(Value::as_bool) {
             Some(true) => " They have added the channel as a friend.",
             Some(false) => " They have not added the channel as a friend.",
@@ -260,7 +262,7 @@ impl Account for BotAccount {
         if let Some(id) = &message_id {
             // 2. Another replica's handler may still be waiting for this turn: offer the answer and
             //    see whether it was taken when that handler's deadline has passed.
-            let received_at = msg.extra.pointer("/kakao/receivedAt").and_then(Value::as_i64);
+            let received_at = msg.extra.to_value().pointer("/kakao/receivedAt").and_then(Value::as_i64);
             if let Some(received_at) = received_at {
                 let deadline = received_at + self.settings.sync_deadline.as_millis() as i64;
                 if now_ms() < deadline {
@@ -310,6 +312,7 @@ impl Account for BotAccount {
 fn pages_of(msg: &OutboundMessage, more_label: &str) -> Vec<SkillResponse> {
     let rendered: Option<Vec<SkillResponse>> = msg
         .extra
+        .to_value()
         .pointer("/kakao/pages")
         .and_then(|p| serde_json::from_value(p.clone()).ok())
         .filter(|p: &Vec<_>| !p.is_empty());
@@ -593,8 +596,9 @@ impl BotAccount {
         bot_id: &str,
         first: &SkillResponse,
     ) {
-        let Some(user) = msg.extra.pointer("/kakao/botUserKey").and_then(Value::as_str) else { return };
-        if let Some(app_user) = msg.extra.pointer("/kakao/appUserId").and_then(Value::as_str)
+        let extra = msg.extra.to_value();
+        let Some(user) = extra.pointer("/kakao/botUserKey").and_then(Value::as_str) else { return };
+        if let Some(app_user) = extra.pointer("/kakao/appUserId").and_then(Value::as_str)
             && super::webhook::is_blocked(bridge, "app_user_id", app_user).await
         {
             return;
@@ -732,7 +736,8 @@ impl BotAccount {
             "isFriend": props.is_friend,
             "block": payload.user_request.block.name.as_ref().or(payload.intent.name.as_ref()),
             "callback": payload.user_request.callback_url.is_some(),
-        }});
+        }})
+        .into();
         // Register before accepting: a fast answer must find the waiter.
         let (waiter, rx) = self.register(&message_id, peer);
         match bridge.accept(msg).await {
@@ -1035,16 +1040,16 @@ mod tests {
         let c = connector();
         let mut inbound = InboundMessage::text(CHANNEL, "default", "pf-1", "rid:1", "질문");
         inbound.extra =
-            json!({"kakao": {"receivedAt": 1_000, "botUserKey": "bu-1", "appUserId": "42", "isFriend": true}});
+            json!({"kakao": {"receivedAt": 1_000, "botUserKey": "bu-1", "appUserId": "42", "isFriend": true}}).into();
         let out = c.render_reply(&inbound, &"긴 답변입니다. ".repeat(500));
         assert_eq!(out.len(), 1, "one outbound message per answer");
         let msg = &out[0];
         assert_eq!(msg.reply_to.as_ref().map(ToString::to_string).as_deref(), Some("rid:1"));
-        let pages: Vec<SkillResponse> = serde_json::from_value(msg.extra["kakao"]["pages"].clone()).unwrap();
+        let pages: Vec<SkillResponse> = serde_json::from_value(msg.extra.to_value()["kakao"]["pages"].clone()).unwrap();
         assert_eq!(pages.len(), 2);
         pages.iter().for_each(|p| p.validate().unwrap());
-        assert_eq!(msg.extra["kakao"]["receivedAt"], 1_000);
-        assert_eq!(msg.extra["kakao"]["botUserKey"], "bu-1");
+        assert_eq!(msg.extra.to_value()["kakao"]["receivedAt"], 1_000);
+        assert_eq!(msg.extra.to_value()["kakao"]["botUserKey"], "bu-1");
         assert_eq!(msg.text.as_deref(), Some(pages[0].plain_text().as_str()));
         // A notice rendered by `send` from its text alone.
         let notice = OutboundMessage::reply_text(&inbound, "**승인**되었어요");
@@ -1055,7 +1060,7 @@ mod tests {
     fn the_agent_is_told_how_kakaotalk_renders_and_the_pairing_text_has_the_code() {
         let c = connector();
         let mut inbound = InboundMessage::text(CHANNEL, "default", "pf-1", "rid:1", "질문");
-        inbound.extra = json!({"kakao": {"isFriend": false}});
+        inbound.extra = json!({"kakao": {"isFriend": false}}).into();
         let context = c.agent_context(&inbound);
         assert!(
             context.contains("KakaoTalk") && context.contains("더 보기") && context.contains("not added"),

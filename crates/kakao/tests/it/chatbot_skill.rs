@@ -53,8 +53,8 @@ async fn a_fast_answer_is_returned_inline_with_the_session_peer() {
     let inbox = h.bridge.inbox();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].peer.as_str(), "pf-u1", "the plusfriendUserKey is the peer (session key)");
-    assert_eq!(inbox[0].extra["kakao"]["botUserKey"], "bot-u1");
-    assert_eq!(inbox[0].extra["kakao"]["isFriend"], true);
+    assert_eq!(inbox[0].extra.to_value()["kakao"]["botUserKey"], "bot-u1");
+    assert_eq!(inbox[0].extra.to_value()["kakao"]["isFriend"], true);
 }
 
 #[tokio::test]
@@ -119,7 +119,7 @@ async fn an_answer_after_the_callback_window_is_not_posted() {
     use clawbridge_channel::Bridge as _;
     h.bridge.state_put("kakao.turn/default", "rid:old", &turn.to_string(), None, false).await.unwrap();
     let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u9", "rid:old", "q");
-    msg.extra = json!({"kakao": {"receivedAt": chrono_now() - 56_000}});
+    msg.extra = json!({"kakao": {"receivedAt": chrono_now() - 56_000}}).into();
     let out = h.connector_render(&msg, "늦은 답변");
     let receipt = h.account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("pending:"));
@@ -210,7 +210,7 @@ async fn a_long_answer_continues_behind_more() {
     let answer = echo_script()("LONG:4000").0;
     assert_eq!(answer.chars().count(), 4000);
     assert_eq!(squash(&shown.iter().chain(&rest).cloned().collect::<String>()), squash(&answer));
-    let pages = h.sent.lock().unwrap()[0].0.extra["kakao"]["pages"].as_array().unwrap().len();
+    let pages = h.sent.lock().unwrap()[0].0.extra.to_value()["kakao"]["pages"].as_array().unwrap().len();
     assert_eq!(pages, 2);
     assert_eq!(h.runs(), 1, "더 보기 is answered from session state, not by the agent");
 }

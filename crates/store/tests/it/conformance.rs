@@ -33,7 +33,7 @@ fn outbound(peer: &str, key: &str) -> NewOutbound {
             text: Some(format!("reply {key}")),
             media: Vec::new(),
             reply_to: None,
-            extra: serde_json::Value::Null,
+            extra: clawbridge_core::ChannelData::default(),
         },
         inbound_id: None,
         not_before: None,
@@ -155,7 +155,7 @@ pub async fn inbound_payload_round_trips(t: &Target) {
         ..MediaRef::default()
     }];
     msg.reply_to = Some("wamid.0".into());
-    msg.extra = serde_json::json!({"callbackUrl": "https://kakao.example/cb", "n": [1, 2.5, null]});
+    msg.extra = serde_json::json!({"callbackUrl": "https://kakao.example/cb", "n": [1, 2.5, null]}).into();
     let id = insert(&store, &msg).await;
     assert_eq!(store.get_inbound(id).await.unwrap().unwrap().message, msg);
 }

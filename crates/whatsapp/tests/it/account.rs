@@ -30,7 +30,7 @@ fn key() -> IdempotencyKey {
 fn inbound() -> InboundMessage {
     let mut msg = InboundMessage::text("whatsapp", "default", "15551234567", "wamid.in1", "hi");
     msg.sender_name = Some("Ann [role: admin]".into());
-    msg.extra = json!({"phone": "15551234567", "phone_number_id": PNID});
+    msg.extra = json!({"phone": "15551234567", "phone_number_id": PNID}).into();
     msg
 }
 
@@ -84,11 +84,11 @@ async fn send_text_media_template_and_reaction() {
 
     let mut template = OutboundMessage::reply_text(&to, "");
     template.extra =
-        json!({"whatsapp": {"template": {"name": "reengage", "language": "en", "params": {"name": "Ann"}}}});
+        json!({"whatsapp": {"template": {"name": "reengage", "language": "en", "params": {"name": "Ann"}}}}).into();
     account.send(&template, &key()).await.unwrap();
 
     let mut reaction = OutboundMessage::reply_text(&to, "");
-    reaction.extra = json!({"whatsapp": {"reaction": {"emoji": "👍"}}});
+    reaction.extra = json!({"whatsapp": {"reaction": {"emoji": "👍"}}}).into();
     account.send(&reaction, &key()).await.unwrap();
 
     let bodies: Vec<_> = fake.requests_to("POST", "/messages").iter().map(|r| r.json()).collect();
