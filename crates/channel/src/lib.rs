@@ -7,8 +7,10 @@
 //!
 //! A channel never touches the database: everything durable goes through the [`Bridge`]
 //! handle in its [`AccountContext`] (persist inbound, delivery statuses, cursors, dedup keys);
-//! [`state::StateSpace`] gives the channel's own small values a type.
+//! [`state::StateSpace`] gives the channel's own small values a type. A channel crate registers
+//! with the binary through one [`plugin::ChannelPlugin`].
 
+pub mod plugin;
 pub mod state;
 
 use async_trait::async_trait;

@@ -6,10 +6,13 @@
 //! `CLAWBRIDGE_LISTEN` (alias `KAPSO_WEBHOOK_ADDR`), `CLAWBRIDGE_MASTER_KEY`,
 //! `CLAWBRIDGE_LOG_FORMAT`, `RUST_LOG`, and `CLAWBRIDGE_CONFIG` for the file itself.
 
+use clawbridge_channel::plugin::{ChannelPlugin as _, ChannelSettings, LoadedChannel, PluginSet};
 use secrecy::SecretString;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A configuration problem, phrased for the operator: what is wrong and how to fix it.
@@ -37,10 +40,9 @@ pub struct Config {
     pub bridge: BridgeSettings,
     /// How inbound work is processed.
     pub pipeline: PipelineSettings,
-    /// WhatsApp through Kapso (`[whatsapp]`, `KAPSO_*`); `None` when not configured.
-    pub whatsapp: Option<clawbridge_whatsapp::WhatsAppConfig>,
-    /// KakaoTalk (`[kakao]`, `KAKAO_*`): chatbot channel and Kakao Login, each optional.
-    pub kakao: clawbridge_kakao::KakaoConfig,
+    /// Every configured channel, as its plugin loaded it (`serve` and `doctor` go through these;
+    /// a channel's own CLI commands read theirs with [`Config::channel`]).
+    pub channels: Vec<LoadedChannel>,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -103,10 +105,6 @@ struct FileConfig {
     bridge: FileBridge,
     #[serde(default)]
     pipeline: FilePipeline,
-    /// Validated by the channel crate.
-    whatsapp: Option<toml::Table>,
-    /// Validated by the channel crate.
-    kakao: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,11 +157,24 @@ impl Config {
     /// # Errors
     /// A [`ConfigError`] naming the setting and the fix.
     pub fn load_with(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::load_with_plugins(path, env, &crate::channels::plugins())
+    }
+
+    /// Loads with an injectable environment and the channels `plugins` registers (tests add
+    /// their own channel this way).
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting and the fix.
+    pub fn load_with_plugins(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        plugins: &PluginSet,
+    ) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
-        let file = match &source {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+        let (file, channel_tables) = match &source {
+            Some(path) => read_file(path, plugins)?,
+            None => (FileConfig::default(), BTreeMap::new()),
         };
 
         let url = env("OPENCLAW_GATEWAY_URL").or(file.gateway.url).unwrap_or_else(|| DEFAULT_GATEWAY_URL.to_owned());
@@ -230,17 +241,51 @@ impl Config {
             }),
         };
 
-        let whatsapp = clawbridge_whatsapp::WhatsAppConfig::load(file.whatsapp.as_ref(), &env).map_err(ConfigError)?;
-        let kakao = clawbridge_kakao::KakaoConfig::load(file.kakao.as_ref(), &env).map_err(ConfigError)?;
+        let channels = plugins.load_all(&channel_tables, &env).map_err(ConfigError)?;
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
             bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
             pipeline,
-            whatsapp,
-            kakao,
+            channels,
             source,
         })
+    }
+
+    /// The settings of channel `id` as their concrete type, when that channel is configured.
+    pub fn channel<T: 'static>(&self, id: &str) -> Option<&T> {
+        self.channels
+            .iter()
+            .find(|(channel, _)| *channel == id)
+            .and_then(|(_, settings)| settings.as_any().downcast_ref())
+    }
+
+    /// Replaces (`Some`) or removes (`None`) the settings of channel `id`.
+    pub fn set_channel(&mut self, id: &'static str, settings: Option<Arc<dyn ChannelSettings>>) {
+        self.channels.retain(|(channel, _)| *channel != id);
+        if let Some(settings) = settings {
+            self.channels.push((id, settings));
+        }
+    }
+
+    /// WhatsApp through Kapso (`[whatsapp]`, `KAPSO_*`); `None` when not configured.
+    pub fn whatsapp(&self) -> Option<&clawbridge_whatsapp::WhatsAppConfig> {
+        self.channel(clawbridge_whatsapp::WhatsAppPlugin.id())
+    }
+
+    /// Changes the WhatsApp settings (command-line overrides); nothing when WhatsApp is not configured.
+    pub fn update_whatsapp(&mut self, change: impl FnOnce(&mut clawbridge_whatsapp::WhatsAppConfig)) {
+        if let Some(mut whatsapp) = self.whatsapp().cloned() {
+            change(&mut whatsapp);
+            self.set_channel(clawbridge_whatsapp::WhatsAppPlugin.id(), Some(Arc::new(whatsapp)));
+        }
+    }
+
+    /// KakaoTalk (`[kakao]`, `KAKAO_*`): chatbot channel and Kakao Login, each optional.
+    pub fn kakao(&self) -> &clawbridge_kakao::KakaoConfig {
+        static NOT_CONFIGURED: std::sync::LazyLock<clawbridge_kakao::KakaoConfig> =
+            std::sync::LazyLock::new(clawbridge_kakao::KakaoConfig::default);
+        self.channel(clawbridge_kakao::KakaoPlugin.id()).unwrap_or(&NOT_CONFIGURED)
     }
 
     /// The gateway token, or the error that tells the operator where to find it.
@@ -291,10 +336,25 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+/// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
+/// plugins read themselves.
+fn read_file(path: &Path, plugins: &PluginSet) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG", path.display())))?;
-    toml::from_str(&text).map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))
+    let bad = |e: &dyn std::fmt::Display| ConfigError(format!("config file {}: {e}", path.display()));
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(&e))?;
+    let mut channels = BTreeMap::new();
+    for plugin in plugins.iter() {
+        match table.remove(plugin.id()) {
+            Some(toml::Value::Table(section)) => {
+                channels.insert(plugin.id().to_owned(), section);
+            }
+            Some(_) => return Err(bad(&format!("[{}] must be a table", plugin.id()))),
+            None => {}
+        }
+    }
+    let file = FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| bad(&e))?;
+    Ok((file, channels))
 }
 
 fn default_state_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, ConfigError> {

@@ -2,6 +2,7 @@
 //! pipeline tests, end-to-end tests and benchmarks.
 
 use async_trait::async_trait;
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, Env, HostInfo};
 use clawbridge_channel::{Account, Bridge, Capabilities, Connector, RouteContext};
 use clawbridge_core::policy::{AccessPolicy, AllowFrom, DmPolicy};
 use clawbridge_core::{
@@ -154,8 +155,13 @@ impl RecordingChannel {
     /// A channel with the given DM policy and text limit; returns it and its recorder.
     pub fn new(id: &str, policy: AccessPolicy, max_text_chars: usize) -> (Arc<Self>, Arc<Recorder>) {
         let recorder = Arc::new(Recorder::default());
-        let account = Arc::new(RecordingAccount { recorder: recorder.clone(), policy });
-        (Arc::new(Self { id: ChannelId::new(id), account, max_text_chars }), recorder)
+        (Self::with_recorder(id, policy, max_text_chars, recorder.clone()), recorder)
+    }
+
+    /// A channel that records into an existing `recorder`.
+    pub fn with_recorder(id: &str, policy: AccessPolicy, max_text_chars: usize, recorder: Arc<Recorder>) -> Arc<Self> {
+        let account = Arc::new(RecordingAccount { recorder, policy });
+        Arc::new(Self { id: ChannelId::new(id), account, max_text_chars })
     }
 
     /// DM policy `open` with `*`: everyone reaches the agent.
@@ -184,5 +190,71 @@ impl Connector for RecordingChannel {
     fn routes(&self, ctx: &RouteContext) -> Option<axum::Router> {
         *self.account.recorder.bridge.lock().expect("lock") = Some(ctx.bridge.clone());
         None
+    }
+}
+
+/// The recording channel as a plugin: how a channel crate registers with the binary, in the
+/// smallest form. It is configured by a `[test]` table (`max_text_chars`, `dm_policy`,
+/// `allow_from`) and records into the plugin's [`Recorder`].
+#[derive(Debug)]
+pub struct RecordingPlugin {
+    recorder: Arc<Recorder>,
+}
+
+impl RecordingPlugin {
+    /// A plugin that lives for the rest of the test process (plugins are `'static`, like the
+    /// binary's), and its recorder.
+    pub fn leak() -> (&'static Self, Arc<Recorder>) {
+        let recorder = Arc::new(Recorder::default());
+        (Box::leak(Box::new(Self { recorder: recorder.clone() })), recorder)
+    }
+}
+
+/// The `[test]` settings.
+#[derive(Debug)]
+pub struct RecordingSettings {
+    recorder: Arc<Recorder>,
+    policy: AccessPolicy,
+    max_text_chars: usize,
+}
+
+impl ChannelPlugin for RecordingPlugin {
+    fn id(&self) -> &'static str {
+        "test"
+    }
+
+    fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+        let Some(table) = table else { return Ok(None) };
+        let text = |key: &str| table.get(key).and_then(toml::Value::as_str).map(str::to_owned);
+        let max_text_chars = match table.get("max_text_chars") {
+            None => 4096,
+            Some(value) => value
+                .as_integer()
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|n| *n > 0)
+                .ok_or_else(|| format!("[test] max_text_chars is {value:?}: use a positive number of characters"))?,
+        };
+        let dm_policy = env("TEST_DM_POLICY").or_else(|| text("dm_policy")).unwrap_or_else(|| "open".to_owned());
+        let dm_policy: DmPolicy = dm_policy.parse().map_err(|e| format!("[test] dm_policy: {e}"))?;
+        let allow_from = AllowFrom::parse_list(&text("allow_from").unwrap_or_else(|| "*".to_owned()));
+        let policy = AccessPolicy::new(dm_policy, allow_from).map_err(|e| format!("[test]: {e}"))?;
+        Ok(Some(Arc::new(RecordingSettings { recorder: self.recorder.clone(), policy, max_text_chars })))
+    }
+}
+
+#[async_trait]
+impl ChannelSettings for RecordingSettings {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String> {
+        let channel =
+            RecordingChannel::with_recorder("test", self.policy.clone(), self.max_text_chars, self.recorder.clone());
+        Ok(Some(channel))
+    }
+
+    async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
+        vec![Check::ok("test channel", format!("records what the bridge on {} sends", host.listen))]
     }
 }

@@ -11,6 +11,7 @@
 //! - [`render`]: Markdown → WhatsApp text and chunking (pure).
 //! - [`account`]: the [`WhatsAppConnector`] and its accounts.
 //! - [`tailscale`]: `KAPSO_MODE=tailscale`, the supervised funnel.
+//! - [`plugin`]: the registration with the bridge (settings, connector, `doctor` checks).
 
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod config;
 pub mod inbound;
 pub mod ingest;
 pub mod limiter;
+pub mod plugin;
 pub mod poller;
 pub mod render;
 pub mod tailscale;
@@ -29,3 +31,4 @@ pub mod webhook;
 pub use account::{WhatsAppAccount, WhatsAppConnector};
 pub use client::KapsoClient;
 pub use config::WhatsAppConfig;
+pub use plugin::WhatsAppPlugin;

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::util::now_ms;
+use clawbridge_channel::plugin::{HostInfo, Problem};
 use clawbridge_gateway::{GatewayConfig, GatewayError, probe};
 use clawbridge_store::{MasterKey, redact_url};
 use secrecy::ExposeSecret;
@@ -109,10 +110,14 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
-    for (what, outcome) in crate::commands::whatsapp::doctor_checks(config).await {
-        match outcome {
-            Ok(detail) => report.ok(&what, detail),
-            Err((problem, fix)) => report.fail(&what, problem, fix),
+    // Each channel's own checks (credentials, delivery mode), from its plugin.
+    let host = HostInfo { listen: config.bridge.listen };
+    for (_, settings) in &config.channels {
+        for check in settings.doctor(&host).await {
+            match check.outcome {
+                Ok(detail) => report.ok(&check.what, detail),
+                Err(Problem { problem, fix }) => report.fail(&check.what, problem, fix),
+            }
         }
     }
 

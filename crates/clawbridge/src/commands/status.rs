@@ -126,7 +126,7 @@ async fn kakao_chatbot(store: &clawbridge_store::SharedStore, config: &Config) -
     let events = store.list_state(ns::CHANNEL_EVENTS, 5, now).await?;
     let callbacks = store.list_state(ns::CALLBACKS, 1_000, now).await?;
     let pushes = store.list_state(ns::PUSH_TASKS, 5, now).await?;
-    if config.kakao.chatbot.is_none() && users.is_empty() && callbacks.is_empty() && pushes.is_empty() {
+    if config.kakao().chatbot.is_none() && users.is_empty() && callbacks.is_empty() && pushes.is_empty() {
         return Ok(Value::Null);
     }
     let parse = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);

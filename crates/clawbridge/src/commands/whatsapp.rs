@@ -93,8 +93,8 @@ pub async fn run(config: &Config, command: WhatsappCommand) -> anyhow::Result<Ex
 /// `serve --insecure-no-signature`: accept unsigned webhooks in a public mode (the same as
 /// `KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true`); set before the channels are built.
 pub fn allow_unsigned(mut config: Config, allow: bool) -> Config {
-    if allow && let Some(whatsapp) = config.whatsapp.as_mut() {
-        whatsapp.allow_unsigned_webhooks = true;
+    if allow {
+        config.update_whatsapp(|whatsapp| whatsapp.allow_unsigned_webhooks = true);
     }
     config
 }
@@ -237,7 +237,7 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
 /// A message for the user: a bad argument, or the API's reason.
 pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
     let content = Content::from_args(args)?;
-    let whatsapp = config.whatsapp.as_ref().ok_or_else(not_configured)?;
+    let whatsapp = config.whatsapp().ok_or_else(not_configured)?;
     let client = client_for(whatsapp, &args.account)?;
     let to = args.to.trim();
     let reply_to = args.reply_to.as_deref().filter(|_| !matches!(content, Content::Reaction { .. }));
@@ -319,20 +319,7 @@ where
     }
 }
 
-/// The API's reason, phrased for the command line.
-pub fn describe(error: &SendError) -> String {
-    match error {
-        SendError::Permanent(reason) => reason.clone(),
-        SendError::Transient { reason, .. } => reason.clone(),
-        SendError::RateLimited { retry_after } => match retry_after {
-            Some(after) => format!("Kapso rate limit reached (HTTP 429): try again in {} s", after.as_secs().max(1)),
-            None => "Kapso rate limit reached (HTTP 429): try again in a minute".to_owned(),
-        },
-        SendError::AuthExpired => {
-            "Kapso rejected the API key (HTTP 401/403): check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID".to_owned()
-        }
-    }
-}
+pub use clawbridge_whatsapp::plugin::describe;
 
 /// A local media file, checked against WhatsApp's type and size limits (reference §4).
 struct MediaFile {
@@ -423,58 +410,6 @@ fn link_file_name(url: &str) -> Option<String> {
     (!name.is_empty() && name.contains('.')).then(|| name.to_owned())
 }
 
-/// One line of `clawbridge doctor`: what was checked, and either the detail or (problem, fix).
-pub type DoctorCheck = (String, Result<String, (String, String)>);
-
-/// The WhatsApp checks of `clawbridge doctor`: what `serve` would refuse, Tailscale in
-/// tailscale mode, and each number's Kapso credentials (the Go bridge's preflight call).
-pub async fn doctor_checks(config: &Config) -> Vec<DoctorCheck> {
-    let Some(whatsapp) = &config.whatsapp else { return Vec::new() };
-    let mut checks = Vec::new();
-    let mode = match whatsapp.mode {
-        DeliveryMode::Polling => format!("polling every {} s", whatsapp.poll_interval.as_secs()),
-        mode => format!(
-            "{} (webhook on {}{})",
-            mode.as_str(),
-            config.bridge.listen,
-            if whatsapp.poll_fallback { ", polling as a fallback" } else { "" }
-        ),
-    };
-    let serve_ok = whatsapp
-        .validate_for_serve()
-        .map(|()| mode)
-        .map_err(|e| (e, "set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso".to_owned()));
-    checks.push(("whatsapp mode".to_owned(), serve_ok));
-    if whatsapp.mode == DeliveryMode::Tailscale {
-        let probed = clawbridge_whatsapp::tailscale::probe_dns_name(&whatsapp.tailscale).await;
-        checks.push((
-            "tailscale".to_owned(),
-            probed
-                .map(|dns| format!("up as {dns}; serve publishes https://{dns}[:port]/webhook"))
-                .map_err(|e| (e.to_string(), "see the README's Tailscale Funnel section".to_owned())),
-        ));
-    }
-    for account in &whatsapp.accounts {
-        let what = format!("whatsapp {}", account.id);
-        let checked = match KapsoClient::new(whatsapp, account) {
-            Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
-            Err(e) => Err(e),
-        };
-        checks.push((
-            what,
-            checked
-                .map(|()| format!("Kapso credentials valid for phone number id {}", account.phone_number_id))
-                .map_err(|e| {
-                    (
-                        format!("{e} ({})", whatsapp.base_url),
-                        "check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID in the Kapso dashboard".to_owned(),
-                    )
-                }),
-        ));
-    }
-    checks
-}
-
 /// The WhatsApp part of `serve` once the listener is bound: in `KAPSO_MODE=tailscale` the
 /// supervised funnel, which prints "register this webhook URL in Kapso: …" whenever its URL is
 /// (re)published; in `domain` mode a note on where the reverse proxy must point.
@@ -496,7 +431,7 @@ impl PublicWebhook {
     /// The funnel failed for a reason only the operator can fix (no `tailscale`, no permission,
     /// no free funnel port); the message says how.
     pub async fn start(config: &Config, listener: SocketAddr) -> anyhow::Result<Self> {
-        let Some(whatsapp) = &config.whatsapp else { return Ok(Self::default()) };
+        let Some(whatsapp) = config.whatsapp() else { return Ok(Self::default()) };
         match whatsapp.mode {
             DeliveryMode::Polling => Ok(Self::default()),
             DeliveryMode::Domain => {

@@ -5,6 +5,7 @@ mod e2e;
 mod kakao_chat;
 mod kakao_talk;
 mod pipeline;
+mod plugins;
 mod replicas;
 mod support;
 mod whatsapp;

@@ -72,7 +72,7 @@ pub async fn run(config: &Config, command: ChatCommand) -> anyhow::Result<ExitCo
 }
 
 async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
-    let Some(chatbot) = &config.kakao.chatbot else {
+    let Some(chatbot) = &config.kakao().chatbot else {
         bail!("the KakaoTalk chatbot is not configured: set KAKAO_SKILL_SECRET and KAKAO_BOT_ID (or [kakao.chatbot])");
     };
     let bot = match &args.account {

@@ -228,7 +228,7 @@ struct Talk {
 
 impl Talk {
     async fn open(config: &Config) -> anyhow::Result<Self> {
-        let login = config.kakao.login.clone().context(
+        let login = config.kakao().login.clone().context(
             "Kakao Login is not configured: set KAKAO_REST_API_KEY (kakao.restApiKey) to the app's REST API key \
              from developers.kakao.com > My Application > App Keys",
         )?;
@@ -630,7 +630,7 @@ async fn friends(
 /// `clawbridge doctor`'s Kakao Login check of the default account, without network calls:
 /// `None` when Kakao Login is not configured, else `Ok(detail)` or `Err((problem, fix))`.
 pub async fn doctor_check(config: &Config) -> Option<Result<String, (String, String)>> {
-    config.kakao.login.as_ref()?;
+    config.kakao().login.as_ref()?;
     let talk = match Talk::open(config).await {
         Ok(talk) => talk,
         Err(e) => return Some(Err((format!("{e:#}"), "see above".to_owned()))),

@@ -210,15 +210,15 @@ pub fn daemon_main(binary: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let Some(whatsapp) = config.whatsapp.as_mut() else {
+    if config.whatsapp().is_none() {
         eprintln!("error: KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID must be set");
         return ExitCode::from(2);
-    };
+    }
     if insecure {
-        whatsapp.allow_unsigned_webhooks = true;
+        config.update_whatsapp(|whatsapp| whatsapp.allow_unsigned_webhooks = true);
     }
     // WhatsApp only, like the Go bridge (Kakao stays with `clawbridge serve`).
-    config.kakao = clawbridge_kakao::KakaoConfig::default();
+    config.set_channel(clawbridge_kakao::chatbot::account::CHANNEL, None);
     init_logging(config.bridge.log_format);
     warn_ignored(&env);
     crate::cli::block_on(crate::commands::serve::run(config))
@@ -348,7 +348,7 @@ fn cli_send(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if config.whatsapp.is_none() {
+    if config.whatsapp().is_none() {
         eprintln!("error: KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID must be set");
         return ExitCode::FAILURE;
     }
@@ -448,7 +448,7 @@ fn cli_preflight() -> ExitCode {
 }
 
 async fn preflight_checks(config: &Config, report: &mut Preflight) {
-    if let Some(whatsapp) = &config.whatsapp {
+    if let Some(whatsapp) = config.whatsapp() {
         let mode = whatsapp.mode.as_str();
         match whatsapp.mode {
             DeliveryMode::Polling => {
@@ -503,7 +503,7 @@ async fn preflight_checks(config: &Config, report: &mut Preflight) {
             }
         }
     }
-    if let Some(whatsapp) = &config.whatsapp {
+    if let Some(whatsapp) = config.whatsapp() {
         for account in &whatsapp.accounts {
             let label = if whatsapp.accounts.len() > 1 { format!(" ({})", account.id) } else { String::new() };
             let checked = match clawbridge_whatsapp::KapsoClient::new(whatsapp, account) {
@@ -584,7 +584,7 @@ provider = "groq"
         process.insert("HOME".into(), "/tmp/compat-home".into());
         let env = CompatEnv::from_parts(process, Some(file), None).unwrap();
         let config = env.config().unwrap();
-        let whatsapp = config.whatsapp.unwrap();
+        let whatsapp = config.whatsapp().cloned().unwrap();
         assert_eq!(whatsapp.mode, DeliveryMode::Domain);
         assert_eq!(config.bridge.listen.port(), 19000);
         assert_eq!(config.gateway.url, "ws://10.0.0.2:18789");

@@ -1,0 +1,149 @@
+//! How a channel crate registers with the bridge: one [`ChannelPlugin`] per crate, listed once in
+//! the binary's registry.
+//!
+//! The plugin reads the channel's own TOML table (`[whatsapp]`, `[kakao]`) and environment
+//! variables into its typed settings; the settings build the [`Connector`] that `serve` runs and
+//! answer `doctor` and `status`. The binary never parses a channel's configuration or its stored
+//! records itself, so adding a channel touches its crate and one registration line.
+
+use crate::Connector;
+use async_trait::async_trait;
+use std::any::Any;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Reads one environment variable (tests pass a map, the binary the process environment).
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// A channel crate's registration.
+pub trait ChannelPlugin: Send + Sync + 'static {
+    /// The channel id, which is also the name of its TOML table (`[whatsapp]`).
+    fn id(&self) -> &'static str;
+
+    /// Reads the channel's table (when the file has one) and its environment variables.
+    /// `Ok(None)` when the channel is not configured at all.
+    ///
+    /// # Errors
+    /// A message that names the setting and the fix.
+    fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String>;
+}
+
+/// What `doctor` and `serve` know about the bridge around the channel.
+#[derive(Clone, Debug)]
+pub struct HostInfo {
+    /// The bridge's one HTTP listener (webhook routes are served there).
+    pub listen: SocketAddr,
+}
+
+/// The loaded settings of one channel.
+#[async_trait]
+pub trait ChannelSettings: std::fmt::Debug + Send + Sync + 'static {
+    /// The settings as their concrete type, for the channel's own CLI commands.
+    fn as_any(&self) -> &dyn Any;
+
+    /// The connector `serve` runs, or `None` when what is configured serves nothing (Kakao Login
+    /// alone is used by CLI commands only).
+    ///
+    /// # Errors
+    /// A configuration that must not be served as it is (a public webhook without a secret); the
+    /// message names the setting and the fix.
+    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String>;
+
+    /// The channel's checks for `clawbridge doctor` (credentials, delivery mode).
+    async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
+        let _ = host;
+        Vec::new()
+    }
+}
+
+/// One line of `clawbridge doctor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked (`whatsapp default`).
+    pub what: String,
+    /// What was found, or the problem and its fix.
+    pub outcome: Result<String, Problem>,
+}
+
+/// A failed check: what is wrong and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn ok(what: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self { what: what.into(), outcome: Ok(detail.into()) }
+    }
+
+    /// A failed check.
+    pub fn failed(what: impl Into<String>, problem: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self { what: what.into(), outcome: Err(Problem { problem: problem.into(), fix: fix.into() }) }
+    }
+}
+
+/// A configured channel: its id and the settings its plugin loaded.
+pub type LoadedChannel = (&'static str, Arc<dyn ChannelSettings>);
+
+/// The channel plugins a binary knows, in registration order.
+#[derive(Clone, Default)]
+pub struct PluginSet {
+    plugins: Vec<&'static dyn ChannelPlugin>,
+}
+
+impl std::fmt::Debug for PluginSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.plugins.iter().map(|p| p.id())).finish()
+    }
+}
+
+impl PluginSet {
+    /// Adds a channel; the one line a new channel needs.
+    #[must_use]
+    pub fn with(mut self, plugin: &'static dyn ChannelPlugin) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    /// The plugin of a channel id.
+    pub fn get(&self, id: &str) -> Option<&'static dyn ChannelPlugin> {
+        self.plugins.iter().copied().find(|p| p.id() == id)
+    }
+
+    /// Every plugin.
+    pub fn iter(&self) -> impl Iterator<Item = &'static dyn ChannelPlugin> + '_ {
+        self.plugins.iter().copied()
+    }
+
+    /// Loads every registered channel from the file's channel tables and the environment.
+    /// A table no plugin claims is an error that names it (a typo like `[whatapp]` must not be
+    /// silently ignored).
+    ///
+    /// # Errors
+    /// The first channel whose settings are wrong, or an unknown table.
+    pub fn load_all(
+        &self,
+        tables: &std::collections::BTreeMap<String, toml::Table>,
+        env: Env<'_>,
+    ) -> Result<Vec<LoadedChannel>, String> {
+        if let Some(unknown) = tables.keys().find(|name| self.get(name).is_none()) {
+            let known: Vec<&str> = self.iter().map(|p| p.id()).collect();
+            return Err(format!(
+                "unknown section [{unknown}] in the configuration file: the sections are gateway, bridge, pipeline \
+                 and the channels {}",
+                known.join(", ")
+            ));
+        }
+        let mut loaded = Vec::new();
+        for plugin in self.iter() {
+            if let Some(settings) = plugin.load(tables.get(plugin.id()), env)? {
+                loaded.push((plugin.id(), settings));
+            }
+        }
+        Ok(loaded)
+    }
+}

@@ -1,0 +1,98 @@
+//! WhatsApp's registration with the bridge: `[whatsapp]` + `KAPSO_*` settings, the connector
+//! `serve` runs, and the `doctor` checks (delivery mode, Tailscale, Kapso credentials).
+
+use crate::WhatsAppConnector;
+use crate::client::KapsoClient;
+use crate::config::{DeliveryMode, WhatsAppConfig};
+use crate::inbound::CHANNEL;
+use async_trait::async_trait;
+use clawbridge_channel::Connector;
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, Env, HostInfo};
+use clawbridge_core::SendError;
+use std::any::Any;
+use std::sync::Arc;
+
+/// The WhatsApp (Kapso) channel plugin.
+#[derive(Debug)]
+pub struct WhatsAppPlugin;
+
+impl ChannelPlugin for WhatsAppPlugin {
+    fn id(&self) -> &'static str {
+        CHANNEL
+    }
+
+    fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+        Ok(WhatsAppConfig::load(table, env)?.map(|config| Arc::new(config) as Arc<dyn ChannelSettings>))
+    }
+}
+
+#[async_trait]
+impl ChannelSettings for WhatsAppConfig {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    /// Refuses a public webhook mode without a secret unless overridden.
+    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String> {
+        self.validate_for_serve()?;
+        Ok(Some(Arc::new(WhatsAppConnector::new(self.clone())?)))
+    }
+
+    async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
+        let mut checks = Vec::new();
+        let mode = match self.mode {
+            DeliveryMode::Polling => format!("polling every {} s", self.poll_interval.as_secs()),
+            mode => format!(
+                "{} (webhook on {}{})",
+                mode.as_str(),
+                host.listen,
+                if self.poll_fallback { ", polling as a fallback" } else { "" }
+            ),
+        };
+        checks.push(match self.validate_for_serve() {
+            Ok(()) => Check::ok("whatsapp mode", mode),
+            Err(e) => {
+                Check::failed("whatsapp mode", e, "set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso")
+            }
+        });
+        if self.mode == DeliveryMode::Tailscale {
+            checks.push(match crate::tailscale::probe_dns_name(&self.tailscale).await {
+                Ok(dns) => Check::ok("tailscale", format!("up as {dns}; serve publishes https://{dns}[:port]/webhook")),
+                Err(e) => Check::failed("tailscale", e.to_string(), "see the README's Tailscale Funnel section"),
+            });
+        }
+        for account in &self.accounts {
+            let what = format!("whatsapp {}", account.id);
+            let checked = match KapsoClient::new(self, account) {
+                Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
+                Err(e) => Err(e),
+            };
+            checks.push(match checked {
+                Ok(()) => {
+                    Check::ok(what, format!("Kapso credentials valid for phone number id {}", account.phone_number_id))
+                }
+                Err(e) => Check::failed(
+                    what,
+                    format!("{e} ({})", self.base_url),
+                    "check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID in the Kapso dashboard",
+                ),
+            });
+        }
+        checks
+    }
+}
+
+/// A send error in the operator's words (CLI output and `doctor`).
+pub fn describe(error: &SendError) -> String {
+    match error {
+        SendError::Permanent(reason) => reason.clone(),
+        SendError::Transient { reason, .. } => reason.clone(),
+        SendError::RateLimited { retry_after } => match retry_after {
+            Some(after) => format!("Kapso rate limit reached (HTTP 429): try again in {} s", after.as_secs().max(1)),
+            None => "Kapso rate limit reached (HTTP 429): try again in a minute".to_owned(),
+        },
+        SendError::AuthExpired => {
+            "Kapso rejected the API key (HTTP 401/403): check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID".to_owned()
+        }
+    }
+}
