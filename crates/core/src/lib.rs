@@ -1,6 +1,7 @@
 //! Pure domain code of clawbridge: no I/O, no runtime.
 //!
 //! # Layout
+//! - [`agent`]: what the agent is given for a message (text, image attachments, media descriptions).
 //! - [`ids`]: newtypes for every identifier that crosses a crate boundary.
 //! - [`message`]: the normalised inbound and outbound messages every channel produces and consumes.
 //! - [`session`]: OpenClaw session keys (`agent:<agentId>:<channel>:direct:<peer>`).
@@ -10,6 +11,7 @@
 //! - [`text`]: splitting long replies on paragraph, line and sentence boundaries.
 //! - [`time`]: epoch milliseconds, the one time unit stored anywhere.
 
+pub mod agent;
 pub mod ids;
 pub mod message;
 pub mod pairing;

@@ -3,13 +3,13 @@
 use super::{Queue, Shared};
 use crate::util::{jitter, now_ms, pairing_code};
 use clawbridge_channel::Connector;
+use clawbridge_core::agent::agent_input;
 use clawbridge_core::pairing::{CODE_TTL_MS, MAX_PENDING_PER_ACCOUNT};
 use clawbridge_core::policy::AccessDecision;
 use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
 use clawbridge_core::session::direct_session_key;
-use clawbridge_core::text::neutralize_commands;
 use clawbridge_core::time::HOUR_MS;
-use clawbridge_core::{IdempotencyKey, InboundMessage, InboundOutcome, MediaKind, OutboundMessage};
+use clawbridge_core::{IdempotencyKey, InboundMessage, InboundOutcome, OutboundMessage};
 use clawbridge_gateway::{AgentRequest, Attachment, ConnectionState, GatewayError, InputProvenance, ProvenanceKind};
 use clawbridge_store::{Completed, InboundRow, NewOutbound, PairingOutcome, PairingRequest, StoreError};
 use std::time::{Duration, Instant};
@@ -156,30 +156,19 @@ fn agent_request(shared: &Shared, connector: &dyn Connector, msg: &InboundMessag
     let limits = shared.gateway.hello();
     let max_image = limits.as_ref().map_or(6_291_456, |h| h.attachments_max_image_bytes);
 
-    let mut text = neutralize_commands(msg.text.trim());
-    let mut attachments = Vec::new();
-    for media in &msg.media {
-        let size = media.data_base64.as_ref().map_or(0, |d| (d.len() as u64) / 4 * 3);
-        match (&media.data_base64, media.kind) {
-            (Some(data), MediaKind::Image) if size <= max_image => attachments.push(Attachment {
-                mime_type: media.mime_type.clone().unwrap_or_else(|| "image/jpeg".to_owned()),
-                file_name: media.file_name.clone(),
-                content_base64: data.clone(),
-                size_bytes: size,
-            }),
-            _ => {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&describe_media(media));
-            }
-        }
-    }
-    if text.is_empty() {
-        text = if attachments.is_empty() { "(empty message)".to_owned() } else { "(image)".to_owned() };
-    }
+    let input = agent_input(msg, max_image);
+    let attachments = input
+        .images
+        .into_iter()
+        .map(|image| Attachment {
+            mime_type: image.mime_type,
+            file_name: image.file_name,
+            content_base64: image.content_base64,
+            size_bytes: image.size_bytes,
+        })
+        .collect();
     AgentRequest {
-        message: text,
+        message: input.text,
         session_key,
         idempotency_key: IdempotencyKey::for_inbound(&msg.channel, &msg.account, &msg.message_id).into_string(),
         agent_id: Some(shared.config.gateway.agent_id.clone()),
@@ -192,34 +181,6 @@ fn agent_request(shared: &Shared, connector: &dyn Connector, msg: &InboundMessag
         label: None,
         timeout_ms: None,
     }
-}
-
-/// A one-line description of media the agent cannot receive as an attachment.
-fn describe_media(media: &clawbridge_core::MediaRef) -> String {
-    let kind = match media.kind {
-        MediaKind::Image => "an image",
-        MediaKind::Video => "a video",
-        MediaKind::Audio => "an audio message",
-        MediaKind::Document => "a document",
-        MediaKind::Sticker => "a sticker",
-    };
-    let mut line = format!("[the user sent {kind}");
-    if let Some(name) = &media.file_name {
-        line.push_str(&format!(" named {name:?}"));
-    }
-    let details: Vec<String> =
-        [media.mime_type.clone(), media.size_bytes.map(|size| format!("{} KB", size.div_ceil(1024)))]
-            .into_iter()
-            .flatten()
-            .collect();
-    if !details.is_empty() {
-        line.push_str(&format!(" ({})", details.join(", ")));
-    }
-    if let Some(caption) = &media.caption {
-        line.push_str(&format!(" with caption {caption:?}"));
-    }
-    line.push(']');
-    line
 }
 
 fn outbound(key: IdempotencyKey, message: OutboundMessage, inbound_id: i64) -> NewOutbound {
@@ -378,24 +339,4 @@ async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
         }
     }
     finish(shared, row, InboundOutcome::Denied, &replies).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::describe_media;
-    use clawbridge_core::{MediaKind, MediaRef};
-
-    #[test]
-    fn media_descriptions_are_readable() {
-        let doc = MediaRef {
-            kind: MediaKind::Document,
-            file_name: Some("invoice.pdf".to_owned()),
-            mime_type: Some("application/pdf".to_owned()),
-            size_bytes: Some(2048),
-            ..MediaRef::default()
-        };
-        assert_eq!(describe_media(&doc), "[the user sent a document named \"invoice.pdf\" (application/pdf, 2 KB)]");
-        let voice = MediaRef { kind: MediaKind::Audio, ..MediaRef::default() };
-        assert_eq!(describe_media(&voice), "[the user sent an audio message]");
-    }
 }
