@@ -8,6 +8,7 @@
 //! - [`bridge`]: the store-backed door through which channels persist things.
 //! - [`registry`]: configured channels and accounts.
 //! - [`channels`]: which channel crates are enabled by the configuration.
+//! - [`edge`]: publishing the webhook to the internet (Tailscale Funnel).
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`commands`]: `doctor`, `status`, `pairing`.
 //! - [`kakao_tokens`]: encrypted Kakao Login tokens and the Talk API's small state on the store.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod edge;
 pub mod http;
 pub mod kakao_tokens;
 pub mod pipeline;

@@ -13,11 +13,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // (systemd, a script) still takes the daemon down in order instead of killing it.
     let mut stop = StopSignal::register();
     let connectors = crate::channels::enabled(&config)?;
-    let whatsapp_config = config.clone();
+    let edge_config = config.clone();
     let handle = daemon::start(config, connectors).await?;
     // KAPSO_MODE=tailscale publishes the bound listener's /webhook through a supervised funnel.
     let public_webhook = tokio::select! {
-        started = crate::commands::whatsapp::PublicWebhook::start(&whatsapp_config, handle.addr) => match started {
+        started = crate::edge::PublicWebhook::start(&edge_config, handle.addr) => match started {
             Ok(public) => public,
             Err(e) => {
                 handle.shutdown().await;

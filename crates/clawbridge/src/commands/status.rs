@@ -28,7 +28,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             "dead_letters": dead,
             "daemon": daemon,
             "kakao_chatbot": kakao,
-            "whatsapp_webhook": if daemon.is_null() { None } else { crate::commands::whatsapp::published_webhook_url(config) },
+            "whatsapp_webhook": if daemon.is_null() { None } else { crate::edge::published_webhook_url(config) },
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -75,7 +75,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
                     println!("channel: {name} {}{reason}", status["state"].as_str().unwrap_or("?"));
                 }
             }
-            if let Some(url) = crate::commands::whatsapp::published_webhook_url(config) {
+            if let Some(url) = crate::edge::published_webhook_url(config) {
                 println!("webhook: {url} (Tailscale Funnel; register it in Kapso)");
             }
         }
