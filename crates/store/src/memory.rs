@@ -18,8 +18,7 @@ use crate::model::{
 };
 use crate::queue::{INBOX, OUTBOX, QueueSpec, QueueState};
 use crate::record::{
-    OutboundInsert, check_heartbeat, corrupt, deadline, inbound_payload, merge_dead_letters, queue_stats,
-    quota_window_end,
+    OutboundInsert, corrupt, deadline, inbound_payload, merge_dead_letters, queue_stats, quota_window_end,
 };
 use crate::{
     ChannelState, Cursors, Dedup, InboxQueue, Operations, OutboxQueue, Pairing, Quotas, Result, Secrets, Store,
@@ -81,7 +80,6 @@ struct State {
     secrets: HashMap<String, Vec<u8>>,
     /// (key, window start) → window.
     quotas: BTreeMap<(String, EpochMs), QuotaWindow>,
-    heartbeat: Option<EpochMs>,
 }
 
 impl Default for LeaseQueue<InboxState, InboxItem> {
@@ -406,6 +404,7 @@ impl State {
         }
         // Encoded before anything changes: a reply that cannot be stored leaves the row claimed.
         let encoded = replies.iter().map(|m| OutboundInsert::new(m, now)).collect::<Result<Vec<_>>>()?;
+        // Cannot fail: the lease was checked above, under the same lock.
         self.inbox.succeed(id, worker, Some(outcome), now);
         let ids: Vec<i64> = encoded.iter().map(|m| self.enqueue(m, now)).collect();
         let first_reply = match (claim_lease_ms, ids.first()) {
@@ -917,10 +916,9 @@ impl Operations for MemoryStore {
         Ok(merge_dead_letters(all, limit))
     }
 
-    async fn check_writable(&self, now: EpochMs) -> Result<()> {
-        let mut state = self.lock();
-        state.heartbeat = Some(now);
-        check_heartbeat(state.heartbeat.unwrap_or_default(), now)
+    /// Memory is always writable: there is no disk or server that could refuse.
+    async fn check_writable(&self, _now: EpochMs) -> Result<()> {
+        Ok(())
     }
 
     async fn prune(&self, before: EpochMs) -> Result<u64> {

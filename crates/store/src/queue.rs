@@ -10,9 +10,10 @@
 //!
 //! A queue is a [`QueueSpec`] (its table and which of its states plays which part); from it
 //! [`QueueSql`] derives every statement of that cycle for the SQL backends, and the in-memory
-//! backend runs the same cycle on the same spec. Adding a queue (campaign sends, dealer sends)
-//! is a table, a spec, a row type implementing [`Queued`] and the methods of its capability
-//! trait, not a second copy of the lease logic.
+//! backend runs the same cycle on the same spec (`memory::LeaseQueue`). Adding a queue
+//! (campaign sends, dealer sends) is a table, a spec, a row type implementing [`Queued`], its
+//! item in the memory backend and the methods of its capability trait, not another copy of the
+//! lease logic.
 //!
 //! A queue's table has at least `id` (increasing, never reused), `lane`, `state`, `attempts`,
 //! `next_at`, `lease_owner`, `lease_until`, `last_error`, `updated_at` and the spec's
