@@ -1,29 +1,37 @@
-//! The store logic both backends share, written once over sqlx's [`Database`] trait.
+//! The store logic both SQL backends share, written once over sqlx's [`Database`] trait.
 //!
-//! Each function is one step of a [`Store`](crate::Store) method: it runs the shared SQL of
-//! [`sql`] on whatever the backend hands it, a pool or the connection of a
+//! Each function is one step of a capability method: it runs the shared SQL of [`sql`] (or of a
+//! queue's [`QueueSql`]) on whatever the backend hands it, a pool or the connection of a
 //! transaction the backend began its own way (SQLite: `BEGIN IMMEDIATE` on the single writer;
 //! PostgreSQL: `pool.begin()`, plus an advisory lock for pairing). What stays in the backends is
-//! exactly that difference: which pool, how a transaction starts and ends, and the claim
-//! statements.
+//! exactly that difference: which pool, how a transaction starts and ends, and which form of
+//! claim statement they run ([`Backend::claim_statement`]).
+//!
+//! The lease cycle (claim, renew, succeed, retry, give up, release, get) is written once,
+//! generic over the queue ([`Queued`]): the inbox and the outbox both run it.
 
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome,
-    PairingRequest, PendingPairing, QueueStats, StateEntry, StatePut, delivery_rank,
+    PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry, StatePut, delivery_rank,
 };
+use crate::queue::{QueueSql, Queued};
 use crate::record::{
-    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, deadline, merge_dead_letters,
-    oldest_first, queue_stats,
+    ApprovedRecord, DeadRecord, InboxRecord, OutboundInsert, OutboxRecord, PairingRecord, count_u64, deadline,
+    merge_dead_letters, oldest_first, queue_stats, quota_window_end,
 };
 use crate::{Result, sql};
 use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId, pairing::normalize_code};
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 use std::marker::PhantomData;
 
-/// What the shared code needs of a database beyond [`Database`]: sqlx gives each driver's query
-/// result an inherent `rows_affected`, not a trait method.
+/// What the shared code needs of a database beyond [`Database`].
 pub(crate) trait Backend: Database {
+    /// sqlx gives each driver's query result an inherent `rows_affected`, not a trait method.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+
+    /// Which of a queue's claim statements this backend runs: SQLite claims on its single
+    /// writer, PostgreSQL with `FOR UPDATE SKIP LOCKED` among replicas.
+    fn claim_statement(sql: &'static QueueSql) -> &'static str;
 }
 
 /// The shared steps for one backend (`Queries<Sqlite>`, `Queries<Postgres>`).
@@ -56,6 +64,130 @@ where
     for<'r> ApprovedRecord: FromRow<'r, DB::Row>,
     for<'r> DeadRecord: FromRow<'r, DB::Row>,
 {
+    // ---- the lease cycle of any queue ----------------------------------------------------------
+
+    /// Claims up to `limit` ready rows of queue `Q` for `worker`, oldest first, one per lane.
+    pub(crate) async fn claim<Q: Queued>(
+        db: impl Executor<'_, Database = DB>,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Vec<Q>>
+    where
+        for<'r> Q::Record: FromRow<'r, DB::Row>,
+    {
+        let records: Vec<Q::Record> = sqlx::query_as(DB::claim_statement(Q::sql()))
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .fetch_all(db)
+            .await?;
+        let rows = records.into_iter().map(Q::decode).collect::<Result<Vec<_>>>()?;
+        Ok(oldest_first(rows, Q::id))
+    }
+
+    /// Claims the fresh row `id` for `worker` if it is due and its lane lets it go now.
+    async fn claim_fresh<Q: Queued>(
+        conn: &mut DB::Connection,
+        id: i64,
+        worker: &str,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Option<Q>>
+    where
+        for<'r> Q::Record: FromRow<'r, DB::Row>,
+    {
+        let record: Option<Q::Record> = sqlx::query_as(Q::sql().claim_fresh.as_str())
+            .bind(now)
+            .bind(id)
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .fetch_optional(&mut *conn)
+            .await?;
+        record.map(Q::decode).transpose()
+    }
+
+    /// Extends `worker`'s lease on row `id`; `false` when it no longer holds it.
+    pub(crate) async fn renew<Q: Queued>(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(Q::sql().renew.as_str())
+            .bind(id)
+            .bind(worker)
+            .bind(deadline(now, lease_ms))
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Finishes a claimed row, recording `result` in the queue's success column.
+    pub(crate) async fn succeed<Q: Queued>(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        result: Option<&str>,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query(Q::sql().succeed.as_str()).bind(id).bind(worker).bind(result).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Schedules another attempt of a claimed row at `next_at`.
+    pub(crate) async fn retry<Q: Queued>(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(Q::sql().retry.as_str())
+            .bind(id)
+            .bind(worker)
+            .bind(error)
+            .bind(next_at)
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Gives a claimed row up with `reason` (a dead letter).
+    pub(crate) async fn give_up<Q: Queued>(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done =
+            sqlx::query(Q::sql().give_up.as_str()).bind(id).bind(worker).bind(reason).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Undoes `worker`'s claim of row `id` (no effect when it no longer holds it).
+    pub(crate) async fn release<Q: Queued>(db: impl Executor<'_, Database = DB>, id: i64, worker: &str) -> Result<()> {
+        sqlx::query(Q::sql().release.as_str()).bind(id).bind(worker).execute(db).await?;
+        Ok(())
+    }
+
+    /// Reads one row.
+    pub(crate) async fn get<Q: Queued>(db: impl Executor<'_, Database = DB>, id: i64) -> Result<Option<Q>>
+    where
+        for<'r> Q::Record: FromRow<'r, DB::Row>,
+    {
+        let record: Option<Q::Record> = sqlx::query_as(Q::sql().get.as_str()).bind(id).fetch_optional(db).await?;
+        record.map(Q::decode).transpose()
+    }
+
     // ---- inbox -----------------------------------------------------------------------------
 
     /// Inserts a new inbound row; its id, or `None` when (channel, account, message id) exists.
@@ -90,44 +222,6 @@ where
             .await?)
     }
 
-    /// Runs the backend's inbox claim statement (`$1` now, `$2` limit, `$3` worker, `$4` lease
-    /// deadline, returning the inbox columns).
-    pub(crate) async fn claim_inbound(
-        db: impl Executor<'_, Database = DB>,
-        claim: &'static str,
-        worker: &str,
-        limit: u32,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<Vec<InboundRow>> {
-        let records: Vec<InboxRecord> = sqlx::query_as(claim)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(db)
-            .await?;
-        let rows = records.into_iter().map(InboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
-    }
-
-    pub(crate) async fn renew_inbound(
-        db: impl Executor<'_, Database = DB>,
-        id: i64,
-        worker: &str,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
-        let done = sqlx::query(sql::RENEW_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .bind(now)
-            .execute(db)
-            .await?;
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
     /// Marks the row `done` and enqueues the replies, inside the caller's transaction. `false`
     /// when the lease was lost, in which case nothing was written and the caller rolls back.
     pub(crate) async fn complete_inbound(
@@ -141,48 +235,26 @@ where
     ) -> Result<Completed> {
         // The update comes first: on PostgreSQL it locks the row, so a replica re-claiming it
         // after the lease ran out waits for this transaction and then sees `done`.
-        let done = sqlx::query(sql::COMPLETE_INBOUND)
-            .bind(id)
-            .bind(worker)
-            .bind(outcome)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        if DB::rows_affected(&done) != 1 {
+        if !Self::succeed::<InboundRow>(&mut *conn, id, worker, Some(outcome), now).await? {
             tracing::debug!(id, worker, "complete_inbound: lease lost");
             return Ok(Completed::LeaseLost);
         }
+        let mut first_id = None;
         for reply in replies {
-            Self::insert_outbound(conn, reply, now).await?;
+            let reply_id = Self::insert_outbound(conn, reply, now).await?;
+            first_id.get_or_insert(reply_id);
         }
         // With a lease: the first reply goes to the completing worker when its lane allows.
-        let first_reply = match (claim_lease_ms, replies.first()) {
+        let first_reply = match (claim_lease_ms, first_id) {
             (Some(lease_ms), Some(first)) => {
-                Self::claim_reply(conn, first.idempotency_key.as_str(), worker, lease_ms, now).await?.map(Box::new)
+                Self::claim_fresh::<OutboundRow>(conn, first, worker, lease_ms, now).await?.map(Box::new)
             }
             _ => None,
         };
         Ok(Completed::Done { first_reply })
     }
 
-    /// Claims the reply with idempotency key `key` for `worker` if its lane lets it go out now.
-    async fn claim_reply(
-        conn: &mut DB::Connection,
-        key: &str,
-        worker: &str,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> = sqlx::query_as(sql::CLAIM_REPLY)
-            .bind(now)
-            .bind(key)
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_optional(&mut *conn)
-            .await?;
-        record.map(OutboxRecord::into_row).transpose()
-    }
-
+    /// A failed attempt: another at `retry_at`, or given up when there is none.
     pub(crate) async fn fail_inbound(
         db: impl Executor<'_, Database = DB>,
         id: i64,
@@ -191,23 +263,10 @@ where
         retry_at: Option<EpochMs>,
         now: EpochMs,
     ) -> Result<bool> {
-        let done = match retry_at {
-            Some(at) => {
-                sqlx::query(sql::RETRY_INBOUND).bind(id).bind(worker).bind(error).bind(at).bind(now).execute(db).await?
-            }
-            None => sqlx::query(sql::FAIL_INBOUND).bind(id).bind(worker).bind(error).bind(now).execute(db).await?,
-        };
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
-    pub(crate) async fn release_inbound(db: impl Executor<'_, Database = DB>, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_INBOUND).bind(id).bind(worker).execute(db).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn get_inbound(db: impl Executor<'_, Database = DB>, id: i64) -> Result<Option<InboundRow>> {
-        let record: Option<InboxRecord> = sqlx::query_as(sql::GET_INBOUND).bind(id).fetch_optional(db).await?;
-        record.map(InboxRecord::into_row).transpose()
+        match retry_at {
+            Some(at) => Self::retry::<InboundRow>(db, id, worker, error, at, now).await,
+            None => Self::give_up::<InboundRow>(db, id, worker, error, now).await,
+        }
     }
 
     // ---- outbox ----------------------------------------------------------------------------
@@ -247,73 +306,6 @@ where
             ids.push(Self::insert_outbound(conn, m, now).await?);
         }
         Ok(ids)
-    }
-
-    /// Runs the backend's outbox claim statement (parameters as for
-    /// [`claim_inbound`](Self::claim_inbound)).
-    pub(crate) async fn claim_outbound(
-        db: impl Executor<'_, Database = DB>,
-        claim: &'static str,
-        worker: &str,
-        limit: u32,
-        lease_ms: EpochMs,
-        now: EpochMs,
-    ) -> Result<Vec<OutboundRow>> {
-        let records: Vec<OutboxRecord> = sqlx::query_as(claim)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(worker)
-            .bind(deadline(now, lease_ms))
-            .fetch_all(db)
-            .await?;
-        let rows = records.into_iter().map(OutboxRecord::into_row).collect::<Result<Vec<_>>>()?;
-        Ok(oldest_first(rows, |r| r.id))
-    }
-
-    pub(crate) async fn mark_sent(
-        db: impl Executor<'_, Database = DB>,
-        id: i64,
-        worker: &str,
-        platform_message_id: Option<&str>,
-        now: EpochMs,
-    ) -> Result<bool> {
-        let done =
-            sqlx::query(sql::MARK_SENT).bind(id).bind(worker).bind(platform_message_id).bind(now).execute(db).await?;
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
-    pub(crate) async fn mark_retry(
-        db: impl Executor<'_, Database = DB>,
-        id: i64,
-        worker: &str,
-        error: &str,
-        next_at: EpochMs,
-        now: EpochMs,
-    ) -> Result<bool> {
-        let done =
-            sqlx::query(sql::MARK_RETRY).bind(id).bind(worker).bind(error).bind(next_at).bind(now).execute(db).await?;
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
-    pub(crate) async fn mark_dead(
-        db: impl Executor<'_, Database = DB>,
-        id: i64,
-        worker: &str,
-        reason: &str,
-        now: EpochMs,
-    ) -> Result<bool> {
-        let done = sqlx::query(sql::MARK_DEAD).bind(id).bind(worker).bind(reason).bind(now).execute(db).await?;
-        Ok(DB::rows_affected(&done) == 1)
-    }
-
-    pub(crate) async fn release_outbound(db: impl Executor<'_, Database = DB>, id: i64, worker: &str) -> Result<()> {
-        sqlx::query(sql::RELEASE_OUTBOUND).bind(id).bind(worker).execute(db).await?;
-        Ok(())
-    }
-
-    pub(crate) async fn get_outbound(db: impl Executor<'_, Database = DB>, id: i64) -> Result<Option<OutboundRow>> {
-        let record: Option<OutboxRecord> = sqlx::query_as(sql::GET_OUTBOUND).bind(id).fetch_optional(db).await?;
-        record.map(OutboxRecord::into_row).transpose()
     }
 
     /// Moves the delivery status on `writer`; when nothing moved, looks on `reader` whether the
@@ -600,6 +592,37 @@ where
         Ok(DB::rows_affected(&done) > 0)
     }
 
+    // ---- quotas ----------------------------------------------------------------------------
+
+    /// Takes `n` units of a fixed window; see [`Quotas::take_quota`](crate::Quotas::take_quota).
+    pub(crate) async fn take_quota(
+        pool: &Pool<DB>,
+        key: &str,
+        window_start: EpochMs,
+        window_ms: EpochMs,
+        limit: u64,
+        n: u64,
+        now: EpochMs,
+    ) -> Result<QuotaTake> {
+        let window_end = quota_window_end(window_start, window_ms);
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let taken: Option<i64> = sqlx::query_scalar(sql::TAKE_QUOTA)
+            .bind(key)
+            .bind(window_start)
+            .bind(window_end)
+            .bind(as_i64(n))
+            .bind(as_i64(limit))
+            .bind(now)
+            .fetch_optional(pool)
+            .await?;
+        if let Some(count) = taken {
+            return Ok(QuotaTake::Granted { count: count_u64(count) });
+        }
+        let count: Option<i64> =
+            sqlx::query_scalar(sql::QUOTA_TAKEN).bind(key).bind(window_start).fetch_optional(pool).await?;
+        Ok(QuotaTake::Refused { count: count_u64(count.unwrap_or(0)), window_end })
+    }
+
     // ---- secrets ---------------------------------------------------------------------------
 
     pub(crate) async fn put_secret_blob(
@@ -625,17 +648,20 @@ where
 
     /// The queue counts, read inside the caller's transaction so that they describe one moment.
     pub(crate) async fn queue_stats(conn: &mut DB::Connection) -> Result<QueueStats> {
-        let inbox: Vec<(String, i64)> = sqlx::query_as(sql::INBOX_COUNTS).fetch_all(&mut *conn).await?;
-        let outbox: Vec<(String, i64)> = sqlx::query_as(sql::OUTBOX_COUNTS).fetch_all(&mut *conn).await?;
+        let inbox: Vec<(String, i64)> = sqlx::query_as(InboundRow::sql().counts.as_str()).fetch_all(&mut *conn).await?;
+        let outbox: Vec<(String, i64)> =
+            sqlx::query_as(OutboundRow::sql().counts.as_str()).fetch_all(&mut *conn).await?;
         let failed: i64 = sqlx::query_scalar(sql::DELIVERY_FAILED_COUNT).fetch_one(&mut *conn).await?;
         Ok(queue_stats(&inbox, &outbox, failed))
     }
 
     pub(crate) async fn dead_letters(pool: &Pool<DB>, limit: u32) -> Result<Vec<DeadLetter>> {
         let mut all = Vec::new();
-        for (queue, query) in
-            [("outbox", sql::DEAD_OUTBOX), ("inbox", sql::FAILED_INBOX), ("delivery", sql::FAILED_DELIVERIES)]
-        {
+        for (queue, query) in [
+            (OutboundRow::SPEC.table, OutboundRow::sql().dead_letters.as_str()),
+            (InboundRow::SPEC.table, InboundRow::sql().dead_letters.as_str()),
+            ("delivery", sql::FAILED_DELIVERIES),
+        ] {
             let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(pool).await?;
             all.extend(records.into_iter().map(|r| r.into_dead_letter(queue)));
         }
@@ -652,7 +678,8 @@ where
     /// Runs the prune statements inside the caller's transaction; how many rows went.
     pub(crate) async fn prune(conn: &mut DB::Connection, before: EpochMs) -> Result<u64> {
         let mut removed = 0;
-        for statement in sql::PRUNE {
+        let queues = [InboundRow::sql().prune.as_str(), OutboundRow::sql().prune.as_str()];
+        for statement in queues.into_iter().chain(sql::PRUNE) {
             removed += DB::rows_affected(&sqlx::query(statement).bind(before).execute(&mut *conn).await?);
         }
         Ok(removed)

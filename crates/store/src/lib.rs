@@ -1,15 +1,26 @@
-//! The durable store of clawbridge: one [`Store`] trait, two backends.
+//! The durable store of clawbridge: capability traits, one [`Store`] that unites them, three
+//! backends.
+//!
+//! The capabilities: [`InboxQueue`], [`OutboxQueue`], [`Dedup`], [`Cursors`] (and leases),
+//! [`ChannelState`], [`Secrets`], [`Pairing`], [`Quotas`] and [`Operations`]. [`Store`] is all of
+//! them; [`SharedStore`] is how the app holds one, and a part that needs one capability can take
+//! just that (`Arc<dyn OutboxQueue>`, by upcasting).
 //!
 //! - [`SqliteStore`]: the embedded default, one file in the state dir (WAL, one writer).
 //! - [`PgStore`]: the scale-out backend; several replicas share one database. Dedup through
 //!   unique keys (`ON CONFLICT DO NOTHING`), claims through `FOR UPDATE SKIP LOCKED` plus a lease.
+//! - [`MemoryStore`]: the same semantics in process memory, nothing durable: for tests (the
+//!   conformance suite runs on it too) and throw-away sandboxes.
 //!
 //! # Layout
-//! - [`model`]: the rows and outcomes the trait speaks in.
-//! - [`sqlite`], [`postgres`]: the backends, each with its own migrations under `migrations/`.
+//! - [`model`]: the rows and outcomes the traits speak in.
+//! - [`sqlite`], [`postgres`]: the SQL backends, each with its own migrations under `migrations/`.
+//! - [`memory`]: the in-memory backend.
 //! - [`secrets`]: XChaCha20-Poly1305 encryption of secrets at rest, on top of any backend.
-//! - `sql`, `record`, `common` (private): the SQL both backends share, the raw rows they decode
-//!   and the store logic written once for both.
+//! - `queue` (private): the lease queue (claim, renew, finish, retry, release) described once
+//!   per queue and run by every backend, so the inbox and the outbox share one implementation.
+//! - `sql`, `record`, `common` (private): the SQL both SQL backends share, the raw rows they
+//!   decode and the store logic written once for both.
 //!
 //! All times are epoch milliseconds supplied by the caller, so behaviour is testable without a
 //! clock and identical on both backends.
@@ -17,13 +28,16 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod common;
+pub mod memory;
 pub mod model;
 pub mod postgres;
+mod queue;
 mod record;
 pub mod secrets;
 mod sql;
 pub mod sqlite;
 
+pub use memory::MemoryStore;
 pub use model::*;
 pub use postgres::PgStore;
 pub use secrets::{MasterKey, SecretBox};
@@ -64,17 +78,17 @@ pub enum StoreError {
 /// Shorthand for store results.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Everything clawbridge keeps durably.
+// ---- capabilities --------------------------------------------------------------------------------
+
+/// The inbound queue: the durability point of every platform message and the per-conversation
+/// order in which the pipeline handles them.
 ///
-/// Implementations must be safe to share between tasks and, for PostgreSQL, between processes:
-/// every claim hands a row to exactly one worker until its lease runs out.
+/// Exists apart from the outbox because its producers (webhooks, pollers) and its consumer (the
+/// agent worker) are not the outbox's. Dedup of platform redeliveries is part of the insert (the
+/// row's unique (channel, account, message id) key, in the same statement), not of [`Dedup`].
+/// Every claim hands a row to exactly one worker until its lease runs out, across processes too.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Which backend this is (`sqlite` or `postgres`), for `status` and `doctor`.
-    fn backend(&self) -> &'static str;
-
-    // ---- inbox ---------------------------------------------------------------------------
-
+pub trait InboxQueue: Send + Sync + 'static {
     /// Persists an inbound message unless (channel, account, message id) was seen before.
     ///
     /// This is the durability point: a platform may be acknowledged once this returns `Ok`.
@@ -101,7 +115,7 @@ pub trait Store: Send + Sync + 'static {
         now: EpochMs,
     ) -> Result<bool>;
 
-    /// [`complete_inbound`](Store::complete_inbound), and in the same transaction claims the
+    /// [`complete_inbound`](InboxQueue::complete_inbound), and in the same transaction claims the
     /// first of `replies` for `worker` (under a `lease_ms` lease) when its lane lets it go out
     /// now, so the worker can send it at once instead of handing it to the outbox worker: one
     /// transaction and one wake-up less between the agent's answer and the user.
@@ -132,9 +146,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Reads one inbound row.
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>>;
+}
 
-    // ---- outbox --------------------------------------------------------------------------
-
+/// The outbound queue: every message to a platform, sent at least once and in lane order, with
+/// the platform's delivery statuses.
+///
+/// Exists apart from the inbox because anything may enqueue (replies, proactive sends, later
+/// campaigns) and the senders are per channel; the idempotency key makes every enqueue safe to
+/// repeat, and the platform id of a sent row is what delivery webhooks refer to.
+#[async_trait]
+pub trait OutboxQueue: Send + Sync + 'static {
     /// Enqueues outbound messages; a message whose idempotency key exists is skipped.
     /// Returns the ids of the rows (existing or new), in input order.
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>>;
@@ -171,9 +192,22 @@ pub trait Store: Send + Sync + 'static {
     /// wins and keeps `error` in `delivery_error`; unknown statuses are ignored. Returns `false`
     /// when no outbound row of that channel has that platform id.
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool>;
+}
 
-    // ---- cursors and leases ----------------------------------------------------------------
+/// Keys remembered for a while, shared by every process: a webhook's `X-Idempotency-Key` or a
+/// Kakao request id seen by one replica is a duplicate on all of them.
+#[async_trait]
+pub trait Dedup: Send + Sync + 'static {
+    /// Remembers a key (a webhook's `X-Idempotency-Key`, a Kakao request id) until `expires_at`.
+    /// `true` the first time, `false` while it is remembered (`now < expires_at`); a key whose
+    /// time is up counts as new again.
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
+}
 
+/// Where pollers resume, and who polls: a poll cursor per (channel, account, name), and named
+/// leases so that of several replicas exactly one polls an account at a time.
+#[async_trait]
+pub trait Cursors: Send + Sync + 'static {
     /// Reads a poll cursor.
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>>;
 
@@ -194,14 +228,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives a lease up.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
 
-    /// Remembers a key (a webhook's `X-Idempotency-Key`, a Kakao request id) until `expires_at`.
-    /// `true` the first time, `false` while it is remembered (`now < expires_at`); a key whose
-    /// time is up counts as new again.
-    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool>;
-
-    // ---- channel state (small JSON values channels keep between requests) -------------------
-
+/// Small JSON values channels keep between requests (a Kakao answer waiting for the user's next
+/// utterance, a "더 보기" continuation, OAuth caches), so that any replica can serve the next
+/// request and nothing is lost on restart.
+#[async_trait]
+pub trait ChannelState: Send + Sync + 'static {
     /// Writes `entry`, replacing a value already under its key. With `if_absent`, writes only
     /// when the key is absent or expired and returns whether it wrote (a one-time claim).
     async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool>;
@@ -214,9 +247,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Live values of a namespace, most recently written first, at most `limit`.
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>>;
+}
 
-    // ---- pairing -------------------------------------------------------------------------
+/// Encrypted blobs under a name (OAuth tokens, API keys the CLI stores). The store only ever
+/// holds ciphertext; [`SecretBox`] encrypts and decrypts on top of this.
+#[async_trait]
+pub trait Secrets: Send + Sync + 'static {
+    /// Stores an encrypted secret under `name`.
+    async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()>;
 
+    /// Reads an encrypted secret.
+    async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Deletes a secret; `true` when it existed.
+    async fn delete_secret(&self, name: &str) -> Result<bool>;
+}
+
+/// DM pairing: who may talk to the agent. Pending codes an operator approves, and the approved
+/// peers the pipeline checks on every direct message.
+#[async_trait]
+pub trait Pairing: Send + Sync + 'static {
     /// Issues a pairing code for a peer, or returns its unexpired one. At most
     /// `clawbridge_core::pairing::MAX_PENDING_PER_ACCOUNT` unexpired requests per channel account.
     /// `code` is a fresh candidate the caller generated; it is used (normalised with
@@ -242,20 +292,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Revokes an approval; `true` when there was one.
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+}
 
-    // ---- secrets (ciphertext only; see `secrets::SecretBox`) -------------------------------
+/// Fixed-window counters shared by every process on the store, for limits that must hold across
+/// replicas: a platform's per-key rate limit (Kapso's 100 requests per minute per API key), the
+/// Kakao and dealer send quotas. A process-local limiter lets N replicas send N times the limit.
+#[async_trait]
+pub trait Quotas: Send + Sync + 'static {
+    /// Takes `n` units of the quota `key` in the window `[window_start, window_start +
+    /// window_ms)` when the window's total stays at most `limit`: [`QuotaTake::Granted`] with the
+    /// total after this take, else [`QuotaTake::Refused`] with the total (unchanged: nothing is
+    /// taken) and the window's end, the earliest time a retry can succeed.
+    ///
+    /// Atomic across processes: concurrent takers never pass `limit` together. The caller picks
+    /// the window (`window_start` a multiple of `window_ms` for epoch-aligned windows, or a local
+    /// midnight for a daily quota); every taker of a key must use the same windows. `now` is
+    /// recorded as the window's last use. Windows that ended before `prune`'s cut-off are deleted.
+    async fn take_quota(
+        &self,
+        key: &str,
+        window_start: EpochMs,
+        window_ms: EpochMs,
+        limit: u64,
+        n: u64,
+        now: EpochMs,
+    ) -> Result<QuotaTake>;
+}
 
-    /// Stores an encrypted secret under `name`.
-    async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()>;
-
-    /// Reads an encrypted secret.
-    async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>>;
-
-    /// Deletes a secret; `true` when it existed.
-    async fn delete_secret(&self, name: &str) -> Result<bool>;
-
-    // ---- operations ------------------------------------------------------------------------
-
+/// What operators and probes need: queue depths, dead letters, a write check, housekeeping.
+#[async_trait]
+pub trait Operations: Send + Sync + 'static {
     /// Counts per queue state, for `status`, `/metrics` and `/readyz`.
     async fn queue_stats(&self) -> Result<QueueStats>;
 
@@ -269,20 +335,40 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes finished rows and expired keys older than `before` (housekeeping): inbox
     /// `done`/`failed` and outbox `sent`/`dead` rows last updated before it, remembered keys,
-    /// pairing requests and channel state that expired before it. Returns how many rows went.
+    /// pairing requests, channel state and quota windows that expired (ended) before it. Returns
+    /// how many rows went.
     async fn prune(&self, before: EpochMs) -> Result<u64>;
+}
+
+/// Everything clawbridge keeps durably: the union of the capabilities, which is what a backend
+/// implements and what [`open`] returns.
+///
+/// Code that needs only part of it may take that capability (`Arc<dyn InboxQueue>`, obtained
+/// from a [`SharedStore`] by trait upcasting), so its tests can hand it just that.
+/// Implementations must be safe to share between tasks and, for PostgreSQL, between processes:
+/// every claim hands a row to exactly one worker until its lease runs out.
+pub trait Store:
+    InboxQueue + OutboxQueue + Dedup + Cursors + ChannelState + Secrets + Pairing + Quotas + Operations
+{
+    /// Which backend this is (`sqlite`, `postgres` or `memory`), for `status` and `doctor`.
+    fn backend(&self) -> &'static str;
 }
 
 /// A shared store handle.
 pub type SharedStore = Arc<dyn Store>;
 
 /// Opens the store named by a database URL: `sqlite://PATH` (created if missing) or
-/// `postgres://…`. Runs the migrations (a no-op when they already ran).
+/// `postgres://…`, running the migrations (a no-op when they already ran); or `memory://`, a new
+/// empty [`MemoryStore`] whose contents are lost when the process exits (tests, sandboxes; every
+/// call opens another, unrelated store).
 ///
 /// # Errors
 /// [`StoreError::Config`] for an unknown scheme or an unusable path, with the fix in the message.
 pub async fn open(url: &str) -> Result<SharedStore> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if url == MemoryStore::URL {
+        tracing::warn!("using the in-memory store: nothing is durable, everything is lost when the process exits");
+        Ok(Arc::new(MemoryStore::new()))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url).await?))
     } else if let Some(path) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
         // sqlx-style options (`?mode=rwc`) are accepted and ignored: the store always creates

@@ -1,4 +1,4 @@
-//! Rows and outcomes of the [`Store`](crate::Store) trait.
+//! Rows and outcomes the [`Store`](crate::Store) capabilities speak in.
 
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, OutboundMessage, PeerId};
 use serde::{Deserialize, Serialize};
@@ -37,7 +37,7 @@ pub enum InboxState {
 
 impl InboxState {
     /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Processing => "processing",
@@ -110,7 +110,7 @@ pub enum OutboxState {
 
 impl OutboxState {
     /// The stored spelling.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
             Self::Sending => "sending",
@@ -306,7 +306,7 @@ pub struct DeadLetter {
     pub at: EpochMs,
 }
 
-/// Result of [`Store::complete_inbound_and_claim`](crate::Store::complete_inbound_and_claim).
+/// Result of [`InboxQueue::complete_inbound_and_claim`](crate::InboxQueue::complete_inbound_and_claim).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Completed {
     /// The row is no longer claimed by this worker; nothing was written.
@@ -319,7 +319,7 @@ pub enum Completed {
     },
 }
 
-/// A value to write with [`Store::put_state`](crate::Store::put_state).
+/// A value to write with [`ChannelState::put_state`](crate::ChannelState::put_state).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StatePut<'a> {
     /// Who owns the value, e.g. `kakao.pending/default`.
@@ -332,7 +332,7 @@ pub struct StatePut<'a> {
     pub expires_at: Option<EpochMs>,
 }
 
-/// A stored channel-state value, as [`Store::list_state`](crate::Store::list_state) returns it.
+/// A stored channel-state value, as [`ChannelState::list_state`](crate::ChannelState::list_state) returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StateEntry {
     /// The key inside the namespace.
@@ -341,4 +341,28 @@ pub struct StateEntry {
     pub value: String,
     /// When it was last written.
     pub updated_at: EpochMs,
+}
+
+/// Result of [`Quotas::take_quota`](crate::Quotas::take_quota).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum QuotaTake {
+    /// The units were taken; `count` is how many the window has used, these included.
+    Granted {
+        /// Units used in the window after this take.
+        count: u64,
+    },
+    /// Taking would pass the limit; nothing was taken.
+    Refused {
+        /// Units used in the window (unchanged by this call).
+        count: u64,
+        /// When the window ends (`window_start + window_ms`): the earliest time a retry can succeed.
+        window_end: EpochMs,
+    },
+}
+
+impl QuotaTake {
+    /// Whether the units were taken.
+    pub fn is_granted(self) -> bool {
+        matches!(self, Self::Granted { .. })
+    }
 }

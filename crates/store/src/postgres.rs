@@ -15,11 +15,14 @@
 use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
-    PairingOutcome, PairingRequest, PendingPairing, QueueStats, StateEntry, StatePut,
+    PairingOutcome, PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry, StatePut,
 };
-use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
-use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
-use crate::{Result, Store, StoreError, redact_url};
+use crate::queue::QueueSql;
+use crate::record::{check_heartbeat, inbound_payload};
+use crate::{
+    ChannelState, Cursors, Dedup, InboxQueue, Operations, OutboxQueue, Pairing, Quotas, Result, Secrets, Store,
+    StoreError, redact_url,
+};
 use async_trait::async_trait;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
@@ -37,24 +40,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections per process. Claims and writes are short statements; replicas add capacity.
 const MAX_CONNECTIONS: u32 = 10;
-
-const CLAIM_INBOUND: &str = concat!(
-    "WITH claimable AS (",
-    claimable_inbox!(),
-    " FOR UPDATE OF c SKIP LOCKED) ",
-    claim_inbox_set!(),
-    "WHERE id IN (SELECT id FROM claimable) RETURNING ",
-    inbox_columns!()
-);
-
-const CLAIM_OUTBOUND: &str = concat!(
-    "WITH claimable AS (",
-    claimable_outbox!(),
-    " FOR UPDATE OF c SKIP LOCKED) ",
-    claim_outbox_set!(),
-    "WHERE id IN (SELECT id FROM claimable) RETURNING ",
-    outbox_columns!()
-);
 
 /// Serialises pairing requests of one (channel, account) until the transaction ends.
 const LOCK_PAIRING_ACCOUNT: &str = "SELECT pg_advisory_xact_lock(hashtext('clawbridge.pairing'), hashtext($1))";
@@ -167,6 +152,11 @@ impl Backend for Postgres {
     fn rows_affected(result: &PgQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// Several replicas claim at once: each skips the rows another is taking.
+    fn claim_statement(sql: &'static QueueSql) -> &'static str {
+        &sql.claim_skip_locked
+    }
 }
 
 impl PgStore {
@@ -193,11 +183,7 @@ impl PgStore {
 }
 
 #[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
+impl InboxQueue for PgStore {
     async fn insert_inbound(&self, msg: &InboundMessage, now: EpochMs) -> Result<InsertOutcome> {
         let payload = inbound_payload(msg)?;
         // Between the insert that found a conflict and the lookup, another replica's `prune` could
@@ -224,11 +210,11 @@ impl Store for PgStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        Queries::claim_inbound(&self.pool, CLAIM_INBOUND, worker, limit, lease_ms, now).await
+        Queries::claim(&self.pool, worker, limit, lease_ms, now).await
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::renew_inbound(&self.pool, id, worker, lease_ms, now).await
+        Queries::renew::<InboundRow>(&self.pool, id, worker, lease_ms, now).await
     }
 
     async fn complete_inbound(
@@ -266,13 +252,16 @@ impl Store for PgStore {
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        Queries::release_inbound(&self.pool, id, worker).await
+        Queries::release::<InboundRow>(&self.pool, id, worker).await
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        Queries::get_inbound(&self.pool, id).await
+        Queries::get(&self.pool, id).await
     }
+}
 
+#[async_trait]
+impl OutboxQueue for PgStore {
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
         let ids = Queries::enqueue_outbound(&mut tx, messages, now).await?;
@@ -287,33 +276,43 @@ impl Store for PgStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        Queries::claim_outbound(&self.pool, CLAIM_OUTBOUND, worker, limit, lease_ms, now).await
+        Queries::claim(&self.pool, worker, limit, lease_ms, now).await
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        Queries::mark_sent(&self.pool, id, worker, platform_message_id, now).await
+        Queries::succeed::<OutboundRow>(&self.pool, id, worker, platform_message_id, now).await
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::mark_retry(&self.pool, id, worker, error, next_at, now).await
+        Queries::retry::<OutboundRow>(&self.pool, id, worker, error, next_at, now).await
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        Queries::mark_dead(&self.pool, id, worker, reason, now).await
+        Queries::give_up::<OutboundRow>(&self.pool, id, worker, reason, now).await
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        Queries::release_outbound(&self.pool, id, worker).await
+        Queries::release::<OutboundRow>(&self.pool, id, worker).await
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        Queries::get_outbound(&self.pool, id).await
+        Queries::get(&self.pool, id).await
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
         Queries::record_delivery(&self.pool, &self.pool, update).await
     }
+}
 
+#[async_trait]
+impl Dedup for PgStore {
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
+        Queries::remember_key(&self.pool, namespace, key, expires_at, now).await
+    }
+}
+
+#[async_trait]
+impl Cursors for PgStore {
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         Queries::get_cursor(&self.pool, channel, account, name).await
     }
@@ -336,11 +335,10 @@ impl Store for PgStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         Queries::release_lease(&self.pool, name, holder).await
     }
+}
 
-    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::remember_key(&self.pool, namespace, key, expires_at, now).await
-    }
-
+#[async_trait]
+impl ChannelState for PgStore {
     async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool> {
         Queries::put_state(&self.pool, entry, if_absent, now).await
     }
@@ -356,7 +354,10 @@ impl Store for PgStore {
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
         Queries::list_state(&self.pool, namespace, limit, now).await
     }
+}
 
+#[async_trait]
+impl Pairing for PgStore {
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(LOCK_PAIRING_ACCOUNT)
@@ -390,7 +391,10 @@ impl Store for PgStore {
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         Queries::revoke_peer(&self.pool, channel, account, peer).await
     }
+}
 
+#[async_trait]
+impl Secrets for PgStore {
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
         Queries::put_secret_blob(&self.pool, name, blob, now).await
     }
@@ -402,7 +406,25 @@ impl Store for PgStore {
     async fn delete_secret(&self, name: &str) -> Result<bool> {
         Queries::delete_secret(&self.pool, name).await
     }
+}
 
+#[async_trait]
+impl Quotas for PgStore {
+    async fn take_quota(
+        &self,
+        key: &str,
+        window_start: EpochMs,
+        window_ms: EpochMs,
+        limit: u64,
+        n: u64,
+        now: EpochMs,
+    ) -> Result<QuotaTake> {
+        Queries::take_quota(&self.pool, key, window_start, window_ms, limit, n, now).await
+    }
+}
+
+#[async_trait]
+impl Operations for PgStore {
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One snapshot for the three counts, so they describe the same moment.
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
@@ -427,5 +449,11 @@ impl Store for PgStore {
         let removed = Queries::prune(&mut tx, before).await?;
         tx.commit().await?;
         Ok(removed)
+    }
+}
+
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 }

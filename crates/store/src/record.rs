@@ -264,15 +264,20 @@ pub(crate) fn deadline(now: i64, ms: i64) -> i64 {
     now.saturating_add(ms.max(0))
 }
 
+/// The end of a quota window (`start + window_ms`, without overflow).
+pub(crate) fn quota_window_end(window_start: i64, window_ms: i64) -> i64 {
+    deadline(window_start, window_ms)
+}
+
 fn count_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 
-fn count_u64(n: i64) -> u64 {
+pub(crate) fn count_u64(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
-fn corrupt(what: String, detail: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: String, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { what, detail: detail.to_string() }
 }
 

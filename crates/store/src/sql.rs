@@ -2,12 +2,11 @@
 //!
 //! SQLite and PostgreSQL agree on everything here: `$N` parameters (sqlx binds SQLite's `$N` by
 //! number), `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE … WHERE`, `RETURNING`, `excluded.`.
-//! What differs (claims, locking, transactions) lives in the backend modules.
-//!
-//! Lease and claim checks always test both the owner and the claimed state, so a worker whose
-//! lease ran out and whose row was claimed again cannot write over the new owner's work.
+//! What differs (claims, locking, transactions) lives in the backend modules. The lease cycle of
+//! the inbox and the outbox (claim, renew, finish, retry, release) is not here: it is derived
+//! from one description per queue in [`queue`](crate::queue).
 
-use crate::record::{approved_columns, inbox_columns, outbox_columns, pairing_columns};
+use crate::record::{approved_columns, pairing_columns};
 
 // ---- inbox -------------------------------------------------------------------------------------
 
@@ -21,93 +20,6 @@ pub(crate) const INSERT_INBOUND: &str = "\
 
 pub(crate) const FIND_INBOUND: &str = "SELECT id FROM inbox WHERE channel = $1 AND account = $2 AND message_id = $3";
 
-/// Which inbox rows a claim may take (`$1` = now): ready, and no older unfinished row in the lane.
-/// Shared by both claim statements so the rule cannot drift between backends.
-macro_rules! claimable_inbox {
-    () => {
-        "SELECT c.id FROM inbox c \
-         WHERE c.state IN ('pending', 'processing') \
-           AND ((c.state = 'pending' AND c.next_at <= $1) \
-             OR (c.state = 'processing' AND COALESCE(c.lease_until, 0) < $1)) \
-           AND NOT EXISTS (SELECT 1 FROM inbox o \
-                           WHERE o.lane = c.lane AND o.id < c.id AND o.state IN ('pending', 'processing')) \
-         ORDER BY c.id \
-         LIMIT $2"
-    };
-}
-
-/// Which outbox rows a claim may take (`$1` = now).
-macro_rules! claimable_outbox {
-    () => {
-        "SELECT c.id FROM outbox c \
-         WHERE c.state IN ('queued', 'sending', 'retry') \
-           AND ((c.state IN ('queued', 'retry') AND c.next_at <= $1) \
-             OR (c.state = 'sending' AND COALESCE(c.lease_until, 0) < $1)) \
-           AND NOT EXISTS (SELECT 1 FROM outbox o \
-                           WHERE o.lane = c.lane AND o.id < c.id AND o.state IN ('queued', 'sending', 'retry')) \
-         ORDER BY c.id \
-         LIMIT $2"
-    };
-}
-
-pub(crate) use {claimable_inbox, claimable_outbox};
-
-/// The `SET` of an inbox claim: `$3` worker, `$4` lease deadline, `$1` now.
-macro_rules! claim_inbox_set {
-    () => {
-        "UPDATE inbox SET state = 'processing', lease_owner = $3, lease_until = $4, attempts = attempts + 1, \
-         updated_at = $1 "
-    };
-}
-
-/// The `SET` of an outbox claim.
-macro_rules! claim_outbox_set {
-    () => {
-        "UPDATE outbox SET state = 'sending', lease_owner = $3, lease_until = $4, attempts = attempts + 1, \
-         updated_at = $1 "
-    };
-}
-
-pub(crate) use {claim_inbox_set, claim_outbox_set};
-
-/// Claims one just-enqueued reply by its idempotency key (`$2`) for the worker that completed
-/// the inbound row (`$3` worker, `$4` lease deadline, `$1` now), when nothing older is unsent in
-/// its lane. Same lane rule as [`claimable_outbox`].
-pub(crate) const CLAIM_REPLY: &str = concat!(
-    claim_outbox_set!(),
-    "WHERE idempotency_key = $2 AND state = 'queued' AND next_at <= $1 \
-       AND NOT EXISTS (SELECT 1 FROM outbox o \
-                       WHERE o.lane = outbox.lane AND o.id < outbox.id AND o.state IN ('queued', 'sending', 'retry')) \
-     RETURNING ",
-    outbox_columns!()
-);
-
-pub(crate) const RENEW_INBOUND: &str = "\
-    UPDATE inbox SET lease_until = $3, updated_at = $4 \
-    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
-
-pub(crate) const COMPLETE_INBOUND: &str = "\
-    UPDATE inbox SET state = 'done', outcome = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
-    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
-
-pub(crate) const RETRY_INBOUND: &str = "\
-    UPDATE inbox SET state = 'pending', next_at = $4, last_error = $3, lease_owner = NULL, lease_until = NULL, \
-                     updated_at = $5 \
-    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
-
-pub(crate) const FAIL_INBOUND: &str = "\
-    UPDATE inbox SET state = 'failed', last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
-    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
-
-/// Gives the row back as if the claim never happened: pending, lease cleared, the claim's
-/// attempt taken back (a shutdown is not a failed attempt), `next_at` unchanged.
-pub(crate) const RELEASE_INBOUND: &str = "\
-    UPDATE inbox SET state = 'pending', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-                     lease_owner = NULL, lease_until = NULL \
-    WHERE id = $1 AND state = 'processing' AND lease_owner = $2";
-
-pub(crate) const GET_INBOUND: &str = concat!("SELECT ", inbox_columns!(), " FROM inbox WHERE id = $1");
-
 // ---- outbox ------------------------------------------------------------------------------------
 
 pub(crate) const INSERT_OUTBOUND: &str = "\
@@ -118,30 +30,6 @@ pub(crate) const INSERT_OUTBOUND: &str = "\
     RETURNING id";
 
 pub(crate) const FIND_OUTBOUND: &str = "SELECT id FROM outbox WHERE idempotency_key = $1";
-
-pub(crate) const MARK_SENT: &str = "\
-    UPDATE outbox SET state = 'sent', platform_message_id = $3, lease_owner = NULL, lease_until = NULL, \
-                      updated_at = $4 \
-    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
-
-pub(crate) const MARK_RETRY: &str = "\
-    UPDATE outbox SET state = 'retry', last_error = $3, next_at = $4, lease_owner = NULL, lease_until = NULL, \
-                      updated_at = $5 \
-    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
-
-pub(crate) const MARK_DEAD: &str = "\
-    UPDATE outbox SET state = 'dead', last_error = $3, lease_owner = NULL, lease_until = NULL, updated_at = $4 \
-    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
-
-/// Gives the row back: `queued` if this claim was its first attempt, `retry` otherwise (the only
-/// states it can have come from), with the claim's attempt taken back and `next_at` unchanged.
-pub(crate) const RELEASE_OUTBOUND: &str = "\
-    UPDATE outbox SET state = CASE WHEN attempts > 1 THEN 'retry' ELSE 'queued' END, \
-                      attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
-                      lease_owner = NULL, lease_until = NULL \
-    WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
-
-pub(crate) const GET_OUTBOUND: &str = concat!("SELECT ", outbox_columns!(), " FROM outbox WHERE id = $1");
 
 /// Moves the delivery status forward only. `$6` is the rank of the new status
 /// ([`delivery_rank`](crate::model::delivery_rank)); the `CASE` mirrors that function for the
@@ -258,6 +146,24 @@ pub(crate) const LIST_APPROVED: &str = concat!(
 
 pub(crate) const REVOKE_PEER: &str = "DELETE FROM approved_peers WHERE channel = $1 AND account = $2 AND peer = $3";
 
+// ---- quotas ------------------------------------------------------------------------------------
+
+/// Takes `$4` units of the window (`$1` key, `$2` start, `$3` end) when the total stays within
+/// `$5`; returns the new total, or no row when that would pass the limit. One statement, so
+/// concurrent takers (other replicas included) can never pass the limit together: PostgreSQL
+/// serialises them on the row (`ON CONFLICT DO UPDATE` re-checks the `WHERE` on the latest
+/// version), SQLite on its single writer. The `SELECT … WHERE` keeps a first take larger than the
+/// limit from inserting; the comparison is written `taken <= limit - n` so it cannot overflow.
+pub(crate) const TAKE_QUOTA: &str = "\
+    INSERT INTO quotas (key, window_start, window_end, taken, updated_at) \
+    SELECT $1, $2, $3, $4, $6 WHERE $4 <= $5 \
+    ON CONFLICT (key, window_start) DO UPDATE SET taken = quotas.taken + excluded.taken, \
+                                                  updated_at = excluded.updated_at \
+    WHERE quotas.taken <= $5 - excluded.taken \
+    RETURNING taken";
+
+pub(crate) const QUOTA_TAKEN: &str = "SELECT taken FROM quotas WHERE key = $1 AND window_start = $2";
+
 // ---- secrets -----------------------------------------------------------------------------------
 
 pub(crate) const PUT_SECRET: &str = "\
@@ -270,17 +176,7 @@ pub(crate) const DELETE_SECRET: &str = "DELETE FROM secrets WHERE name = $1";
 
 // ---- operations --------------------------------------------------------------------------------
 
-pub(crate) const INBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM inbox GROUP BY state";
-pub(crate) const OUTBOX_COUNTS: &str = "SELECT state, COUNT(*) FROM outbox GROUP BY state";
 pub(crate) const DELIVERY_FAILED_COUNT: &str = "SELECT COUNT(*) FROM outbox WHERE delivery_status = 'failed'";
-
-pub(crate) const DEAD_OUTBOX: &str = "\
-    SELECT id, lane, COALESCE(last_error, '') AS reason, attempts, updated_at AS at FROM outbox \
-    WHERE state = 'dead' ORDER BY updated_at DESC, id DESC LIMIT $1";
-
-pub(crate) const FAILED_INBOX: &str = "\
-    SELECT id, lane, COALESCE(last_error, '') AS reason, attempts, updated_at AS at FROM inbox \
-    WHERE state = 'failed' ORDER BY updated_at DESC, id DESC LIMIT $1";
 
 pub(crate) const FAILED_DELIVERIES: &str = "\
     SELECT id, lane, COALESCE(delivery_error, 'failed') AS reason, attempts, \
@@ -292,10 +188,10 @@ pub(crate) const WRITE_HEARTBEAT: &str =
 
 pub(crate) const READ_HEARTBEAT: &str = "SELECT at FROM heartbeat WHERE id = 1";
 
-pub(crate) const PRUNE: [&str; 5] = [
-    "DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < $1",
-    "DELETE FROM outbox WHERE state IN ('sent', 'dead') AND updated_at < $1",
+/// Housekeeping beyond the queues (whose finished rows `QueueSql::prune` deletes).
+pub(crate) const PRUNE: [&str; 4] = [
     "DELETE FROM seen_keys WHERE expires_at < $1",
     "DELETE FROM pairing_requests WHERE expires_at < $1",
     "DELETE FROM channel_state WHERE expires_at IS NOT NULL AND expires_at < $1",
+    "DELETE FROM quotas WHERE window_end < $1",
 ];

@@ -10,11 +10,14 @@
 use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
-    PairingOutcome, PairingRequest, PendingPairing, QueueStats, StateEntry, StatePut,
+    PairingOutcome, PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry, StatePut,
 };
-use crate::record::{check_heartbeat, inbound_payload, inbox_columns, outbox_columns};
-use crate::sql::{claim_inbox_set, claim_outbox_set, claimable_inbox, claimable_outbox};
-use crate::{Result, Store, StoreError};
+use crate::queue::QueueSql;
+use crate::record::{check_heartbeat, inbound_payload};
+use crate::{
+    ChannelState, Cursors, Dedup, InboxQueue, Operations, OutboxQueue, Pairing, Quotas, Result, Secrets, Store,
+    StoreError,
+};
 use async_trait::async_trait;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
 use sqlx::sqlite::{
@@ -38,12 +41,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Readers do not block each other under WAL; a few are enough for status pages and lookups.
 const READERS: u32 = 4;
-
-const CLAIM_INBOUND: &str =
-    concat!(claim_inbox_set!(), "WHERE id IN (", claimable_inbox!(), ") RETURNING ", inbox_columns!());
-
-const CLAIM_OUTBOUND: &str =
-    concat!(claim_outbox_set!(), "WHERE id IN (", claimable_outbox!(), ") RETURNING ", outbox_columns!());
 
 /// The SQLite store. Cheap to clone (the pools are shared).
 #[derive(Clone, Debug)]
@@ -308,6 +305,11 @@ impl Backend for Sqlite {
     fn rows_affected(result: &SqliteQueryResult) -> u64 {
         result.rows_affected()
     }
+
+    /// One writer: claims are serialised by the writer pool, nothing to lock.
+    fn claim_statement(sql: &'static QueueSql) -> &'static str {
+        &sql.claim_single_writer
+    }
 }
 
 impl SqliteStore {
@@ -334,11 +336,7 @@ impl SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl InboxQueue for SqliteStore {
     async fn insert_inbound(&self, msg: &InboundMessage, now: EpochMs) -> Result<InsertOutcome> {
         let payload = inbound_payload(msg)?;
         let (reply, mut outcome) = oneshot::channel();
@@ -363,11 +361,11 @@ impl Store for SqliteStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        Queries::claim_inbound(&self.writer, CLAIM_INBOUND, worker, limit, lease_ms, now).await
+        Queries::claim(&self.writer, worker, limit, lease_ms, now).await
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::renew_inbound(&self.writer, id, worker, lease_ms, now).await
+        Queries::renew::<InboundRow>(&self.writer, id, worker, lease_ms, now).await
     }
 
     async fn complete_inbound(
@@ -405,13 +403,16 @@ impl Store for SqliteStore {
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        Queries::release_inbound(&self.writer, id, worker).await
+        Queries::release::<InboundRow>(&self.writer, id, worker).await
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        Queries::get_inbound(&self.reader, id).await
+        Queries::get(&self.reader, id).await
     }
+}
 
+#[async_trait]
+impl OutboxQueue for SqliteStore {
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         let mut tx = self.write_tx().await?;
         let ids = Queries::enqueue_outbound(&mut tx, messages, now).await?;
@@ -426,33 +427,43 @@ impl Store for SqliteStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        Queries::claim_outbound(&self.writer, CLAIM_OUTBOUND, worker, limit, lease_ms, now).await
+        Queries::claim(&self.writer, worker, limit, lease_ms, now).await
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        Queries::mark_sent(&self.writer, id, worker, platform_message_id, now).await
+        Queries::succeed::<OutboundRow>(&self.writer, id, worker, platform_message_id, now).await
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::mark_retry(&self.writer, id, worker, error, next_at, now).await
+        Queries::retry::<OutboundRow>(&self.writer, id, worker, error, next_at, now).await
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        Queries::mark_dead(&self.writer, id, worker, reason, now).await
+        Queries::give_up::<OutboundRow>(&self.writer, id, worker, reason, now).await
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        Queries::release_outbound(&self.writer, id, worker).await
+        Queries::release::<OutboundRow>(&self.writer, id, worker).await
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        Queries::get_outbound(&self.reader, id).await
+        Queries::get(&self.reader, id).await
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
         Queries::record_delivery(&self.writer, &self.reader, update).await
     }
+}
 
+#[async_trait]
+impl Dedup for SqliteStore {
+    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
+        Queries::remember_key(&self.writer, namespace, key, expires_at, now).await
+    }
+}
+
+#[async_trait]
+impl Cursors for SqliteStore {
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         Queries::get_cursor(&self.reader, channel, account, name).await
     }
@@ -475,11 +486,10 @@ impl Store for SqliteStore {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
         Queries::release_lease(&self.writer, name, holder).await
     }
+}
 
-    async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Queries::remember_key(&self.writer, namespace, key, expires_at, now).await
-    }
-
+#[async_trait]
+impl ChannelState for SqliteStore {
     async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool> {
         Queries::put_state(&self.writer, entry, if_absent, now).await
     }
@@ -495,7 +505,10 @@ impl Store for SqliteStore {
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
         Queries::list_state(&self.reader, namespace, limit, now).await
     }
+}
 
+#[async_trait]
+impl Pairing for SqliteStore {
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
         // BEGIN IMMEDIATE: the count and the insert see the same state even across processes.
         let mut tx = self.write_tx().await?;
@@ -526,7 +539,10 @@ impl Store for SqliteStore {
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         Queries::revoke_peer(&self.writer, channel, account, peer).await
     }
+}
 
+#[async_trait]
+impl Secrets for SqliteStore {
     async fn put_secret_blob(&self, name: &str, blob: &[u8], now: EpochMs) -> Result<()> {
         Queries::put_secret_blob(&self.writer, name, blob, now).await
     }
@@ -538,7 +554,25 @@ impl Store for SqliteStore {
     async fn delete_secret(&self, name: &str) -> Result<bool> {
         Queries::delete_secret(&self.writer, name).await
     }
+}
 
+#[async_trait]
+impl Quotas for SqliteStore {
+    async fn take_quota(
+        &self,
+        key: &str,
+        window_start: EpochMs,
+        window_ms: EpochMs,
+        limit: u64,
+        n: u64,
+        now: EpochMs,
+    ) -> Result<QuotaTake> {
+        Queries::take_quota(&self.writer, key, window_start, window_ms, limit, n, now).await
+    }
+}
+
+#[async_trait]
+impl Operations for SqliteStore {
     async fn queue_stats(&self) -> Result<QueueStats> {
         // One read transaction: the three counts describe the same moment.
         let mut tx = self.reader.begin().await?;
@@ -563,5 +597,11 @@ impl Store for SqliteStore {
         let removed = Queries::prune(&mut tx, before).await?;
         tx.commit().await?;
         Ok(removed)
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 }

@@ -9,7 +9,7 @@ use clawbridge_core::{
 };
 use clawbridge_store::{
     Completed, DeadLetter, DeliveryUpdate, InboxState, InsertOutcome, MasterKey, NewOutbound, OutboxState,
-    PairingOutcome, PairingRequest, QueueStats, SecretBox, SharedStore, StatePut, StoreError,
+    PairingOutcome, PairingRequest, QueueStats, QuotaTake, SecretBox, SharedStore, StatePut, StoreError,
 };
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::{BTreeMap, HashSet};
@@ -107,6 +107,7 @@ pub async fn insert_inbound_dedups_on_channel_account_message_id(t: &Target) {
         match t {
             Target::Sqlite { .. } => "sqlite",
             Target::Postgres { .. } => "postgres",
+            Target::Memory { .. } => "memory",
         }
     );
 }
@@ -719,6 +720,93 @@ pub async fn pairing_code_collisions_are_refused(t: &Target) {
     let mut kakao = pairing_request("default", "A", 1_000);
     kakao.channel = ChannelId::new("kakao");
     assert!(matches!(store.request_pairing(&kakao, "SAME2222", NOW).await.unwrap(), PairingOutcome::Issued { .. }));
+}
+
+// ---- quotas ------------------------------------------------------------------------------------
+
+const MINUTE: EpochMs = 60_000;
+
+pub async fn quotas_grant_up_to_the_limit_per_key_and_window(t: &Target) {
+    let store = t.open().await;
+    let start = NOW - NOW % MINUTE;
+    let end = start + MINUTE;
+    let take = |key: &'static str, window_start: EpochMs, limit: u64, n: u64| {
+        let store = store.clone();
+        async move { store.take_quota(key, window_start, MINUTE, limit, n, NOW).await.unwrap() }
+    };
+    assert_eq!(take("kapso/key-1", start, 5, 2).await, QuotaTake::Granted { count: 2 });
+    assert_eq!(take("kapso/key-1", start, 5, 2).await, QuotaTake::Granted { count: 4 });
+    assert_eq!(take("kapso/key-1", start, 5, 2).await, QuotaTake::Refused { count: 4, window_end: end });
+    assert_eq!(take("kapso/key-1", start, 5, 1).await, QuotaTake::Granted { count: 5 }, "a smaller take still fits");
+    assert_eq!(take("kapso/key-1", start, 5, 1).await, QuotaTake::Refused { count: 5, window_end: end });
+    assert_eq!(take("kapso/key-1", start, 5, 0).await, QuotaTake::Granted { count: 5 }, "taking nothing reads");
+    assert!(!take("kapso/key-1", start, 5, 1).await.is_granted());
+
+    // Keys and windows are independent; the next window starts from zero.
+    assert_eq!(take("kapso/key-2", start, 5, 1).await, QuotaTake::Granted { count: 1 });
+    assert_eq!(take("kapso/key-1", end, 5, 1).await, QuotaTake::Granted { count: 1 });
+
+    // A take larger than the limit takes nothing, even from an unused window.
+    assert_eq!(take("kakao/daily", start, 3, 4).await, QuotaTake::Refused { count: 0, window_end: end });
+    assert_eq!(take("kakao/daily", start, 3, 3).await, QuotaTake::Granted { count: 3 });
+    assert_eq!(take("dealer/off", start, 0, 1).await, QuotaTake::Refused { count: 0, window_end: end });
+    assert!(take("kapso/huge", start, u64::MAX, u64::MAX).await.is_granted(), "huge numbers do not overflow");
+    let full = i64::MAX.unsigned_abs();
+    assert_eq!(take("kapso/huge", start, u64::MAX, 1).await, QuotaTake::Refused { count: full, window_end: end });
+}
+
+pub async fn quota_windows_are_pruned_once_ended(t: &Target) {
+    let store = t.open().await;
+    let first = store.take_quota("k", NOW, 1_000, 10, 4, NOW).await.unwrap();
+    assert_eq!(first, QuotaTake::Granted { count: 4 });
+    store.take_quota("k", NOW + 1_000, 1_000, 10, 7, NOW + 1_000).await.unwrap();
+    assert_eq!(store.prune(NOW + 1_000).await.unwrap(), 0, "the first window ends at NOW + 1000");
+    assert_eq!(store.prune(NOW + 1_001).await.unwrap(), 1);
+    assert_eq!(
+        store.take_quota("k", NOW + 1_000, 1_000, 10, 1, NOW + 1_500).await.unwrap(),
+        QuotaTake::Granted { count: 8 },
+        "the running window is kept"
+    );
+}
+
+/// Takers on two independent stores (two pools, as two replicas would have) race for one
+/// window: the limit holds exactly, and every granted count is handed out once.
+pub async fn concurrent_quota_takers_never_pass_the_limit(t: &Target) {
+    let stores = [t.open().await, t.open().await];
+    let race = |key: &'static str, takers: usize, limit: u64, n: u64| {
+        let stores = stores.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..takers {
+                let store = stores[i % 2].clone();
+                tasks.spawn(async move { store.take_quota(key, NOW, MINUTE, limit, n, NOW).await.expect("take") });
+            }
+            let mut outcomes = Vec::new();
+            while let Some(outcome) = tasks.join_next().await {
+                outcomes.push(outcome.expect("taker"));
+            }
+            outcomes
+        }
+    };
+    let outcomes = race("one-by-one", 40, 25, 1).await;
+    let mut granted: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            QuotaTake::Granted { count } => Some(*count),
+            QuotaTake::Refused { .. } => None,
+        })
+        .collect();
+    granted.sort_unstable();
+    assert_eq!(granted, (1..=25).collect::<Vec<_>>(), "each count once, none past the limit");
+    let refused: Vec<_> = outcomes.iter().filter(|o| !o.is_granted()).collect();
+    assert_eq!(refused.len(), 15);
+    assert!(refused.iter().all(|o| **o == QuotaTake::Refused { count: 25, window_end: NOW + MINUTE }), "{refused:?}");
+
+    // Takes of 3 against a limit of 50: 16 fit (48), none may squeeze a 17th in.
+    let outcomes = race("by-three", 30, 50, 3).await;
+    assert_eq!(outcomes.iter().filter(|o| o.is_granted()).count(), 16);
+    let last = stores[0].take_quota("by-three", NOW, MINUTE, 50, 2, NOW).await.unwrap();
+    assert_eq!(last, QuotaTake::Granted { count: 50 }, "the count is exactly what was granted");
 }
 
 // ---- secrets -----------------------------------------------------------------------------------

@@ -6,10 +6,12 @@
 //!   `cargo test -p clawbridge-store suite::postgres` runs one backend.
 //! - [`target`]: how each backend is set up: a temp dir for SQLite, a fresh schema for
 //!   PostgreSQL (`CLAWBRIDGE_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`;
-//!   an unreachable server fails the tests unless `CLAWBRIDGE_SKIP_POSTGRES=1`).
-//! - [`secrets`], [`sqlite_only`], [`postgres_only`]: what is not shared.
+//!   an unreachable server fails the tests unless `CLAWBRIDGE_SKIP_POSTGRES=1`), a new
+//!   `MemoryStore` for memory.
+//! - [`secrets`], [`sqlite_only`], [`postgres_only`], [`memory_only`]: what is not shared.
 
 mod conformance;
+mod memory_only;
 mod postgres_only;
 mod secrets;
 mod sqlite_only;
@@ -50,6 +52,7 @@ macro_rules! for_each_backend {
         mod suite {
             conformance_suite!(sqlite => $($test),+);
             conformance_suite!(postgres => $($test),+);
+            conformance_suite!(memory => $($test),+);
         }
     };
 }
@@ -88,4 +91,7 @@ for_each_backend!(
     migrations_run_once_when_opened_concurrently_and_again,
     concurrent_inbound_claims_deliver_each_row_once,
     concurrent_outbound_claims_deliver_each_row_once,
+    quotas_grant_up_to_the_limit_per_key_and_window,
+    quota_windows_are_pruned_once_ended,
+    concurrent_quota_takers_never_pass_the_limit,
 );

@@ -1,6 +1,6 @@
 //! What only the SQLite backend has: a file, a directory, and the ways they can be wrong.
 
-use clawbridge_store::{SqliteStore, Store, StoreError};
+use clawbridge_store::{Operations, SqliteStore, Store, StoreError};
 
 fn config_message(result: clawbridge_store::Result<impl std::fmt::Debug>) -> String {
     match result {
@@ -96,5 +96,5 @@ async fn the_journal_is_wal_and_writes_are_durable() {
     assert_eq!(mode, "wal");
     let version: i64 =
         sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations").fetch_one(&mut conn).await.unwrap();
-    assert_eq!(version, 2, "every migration ran");
+    assert_eq!(version, 3, "every migration ran");
 }

@@ -1,6 +1,6 @@
 //! Backend set-up for the conformance suite.
 
-use clawbridge_store::{PgStore, SharedStore, SqliteStore};
+use clawbridge_store::{MemoryStore, PgStore, SharedStore, SqliteStore};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
@@ -13,13 +13,20 @@ use tempfile::TempDir;
 const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// One isolated database for one test. Opening it several times gives independent stores on the
-/// same data: separate pools, as two processes would have.
+/// same data: separate pools, as two processes would have (for memory: handles on one store).
 pub enum Target {
     Sqlite { _dir: TempDir, path: PathBuf },
     Postgres { url: String, schema: String },
+    Memory { store: MemoryStore },
 }
 
 impl Target {
+    /// A fresh in-memory store.
+    #[expect(clippy::unused_async, reason = "same shape as `Target::postgres` for the suite macro")]
+    pub async fn memory() -> Option<Self> {
+        Some(Self::Memory { store: MemoryStore::new() })
+    }
+
     /// A fresh SQLite file in a temp dir (not created until the first `open`).
     #[expect(clippy::unused_async, reason = "same shape as `Target::postgres` for the suite macro")]
     pub async fn sqlite() -> Option<Self> {
@@ -63,10 +70,11 @@ impl Target {
         Ok(match self {
             Self::Sqlite { path, .. } => Arc::new(SqliteStore::open(path).await?),
             Self::Postgres { url, schema } => Arc::new(PgStore::connect_with(schema_options(url, schema)).await?),
+            Self::Memory { store } => Arc::new(store.clone()),
         })
     }
 
-    /// Drops the schema (PostgreSQL); the temp dir goes with `self` (SQLite).
+    /// Drops the schema (PostgreSQL); the temp dir (SQLite) or the data (memory) goes with `self`.
     pub async fn cleanup(self) {
         if let Self::Postgres { url, schema } = self {
             match admin_connection(&url).await {
