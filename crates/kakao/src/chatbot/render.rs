@@ -1,15 +1,35 @@
 //! The agent's answer → SkillResponse pages (pure).
 //!
-//! Markdown becomes KakaoTalk-friendly text (KakaoTalk shows it literally), markdown links become
-//! web-link buttons on a `textCard`, image URLs become `simpleImage`s, and the text is split into
-//! `simpleText`s of at most 1000 characters on paragraph and sentence boundaries. A response holds
-//! three outputs; what does not fit goes to further pages, reached with the "더 보기" quick reply.
+//! KakaoTalk shows text literally, so the Markdown is parsed
+//! ([`clawbridge_core::text::markdown`]) and rewritten the way a person would for a chat message:
+//! marks dropped, bullets as "• ", table rows as "a · b". Markdown links become web-link buttons
+//! on a `textCard`, images (and image URLs alone on a line) `simpleImage`s, and the text is split
+//! into `simpleText`s of at most 1000 characters on paragraph and sentence boundaries. A response
+//! holds three outputs; what does not fit goes to further pages, reached with the "더 보기" quick
+//! reply. OpenClaw's `[[…]]` reply directives are removed.
 
 use super::response::{MAX_OUTPUTS, MAX_SIMPLE_TEXT, Output, QuickReply, SkillResponse};
-use clawbridge_core::text::{chunk_text, collapse_blank_lines};
+use clawbridge_core::text::markdown::{self, ChatStyle, LinkStyle};
+use clawbridge_core::text::{chunk_text, strip_directives};
 
 /// Pages of one answer beyond this are dropped (30 pages ≈ 90,000 characters).
 pub const MAX_PAGES: usize = 30;
+
+/// Plain text: KakaoTalk has no formatting marks.
+const KAKAO: ChatStyle = ChatStyle {
+    strong: "",
+    emphasis: "",
+    strike: "",
+    bold_headings: false,
+    quote: "",
+    bullet: "•",
+    rule: None,
+    cell_separator: " · ",
+    code_marks: false,
+    links: LinkStyle::Collect,
+    link_schemes: &["https://", "http://"],
+    image_lines: true,
+};
 
 /// An answer with Markdown removed, and what it linked to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,146 +44,8 @@ pub struct Stripped {
 
 /// Removes Markdown the way a person would rewrite it for a chat message.
 pub fn strip_markdown(answer: &str) -> Stripped {
-    let mut out = Stripped::default();
-    let mut lines = Vec::new();
-    let mut in_fence = false;
-    for raw in answer.lines() {
-        let trimmed = raw.trim();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence {
-            lines.push(raw.trim_end().to_owned());
-            continue;
-        }
-        if is_rule(trimmed) || is_table_separator(trimmed) {
-            continue;
-        }
-        if is_image_url(trimmed) {
-            push_unique(&mut out.images, (String::new(), trimmed.to_owned()));
-            continue;
-        }
-        let mut line = trimmed.to_owned();
-        // Headings and quotes lose their markers; bullets become "• ".
-        let hashes = line.chars().take_while(|c| *c == '#').count();
-        if hashes > 0 && line[hashes..].starts_with(' ') {
-            line = line[hashes..].trim().to_owned();
-        }
-        while let Some(rest) = line.strip_prefix('>') {
-            line = rest.trim_start().to_owned();
-        }
-        for bullet in ["- ", "* ", "+ "] {
-            if let Some(rest) = line.strip_prefix(bullet) {
-                line = format!("• {}", rest.trim_start());
-                break;
-            }
-        }
-        if line.starts_with('|') && line.ends_with('|') && line.len() > 1 {
-            line = line[1..line.len() - 1].split('|').map(str::trim).collect::<Vec<_>>().join(" · ");
-        }
-        let line = inline(&line, &mut out);
-        lines.push(line);
-    }
-    let joined = lines.join("\n");
-    out.text = collapse_blank_lines(&joined).trim().to_owned();
-    out
-}
-
-fn push_unique(list: &mut Vec<(String, String)>, item: (String, String)) {
-    if !list.iter().any(|(_, url)| *url == item.1) {
-        list.push(item);
-    }
-}
-
-fn is_rule(line: &str) -> bool {
-    line.len() >= 3
-        && (line.chars().all(|c| c == '-') || line.chars().all(|c| c == '*') || line.chars().all(|c| c == '_'))
-}
-
-fn is_table_separator(line: &str) -> bool {
-    line.starts_with('|') && line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
-}
-
-fn is_image_url(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
-    let path = lower.split(['?', '#']).next().unwrap_or("");
-    (lower.starts_with("https://") || lower.starts_with("http://"))
-        && !line.contains(char::is_whitespace)
-        && [".png", ".jpg", ".jpeg", ".gif", ".webp"].iter().any(|ext| path.ends_with(ext))
-}
-
-/// Inline markup: images, links, emphasis, code.
-fn inline(line: &str, out: &mut Stripped) -> String {
-    let mut result = String::with_capacity(line.len());
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        // ![alt](url) and [label](url)
-        let image = c == '!' && chars.get(i + 1) == Some(&'[');
-        if c == '[' || image {
-            let open = if image { i + 1 } else { i };
-            if let Some((label, url, end)) = link_at(&chars, open) {
-                if image {
-                    push_unique(&mut out.images, (label.clone(), url));
-                    if !label.is_empty() {
-                        result.push_str(&label);
-                    }
-                } else {
-                    let shown = if label.trim().is_empty() { url.clone() } else { label.clone() };
-                    result.push_str(&shown);
-                    push_unique(&mut out.links, (shown, url));
-                }
-                i = end;
-                continue;
-            }
-        }
-        if c == '`' {
-            i += 1;
-            continue;
-        }
-        if (c == '*' || c == '_' || c == '~') && is_emphasis_marker(&chars, i) {
-            i += 1;
-            continue;
-        }
-        result.push(c);
-        i += 1;
-    }
-    result
-}
-
-/// `[label](url)` starting at `open` (the `[`): label, url, index after `)`.
-fn link_at(chars: &[char], open: usize) -> Option<(String, String, usize)> {
-    let close = (open + 1..chars.len()).find(|&j| chars[j] == ']')?;
-    if chars.get(close + 1) != Some(&'(') {
-        return None;
-    }
-    let end = (close + 2..chars.len()).find(|&j| chars[j] == ')')?;
-    let url: String = chars[close + 2..end].iter().collect();
-    let url = url.split_whitespace().next().unwrap_or("").to_owned();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return None;
-    }
-    let label: String = chars[open + 1..close].iter().collect();
-    Some((label, url, end + 1))
-}
-
-/// `*`, `_` and `~` are markup when doubled, or when they hug a word on one side only
-/// (`*word*`), not in `2 * 3`, `snake_case` or a lone `~`.
-fn is_emphasis_marker(chars: &[char], i: usize) -> bool {
-    let c = chars[i];
-    let prev = i.checked_sub(1).map(|p| chars[p]);
-    let next = chars.get(i + 1).copied();
-    if prev == Some(c) || next == Some(c) {
-        return true;
-    }
-    if c == '~' {
-        return false;
-    }
-    let word = |ch: Option<char>| ch.is_some_and(char::is_alphanumeric);
-    let space = |ch: Option<char>| ch.is_none_or(|x| x.is_whitespace() || x.is_ascii_punctuation());
-    (space(prev) && word(next)) || (word(prev) && space(next))
+    let rendered = markdown::render(&strip_directives(answer), &KAKAO);
+    Stripped { text: rendered.text, links: rendered.links, images: rendered.images }
 }
 
 /// What one page component is, before it becomes an [`Output`].
