@@ -125,6 +125,71 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// Markdown inputs for the snapshot tests: the SkillResponse pages each renders to.
+    const SNAPSHOT_CASES: &[(&str, &str)] = &[
+        ("nested_emphasis", "**굵게 *기울임* 그리고 ~~취소~~ 포함**, ***둘 다***, _밑줄_, 2~3일과 3~5일, `**코드**`"),
+        (
+            "lists",
+            "순서:\n1. 설치\n   - `cargo build` 실행\n   - **결과** 확인\n2. 설정\n   1. 편집\n   2. 저장\n\n- 느슨한 항목\n\n- 다음 항목\n  이어지는 줄",
+        ),
+        (
+            "table",
+            "요금제:\n\n| 요금제 | 가격 | 비고 |\n|:--|--:|---|\n| **기본** | 5,000원 | *1인* 사용 |\n| 프로 | 20,000원 | [안내](https://shop.example/pro) |\n\n골라 주세요.",
+        ),
+        (
+            "links_and_images",
+            "[주문 조회](https://shop.example/orders), <https://shop.example/auto>, https://shop.example/a_b?x=*y*, [메일](mailto:a@shop.example), [다시](https://shop.example/orders)\n![상품](https://img.example/p.jpg)\nhttps://img.example/alone.png\n[리뷰](https://shop.example/r) [문의](https://shop.example/q)",
+        ),
+        ("code", "실행:\n```bash\nexport A=*b*   \n\necho __x__\n```\n그다음 `a_b`:\n\n    들여쓴 *코드*"),
+        (
+            "korean_reply",
+            "[[reply_to_current]] # 배송 안내\n\n**배송**은 _보통_ 2~3일 걸려요.\n\n> 주문 조회는 [주문 페이지](https://shop.example/orders)에서 하세요.\n> > 제주는 하루 더\n\n- 서울: `1일`\n- 지방: 2일\n\n---\n감사합니다! [[audio_as_voice]]",
+        ),
+    ];
+
+    #[test]
+    fn markdown_snapshots() {
+        for (name, markdown) in SNAPSHOT_CASES {
+            let pages = render_answer(markdown, "더 보기");
+            pages.iter().for_each(|p| p.validate().unwrap());
+            insta::with_settings!({ description => *markdown, omit_expression => true }, {
+                insta::assert_json_snapshot!(*name, pages);
+            });
+        }
+    }
+
+    #[test]
+    fn long_answer_pages_snapshot() {
+        // Each page's outputs, texts as their length and ends: where the 1000-character splits fell.
+        let paragraph = "가나다라마바사 아자차카타파하. **굵게** 쓴 말도 있어요. ".repeat(25);
+        let answer = format!("## 긴 답변\n\n{paragraph}\n\n- 항목 하나\n- 항목 둘\n\n{paragraph}\n\n{paragraph}\n\n[자세히](https://shop.example/more)");
+        let pages = render_answer(&answer, "더 보기");
+        pages.iter().for_each(|p| p.validate().unwrap());
+        let summary: Vec<serde_json::Value> = serde_json::to_value(&pages)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|page| {
+                let outputs: Vec<serde_json::Value> = page["template"]["outputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| match o["simpleText"]["text"].as_str() {
+                        Some(text) => {
+                            let chars: Vec<char> = text.chars().collect();
+                            let ends: String = chars[chars.len().saturating_sub(16)..].iter().collect();
+                            json!({"simpleText": chars.len(), "starts": chars.iter().take(24).collect::<String>(), "ends": ends})
+                        }
+                        None => o.clone(),
+                    })
+                    .collect();
+                json!({"outputs": outputs, "quickReplies": page["template"]["quickReplies"]})
+            })
+            .collect();
+        insta::assert_json_snapshot!(summary);
+    }
+
     #[test]
     fn markdown_becomes_plain_text() {
         let s = strip_markdown(
