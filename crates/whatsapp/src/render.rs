@@ -63,37 +63,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-/// Markdown inputs for the snapshot tests (the Kakao renderer's tests have their own set).
-const SNAPSHOT_CASES: &[(&str, &str)] = &[
-    (
-        "nested_emphasis",
-        "**bold with *italic* and ~~struck~~ inside**, ***both***, _under_, ~~*gone*~~ and `**code**`",
-    ),
-    (
-        "lists",
-        "Steps:\n1. Install\n   - run `cargo build`\n   - **check** the output\n2. Configure\n   1. edit\n   2. save\n\n- loose item\n\n- another\n  continued line\n* [ ] task",
-    ),
-    (
-        "table",
-        "Plans:\n\n| Plan | Price | Notes |\n|:--|--:|---|\n| **Basic** | $5 | for *one* user |\n| Pro | $20 | [docs](https://ex.com/pro) |\n\nPick one.",
-    ),
-    (
-        "links",
-        "See [the docs](https://ex.com/my_page), <https://ex.com/auto>, https://ex.com/a_b?x=*y*, [mail](mailto:a@ex.com), [https://ex.com](https://ex.com), ![chart](https://img.ex.com/c.png) and [bad](javascript:alert(1)).\nhttps://img.ex.com/alone.jpg",
-    ),
-    (
-        "code",
-        "Run:\n```bash\nexport A=*b*\n\n\necho __x__\n```\nthen `a_b` and ``a ` tick``:\n\n    indented *code*",
-    ),
-    (
-        "headings_and_quotes",
-        "# Title\n## Sub **bold** and *em*\nSetext title\n---\n> quote with *em*\n> > nested\n\n***\n\nend",
-    ),
-    (
-        "korean",
-        "[[reply_to_current]] # 배송 안내\n\n**배송**은 _보통_ 2~3일, 제주는 3~5일 걸려요.\n\n> 주문 조회는 [주문 페이지](https://shop.example/orders)에서 하세요.\n\n- 서울: `1일`\n- 지방: 2일\n\n---\n감사합니다! [[audio_as_voice]]",
-    ),
-];
+    /// Markdown inputs for the snapshot tests (the Kakao renderer's tests have their own set).
+    const SNAPSHOT_CASES: &[(&str, &str)] = &[
+        (
+            "nested_emphasis",
+            "**bold with *italic* and ~~struck~~ inside**, ***both***, _under_, ~~*gone*~~ and `**code**`",
+        ),
+        (
+            "lists",
+            "Steps:\n1. Install\n   - run `cargo build`\n   - **check** the output\n2. Configure\n   1. edit\n   2. save\n\n- loose item\n\n- another\n  continued line\n* [ ] task",
+        ),
+        (
+            "table",
+            "Plans:\n\n| Plan | Price | Notes |\n|:--|--:|---|\n| **Basic** | $5 | for *one* user |\n| Pro | $20 | [docs](https://ex.com/pro) |\n\nPick one.",
+        ),
+        (
+            "links",
+            "See [the docs](https://ex.com/my_page), <https://ex.com/auto>, https://ex.com/a_b?x=*y*, [mail](mailto:a@ex.com), [https://ex.com](https://ex.com), ![chart](https://img.ex.com/c.png) and [bad](javascript:alert(1)).\nhttps://img.ex.com/alone.jpg",
+        ),
+        (
+            "code",
+            "Run:\n```bash\nexport A=*b*\n\n\necho __x__\n```\nthen `a_b` and ``a ` tick``:\n\n    indented *code*",
+        ),
+        (
+            "headings_and_quotes",
+            "# Title\n## Sub **bold** and *em*\nSetext title\n---\n> quote with *em*\n> > nested\n\n***\n\nend",
+        ),
+        (
+            "korean",
+            "[[reply_to_current]] # 배송 안내\n\n**배송**은 _보통_ 2~3일, 제주는 3~5일 걸려요.\n\n> 주문 조회는 [주문 페이지](https://shop.example/orders)에서 하세요.\n\n- 서울: `1일`\n- 지방: 2일\n\n---\n감사합니다! [[audio_as_voice]]",
+        ),
+    ];
 
     #[test]
     fn markdown_snapshots() {

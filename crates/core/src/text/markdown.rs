@@ -138,14 +138,26 @@ fn protect_bare_urls(markdown: &str) -> Cow<'_, str> {
 fn is_block(tag: &Tag<'_>) -> bool {
     !matches!(
         tag,
-        Tag::Emphasis | Tag::Strong | Tag::Strikethrough | Tag::Subscript | Tag::Superscript | Tag::Link { .. } | Tag::Image { .. }
+        Tag::Emphasis
+            | Tag::Strong
+            | Tag::Strikethrough
+            | Tag::Subscript
+            | Tag::Superscript
+            | Tag::Link { .. }
+            | Tag::Image { .. }
     )
 }
 
 fn is_block_end(end: TagEnd) -> bool {
     !matches!(
         end,
-        TagEnd::Emphasis | TagEnd::Strong | TagEnd::Strikethrough | TagEnd::Subscript | TagEnd::Superscript | TagEnd::Link | TagEnd::Image
+        TagEnd::Emphasis
+            | TagEnd::Strong
+            | TagEnd::Strikethrough
+            | TagEnd::Subscript
+            | TagEnd::Superscript
+            | TagEnd::Link
+            | TagEnd::Image
     )
 }
 
@@ -169,7 +181,8 @@ fn url_starts(source: &str, range: Range<usize>) -> Vec<usize> {
 fn url_end(source: &str, start: usize, limit: usize) -> Option<usize> {
     let limit = limit.max(start).min(source.len());
     let run = &source[start..limit];
-    let mut url = &run[..run.find(|c: char| c.is_whitespace() || c.is_control() || c == '<' || c == '>').unwrap_or(run.len())];
+    let mut url =
+        &run[..run.find(|c: char| c.is_whitespace() || c.is_control() || c == '<' || c == '>').unwrap_or(run.len())];
     loop {
         let trimmed = url.trim_end_matches(['?', '!', '.', ',', ':', ';', '*', '_', '~', '\'', '"']);
         let trimmed = match trimmed.strip_suffix(')') {
@@ -257,9 +270,11 @@ fn image_line_url(line: &[(Event<'_>, Range<usize>)]) -> Option<String> {
         line.iter().map(|(e, _)| e).filter(|e| !matches!(e, Event::Text(t) if t.trim().is_empty())).collect();
     let url = match content.as_slice() {
         [Event::Text(text)] => text.trim().to_owned(),
-        [Event::Start(Tag::Link { link_type: LinkType::Autolink, dest_url, .. }), Event::Text(_), Event::End(TagEnd::Link)] => {
-            dest_url.to_string()
-        }
+        [
+            Event::Start(Tag::Link { link_type: LinkType::Autolink, dest_url, .. }),
+            Event::Text(_),
+            Event::End(TagEnd::Link),
+        ] => dest_url.to_string(),
         _ => return None,
     };
     is_image_url(&url).then_some(url)
@@ -439,9 +454,12 @@ impl<'s> Writer<'s> {
             Tag::Strikethrough => self.mark(true, MarkKind::Strike),
             Tag::Subscript | Tag::Superscript => self.push(&self.source[range.start..range.start + 1]),
             Tag::Link { link_type, dest_url, .. } => match link_type {
-                LinkType::Autolink | LinkType::Email => self.captures.push((Capture::Link { url: None, image: false }, String::new())),
+                LinkType::Autolink | LinkType::Email => {
+                    self.captures.push((Capture::Link { url: None, image: false }, String::new()))
+                }
                 _ if has_scheme(&dest_url, style.link_schemes) => {
-                    self.captures.push((Capture::Link { url: Some(dest_url.to_string()), image: false }, String::new()));
+                    self.captures
+                        .push((Capture::Link { url: Some(dest_url.to_string()), image: false }, String::new()));
                 }
                 _ => self.verbatim(range),
             },
@@ -765,7 +783,10 @@ mod tests {
     #[test]
     fn bare_urls_are_never_markdown() {
         assert_eq!(marks("go https://ex.com/a_b?q=*x*, ok"), "go https://ex.com/a_b?q=*x*, ok");
-        assert_eq!(marks("(https://ex.com/a_(b)_c) **https://ex.com/x_y**"), "(https://ex.com/a_(b)_c) *https://ex.com/x_y*");
+        assert_eq!(
+            marks("(https://ex.com/a_(b)_c) **https://ex.com/x_y**"),
+            "(https://ex.com/a_(b)_c) *https://ex.com/x_y*"
+        );
         assert_eq!(marks("`https://ex.com/*a*`"), "`https://ex.com/*a*`");
         assert_eq!(marks("xhttps://a_b_"), "xhttps://a_b_");
         assert_eq!(marks("| u | v |\n|---|---|\n| https://ex.com/a_b|c |"), "*u* | *v*\nhttps://ex.com/a_b | c");

@@ -162,7 +162,9 @@ mod tests {
     fn long_answer_pages_snapshot() {
         // Each page's outputs, texts as their length and ends: where the 1000-character splits fell.
         let paragraph = "가나다라마바사 아자차카타파하. **굵게** 쓴 말도 있어요. ".repeat(25);
-        let answer = format!("## 긴 답변\n\n{paragraph}\n\n- 항목 하나\n- 항목 둘\n\n{paragraph}\n\n{paragraph}\n\n[자세히](https://shop.example/more)");
+        let answer = format!(
+            "## 긴 답변\n\n{paragraph}\n\n- 항목 하나\n- 항목 둘\n\n{paragraph}\n\n{paragraph}\n\n[자세히](https://shop.example/more)"
+        );
         let pages = render_answer(&answer, "더 보기");
         pages.iter().for_each(|p| p.validate().unwrap());
         let summary: Vec<serde_json::Value> = serde_json::to_value(&pages)
