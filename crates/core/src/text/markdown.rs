@@ -321,7 +321,8 @@ struct Writer<'s> {
     emphasis: u32,
     strike: u32,
     in_bold_block: u32,
-    in_code_block: bool,
+    /// The marks written and not yet closed, outermost first.
+    open_marks: Vec<&'static str>,
     table_head: bool,
     row_started: bool,
     cells_in_row: usize,
@@ -348,7 +349,7 @@ impl<'s> Writer<'s> {
             emphasis: 0,
             strike: 0,
             in_bold_block: 0,
-            in_code_block: false,
+            open_marks: Vec::new(),
             table_head: false,
             row_started: false,
             cells_in_row: 0,
@@ -382,7 +383,7 @@ impl<'s> Writer<'s> {
                 }
             }
             Event::Html(html) | Event::InlineHtml(html) => self.push(&html),
-            Event::SoftBreak | Event::HardBreak => self.push("\n"),
+            Event::SoftBreak | Event::HardBreak => self.line_break(),
             Event::Rule => {
                 if let Some(rule) = self.style.rule {
                     self.block(range.start);
@@ -411,7 +412,6 @@ impl<'s> Writer<'s> {
             }
             Tag::CodeBlock(_) => {
                 self.block(range.start);
-                self.in_code_block = true;
                 self.captures.push((Capture::Block, String::new()));
             }
             Tag::HtmlBlock => {
@@ -501,7 +501,6 @@ impl<'s> Writer<'s> {
                 self.containers.pop();
             }
             TagEnd::CodeBlock => {
-                self.in_code_block = false;
                 let code = self.take_capture();
                 if style.code_marks {
                     let newline = if code.is_empty() || code.ends_with('\n') { "" } else { "\n" };
@@ -608,9 +607,24 @@ impl<'s> Writer<'s> {
             *depth = depth.saturating_sub(1);
             *depth == 0
         };
-        if outermost {
+        if outermost && !mark.is_empty() {
+            if open {
+                self.open_marks.push(mark);
+            } else {
+                self.open_marks.pop();
+            }
             self.push(mark);
         }
+    }
+
+    /// A line break inside emphasis: chat apps do not carry a mark across lines, so the open
+    /// marks are closed before it and opened again after.
+    fn line_break(&mut self) {
+        let close: String = self.open_marks.iter().rev().copied().collect();
+        let reopen: String = self.open_marks.concat();
+        self.push(&close);
+        self.push("\n");
+        self.push(&reopen);
     }
 
     /// A block starts at `start`: it is owed a line break after earlier content, or a blank line
@@ -778,6 +792,12 @@ mod tests {
         assert_eq!(marks("- a\n  > quoted\n  more"), "- a\n  > quoted\n  > more");
         assert_eq!(marks("-\n- b"), "-\n- b");
         assert_eq!(marks("1) x"), "1) x");
+    }
+
+    #[test]
+    fn marks_do_not_span_lines() {
+        assert_eq!(marks("a **b *c\nd* e** f"), "a *b _c_*\n*_d_ e* f");
+        assert_eq!(marks("one *two\nthree*\n==="), "*one _two_*\n*_three_*");
     }
 
     #[test]
