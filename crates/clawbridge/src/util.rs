@@ -42,10 +42,7 @@ pub fn worker_id() -> String {
 
 /// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS` for people reading `status`.
 pub fn format_epoch_ms(ms: EpochMs) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = clawbridge_core::time::civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    clawbridge_core::time::timestamp(ms).strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! count), and a part never ends inside a UTF-8 sequence. Split points are preferred in this
 //! order: paragraph break, line break, sentence end, whitespace; a hard cut only when a single
 //! "word" is longer than the limit.
+//!
+//! [`markdown`] renders the agent's Markdown as chat text; [`strip_directives`] removes
+//! OpenClaw's `[[…]]` reply directives first.
+
+pub mod markdown;
 
 /// Splits `text` into parts of at most `max_chars` characters each.
 ///
@@ -70,11 +75,6 @@ fn last_sentence_end(window: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn blank_line_runs_collapse_to_one() {
-        assert_eq!(collapse_blank_lines("a\n\n\n\nb\n \n\t\nc"), "a\n\nb\n \nc");
-        assert_eq!(collapse_blank_lines("a\nb"), "a\nb");
-    }
     use proptest::prelude::*;
 
     #[test]
@@ -132,25 +132,39 @@ mod tests {
 /// leading `/` or a `$name` from being read as a gateway command or skill reference.
 const WORD_JOINER: char = '\u{2060}';
 
-/// Keeps at most one blank line in a row (Markdown converted for a chat app leaves runs of them).
-pub fn collapse_blank_lines(text: &str) -> String {
+/// Removes OpenClaw's reply directives, `[[name]]` and `[[name:arg]]` (lower-case names with
+/// underscores: `[[reply_to_current]]`, `[[reply_to:<id>]]`, `[[audio_as_voice]]`), which the
+/// gateway leaves in the text; anything else in double brackets stays.
+pub fn strip_directives(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut blank_run = 0;
-    for (i, line) in text.split('\n').enumerate() {
-        if line.trim().is_empty() {
-            blank_run += 1;
-            if blank_run > 1 {
-                continue;
+    let mut rest = text;
+    while let Some(start) = rest.find("[[") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("]]") {
+            Some(end) if is_directive(&after[..end]) => {
+                rest = &after[end + 2..];
+                // Swallow one space so "[[reply_to_current]] Hi" becomes "Hi".
+                if out.is_empty() || out.ends_with('\n') {
+                    rest = rest.strip_prefix(' ').unwrap_or(rest);
+                }
             }
-        } else {
-            blank_run = 0;
+            _ => {
+                out.push_str("[[");
+                rest = after;
+            }
         }
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(line);
     }
+    out.push_str(rest);
     out
+}
+
+fn is_directive(inner: &str) -> bool {
+    let name = inner.split_once(':').map_or(inner, |(name, _)| name).trim();
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        && !inner.contains('\n')
+        && inner.len() <= 200
 }
 
 /// Makes user text inert for the gateway's command handling (reference §2.9): a leading `/`

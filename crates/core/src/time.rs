@@ -1,4 +1,5 @@
 //! Time as epoch milliseconds: the unit SQLite and PostgreSQL both store as a plain integer.
+//! Calendar work (dates, offsets, formats) goes through jiff: [`timestamp`] and [`KST`].
 
 /// Milliseconds since the Unix epoch (UTC).
 pub type EpochMs = i64;
@@ -12,44 +13,44 @@ pub const HOUR_MS: EpochMs = 60 * MINUTE_MS;
 /// One day in [`EpochMs`].
 pub const DAY_MS: EpochMs = 24 * HOUR_MS;
 
-/// The civil (proleptic Gregorian) date `(year, month, day)` of a day counted from 1970-01-01.
-/// Howard Hinnant's `civil_from_days`, exact for every `i64` day a timestamp can name.
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
+/// Korea Standard Time, UTC+9 all year: Korea has kept no daylight saving time since 1988, so a
+/// fixed offset gives the right KST date and hour without a time-zone database (no zoneinfo
+/// lookup, which would be I/O).
+pub const KST: jiff::tz::Offset = jiff::tz::offset(9);
 
-/// The day (counted from 1970-01-01) of a civil date; the inverse of [`civil_from_days`].
-pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// The instant `ms` names, as a [`jiff::Timestamp`] for calendar work; clamped to jiff's range
+/// (years −9999 to 9999), far beyond any timestamp the bridge stores.
+pub fn timestamp(ms: EpochMs) -> jiff::Timestamp {
+    jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn utc_date(ms: EpochMs) -> String {
+        timestamp(ms).to_zoned(jiff::tz::TimeZone::UTC).date().to_string()
+    }
+
     #[test]
-    fn civil_dates_round_trip() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(days_from_civil(2026, 11, 21), 20_778);
-        for days in (-800_000..800_000).step_by(997) {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+    fn calendar_dates_of_epoch_days() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(-DAY_MS), "1969-12-31");
+        assert_eq!(utc_date(11_016 * DAY_MS), "2000-02-29");
+        assert_eq!(utc_date(20_778 * DAY_MS), "2026-11-21");
+        assert_eq!(timestamp(20_778 * DAY_MS + 1).as_millisecond(), 20_778 * DAY_MS + 1);
+    }
+
+    #[test]
+    fn out_of_range_instants_are_clamped() {
+        assert_eq!(timestamp(i64::MAX), jiff::Timestamp::MAX);
+        assert_eq!(timestamp(i64::MIN), jiff::Timestamp::MIN);
+    }
+
+    #[test]
+    fn kst_is_nine_hours_ahead() {
+        // 2026-11-20 15:00 UTC is midnight of 2026-11-21 in Seoul.
+        let at = timestamp(1_795_186_800_000);
+        assert_eq!(KST.to_datetime(at).to_string(), "2026-11-21T00:00:00");
     }
 }

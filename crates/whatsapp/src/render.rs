@@ -1,17 +1,39 @@
 //! The agent's Markdown → WhatsApp text (pure).
 //!
-//! WhatsApp formats `*bold*`, `_italic_`, `~strike~` and ```` ``` ```` code; it has no headings
-//! or links syntax. Code spans, code blocks and URLs pass through untouched; OpenClaw's
-//! directive tags (`[[reply_to_current]]`, `[[reply_to:<id>]]`, `[[audio_as_voice]]`) are
-//! removed; the result is split into parts of at most 4096 characters.
+//! WhatsApp formats `*bold*`, `_italic_`, `~strike~`, `` `code` ``, ```` ``` ```` blocks, `> `
+//! quotes and `- `/`1. ` lists; it has no headings, tables or link syntax. The reply is parsed as
+//! Markdown ([`clawbridge_core::text::markdown`]): headings become bold lines, tables one line per
+//! row, links `label (url)`; code and URLs pass through untouched. OpenClaw's directive tags
+//! (`[[reply_to_current]]`, `[[reply_to:<id>]]`, `[[audio_as_voice]]`) are removed, and the result
+//! is split into parts of at most 4096 characters.
 
-use clawbridge_core::text::{chunk_text, collapse_blank_lines};
+use clawbridge_core::text::chunk_text;
+use clawbridge_core::text::markdown::{self, ChatStyle, LinkStyle};
+
+pub use clawbridge_core::text::strip_directives;
 
 /// WhatsApp's text limit, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
 /// Room kept in each part for closing and reopening a code fence cut by the split.
 const FENCE_ROOM: usize = 8;
+
+/// WhatsApp's own formatting marks.
+const WHATSAPP: ChatStyle = ChatStyle {
+    strong: "*",
+    emphasis: "_",
+    strike: "~",
+    bold_headings: true,
+    quote: "> ",
+    bullet: "-",
+    // Horizontal rules look odd in a chat.
+    rule: Some("──────"),
+    cell_separator: " | ",
+    code_marks: true,
+    links: LinkStyle::Inline,
+    link_schemes: &["https://", "http://", "mailto:", "tel:"],
+    image_lines: false,
+};
 
 /// Renders and splits a reply: the parts to send, in order. A code block cut by a split is
 /// closed at the end of its part and reopened in the next, so both render as code.
@@ -33,189 +55,75 @@ pub fn render_reply_parts(markdown: &str) -> Vec<String> {
 
 /// Converts Markdown to WhatsApp formatting and removes directive tags.
 pub fn to_whatsapp(markdown: &str) -> String {
-    let text = strip_directives(markdown);
-    let mut out = String::with_capacity(text.len());
-    let mut in_fence = false;
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
-            out.push_str(line);
-            continue;
-        }
-        if in_fence {
-            out.push_str(line);
-            continue;
-        }
-        out.push_str(&convert_line(line));
-    }
-    // Directive removal can leave blank runs behind.
-    collapse_blank_lines(out.trim())
-}
-
-/// Removes `[[name]]` and `[[name:arg]]` directive tags (lower-case names with underscores).
-pub fn strip_directives(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("[[") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        match after.find("]]") {
-            Some(end) if is_directive(&after[..end]) => {
-                rest = &after[end + 2..];
-                // Swallow one space so "[[reply_to_current]] Hi" becomes "Hi".
-                if out.is_empty() || out.ends_with('\n') {
-                    rest = rest.strip_prefix(' ').unwrap_or(rest);
-                }
-            }
-            _ => {
-                out.push_str("[[");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn is_directive(inner: &str) -> bool {
-    let name = inner.split_once(':').map_or(inner, |(name, _)| name).trim();
-    !name.is_empty()
-        && name.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-        && !inner.contains('\n')
-        && inner.len() <= 200
-}
-
-fn convert_line(line: &str) -> String {
-    let trimmed = line.trim_start();
-    let indent = &line[..line.len() - trimmed.len()];
-    // Headings → bold lines.
-    let hashes = trimmed.chars().take_while(|c| *c == '#').count();
-    if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
-        let title = trimmed[hashes..].trim().trim_end_matches('#').trim();
-        // The whole line becomes bold: bold inside it would end the bold early.
-        let inner = convert_inline(&title.replace("**", "").replace("__", ""));
-        let inner = inner.trim_matches('*');
-        return format!("{indent}*{inner}*");
-    }
-    // Horizontal rules look odd in a chat.
-    if !trimmed.is_empty() && trimmed.len() >= 3 && trimmed.chars().all(|c| matches!(c, '-' | '*' | '_')) {
-        return "──────".to_owned();
-    }
-    // "* item" is a bullet, not emphasis.
-    if let Some(item) = trimmed.strip_prefix("* ").or_else(|| trimmed.strip_prefix("+ ")) {
-        return format!("{indent}- {}", convert_inline(item));
-    }
-    format!("{indent}{}", convert_inline(trimmed))
-}
-
-/// Converts the emphasis of one line; code spans, URLs and link targets are copied verbatim.
-fn convert_inline(text: &str) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        // Inline code: copy through the closing backtick.
-        if c == '`'
-            && let Some(end) = find_from(&chars, i + 1, |j| chars[j] == '`')
-        {
-            out.extend(&chars[i..=end]);
-            i = end + 1;
-            continue;
-        }
-        // URLs are never touched (underscores and asterisks in them are not emphasis).
-        if starts_with(&chars, i, "https://") || starts_with(&chars, i, "http://") {
-            let end = find_from(&chars, i, |j| chars[j].is_whitespace() || chars[j] == ')').unwrap_or(chars.len());
-            out.extend(&chars[i..end]);
-            i = end;
-            continue;
-        }
-        // [text](url) → text (url); [url](url) → url.
-        if c == '['
-            && let Some((label, url, next)) = parse_link(&chars, i)
-        {
-            let label_text = convert_inline(&label);
-            if label.trim() == url.trim() {
-                out.push_str(&url);
-            } else {
-                out.push_str(&format!("{label_text} ({url})"));
-            }
-            i = next;
-            continue;
-        }
-        if let Some((rendered, next)) = emphasis(&chars, i) {
-            out.push_str(&rendered);
-            i = next;
-            continue;
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
-/// `**b**`/`__b__` → `*b*`, `~~s~~` → `~s~`, `*i*` → `_i_` starting at `i`: the rendering and the next index.
-fn emphasis(chars: &[char], i: usize) -> Option<(String, usize)> {
-    for (marker, replacement) in [("**", '*'), ("__", '*'), ("~~", '~')] {
-        if starts_with(chars, i, marker)
-            && let Some(end) = find_closing(chars, i + 2, marker)
-        {
-            let inner: String = chars[i + 2..end].iter().collect();
-            return Some((format!("{replacement}{}{replacement}", convert_inline(&inner)), end + 2));
-        }
-    }
-    // A single asterisk hugging a word on both ends.
-    if chars[i] == '*' && !starts_with(chars, i, "**") && chars.get(i + 1).is_some_and(|n| !n.is_whitespace()) {
-        let end = find_from(chars, i + 1, |j| {
-            chars[j] == '*' && !chars[j - 1].is_whitespace() && chars.get(j + 1) != Some(&'*')
-        })?;
-        let inner: String = chars[i + 1..end].iter().collect();
-        return Some((format!("_{}_", convert_inline(&inner)), end + 1));
-    }
-    None
-}
-
-fn starts_with(chars: &[char], at: usize, pattern: &str) -> bool {
-    (at..).zip(pattern.chars()).all(|(j, p)| chars.get(j) == Some(&p))
-}
-
-fn find_from(chars: &[char], from: usize, pred: impl Fn(usize) -> bool) -> Option<usize> {
-    (from..chars.len()).find(|&j| pred(j))
-}
-
-/// The index of a closing `marker` after non-empty content that does not start or end with a space.
-fn find_closing(chars: &[char], from: usize, marker: &str) -> Option<usize> {
-    if chars.get(from).is_none_or(|c| c.is_whitespace()) {
-        return None;
-    }
-    let end = find_from(chars, from + 1, |j| starts_with(chars, j, marker))?;
-    (!chars[end - 1].is_whitespace()).then_some(end)
-}
-
-fn parse_link(chars: &[char], at: usize) -> Option<(String, String, usize)> {
-    let close = find_from(chars, at + 1, |j| chars[j] == ']')?;
-    if chars.get(close + 1) != Some(&'(') {
-        return None;
-    }
-    let end = find_from(chars, close + 2, |j| chars[j] == ')')?;
-    let url: String = chars[close + 2..end].iter().collect();
-    if !(url.starts_with("http://")
-        || url.starts_with("https://")
-        || url.starts_with("mailto:")
-        || url.starts_with("tel:"))
-    {
-        return None;
-    }
-    Some((chars[at + 1..close].iter().collect(), url, end + 1))
+    markdown::render(&strip_directives(markdown), &WHATSAPP).text
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Markdown inputs for the snapshot tests (the Kakao renderer's tests have their own set).
+    const SNAPSHOT_CASES: &[(&str, &str)] = &[
+        (
+            "nested_emphasis",
+            "**bold with *italic* and ~~struck~~ inside**, ***both***, _under_, ~~*gone*~~ and `**code**`",
+        ),
+        (
+            "lists",
+            "Steps:\n1. Install\n   - run `cargo build`\n   - **check** the output\n2. Configure\n   1. edit\n   2. save\n\n- loose item\n\n- another\n  continued line\n* [ ] task",
+        ),
+        (
+            "table",
+            "Plans:\n\n| Plan | Price | Notes |\n|:--|--:|---|\n| **Basic** | $5 | for *one* user |\n| Pro | $20 | [docs](https://ex.com/pro) |\n\nPick one.",
+        ),
+        (
+            "links",
+            "See [the docs](https://ex.com/my_page), <https://ex.com/auto>, https://ex.com/a_b?x=*y*, [mail](mailto:a@ex.com), [https://ex.com](https://ex.com), ![chart](https://img.ex.com/c.png) and [bad](javascript:alert(1)).\nhttps://img.ex.com/alone.jpg",
+        ),
+        (
+            "code",
+            "Run:\n```bash\nexport A=*b*\n\n\necho __x__\n```\nthen `a_b` and ``a ` tick``:\n\n    indented *code*",
+        ),
+        (
+            "headings_and_quotes",
+            "# Title\n## Sub **bold** and *em*\nSetext title\n---\n> quote with *em*\n> > nested\n\n***\n\nend",
+        ),
+        (
+            "korean",
+            "[[reply_to_current]] # 배송 안내\n\n**배송**은 _보통_ 2~3일, 제주는 3~5일 걸려요.\n\n> 주문 조회는 [주문 페이지](https://shop.example/orders)에서 하세요.\n\n- 서울: `1일`\n- 지방: 2일\n\n---\n감사합니다! [[audio_as_voice]]",
+        ),
+    ];
+
+    #[test]
+    fn markdown_snapshots() {
+        for (name, markdown) in SNAPSHOT_CASES {
+            insta::with_settings!({ description => *markdown, omit_expression => true }, {
+                insta::assert_snapshot!(*name, to_whatsapp(markdown));
+            });
+        }
+    }
+
+    /// Each part's length and its ends: where the split fell and how fences were closed and reopened.
+    fn split_summary(parts: &[String]) -> Vec<serde_json::Value> {
+        parts
+            .iter()
+            .map(|p| {
+                let chars: Vec<char> = p.chars().collect();
+                let head: String = chars.iter().take(40).collect();
+                let tail: String = chars[chars.len().saturating_sub(40)..].iter().collect();
+                serde_json::json!({"chars": chars.len(), "starts": head, "ends": tail})
+            })
+            .collect()
+    }
+
+    #[test]
+    fn long_reply_split_snapshot() {
+        let code: String = (0..300).map(|i| format!("let value_{i} = {i}; // **not bold**\n")).collect();
+        let prose = "가나다라마바사 아자차카타파하. *Emphasis* stays. ".repeat(40);
+        let reply = format!("## Report\n\n{prose}\n\n```rust\n{code}```\n\n{prose}\n\n- last item");
+        insta::assert_json_snapshot!(split_summary(&render_reply_parts(&reply)));
+    }
 
     #[test]
     fn emphasis_and_headings() {

@@ -1,15 +1,35 @@
 //! The agent's answer → SkillResponse pages (pure).
 //!
-//! Markdown becomes KakaoTalk-friendly text (KakaoTalk shows it literally), markdown links become
-//! web-link buttons on a `textCard`, image URLs become `simpleImage`s, and the text is split into
-//! `simpleText`s of at most 1000 characters on paragraph and sentence boundaries. A response holds
-//! three outputs; what does not fit goes to further pages, reached with the "더 보기" quick reply.
+//! KakaoTalk shows text literally, so the Markdown is parsed
+//! ([`clawbridge_core::text::markdown`]) and rewritten the way a person would for a chat message:
+//! marks dropped, bullets as "• ", table rows as "a · b". Markdown links become web-link buttons
+//! on a `textCard`, images (and image URLs alone on a line) `simpleImage`s, and the text is split
+//! into `simpleText`s of at most 1000 characters on paragraph and sentence boundaries. A response
+//! holds three outputs; what does not fit goes to further pages, reached with the "더 보기" quick
+//! reply. OpenClaw's `[[…]]` reply directives are removed.
 
 use super::response::{MAX_OUTPUTS, MAX_SIMPLE_TEXT, Output, QuickReply, SkillResponse};
-use clawbridge_core::text::{chunk_text, collapse_blank_lines};
+use clawbridge_core::text::markdown::{self, ChatStyle, LinkStyle};
+use clawbridge_core::text::{chunk_text, strip_directives};
 
 /// Pages of one answer beyond this are dropped (30 pages ≈ 90,000 characters).
 pub const MAX_PAGES: usize = 30;
+
+/// Plain text: KakaoTalk has no formatting marks.
+const KAKAO: ChatStyle = ChatStyle {
+    strong: "",
+    emphasis: "",
+    strike: "",
+    bold_headings: false,
+    quote: "",
+    bullet: "•",
+    rule: None,
+    cell_separator: " · ",
+    code_marks: false,
+    links: LinkStyle::Collect,
+    link_schemes: &["https://", "http://"],
+    image_lines: true,
+};
 
 /// An answer with Markdown removed, and what it linked to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -24,146 +44,8 @@ pub struct Stripped {
 
 /// Removes Markdown the way a person would rewrite it for a chat message.
 pub fn strip_markdown(answer: &str) -> Stripped {
-    let mut out = Stripped::default();
-    let mut lines = Vec::new();
-    let mut in_fence = false;
-    for raw in answer.lines() {
-        let trimmed = raw.trim();
-        if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            in_fence = !in_fence;
-            continue;
-        }
-        if in_fence {
-            lines.push(raw.trim_end().to_owned());
-            continue;
-        }
-        if is_rule(trimmed) || is_table_separator(trimmed) {
-            continue;
-        }
-        if is_image_url(trimmed) {
-            push_unique(&mut out.images, (String::new(), trimmed.to_owned()));
-            continue;
-        }
-        let mut line = trimmed.to_owned();
-        // Headings and quotes lose their markers; bullets become "• ".
-        let hashes = line.chars().take_while(|c| *c == '#').count();
-        if hashes > 0 && line[hashes..].starts_with(' ') {
-            line = line[hashes..].trim().to_owned();
-        }
-        while let Some(rest) = line.strip_prefix('>') {
-            line = rest.trim_start().to_owned();
-        }
-        for bullet in ["- ", "* ", "+ "] {
-            if let Some(rest) = line.strip_prefix(bullet) {
-                line = format!("• {}", rest.trim_start());
-                break;
-            }
-        }
-        if line.starts_with('|') && line.ends_with('|') && line.len() > 1 {
-            line = line[1..line.len() - 1].split('|').map(str::trim).collect::<Vec<_>>().join(" · ");
-        }
-        let line = inline(&line, &mut out);
-        lines.push(line);
-    }
-    let joined = lines.join("\n");
-    out.text = collapse_blank_lines(&joined).trim().to_owned();
-    out
-}
-
-fn push_unique(list: &mut Vec<(String, String)>, item: (String, String)) {
-    if !list.iter().any(|(_, url)| *url == item.1) {
-        list.push(item);
-    }
-}
-
-fn is_rule(line: &str) -> bool {
-    line.len() >= 3
-        && (line.chars().all(|c| c == '-') || line.chars().all(|c| c == '*') || line.chars().all(|c| c == '_'))
-}
-
-fn is_table_separator(line: &str) -> bool {
-    line.starts_with('|') && line.chars().all(|c| matches!(c, '|' | '-' | ':' | ' '))
-}
-
-fn is_image_url(line: &str) -> bool {
-    let lower = line.to_ascii_lowercase();
-    let path = lower.split(['?', '#']).next().unwrap_or("");
-    (lower.starts_with("https://") || lower.starts_with("http://"))
-        && !line.contains(char::is_whitespace)
-        && [".png", ".jpg", ".jpeg", ".gif", ".webp"].iter().any(|ext| path.ends_with(ext))
-}
-
-/// Inline markup: images, links, emphasis, code.
-fn inline(line: &str, out: &mut Stripped) -> String {
-    let mut result = String::with_capacity(line.len());
-    let chars: Vec<char> = line.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        // ![alt](url) and [label](url)
-        let image = c == '!' && chars.get(i + 1) == Some(&'[');
-        if c == '[' || image {
-            let open = if image { i + 1 } else { i };
-            if let Some((label, url, end)) = link_at(&chars, open) {
-                if image {
-                    push_unique(&mut out.images, (label.clone(), url));
-                    if !label.is_empty() {
-                        result.push_str(&label);
-                    }
-                } else {
-                    let shown = if label.trim().is_empty() { url.clone() } else { label.clone() };
-                    result.push_str(&shown);
-                    push_unique(&mut out.links, (shown, url));
-                }
-                i = end;
-                continue;
-            }
-        }
-        if c == '`' {
-            i += 1;
-            continue;
-        }
-        if (c == '*' || c == '_' || c == '~') && is_emphasis_marker(&chars, i) {
-            i += 1;
-            continue;
-        }
-        result.push(c);
-        i += 1;
-    }
-    result
-}
-
-/// `[label](url)` starting at `open` (the `[`): label, url, index after `)`.
-fn link_at(chars: &[char], open: usize) -> Option<(String, String, usize)> {
-    let close = (open + 1..chars.len()).find(|&j| chars[j] == ']')?;
-    if chars.get(close + 1) != Some(&'(') {
-        return None;
-    }
-    let end = (close + 2..chars.len()).find(|&j| chars[j] == ')')?;
-    let url: String = chars[close + 2..end].iter().collect();
-    let url = url.split_whitespace().next().unwrap_or("").to_owned();
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return None;
-    }
-    let label: String = chars[open + 1..close].iter().collect();
-    Some((label, url, end + 1))
-}
-
-/// `*`, `_` and `~` are markup when doubled, or when they hug a word on one side only
-/// (`*word*`), not in `2 * 3`, `snake_case` or a lone `~`.
-fn is_emphasis_marker(chars: &[char], i: usize) -> bool {
-    let c = chars[i];
-    let prev = i.checked_sub(1).map(|p| chars[p]);
-    let next = chars.get(i + 1).copied();
-    if prev == Some(c) || next == Some(c) {
-        return true;
-    }
-    if c == '~' {
-        return false;
-    }
-    let word = |ch: Option<char>| ch.is_some_and(char::is_alphanumeric);
-    let space = |ch: Option<char>| ch.is_none_or(|x| x.is_whitespace() || x.is_ascii_punctuation());
-    (space(prev) && word(next)) || (word(prev) && space(next))
+    let rendered = markdown::render(&strip_directives(answer), &KAKAO);
+    Stripped { text: rendered.text, links: rendered.links, images: rendered.images }
 }
 
 /// What one page component is, before it becomes an [`Output`].
@@ -242,6 +124,73 @@ pub fn merge(earlier: &SkillResponse, later: &SkillResponse) -> Option<SkillResp
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Markdown inputs for the snapshot tests: the SkillResponse pages each renders to.
+    const SNAPSHOT_CASES: &[(&str, &str)] = &[
+        ("nested_emphasis", "**굵게 *기울임* 그리고 ~~취소~~ 포함**, ***둘 다***, _밑줄_, 2~3일과 3~5일, `**코드**`"),
+        (
+            "lists",
+            "순서:\n1. 설치\n   - `cargo build` 실행\n   - **결과** 확인\n2. 설정\n   1. 편집\n   2. 저장\n\n- 느슨한 항목\n\n- 다음 항목\n  이어지는 줄",
+        ),
+        (
+            "table",
+            "요금제:\n\n| 요금제 | 가격 | 비고 |\n|:--|--:|---|\n| **기본** | 5,000원 | *1인* 사용 |\n| 프로 | 20,000원 | [안내](https://shop.example/pro) |\n\n골라 주세요.",
+        ),
+        (
+            "links_and_images",
+            "[주문 조회](https://shop.example/orders), <https://shop.example/auto>, https://shop.example/a_b?x=*y*, [메일](mailto:a@shop.example), [다시](https://shop.example/orders)\n![상품](https://img.example/p.jpg)\nhttps://img.example/alone.png\n[리뷰](https://shop.example/r) [문의](https://shop.example/q)",
+        ),
+        ("code", "실행:\n```bash\nexport A=*b*   \n\necho __x__\n```\n그다음 `a_b`:\n\n    들여쓴 *코드*"),
+        (
+            "korean_reply",
+            "[[reply_to_current]] # 배송 안내\n\n**배송**은 _보통_ 2~3일 걸려요.\n\n> 주문 조회는 [주문 페이지](https://shop.example/orders)에서 하세요.\n> > 제주는 하루 더\n\n- 서울: `1일`\n- 지방: 2일\n\n---\n감사합니다! [[audio_as_voice]]",
+        ),
+    ];
+
+    #[test]
+    fn markdown_snapshots() {
+        for (name, markdown) in SNAPSHOT_CASES {
+            let pages = render_answer(markdown, "더 보기");
+            pages.iter().for_each(|p| p.validate().unwrap());
+            insta::with_settings!({ description => *markdown, omit_expression => true }, {
+                insta::assert_json_snapshot!(*name, pages);
+            });
+        }
+    }
+
+    #[test]
+    fn long_answer_pages_snapshot() {
+        // Each page's outputs, texts as their length and ends: where the 1000-character splits fell.
+        let paragraph = "가나다라마바사 아자차카타파하. **굵게** 쓴 말도 있어요. ".repeat(25);
+        let answer = format!(
+            "## 긴 답변\n\n{paragraph}\n\n- 항목 하나\n- 항목 둘\n\n{paragraph}\n\n{paragraph}\n\n[자세히](https://shop.example/more)"
+        );
+        let pages = render_answer(&answer, "더 보기");
+        pages.iter().for_each(|p| p.validate().unwrap());
+        let summary: Vec<serde_json::Value> = serde_json::to_value(&pages)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|page| {
+                let outputs: Vec<serde_json::Value> = page["template"]["outputs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|o| match o["simpleText"]["text"].as_str() {
+                        Some(text) => {
+                            let chars: Vec<char> = text.chars().collect();
+                            let ends: String = chars[chars.len().saturating_sub(16)..].iter().collect();
+                            json!({"simpleText": chars.len(), "starts": chars.iter().take(24).collect::<String>(), "ends": ends})
+                        }
+                        None => o.clone(),
+                    })
+                    .collect();
+                json!({"outputs": outputs, "quickReplies": page["template"]["quickReplies"]})
+            })
+            .collect();
+        insta::assert_json_snapshot!(summary);
+    }
 
     #[test]
     fn markdown_becomes_plain_text() {

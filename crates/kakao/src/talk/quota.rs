@@ -12,7 +12,7 @@ use super::error::{QuotaKind, TalkError};
 use super::models::FriendUuid;
 use super::token::{TalkState, now_ms};
 use clawbridge_core::EpochMs;
-use clawbridge_core::time::HOUR_MS;
+use clawbridge_core::time::{KST, timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,9 +21,6 @@ use std::time::Duration;
 const NAMESPACE: &str = "kakao.quota";
 const LOCK: &str = "kakao.quota.lock";
 const LOCK_TTL: Duration = Duration::from_secs(10);
-/// Kakao's quota day starts at midnight in Korea (UTC+9).
-const KST_OFFSET_MS: EpochMs = 9 * HOUR_MS;
-use clawbridge_core::time::DAY_MS;
 
 /// The daily limits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,9 +304,7 @@ fn decrement(map: &mut BTreeMap<String, u32>, key: &str) {
 
 /// The KST calendar day of `now` as `YYYY-MM-DD`.
 pub fn kst_day(now: EpochMs) -> String {
-    let days = (now + KST_OFFSET_MS).div_euclid(DAY_MS);
-    let (year, month, day) = clawbridge_core::time::civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}")
+    KST.to_datetime(timestamp(now)).date().to_string()
 }
 
 #[cfg(test)]
