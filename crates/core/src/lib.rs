@@ -1,15 +1,17 @@
 //! Pure domain code of clawbridge: no I/O, no runtime.
 //!
 //! # Layout
+//! - [`clock`]: the wall clock as a value ([`clock::Clock`]), settable in tests.
 //! - [`ids`]: newtypes for every identifier that crosses a crate boundary.
 //! - [`message`]: the normalised inbound and outbound messages every channel produces and consumes.
 //! - [`session`]: OpenClaw session keys (`agent:<agentId>:<channel>:direct:<peer>`).
 //! - [`policy`]: DM access policy (`pairing | allowlist | open | disabled`) and `allowFrom`.
 //! - [`pairing`]: OpenClaw-style pairing codes and their limits.
-//! - [`retry`]: the send error classes and the backoff schedule.
+//! - [`retry`]: the send error classes and the one retry schedule ([`RetryPolicy`]).
 //! - [`text`]: splitting long replies on paragraph, line and sentence boundaries.
 //! - [`time`]: epoch milliseconds, the one time unit stored anywhere.
 
+pub mod clock;
 pub mod ids;
 pub mod message;
 pub mod pairing;
@@ -21,5 +23,5 @@ pub mod time;
 
 pub use ids::{AccountId, ChannelId, IdempotencyKey, Lane, PeerId, PlatformMessageId};
 pub use message::{InboundMessage, MediaKind, MediaRef, MessageKind, OutboundMessage, Receipt};
-pub use retry::{Backoff, SendError};
+pub use retry::{RetryClass, RetryPolicy, SendError};
 pub use time::EpochMs;
