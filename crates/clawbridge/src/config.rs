@@ -7,6 +7,7 @@
 //! `CLAWBRIDGE_LOG_FORMAT`, `RUST_LOG`, and `CLAWBRIDGE_CONFIG` for the file itself.
 
 use clawbridge_channel::plugin::{ChannelPlugin as _, ChannelSettings, LoadedChannel, PluginSet};
+use clawbridge_core::retry::RetryPolicy;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct Config {
     /// Every configured channel, as its plugin loaded it (`serve` and `doctor` go through these;
     /// a channel's own CLI commands read theirs with [`Config::channel`]).
     pub channels: Vec<LoadedChannel>,
+    /// Retry schedules (`[retry]`).
+    pub retry: RetrySettings,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -96,6 +99,49 @@ pub struct PipelineSettings {
     pub deny_reply: String,
 }
 
+/// Retry schedules: `[retry]` and `[retry.http]`, in the KakaoTalk design seed's `RetryPolicy`
+/// names (`maxAttempts`, `initialDelayMs`, `maxDelayMs`, `backoffMultiplier`, plus
+/// `maxRetryAfterMs`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetrySettings {
+    /// Durable retries, stored as the row's next attempt time: outbox sends (`maxAttempts` is
+    /// `pipeline.max_send_attempts`) and, with `pipeline.max_attempts`, inbox agent runs.
+    /// Default [`RetryPolicy::DURABLE`].
+    pub queue: RetryPolicy,
+    /// In-process retries of one API call while its caller waits (`[retry.http]`): the Kakao Talk
+    /// API and `clawbridge whatsapp send`. Default [`RetryPolicy::IN_PROCESS`].
+    pub http: RetryPolicy,
+}
+
+/// Any of a policy's settings; the rest keep their defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FilePolicy {
+    max_attempts: Option<u32>,
+    initial_delay_ms: Option<u64>,
+    max_delay_ms: Option<u64>,
+    backoff_multiplier: Option<f64>,
+    max_retry_after_ms: Option<u64>,
+}
+
+impl FilePolicy {
+    fn parse(table: toml::Table, name: &str) -> Result<Self, ConfigError> {
+        toml::Value::Table(table).try_into().map_err(|e| ConfigError(format!("[{name}]: {e}")))
+    }
+
+    fn over(self, base: RetryPolicy, name: &str) -> Result<RetryPolicy, ConfigError> {
+        let policy = RetryPolicy {
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            initial_delay_ms: self.initial_delay_ms.unwrap_or(base.initial_delay_ms),
+            max_delay_ms: self.max_delay_ms.unwrap_or(base.max_delay_ms),
+            backoff_multiplier: self.backoff_multiplier.unwrap_or(base.backoff_multiplier),
+            max_retry_after_ms: self.max_retry_after_ms.unwrap_or(base.max_retry_after_ms),
+        };
+        policy.validate().map_err(|e| ConfigError(format!("[{name}] {e}")))?;
+        Ok(policy)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
@@ -105,6 +151,8 @@ struct FileConfig {
     bridge: FileBridge,
     #[serde(default)]
     pipeline: FilePipeline,
+    /// `[retry]` with its `[retry.http]` table.
+    retry: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,7 +266,23 @@ impl Config {
         };
         let master_key = env("CLAWBRIDGE_MASTER_KEY").map(SecretString::from);
 
+        let mut retry_table = file.retry.unwrap_or_default();
+        let http_table = match retry_table.remove("http") {
+            Some(toml::Value::Table(table)) => table,
+            Some(_) => return Err(ConfigError("[retry] http must be a table: [retry.http]".to_owned())),
+            None => toml::Table::new(),
+        };
+        let queue_file = FilePolicy::parse(retry_table, "retry")?;
         let p = file.pipeline;
+        // retry.maxAttempts is the seed's name of pipeline.max_send_attempts.
+        let send_attempts = match (p.max_send_attempts, queue_file.max_attempts) {
+            (Some(pipeline), Some(retry)) if pipeline != retry => {
+                return Err(ConfigError(format!(
+                    "pipeline.max_send_attempts ({pipeline}) and retry.maxAttempts ({retry}) are the same setting: keep one"
+                )));
+            }
+            (pipeline, retry) => pipeline.or(retry),
+        };
         let pipeline = PipelineSettings {
             concurrency: positive(
                 "CLAWBRIDGE_CONCURRENCY",
@@ -230,7 +294,7 @@ impl Config {
                 parse_env::<u64>(&env, "CLAWBRIDGE_DRAIN_TIMEOUT_SECS")?.or(p.drain_timeout_secs).unwrap_or(20),
             ),
             max_attempts: positive("pipeline.max_attempts", p.max_attempts, 5)?,
-            max_send_attempts: positive("pipeline.max_send_attempts", p.max_send_attempts, 10)?,
+            max_send_attempts: positive("pipeline.max_send_attempts", send_attempts, 10)?,
             error_reply: p.error_reply.unwrap_or_else(|| {
                 "Sorry, I could not answer that just now. Please try again in a little while.".to_owned()
             }),
@@ -242,12 +306,18 @@ impl Config {
         };
 
         let channels = plugins.load_all(&channel_tables, &env).map_err(ConfigError)?;
+        let retry = RetrySettings {
+            queue: FilePolicy { max_attempts: Some(pipeline.max_send_attempts), ..queue_file }
+                .over(RetryPolicy::DURABLE, "retry")?,
+            http: FilePolicy::parse(http_table, "retry.http")?.over(RetryPolicy::IN_PROCESS, "retry.http")?,
+        };
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
             bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
             pipeline,
             channels,
+            retry,
             source,
         })
     }
@@ -464,6 +534,33 @@ mod tests {
         assert!(err.to_string().contains("urll"), "{err}");
         let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_CONCURRENCY", "0")], None).unwrap_err();
         assert!(err.to_string().contains("CLAWBRIDGE_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn retry_policies_read_the_seed_names() {
+        let cfg = load(&[("HOME", "/h")], None).unwrap();
+        assert_eq!(cfg.retry.queue, RetryPolicy::DURABLE);
+        assert_eq!(cfg.retry.http, RetryPolicy::IN_PROCESS);
+        let file = "[retry]\nmaxAttempts = 6\ninitialDelayMs = 2000\nbackoffMultiplier = 3\n\
+                    [retry.http]\nmaxAttempts = 2\nmaxDelayMs = 1000\n";
+        let cfg = load(&[("HOME", "/h")], Some(file)).unwrap();
+        assert_eq!(
+            cfg.retry.queue,
+            RetryPolicy { max_attempts: 6, initial_delay_ms: 2_000, backoff_multiplier: 3.0, ..RetryPolicy::DURABLE }
+        );
+        assert_eq!(cfg.pipeline.max_send_attempts, 6, "one setting under two names");
+        assert_eq!(cfg.retry.http, RetryPolicy { max_attempts: 2, max_delay_ms: 1_000, ..RetryPolicy::IN_PROCESS });
+        let old_name = load(&[("HOME", "/h")], Some("[pipeline]\nmax_send_attempts = 4\n")).unwrap();
+        assert_eq!(old_name.retry.queue.max_attempts, 4);
+        for (file, named) in [
+            ("[pipeline]\nmax_send_attempts = 4\n[retry]\nmaxAttempts = 5\n", "retry.maxAttempts"),
+            ("[retry]\nretryableErrors = [429]\n", "retryableErrors"),
+            ("[retry.http]\nbackoffMultiplier = 0.5\n", "retry.http"),
+            ("[retry]\nmaxAttempts = 0\n", "max_send_attempts"),
+        ] {
+            let err = load(&[("HOME", "/h")], Some(file)).unwrap_err().to_string();
+            assert!(err.contains(named), "{file}: {err}");
+        }
     }
 
     #[test]

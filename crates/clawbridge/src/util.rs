@@ -1,21 +1,11 @@
 //! Small helpers shared by the binary's modules.
 
 use clawbridge_core::EpochMs;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// The current time in epoch milliseconds.
-pub fn now_ms() -> EpochMs {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// A random number in `[0, 1)` for backoff jitter.
-pub fn jitter() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
-}
+/// The current time in epoch milliseconds (core's one clock).
+pub use clawbridge_core::clock::now_ms;
+/// A random number in `[0, 1)` for backoff jitter (clawbridge-http's one jitter).
+pub use clawbridge_http::jitter;
 
 /// A fresh OpenClaw-style pairing code.
 ///

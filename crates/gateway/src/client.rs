@@ -22,7 +22,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use clawbridge_core::clock::now_ms;
+use clawbridge_core::retry::RetryPolicy;
+use clawbridge_http::jitter;
 
 use futures_util::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
@@ -481,13 +485,8 @@ impl GatewayClient {
     /// Backs off while the gateway's restart recovery runs the interrupted turn.
     async fn pause_for_recovery(&self, attempt: u32, deadline: Instant) -> Result<(), GatewayError> {
         let config = &self.inner.config;
-        let delay = backoff_delay(
-            attempt,
-            config.backoff_initial.saturating_mul(2),
-            config.backoff_max,
-            None,
-            getrandom::u64().unwrap_or(0),
-        );
+        let policy = reconnect_policy(config.backoff_initial.saturating_mul(2), config.backoff_max);
+        let delay = policy.delay(attempt, jitter());
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining <= delay {
             return Err(GatewayError::Timeout);
@@ -630,9 +629,9 @@ impl Supervisor {
 
     fn next_delay(&self, attempt: &mut u32, hint: Option<Duration>) -> (u32, Duration) {
         *attempt = attempt.saturating_add(1);
-        let random = getrandom::u64().unwrap_or(0);
         let config = &self.inner.config;
-        (*attempt, backoff_delay(*attempt, config.backoff_initial, config.backoff_max, hint, random))
+        let policy = reconnect_policy(config.backoff_initial, config.backoff_max);
+        (*attempt, policy.delay_after(*attempt, hint, jitter()))
     }
 
     /// Returns true when shutdown fired during the sleep.
@@ -838,7 +837,7 @@ async fn connect_and_handshake(
         client_mode: CLIENT_MODE.to_owned(),
         role: ROLE.to_owned(),
         scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
-        signed_at_ms: now_ms(),
+        signed_at_ms: u64::try_from(now_ms()).unwrap_or(0),
         token: token.unwrap_or_default().to_owned(),
         nonce: challenge.nonce.clone(),
         platform: platform.to_owned(),
@@ -968,28 +967,23 @@ fn ensure_crypto_provider() {
     }
 }
 
-/// Capped exponential backoff with equal jitter: a delay in [base/2, base] where
-/// base = min(max, initial · 2^(attempt−1)), and never less than the server's hint.
-fn backoff_delay(attempt: u32, initial: Duration, max: Duration, hint: Option<Duration>, random: u64) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(20);
-    let base = initial.saturating_mul(1u32 << exponent).min(max);
-    let half = base / 2;
-    let spread = u64::try_from((base - half).as_nanos()).unwrap_or(u64::MAX);
-    let jitter = if spread == 0 { 0 } else { random % spread.saturating_add(1) };
-    let delay = half.saturating_add(Duration::from_nanos(jitter));
-    match hint {
-        Some(hint) => delay.max(hint.min(MAX_RETRY_HINT)),
-        None => delay,
+/// The reconnect schedule on core's one retry policy: capped exponential backoff with equal
+/// jitter (a delay in [base/2, base], base = min(max, initial · 2^(attempt−1))), never giving up,
+/// and never less than the server's hint (itself capped at [`MAX_RETRY_HINT`]).
+fn reconnect_policy(initial: Duration, max: Duration) -> RetryPolicy {
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    RetryPolicy {
+        max_attempts: u32::MAX,
+        initial_delay_ms: millis(initial),
+        max_delay_ms: millis(max),
+        backoff_multiplier: 2.0,
+        max_retry_after_ms: millis(MAX_RETRY_HINT),
     }
 }
 
 fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(d).unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 /// Locks a mutex, ignoring poisoning: the guarded values stay consistent whatever panicked.
@@ -1003,24 +997,26 @@ mod tests {
 
     #[test]
     fn backoff_grows_caps_and_jitters() {
-        let (i, m) = (Duration::from_secs(1), Duration::from_secs(30));
+        let policy = reconnect_policy(Duration::from_secs(1), Duration::from_secs(30));
         for attempt in 1..40 {
-            for random in [0, 1, u64::MAX / 3, u64::MAX] {
-                let d = backoff_delay(attempt, i, m, None, random);
-                let base = i.saturating_mul(1 << attempt.saturating_sub(1).min(20)).min(m);
+            for jitter in [0.0, 1e-9, 1.0 / 3.0, 0.999_999, jitter()] {
+                let d = policy.delay_after(attempt, None, jitter);
+                let base = Duration::from_secs(1)
+                    .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+                    .min(policy.max_delay());
                 assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?} vs base {base:?}");
             }
         }
-        assert_eq!(backoff_delay(1, i, m, None, 0), Duration::from_millis(500));
-        assert_eq!(backoff_delay(10, i, m, None, 0), Duration::from_secs(15));
+        assert_eq!(policy.delay_after(1, None, 0.0), Duration::from_millis(500));
+        assert_eq!(policy.delay_after(10, None, 0.0), Duration::from_secs(15));
     }
 
     #[test]
     fn backoff_honours_and_bounds_the_server_hint() {
-        let (i, m) = (Duration::from_millis(10), Duration::from_millis(50));
-        assert_eq!(backoff_delay(1, i, m, Some(Duration::from_secs(2)), 0), Duration::from_secs(2));
-        assert_eq!(backoff_delay(1, i, m, Some(Duration::from_secs(86_400)), 0), MAX_RETRY_HINT);
-        assert_eq!(backoff_delay(1, i, m, Some(Duration::ZERO), 0), Duration::from_millis(5));
+        let policy = reconnect_policy(Duration::from_millis(10), Duration::from_millis(50));
+        assert_eq!(policy.delay_after(1, Some(Duration::from_secs(2)), 0.0), Duration::from_secs(2));
+        assert_eq!(policy.delay_after(1, Some(Duration::from_secs(86_400)), 0.0), MAX_RETRY_HINT);
+        assert_eq!(policy.delay_after(1, Some(Duration::ZERO), 0.0), Duration::from_millis(5));
     }
 
     #[test]

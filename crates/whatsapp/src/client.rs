@@ -1,23 +1,33 @@
 //! The Kapso WhatsApp API client (reference/kapso-whatsapp.md §1–§5).
 //!
-//! Every call has a timeout, passes a per-API-key rate limiter first (bursts queue instead of
-//! failing with 429), and classifies failures into [`SendError`] so the outbox knows whether
-//! to retry: network errors, 429, 5xx and Kapso's 409 "in-flight" are retried; Meta's
-//! permanent codes (131047 outside the 24 h window, 131049, 131050, 368, …) are not.
+//! A thin request function (one attempt, classified) inside clawbridge-http's [`Layers`]: every
+//! call has a timeout, passes the per-API-key rate limiter first (bursts queue instead of failing
+//! with 429; a 429 pauses the key), and classifies failures into [`SendError`] so the outbox knows
+//! whether to retry: network errors, 429, 5xx and Kapso's 409 "in-flight" are retried; Meta's
+//! permanent codes (131047 outside the 24 h window, 131049, 131050, 368, …) are not. The client
+//! itself retries only when asked ([`KapsoClient::with_retry`], the CLI): the outbox owns the
+//! retries of the daemon's sends.
 
 use crate::config::{AccountConfig, WhatsAppConfig};
 use crate::limiter::RateLimiter;
+use clawbridge_core::retry::{RetryClass, RetryPolicy};
 use clawbridge_core::{MediaKind, SendError};
+use clawbridge_http::{
+    Classify, DownloadError, DownloadPolicy, Downloader, Layers, PlatformKey, Request, SharedQuota, Throttled,
+    describe_error,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use clawbridge_http::{Downloaded, redact_url};
+
 /// Longest a call waits for the rate limiter before reporting "rate limited" to its caller
 /// (with the HTTP timeout it stays inside the outbox's 90 s per send).
 const MAX_LIMITER_WAIT: Duration = Duration::from_secs(45);
-/// Redirects followed by a media download (each target is checked against the allow-list).
-const MAX_REDIRECTS: usize = 5;
+/// What a call that waited too long for the limiter suggests to its caller.
+const LOCAL_LIMIT_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Largest page Kapso serves.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
@@ -33,13 +43,11 @@ const AUTH_CODES: &[i64] = &[0, 190];
 #[derive(Clone)]
 pub struct KapsoClient {
     http: reqwest::Client,
-    media_http: reqwest::Client,
+    downloader: Downloader,
     meta_base: String,
     phone_number_id: String,
     api_key: SecretString,
-    limiter: Arc<RateLimiter>,
-    media: MediaPolicy,
-    kapso_host: Option<String>,
+    layers: Layers,
 }
 
 impl std::fmt::Debug for KapsoClient {
@@ -64,13 +72,12 @@ impl MediaPolicy {
     /// Whether `url` may be fetched: https to an allowed host, or plain http to a loopback host
     /// that is listed explicitly (local test servers).
     pub fn allows(&self, url: &reqwest::Url) -> bool {
-        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else { return false };
-        let listed = self.hosts.iter().any(|allowed| host == *allowed || host.ends_with(&format!(".{allowed}")));
-        match url.scheme() {
-            "https" => listed,
-            "http" => listed && matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]"),
-            _ => false,
-        }
+        self.download_policy().allows(url)
+    }
+
+    /// The downloader's policy: these hosts and cap, five redirects, http never upgraded.
+    pub fn download_policy(&self) -> DownloadPolicy {
+        DownloadPolicy::new(self.hosts.iter().cloned(), self.max_bytes)
     }
 }
 
@@ -144,15 +151,6 @@ pub struct MediaInfo {
     pub file_size: Option<u64>,
 }
 
-/// A downloaded media file.
-#[derive(Clone, Debug)]
-pub struct Downloaded {
-    /// The bytes.
-    pub bytes: Vec<u8>,
-    /// The server's content type.
-    pub content_type: Option<String>,
-}
-
 /// Why a media download was refused or failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MediaError {
@@ -167,13 +165,82 @@ pub enum MediaError {
     Failed(String),
 }
 
+impl From<DownloadError> for MediaError {
+    fn from(error: DownloadError) -> Self {
+        match error {
+            DownloadError::NotAllowed(url) => Self::NotAllowed(url),
+            DownloadError::TooLarge(max) => Self::TooLarge(max),
+            DownloadError::Failed(reason) => Self::Failed(reason),
+        }
+    }
+}
+
+/// A failed attempt: the outbox's error, and whether the request may have reached Kapso.
+#[derive(Debug)]
+struct Failure {
+    error: SendError,
+    maybe_delivered: bool,
+}
+
+impl Failure {
+    /// Kapso answered (or nothing was sent): the request did not take effect.
+    fn answered(error: SendError) -> Self {
+        Self { error, maybe_delivered: false }
+    }
+
+    /// No usable answer: only a refused connection proves nothing arrived.
+    fn network(e: reqwest::Error) -> Self {
+        let maybe_delivered = !e.is_connect();
+        Self { error: SendError::transient(describe_error(e)), maybe_delivered }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl Classify for Failure {
+    fn retry_class(&self) -> RetryClass {
+        self.error.class()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.error.retry_after()
+    }
+
+    fn maybe_delivered(&self) -> bool {
+        self.maybe_delivered
+    }
+}
+
+impl From<Throttled> for Failure {
+    fn from(_: Throttled) -> Self {
+        Self::answered(SendError::RateLimited { retry_after: Some(LOCAL_LIMIT_RETRY_AFTER) })
+    }
+}
+
 impl KapsoClient {
     /// A client for `account`, sharing the rate limiter of every client with the same API key.
     ///
     /// # Errors
     /// When the HTTP client cannot be built (TLS backend) — a message for the operator.
     pub fn new(config: &WhatsAppConfig, account: &AccountConfig) -> Result<Self, String> {
-        let limiter = RateLimiter::shared(account.api_key.expose_secret(), config.rate_limit_per_minute);
+        Self::new_with_quota(config, account, None)
+    }
+
+    /// [`new`](Self::new), with the key's requests also counted in `quota`, so that replicas
+    /// sharing the key keep to its plan together.
+    ///
+    /// # Errors
+    /// When the HTTP client cannot be built (TLS backend) — a message for the operator.
+    pub fn new_with_quota(
+        config: &WhatsAppConfig,
+        account: &AccountConfig,
+        quota: Option<Arc<dyn SharedQuota>>,
+    ) -> Result<Self, String> {
+        let limiter = crate::limiter::shared(account.api_key.expose_secret(), config.rate_limit_per_minute, quota);
         Self::with_parts(
             &config.meta_base(),
             &account.phone_number_id,
@@ -196,26 +263,34 @@ impl KapsoClient {
         media: MediaPolicy,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let build = |redirects: reqwest::redirect::Policy| {
-            reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(10)))
-                .redirect(redirects)
-                .user_agent(concat!("clawbridge/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("cannot build the HTTP client: {e}"))
-        };
-        let kapso_host = reqwest::Url::parse(meta_base).ok().and_then(|u| u.host_str().map(str::to_owned));
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("clawbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        // The API key goes to Kapso's own hosts only: the configured API host and kapso.ai.
+        let mut key_hosts = vec!["kapso.ai".to_owned()];
+        key_hosts.extend(reqwest::Url::parse(meta_base).ok().and_then(|u| u.host_str().map(str::to_owned)));
+        let key = PlatformKey::new(reqwest::header::HeaderName::from_static("x-api-key"), api_key.clone(), key_hosts);
+        let downloader = Downloader::new(media.download_policy(), timeout).map_err(|e| e.to_string())?.with_key(key);
         Ok(Self {
-            http: build(reqwest::redirect::Policy::none())?,
-            media_http: build(reqwest::redirect::Policy::none())?,
+            http,
+            downloader,
             meta_base: meta_base.trim_end_matches('/').to_owned(),
             phone_number_id: phone_number_id.to_owned(),
             api_key,
-            limiter,
-            media,
-            kapso_host,
+            layers: Layers::new("whatsapp").with_rate_limit(limiter, MAX_LIMITER_WAIT).with_trace(),
         })
+    }
+
+    /// Retries what may pass within each call, on `policy` (the CLI, where nobody else retries).
+    /// A send is not repeated after an error that may have delivered it (a timeout).
+    #[must_use]
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.layers = self.layers.with_retry(policy);
+        self
     }
 
     /// The phone number id this client sends from.
@@ -323,7 +398,8 @@ impl KapsoClient {
         if let Some(id) = reply_to.filter(|id| !id.is_empty()) {
             body["context"] = json!({"message_id": id});
         }
-        let answer = self.post_json(&format!("{}/{}/messages", self.meta_base, self.phone_number_id), &body).await?;
+        let url = format!("{}/{}/messages", self.meta_base, self.phone_number_id);
+        let answer = self.execute(Request::once("send"), || Ok(self.http.post(&url).json(&body))).await?;
         // Accepted without an id (an unexpected body): report success without one rather than
         // retry, which could deliver the message twice.
         let message_id = answer.pointer("/messages/0/id").and_then(Value::as_str).unwrap_or_default();
@@ -342,7 +418,9 @@ impl KapsoClient {
         if typing {
             body["typing_indicator"] = json!({"type": "text"});
         }
-        self.post_json(&format!("{}/{}/messages", self.meta_base, self.phone_number_id), &body).await.map(|_| ())
+        let url = format!("{}/{}/messages", self.meta_base, self.phone_number_id);
+        // Marking read twice is harmless.
+        self.execute(Request::idempotent("mark_read"), || Ok(self.http.post(&url).json(&body))).await.map(|_| ())
     }
 
     /// Uploads a file and returns its media id (send it with [`MediaSource::Id`]).
@@ -352,7 +430,7 @@ impl KapsoClient {
     pub async fn upload_media(&self, bytes: Vec<u8>, mime_type: &str, file_name: &str) -> Result<String, SendError> {
         let url = format!("{}/{}/media", self.meta_base, self.phone_number_id);
         let answer = self
-            .execute(|| {
+            .execute(Request::idempotent("upload"), || {
                 let part = reqwest::multipart::Part::bytes(bytes.clone())
                     .file_name(file_name.to_owned())
                     .mime_str(mime_type)
@@ -386,7 +464,8 @@ impl KapsoClient {
         if let Some(after) = &query.after {
             params.push(("after", after.clone()));
         }
-        let (answer, server_time) = self.execute_dated(|| Ok(self.http.get(&url).query(&params))).await?;
+        let (answer, server_time) =
+            self.execute_dated(Request::idempotent("list"), || Ok(self.http.get(&url).query(&params))).await?;
         let data = match answer.get("data") {
             Some(Value::Array(items)) => items.clone(),
             _ => return Err(SendError::transient(format!("message list without data: {}", clip(&answer.to_string())))),
@@ -414,7 +493,7 @@ impl KapsoClient {
     pub async fn media_info(&self, media_id: &str) -> Result<MediaInfo, SendError> {
         let url = format!("{}/{}", self.meta_base, media_id);
         let params = [("phone_number_id", self.phone_number_id.clone())];
-        let answer = self.execute(|| Ok(self.http.get(&url).query(&params))).await?;
+        let answer = self.execute(Request::idempotent("media_info"), || Ok(self.http.get(&url).query(&params))).await?;
         let url = answer
             .get("download_url")
             .or_else(|| answer.get("url"))
@@ -433,103 +512,55 @@ impl KapsoClient {
     /// # Errors
     /// A [`MediaError`].
     pub async fn download_media(&self, url: &str) -> Result<Downloaded, MediaError> {
-        let mut current = reqwest::Url::parse(url).map_err(|_| MediaError::NotAllowed(redact_url(url)))?;
-        for _ in 0..=MAX_REDIRECTS {
-            if !self.media.allows(&current) {
-                return Err(MediaError::NotAllowed(redact_url(current.as_str())));
-            }
-            let mut request = self.media_http.get(current.clone());
-            if self.is_kapso_host(&current) {
-                request = request.header("X-API-Key", self.api_key.expose_secret());
-            }
-            let response = request.send().await.map_err(|e| MediaError::Failed(describe_reqwest(e)))?;
-            let status = response.status();
-            if status.is_redirection() {
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| MediaError::Failed(format!("HTTP {status} without Location")))?;
-                current = current.join(location).map_err(|_| MediaError::NotAllowed(redact_url(location)))?;
-                continue;
-            }
-            if !status.is_success() {
-                return Err(MediaError::Failed(format!("HTTP {status}")));
-            }
-            if response.content_length().is_some_and(|len| len > self.media.max_bytes) {
-                return Err(MediaError::TooLarge(self.media.max_bytes));
-            }
-            let content_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned());
-            let mut response = response;
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| MediaError::Failed(describe_reqwest(e)))? {
-                if (bytes.len() + chunk.len()) as u64 > self.media.max_bytes {
-                    return Err(MediaError::TooLarge(self.media.max_bytes));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            return Ok(Downloaded { bytes, content_type });
-        }
-        Err(MediaError::Failed("too many redirects".to_owned()))
+        self.downloader.download(url).await.map_err(MediaError::from)
     }
 
-    fn is_kapso_host(&self, url: &reqwest::Url) -> bool {
-        let Some(host) = url.host_str() else { return false };
-        self.kapso_host.as_deref() == Some(host) || host == "kapso.ai" || host.ends_with(".kapso.ai")
-    }
-
-    async fn post_json(&self, url: &str, body: &Value) -> Result<Value, SendError> {
-        self.execute(|| Ok(self.http.post(url).json(body))).await
-    }
-
-    /// Waits for the rate limiter, sends with the API key, and classifies the answer.
+    /// Runs one call through the layers (rate limit, tracing, retry when on).
     async fn execute(
         &self,
+        request: Request<'_>,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<Value, SendError> {
-        self.execute_dated(build).await.map(|(value, _)| value)
+        self.execute_dated(request, build).await.map(|(value, _)| value)
     }
 
     /// [`execute`](Self::execute), also returning the server's `Date`.
     async fn execute_dated(
         &self,
+        request: Request<'_>,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
-        if tokio::time::timeout(MAX_LIMITER_WAIT, self.limiter.acquire()).await.is_err() {
-            metrics::counter!("clawbridge_whatsapp_rate_limited_total", "source" => "local").increment(1);
-            return Err(SendError::RateLimited { retry_after: Some(Duration::from_secs(30)) });
-        }
-        let request = build()?.header("X-API-Key", self.api_key.expose_secret());
-        let response = request.send().await.map_err(|e| SendError::transient(describe_reqwest(e)))?;
+        self.layers.call(request, || self.attempt(&build)).await.map_err(|failure| failure.error)
+    }
+
+    /// The thin request function: one request with the API key, its answer classified.
+    async fn attempt(
+        &self,
+        build: &impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
+    ) -> Result<(Value, Option<clawbridge_core::EpochMs>), Failure> {
+        let request = build().map_err(Failure::answered)?.header("X-API-Key", self.api_key.expose_secret());
+        let response = request.send().await.map_err(Failure::network)?;
         let status = response.status().as_u16();
         let server_time = response
             .headers()
             .get(reqwest::header::DATE)
             .and_then(|v| v.to_str().ok())
             .and_then(crate::timefmt::parse_http_date);
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let text = response.text().await.map_err(|e| SendError::transient(describe_reqwest(e)))?;
+        let retry_after = clawbridge_http::retry_after(response.headers(), self.layers.clock());
+        let text = response
+            .text()
+            .await
+            .map_err(|e| Failure { error: SendError::transient(describe_error(e)), maybe_delivered: true })?;
         if status == 200 || status == 201 {
             // A success is a success even with an odd body: retrying a send could deliver it twice.
             let value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(clip(&text)));
             return Ok((value, server_time));
         }
         let error = classify(status, retry_after, &text);
-        if let SendError::RateLimited { retry_after } = &error {
+        if matches!(error, SendError::RateLimited { .. }) {
             metrics::counter!("clawbridge_whatsapp_rate_limited_total", "source" => "kapso").increment(1);
-            // Everyone sharing the key waits, not just this caller.
-            self.limiter.pause(retry_after.unwrap_or(Duration::from_secs(60)));
         }
-        Err(error)
+        Err(Failure::answered(error))
     }
 }
 
@@ -581,23 +612,6 @@ pub fn classify(status: u16, retry_after: Option<Duration>, body: &str) -> SendE
         500..=599 => SendError::Transient { reason, retry_after },
         _ => SendError::Permanent(reason),
     }
-}
-
-fn describe_reqwest(e: reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "cannot connect"
-    } else {
-        "network error"
-    };
-    // Without the URL: media URLs carry tokens.
-    format!("{kind}: {}", e.without_url())
-}
-
-/// A URL without its query (download tokens live there), for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    url.split(['?', '#']).next().unwrap_or(url).to_owned()
 }
 
 fn clip(text: &str) -> String {
@@ -684,5 +698,79 @@ mod tests {
             redact_url("https://api.kapso.ai/media_download?token=secret"),
             "https://api.kapso.ai/media_download"
         );
+    }
+
+    /// A local Kapso answering the scripted statuses in order (then a sent message), and a
+    /// `/slow` number whose sends never answer in time.
+    async fn scripted_kapso(script: Vec<(u16, Value)>) -> (String, Arc<std::sync::atomic::AtomicU32>) {
+        use axum::routing::post;
+        let script = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(script)));
+        let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (counter, slow_counter) = (hits.clone(), hits.clone());
+        let app = axum::Router::new()
+            .route(
+                "/v24.0/PNID/messages",
+                post(move || {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let next = script.lock().unwrap().pop_front();
+                    async move {
+                        let (status, body) = next.unwrap_or((200, json!({"messages": [{"id": "wamid.ok"}]})));
+                        (axum::http::StatusCode::from_u16(status).unwrap(), axum::Json(body))
+                    }
+                }),
+            )
+            .route(
+                "/v24.0/SLOW/messages",
+                post(move || {
+                    slow_counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    async {
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                        "late"
+                    }
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}/v24.0", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (base, hits)
+    }
+
+    fn retrying_client(base: &str, phone_number_id: &str, timeout: Duration) -> KapsoClient {
+        let policy = RetryPolicy { max_attempts: 3, initial_delay_ms: 1, max_delay_ms: 5, ..RetryPolicy::IN_PROCESS };
+        let media = MediaPolicy { hosts: vec![], max_bytes: 1 };
+        KapsoClient::with_parts(
+            base,
+            phone_number_id,
+            "k".to_owned().into(),
+            Arc::new(RateLimiter::new(1000)),
+            media,
+            timeout,
+        )
+        .unwrap()
+        .with_retry(policy)
+    }
+
+    /// Moved from the CLI's `with_retries`: the client's retry layer does what it did.
+    #[tokio::test]
+    async fn with_retry_repeats_only_what_may_pass() {
+        let in_flight = json!({"error": "Another message in-flight for this conversation. Retry shortly."});
+        let (base, hits) = scripted_kapso(vec![(409, in_flight)]).await;
+        let client = retrying_client(&base, "PNID", Duration::from_secs(5));
+        assert_eq!(client.send_text("1555", "a", None).await.unwrap().message_id, "wamid.ok");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 2, "409 in flight, then sent");
+
+        let (base, hits) =
+            scripted_kapso(vec![(400, json!({"error": {"message": "Re-engagement", "code": 131_047}}))]).await;
+        let client = retrying_client(&base, "PNID", Duration::from_secs(5));
+        assert!(matches!(client.send_text("1555", "b", None).await, Err(SendError::Permanent(_))));
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        let (base, hits) = scripted_kapso(vec![]).await;
+        let client = retrying_client(&base, "SLOW", Duration::from_millis(200));
+        match client.send_text("1555", "c", None).await {
+            Err(SendError::Transient { reason, .. }) => assert!(reason.starts_with("timed out"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "a timed-out send may have gone out");
     }
 }

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: `[whatsapp]` and the Go bridge's `KAPSO_*` variables.
 //! - [`client`]: the Kapso API client (send, upload, mark-read, list, media download),
-//!   with timeouts, error classification and the per-key [`limiter`].
+//!   on clawbridge-http's layers: timeouts, error classification and the per-key [`limiter`].
 //! - [`inbound`]: webhook bodies and polled messages → `InboundMessage`s and statuses (pure).
 //! - [`webhook`]: the axum routes (`/webhook`, `/whatsapp/webhook`), signature checks.
 //! - [`poller`]: polling Kapso's message history with paging and a `created_at` cursor.

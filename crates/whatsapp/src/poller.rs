@@ -13,10 +13,11 @@ use crate::client::{KapsoClient, ListQuery, MAX_PAGE_SIZE};
 use crate::inbound::{self, InboundRecord};
 use crate::ingest;
 use crate::timefmt::{format_rfc3339, parse_time};
-use crate::webhook::now_ms;
 use clawbridge_channel::{Accepted, AccountContext, AccountStatus};
-use clawbridge_core::retry::Backoff;
+use clawbridge_core::clock::now_ms;
+use clawbridge_core::retry::RetryPolicy;
 use clawbridge_core::{EpochMs, SendError};
+use clawbridge_http::jitter;
 use serde_json::Value;
 use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
@@ -83,7 +84,11 @@ impl Poller {
     pub async fn run(mut self, ctx: AccountContext) {
         let lease = format!("whatsapp.poller/{}", ctx.account);
         let lease_ttl = (self.settings.interval * 3).max(Duration::from_secs(60));
-        let backoff = Backoff { initial: self.settings.interval, max: Duration::from_secs(300), ..Backoff::default() };
+        let backoff = RetryPolicy {
+            initial_delay_ms: u64::try_from(self.settings.interval.as_millis()).unwrap_or(u64::MAX),
+            max_delay_ms: 300_000,
+            ..RetryPolicy::DURABLE
+        };
         let mut failures = 0u32;
         loop {
             let wait = match ctx.bridge.lease(&lease, millis(lease_ttl)).await {
@@ -242,11 +247,6 @@ pub fn created_at(item: &Value) -> Option<EpochMs> {
 
 fn millis(d: Duration) -> EpochMs {
     EpochMs::try_from(d.as_millis()).unwrap_or(EpochMs::MAX)
-}
-
-fn jitter() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
 }
 
 #[cfg(test)]

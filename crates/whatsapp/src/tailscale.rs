@@ -20,7 +20,7 @@
 //! The executable is a setting ([`TailscaleSettings::binary`], `KAPSO_TAILSCALE_BIN`) so tests
 //! run a fake without touching `PATH`.
 
-use clawbridge_core::retry::Backoff;
+use clawbridge_core::retry::RetryPolicy;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -273,17 +273,18 @@ pub struct FunnelOptions {
     /// Where the child's pid is kept (in the state dir), to stop an orphan after a crash.
     pub pid_file: Option<PathBuf>,
     /// The restart backoff (1 s doubling to 60 s by default).
-    pub backoff: Backoff,
+    pub backoff: RetryPolicy,
 }
 
 impl FunnelOptions {
     /// Options with the default backoff.
     pub fn new(settings: TailscaleSettings, listener: SocketAddr, pid_file: Option<PathBuf>) -> Self {
-        let backoff = Backoff {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
+        let backoff = RetryPolicy {
             max_attempts: u32::MAX,
-            max_retry_after: Duration::from_secs(60),
+            initial_delay_ms: 1_000,
+            max_delay_ms: 60_000,
+            backoff_multiplier: 2.0,
+            max_retry_after_ms: 60_000,
         };
         Self { settings, listener, pid_file, backoff }
     }

@@ -195,7 +195,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     }
     let channel = ChannelId::new(CHANNEL);
     for status in &batch.statuses {
-        let at = status.at.unwrap_or_else(now_ms);
+        let at = status.at.unwrap_or_else(clawbridge_core::clock::now_ms);
         if let Err(e) = state
             .bridge
             .delivery_status(&channel, &status.message_id, &status.status, status.error.as_deref(), at)
@@ -284,12 +284,6 @@ fn metric_label(event: &str) -> String {
         && (event.starts_with("whatsapp.") || event.starts_with("workflow.") || event.starts_with("meta."))
         && event.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_');
     if known || event == "unknown_phone_number_id" { event.to_owned() } else { "other".to_owned() }
-}
-
-pub(crate) fn now_ms() -> EpochMs {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| EpochMs::try_from(d.as_millis()).unwrap_or(EpochMs::MAX))
 }
 
 /// Whether reading the body stopped at the size limit (http-body-util's `LengthLimitError`,

@@ -10,13 +10,11 @@ pub mod compat;
 
 use crate::config::Config;
 use clap::{ArgGroup, Args, Subcommand};
-use clawbridge_core::{MediaKind, SendError};
+use clawbridge_core::MediaKind;
 use clawbridge_whatsapp::client::{KapsoClient, MediaSource, Sent};
 use clawbridge_whatsapp::config::WhatsAppConfig;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// `clawbridge whatsapp …`
 #[derive(Debug, Subcommand)]
@@ -233,11 +231,12 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
 pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
     let content = Content::from_args(args)?;
     let whatsapp = config.whatsapp().ok_or_else(not_configured)?;
-    let client = client_for(whatsapp, &args.account)?;
+    // `[retry.http]`: what may pass is retried within each call; a timed-out send is not repeated.
+    let client = client_for(whatsapp, &args.account)?.with_retry(config.retry.http);
     let to = args.to.trim();
     let reply_to = args.reply_to.as_deref().filter(|_| !matches!(content, Content::Reaction { .. }));
     let sent = match content {
-        Content::Text(text) => with_retries(|| client.send_text(to, &text, reply_to)).await,
+        Content::Text(text) => client.send_text(to, &text, reply_to).await,
         Content::Media { kind, source, caption, filename } => {
             let (source, filename) = match source {
                 Source::Link(url) => {
@@ -248,19 +247,17 @@ pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
                 Source::File(path) => {
                     let file = read_media_file(kind, &path)?;
                     let name = filename.unwrap_or_else(|| file.name.clone());
-                    let id = with_retries(|| client.upload_media(file.bytes.clone(), file.mime, &file.name))
+                    let id = client
+                        .upload_media(file.bytes, file.mime, &file.name)
                         .await
                         .map_err(|e| format!("uploading {}: {}", path.display(), describe(&e)))?;
                     (MediaSource::Id(id), Some(name))
                 }
             };
-            with_retries(|| client.send_media(to, kind, &source, caption.as_deref(), filename.as_deref(), reply_to))
-                .await
+            client.send_media(to, kind, &source, caption.as_deref(), filename.as_deref(), reply_to).await
         }
-        Content::Template { name, lang, params } => {
-            with_retries(|| client.send_template(to, &name, &lang, &params)).await
-        }
-        Content::Reaction { message_id, emoji } => with_retries(|| client.send_reaction(to, &message_id, &emoji)).await,
+        Content::Template { name, lang, params } => client.send_template(to, &name, &lang, &params).await,
+        Content::Reaction { message_id, emoji } => client.send_reaction(to, &message_id, &emoji).await,
     };
     sent.map_err(|e| describe(&e))
 }
@@ -283,35 +280,6 @@ pub fn client_for(whatsapp: &WhatsAppConfig, id: &str) -> Result<KapsoClient, St
             format!("no WhatsApp account {id:?}: configured are {}", known.join(", "))
         })?;
     KapsoClient::new(whatsapp, account)
-}
-
-/// Retries what may pass (429, 5xx, Kapso 409 "in flight", connection refused) a few times
-/// with short waits; a timed-out request is not repeated because it may have been sent.
-async fn with_retries<T, F, Fut>(mut attempt: F) -> Result<T, SendError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, SendError>>,
-{
-    const ATTEMPTS: u32 = 3;
-    const LONGEST_WAIT: Duration = Duration::from_secs(15);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let error = match attempt().await {
-            Ok(value) => return Ok(value),
-            Err(e) => e,
-        };
-        let wait = match &error {
-            SendError::RateLimited { retry_after } => retry_after.unwrap_or(Duration::from_secs(2)),
-            SendError::Transient { reason, .. } if reason.starts_with("timed out") => return Err(error),
-            SendError::Transient { retry_after, .. } => retry_after.unwrap_or(Duration::from_secs(1 << tries)),
-            _ => return Err(error),
-        };
-        if tries >= ATTEMPTS || wait > LONGEST_WAIT {
-            return Err(error);
-        }
-        tokio::time::sleep(wait).await;
-    }
 }
 
 pub use clawbridge_whatsapp::plugin::describe;
@@ -497,43 +465,5 @@ mod tests {
         assert!(read_media_file(MediaKind::Image, &dir.path().join("x.gif")).err().unwrap().contains(".png"));
         assert_eq!(link_file_name("https://x.test/files/q3.pdf?token=1").as_deref(), Some("q3.pdf"));
         assert_eq!(link_file_name("https://x.test/download"), None);
-    }
-
-    #[tokio::test]
-    async fn retries_only_what_may_pass() {
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), SendError> = with_retries(|| {
-            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async move {
-                if n == 0 {
-                    Err(SendError::Transient {
-                        reason: "Kapso HTTP 409".into(),
-                        retry_after: Some(Duration::from_millis(1)),
-                    })
-                } else {
-                    Ok(())
-                }
-            }
-        })
-        .await;
-        assert!(result.is_ok());
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
-
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let result: Result<(), SendError> = with_retries(|| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async { Err(SendError::Permanent("error 131047".into())) }
-        })
-        .await;
-        assert!(result.is_err());
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
-
-        let calls = std::sync::atomic::AtomicU32::new(0);
-        let _ = with_retries(|| {
-            calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            async { Err::<(), _>(SendError::Transient { reason: "timed out: x".into(), retry_after: None }) }
-        })
-        .await;
-        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "a timed-out send may have gone out");
     }
 }

@@ -6,7 +6,7 @@ use clawbridge_channel::Connector;
 use clawbridge_core::agent::agent_input;
 use clawbridge_core::pairing::{CODE_TTL_MS, MAX_PENDING_PER_ACCOUNT};
 use clawbridge_core::policy::AccessDecision;
-use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
+use clawbridge_core::retry::{RetryDecision, RetryPolicy, SendError};
 use clawbridge_core::session::direct_session_key;
 use clawbridge_core::time::HOUR_MS;
 use clawbridge_core::{IdempotencyKey, InboundMessage, InboundOutcome, OutboundMessage};
@@ -250,7 +250,8 @@ async fn finish(shared: &Shared, row: &InboundRow, outcome: InboundOutcome, repl
 }
 
 async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
-    let backoff = Backoff { max_attempts: shared.config.pipeline.max_attempts, ..Backoff::default() };
+    // The `[retry]` schedule, with the agent-run attempts of pipeline.max_attempts.
+    let backoff = RetryPolicy { max_attempts: shared.config.pipeline.max_attempts, ..shared.config.retry.queue };
     match backoff.decide(row.attempts, &SendError::transient(error), jitter()) {
         RetryDecision::RetryIn(delay) => {
             tracing::warn!(

@@ -2,7 +2,7 @@
 
 use super::{Queue, Shared};
 use crate::util::{jitter, now_ms};
-use clawbridge_core::retry::{Backoff, RetryDecision, SendError};
+use clawbridge_core::retry::{RetryDecision, SendError};
 use clawbridge_store::{OutboundRow, StoreError};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -78,15 +78,10 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
             }
         }
         Err(error) => {
-            let class = match &error {
-                SendError::RateLimited { .. } => "rate_limited",
-                SendError::Transient { .. } => "transient",
-                SendError::Permanent(_) => "permanent",
-                SendError::AuthExpired => "auth_expired",
-            };
+            let class = error.class().as_str();
             metrics::counter!("clawbridge_send_failures_total", "channel" => channel, "class" => class).increment(1);
-            let backoff = Backoff { max_attempts: shared.config.pipeline.max_send_attempts, ..Backoff::default() };
-            match backoff.decide(row.attempts, &error, jitter()) {
+            // `[retry]`: its maxAttempts is pipeline.max_send_attempts.
+            match shared.config.retry.queue.decide(row.attempts, &error, jitter()) {
                 RetryDecision::RetryIn(delay) => {
                     tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "send failed; will retry");
                     let at = now_ms() + delay.as_millis() as i64;

@@ -2,11 +2,12 @@
 //!
 //! Every POST is `application/x-www-form-urlencoded` with structured values as JSON strings
 //! (`template_object`, `template_args`, `receiver_uuids`). Every call has a timeout. Failures
-//! are classified by Kakao's `code` ([`classify`]): transient ones are retried with backoff,
-//! `-401` refreshes the token once (single-flight, [`TokenManager`]) and retries once, quota
-//! errors are reported with the quota and not retried, the rest are permanent. Sends are retried
-//! only when Kakao cannot have delivered them (an error answer or a refused connection), never
-//! after a timeout, so a retry cannot duplicate a message.
+//! are classified by Kakao's `code` ([`classify`]): transient ones are retried with backoff by
+//! clawbridge-http's retry layer (the [`RetryPolicy`] of `[retry.http]`), `-401` comes back from it
+//! as auth-expired and refreshes the token once (single-flight, [`TokenManager`]) before one more
+//! round, quota errors are reported with the quota and not retried, the rest are permanent. Sends
+//! are retried only when Kakao cannot have delivered them (an error answer or a refused
+//! connection), never after a timeout, so a retry cannot duplicate a message.
 
 use super::config::LoginConfig;
 use super::error::{ApiErrorBody, ErrorClass, QuotaKind, TalkError, classify, code_meaning};
@@ -20,13 +21,18 @@ use super::quota::{QuotaGuard, QuotaLimits, Reservation};
 use super::template::{CustomTemplate, Template};
 use super::token::{TalkState, TokenManager, TokenStore, now_ms};
 use clawbridge_core::EpochMs;
-use clawbridge_core::retry::Backoff;
+use clawbridge_core::retry::RetryClass;
+use clawbridge_http::{Classify, Layers, Request, Throttled};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+
+/// The retry schedule of kapi calls: core's one policy (default [`RetryPolicy::IN_PROCESS`]).
+pub use clawbridge_core::retry::RetryPolicy;
 
 /// Most receivers of one friends call.
 pub const MAX_RECEIVERS_PER_CALL: usize = 5;
@@ -120,23 +126,6 @@ pub struct SendReport {
     pub failed: Vec<ReceiverFailure>,
 }
 
-/// Retry schedule for transient failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts in total, the first included.
-    pub attempts: u32,
-    /// Delay before the first retry.
-    pub initial: Duration,
-    /// Longest delay.
-    pub max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { attempts: 4, initial: Duration::from_millis(500), max: Duration::from_secs(8) }
-    }
-}
-
 /// The cached friends list.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct FriendsList {
@@ -203,6 +192,7 @@ impl<'a> Call<'a> {
 }
 
 /// A failed attempt, classified.
+#[derive(Debug)]
 struct Failure {
     class: ErrorClass,
     status: u16,
@@ -210,6 +200,43 @@ struct Failure {
     reason: String,
     /// The request may have reached Kakao (timeout, broken response).
     maybe_delivered: bool,
+    /// Kakao's (or a proxy's) `Retry-After`.
+    retry_after: Option<Duration>,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl Classify for Failure {
+    fn retry_class(&self) -> RetryClass {
+        self.class.retry_class()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    fn maybe_delivered(&self) -> bool {
+        self.maybe_delivered
+    }
+}
+
+/// kapi calls have no rate-limit layer (Kakao's limits are daily quotas, kept by [`QuotaGuard`]);
+/// the conversion exists for the layers' contract.
+impl From<Throttled> for Failure {
+    fn from(throttled: Throttled) -> Self {
+        Self {
+            class: ErrorClass::Transient,
+            status: 0,
+            body: None,
+            reason: format!("waited {} ms for a request slot", throttled.waited.as_millis()),
+            maybe_delivered: false,
+            retry_after: None,
+        }
+    }
 }
 
 /// The Talk Message API client of one account.
@@ -222,7 +249,7 @@ pub struct TalkClient {
     /// The REST API key: the quota ledger is per app.
     app_key_id: String,
     app_key: Option<SecretString>,
-    retry: RetryPolicy,
+    layers: Layers,
     media_max_bytes: u64,
 }
 
@@ -272,7 +299,7 @@ impl TalkClient {
             app_key_id: config.rest_api_key.clone(),
             state,
             app_key: config.app_key.clone(),
-            retry: RetryPolicy::default(),
+            layers: Layers::new("kakao").with_retry(RetryPolicy::IN_PROCESS).with_trace(),
             media_max_bytes: config.media_max_bytes,
         })
     }
@@ -280,7 +307,7 @@ impl TalkClient {
     /// Replaces the retry schedule (tests use short delays).
     #[must_use]
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
+        self.layers = self.layers.with_retry(retry);
         self
     }
 
@@ -682,10 +709,18 @@ impl TalkClient {
             Auth::AppKey => None,
         };
         let mut refreshed = false;
-        let mut attempt = 0;
+        // Attempts across both rounds (before and after a refresh), the refused one not counted.
+        let attempts = AtomicU32::new(0);
+        let request = Request { name: call.path, idempotent: call.idempotent };
         loop {
-            attempt += 1;
-            let failure = match self.attempt(call, token.as_ref()).await {
+            let sent = self
+                .layers
+                .call(request, || {
+                    attempts.fetch_add(1, Ordering::Relaxed);
+                    self.attempt(call, token.as_ref())
+                })
+                .await;
+            let failure = match sent {
                 Ok(body) => {
                     return serde_json::from_slice(&body)
                         .map_err(|e| TalkError::Decode { context: call.path.to_owned(), detail: e.to_string() });
@@ -697,7 +732,7 @@ impl TalkClient {
                     let rejected = token.take().unwrap_or_else(|| SecretString::from(String::new()));
                     token = Some(self.tokens.refresh_after_rejection(&rejected).await?);
                     refreshed = true;
-                    attempt -= 1;
+                    attempts.fetch_sub(1, Ordering::Relaxed);
                 }
                 ErrorClass::Unauthorized if call.auth == Auth::AppKey => {
                     return Err(TalkError::Invalid(format!(
@@ -711,21 +746,13 @@ impl TalkClient {
                         reason: format!("the access token was refused after a refresh: {}", failure.reason),
                     });
                 }
-                ErrorClass::Transient
-                    if attempt < self.retry.attempts && (call.idempotent || !failure.maybe_delivered) =>
-                {
-                    let backoff = Backoff { initial: self.retry.initial, max: self.retry.max, ..Backoff::default() };
-                    let delay = backoff.delay(attempt, jitter());
-                    tracing::debug!(path = call.path, attempt, reason = %failure.reason, ?delay, "retrying a Kakao call");
-                    tokio::time::sleep(delay).await;
-                }
                 ErrorClass::Transient => {
                     let reason = if failure.maybe_delivered && !call.idempotent {
                         format!("{}; the message may or may not have been delivered", failure.reason)
                     } else {
                         failure.reason
                     };
-                    return Err(TalkError::Unavailable { reason, attempts: attempt });
+                    return Err(TalkError::Unavailable { reason, attempts: attempts.load(Ordering::Relaxed) });
                 }
                 ErrorClass::ConsentRequired => {
                     let body = failure.body.unwrap_or_default();
@@ -774,6 +801,7 @@ impl TalkClient {
                     body: None,
                     reason: e.to_string(),
                     maybe_delivered: false,
+                    retry_after: None,
                 })?;
             let form = reqwest::multipart::Form::new().part("file", part).text("secure_resource", "true");
             request = request.multipart(form);
@@ -788,15 +816,18 @@ impl TalkClient {
                 body: None,
                 reason: format!("network error: {}", e.without_url()),
                 maybe_delivered,
+                retry_after: None,
             }
         })?;
         let status = response.status().as_u16();
+        let retry_after = clawbridge_http::retry_after(response.headers(), self.layers.clock());
         let body = response.bytes().await.map_err(|e| Failure {
             class: ErrorClass::Transient,
             status,
             body: None,
             reason: format!("reading the response: {}", e.without_url()),
             maybe_delivered: true,
+            retry_after: None,
         })?;
         if (200..300).contains(&status) {
             return Ok(body);
@@ -809,16 +840,8 @@ impl TalkClient {
         };
         // A Kakao error answer means the message did not go out; a bare 5xx from a proxy may not.
         let maybe_delivered = parsed.is_none() && status >= 500 && status != 502 && status != 503;
-        Err(Failure { class, status, body: parsed, reason, maybe_delivered })
+        Err(Failure { class, status, body: parsed, reason, maybe_delivered, retry_after })
     }
-}
-
-fn jitter() -> f64 {
-    let mut bytes = [0u8; 8];
-    if getrandom::fill(&mut bytes).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

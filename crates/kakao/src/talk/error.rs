@@ -3,7 +3,7 @@
 //! Classification is data ([`ErrorClass`]) so the client's retry loop, the CLI's messages and the
 //! outbox's [`SendError`] all agree.
 
-use clawbridge_core::retry::SendError;
+use clawbridge_core::retry::{RetryClass, SendError};
 use serde::Deserialize;
 use std::fmt;
 
@@ -20,6 +20,19 @@ pub enum ErrorClass {
     Quota,
     /// Anything else: retrying cannot help.
     Permanent,
+}
+
+impl ErrorClass {
+    /// The retry layer's view: only transient failures are retried; `-401` goes back to the
+    /// client as auth-expired (it refreshes the token); consent and quota problems cannot pass
+    /// by waiting.
+    pub fn retry_class(self) -> RetryClass {
+        match self {
+            Self::Transient => RetryClass::Transient,
+            Self::Unauthorized => RetryClass::AuthExpired,
+            Self::ConsentRequired | Self::Quota | Self::Permanent => RetryClass::Permanent,
+        }
+    }
 }
 
 /// Which Kakao quota a quota error (or the local guard) refers to.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// Refresh this long before the access token expires.
@@ -29,10 +29,8 @@ const REFRESH_LOCK_TTL: Duration = Duration::from_secs(60);
 /// How long to wait for another process's refresh before giving up.
 const REFRESH_WAIT: Duration = Duration::from_secs(65);
 
-/// The current time in epoch milliseconds.
-pub fn now_ms() -> EpochMs {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+/// The current time in epoch milliseconds (core's one `now_ms`, re-exported for this module's users).
+pub use clawbridge_core::clock::now_ms;
 
 /// The tokens of one logged-in Kakao account. `Debug` never shows the tokens.
 #[derive(Clone)]

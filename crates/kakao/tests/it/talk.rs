@@ -55,9 +55,9 @@ impl Setup {
     }
 
     fn client_with(&self, state: MemoryState) -> TalkClient {
-        TalkClient::from_config(&self.config, "default", self.tokens.clone(), Arc::new(state))
-            .unwrap()
-            .with_retry(RetryPolicy { attempts: 3, initial: Duration::from_millis(5), max: Duration::from_millis(20) })
+        TalkClient::from_config(&self.config, "default", self.tokens.clone(), Arc::new(state)).unwrap().with_retry(
+            RetryPolicy { max_attempts: 3, initial_delay_ms: 5, max_delay_ms: 20, ..RetryPolicy::IN_PROCESS },
+        )
     }
 
     /// Stores a login whose access token expires at `expires_at`.

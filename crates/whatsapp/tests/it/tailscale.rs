@@ -81,8 +81,8 @@ exit 2
         let settings = TailscaleSettings { binary: self.binary(), funnel_port: None };
         let mut options =
             FunnelOptions::new(settings, "0.0.0.0:18790".parse().unwrap(), Some(self.file("funnel.state.pid")));
-        options.backoff.initial = Duration::from_millis(20);
-        options.backoff.max = Duration::from_millis(200);
+        options.backoff.initial_delay_ms = 20;
+        options.backoff.max_delay_ms = 200;
         options
     }
 }

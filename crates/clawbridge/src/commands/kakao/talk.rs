@@ -224,6 +224,8 @@ struct Talk {
     tokens: Arc<dyn TokenStore>,
     state: Arc<dyn TalkState>,
     token_location: String,
+    /// `[retry.http]`.
+    retry: clawbridge_core::retry::RetryPolicy,
 }
 
 impl Talk {
@@ -243,12 +245,19 @@ impl Talk {
                 (Arc::new(DbTokenStore::new(key, store.clone())), format!("the {} store (encrypted)", store.backend()))
             }
         };
-        Ok(Self { login, tokens, state: Arc::new(StoreTalkState::new(store)), token_location })
+        Ok(Self {
+            login,
+            tokens,
+            state: Arc::new(StoreTalkState::new(store)),
+            token_location,
+            retry: config.retry.http,
+        })
     }
 
     fn client(&self, account: &str) -> anyhow::Result<TalkClient> {
         check_account(account)?;
-        Ok(TalkClient::from_config(&self.login, account, self.tokens.clone(), self.state.clone())?)
+        Ok(TalkClient::from_config(&self.login, account, self.tokens.clone(), self.state.clone())?
+            .with_retry(self.retry))
     }
 }
 
