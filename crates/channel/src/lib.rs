@@ -20,6 +20,7 @@ use clawbridge_core::{
     SendError, text::chunk_text,
 };
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -262,6 +263,17 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Live values of a namespace as (key, value, written at), newest first, at most `limit`.
     async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError>;
+
+    /// Counts one request of `key` against `limit` per `window`, for every process on this
+    /// store together (a platform plan's requests per minute across replicas). `Ok(None)`:
+    /// granted; `Ok(Some(wait))`: the window is full and ends in `wait`.
+    ///
+    /// A bridge without a shared store (a test double) grants every request; the caller's
+    /// in-process limit still holds.
+    async fn take_quota(&self, key: &str, limit: u32, window: Duration) -> Result<Option<Duration>, BridgeError> {
+        let _ = (key, limit, window);
+        Ok(None)
+    }
 }
 
 /// The bridge could not do what a channel asked (the store is down): answer the platform with

@@ -5,8 +5,9 @@ use crate::util::now_ms;
 use async_trait::async_trait;
 use clawbridge_channel::{Accepted, Bridge, BridgeError};
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
-use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, SharedStore, StatePut};
+use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, QuotaTake, SharedStore, StatePut};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Wakes the workers when there is new work, so latency does not depend on poll intervals.
@@ -147,5 +148,20 @@ impl Bridge for StoreBridge {
     async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError> {
         let entries = self.store.list_state(namespace, limit, now_ms()).await.map_err(unavailable)?;
         Ok(entries.into_iter().map(|e| (e.key, e.value, e.updated_at)).collect())
+    }
+
+    /// Fixed windows aligned on the epoch, so every replica counts into the same window.
+    async fn take_quota(&self, key: &str, limit: u32, window: Duration) -> Result<Option<Duration>, BridgeError> {
+        let now = now_ms();
+        let window_ms = EpochMs::try_from(window.as_millis()).unwrap_or(EpochMs::MAX).max(1);
+        let start = now - now.rem_euclid(window_ms);
+        let taken =
+            self.store.take_quota(key, start, window_ms, u64::from(limit), 1, now).await.map_err(unavailable)?;
+        Ok(match taken {
+            QuotaTake::Granted { .. } => None,
+            QuotaTake::Refused { window_end, .. } => {
+                Some(Duration::from_millis(u64::try_from(window_end - now).unwrap_or(0).max(1)))
+            }
+        })
     }
 }

@@ -18,7 +18,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{NotUntil, Quota};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -110,7 +110,9 @@ pub struct Limiter {
     /// Waiters take turns in arrival order.
     turn: tokio::sync::Mutex<()>,
     paused_until: Mutex<Option<Instant>>,
-    shared: Option<(String, Arc<dyn SharedQuota>)>,
+    /// The cross-replica count, attached at build time or later (an account gets its store
+    /// when it starts).
+    shared: RwLock<Option<(String, Arc<dyn SharedQuota>)>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -118,7 +120,7 @@ impl std::fmt::Debug for Limiter {
         f.debug_struct("Limiter")
             .field("limit", &self.limit)
             .field("window", &self.window)
-            .field("shared", &self.shared.as_ref().map(|(key, _)| key))
+            .field("shared", &self.shared_quota().map(|(key, _)| key))
             .finish_non_exhaustive()
     }
 }
@@ -147,15 +149,25 @@ impl Limiter {
             gcra: governor::RateLimiter::direct_with_clock(quota, TokioClock::default()),
             turn: tokio::sync::Mutex::new(()),
             paused_until: Mutex::new(None),
-            shared: None,
+            shared: RwLock::new(None),
         }
     }
 
     /// Also counts every request in `quota` under `key`, shared with other replicas.
     #[must_use]
-    pub fn with_shared_quota(mut self, key: impl Into<String>, quota: Arc<dyn SharedQuota>) -> Self {
-        self.shared = Some((key.into(), quota));
+    pub fn with_shared_quota(self, key: impl Into<String>, quota: Arc<dyn SharedQuota>) -> Self {
+        self.share_through(key, quota);
         self
+    }
+
+    /// From now on also counts every request in `quota` under `key` (replacing an earlier one):
+    /// for a limiter built before the store was open.
+    pub fn share_through(&self, key: impl Into<String>, quota: Arc<dyn SharedQuota>) {
+        *self.shared.write().unwrap_or_else(PoisonError::into_inner) = Some((key.into(), quota));
+    }
+
+    fn shared_quota(&self) -> Option<(String, Arc<dyn SharedQuota>)> {
+        self.shared.read().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Waits until a request may start, then counts it.
@@ -171,9 +183,9 @@ impl Limiter {
                 Err(not_until) => tokio::time::sleep(wait_time(&not_until, &self.gcra)).await,
             }
         }
-        let Some((key, quota)) = &self.shared else { return };
+        let Some((key, quota)) = self.shared_quota() else { return };
         loop {
-            match quota.take(key, self.limit, self.window).await {
+            match quota.take(&key, self.limit, self.window).await {
                 Ok(None) => return,
                 Ok(Some(wait)) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
                 Err(e) => {

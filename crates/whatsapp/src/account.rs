@@ -252,6 +252,8 @@ impl Account for WhatsAppAccount {
     }
 
     async fn run(&self, ctx: AccountContext) -> Result<(), ChannelError> {
+        // From now on the plan's requests per minute hold for every replica on this store.
+        self.client.share_rate_limit(Arc::new(crate::limiter::BridgeQuota(ctx.bridge.clone())));
         tracing::info!(
             account = %self.account.id,
             phone_number_id = %mask(&self.account.phone_number_id),

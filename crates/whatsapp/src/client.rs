@@ -48,6 +48,8 @@ pub struct KapsoClient {
     phone_number_id: String,
     api_key: SecretString,
     layers: Layers,
+    /// The key's limiter (also inside `layers`), kept to attach the store's shared count.
+    limiter: Arc<RateLimiter>,
 }
 
 impl std::fmt::Debug for KapsoClient {
@@ -281,7 +283,8 @@ impl KapsoClient {
             meta_base: meta_base.trim_end_matches('/').to_owned(),
             phone_number_id: phone_number_id.to_owned(),
             api_key,
-            layers: Layers::new("whatsapp").with_rate_limit(limiter, MAX_LIMITER_WAIT).with_trace(),
+            layers: Layers::new("whatsapp").with_rate_limit(limiter.clone(), MAX_LIMITER_WAIT).with_trace(),
+            limiter,
         })
     }
 
@@ -291,6 +294,12 @@ impl KapsoClient {
     pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.layers = self.layers.with_retry(policy);
         self
+    }
+
+    /// Counts this key's requests in `quota` too (the store, when the account starts), so that
+    /// every replica on the store keeps to the key's plan together.
+    pub fn share_rate_limit(&self, quota: Arc<dyn SharedQuota>) {
+        self.limiter.share_through(crate::limiter::quota_key(self.api_key.expose_secret()), quota);
     }
 
     /// The phone number id this client sends from.

@@ -122,3 +122,33 @@ async fn two_replicas_answer_every_message_once_and_in_order() {
     b.shutdown().await;
     schema.drop_it().await;
 }
+
+/// A platform plan's requests per minute hold for the replicas together: two bridges (two
+/// processes' worth of state) on one PostgreSQL database count into the same window, and the
+/// Kapso limiter waits on that shared count.
+#[tokio::test]
+async fn the_request_quota_is_shared_by_every_replica_on_the_store() {
+    use clawbridge::bridge::{StoreBridge, Wakers};
+    use clawbridge_channel::Bridge;
+    use std::sync::Arc;
+    let Some(schema) = Schema::create().await else { return };
+    let store = clawbridge_store::open(&schema.url()).await.unwrap();
+    let replica = |name: &str| -> Arc<dyn Bridge> {
+        Arc::new(StoreBridge::new(store.clone(), Arc::new(Wakers::default()), name.to_owned()))
+    };
+    let (a, b) = (replica("replica-a"), replica("replica-b"));
+    let window = Duration::from_secs(3600);
+    assert_eq!(a.take_quota("kapso:k1", 3, window).await.unwrap(), None);
+    assert_eq!(b.take_quota("kapso:k1", 3, window).await.unwrap(), None);
+    assert_eq!(a.take_quota("kapso:k1", 3, window).await.unwrap(), None);
+    let wait = b.take_quota("kapso:k1", 3, window).await.unwrap().expect("the fourth request of the window waits");
+    assert!(wait > Duration::ZERO && wait <= window, "{wait:?}");
+    assert_eq!(a.take_quota("kapso:other", 3, window).await.unwrap(), None, "keys are counted apart");
+
+    // The limiter of a key (same limit and window) asks the shared count: with the window full
+    // it does not let a request go, although its own in-process budget has room.
+    let limiter = clawbridge_http::Limiter::with_window(3, window);
+    limiter.share_through("kapso:k1", Arc::new(clawbridge_whatsapp::limiter::BridgeQuota(a)));
+    assert!(tokio::time::timeout(Duration::from_millis(300), limiter.acquire()).await.is_err());
+    schema.drop_it().await;
+}
