@@ -1,6 +1,7 @@
 //! [`KakaoChatbot`]: the connector, with one [`BotAccount`] per configured bot. It serves the
 //! skill and channel-webhook routes for every bot and renders answers as SkillResponse pages.
 
+use super::CHANNEL;
 use super::account::BotAccount;
 use super::bot::{Bot, Shared};
 use super::config::ChatbotConfig;
@@ -14,9 +15,6 @@ use axum::routing::post;
 use clawbridge_channel::{Account, Capabilities, Connector, RouteContext};
 use clawbridge_core::{AccountId, ChannelId, InboundMessage, MediaKind, OutboundMessage};
 use std::sync::Arc;
-
-/// The channel id.
-pub const CHANNEL: &str = "kakao";
 
 /// The KakaoTalk chatbot channel (`kakao`).
 pub struct KakaoChatbot {

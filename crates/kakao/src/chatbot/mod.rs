@@ -52,13 +52,16 @@ mod webhook;
 
 pub use account::BotAccount;
 pub use config::{BotSettings, ChatbotConfig};
-pub use connector::{CHANNEL, KakaoChatbot};
+pub use connector::KakaoChatbot;
 pub use delivery::CALLBACK_WINDOW_MS;
 pub use event_api::{EventApi, EventApiError, UserType};
 pub use extra::{KakaoReply, KakaoTurn};
 pub use response::SkillResponse;
 
 use clawbridge_core::EpochMs;
+
+/// The channel id.
+pub const CHANNEL: &str = "kakao";
 
 /// Store namespaces of the chatbot that operators see (`clawbridge status`, `clawbridge kakao push`).
 /// Their value types are in [`status`].

@@ -3,10 +3,10 @@
 //! utterance and waits at the rendezvous until the sync deadline; then it answers inline, with
 //! `useCallback:true`, or with "still working".
 
+use super::CHANNEL;
 use super::auth::{by_bot_id, by_secret};
 use super::bot::{Bot, Shared};
 use super::config::{MAX_SYNC_DEADLINE, host_allowed, host_of, is_loopback};
-use super::connector::CHANNEL;
 use super::delivery::{add_quick_reply, stash, store_more, take_own, take_pending, with_pending_first};
 use super::extra::KakaoTurn;
 use super::media::download_images;
