@@ -58,18 +58,19 @@ async fn follow_up(bot: &Bot, bridge: &dyn Bridge, out: &Outgoing, key: &str) {
             }
             _ => Ok(()),
         },
-        (AfterOffer::KeptForNextTurn, Some(kept)) => {
-            // A newer turn of the user waiting here shows it now; else the next utterance does.
-            if bot.turns.has_waiting(&out.peer)
-                && let Ok(Some(kept)) = space.take(bridge, key).await
-            {
-                next_turn::keep(bot, bridge, out, kept.pages).await.map(drop)
-            } else {
-                if let Some(first) = kept.pages.first() {
-                    next_turn::kept(bot, bridge, out, first).await;
-                }
-                Ok(())
+        // A newer turn of the user waiting here shows it now.
+        (AfterOffer::KeptForNextTurn, Some(_)) if bot.turns.has_waiting(&out.peer) => {
+            match space.take(bridge, key).await {
+                Ok(Some(kept)) => next_turn::keep(bot, bridge, out, kept.pages).await.map(drop),
+                _ => Ok(()),
             }
+        }
+        // Else the next utterance does.
+        (AfterOffer::KeptForNextTurn, Some(kept)) => {
+            if let Some(first) = kept.pages.first() {
+                next_turn::kept(bot, bridge, out, first).await;
+            }
+            Ok(())
         }
         _ => Ok(()),
     };
