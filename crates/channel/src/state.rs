@@ -121,6 +121,9 @@ impl<V: Serialize + DeserializeOwned> StateSpace<V> {
     fn decode(&self, key: &str, raw: &str) -> Option<V> {
         match serde_json::from_str(raw) {
             Ok(value) => Some(value),
+            // Values written as plain text before this namespace had a type read as a JSON
+            // string, so a `StateSpace<String>` keeps them across an upgrade.
+            Err(_) if let Ok(value) = serde_json::from_value(serde_json::Value::String(raw.to_owned())) => Some(value),
             Err(e) => {
                 tracing::warn!(namespace = %self.namespace, key, error = %e, "stored channel state does not decode; ignored");
                 None

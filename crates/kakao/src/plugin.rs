@@ -15,7 +15,7 @@ pub struct KakaoPlugin;
 
 impl ChannelPlugin for KakaoPlugin {
     fn id(&self) -> &'static str {
-        crate::chatbot::account::CHANNEL
+        crate::chatbot::CHANNEL
     }
 
     fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {

@@ -1,13 +1,16 @@
 //! `clawbridge status`: queue depths and dead letters from the store, gateway state from the
 //! running daemon's `/readyz`.
 
+use crate::bridge::StoreBridge;
 use crate::config::Config;
 use crate::util::format_epoch_ms;
 use clawbridge_core::ids::mask_lane;
+use clawbridge_kakao::chatbot::status::KakaoStatus;
 use clawbridge_store::redact_url;
 use serde_json::{Value, json};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Prints the status; exit code 0 even when there are dead letters (they are information).
@@ -80,7 +83,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             }
         }
     }
-    print_kakao_chatbot(&kakao);
+    print_kakao_chatbot(kakao.as_ref());
     if dead.is_empty() {
         println!("dead letters: none");
     } else {
@@ -117,74 +120,43 @@ async fn daemon_readiness(listen: SocketAddr) -> Value {
     }
 }
 
-/// The KakaoTalk chatbot's channel events, callback outcomes and pushes (`Null` when the chatbot
-/// is neither configured nor has left any record).
-async fn kakao_chatbot(store: &clawbridge_store::SharedStore, config: &Config) -> anyhow::Result<Value> {
-    use clawbridge_kakao::chatbot::ns;
-    let now = crate::util::now_ms();
-    let users = store.list_state(ns::CHANNEL_USERS, 100_000, now).await?;
-    let events = store.list_state(ns::CHANNEL_EVENTS, 5, now).await?;
-    let callbacks = store.list_state(ns::CALLBACKS, 1_000, now).await?;
-    let pushes = store.list_state(ns::PUSH_TASKS, 5, now).await?;
-    if config.kakao().chatbot.is_none() && users.is_empty() && callbacks.is_empty() && pushes.is_empty() {
-        return Ok(Value::Null);
-    }
-    let parse = |v: &str| serde_json::from_str::<Value>(v).unwrap_or(Value::Null);
-    let count = |event: &str| users.iter().filter(|e| parse(&e.value)["event"] == event).count();
-    let mut by_status = serde_json::Map::new();
-    for entry in &callbacks {
-        let status = parse(&entry.value)["status"].as_str().unwrap_or("?").to_owned();
-        let n = by_status.get(&status).and_then(Value::as_u64).unwrap_or(0) + 1;
-        by_status.insert(status, json!(n));
-    }
-    let last_failure = callbacks.iter().map(|e| parse(&e.value)).find(|v| v["status"] != "SUCCESS");
-    Ok(json!({
-        "channel_users": {"added": count("added"), "blocked": count("blocked")},
-        "recent_channel_events": events.iter().map(|e| parse(&e.value)).collect::<Vec<_>>(),
-        "callbacks_last_week": by_status,
-        "last_callback_failure": last_failure,
-        "recent_pushes": pushes.iter().map(|e| { let mut v = parse(&e.value); v["task_id"] = json!(e.key); v }).collect::<Vec<_>>(),
-    }))
+/// The KakaoTalk chatbot's channel events, callback outcomes and pushes (`None` when the chatbot
+/// is neither configured nor has left any record). The Kakao crate reads its own records.
+async fn kakao_chatbot(store: &clawbridge_store::SharedStore, config: &Config) -> anyhow::Result<Option<KakaoStatus>> {
+    let bridge = StoreBridge::new(store.clone(), Arc::default(), "clawbridge-status".to_owned());
+    let summary = clawbridge_kakao::chatbot::status::summary(&bridge).await?;
+    Ok((config.kakao().chatbot.is_some() || summary.has_records()).then_some(summary))
 }
 
-fn print_kakao_chatbot(report: &Value) {
-    if report.is_null() {
-        return;
-    }
-    let users = &report["channel_users"];
-    println!("kakao:   channel friends added {}, blocked {} (channel webhook)", users["added"], users["blocked"]);
-    for event in report["recent_channel_events"].as_array().into_iter().flatten() {
+fn print_kakao_chatbot(report: Option<&KakaoStatus>) {
+    let Some(report) = report else { return };
+    let users = report.channel_users;
+    println!("kakao:   channel friends added {}, blocked {} (channel webhook)", users.added, users.blocked);
+    for event in &report.recent_channel_events {
         println!(
             "  channel event {} {} at {}",
-            event["event"].as_str().unwrap_or("?"),
-            event["id"].as_str().unwrap_or("?"),
-            event["received_at"].as_i64().map(format_epoch_ms).unwrap_or_default()
+            event.event.as_deref().unwrap_or("?"),
+            event.id.as_deref().unwrap_or("?"),
+            event.received_at.map(format_epoch_ms).unwrap_or_default()
         );
     }
-    let callbacks = report["callbacks_last_week"].as_object().filter(|m| !m.is_empty());
-    match callbacks {
-        None => println!("  callbacks: none recorded"),
-        Some(map) => {
-            let parts: Vec<String> = map.iter().map(|(status, n)| format!("{n} {status}")).collect();
-            println!("  callbacks (last week): {}", parts.join(", "));
-        }
+    if report.callbacks_last_week.is_empty() {
+        println!("  callbacks: none recorded");
+    } else {
+        let parts: Vec<String> = report.callbacks_last_week.iter().map(|(status, n)| format!("{n} {status}")).collect();
+        println!("  callbacks (last week): {}", parts.join(", "));
     }
-    if let Some(failure) = report["last_callback_failure"].as_object() {
-        println!(
-            "  last callback failure: {} {} at {}",
-            failure.get("status").and_then(Value::as_str).unwrap_or("?"),
-            failure.get("message").and_then(Value::as_str).unwrap_or(""),
-            failure.get("at").and_then(Value::as_i64).map(format_epoch_ms).unwrap_or_default()
-        );
+    if let Some(failure) = &report.last_callback_failure {
+        println!("  last callback failure: {} {} at {}", failure.status, failure.message, format_epoch_ms(failure.at));
     }
-    for push in report["recent_pushes"].as_array().into_iter().flatten() {
+    for push in &report.recent_pushes {
         println!(
             "  push {} event {} to {} user(s): {} at {}",
-            push["task_id"].as_str().unwrap_or("?"),
-            push["event"].as_str().unwrap_or("?"),
-            push["users"],
-            push["status"].as_str().unwrap_or("?"),
-            push["at"].as_i64().map(format_epoch_ms).unwrap_or_default()
+            push.task_id,
+            push.task.event,
+            push.task.users,
+            push.task.status,
+            format_epoch_ms(push.task.at)
         );
     }
 }

@@ -1,9 +1,11 @@
 //! `POST /kakao/channel-webhook`: a user added or blocked the KakaoTalk Channel
 //! (reference/kakao.md §5.6). No chat content arrives here.
 
-use super::account::{Common, now_ms, secret_matches};
-use super::ns;
+use super::auth::secret_matches;
+use super::bot::Shared;
+use super::now_ms;
 use super::payload::ChannelEvent;
+use super::state::{CHANNEL_EVENTS, CHANNEL_EVENTS_TTL, CHANNEL_USERS, ChannelEventRecord, ChannelUser, WEBHOOK_SEEN};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -11,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use clawbridge_channel::Bridge;
 use clawbridge_core::ids::mask;
 use secrecy::ExposeSecret;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,20 +21,9 @@ pub(super) const WEBHOOK_BODY_LIMIT: usize = 64 * 1024;
 /// The channel webhook must answer within 3 s; store work gets this long.
 const WEBHOOK_BUDGET: Duration = Duration::from_millis(2_500);
 
-/// Whether the channel webhook last reported this user as having blocked the channel.
-pub(super) async fn is_blocked(bridge: &dyn Bridge, id_type: &str, id: &str) -> bool {
-    match bridge.state_get(ns::CHANNEL_USERS, &format!("{id_type}:{id}")).await {
-        Ok(Some(value)) => serde_json::from_str::<Value>(&value)
-            .ok()
-            .and_then(|v| v["event"].as_str().map(|e| e == "blocked"))
-            .unwrap_or(false),
-        _ => false,
-    }
-}
-
 /// `POST /kakao/channel-webhook`: `added`/`blocked`.
-pub(super) async fn channel_webhook(State(common): State<Arc<Common>>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(admin_key) = common.config.admin_key.as_ref() else {
+pub(super) async fn channel_webhook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(admin_key) = shared.config.admin_key.as_ref() else {
         tracing::warn!("channel webhook called but KAKAO_ADMIN_KEY is not set");
         return (StatusCode::UNAUTHORIZED, "KAKAO_ADMIN_KEY is not configured").into_response();
     };
@@ -49,7 +39,7 @@ pub(super) async fn channel_webhook(State(common): State<Arc<Common>>, headers: 
     if event.id.is_empty() || event.event.is_empty() {
         return (StatusCode::BAD_REQUEST, "channel webhook body without event or id").into_response();
     }
-    let Some(bridge) = common.bridge.get().cloned() else {
+    let Some(bridge) = shared.bridge() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
     };
     let resource = headers.get("x-kakao-resource-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
@@ -72,8 +62,9 @@ async fn record_channel_event(
     resource: Option<&str>,
     body: &[u8],
 ) -> Result<bool, String> {
+    let store = |e: clawbridge_channel::BridgeError| e.0;
     if let Some(rid) = resource
-        && bridge.state_get("kakao.channel-webhook-seen", rid).await.map_err(|e| e.0)?.is_some()
+        && WEBHOOK_SEEN.get(bridge, rid).await.map_err(store)?.is_some()
     {
         metrics::counter!("clawbridge_kakao_channel_events_total", "event" => "duplicate").increment(1);
         return Ok(false);
@@ -81,35 +72,30 @@ async fn record_channel_event(
     let now = now_ms();
     let user_key = format!("{}:{}", event.id_type, event.id);
     let updated_at = event.updated_at.as_ref().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
-    let state = json!({"event": event.event, "updated_at": updated_at, "channel_public_id": event.channel_public_id,
-        "received_at": now});
-    // An older event delivered late must not overwrite a newer one.
-    let newer_exists = match bridge.state_get(ns::CHANNEL_USERS, &user_key).await.map_err(|e| e.0)? {
-        Some(old) => serde_json::from_str::<Value>(&old)
-            .ok()
-            .and_then(|o| o["updated_at"].as_str().map(str::to_owned))
-            .zip(updated_at.clone())
-            .is_some_and(|(old, new)| old > new),
-        None => false,
+    let user = ChannelUser {
+        event: event.event.clone(),
+        updated_at: updated_at.clone(),
+        channel_public_id: event.channel_public_id.clone(),
+        received_at: now,
     };
+    // An older event delivered late must not overwrite a newer one.
+    let newer_exists = CHANNEL_USERS
+        .get(bridge, &user_key)
+        .await
+        .map_err(store)?
+        .and_then(|old| old.updated_at)
+        .zip(updated_at)
+        .is_some_and(|(old, new)| old > new);
     if !newer_exists {
-        bridge.state_put(ns::CHANNEL_USERS, &user_key, &state.to_string(), None, false).await.map_err(|e| e.0)?;
+        CHANNEL_USERS.put(bridge, &user_key, &user, None).await.map_err(store)?;
     }
     let log_key = format!("{now:013}-{}", resource.unwrap_or("-"));
-    let mut logged: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    if let Some(obj) = logged.as_object_mut() {
-        obj.insert("id".to_owned(), Value::String(mask(&event.id)));
-        obj.insert("received_at".to_owned(), json!(now));
-    }
-    bridge
-        .state_put(ns::CHANNEL_EVENTS, &log_key, &logged.to_string(), Some(30 * 24 * 3_600_000), false)
-        .await
-        .map_err(|e| e.0)?;
+    let mut logged: ChannelEventRecord = serde_json::from_slice(body).unwrap_or_default();
+    logged.id = Some(mask(&event.id));
+    logged.received_at = Some(now);
+    CHANNEL_EVENTS.put(bridge, &log_key, &logged, Some(CHANNEL_EVENTS_TTL)).await.map_err(store)?;
     if let Some(rid) = resource {
-        bridge
-            .state_put("kakao.channel-webhook-seen", rid, "1", Some(30 * 24 * 3_600_000), false)
-            .await
-            .map_err(|e| e.0)?;
+        WEBHOOK_SEEN.put(bridge, rid, &1, Some(CHANNEL_EVENTS_TTL)).await.map_err(store)?;
     }
     let kind =
         if event.event == "added" || event.event == "blocked" { event.event.clone() } else { "other".to_owned() };

@@ -2,8 +2,8 @@
 
 use crate::support::{BOT_ID, Harness, echo_script, payload, quick_labels, texts};
 use clawbridge_core::IdempotencyKey;
-use clawbridge_kakao::chatbot::SkillResponse;
 use clawbridge_kakao::chatbot::ns;
+use clawbridge_kakao::chatbot::{KakaoReply, KakaoTurn, SkillResponse};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -53,8 +53,9 @@ async fn a_fast_answer_is_returned_inline_with_the_session_peer() {
     let inbox = h.bridge.inbox();
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].peer.as_str(), "pf-u1", "the plusfriendUserKey is the peer (session key)");
-    assert_eq!(inbox[0].extra.to_value()["kakao"]["botUserKey"], "bot-u1");
-    assert_eq!(inbox[0].extra.to_value()["kakao"]["isFriend"], true);
+    let turn = KakaoTurn::of(&inbox[0]);
+    assert_eq!(turn.bot_user_key.as_deref(), Some("bot-u1"));
+    assert_eq!(turn.is_friend, Some(true));
 }
 
 #[tokio::test]
@@ -210,7 +211,7 @@ async fn a_long_answer_continues_behind_more() {
     let answer = echo_script()("LONG:4000").0;
     assert_eq!(answer.chars().count(), 4000);
     assert_eq!(squash(&shown.iter().chain(&rest).cloned().collect::<String>()), squash(&answer));
-    let pages = h.sent.lock().unwrap()[0].0.extra.to_value()["kakao"]["pages"].as_array().unwrap().len();
+    let pages = KakaoReply::of(&h.sent.lock().unwrap()[0].0).pages.len();
     assert_eq!(pages, 2);
     assert_eq!(h.runs(), 1, "더 보기 is answered from session state, not by the agent");
 }
@@ -294,6 +295,18 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
         let out = replica.render_reply(&msg, "네, 재고 있어요.").remove(0);
         replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap()
     };
+    let answered = std::sync::atomic::AtomicBool::new(false);
+    let request = async {
+        let response = request.await;
+        answered.store(true, std::sync::atomic::Ordering::SeqCst);
+        response
+    };
+    let deliver = async {
+        let receipt = deliver.await;
+        // The replica's send does not wait for this process's handler (its deadline is 2 s away).
+        assert!(!answered.load(std::sync::atomic::Ordering::SeqCst), "send returned before the handler answered");
+        receipt
+    };
     let ((status, body), receipt) = tokio::join!(request, deliver);
     assert_eq!(status, 200);
     assert_eq!(texts(&body), vec!["네, 재고 있어요."]);
@@ -341,4 +354,88 @@ async fn a_late_answer_is_announced_through_the_event_api_when_configured() {
     // The answer is still shown on the next message.
     let (_, next) = h.skill(&payload("u1", "답변 보기", None), &[]).await;
     assert_eq!(texts(&next), vec!["ECHO SLOW:1200 환불 규정"]);
+}
+
+/// An answer offered for another replica's handler is in the store when `send` returns: if that
+/// handler is gone (its process crashed), the user gets the answer with the next message, once.
+#[tokio::test]
+async fn an_offered_answer_outlives_a_handler_that_is_gone() {
+    let h = Harness::start(&[], echo_script()).await;
+    let (replica, replica_account) = h.replica();
+    let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u7", "rid:gone", "q");
+    msg.extra = KakaoTurn { received_at: Some(chrono_now()), ..KakaoTurn::default() }.to_channel_data();
+    use clawbridge_channel::Connector as _;
+    let out = replica.render_reply(&msg, "살아남은 답변").remove(0);
+    let receipt = replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
+    assert!(receipt.platform_message_id.unwrap().starts_with("inline:"), "offered to the turn's handler");
+    let kept = h.bridge.namespace("kakao.pending/default/pf-u7");
+    assert_eq!(kept.len(), 1, "kept durably before send returned: {kept:?}");
+
+    let (_, next) = h.skill(&payload("u7", "답변 보기", None), &[]).await;
+    assert_eq!(texts(&next), vec!["살아남은 답변"]);
+    let (_, again) = h.skill(&payload("u7", "답변 보기", None), &[]).await;
+    assert_ne!(texts(&again), vec!["살아남은 답변"], "shown once");
+    assert_eq!(h.runs(), 0);
+}
+
+/// An offered answer that the handler missed (it promised the callback first) is POSTed to the
+/// turn's callback once the handler's deadline has passed.
+#[tokio::test]
+async fn an_offer_the_handler_missed_goes_to_its_callback() {
+    let h = Harness::start(&[], echo_script()).await;
+    let (replica, replica_account) = h.replica();
+    let callback = h.kakao.callback_url(&h.kakao_base);
+    // The handler (deadline 0.8 s) already answered useCallback, as another process records it.
+    let received_at = chrono_now() - 500;
+    let turn = json!({"url": callback, "received_at": received_at});
+    use clawbridge_channel::Bridge as _;
+    h.bridge.state_put("kakao.turn/default", "rid:missed", &turn.to_string(), None, false).await.unwrap();
+    let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u8", "rid:missed", "q");
+    msg.extra = KakaoTurn { received_at: Some(received_at), ..KakaoTurn::default() }.to_channel_data();
+    use clawbridge_channel::Connector as _;
+    let out = replica.render_reply(&msg, "콜백으로 간 답변").remove(0);
+    let receipt = replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
+    assert!(receipt.platform_message_id.unwrap().starts_with("inline:"));
+
+    let hits = h.kakao.wait_hits(1).await;
+    assert!(hits[0].accepted);
+    assert_eq!(texts(&hits[0].body), vec!["콜백으로 간 답변"]);
+    // The outcome is recorded after Kakao's answer to the POST.
+    let recorded = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let recorded = h.bridge.namespace(ns::CALLBACKS);
+            if !recorded.is_empty() {
+                return recorded;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the callback outcome is recorded");
+    assert!(recorded[0].1.contains("SUCCESS"), "{recorded:?}");
+    assert!(h.bridge.namespace("kakao.pending/default/pf-u8").is_empty(), "not also kept for the next turn");
+}
+
+/// An offered answer nobody took is announced through the Event API once the handler's deadline
+/// has passed, and still shown on the next message.
+#[tokio::test]
+async fn an_offer_nobody_took_is_announced() {
+    let h = Harness::start(&[("KAKAO_LATE_ANSWER_EVENT", "late_answer")], echo_script()).await;
+    let (replica, replica_account) = h.replica();
+    let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u6", "rid:nobody", "q");
+    msg.extra = KakaoTurn {
+        received_at: Some(chrono_now() - 500),
+        bot_user_key: Some("bot-u6".to_owned()),
+        ..KakaoTurn::default()
+    }
+    .to_channel_data();
+    use clawbridge_channel::Connector as _;
+    let out = replica.render_reply(&msg, "알림 받은 답변").remove(0);
+    replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
+
+    let pushes = h.kakao.wait_pushes(1).await;
+    assert_eq!(pushes[0].1["event"]["data"]["text"], "알림 받은 답변");
+    assert_eq!(pushes[0].1["user"], json!([{"type": "botUserKey", "id": "bot-u6"}]));
+    let (_, next) = h.skill(&payload("u6", "답변 보기", None), &[]).await;
+    assert_eq!(texts(&next), vec!["알림 받은 답변"]);
 }

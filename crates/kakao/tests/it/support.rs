@@ -217,6 +217,24 @@ impl FakeKakao {
     }
 }
 
+impl FakeKakao {
+    /// Waits for `n` Event API pushes.
+    pub async fn wait_pushes(&self, n: usize) -> Vec<(HeaderMap, Value)> {
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                let notified = self.signal.notified();
+                let pushes = self.pushes.lock().unwrap().clone();
+                if pushes.len() >= n {
+                    return pushes;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .expect("the push arrived")
+    }
+}
+
 async fn callback(
     State(kakao): State<Arc<FakeKakao>>,
     Path((_bot, token)): Path<(String, String)>,

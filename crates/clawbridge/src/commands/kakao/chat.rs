@@ -1,13 +1,16 @@
 //! `clawbridge kakao push`: bot-initiated messages through the Kakao Event API
 //! (reference/kakao.md §5.4). Users who blocked the channel (channel webhook) are skipped.
 
+use crate::bridge::StoreBridge;
 use crate::config::Config;
 use crate::util::now_ms;
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use clawbridge_kakao::chatbot::{EventApi, UserType, ns};
-use serde_json::{Map, Value, json};
+use clawbridge_kakao::chatbot::status::{self, PushTask};
+use clawbridge_kakao::chatbot::{EventApi, UserType};
+use serde_json::{Map, Value};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Chatbot channel commands.
@@ -94,17 +97,14 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
     let params = pairs(&args.params, "--param")?;
 
     let store = clawbridge_store::open(&config.bridge.database_url).await?;
+    let bridge = StoreBridge::new(store, Arc::default(), "clawbridge-kakao-push".to_owned());
     // Users who blocked the channel get nothing. The channel webhook names users by app user id
     // (or an open id that cannot be matched), so only appUserId pushes can be checked.
     let mut users = Vec::new();
     let mut skipped = 0;
     for user in &args.users {
-        let blocked = args.user_type == UserType::AppUserId
-            && store
-                .get_state(ns::CHANNEL_USERS, &format!("app_user_id:{user}"), now_ms())
-                .await?
-                .and_then(|v| serde_json::from_str::<Value>(&v).ok())
-                .is_some_and(|v| v["event"] == "blocked");
+        let blocked =
+            args.user_type == UserType::AppUserId && status::user_blocked(&bridge, "app_user_id", user).await?;
         if blocked {
             println!("skipped {user}: blocked the channel");
             skipped += 1;
@@ -132,15 +132,15 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
         );
         ok &= outcome.status == "SUCCESS";
         if let Some(id) = &outcome.task_id {
-            let record = json!({"account": bot.account, "event": args.event, "users": outcome.users,
-                "status": outcome.status, "at": now_ms(), "source": "cli"});
-            let entry = clawbridge_store::StatePut {
-                namespace: ns::PUSH_TASKS,
-                key: id,
-                value: &record.to_string(),
-                expires_at: Some(now_ms() + 30 * 24 * 3_600_000),
+            let task = PushTask {
+                account: bot.account.clone(),
+                event: args.event.clone(),
+                users: outcome.users,
+                status: outcome.status.clone(),
+                at: now_ms(),
+                source: "cli".to_owned(),
             };
-            store.put_state(&entry, false, now_ms()).await?;
+            status::record_push_task(&bridge, id, &task).await?;
             tasks.push(id.clone());
         }
     }

@@ -218,7 +218,7 @@ pub fn daemon_main(binary: &str) -> ExitCode {
         config.update_whatsapp(|whatsapp| whatsapp.allow_unsigned_webhooks = true);
     }
     // WhatsApp only, like the Go bridge (Kakao stays with `clawbridge serve`).
-    config.set_channel(clawbridge_kakao::chatbot::account::CHANNEL, None);
+    config.set_channel(clawbridge_kakao::chatbot::CHANNEL, None);
     init_logging(config.bridge.log_format);
     warn_ignored(&env);
     crate::cli::block_on(crate::commands::serve::run(config))

@@ -1,0 +1,82 @@
+//! What the parts of the chatbot share: the connector's [`Shared`] settings and, per bot, its
+//! [`Bot`] (settings, the turns it holds in this process, its store namespaces).
+
+use super::config::{BotSettings, ChatbotConfig};
+use super::rendezvous::Turns;
+use super::state::BotSpaces;
+use clawbridge_channel::Bridge;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// A callback POST or an image download gives up after this long.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every bot of the connector shares.
+pub(super) struct Shared {
+    pub(super) config: ChatbotConfig,
+    /// For callback POSTs and image downloads (no redirects).
+    pub(super) http: reqwest::Client,
+    bridge: OnceLock<Arc<dyn Bridge>>,
+}
+
+impl Shared {
+    pub(super) fn new(config: &ChatbotConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(HTTP_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("cannot build the Kakao HTTP client: {e}"))?;
+        Ok(Self { config: config.clone(), http, bridge: OnceLock::new() })
+    }
+
+    /// Set once, when the connector's routes are built.
+    pub(super) fn set_bridge(&self, bridge: Arc<dyn Bridge>) {
+        let _ = self.bridge.set(bridge);
+    }
+
+    /// The bridge, once the routes are served.
+    pub(super) fn bridge(&self) -> Option<Arc<dyn Bridge>> {
+        self.bridge.get().cloned()
+    }
+}
+
+/// One Kakao bot.
+pub(super) struct Bot {
+    pub(super) settings: BotSettings,
+    pub(super) shared: Arc<Shared>,
+    /// The turns whose handlers run in this process.
+    pub(super) turns: Turns,
+    pub(super) spaces: BotSpaces,
+    seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Bot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bot").field("account", &self.settings.account).finish_non_exhaustive()
+    }
+}
+
+impl AsRef<BotSettings> for Bot {
+    fn as_ref(&self) -> &BotSettings {
+        &self.settings
+    }
+}
+
+impl Bot {
+    pub(super) fn new(settings: BotSettings, shared: Arc<Shared>) -> Self {
+        let spaces = BotSpaces::new(&settings.account);
+        Self { settings, shared, turns: Turns::default(), spaces, seq: AtomicU64::new(1) }
+    }
+
+    /// The bridge, or why there is none yet.
+    pub(super) fn bridge(&self) -> Result<Arc<dyn Bridge>, String> {
+        self.shared.bridge().ok_or_else(|| "the Kakao account is not started yet".to_owned())
+    }
+
+    /// A number unique in this process (orders two answers kept in the same millisecond).
+    pub(super) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+}
