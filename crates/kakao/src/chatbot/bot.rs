@@ -15,8 +15,11 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// What every bot of the connector shares.
 pub(super) struct Shared {
     pub(super) config: ChatbotConfig,
-    /// For callback POSTs and image downloads (no redirects).
+    /// For callback POSTs (no redirects).
     pub(super) http: reqwest::Client,
+    /// The secure-image plugin's pictures: https (http upgraded), `imageHosts` at every
+    /// redirect, `mediaMaxMb`.
+    pub(super) images: clawbridge_http::Downloader,
     bridge: OnceLock<Arc<dyn Bridge>>,
 }
 
@@ -28,7 +31,12 @@ impl Shared {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the Kakao HTTP client: {e}"))?;
-        Ok(Self { config: config.clone(), http, bridge: OnceLock::new() })
+        let policy = clawbridge_http::DownloadPolicy {
+            upgrade_http: true,
+            ..clawbridge_http::DownloadPolicy::new(config.image_hosts.clone(), config.media_max_bytes)
+        };
+        let images = clawbridge_http::Downloader::new(policy, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+        Ok(Self { config: config.clone(), http, images, bridge: OnceLock::new() })
     }
 
     /// Set once, when the connector's routes are built.

@@ -78,6 +78,5 @@ pub mod ns {
 
 /// Wall-clock time in epoch milliseconds: the chatbot's only clock.
 fn now_ms() -> EpochMs {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    clawbridge_core::clock::now_ms()
 }

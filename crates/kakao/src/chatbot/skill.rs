@@ -185,7 +185,7 @@ async fn prepare(
         }
     };
 
-    let media = download_images(&bot.shared.http, &bot.shared.config, payload, deadline).await;
+    let media = download_images(&bot.shared.images, payload, deadline).await;
     let mut text = utterance.to_owned();
     let params = payload.plain_params();
     if !params.is_empty() {
