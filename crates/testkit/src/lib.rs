@@ -29,6 +29,7 @@
 
 pub mod channel;
 pub mod fake_gateway;
+pub mod fake_kakao;
 pub mod gateway;
 pub mod install;
 pub mod stub;

@@ -1,10 +1,7 @@
 //! `clawbridge kakao …` (Kakao Login and the Talk Message API) as a user runs it: the real
 //! binary as a child process against a fake kauth/kapi, with a test client playing the browser.
 
-#[path = "../../../kakao/tests/it/fake_kakao.rs"]
-mod fake_kakao;
-
-use fake_kakao::{CLIENT_ID, FakeKakao, USER_ID};
+use clawbridge_testkit::fake_kakao::{CLIENT_ID, FakeKakao, USER_ID};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

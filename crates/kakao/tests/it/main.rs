@@ -3,6 +3,5 @@
 mod chatbot_event_api;
 mod chatbot_skill;
 mod chatbot_webhook;
-mod fake_kakao;
 mod support;
 mod talk;

@@ -1,6 +1,5 @@
 //! The Talk Message API client and Kakao Login against the fake kauth/kapi.
 
-use crate::fake_kakao::{CLIENT_ID, FakeKakao, NICKNAME, USER_ID};
 use clawbridge_kakao::talk::error::QuotaKind;
 use clawbridge_kakao::talk::models::FriendUuid;
 use clawbridge_kakao::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, TokenResponse};
@@ -10,6 +9,7 @@ use clawbridge_kakao::talk::{
     CustomTemplate, LoginConfig, MemoryState, MemoryTokenStore, MessageContent, OAuthToken, QuotaLimits, RetryPolicy,
     TalkClient, TalkError, Template, TokenStore,
 };
+use clawbridge_testkit::fake_kakao::{CLIENT_ID, FakeKakao, NICKNAME, USER_ID};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use std::collections::HashMap;

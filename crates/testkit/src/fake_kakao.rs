@@ -4,9 +4,7 @@
 //! request, and can be told to fail: scripted answers per path (-401, -402, quota codes, 5xx),
 //! per-receiver failures, refresh-token rotation, a slow token endpoint.
 //!
-//! Shared with the binary's tests through `#[path]`, so it depends only on what both have.
-
-#![allow(dead_code)]
+//! One fake for the Kakao crate's tests and the binary's end-to-end tests.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -28,19 +26,28 @@ pub const NICKNAME: &str = "Tester";
 /// One request as the fake saw it.
 #[derive(Clone, Debug)]
 pub struct Recorded {
+    /// HTTP method.
     pub method: String,
+    /// Path without the query.
     pub path: String,
+    /// Query parameters, in order.
     pub query: Vec<(String, String)>,
+    /// The `Content-Type` header.
     pub content_type: Option<String>,
+    /// The `Authorization` header.
     pub authorization: Option<String>,
+    /// Form fields of a form-urlencoded body, in order.
     pub form: Vec<(String, String)>,
+    /// The raw body.
     pub body: Vec<u8>,
 }
 
 impl Recorded {
+    /// A query parameter.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
+    /// A form field.
     pub fn field(&self, name: &str) -> Option<&str> {
         self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -58,8 +65,10 @@ struct Grant {
     scope: String,
 }
 
-#[derive(Default)]
+/// What the fake knows and records, shared with its handlers.
+#[derive(Debug, Default)]
 pub struct FakeState {
+    /// Every request, in order.
     pub requests: Mutex<Vec<Recorded>>,
     /// Valid access tokens.
     access: Mutex<HashSet<String>>,
@@ -75,16 +84,25 @@ pub struct FakeState {
     failing_receivers: Mutex<HashMap<String, (i64, String)>>,
     /// The next authorize redirects with this error.
     deny_next: Mutex<Option<(String, String)>>,
+    /// The client secret the token endpoint requires, if any.
     pub client_secret: Mutex<Option<String>>,
+    /// Whether a refresh returns a new refresh token.
     pub rotate_refresh: AtomicBool,
+    /// Refresh grants served.
     pub refresh_calls: AtomicUsize,
+    /// How long the token endpoint takes to answer a refresh.
     pub refresh_delay_ms: AtomicU64,
+    /// The user's friends (`/v1/api/talk/friends`).
     pub friends: Mutex<Vec<Value>>,
     counter: AtomicU64,
 }
 
+/// kauth + kapi on one loopback port; stopped when dropped.
+#[derive(Debug)]
 pub struct FakeKakao {
+    /// Where it listens.
     pub addr: SocketAddr,
+    /// Its state.
     pub state: Arc<FakeState>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -96,6 +114,10 @@ impl Drop for FakeKakao {
 }
 
 impl FakeKakao {
+    /// Starts the fake on a free loopback port.
+    ///
+    /// # Panics
+    /// When no port can be bound.
     pub async fn start() -> Self {
         let state = Arc::new(FakeState::default());
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
@@ -107,6 +129,7 @@ impl FakeKakao {
         Self { addr, state, task }
     }
 
+    /// Its base URL (for `KAKAO_AUTH_BASE_URL` and `KAKAO_API_BASE_URL`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -116,10 +139,12 @@ impl FakeKakao {
         issue(&self.state, scope, true)
     }
 
+    /// Makes an access token invalid (`-401`).
     pub fn revoke_access(&self, token: &str) {
         self.state.access.lock().unwrap().remove(token);
     }
 
+    /// Makes a refresh token invalid (`invalid_grant`).
     pub fn revoke_refresh(&self, token: &str) {
         self.state.refresh.lock().unwrap().remove(token);
     }
@@ -129,14 +154,17 @@ impl FakeKakao {
         self.state.script.lock().unwrap().push_back((path.to_owned(), status, body));
     }
 
+    /// Friends sends to `uuid` fail with this code and message.
     pub fn fail_receiver(&self, uuid: &str, code: i64, msg: &str) {
         self.state.failing_receivers.lock().unwrap().insert(uuid.to_owned(), (code, msg.to_owned()));
     }
 
+    /// The next authorize redirects back with this error.
     pub fn deny_next_login(&self, error: &str, description: &str) {
         *self.state.deny_next.lock().unwrap() = Some((error.to_owned(), description.to_owned()));
     }
 
+    /// Gives the user `count` friends.
     pub fn set_friends(&self, count: usize) {
         *self.state.friends.lock().unwrap() = (0..count)
             .map(|i| {
@@ -146,18 +174,22 @@ impl FakeKakao {
             .collect();
     }
 
+    /// Every request so far.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
     }
 
+    /// The requests to `path`.
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
         self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 
+    /// Refresh grants served so far.
     pub fn refresh_calls(&self) -> usize {
         self.state.refresh_calls.load(Ordering::SeqCst)
     }
 
+    /// Every token issued so far.
     pub fn issued_tokens(&self) -> Vec<String> {
         self.state.issued.lock().unwrap().clone()
     }
@@ -368,7 +400,7 @@ async fn token(state: &FakeState, r: &Recorded) -> Response {
                 return oauth_error("invalid_grant", "redirect_uri mismatch", "KOE303");
             }
             let verifier = r.field("code_verifier").unwrap_or_default();
-            if clawbridge_kakao::talk::oauth::challenge_of(verifier) != grant.challenge {
+            if pkce_s256(verifier) != grant.challenge {
                 return oauth_error("invalid_grant", "code_verifier does not match", "KOE320");
             }
             let (access, refresh) = issue(state, &grant.scope, true);
@@ -473,4 +505,11 @@ fn upload(r: &Recorded) -> Response {
     axum::Json(json!({"infos": {"original": {"url": format!("https://talk.kakaocdn.net/img.{ext}"),
         "content_type": part_type, "length": r.body.len(), "width": 1, "height": 1}}}))
     .into_response()
+}
+
+/// RFC 7636 S256, computed here independently of the client under test.
+fn pkce_s256(verifier: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
