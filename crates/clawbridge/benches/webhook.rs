@@ -125,7 +125,8 @@ fn serve() {
         println!("listening {addr}");
         std::io::stdout().flush().expect("stdout");
         // Serve until the coordinator closes our stdin.
-        let _ = tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
+        let _ =
+            tokio::task::spawn_blocking(|| std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new())).await;
         let _ = stop().await;
     });
 }
@@ -242,7 +243,12 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 // ---- Requests -------------------------------------------------------------------------------
@@ -412,7 +418,9 @@ async fn throughput(kind: ServerKind, payload: Payload) -> Measured {
     let (server_us, client_us) = cpu.per_request(&server, n);
     let rate = n as f64 / elapsed.as_secs_f64();
     let what = match kind {
-        ServerKind::Daemon => "webhook throughput: {n} signed webhooks verified, parsed and durably accepted (SQLite WAL)",
+        ServerKind::Daemon => {
+            "webhook throughput: {n} signed webhooks verified, parsed and durably accepted (SQLite WAL)"
+        }
         ServerKind::Ceiling => "ceiling throughput: {n} signed webhooks verified and answered (no parse, no store)",
     };
     println!(
