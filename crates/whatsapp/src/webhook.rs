@@ -128,12 +128,8 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     {
         return reject(StatusCode::UNAUTHORIZED, "unauthorized", "invalid or missing signature".to_owned());
     }
-    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("body is not JSON: {e}")),
-    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let batch = match inbound::parse_webhook(&body, header("x-webhook-event"), header("x-webhook-payload-version")) {
+    let batch = match inbound::parse_webhook(&bytes, header("x-webhook-event"), header("x-webhook-payload-version")) {
         Ok(batch) => batch,
         Err(e @ PayloadError::LegacyV1) => {
             tracing::error!("{e}");
@@ -145,13 +141,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     // A replayed delivery of text messages is stopped by the message-id dedup of the store at
     // no extra cost; the delivery key is checked (and kept) only where a replay would repeat
     // work: media downloads and status updates. That keeps text ingest at one store write.
-    let replay_costs = !batch.statuses.is_empty()
-        || batch.messages.iter().any(|r| {
-            r.message
-                .get("type")
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|t| matches!(t, "image" | "video" | "audio" | "document" | "sticker"))
-        });
+    let replay_costs = !batch.statuses.is_empty() || batch.messages.iter().any(inbound::MessageRecord::has_media);
     let idempotency_key = header("x-idempotency-key").filter(|_| replay_costs).map(str::to_owned);
     if let Some(key) = &idempotency_key {
         match state.bridge.state_get(IDEMPOTENCY_NAMESPACE, key).await {
@@ -165,18 +155,18 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     }
 
     // Convert everything before storing anything: one bad record rejects the whole delivery.
-    let mut ignored = batch.ignored;
-    let mut converted: Vec<(usize, Converted)> = Vec::new();
-    for record in &batch.messages {
-        let Some(index) = state.account_index(record.phone_number_id.as_deref()) else {
+    let inbound::WebhookBatch { messages, statuses, mut ignored } = batch;
+    let mut converted: Vec<(usize, Converted<'_>)> = Vec::with_capacity(messages.len());
+    for record in messages {
+        let Some(index) = state.account_index(record.phone_number_id()) else {
             tracing::warn!(
-                phone_number_id = record.phone_number_id.as_deref().unwrap_or(""),
+                phone_number_id = record.phone_number_id().unwrap_or(""),
                 "message for a phone number id this bridge does not serve; ignored"
             );
             ignored.push("unknown_phone_number_id".to_owned());
             continue;
         };
-        match inbound::convert(record, &state.accounts[index].id) {
+        match inbound::convert_record(record, &state.accounts[index].id) {
             Ok(c) => converted.push((index, c)),
             Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
         }
@@ -194,7 +184,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         }
     }
     let channel = ChannelId::new(CHANNEL);
-    for status in &batch.statuses {
+    for status in &statuses {
         let at = status.at.unwrap_or_else(now_ms);
         if let Err(e) = state
             .bridge
@@ -232,14 +222,24 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         "accepted"
     } else if duplicates > 0 {
         "duplicate"
-    } else if batch.statuses.is_empty() {
+    } else if statuses.is_empty() {
         "ignored"
     } else {
         "status"
     };
     metrics::counter!("clawbridge_whatsapp_webhook_requests_total", "result" => result).increment(1);
-    let answer = json!({"ok": true, "accepted": new, "duplicates": duplicates, "statuses": batch.statuses.len(), "ignored": ignored.len()});
+    let answer = Answer { accepted: new, duplicates, ignored: ignored.len(), ok: true, statuses: statuses.len() };
     (StatusCode::OK, axum::Json(answer)).into_response()
+}
+
+/// The `200` answer's body.
+#[derive(serde::Serialize)]
+struct Answer {
+    accepted: usize,
+    duplicates: usize,
+    ignored: usize,
+    ok: bool,
+    statuses: usize,
 }
 
 impl WebhookState {
