@@ -210,8 +210,8 @@ impl Server {
         Self { child, stdin, addr, _dir: dir }
     }
 
-    /// The server's CPU time so far (user + system, all its threads).
-    fn cpu(&self) -> Duration {
+    /// The server's CPU time so far (user, system; all its threads).
+    fn cpu(&self) -> Cpu {
         process_cpu(&format!("/proc/{}/stat", self.child.id()))
     }
 
@@ -221,13 +221,21 @@ impl Server {
     }
 }
 
-/// utime + stime of `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
-fn process_cpu(stat_path: &str) -> Duration {
+/// CPU time of a process: user and system.
+#[derive(Clone, Copy)]
+struct Cpu {
+    user: Duration,
+    system: Duration,
+}
+
+/// utime and stime of `/proc/<pid>/stat` (fields 14 and 15, in clock ticks).
+fn process_cpu(stat_path: &str) -> Cpu {
     let stat = std::fs::read_to_string(stat_path).expect("process stat");
     // The command name (field 2) is parenthesised and may contain spaces: count from after it.
     let fields: Vec<&str> = stat[stat.rfind(')').expect("stat format") + 1..].split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-    Duration::from_secs_f64(ticks as f64 / clock_ticks_per_second())
+    let ticks =
+        |i: usize| Duration::from_secs_f64(fields[i].parse::<f64>().expect("cpu ticks") / clock_ticks_per_second());
+    Cpu { user: ticks(11), system: ticks(12) }
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -375,8 +383,18 @@ struct Measured {
 
 /// CPU per request of the server and of this process (the load generator) over a window.
 struct CpuWindow {
-    server: Duration,
-    own: Duration,
+    server: Cpu,
+    own: Cpu,
+}
+
+/// CPU µs per request over a window.
+struct PerRequest {
+    /// The server's user + system time.
+    server: f64,
+    server_user: f64,
+    server_system: f64,
+    /// The load generator's user + system time.
+    client: f64,
 }
 
 impl CpuWindow {
@@ -384,10 +402,26 @@ impl CpuWindow {
         Self { server: server.cpu(), own: process_cpu("/proc/self/stat") }
     }
 
-    /// (server µs, load generator µs) per request since `start`.
-    fn per_request(&self, server: &Server, requests: usize) -> (f64, f64) {
+    fn per_request(&self, server: &Server, requests: usize) -> PerRequest {
         let per = |d: Duration| d.as_secs_f64() * 1e6 / requests as f64;
-        (per(server.cpu() - self.server), per(process_cpu("/proc/self/stat") - self.own))
+        let (now, own) = (server.cpu(), process_cpu("/proc/self/stat"));
+        let (user, system) = (per(now.user - self.server.user), per(now.system - self.server.system));
+        PerRequest {
+            server: user + system,
+            server_user: user,
+            server_system: system,
+            client: per(own.user - self.own.user) + per(own.system - self.own.system),
+        }
+    }
+}
+
+impl std::fmt::Display for PerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server CPU {:.1} µs/request (user {:.1}, system {:.1}), load generator CPU {:.1} µs/request",
+            self.server, self.server_user, self.server_system, self.client
+        )
     }
 }
 
@@ -415,7 +449,7 @@ async fn throughput(kind: ServerKind, payload: Payload) -> Measured {
         task.await.expect("task");
     }
     let elapsed = started.elapsed();
-    let (server_us, client_us) = cpu.per_request(&server, n);
+    let cpu = cpu.per_request(&server, n);
     let rate = n as f64 / elapsed.as_secs_f64();
     let what = match kind {
         ServerKind::Daemon => {
@@ -424,13 +458,12 @@ async fn throughput(kind: ServerKind, payload: Payload) -> Measured {
         ServerKind::Ceiling => "ceiling throughput: {n} signed webhooks verified and answered (no parse, no store)",
     };
     println!(
-        "{} in {:.2} s = {rate:.0} webhooks/s ({concurrency} concurrent connections); server CPU {server_us:.1} µs/request, \
-         load generator CPU {client_us:.1} µs/request",
+        "{} in {:.2} s = {rate:.0} webhooks/s ({concurrency} concurrent connections); {cpu}",
         what.replace("{n}", &n.to_string()),
         elapsed.as_secs_f64(),
     );
     server.stop();
-    Measured { rate, server_us }
+    Measured { rate, server_us: cpu.server }
 }
 
 async fn latency(payload: Payload) {
@@ -470,13 +503,13 @@ async fn latency(payload: Payload) {
         times.push(task.await.expect("task"));
     }
     let wall = start.elapsed();
-    let (server_us, _) = cpu.per_request(&server, total);
+    let cpu = cpu.per_request(&server, total);
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     println!(
         "webhook latency at {rate}/s for {seconds} s ({total} webhooks, open loop): p50 {:.2} ms, p99 {:.2} ms, \
-         p99.9 {:.2} ms, max {:.2} ms; achieved {:.0}/s; server CPU {server_us:.1} µs/request",
+         p99.9 {:.2} ms, max {:.2} ms; achieved {:.0}/s; {cpu}",
         ms(pct(0.50)),
         ms(pct(0.99)),
         ms(pct(0.999)),

@@ -332,28 +332,30 @@ struct Message<'a> {
     context: Lax<Context<'a>>,
     #[serde(borrow)]
     text: Lax<TextBody<'a>>,
+    // The bodies of the other kinds are boxed: a message has at most one of them, and the
+    // record is moved a few times on its way to the inbox.
     #[serde(borrow)]
-    image: Lax<MediaBody<'a>>,
+    image: Obj<Box<MediaBody<'a>>>,
     #[serde(borrow)]
-    video: Lax<MediaBody<'a>>,
+    video: Obj<Box<MediaBody<'a>>>,
     #[serde(borrow)]
-    audio: Lax<MediaBody<'a>>,
+    audio: Obj<Box<MediaBody<'a>>>,
     #[serde(borrow)]
-    document: Lax<MediaBody<'a>>,
+    document: Obj<Box<MediaBody<'a>>>,
     #[serde(borrow)]
-    sticker: Lax<MediaBody<'a>>,
+    sticker: Obj<Box<MediaBody<'a>>>,
     #[serde(borrow)]
-    location: Lax<Location<'a>>,
+    location: Obj<Box<Location<'a>>>,
     #[serde(borrow)]
     contacts: List<Lax<ContactCard<'a>>>,
     #[serde(borrow)]
-    interactive: Lax<Interactive<'a>>,
+    interactive: Obj<Box<Interactive<'a>>>,
     #[serde(borrow)]
-    button: Lax<ButtonBody<'a>>,
+    button: Obj<Box<ButtonBody<'a>>>,
     #[serde(borrow)]
-    reaction: Lax<ReactionBody<'a>>,
+    reaction: Obj<Box<ReactionBody<'a>>>,
     #[serde(borrow)]
-    order: Lax<Order<'a>>,
+    order: Obj<Box<Order<'a>>>,
     #[serde(borrow)]
     errors: List<Lax<ErrorDetail<'a>>>,
     /// Forwarded into [`InboundData::referral`] as sent.
@@ -914,12 +916,14 @@ pub fn convert_record<'a>(record: MessageRecord<'a>, account: &AccountId) -> Res
         "text" => (MessageKind::Text, m.text.0.body.cloned().unwrap_or_default()),
         "image" | "video" | "audio" | "document" | "sticker" => {
             let (media_kind, body) = match kind_name {
-                "image" => (MediaKind::Image, &m.image.0),
-                "video" => (MediaKind::Video, &m.video.0),
-                "audio" => (MediaKind::Audio, &m.audio.0),
-                "document" => (MediaKind::Document, &m.document.0),
-                _ => (MediaKind::Sticker, &m.sticker.0),
+                "image" => (MediaKind::Image, &m.image),
+                "video" => (MediaKind::Video, &m.video),
+                "audio" => (MediaKind::Audio, &m.audio),
+                "document" => (MediaKind::Document, &m.document),
+                _ => (MediaKind::Sticker, &m.sticker),
             };
+            let absent = MediaBody::default();
+            let body = body.0.as_deref().unwrap_or(&absent);
             let data = &kapso.media_data.0;
             let caption = body.caption.get().or(kapso.message_type_data.0.caption.get()).map(str::to_owned);
             let media = MediaRef {
@@ -965,12 +969,15 @@ pub fn convert_record<'a>(record: MessageRecord<'a>, account: &AccountId) -> Res
                 (kind, caption.unwrap_or_default())
             }
         }
-        "location" => (MessageKind::Location, describe_location(&m.location.0)),
+        "location" => {
+            (MessageKind::Location, describe_location(m.location.0.as_deref().unwrap_or(&Location::default())))
+        }
         "contacts" => (MessageKind::Contacts, describe_contacts(&m.contacts)),
         "interactive" => {
-            let reply_type = m.interactive.0.kind.get().unwrap_or_default();
-            let fallback = Reply::default();
-            let reply = m.interactive.0.reply(reply_type).unwrap_or(&fallback);
+            let body = m.interactive.0.as_deref();
+            let reply_type = body.and_then(|i| i.kind.get()).unwrap_or_default();
+            let absent = Reply::default();
+            let reply = body.and_then(|i| i.reply(reply_type)).unwrap_or(&absent);
             let title = reply.title.get().unwrap_or_default();
             let text = match reply_type {
                 "button_reply" => format!("[tapped button] {title}"),
@@ -992,25 +999,29 @@ pub fn convert_record<'a>(record: MessageRecord<'a>, account: &AccountId) -> Res
             (MessageKind::Interactive, text)
         }
         "button" => {
-            let text = m.button.0.text.get().unwrap_or_default();
+            let button = m.button.0.as_deref();
+            let text = button.and_then(|b| b.text.get()).unwrap_or_default();
             interactive = Some(InteractiveChoice {
                 id: None,
-                payload: m.button.0.payload.cloned().map(Cow::Owned),
+                payload: button.and_then(|b| b.payload.cloned()).map(Cow::Owned),
                 title: Cow::Owned(text.to_owned()),
                 kind: Cow::Borrowed("button"),
             });
             (MessageKind::Interactive, format!("[tapped button] {text}"))
         }
         "reaction" => {
-            if let Some(target) = m.reaction.0.message_id.get() {
+            let reaction = m.reaction.0.as_deref();
+            if let Some(target) = reaction.and_then(|r| r.message_id.get()) {
                 msg.reply_to = Some(target.into());
             }
-            match m.reaction.0.emoji.get() {
+            match reaction.and_then(|r| r.emoji.get()) {
                 Some(emoji) => (MessageKind::Reaction, format!("[reacted {emoji} to an earlier message]")),
                 None => (MessageKind::Reaction, "[removed a reaction from an earlier message]".to_owned()),
             }
         }
-        "order" => (MessageKind::Other("order".to_owned()), describe_order(&m.order.0)),
+        "order" => {
+            (MessageKind::Other("order".to_owned()), describe_order(m.order.0.as_deref().unwrap_or(&Order::default())))
+        }
         other => {
             let detail = kapso
                 .content

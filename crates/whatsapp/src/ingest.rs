@@ -63,8 +63,8 @@ pub async fn fetch_media(client: &KapsoClient, converted: &mut Converted<'_>, bu
 /// The bridge could not store it (answer the platform with a retryable error).
 pub async fn accept(bridge: &dyn Bridge, converted: Converted<'_>) -> Result<Accepted, BridgeError> {
     let msg = converted.into_message();
-    let (id, peer, kind) = (msg.message_id.clone(), mask(msg.peer.as_str()), format!("{:?}", msg.kind));
+    let (id, peer, kind) = (msg.message_id.clone(), msg.peer.clone(), msg.kind.clone());
     let outcome = bridge.accept(msg).await?;
-    tracing::info!(message_id = %id, peer = %peer, kind = %kind, new = outcome == Accepted::New, "whatsapp message accepted");
+    tracing::info!(message_id = %id, peer = %mask(peer.as_str()), kind = ?kind, new = outcome == Accepted::New, "whatsapp message accepted");
     Ok(outcome)
 }

@@ -74,11 +74,12 @@ pub fn router(state: WebhookState) -> axum::Router {
     for path in PATHS {
         router = router.route(path, get(verify).post(receive));
     }
-    router.with_state(state)
+    // Shared, not cloned per request (the state holds two secrets, copied on every clone).
+    router.with_state(Arc::new(state))
 }
 
 /// Meta's verification handshake.
-async fn verify(State(state): State<WebhookState>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn verify(State(state): State<Arc<WebhookState>>, Query(query): Query<HashMap<String, String>>) -> Response {
     let mode_ok = query.get("hub.mode").map(String::as_str) == Some("subscribe");
     let token_ok = match (&state.verify_token, query.get("hub.verify_token")) {
         (Some(expected), Some(given)) => bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes())),
@@ -105,7 +106,7 @@ fn reject(status: StatusCode, result: &'static str, message: String) -> Response
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Body) -> Response {
     if let Some(len) =
         headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
@@ -228,18 +229,31 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         "status"
     };
     metrics::counter!("clawbridge_whatsapp_webhook_requests_total", "result" => result).increment(1);
-    let answer = Answer { accepted: new, duplicates, ignored: ignored.len(), ok: true, statuses: statuses.len() };
-    (StatusCode::OK, axum::Json(answer)).into_response()
+    let answer = Answer { accepted: new, duplicates, ignored: ignored.len(), statuses: statuses.len() };
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], answer.to_json()).into_response()
 }
 
-/// The `200` answer's body.
-#[derive(serde::Serialize)]
+/// The `200` answer's counts.
 struct Answer {
     accepted: usize,
     duplicates: usize,
     ignored: usize,
-    ok: bool,
     statuses: usize,
+}
+
+impl Answer {
+    /// `{"accepted":…,"duplicates":…,"ignored":…,"ok":true,"statuses":…}`, written directly
+    /// (four numbers do not need a serializer).
+    fn to_json(&self) -> String {
+        use std::fmt::Write as _;
+        let mut json = String::with_capacity(80);
+        let _ = write!(
+            json,
+            r#"{{"accepted":{},"duplicates":{},"ignored":{},"ok":true,"statuses":{}}}"#,
+            self.accepted, self.duplicates, self.ignored, self.statuses
+        );
+        json
+    }
 }
 
 impl WebhookState {
@@ -336,6 +350,13 @@ mod tests {
         headers.insert("x-webhook-signature", "00".parse().unwrap());
         assert!(verify_signature(b"k", b"{}", &headers));
         assert!(!verify_signature(b"k", b"{}", &HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_answer_is_the_json_it_always_was() {
+        let answer = Answer { accepted: 2, duplicates: 1, ignored: 0, statuses: 3 };
+        let parsed: serde_json::Value = serde_json::from_str(&answer.to_json()).unwrap();
+        assert_eq!(parsed, json!({"ok": true, "accepted": 2, "duplicates": 1, "statuses": 3, "ignored": 0}));
     }
 
     #[test]

@@ -60,8 +60,8 @@ impl<T> List<T> {
 pub(crate) enum OneOrMany<T> {
     /// An array.
     Many(Vec<T>),
-    /// An object.
-    One(T),
+    /// An object (boxed: the array is the common case).
+    One(Box<T>),
     /// Any other value.
     #[default]
     Neither,
@@ -290,7 +290,7 @@ impl<'de, T: Deserialize<'de>> Lenient<'de> for List<T> {
 
 impl<'de, T: Deserialize<'de>> Lenient<'de> for OneOrMany<T> {
     fn map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
-        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Self::One)
+        T::deserialize(de::value::MapAccessDeserializer::new(map)).map(|one| Self::One(Box::new(one)))
     }
     fn seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
         List::<T>::seq(seq).map(|list| Self::Many(list.0.unwrap_or_default()))
