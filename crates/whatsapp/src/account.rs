@@ -2,7 +2,7 @@
 
 use crate::client::{KapsoClient, MediaSource};
 use crate::config::{AccountConfig, WhatsAppConfig};
-use crate::inbound::CHANNEL;
+use crate::inbound::{CHANNEL, InboundData};
 use crate::poller::{PollSettings, Poller};
 use crate::render::{MAX_TEXT_CHARS, render_reply_parts};
 use crate::webhook::{self, WebhookAccount, WebhookState};
@@ -14,11 +14,13 @@ use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{
     AccountId, ChannelId, IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage, Receipt, SendError,
 };
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+mod spec;
+pub use spec::OutboundSpec;
 
 /// How often the typing indicator is renewed (WhatsApp hides it after about 25 s).
 pub const TYPING_REFRESH: Duration = Duration::from_secs(20);
@@ -133,8 +135,7 @@ impl Connector for WhatsAppConnector {
     fn agent_context(&self, msg: &InboundMessage) -> String {
         let account = self.accounts.iter().find(|a| a.account.id == msg.account);
         let business = account.map_or_else(|| msg.account.to_string(), |a| a.account.phone_number_id.clone());
-        let extra = msg.extra.to_value();
-        let number = match extra.get("phone").and_then(Value::as_str) {
+        let number = match InboundData::of(msg).and_then(|data| data.phone) {
             Some(phone) => format!("+{phone}"),
             None if crate::client::is_bsuid(msg.peer.as_str()) => {
                 format!("WhatsApp user id {} (phone number hidden)", msg.peer)
@@ -284,36 +285,25 @@ impl Account for WhatsAppAccount {
     }
 
     /// Sends text (quoting `reply_to`), media (link, media id or uploaded data), or what
-    /// `extra.whatsapp` describes: `{"template": {name, language, params: {k: v}}}`,
+    /// `extra.whatsapp` describes ([`OutboundSpec`]): `{"template": {name, language, params: {k: v}}}`,
     /// `{"reaction": {message_id, emoji}}` or `{"type": T, T: {...}}` for any other message.
     async fn send(&self, msg: &OutboundMessage, _key: &IdempotencyKey) -> Result<Receipt, SendError> {
         self.stop_typing(msg.peer.as_str());
         let to = msg.peer.as_str();
         let reply_to = msg.reply_to.as_ref().map(|r| r.as_str());
-        let extra = msg.extra.to_value();
-        if let Some(spec) = extra.get("whatsapp").filter(|v| v.is_object()) {
-            let sent = if let Some(template) = spec.get("template") {
-                let name = template.get("name").and_then(Value::as_str).unwrap_or_default();
-                let language = template.get("language").and_then(Value::as_str).unwrap_or("en_US");
-                let params: Vec<(String, String)> = template
-                    .get("params")
-                    .and_then(Value::as_object)
-                    .map(|m| {
-                        m.iter()
-                            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                self.client.send_template(to, name, language, &params).await?
-            } else if let Some(reaction) = spec.get("reaction") {
-                let target = reaction.get("message_id").and_then(Value::as_str).or(reply_to).unwrap_or_default();
-                let emoji = reaction.get("emoji").and_then(Value::as_str).unwrap_or_default();
-                self.client.send_reaction(to, target, emoji).await?
-            } else if let Some(kind) = spec.get("type").and_then(Value::as_str) {
-                let object = spec.get(kind).cloned().unwrap_or(Value::Null);
-                self.client.send_message(to, kind, object, reply_to).await?
-            } else {
-                return Err(SendError::Permanent("extra.whatsapp has no template, reaction or type".to_owned()));
+        if let Some(spec) = OutboundSpec::of(msg) {
+            let sent = match spec {
+                OutboundSpec::Template { name, language, params } => {
+                    self.client.send_template(to, &name, &language, &params).await?
+                }
+                OutboundSpec::Reaction { message_id, emoji } => {
+                    let target = message_id.as_deref().or(reply_to).unwrap_or_default();
+                    self.client.send_reaction(to, target, &emoji).await?
+                }
+                OutboundSpec::Message { kind, object } => self.client.send_message(to, &kind, object, reply_to).await?,
+                OutboundSpec::Nothing => {
+                    return Err(SendError::Permanent("extra.whatsapp has no template, reaction or type".to_owned()));
+                }
             };
             return Ok(Receipt { platform_message_id: Some(sent.message_id).filter(|id| !id.is_empty()) });
         }

@@ -11,7 +11,7 @@ use std::time::Duration;
 /// Downloads the pending media of `converted` into `data_base64`, within `budget` in total.
 /// Failures are recorded in `extra.media_errors` and the media stays a described reference
 /// (kind, MIME type, size, media id): the message itself is never dropped.
-pub async fn fetch_media(client: &KapsoClient, converted: &mut Converted, budget: Duration) {
+pub async fn fetch_media(client: &KapsoClient, converted: &mut Converted<'_>, budget: Duration) {
     let pending = std::mem::take(&mut converted.pending);
     if pending.is_empty() {
         return;
@@ -54,23 +54,17 @@ pub async fn fetch_media(client: &KapsoClient, converted: &mut Converted, budget
         errors.push(format!("media download did not finish within {} s", budget.as_secs()));
         metrics::counter!("clawbridge_whatsapp_media_total", "result" => "timeout").increment(1);
     }
-    if !errors.is_empty() {
-        let mut extra = message.extra.to_value();
-        if let Some(map) = extra.as_object_mut() {
-            map.insert("media_errors".to_owned(), serde_json::json!(errors));
-            message.extra = extra.into();
-        }
-    }
+    converted.data.media_errors.extend(errors);
 }
 
 /// Persists one message; logs with the sender masked.
 ///
 /// # Errors
 /// The bridge could not store it (answer the platform with a retryable error).
-pub async fn accept(bridge: &dyn Bridge, converted: Converted) -> Result<Accepted, BridgeError> {
-    let msg = converted.message;
-    let (id, peer, kind) = (msg.message_id.clone(), mask(msg.peer.as_str()), format!("{:?}", msg.kind));
+pub async fn accept(bridge: &dyn Bridge, converted: Converted<'_>) -> Result<Accepted, BridgeError> {
+    let msg = converted.into_message();
+    let (id, peer, kind) = (msg.message_id.clone(), msg.peer.clone(), msg.kind.clone());
     let outcome = bridge.accept(msg).await?;
-    tracing::info!(message_id = %id, peer = %peer, kind = %kind, new = outcome == Accepted::New, "whatsapp message accepted");
+    tracing::info!(message_id = %id, peer = %mask(peer.as_str()), kind = ?kind, new = outcome == Accepted::New, "whatsapp message accepted");
     Ok(outcome)
 }

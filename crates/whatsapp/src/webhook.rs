@@ -74,11 +74,12 @@ pub fn router(state: WebhookState) -> axum::Router {
     for path in PATHS {
         router = router.route(path, get(verify).post(receive));
     }
-    router.with_state(state)
+    // Shared, not cloned per request (the state holds two secrets, copied on every clone).
+    router.with_state(Arc::new(state))
 }
 
 /// Meta's verification handshake.
-async fn verify(State(state): State<WebhookState>, Query(query): Query<HashMap<String, String>>) -> Response {
+async fn verify(State(state): State<Arc<WebhookState>>, Query(query): Query<HashMap<String, String>>) -> Response {
     let mode_ok = query.get("hub.mode").map(String::as_str) == Some("subscribe");
     let token_ok = match (&state.verify_token, query.get("hub.verify_token")) {
         (Some(expected), Some(given)) => bool::from(expected.expose_secret().as_bytes().ct_eq(given.as_bytes())),
@@ -105,7 +106,7 @@ fn reject(status: StatusCode, result: &'static str, message: String) -> Response
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Body) -> Response {
     if let Some(len) =
         headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
@@ -128,12 +129,8 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     {
         return reject(StatusCode::UNAUTHORIZED, "unauthorized", "invalid or missing signature".to_owned());
     }
-    let body: serde_json::Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", format!("body is not JSON: {e}")),
-    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty());
-    let batch = match inbound::parse_webhook(&body, header("x-webhook-event"), header("x-webhook-payload-version")) {
+    let batch = match inbound::parse_webhook(&bytes, header("x-webhook-event"), header("x-webhook-payload-version")) {
         Ok(batch) => batch,
         Err(e @ PayloadError::LegacyV1) => {
             tracing::error!("{e}");
@@ -145,13 +142,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     // A replayed delivery of text messages is stopped by the message-id dedup of the store at
     // no extra cost; the delivery key is checked (and kept) only where a replay would repeat
     // work: media downloads and status updates. That keeps text ingest at one store write.
-    let replay_costs = !batch.statuses.is_empty()
-        || batch.messages.iter().any(|r| {
-            r.message
-                .get("type")
-                .and_then(serde_json::Value::as_str)
-                .is_some_and(|t| matches!(t, "image" | "video" | "audio" | "document" | "sticker"))
-        });
+    let replay_costs = !batch.statuses.is_empty() || batch.messages.iter().any(inbound::MessageRecord::has_media);
     let idempotency_key = header("x-idempotency-key").filter(|_| replay_costs).map(str::to_owned);
     if let Some(key) = &idempotency_key {
         match state.bridge.state_get(IDEMPOTENCY_NAMESPACE, key).await {
@@ -165,18 +156,18 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
     }
 
     // Convert everything before storing anything: one bad record rejects the whole delivery.
-    let mut ignored = batch.ignored;
-    let mut converted: Vec<(usize, Converted)> = Vec::new();
-    for record in &batch.messages {
-        let Some(index) = state.account_index(record.phone_number_id.as_deref()) else {
+    let inbound::WebhookBatch { messages, statuses, mut ignored } = batch;
+    let mut converted: Vec<(usize, Converted<'_>)> = Vec::with_capacity(messages.len());
+    for record in messages {
+        let Some(index) = state.account_index(record.phone_number_id()) else {
             tracing::warn!(
-                phone_number_id = record.phone_number_id.as_deref().unwrap_or(""),
+                phone_number_id = record.phone_number_id().unwrap_or(""),
                 "message for a phone number id this bridge does not serve; ignored"
             );
             ignored.push("unknown_phone_number_id".to_owned());
             continue;
         };
-        match inbound::convert(record, &state.accounts[index].id) {
+        match inbound::convert_record(record, &state.accounts[index].id) {
             Ok(c) => converted.push((index, c)),
             Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
         }
@@ -194,7 +185,7 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         }
     }
     let channel = ChannelId::new(CHANNEL);
-    for status in &batch.statuses {
+    for status in &statuses {
         let at = status.at.unwrap_or_else(clawbridge_core::clock::now_ms);
         if let Err(e) = state
             .bridge
@@ -232,14 +223,37 @@ async fn receive(State(state): State<WebhookState>, headers: HeaderMap, body: Bo
         "accepted"
     } else if duplicates > 0 {
         "duplicate"
-    } else if batch.statuses.is_empty() {
+    } else if statuses.is_empty() {
         "ignored"
     } else {
         "status"
     };
     metrics::counter!("clawbridge_whatsapp_webhook_requests_total", "result" => result).increment(1);
-    let answer = json!({"ok": true, "accepted": new, "duplicates": duplicates, "statuses": batch.statuses.len(), "ignored": ignored.len()});
-    (StatusCode::OK, axum::Json(answer)).into_response()
+    let answer = Answer { accepted: new, duplicates, ignored: ignored.len(), statuses: statuses.len() };
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], answer.to_json()).into_response()
+}
+
+/// The `200` answer's counts.
+struct Answer {
+    accepted: usize,
+    duplicates: usize,
+    ignored: usize,
+    statuses: usize,
+}
+
+impl Answer {
+    /// `{"accepted":…,"duplicates":…,"ignored":…,"ok":true,"statuses":…}`, written directly
+    /// (four numbers do not need a serializer).
+    fn to_json(&self) -> String {
+        use std::fmt::Write as _;
+        let mut json = String::with_capacity(80);
+        let _ = write!(
+            json,
+            r#"{{"accepted":{},"duplicates":{},"ignored":{},"ok":true,"statuses":{}}}"#,
+            self.accepted, self.duplicates, self.ignored, self.statuses
+        );
+        json
+    }
 }
 
 impl WebhookState {
@@ -330,6 +344,13 @@ mod tests {
         headers.insert("x-webhook-signature", "00".parse().unwrap());
         assert!(verify_signature(b"k", b"{}", &headers));
         assert!(!verify_signature(b"k", b"{}", &HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_answer_is_the_json_it_always_was() {
+        let answer = Answer { accepted: 2, duplicates: 1, ignored: 0, statuses: 3 };
+        let parsed: serde_json::Value = serde_json::from_str(&answer.to_json()).unwrap();
+        assert_eq!(parsed, json!({"ok": true, "accepted": 2, "duplicates": 1, "statuses": 3, "ignored": 0}));
     }
 
     #[test]

@@ -297,7 +297,8 @@ async fn image_is_downloaded_into_the_message_and_failures_keep_the_message() {
     let msg = &s.bridge.accepted()[1];
     assert_eq!(msg.media[0].kind, MediaKind::Image);
     assert!(msg.media[0].data_base64.is_none());
-    assert!(msg.extra.to_value()["media_errors"][0].as_str().unwrap().contains("not allowed"));
+    let data = clawbridge_whatsapp::inbound::InboundData::of(msg).expect("WhatsApp data");
+    assert!(data.media_errors[0].contains("not allowed"), "{:?}", data.media_errors);
 
     // No URL in the payload: the media id is resolved through Kapso (phone_number_id required).
     s.fake.add_file("MEDIA_ID2", "image/png", b"png!".to_vec());
