@@ -406,6 +406,9 @@ impl Config {
     }
 }
 
+/// The bridge's own top-level tables (the fields of `FileConfig`).
+const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry"];
+
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.
 fn read_file(path: &Path, plugins: &PluginSet) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
@@ -422,6 +425,14 @@ fn read_file(path: &Path, plugins: &PluginSet) -> Result<(FileConfig, BTreeMap<S
             Some(_) => return Err(bad(&format!("[{}] must be a table", plugin.id()))),
             None => {}
         }
+    }
+    if let Some(unknown) = table.keys().find(|key| !BRIDGE_SECTIONS.contains(&key.as_str())) {
+        let channels: Vec<&str> = plugins.iter().map(|p| p.id()).collect();
+        return Err(bad(&format!(
+            "unknown section [{unknown}]: the sections are {} and the channels {}",
+            BRIDGE_SECTIONS.join(", "),
+            channels.join(", ")
+        )));
     }
     let file = FileConfig::deserialize(toml::Value::Table(table)).map_err(|e| bad(&e))?;
     Ok((file, channels))
