@@ -647,7 +647,9 @@ pub fn parse_webhook<'a>(
     event_header: Option<&str>,
     version: Option<&str>,
 ) -> Result<WebhookBatch<'a>, PayloadError> {
-    let parsed: Obj<Body<'a>> = serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    // One UTF-8 check of the whole body, so the parser does not check every string again.
+    let text = std::str::from_utf8(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let parsed: Obj<Body<'a>> = serde_json::from_str(text).map_err(|e| PayloadError::NotJson(e.to_string()))?;
     if version.is_some_and(|v| v.eq_ignore_ascii_case("v1")) {
         return Err(PayloadError::LegacyV1);
     }
@@ -1229,6 +1231,7 @@ mod tests {
         assert!(matches!(parse(&json!([1]), None, None), Err(PayloadError::Malformed(_))));
         assert!(matches!(parse(&json!({"object":"x"}), None, None), Err(PayloadError::Malformed(_))));
         assert!(matches!(parse_webhook(b"{not json", None, None), Err(PayloadError::NotJson(_))));
+        assert!(matches!(parse_webhook(b"{\"message\":\"\xff\"}", None, None), Err(PayloadError::NotJson(_))));
     }
 
     fn one(message: Value) -> InboundMessage {

@@ -11,8 +11,8 @@
 use crate::client::KapsoClient;
 use crate::inbound::{self, CHANNEL, Converted, PayloadError};
 use crate::ingest;
-use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -106,7 +106,10 @@ fn reject(status: StatusCode, result: &'static str, message: String) -> Response
     (status, axum::Json(json!({"error": message}))).into_response()
 }
 
-async fn receive(State(state): State<Arc<WebhookState>>, headers: HeaderMap, body: Body) -> Response {
+async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Response {
+    // The request taken apart rather than extracted as `HeaderMap` + `Body` (that copies the headers).
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     if let Some(len) =
         headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         && len > MAX_BODY_BYTES
@@ -279,7 +282,11 @@ pub fn verify_signature(secret: &[u8], body: &[u8], headers: &HeaderMap) -> bool
 pub fn signature_matches(secret: &[u8], body: &[u8], value: &str) -> bool {
     let value = value.trim();
     let hex_part = value.strip_prefix("sha256=").unwrap_or(value);
-    let Ok(given) = hex::decode(hex_part.to_ascii_lowercase()) else { return false };
+    // Either case of hex digits; anything but 32 bytes cannot match.
+    let mut given = [0u8; 32];
+    if hex::decode_to_slice(hex_part, &mut given).is_err() {
+        return false;
+    }
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
     mac.update(body);
     mac.verify_slice(&given).is_ok()
