@@ -1,0 +1,543 @@
+//! NHN Cloud KakaoTalk Bizmessage (reference/bizmsg.md §2): AlimTalk v2.3 substitution sends,
+//! result updates, and the delivery-result webhook.
+//!
+//! Authentication is the console's secret key in `X-Secret-Key`; the app key is in the path. An
+//! `X-NC-API-IDEMPOTENCY-KEY` makes NHN refuse (-1005) a second request with the same key within
+//! ten minutes, which is how a retry after a lost answer does not send twice.
+
+use super::{AlimTalkItem, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
+use crate::codes::ResultCode;
+use crate::template::FallbackKind;
+use clawbridge_core::SendError;
+use clawbridge_core::time::{EpochMs, KST, timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The production host (`NHN_BIZMSG_BASE_URL` overrides it).
+pub const DEFAULT_BASE_URL: &str = "https://kakaotalk-bizmessage.api.nhncloudservice.com";
+/// NHN's longest template code.
+pub const MAX_TEMPLATE_CODE_CHARS: usize = 20;
+
+/// What an NHN request needs besides the message.
+#[derive(Debug, Clone)]
+pub struct NhnAuth {
+    /// The app key (path parameter).
+    pub app_key: String,
+    /// The secret key (`X-Secret-Key`).
+    pub secret_key: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendBody<'a> {
+    sender_key: &'a str,
+    template_code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_date: Option<String>,
+    recipient_list: Vec<Recipient<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient<'a> {
+    recipient_no: &'a str,
+    template_parameter: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resend_parameter: Option<Resend<'a>>,
+    recipient_grouping_key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Resend<'a> {
+    is_resend: bool,
+    resend_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resend_title: Option<&'a str>,
+    resend_content: &'a str,
+    resend_send_no: &'a str,
+}
+
+/// `yyyy-MM-dd HH:mm` in KST, NHN's `requestDate`.
+fn request_date(at: EpochMs) -> String {
+    KST.to_datetime(timestamp(at)).strftime("%Y-%m-%d %H:%M").to_string()
+}
+
+/// The AlimTalk substitution send for `batch`, with `idempotency_key` (the same on every attempt
+/// of this batch).
+///
+/// # Errors
+/// A template code NHN does not take, or a fallback without a sender number.
+pub fn alimtalk_send(
+    auth: &NhnAuth,
+    sender: &Sender,
+    batch: &Batch,
+    idempotency_key: &str,
+) -> Result<WireRequest, String> {
+    if batch.template_code.chars().count() > MAX_TEMPLATE_CODE_CHARS {
+        return Err(format!(
+            "template code {:?} is longer than NHN's {MAX_TEMPLATE_CODE_CHARS} characters",
+            batch.template_code
+        ));
+    }
+    let mut recipient_list = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let resend_parameter = match &item.rendered.fallback {
+            None => None,
+            Some(fallback) => {
+                let from = sender.sms_from.as_ref().ok_or(
+                    "an SMS/LMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to the caller \
+                     id registered with NHN",
+                )?;
+                Some(Resend {
+                    is_resend: true,
+                    resend_type: fallback.kind.code(),
+                    resend_title: fallback.title.as_deref().filter(|_| fallback.kind == FallbackKind::Lms),
+                    resend_content: &fallback.message,
+                    resend_send_no: from.digits(),
+                })
+            }
+        };
+        recipient_list.push(Recipient {
+            recipient_no: item.to.national(),
+            template_parameter: &item.rendered.variables,
+            resend_parameter,
+            recipient_grouping_key: &item.reference,
+        });
+    }
+    let body = SendBody {
+        sender_key: &sender.sender_key,
+        template_code: &batch.template_code,
+        request_date: batch.send_at.map(request_date),
+        recipient_list,
+    };
+    Ok(WireRequest {
+        method: "POST",
+        path: format!("/alimtalk/v2.3/appkeys/{}/messages", auth.app_key),
+        headers: vec![
+            ("X-Secret-Key", auth.secret_key.clone()),
+            ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned()),
+        ],
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Header {
+    result_code: i64,
+    #[serde(default)]
+    result_message: String,
+    #[serde(default)]
+    is_successful: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendAnswer {
+    header: Header,
+    #[serde(default)]
+    message: Option<SendMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    #[serde(default)]
+    request_id: String,
+    #[serde(default)]
+    send_results: Vec<SendResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendResult {
+    recipient_seq: i64,
+    #[serde(default)]
+    result_code: i64,
+    #[serde(default)]
+    result_message: String,
+    #[serde(default)]
+    recipient_grouping_key: Option<String>,
+}
+
+/// What NHN said to a send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendAnswerKind {
+    /// Per-recipient outcomes.
+    Outcomes(Vec<ItemOutcome>),
+    /// -1005: NHN has seen this idempotency key within ten minutes, so an earlier attempt of this
+    /// very request reached it. Nothing is sent again; the results are looked up instead.
+    AlreadyAccepted,
+}
+
+/// Reads NHN's answer to [`alimtalk_send`].
+///
+/// # Errors
+/// The request as a whole failed, classified.
+pub fn read_send_answer(
+    status: u16,
+    body: &[u8],
+    items: &[AlimTalkItem],
+    retry_after: Option<std::time::Duration>,
+) -> Result<SendAnswerKind, SendError> {
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, retry_after));
+    }
+    let answer: SendAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("NHN answered 200 with a body that is not its JSON: {e}")))?;
+    let header = &answer.header;
+    match header.result_code {
+        -1005 => return Ok(SendAnswerKind::AlreadyAccepted),
+        -1000 | -1001 => {
+            return Err(SendError::Permanent(format!(
+                "NHN refused the credentials ({} {}): check NHN_BIZMSG_APP_KEY and NHN_BIZMSG_SECRET_KEY",
+                header.result_code, header.result_message
+            )));
+        }
+        -1017 => return Err(SendError::RateLimited { retry_after }),
+        _ => {}
+    }
+    let results = answer.message.as_ref().map(|m| m.send_results.as_slice()).unwrap_or_default();
+    if !header.is_successful && results.is_empty() {
+        return Err(SendError::Permanent(format!(
+            "NHN refused the request: {} {}",
+            header.result_code, header.result_message
+        )));
+    }
+    let request_id = answer.message.as_ref().map(|m| m.request_id.as_str()).unwrap_or_default();
+    let mut outcomes = Vec::with_capacity(items.len());
+    for result in results {
+        let Some(reference) = result.recipient_grouping_key.clone() else { continue };
+        let outcome = if result.result_code == 0 {
+            ItemResult::Accepted { dealer_id: format!("{request_id}/{}", result.recipient_seq) }
+        } else {
+            ItemResult::Refused { code: result.result_code.to_string(), reason: result.result_message.clone() }
+        };
+        outcomes.push(ItemOutcome { reference, result: outcome });
+    }
+    missing(items, &mut outcomes);
+    Ok(SendAnswerKind::Outcomes(outcomes))
+}
+
+/// Where a recipient's message is, as NHN reports it (result queries and the webhook).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// `requestId/recipientSeq`, the [`ItemResult::Accepted`] id.
+    pub dealer_id: String,
+    /// Delivered, failed, cancelled, or still on its way.
+    pub state: ReportState,
+    /// Kakao's result code, once there is one.
+    pub code: Option<ResultCode>,
+    /// When it reached the phone (`receiveDate`), as NHN wrote it (KST).
+    pub received_at: Option<String>,
+    /// The SMS/LMS fallback.
+    pub fallback: Fallback,
+}
+
+/// NHN's `messageStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportState {
+    /// `COMPLETED`.
+    Completed,
+    /// `FAILED`.
+    Failed,
+    /// `CANCEL` (a scheduled send that was cancelled).
+    Cancelled,
+    /// Anything else: not final yet.
+    Pending,
+}
+
+/// NHN's `resendStatus` (RSC01–RSC05).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// RSC01: no fallback for this message.
+    None,
+    /// RSC02: a fallback will be sent if the AlimTalk fails.
+    Armed,
+    /// RSC03: being sent.
+    Sending,
+    /// RSC04: the SMS/LMS was sent.
+    Sent,
+    /// RSC05: the SMS/LMS failed too.
+    Failed,
+}
+
+impl Fallback {
+    fn from_code(code: Option<&str>) -> Self {
+        match code {
+            Some("RSC02") => Self::Armed,
+            Some("RSC03") => Self::Sending,
+            Some("RSC04") => Self::Sent,
+            Some("RSC05") => Self::Failed,
+            _ => Self::None,
+        }
+    }
+}
+
+/// A code NHN writes as a number or as a string of digits.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Code {
+    Number(i64),
+    Text(String),
+}
+
+impl Code {
+    fn result_code(&self) -> Option<ResultCode> {
+        match self {
+            Self::Number(n) => u16::try_from(*n).ok().map(ResultCode),
+            Self::Text(t) => t.trim().parse().ok().map(ResultCode),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportRow {
+    request_id: String,
+    recipient_seq: i64,
+    #[serde(default)]
+    message_status: Option<String>,
+    #[serde(default)]
+    result_code: Option<Code>,
+    #[serde(default)]
+    receive_date: Option<String>,
+    #[serde(default)]
+    resend_status: Option<String>,
+}
+
+impl ReportRow {
+    fn into_report(self) -> Report {
+        let state = match self.message_status.as_deref() {
+            Some("COMPLETED") => ReportState::Completed,
+            Some("FAILED") => ReportState::Failed,
+            Some("CANCEL") => ReportState::Cancelled,
+            _ => ReportState::Pending,
+        };
+        Report {
+            dealer_id: format!("{}/{}", self.request_id, self.recipient_seq),
+            state,
+            code: self.result_code.as_ref().and_then(Code::result_code),
+            received_at: self.receive_date.filter(|d| !d.is_empty()),
+            fallback: Fallback::from_code(self.resend_status.as_deref()),
+        }
+    }
+}
+
+/// The result-update query for the window `[from, to]` (KST minutes), one page of up to 1,000.
+pub fn results_query(auth: &NhnAuth, from: EpochMs, to: EpochMs, page: u32) -> WireRequest {
+    let encode = |at: EpochMs| request_date(at).replace(' ', "%20").replace(':', "%3A");
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/alimtalk/v2.3/appkeys/{}/message-results?startUpdateDate={}&endUpdateDate={}&pageNum={page}&pageSize=1000",
+            auth.app_key,
+            encode(from),
+            encode(to)
+        ),
+        headers: vec![("X-Secret-Key", auth.secret_key.clone())],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ResultsAnswer {
+    header: Header,
+    #[serde(default)]
+    messages: Vec<ReportRow>,
+}
+
+/// Reads a result-update page.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> {
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let answer: ResultsAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("NHN result page is not its JSON: {e}")))?;
+    if !answer.header.is_successful {
+        return Err(SendError::Permanent(format!(
+            "NHN refused the result query: {} {}",
+            answer.header.result_code, answer.header.result_message
+        )));
+    }
+    Ok(answer.messages.into_iter().map(ReportRow::into_report).collect())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Webhook {
+    #[serde(default)]
+    event: String,
+    /// Read only for result updates: other events' hooks have other shapes.
+    #[serde(default)]
+    hooks: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// Reads a delivery-result webhook body (`event: MESSAGE_RESULT_UPDATE`); other events (template
+/// status changes) carry no reports. The signature header is checked before this is called.
+///
+/// # Errors
+/// A body that is not NHN's webhook JSON (answered 400).
+pub fn read_webhook(body: &[u8]) -> Result<Vec<Report>, String> {
+    let hook: Webhook = serde_json::from_slice(body).map_err(|e| format!("not an NHN webhook body: {e}"))?;
+    if hook.event != "MESSAGE_RESULT_UPDATE" {
+        return Ok(Vec::new());
+    }
+    let Some(hooks) = hook.hooks else { return Ok(Vec::new()) };
+    let rows: Vec<ReportRow> =
+        serde_json::from_str(hooks.get()).map_err(|e| format!("NHN webhook hooks are not result rows: {e}"))?;
+    Ok(rows.into_iter().map(ReportRow::into_report).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::dealer::DealerKind;
+    use serde_json::{Value, json};
+
+    fn auth() -> NhnAuth {
+        NhnAuth { app_key: "APPKEY".into(), secret_key: "SECRET".into() }
+    }
+
+    #[test]
+    fn a_substitution_send_is_nhns_json_with_the_keys_in_their_headers() {
+        let items = vec![item("r1", "010-1111-2222", "홍길동", true), item("r2", "+82 10 3333 4444", "김철수", false)];
+        // 2026-12-24 09:00 KST.
+        let batch = Batch::new(DealerKind::Nhn, items, Some(1_798_070_400_000)).unwrap();
+        let request = alimtalk_send(&auth(), &sender(), &batch, "batch-7").unwrap();
+        assert_eq!((request.method, request.path.as_str()), ("POST", "/alimtalk/v2.3/appkeys/APPKEY/messages"));
+        assert_eq!(
+            request.headers,
+            [("X-Secret-Key", "SECRET".to_owned()), ("X-NC-API-IDEMPOTENCY-KEY", "batch-7".to_owned())]
+        );
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "senderKey": "a".repeat(40),
+                "templateCode": "ORDER_SHIPPED",
+                "requestDate": "2026-12-24 09:00",
+                "recipientList": [
+                    {"recipientNo": "01011112222", "templateParameter": {"name": "홍길동", "order": "A-1"},
+                     "resendParameter": {"isResend": true, "resendType": "LMS", "resendTitle": "발송 안내",
+                                         "resendContent": "홍길동님 상품 발송", "resendSendNo": "0212345678"},
+                     "recipientGroupingKey": "r1"},
+                    {"recipientNo": "01033334444", "templateParameter": {"name": "김철수", "order": "A-1"},
+                     "recipientGroupingKey": "r2"}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn a_fallback_without_a_sender_number_is_refused_before_any_request() {
+        let batch = Batch::new(DealerKind::Nhn, vec![item("r1", "010-1111-2222", "가", true)], None).unwrap();
+        let no_from = Sender { sms_from: None, ..sender() };
+        assert!(alimtalk_send(&auth(), &no_from, &batch, "k").unwrap_err().contains("BIZMSG_SMS_FROM"));
+    }
+
+    #[test]
+    fn per_recipient_failures_inside_a_200_are_read_by_reference() {
+        let items = vec![
+            item("r1", "010-1111-2222", "가", false),
+            item("r2", "010-3333-4444", "나", false),
+            item("r3", "010-5555-6666", "다", false),
+        ];
+        let body = json!({
+            "header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+            "message": {"requestId": "20261224-abc", "sendResults": [
+                {"recipientSeq": 2, "recipientNo": "01033334444", "resultCode": -2000, "resultMessage": "invalid recipientNo", "recipientGroupingKey": "r2"},
+                {"recipientSeq": 1, "recipientNo": "01011112222", "resultCode": 0, "resultMessage": "SUCCESS", "recipientGroupingKey": "r1"}
+            ]}
+        });
+        let SendAnswerKind::Outcomes(outcomes) =
+            read_send_answer(200, body.to_string().as_bytes(), &items, None).unwrap()
+        else {
+            panic!("outcomes expected")
+        };
+        assert_eq!(
+            outcomes[0],
+            ItemOutcome {
+                reference: "r2".into(),
+                result: ItemResult::Refused { code: "-2000".into(), reason: "invalid recipientNo".into() }
+            }
+        );
+        assert_eq!(
+            outcomes[1],
+            ItemOutcome { reference: "r1".into(), result: ItemResult::Accepted { dealer_id: "20261224-abc/1".into() } }
+        );
+        assert!(
+            matches!(&outcomes[2], ItemOutcome { reference, result: ItemResult::Refused { code, .. } } if reference == "r3" && code == "missing")
+        );
+    }
+
+    #[test]
+    fn request_level_answers_are_classified() {
+        let items = vec![item("r1", "010-1111-2222", "가", false)];
+        let header = |code: i64| {
+            json!({"header": {"resultCode": code, "resultMessage": "x", "isSuccessful": false}}).to_string()
+        };
+        assert_eq!(
+            read_send_answer(200, header(-1005).as_bytes(), &items, None).unwrap(),
+            SendAnswerKind::AlreadyAccepted
+        );
+        let e = read_send_answer(200, header(-1001).as_bytes(), &items, None).unwrap_err();
+        assert!(e.to_string().contains("NHN_BIZMSG_SECRET_KEY"), "{e}");
+        assert_eq!(
+            read_send_answer(200, header(-1017).as_bytes(), &items, None).unwrap_err().class(),
+            clawbridge_core::RetryClass::RateLimited
+        );
+        assert_eq!(
+            read_send_answer(200, header(-3000).as_bytes(), &items, None).unwrap_err().class(),
+            clawbridge_core::RetryClass::Permanent
+        );
+        assert_eq!(
+            read_send_answer(502, b"bad gateway", &items, None).unwrap_err().class(),
+            clawbridge_core::RetryClass::Transient
+        );
+        assert_eq!(
+            read_send_answer(200, b"<html>", &items, None).unwrap_err().class(),
+            clawbridge_core::RetryClass::Transient
+        );
+    }
+
+    #[test]
+    fn result_updates_and_webhooks_become_reports() {
+        let row = json!({"requestId": "20261224-abc", "recipientSeq": 1, "requestDate": "2026-12-24 09:00", "createDate": "2026-12-24 09:00",
+                         "receiveDate": "2026-12-24 09:00:03", "resendStatus": "RSC04", "resendStatusName": "재발송 성공",
+                         "messageStatus": "FAILED", "resultCode": "3019", "resultCodeName": "톡 유저 아님"});
+        let page = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true}, "messages": [row.clone()]});
+        let reports = read_results(200, page.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            reports,
+            [Report {
+                dealer_id: "20261224-abc/1".into(),
+                state: ReportState::Failed,
+                code: Some(ResultCode::NOT_KAKAOTALK_USER),
+                received_at: Some("2026-12-24 09:00:03".into()),
+                fallback: Fallback::Sent,
+            }]
+        );
+        let hook = json!({"hooksId": "h1", "webhookConfigId": "c1", "productName": "AlimTalk", "appKey": "APPKEY",
+                          "event": "MESSAGE_RESULT_UPDATE", "hooks": [row]});
+        assert_eq!(read_webhook(hook.to_string().as_bytes()).unwrap(), reports);
+        let template_event = json!({"event": "TEMPLATE_STATUS_UPDATE", "hooks": [{"templateCode": "A"}]});
+        assert!(read_webhook(template_event.to_string().as_bytes()).unwrap().is_empty());
+        assert!(read_webhook(b"{").is_err());
+    }
+
+    #[test]
+    fn the_result_query_asks_for_one_page_of_a_kst_window() {
+        let request = results_query(&auth(), 1_798_070_400_000, 1_798_070_460_000, 2);
+        assert_eq!(
+            request.path,
+            "/alimtalk/v2.3/appkeys/APPKEY/message-results?startUpdateDate=2026-12-24%2009%3A00&endUpdateDate=2026-12-24%2009%3A01&pageNum=2&pageSize=1000"
+        );
+        assert_eq!(request.method, "GET");
+    }
+}
