@@ -202,6 +202,8 @@ pub struct FallbackConfig {
 pub struct Rendered {
     /// The template code.
     pub template_code: String,
+    /// Solapi's template id, when declared.
+    pub template_id: Option<String>,
     /// The values, by placeholder name.
     pub variables: BTreeMap<String, String>,
     /// The text after substitution.
@@ -486,7 +488,14 @@ impl AlimTalkTemplate {
         } else {
             None
         };
-        Ok(Rendered { template_code: code(), variables: values.clone(), text, buttons, fallback })
+        Ok(Rendered {
+            template_code: code(),
+            template_id: self.template_id.clone(),
+            variables: values.clone(),
+            text,
+            buttons,
+            fallback,
+        })
     }
 
     /// Every text that may hold placeholders, with its field name.

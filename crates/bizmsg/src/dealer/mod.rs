@@ -131,7 +131,8 @@ impl Batch {
                 return Err(format!("{} is twice in one request; send it in the next one", item.to));
             }
         }
-        Ok(Self { template_code, template_id: None, items, send_at })
+        let template_id = first.rendered.template_id.clone();
+        Ok(Self { template_code, template_id, items, send_at })
     }
 }
 
@@ -169,6 +170,51 @@ pub enum ItemResult {
         /// Its words.
         reason: String,
     },
+}
+
+/// Where a recipient's message is, as a dealer reports it (result queries and webhooks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The dealer's id, as in [`ItemResult::Accepted`].
+    pub dealer_id: String,
+    /// Delivered, failed, cancelled, or still on its way.
+    pub state: ReportState,
+    /// The result code (Kakao's at NHN, the dealer's own error name at Infobip).
+    pub code: Option<String>,
+    /// What the code means.
+    pub reason: Option<String>,
+    /// When it was delivered or given up, as the dealer wrote it.
+    pub done_at: Option<String>,
+    /// The SMS/LMS fallback, where the dealer reports it.
+    pub fallback: Option<Fallback>,
+}
+
+/// How far a message got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportState {
+    /// On the phone.
+    Delivered,
+    /// Will not be delivered as an AlimTalk.
+    Failed,
+    /// A scheduled send that was cancelled.
+    Cancelled,
+    /// Not final yet.
+    Pending,
+}
+
+/// The SMS/LMS fallback of a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// None was asked for.
+    None,
+    /// Asked for; sent if the AlimTalk fails.
+    Armed,
+    /// Being sent.
+    Sending,
+    /// The SMS/LMS was sent.
+    Sent,
+    /// The SMS/LMS failed too.
+    Failed,
 }
 
 /// A request-level answer that is not a success, classified: 429 and the dealers' volume codes

@@ -5,7 +5,10 @@
 //! `X-NC-API-IDEMPOTENCY-KEY` makes NHN refuse (-1005) a second request with the same key within
 //! ten minutes, which is how a retry after a lost answer does not send twice.
 
-use super::{AlimTalkItem, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
+use super::{
+    AlimTalkItem, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error,
+    missing,
+};
 use crate::codes::ResultCode;
 use crate::template::FallbackKind;
 use clawbridge_core::SendError;
@@ -220,58 +223,14 @@ pub fn read_send_answer(
     Ok(SendAnswerKind::Outcomes(outcomes))
 }
 
-/// Where a recipient's message is, as NHN reports it (result queries and the webhook).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    /// `requestId/recipientSeq`, the [`ItemResult::Accepted`] id.
-    pub dealer_id: String,
-    /// Delivered, failed, cancelled, or still on its way.
-    pub state: ReportState,
-    /// Kakao's result code, once there is one.
-    pub code: Option<ResultCode>,
-    /// When it reached the phone (`receiveDate`), as NHN wrote it (KST).
-    pub received_at: Option<String>,
-    /// The SMS/LMS fallback.
-    pub fallback: Fallback,
-}
-
-/// NHN's `messageStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReportState {
-    /// `COMPLETED`.
-    Completed,
-    /// `FAILED`.
-    Failed,
-    /// `CANCEL` (a scheduled send that was cancelled).
-    Cancelled,
-    /// Anything else: not final yet.
-    Pending,
-}
-
-/// NHN's `resendStatus` (RSC01–RSC05).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fallback {
-    /// RSC01: no fallback for this message.
-    None,
-    /// RSC02: a fallback will be sent if the AlimTalk fails.
-    Armed,
-    /// RSC03: being sent.
-    Sending,
-    /// RSC04: the SMS/LMS was sent.
-    Sent,
-    /// RSC05: the SMS/LMS failed too.
-    Failed,
-}
-
-impl Fallback {
-    fn from_code(code: Option<&str>) -> Self {
-        match code {
-            Some("RSC02") => Self::Armed,
-            Some("RSC03") => Self::Sending,
-            Some("RSC04") => Self::Sent,
-            Some("RSC05") => Self::Failed,
-            _ => Self::None,
-        }
+/// NHN's `resendStatus` (RSC01 none, RSC02 armed, RSC03 sending, RSC04 sent, RSC05 failed).
+fn fallback(code: Option<&str>) -> Fallback {
+    match code {
+        Some("RSC02") => Fallback::Armed,
+        Some("RSC03") => Fallback::Sending,
+        Some("RSC04") => Fallback::Sent,
+        Some("RSC05") => Fallback::Failed,
+        _ => Fallback::None,
     }
 }
 
@@ -309,18 +268,21 @@ struct ReportRow {
 
 impl ReportRow {
     fn into_report(self) -> Report {
+        let code = self.result_code.as_ref().and_then(Code::result_code);
         let state = match self.message_status.as_deref() {
-            Some("COMPLETED") => ReportState::Completed,
-            Some("FAILED") => ReportState::Failed,
+            // COMPLETED is the end of sending; Kakao's code says whether it reached the phone.
+            Some("COMPLETED") if code.is_none_or(|c| c == ResultCode::DELIVERED) => ReportState::Delivered,
+            Some("COMPLETED" | "FAILED") => ReportState::Failed,
             Some("CANCEL") => ReportState::Cancelled,
             _ => ReportState::Pending,
         };
         Report {
             dealer_id: format!("{}/{}", self.request_id, self.recipient_seq),
             state,
-            code: self.result_code.as_ref().and_then(Code::result_code),
-            received_at: self.receive_date.filter(|d| !d.is_empty()),
-            fallback: Fallback::from_code(self.resend_status.as_deref()),
+            code: code.map(|c| c.0.to_string()),
+            reason: code.map(|c| c.meaning().to_owned()),
+            done_at: self.receive_date.filter(|d| !d.is_empty()),
+            fallback: Some(fallback(self.resend_status.as_deref())),
         }
     }
 }
@@ -518,9 +480,10 @@ mod tests {
             [Report {
                 dealer_id: "20261224-abc/1".into(),
                 state: ReportState::Failed,
-                code: Some(ResultCode::NOT_KAKAOTALK_USER),
-                received_at: Some("2026-12-24 09:00:03".into()),
-                fallback: Fallback::Sent,
+                code: Some("3019".into()),
+                reason: Some("not a KakaoTalk user".into()),
+                done_at: Some("2026-12-24 09:00:03".into()),
+                fallback: Some(Fallback::Sent),
             }]
         );
         let hook = json!({"hooksId": "h1", "webhookConfigId": "c1", "productName": "AlimTalk", "appKey": "APPKEY",
