@@ -12,6 +12,7 @@
 //! - [`codes`]: what Kakao's delivery result codes mean and which of them a retry can fix.
 
 pub mod codes;
+pub mod config;
 pub mod dealer;
 pub mod phone;
 pub mod template;
