@@ -37,6 +37,8 @@ struct SendBody<'a> {
     template_code: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     request_date: Option<String>,
+    /// The request key again: what finds this request's messages when its answer was lost.
+    sender_grouping_key: &'a str,
     recipient_list: Vec<Recipient<'a>>,
 }
 
@@ -112,6 +114,7 @@ pub fn alimtalk_send(
         sender_key: &sender.sender_key,
         template_code: &batch.template_code,
         request_date: batch.send_at.map(request_date),
+        sender_grouping_key: idempotency_key,
         recipient_list,
     };
     Ok(WireRequest {
@@ -329,6 +332,72 @@ pub fn read_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> 
     Ok(answer.messages.into_iter().map(ReportRow::into_report).collect())
 }
 
+/// The messages of one earlier request, found by its request key (`senderGroupingKey`) among
+/// the requests made in `[from, to]`: asked before a request whose answer was lost is made
+/// again, so that what NHN already took is not sent twice.
+pub fn lookup_query(auth: &NhnAuth, request_key: &str, from: EpochMs, to: EpochMs) -> WireRequest {
+    let encode = |at: EpochMs| request_date(at).replace(' ', "%20").replace(':', "%3A");
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/alimtalk/v2.3/appkeys/{}/messages?startRequestDate={}&endRequestDate={}&senderGroupingKey={request_key}&pageSize=1000",
+            auth.app_key,
+            encode(from),
+            encode(to)
+        ),
+        headers: vec![("X-Secret-Key", auth.secret_key.clone())],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupAnswer {
+    header: Header,
+    #[serde(default)]
+    message_search_result_response: Option<LookupMessages>,
+}
+
+#[derive(Deserialize)]
+struct LookupMessages {
+    #[serde(default)]
+    messages: Vec<LookupRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LookupRow {
+    request_id: String,
+    recipient_seq: i64,
+    #[serde(default)]
+    recipient_grouping_key: Option<String>,
+}
+
+/// Reads [`lookup_query`]'s answer: `(our reference, the dealer's id)` of every message NHN has.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_lookup(status: u16, body: &[u8]) -> Result<Vec<(String, String)>, SendError> {
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let answer: LookupAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("NHN message list is not its JSON: {e}")))?;
+    if !answer.header.is_successful {
+        return Err(SendError::transient(format!(
+            "NHN refused the message list: {} {}",
+            answer.header.result_code, answer.header.result_message
+        )));
+    }
+    Ok(answer
+        .message_search_result_response
+        .map(|r| r.messages)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| Some((m.recipient_grouping_key?, format!("{}/{}", m.request_id, m.recipient_seq))))
+        .collect())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Webhook {
@@ -384,6 +453,7 @@ mod tests {
                 "senderKey": "a".repeat(40),
                 "templateCode": "ORDER_SHIPPED",
                 "requestDate": "2026-12-24 09:00",
+                "senderGroupingKey": "batch-7",
                 "recipientList": [
                     {"recipientNo": "01011112222", "templateParameter": {"name": "홍길동", "order": "A-1"},
                      "resendParameter": {"isResend": true, "resendType": "LMS", "resendTitle": "발송 안내",
@@ -492,6 +562,21 @@ mod tests {
         let template_event = json!({"event": "TEMPLATE_STATUS_UPDATE", "hooks": [{"templateCode": "A"}]});
         assert!(read_webhook(template_event.to_string().as_bytes()).unwrap().is_empty());
         assert!(read_webhook(b"{").is_err());
+    }
+
+    #[test]
+    fn a_lost_request_is_found_by_its_key() {
+        let request = lookup_query(&auth(), "bz-7", 1_798_070_400_000, 1_798_071_000_000);
+        assert_eq!(
+            request.path,
+            "/alimtalk/v2.3/appkeys/APPKEY/messages?startRequestDate=2026-12-24%2009%3A00&endRequestDate=2026-12-24%2009%3A10&senderGroupingKey=bz-7&pageSize=1000"
+        );
+        let body = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+            "messageSearchResultResponse": {"messages": [
+                {"requestId": "R1", "recipientSeq": 2, "recipientNo": "01033334444", "senderGroupingKey": "bz-7", "recipientGroupingKey": "r2"}
+            ], "totalCount": 1}});
+        assert_eq!(read_lookup(200, body.to_string().as_bytes()).unwrap(), [("r2".to_owned(), "R1/2".to_owned())]);
+        assert_eq!(read_lookup(503, b"",).unwrap_err().class(), clawbridge_core::RetryClass::Transient);
     }
 
     #[test]
