@@ -14,6 +14,7 @@
 pub mod codes;
 pub mod config;
 pub mod dealer;
+pub mod dispatch;
 pub mod phone;
 pub mod template;
 pub mod window;

@@ -9,7 +9,7 @@
 //! button the products do not have, a link that is not a web address, a fallback text too long
 //! for its kind.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The longest AlimTalk body after substitution, in characters. Infobip allows 1,000 and NHN
@@ -86,7 +86,7 @@ impl Variable {
 }
 
 /// The kinds of AlimTalk button (reference/bizmsg.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum ButtonType {
     /// Web link (`linkMo`, optional `linkPc`).
     #[serde(rename = "WL")]
@@ -154,7 +154,7 @@ pub struct TemplateButton {
 }
 
 /// SMS or LMS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum FallbackKind {
     /// Short message, 90 bytes.
     #[serde(rename = "SMS")]
@@ -198,7 +198,8 @@ pub struct FallbackConfig {
 
 /// A template filled in for one recipient, ready for any dealer: the variables for substitution
 /// sends (NHN, Solapi) and the rendered text for those that take it (Infobip).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Rendered {
     /// The template code.
     pub template_code: String,
@@ -215,7 +216,8 @@ pub struct Rendered {
 }
 
 /// A button after substitution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RenderedButton {
     /// What the button does.
     pub kind: ButtonType,
@@ -232,7 +234,8 @@ pub struct RenderedButton {
 }
 
 /// A fallback text after substitution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RenderedFallback {
     /// SMS or LMS.
     pub kind: FallbackKind,
