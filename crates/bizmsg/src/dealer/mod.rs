@@ -219,7 +219,7 @@ pub enum Fallback {
 
 /// A request-level answer that is not a success, classified: 429 and the dealers' volume codes
 /// are rate limits, 5xx and timeouts transient, a refused key is the operator's to fix.
-pub(crate) fn http_error(status: u16, body: &[u8], retry_after: Option<std::time::Duration>) -> SendError {
+pub fn http_error(status: u16, body: &[u8], retry_after: Option<std::time::Duration>) -> SendError {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
     match status {
         429 => SendError::RateLimited { retry_after },
