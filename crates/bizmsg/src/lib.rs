@@ -17,6 +17,7 @@ pub mod config;
 pub mod dealer;
 pub mod dispatch;
 pub mod phone;
+pub mod send;
 pub mod template;
 pub mod window;
 
