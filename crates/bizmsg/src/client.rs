@@ -138,14 +138,15 @@ impl DealerClient {
             Err(e) => return apply(rows, Err(e)),
         };
         let (status, body, after) = (answer.status, answer.body.as_slice(), answer.retry_after);
+        let sent = crate::dealer::addressees(&batch.items);
         let read = match self.dealer() {
-            DealerKind::Nhn => match nhn::read_send_answer(status, body, &batch.items, after) {
+            DealerKind::Nhn => match nhn::read_send_answer(status, body, &sent, after) {
                 Ok(SendAnswerKind::Outcomes(outcomes)) => Ok(outcomes),
                 Ok(SendAnswerKind::AlreadyAccepted) => return self.recover(key, rows).await,
                 Err(e) => Err(e),
             },
-            DealerKind::Solapi => solapi::read_send_answer(status, body, &batch.items, after),
-            DealerKind::Infobip => infobip::read_send_answer(status, body, &batch.items, after),
+            DealerKind::Solapi => solapi::read_send_answer(status, body, &sent, after),
+            DealerKind::Infobip => infobip::read_send_answer(status, body, &sent, after),
         };
         apply(rows, read)
     }

@@ -7,8 +7,7 @@
 //! error is permanent (`error.permanent`), which is the retry class.
 
 use super::{
-    AlimTalkItem, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error,
-    missing,
+    Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
 };
 use crate::template::{ButtonType, RenderedButton};
 use clawbridge_core::SendError;
@@ -205,7 +204,7 @@ struct ErrorEnvelope {
 pub fn read_send_answer(
     status: u16,
     body: &[u8],
-    items: &[AlimTalkItem],
+    items: &[Addressee],
     retry_after: Option<std::time::Duration>,
 ) -> Result<Vec<ItemOutcome>, SendError> {
     if status == 401 || status == 403 {
@@ -329,6 +328,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::dealer::DealerKind;
+    use crate::dealer::addressees;
     use serde_json::{Value, json};
 
     #[test]
@@ -363,14 +363,19 @@ mod tests {
             {"messageId": "r1", "destination": "821011112222", "status": {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED", "description": "accepted"}},
             {"messageId": "r2", "destination": "821033334444", "status": {"groupId": 5, "groupName": "REJECTED", "id": 52, "name": "REJECTED_DESTINATION", "description": "bad destination"}}
         ]});
-        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &items, None).unwrap();
+        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap();
         assert_eq!(outcomes[0].result, ItemResult::Accepted { dealer_id: "r1".into() });
         assert_eq!(
             outcomes[1].result,
             ItemResult::Refused { code: "REJECTED_DESTINATION".into(), reason: "bad destination".into() }
         );
-        let e = read_send_answer(401, br#"{"errorCode":"E401","description":"Invalid login details"}"#, &items, None)
-            .unwrap_err();
+        let e = read_send_answer(
+            401,
+            br#"{"errorCode":"E401","description":"Invalid login details"}"#,
+            &addressees(&items),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("INFOBIP_API_KEY"), "{e}");
 
         let reports = json!({"results": [

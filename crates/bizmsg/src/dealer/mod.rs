@@ -89,6 +89,27 @@ pub struct AlimTalkItem {
     pub rendered: Rendered,
 }
 
+/// Who one message of a request goes to: what an answer is matched by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Addressee {
+    /// Our reference.
+    pub reference: String,
+    /// The recipient.
+    pub to: PhoneNumber,
+}
+
+impl AlimTalkItem {
+    /// Its addressee.
+    pub fn addressee(&self) -> Addressee {
+        Addressee { reference: self.reference.clone(), to: self.to.clone() }
+    }
+}
+
+/// The addressees of `items`.
+pub fn addressees(items: &[AlimTalkItem]) -> Vec<Addressee> {
+    items.iter().map(AlimTalkItem::addressee).collect()
+}
+
 /// Recipients of one template, sent in one request.
 #[derive(Debug, Clone)]
 pub struct Batch {
@@ -230,7 +251,7 @@ pub fn http_error(status: u16, body: &[u8], retry_after: Option<std::time::Durat
 
 /// The answers for every item not named in a response: a dealer that answers 200 and leaves a
 /// recipient out has not told us it took it.
-pub(crate) fn missing(items: &[AlimTalkItem], outcomes: &mut Vec<ItemOutcome>) {
+pub(crate) fn missing(items: &[Addressee], outcomes: &mut Vec<ItemOutcome>) {
     for item in items {
         if !outcomes.iter().any(|o| o.reference == item.reference) {
             outcomes.push(ItemOutcome {

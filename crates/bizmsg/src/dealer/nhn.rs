@@ -6,8 +6,7 @@
 //! ten minutes, which is how a retry after a lost answer does not send twice.
 
 use super::{
-    AlimTalkItem, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error,
-    missing,
+    Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
 };
 use crate::codes::ResultCode;
 use crate::template::FallbackKind;
@@ -184,7 +183,7 @@ pub enum SendAnswerKind {
 pub fn read_send_answer(
     status: u16,
     body: &[u8],
-    items: &[AlimTalkItem],
+    items: &[Addressee],
     retry_after: Option<std::time::Duration>,
 ) -> Result<SendAnswerKind, SendError> {
     if !(200..300).contains(&status) {
@@ -429,6 +428,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::dealer::DealerKind;
+    use crate::dealer::addressees;
     use serde_json::{Value, json};
 
     fn auth() -> NhnAuth {
@@ -488,7 +488,7 @@ mod tests {
             ]}
         });
         let SendAnswerKind::Outcomes(outcomes) =
-            read_send_answer(200, body.to_string().as_bytes(), &items, None).unwrap()
+            read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap()
         else {
             panic!("outcomes expected")
         };
@@ -515,25 +515,25 @@ mod tests {
             json!({"header": {"resultCode": code, "resultMessage": "x", "isSuccessful": false}}).to_string()
         };
         assert_eq!(
-            read_send_answer(200, header(-1005).as_bytes(), &items, None).unwrap(),
+            read_send_answer(200, header(-1005).as_bytes(), &addressees(&items), None).unwrap(),
             SendAnswerKind::AlreadyAccepted
         );
-        let e = read_send_answer(200, header(-1001).as_bytes(), &items, None).unwrap_err();
+        let e = read_send_answer(200, header(-1001).as_bytes(), &addressees(&items), None).unwrap_err();
         assert!(e.to_string().contains("NHN_BIZMSG_SECRET_KEY"), "{e}");
         assert_eq!(
-            read_send_answer(200, header(-1017).as_bytes(), &items, None).unwrap_err().class(),
+            read_send_answer(200, header(-1017).as_bytes(), &addressees(&items), None).unwrap_err().class(),
             clawbridge_core::RetryClass::RateLimited
         );
         assert_eq!(
-            read_send_answer(200, header(-3000).as_bytes(), &items, None).unwrap_err().class(),
+            read_send_answer(200, header(-3000).as_bytes(), &addressees(&items), None).unwrap_err().class(),
             clawbridge_core::RetryClass::Permanent
         );
         assert_eq!(
-            read_send_answer(502, b"bad gateway", &items, None).unwrap_err().class(),
+            read_send_answer(502, b"bad gateway", &addressees(&items), None).unwrap_err().class(),
             clawbridge_core::RetryClass::Transient
         );
         assert_eq!(
-            read_send_answer(200, b"<html>", &items, None).unwrap_err().class(),
+            read_send_answer(200, b"<html>", &addressees(&items), None).unwrap_err().class(),
             clawbridge_core::RetryClass::Transient
         );
     }

@@ -6,7 +6,7 @@
 //! `failedMessageList` is read on every answer. It echoes no reference of ours, so answers are
 //! matched by number (a [`Batch`] never holds a number twice).
 
-use super::{AlimTalkItem, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
+use super::{Addressee, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
 use crate::template::FallbackKind;
 use clawbridge_core::SendError;
 use clawbridge_core::time::{EpochMs, timestamp};
@@ -181,7 +181,7 @@ struct ErrorBody {
 pub fn read_send_answer(
     status: u16,
     body: &[u8],
-    items: &[AlimTalkItem],
+    items: &[Addressee],
     retry_after: Option<std::time::Duration>,
 ) -> Result<Vec<ItemOutcome>, SendError> {
     if status == 401 || status == 403 {
@@ -218,6 +218,7 @@ mod tests {
     use super::super::fixtures::*;
     use super::*;
     use crate::dealer::DealerKind;
+    use crate::dealer::addressees;
     use serde_json::{Value, json};
 
     fn auth() -> SolapiAuth {
@@ -275,17 +276,22 @@ mod tests {
             "failedMessageList": [{"to": "01033334444", "from": "", "type": "ATA", "statusCode": "1062", "statusMessage": "템플릿 변수 불일치"}],
             "messageList": [{"messageId": "M4V2026", "to": "01011112222", "type": "ATA", "statusCode": "2000"}]
         });
-        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &items, None).unwrap();
+        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap();
         assert_eq!(outcomes[0].result, ItemResult::Accepted { dealer_id: "M4V2026".into() });
         assert_eq!(
             outcomes[1].result,
             ItemResult::Refused { code: "1062".into(), reason: "템플릿 변수 불일치".into() }
         );
-        let e = read_send_answer(401, br#"{"errorCode":"SignatureDoesNotMatch","errorMessage":"x"}"#, &items, None)
-            .unwrap_err();
+        let e = read_send_answer(
+            401,
+            br#"{"errorCode":"SignatureDoesNotMatch","errorMessage":"x"}"#,
+            &addressees(&items),
+            None,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("SOLAPI_API_SECRET") && e.to_string().contains("SignatureDoesNotMatch"), "{e}");
         assert_eq!(
-            read_send_answer(429, b"", &items, None).unwrap_err().class(),
+            read_send_answer(429, b"", &addressees(&items), None).unwrap_err().class(),
             clawbridge_core::RetryClass::RateLimited
         );
     }
