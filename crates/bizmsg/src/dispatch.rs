@@ -15,9 +15,9 @@
 //!   That is Solapi (nothing in its API finds a message by a reference of ours) and, for now,
 //!   Infobip (its logs can be searched by our `messageId`; that lookup is not built yet).
 
-use crate::dealer::{AlimTalkItem, Batch, DealerKind, ItemOutcome, ItemResult};
+use crate::dealer::{Addressee, AlimTalkItem, Batch, DealerKind, ItemOutcome, ItemResult};
 use crate::phone::PhoneNumber;
-use crate::template::Rendered;
+use crate::send::Message;
 use clawbridge_core::SendError;
 use clawbridge_core::time::{EpochMs, MINUTE_MS};
 use std::collections::BTreeMap;
@@ -35,7 +35,7 @@ pub struct Pending {
     /// The recipient.
     pub to: PhoneNumber,
     /// What to send.
-    pub rendered: Rendered,
+    pub message: Message,
     /// Not before this instant (a schedule the dealer should hold).
     pub send_at: Option<EpochMs>,
     /// The request an earlier attempt went in, if its outcome is unknown.
@@ -48,8 +48,19 @@ impl Pending {
         format!("cb{}", self.id)
     }
 
-    fn item(&self) -> AlimTalkItem {
-        AlimTalkItem { reference: self.reference(), to: self.to.clone(), rendered: self.rendered.clone() }
+    /// Who it goes to, for reading the answer.
+    pub fn addressee(&self) -> Addressee {
+        Addressee { reference: self.reference(), to: self.to.clone() }
+    }
+
+    /// Rows that may share one request: one account, one product, one AlimTalk template or one
+    /// Brand Message content (a freestyle request carries its text once for every recipient).
+    fn group(&self) -> (String, String) {
+        let what = match &self.message {
+            Message::Alimtalk(rendered) => format!("alimtalk:{}", rendered.template_code),
+            Message::Brand(content) => format!("brand:{}", serde_json::to_string(content).unwrap_or_default()),
+        };
+        (self.account.clone(), what)
     }
 }
 
@@ -119,16 +130,18 @@ pub fn plan(dealer: DealerKind, rows: Vec<Pending>, now: EpochMs) -> Vec<Step> {
     for row in rows {
         match &row.request_key {
             Some(key) => earlier.entry(key.clone()).or_default().push(row),
-            None => fresh.entry((row.account.clone(), row.rendered.template_code.clone())).or_default().push(row),
+            None => fresh.entry(row.group()).or_default().push(row),
         }
     }
     for (key, rows) in earlier {
+        let alimtalk = rows.iter().all(|r| matches!(r.message, Message::Alimtalk(_)));
         steps.push(match dealer {
             DealerKind::Nhn if now - key.made_at() < NHN_IDEMPOTENCY_WINDOW_MS => {
                 Step::Send { key, rows, resend: true }
             }
-            DealerKind::Nhn => Step::Lookup { key, rows },
-            DealerKind::Solapi | DealerKind::Infobip => Step::GiveUp {
+            // NHN's AlimTalk list finds a request by its key; its Brand Message list is not used yet.
+            DealerKind::Nhn if alimtalk => Step::Lookup { key, rows },
+            DealerKind::Nhn | DealerKind::Solapi | DealerKind::Infobip => Step::GiveUp {
                 reason: format!(
                     "the answer to {} request {} was lost, and it cannot be asked which messages it took: not sent \
                      again, so no one gets it twice; check the {} console for these numbers",
@@ -168,13 +181,22 @@ pub fn after_lookup(rows: Vec<Pending>, found: &[(String, String)], now: EpochMs
     (updates, step)
 }
 
-/// The batch a [`Step::Send`] sends.
+/// The AlimTalk batch a [`Step::Send`] sends.
 ///
 /// # Errors
-/// The rows do not make one request (a bug in [`plan`]).
+/// The rows do not make one AlimTalk request (a bug in [`plan`]).
 pub fn batch(dealer: DealerKind, rows: &[Pending]) -> Result<Batch, String> {
     let send_at = rows.iter().filter_map(|r| r.send_at).max();
-    Batch::new(dealer, rows.iter().map(Pending::item).collect(), send_at)
+    let items = rows
+        .iter()
+        .map(|row| match &row.message {
+            Message::Alimtalk(rendered) => {
+                Ok(AlimTalkItem { reference: row.reference(), to: row.to.clone(), rendered: rendered.clone() })
+            }
+            Message::Brand(_) => Err(format!("row {} is a Brand Message, not an AlimTalk", row.id)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Batch::new(dealer, items, send_at)
 }
 
 /// What happens to one row.
@@ -252,7 +274,7 @@ mod tests {
             id,
             account: "default".into(),
             to: item.to,
-            rendered: item.rendered,
+            message: Message::Alimtalk(item.rendered),
             send_at: None,
             request_key: key.cloned(),
         }

@@ -11,6 +11,7 @@
 //! - [`window`]: the 08:00–20:50 KST window outside which Brand Message (any ad) is refused (3022).
 //! - [`codes`]: what Kakao's delivery result codes mean and which of them a retry can fix.
 
+pub mod brand;
 pub mod client;
 pub mod codes;
 pub mod config;

@@ -2,6 +2,7 @@
 //! call passes (template, variables, number, fallback), turned into the durable row the queue
 //! sends from; and what a dealer's report becomes on that row.
 
+use crate::brand::BrandContent;
 use crate::config::BizmsgConfig;
 use crate::dealer::{DealerKind, Fallback, Report, ReportState};
 use crate::dispatch::Pending;
@@ -79,12 +80,32 @@ pub struct AlimtalkRequest {
     pub origin: String,
 }
 
+/// What a row sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Message {
+    /// An AlimTalk: the filled-in template.
+    Alimtalk(Rendered),
+    /// A Brand Message.
+    Brand(BrandContent),
+}
+
+impl Message {
+    /// Which product.
+    pub fn product(&self) -> Product {
+        match self {
+            Self::Alimtalk(_) => Product::Alimtalk,
+            Self::Brand(_) => Product::Brand,
+        }
+    }
+}
+
 /// What is stored in a row's payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Payload {
-    /// The filled-in template.
-    pub rendered: Rendered,
+    /// What to send.
+    pub message: Message,
     /// The schedule the dealer should hold it for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at: Option<EpochMs>,
@@ -154,7 +175,7 @@ pub fn prepare_alimtalk(config: &BizmsgConfig, request: &AlimtalkRequest, now: E
             return Err("--at is more than 60 days ahead: dealers hold a message at most 60 days".to_owned());
         }
     }
-    let payload = Payload { rendered, send_at: request.at.filter(|at| *at > now) };
+    let payload = Payload { message: Message::Alimtalk(rendered), send_at: request.at.filter(|at| *at > now) };
     let payload_json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
     let idempotency_key = match &request.idempotency_key {
         Some(key) if !key.trim().is_empty() => format!("{}:{key}", request.origin),
@@ -175,7 +196,7 @@ pub fn prepare_alimtalk(config: &BizmsgConfig, request: &AlimtalkRequest, now: E
 
 /// A key from what is sent: the same message to the same number from the same account twice is
 /// one send (a command run again after a timeout, a repeated tool call).
-fn content_key(account: &str, to: &PhoneNumber, payload: &str) -> String {
+pub(crate) fn content_key(account: &str, to: &PhoneNumber, payload: &str) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     for part in [account, to.national(), payload] {
@@ -201,7 +222,7 @@ pub fn pending(
         id,
         account: account.to_owned(),
         to: PhoneNumber::parse(recipient).map_err(|e| format!("row {id}: {e}"))?,
-        rendered: payload.rendered,
+        message: payload.message,
         send_at: payload.send_at,
         request_key: request_key.and_then(crate::dispatch::RequestKey::parse),
     })
@@ -285,8 +306,9 @@ mod tests {
         );
         assert_eq!((prepared.dealer, prepared.product, prepared.not_before), (DealerKind::Nhn, Product::Alimtalk, NOW));
         let payload: Payload = serde_json::from_str(&prepared.payload).unwrap();
-        assert_eq!(payload.rendered.text, "홍길동님, 상품이 발송되었습니다.");
-        assert_eq!(payload.rendered.fallback.as_ref().unwrap().message, "홍길동님 상품 발송");
+        let Message::Alimtalk(rendered) = &payload.message else { panic!("alimtalk") };
+        assert_eq!(rendered.text, "홍길동님, 상품이 발송되었습니다.");
+        assert_eq!(rendered.fallback.as_ref().unwrap().message, "홍길동님 상품 발송");
         // The same request is the same key; another variable value is another send.
         let again = prepare_alimtalk(&config(true), &request("SHIPPED", &[("name", "홍길동")]), NOW + 5).unwrap();
         assert_eq!(again.idempotency_key, prepared.idempotency_key);
@@ -296,7 +318,7 @@ mod tests {
         keyed.idempotency_key = Some("order-77".into());
         assert_eq!(prepare_alimtalk(&config(true), &keyed, NOW).unwrap().idempotency_key, "cli:order-77");
         let row = pending(1, "default", "01012345678", &prepared.payload, Some("bz1-1")).unwrap();
-        assert_eq!(row.rendered, payload.rendered);
+        assert_eq!(row.message, payload.message);
         assert!(row.request_key.is_some());
     }
 
@@ -326,7 +348,8 @@ mod tests {
         let lms = AlimtalkRequest { fallback: FallbackChoice::Lms, ..request("OTP", &[("code", "1")]) };
         let payload: Payload =
             serde_json::from_str(&prepare_alimtalk(&config(true), &lms, NOW).unwrap().payload).unwrap();
-        assert_eq!(payload.rendered.fallback.unwrap().message, "인증번호는 1입니다.");
+        let Message::Alimtalk(rendered) = payload.message else { panic!("alimtalk") };
+        assert_eq!(rendered.fallback.unwrap().message, "인증번호는 1입니다.");
     }
 
     #[test]

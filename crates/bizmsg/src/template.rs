@@ -613,7 +613,7 @@ fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     out
 }
 
-fn check_link(code: &str, field: &str, link: &str, kind: ButtonType) -> Result<(), TemplateError> {
+pub(crate) fn check_link(code: &str, field: &str, link: &str, kind: ButtonType) -> Result<(), TemplateError> {
     let chars = link.chars().count();
     if chars > MAX_LINK_CHARS {
         return Err(TemplateError::TooLong {

@@ -8,6 +8,7 @@ use axum::routing::post;
 use clawbridge_bizmsg::client::DealerClient;
 use clawbridge_bizmsg::config::BizmsgConfig;
 use clawbridge_bizmsg::dispatch::{self, NHN_IDEMPOTENCY_WINDOW_MS, Pending, RequestKey, RowUpdate, Step};
+use clawbridge_bizmsg::send::Message;
 use clawbridge_bizmsg::{PhoneNumber, template::AlimTalkTemplate};
 use clawbridge_core::clock::ManualClock;
 use serde_json::{Value, json};
@@ -116,7 +117,7 @@ fn row(id: i64, phone: &str) -> Pending {
         id,
         account: "default".into(),
         to: PhoneNumber::parse(phone).unwrap(),
-        rendered: template().render(&values, false).unwrap(),
+        message: Message::Alimtalk(template().render(&values, false).unwrap()),
         send_at: None,
         request_key: None,
     }

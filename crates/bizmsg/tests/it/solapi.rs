@@ -8,6 +8,7 @@ use axum::routing::post;
 use clawbridge_bizmsg::client::DealerClient;
 use clawbridge_bizmsg::config::BizmsgConfig;
 use clawbridge_bizmsg::dispatch::{Pending, RequestKey, RowUpdate};
+use clawbridge_bizmsg::send::Message;
 use clawbridge_bizmsg::{PhoneNumber, template::AlimTalkTemplate};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
@@ -92,7 +93,7 @@ fn row(id: i64, phone: &str) -> Pending {
         id,
         account: "default".into(),
         to: PhoneNumber::parse(phone).unwrap(),
-        rendered: template.render(&[("code".to_owned(), "123456".to_owned())].into(), false).unwrap(),
+        message: Message::Alimtalk(template.render(&[("code".to_owned(), "123456".to_owned())].into(), false).unwrap()),
         send_at: None,
         request_key: None,
     }
