@@ -3,10 +3,12 @@
 //! request key of an attempt whose answer was lost — with a timeout on every request and a
 //! tracing span per call.
 
+use crate::brand::BrandContent;
 use crate::config::{BizmsgConfig, DealerSettings};
 use crate::dealer::nhn::SendAnswerKind;
 use crate::dealer::{DealerKind, Report, Sender, WireRequest, infobip, nhn, solapi};
 use crate::dispatch::{Pending, RequestKey, RowUpdate, apply, batch};
+use crate::send::Message;
 use clawbridge_core::SendError;
 use clawbridge_core::clock::{Clock, SystemClock};
 use clawbridge_core::time::{EpochMs, MINUTE_MS};
@@ -111,6 +113,70 @@ impl DealerClient {
             Ok::<_, SendError>(Answer { status, body: body.to_vec(), retry_after })
         };
         self.layers.call(Request::once(name), call).await
+    }
+
+    /// Sends the request `key` of `rows` (one AlimTalk template or one Brand Message content,
+    /// as [`dispatch::plan`](crate::dispatch::plan) groups them) and says what happened to each row.
+    pub async fn send(&self, sender: &Sender, rows: &[Pending], key: &RequestKey) -> Vec<RowUpdate> {
+        match rows.first().map(|r| &r.message) {
+            Some(Message::Brand(content)) => self.send_brand(sender, content, rows, key).await,
+            _ => self.send_alimtalk(sender, rows, key).await,
+        }
+    }
+
+    async fn send_brand(
+        &self,
+        sender: &Sender,
+        content: &BrandContent,
+        rows: &[Pending],
+        key: &RequestKey,
+    ) -> Vec<RowUpdate> {
+        if let Some(other) = rows.iter().find(|r| r.message != Message::Brand(content.clone())) {
+            return apply(rows, Err(SendError::Permanent(format!("row {} is not the same Brand Message", other.id))));
+        }
+        let to: Vec<_> = rows.iter().map(Pending::addressee).collect();
+        let send_at = rows.iter().filter_map(|r| r.send_at).max();
+        let request = match &self.dealer {
+            DealerSettings::Nhn { .. } => {
+                let auth = self.dealer.nhn_auth().expect("the dealer is NHN");
+                nhn::brand_send(&auth, sender, content, &to, send_at, key.as_str())
+            }
+            DealerSettings::Solapi { .. } => solapi::brand_send(sender, content, &to, send_at),
+            DealerSettings::Infobip { api_key } => {
+                infobip::brand_send(api_key.expose_secret(), sender, content, &to, send_at, key.as_str())
+            }
+        };
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => return apply(rows, Err(SendError::Permanent(e))),
+        };
+        let answer = match self.execute("brand send", &request).await {
+            Ok(answer) => answer,
+            Err(e) => return apply(rows, Err(e)),
+        };
+        let (status, body, after) = (answer.status, answer.body.as_slice(), answer.retry_after);
+        let read = match self.dealer() {
+            DealerKind::Nhn => match nhn::read_send_answer(status, body, &to, after) {
+                Ok(SendAnswerKind::Outcomes(outcomes)) => Ok(outcomes),
+                // NHN has this request already; without a Brand Message lookup its ids are not
+                // known here, so the rows stay in doubt under the key and are never sent again.
+                Ok(SendAnswerKind::AlreadyAccepted) => {
+                    return rows
+                        .iter()
+                        .map(|row| RowUpdate::Retry {
+                            id: row.id,
+                            error: format!("NHN already has request {}", key.as_str()),
+                            after: Some(Duration::from_secs(60)),
+                            in_doubt: true,
+                        })
+                        .collect();
+                }
+                Err(e) => Err(e),
+            },
+            DealerKind::Solapi => solapi::read_send_answer(status, body, &to, after),
+            DealerKind::Infobip => infobip::read_send_answer(status, body, &to, after),
+        };
+        apply(rows, read)
     }
 
     /// Sends the AlimTalk request `key` of `rows` and says what happened to each row.

@@ -162,6 +162,83 @@ pub fn alimtalk_send(api_key: &str, sender: &Sender, batch: &Batch, bulk_id: &st
     })
 }
 
+#[derive(Serialize)]
+struct BrandMessage<'a> {
+    sender: &'a str,
+    destinations: [Destination<'a>; 1],
+    content: BrandContentBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<MessageOptions<'a>>,
+}
+
+#[derive(Serialize)]
+struct BrandContentBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<Button<'a>>,
+}
+
+/// A free-form Brand Message (`TEXT_FREE_FORM`, the `kakao-chingu` API) to `recipients`.
+///
+/// # Errors
+/// A fallback without the sender number.
+pub fn brand_send(
+    api_key: &str,
+    sender: &Sender,
+    content: &crate::brand::BrandContent,
+    recipients: &[Addressee],
+    send_at: Option<clawbridge_core::time::EpochMs>,
+    bulk_id: &str,
+) -> Result<WireRequest, String> {
+    let options = match &content.fallback {
+        None => None,
+        Some(fallback) => {
+            let from = sender.sms_from.as_ref().ok_or(
+                "an SMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a sender registered \
+                 with Infobip",
+            )?;
+            Some(MessageOptions { sms_failover: SmsFailover { sender: from.digits(), text: &fallback.message } })
+        }
+    };
+    let messages: Vec<BrandMessage<'_>> = recipients
+        .iter()
+        .map(|r| BrandMessage {
+            sender: &sender.sender_key,
+            destinations: [Destination { to: r.to.international(), message_id: &r.reference }],
+            content: BrandContentBody {
+                kind: "TEXT_FREE_FORM",
+                text: &content.text,
+                buttons: content
+                    .buttons
+                    .iter()
+                    .map(|b| Button { kind: "URL", name: &b.name, url_mobile: Some(&b.link_mo), url_pc: None })
+                    .collect(),
+            },
+            options: options.as_ref().map(|o| MessageOptions {
+                sms_failover: SmsFailover { sender: o.sms_failover.sender, text: o.sms_failover.text },
+            }),
+        })
+        .collect();
+    let schedule = send_at.map(|at| BulkOptions {
+        schedule: Schedule {
+            bulk_id: bulk_id.to_owned(),
+            send_at: timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        },
+    });
+    let mut body = serde_json::json!({ "messages": messages });
+    if let Some(schedule) = schedule {
+        body["options"] = serde_json::to_value(schedule).map_err(|e| e.to_string())?;
+    }
+    Ok(WireRequest {
+        method: "POST",
+        path: "/kakao-chingu/1/messages".to_owned(),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
 #[derive(Deserialize)]
 struct SendAnswer {
     #[serde(default)]

@@ -127,6 +127,124 @@ pub fn alimtalk_send(
     })
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandBody<'a> {
+    sender_key: &'a str,
+    chat_bubble_type: &'static str,
+    push_alarm: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsubscribe_no: Option<String>,
+    adult: bool,
+    content: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<BrandButton<'a>>,
+    recipient_list: Vec<BrandRecipient<'a>>,
+    sender_grouping_key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandButton<'a> {
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    link_mo: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandRecipient<'a> {
+    recipient_no: &'a str,
+    targeting: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resend_parameter: Option<BrandResend<'a>>,
+    recipient_grouping_key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandResend<'a> {
+    is_resend: bool,
+    resend_type: &'static str,
+    resend_content: &'a str,
+    resend_send_no: &'a str,
+    resend_unsubscribe_no: String,
+}
+
+/// `080-123-4567` / `080-1234-5678`: the opt-out number as NHN writes it.
+fn dashed_080(digits: &str) -> String {
+    let (head, rest) = digits.split_at(digits.len().min(3));
+    let split = rest.len().saturating_sub(4);
+    format!("{head}-{}-{}", &rest[..split], &rest[split..])
+}
+
+/// A free-form Brand Message (TEXT bubble) to `recipients`, with `idempotency_key`.
+///
+/// # Errors
+/// A fallback without the sender number.
+pub fn brand_send(
+    auth: &NhnAuth,
+    sender: &Sender,
+    content: &crate::brand::BrandContent,
+    recipients: &[Addressee],
+    send_at: Option<EpochMs>,
+    idempotency_key: &str,
+) -> Result<WireRequest, String> {
+    let resend = match &content.fallback {
+        None => None,
+        Some(fallback) => {
+            let from = sender.sms_from.as_ref().ok_or(
+                "an SMS/LMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to the caller id \
+                 registered with NHN",
+            )?;
+            let opt_out = content.opt_out_number.as_deref().ok_or("an ad fallback needs the 080 opt-out number")?;
+            Some((fallback, from.digits(), dashed_080(opt_out)))
+        }
+    };
+    let body = BrandBody {
+        sender_key: &sender.sender_key,
+        chat_bubble_type: "TEXT",
+        push_alarm: true,
+        request_date: send_at.map(request_date),
+        unsubscribe_no: content.opt_out_number.as_deref().map(dashed_080),
+        adult: false,
+        content: &content.text,
+        buttons: content
+            .buttons
+            .iter()
+            .map(|b| BrandButton { name: &b.name, kind: "WL", link_mo: &b.link_mo })
+            .collect(),
+        recipient_list: recipients
+            .iter()
+            .map(|r| BrandRecipient {
+                recipient_no: r.to.national(),
+                targeting: content.targeting.code(),
+                resend_parameter: resend.as_ref().map(|(fallback, from, opt_out)| BrandResend {
+                    is_resend: true,
+                    resend_type: fallback.kind.code(),
+                    resend_content: &fallback.message,
+                    resend_send_no: from,
+                    resend_unsubscribe_no: opt_out.clone(),
+                }),
+                recipient_grouping_key: &r.reference,
+            })
+            .collect(),
+        sender_grouping_key: idempotency_key,
+    };
+    Ok(WireRequest {
+        method: "POST",
+        path: format!("/brand-message/v1.0/appkeys/{}/freestyle-messages", auth.app_key),
+        headers: vec![
+            ("X-Secret-Key", auth.secret_key.clone()),
+            ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned()),
+        ],
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Header {
@@ -562,6 +680,43 @@ mod tests {
         let template_event = json!({"event": "TEMPLATE_STATUS_UPDATE", "hooks": [{"templateCode": "A"}]});
         assert!(read_webhook(template_event.to_string().as_bytes()).unwrap().is_empty());
         assert!(read_webhook(b"{").is_err());
+    }
+
+    #[test]
+    fn a_brand_message_is_one_freestyle_text_for_every_recipient() {
+        let content = crate::brand::BrandContent {
+            text: "겨울 세일 20%".into(),
+            buttons: vec!["쇼핑하기|https://shop.example/sale".parse().unwrap()],
+            targeting: crate::brand::Targeting::Friends,
+            opt_out_number: Some("0801234567".into()),
+            fallback: Some(crate::template::RenderedFallback {
+                kind: FallbackKind::Lms,
+                message: "(광고)겨울 세일 20%[무료 수신거부]0801234567".into(),
+                title: None,
+            }),
+        };
+        let to =
+            [item("r1", "010-1111-2222", "x", false).addressee(), item("r2", "010-3333-4444", "x", false).addressee()];
+        let request = brand_send(&auth(), &sender(), &content, &to, None, "bz-1").unwrap();
+        assert_eq!(request.path, "/brand-message/v1.0/appkeys/APPKEY/freestyle-messages");
+        assert_eq!(request.headers[1], ("X-NC-API-IDEMPOTENCY-KEY", "bz-1".to_owned()));
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let resend = json!({"isResend": true, "resendType": "LMS", "resendContent": "(광고)겨울 세일 20%[무료 수신거부]0801234567",
+                            "resendSendNo": "0212345678", "resendUnsubscribeNo": "080-123-4567"});
+        assert_eq!(
+            body,
+            json!({
+                "senderKey": "a".repeat(40), "chatBubbleType": "TEXT", "pushAlarm": true, "unsubscribeNo": "080-123-4567",
+                "adult": false, "content": "겨울 세일 20%",
+                "buttons": [{"name": "쇼핑하기", "type": "WL", "linkMo": "https://shop.example/sale"}],
+                "recipientList": [
+                    {"recipientNo": "01011112222", "targeting": "I", "resendParameter": resend, "recipientGroupingKey": "r1"},
+                    {"recipientNo": "01033334444", "targeting": "I", "resendParameter": resend, "recipientGroupingKey": "r2"}
+                ],
+                "senderGroupingKey": "bz-1"
+            })
+        );
+        assert_eq!(dashed_080("08012345678"), "080-1234-5678");
     }
 
     #[test]

@@ -136,6 +136,87 @@ pub fn alimtalk_send(sender: &Sender, batch: &Batch) -> Result<WireRequest, Stri
     })
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandMessage<'a> {
+    to: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    kakao_options: BrandOptions<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandOptions<'a> {
+    pf_id: &'a str,
+    bms: Bms,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<BrandButton<'a>>,
+    disable_sms: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bms {
+    targeting: &'static str,
+    chat_bubble_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandButton<'a> {
+    button_name: &'a str,
+    button_type: &'static str,
+    link_mo: &'a str,
+}
+
+/// A free-form Brand Message (`BMS_TEXT`) to `recipients`.
+///
+/// # Errors
+/// A fallback: Solapi's replacement text for Brand Messages is not wired here.
+pub fn brand_send(
+    sender: &Sender,
+    content: &crate::brand::BrandContent,
+    recipients: &[Addressee],
+    send_at: Option<EpochMs>,
+) -> Result<WireRequest, String> {
+    if content.fallback.is_some() {
+        return Err(
+            "an SMS/LMS fallback of a Brand Message is not supported through Solapi here: send without --fallback"
+                .to_owned(),
+        );
+    }
+    let messages: Vec<BrandMessage<'_>> = recipients
+        .iter()
+        .map(|r| BrandMessage {
+            to: r.to.national(),
+            kind: "BMS_TEXT",
+            text: &content.text,
+            kakao_options: BrandOptions {
+                pf_id: &sender.sender_key,
+                bms: Bms { targeting: content.targeting.code(), chat_bubble_type: "TEXT" },
+                buttons: content
+                    .buttons
+                    .iter()
+                    .map(|b| BrandButton { button_name: &b.name, button_type: "WL", link_mo: &b.link_mo })
+                    .collect(),
+                disable_sms: true,
+            },
+        })
+        .collect();
+    let mut body = serde_json::json!({ "messages": messages, "allowDuplicates": false, "showMessageList": true });
+    if let Some(at) = send_at {
+        body["scheduledDate"] = timestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    }
+    Ok(WireRequest {
+        method: "POST",
+        path: "/messages/v4/send-many/detail".to_owned(),
+        headers: Vec::new(),
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct SendAnswer {

@@ -3,5 +3,6 @@
 //! 200, an answer lost after the dealer took the request).
 
 mod fake;
+mod infobip;
 mod nhn;
 mod solapi;
