@@ -188,9 +188,16 @@ pub trait BizmsgQueue: Send + Sync + 'static {
     /// recipient twice).
     async fn claim_bizmsg(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<BizmsgRow>>;
 
-    /// Records, before the request is made, which request the claimed rows `ids` go in; rows
-    /// `worker` no longer holds are left alone. How many were marked.
-    async fn set_bizmsg_request(&self, ids: &[i64], worker: &str, request_key: &str, now: EpochMs) -> Result<u64>;
+    /// Records, before the request is made, which request the claimed rows `ids` go in (`None`
+    /// forgets it: the request certainly did not arrive); rows `worker` no longer holds are left
+    /// alone. How many were marked.
+    async fn set_bizmsg_request(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64>;
 
     /// The dealer accepted row `id` as `dealer_id`.
     async fn mark_bizmsg_accepted(&self, id: i64, worker: &str, dealer_id: &str, now: EpochMs) -> Result<bool>;
@@ -408,7 +415,7 @@ where
         conn: &mut DB::Connection,
         ids: &[i64],
         worker: &str,
-        request_key: &str,
+        request_key: Option<&str>,
         now: EpochMs,
     ) -> Result<u64> {
         let mut marked = 0;

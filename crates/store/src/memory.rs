@@ -1049,12 +1049,18 @@ impl BizmsgQueue for MemoryStore {
         Ok(ids.iter().filter_map(|&id| state.bizmsg.row(id)).collect())
     }
 
-    async fn set_bizmsg_request(&self, ids: &[i64], worker: &str, request_key: &str, now: EpochMs) -> Result<u64> {
+    async fn set_bizmsg_request(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64> {
         let mut state = self.lock();
         let mut marked = 0;
         for &id in ids {
             if let Some(row) = state.bizmsg.leased_by(id, worker) {
-                row.item.request_key = Some(request_key.to_owned());
+                row.item.request_key = request_key.map(str::to_owned);
                 row.updated_at = now;
                 marked += 1;
             }

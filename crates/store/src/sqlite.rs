@@ -570,7 +570,13 @@ impl BizmsgQueue for SqliteStore {
         Queries::claim(&self.writer, worker, limit, lease_ms, now).await
     }
 
-    async fn set_bizmsg_request(&self, ids: &[i64], worker: &str, request_key: &str, now: EpochMs) -> Result<u64> {
+    async fn set_bizmsg_request(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64> {
         let mut tx = self.write_tx().await?;
         let marked = Queries::set_bizmsg_request(&mut tx, ids, worker, request_key, now).await?;
         tx.commit().await?;

@@ -78,8 +78,8 @@ pub async fn bizmsg_claims_one_row_per_recipient_in_order_and_wait_for_not_befor
     assert!(claimed.iter().all(|r| r.state == BizmsgState::Sending && r.attempts == 1));
 
     // The request key is recorded before the request, only on rows the worker holds.
-    assert_eq!(store.set_bizmsg_request(&[ids[0], ids[2], ids[1]], "w1", "req-1", NOW).await.unwrap(), 2);
-    assert_eq!(store.set_bizmsg_request(&[ids[0]], "w2", "req-x", NOW).await.unwrap(), 0);
+    assert_eq!(store.set_bizmsg_request(&[ids[0], ids[2], ids[1]], "w1", Some("req-1"), NOW).await.unwrap(), 2);
+    assert_eq!(store.set_bizmsg_request(&[ids[0]], "w2", Some("req-x"), NOW).await.unwrap(), 0);
     let of_request = store.bizmsg_of_request("req-1").await.unwrap();
     assert_eq!(of_request.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0], ids[2]]);
 
@@ -107,6 +107,13 @@ pub async fn bizmsg_retry_release_and_expired_leases(t: &Target) {
     assert!(store.claim_bizmsg("w1", 1, 1_000, NOW + 4_999).await.unwrap().is_empty());
     let again = store.claim_bizmsg("w2", 1, 1_000, NOW + 5_000).await.unwrap();
     assert_eq!((again[0].attempts, again[0].last_error.as_deref()), (2, Some("HTTP 503")));
+    assert_eq!(store.set_bizmsg_request(&[id], "w2", Some("req-2"), NOW + 5_000).await.unwrap(), 1);
+    assert_eq!(store.set_bizmsg_request(&[id], "w2", None, NOW + 5_000).await.unwrap(), 1);
+    assert_eq!(
+        store.get_bizmsg(id).await.unwrap().unwrap().request_key,
+        None,
+        "a request that did not arrive is forgotten"
+    );
     store.release_bizmsg(id, "w2").await.unwrap();
     assert_eq!(store.get_bizmsg(id).await.unwrap().unwrap().state, BizmsgState::Retry);
     // A lease that ran out lets another worker take the row; the first one can no longer mark it.
