@@ -8,6 +8,8 @@
 //! - [`install`]: finds Node 24 + `openclaw@2026.9.6` as installed by `scripts/install-e2e.sh`;
 //!   [`require_or_skip`] skips a test when they are missing, unless `CLAWBRIDGE_REQUIRE_E2E=1`.
 //! - [`fake_gateway`]: a fake gateway (protocol v4 subset) for fast pipeline tests and benchmarks.
+//! - [`fake_nhn`]: a fake of the NHN Cloud Bizmessage API (AlimTalk, Brand Message) for the dealer
+//!   tests.
 //! - [`channel`]: a recording channel, the stand-in for WhatsApp/KakaoTalk in tests.
 //! - [`gateway`]: [`Gateway`], a real gateway in an isolated temp dir on a free loopback port, and
 //!   [`shared()`], one stub + gateway per test binary.
@@ -30,6 +32,7 @@
 pub mod channel;
 pub mod fake_gateway;
 pub mod fake_kakao;
+pub mod fake_nhn;
 pub mod gateway;
 pub mod install;
 pub mod stub;

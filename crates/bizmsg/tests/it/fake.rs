@@ -3,7 +3,6 @@
 
 use axum::Router;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// A running fake; dropped, it stops.
 pub struct Fake<S> {
@@ -30,6 +29,3 @@ impl<S: Send + 'static> Fake<S> {
         Self { url, state, task }
     }
 }
-
-/// Long enough for a client with a short timeout to give up.
-pub const HANG: Duration = Duration::from_secs(5);

@@ -110,7 +110,7 @@ async fn every_request_is_signed_with_a_fresh_salt_and_failures_inside_a_200_are
     let sender = &settings.accounts[0].sender;
     for n in 0..3 {
         let rows = [row(2 * n + 1, &format!("010-1111-{:04}", n + 1)), row(2 * n + 2, "010-3333-0000")];
-        let updates = client.send_alimtalk(sender, &rows, &RequestKey::new(1, rows[0].id)).await;
+        let updates = client.send(sender, &rows, &RequestKey::new(1, rows[0].id)).await;
         assert!(matches!(&updates[0], RowUpdate::Accepted { dealer_id, .. } if dealer_id == "M4V0"), "{updates:?}");
         assert_eq!(updates[1], RowUpdate::Dead { id: 2 * n + 2, reason: "1062 invalid number".into() });
     }
@@ -122,7 +122,7 @@ async fn every_request_is_signed_with_a_fresh_salt_and_failures_inside_a_200_are
 
     let wrong = config(&fake.url, "WRONG");
     let client = DealerClient::new(&wrong, Duration::from_secs(5)).unwrap();
-    let updates = client.send_alimtalk(sender, &[row(9, "010-5555-6666")], &RequestKey::new(1, 9)).await;
+    let updates = client.send(sender, &[row(9, "010-5555-6666")], &RequestKey::new(1, 9)).await;
     assert!(
         matches!(&updates[0], RowUpdate::Dead { reason, .. } if reason.contains("SOLAPI_API_SECRET") && reason.contains("SignatureDoesNotMatch")),
         "{updates:?}"
