@@ -523,6 +523,88 @@ impl AlimTalkTemplate {
     }
 }
 
+/// Kakao's review of a template, as the dealer reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TemplateStatus {
+    /// Submitted.
+    Requested,
+    /// Being reviewed.
+    InReview,
+    /// Approved: it can be sent.
+    Approved,
+    /// Rejected.
+    Rejected,
+    /// A status this version does not know.
+    Unknown,
+}
+
+impl TemplateStatus {
+    /// For `templates list`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::InReview => "in review",
+            Self::Approved => "approved",
+            Self::Rejected => "rejected",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A template as the dealer has it (`templates sync`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DealerTemplate {
+    /// The code.
+    pub code: String,
+    /// Its name.
+    pub name: String,
+    /// The approved text with its placeholders.
+    pub text: String,
+    /// `(type, name)` of each button.
+    pub buttons: Vec<(String, String)>,
+    /// Kakao's review.
+    pub status: TemplateStatus,
+}
+
+impl AlimTalkTemplate {
+    /// Compares the declared template with the dealer's: it must be approved, and its text and
+    /// buttons must be the approved ones, or every send would fail with 3016.
+    ///
+    /// # Errors
+    /// What differs, naming the template.
+    pub fn check_against(&self, dealer: &DealerTemplate) -> Result<(), TemplateError> {
+        let invalid = |field: &str, problem: String| TemplateError::Invalid {
+            code: self.template_code.clone(),
+            field: field.to_owned(),
+            problem,
+        };
+        if dealer.status != TemplateStatus::Approved {
+            return Err(invalid(
+                "status",
+                format!("the dealer reports it {}: only approved templates can be sent", dealer.status.label()),
+            ));
+        }
+        if dealer.text != self.text {
+            return Err(invalid(
+                "text",
+                format!(
+                    "differs from the approved text ({:?}…): copy the approved text into [[bizmsg.templates]], or Kakao \
+                     refuses every message with 3016",
+                    excerpt(&dealer.text)
+                ),
+            ));
+        }
+        let ours: Vec<(&str, &str)> = self.buttons.iter().map(|b| (b.kind.code(), b.name.as_str())).collect();
+        let theirs: Vec<(&str, &str)> = dealer.buttons.iter().map(|(k, n)| (k.as_str(), n.as_str())).collect();
+        if ours != theirs {
+            return Err(invalid("buttons", format!("differ from the approved ones {theirs:?}")));
+        }
+        Ok(())
+    }
+}
+
 /// The configured templates, found by code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Templates {
@@ -806,6 +888,25 @@ mod tests {
         let set = Templates::new(vec![shipped()]).unwrap();
         let e = set.get("ORDER_SHIPED").unwrap_err().to_string();
         assert!(e.contains("ORDER_SHIPPED") && e.contains("templates sync"), "{e}");
+    }
+
+    #[test]
+    fn a_declared_template_is_checked_against_the_approved_one() {
+        let template = shipped();
+        let approved = DealerTemplate {
+            code: "ORDER_SHIPPED".into(),
+            name: "발송".into(),
+            text: template.text.clone(),
+            buttons: vec![("DS".into(), "배송 조회".into()), ("WL".into(), "주문 보기".into())],
+            status: TemplateStatus::Approved,
+        };
+        template.check_against(&approved).unwrap();
+        let review = DealerTemplate { status: TemplateStatus::InReview, ..approved.clone() };
+        assert!(template.check_against(&review).unwrap_err().to_string().contains("in review"));
+        let edited = DealerTemplate { text: "다른 문구".into(), ..approved.clone() };
+        assert!(template.check_against(&edited).unwrap_err().to_string().contains("3016"));
+        let buttons = DealerTemplate { buttons: vec![], ..approved };
+        assert!(template.check_against(&buttons).unwrap_err().to_string().contains("buttons"));
     }
 
     #[test]

@@ -515,6 +515,94 @@ pub fn read_lookup(status: u16, body: &[u8]) -> Result<Vec<(String, String)>, Se
         .collect())
 }
 
+/// The approved (and pending) AlimTalk templates of a sender key, one page of up to 1,000.
+pub fn templates_query(auth: &NhnAuth, sender_key: &str, page: u32) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/alimtalk/v2.3/appkeys/{}/senders/{sender_key}/templates?pageNum={page}&pageSize=1000",
+            auth.app_key
+        ),
+        headers: vec![("X-Secret-Key", auth.secret_key.clone())],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplatesAnswer {
+    header: Header,
+    #[serde(default)]
+    template_list_response: Option<TemplateList>,
+}
+
+#[derive(Deserialize)]
+struct TemplateList {
+    #[serde(default)]
+    templates: Vec<TemplateRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateRow {
+    template_code: String,
+    #[serde(default)]
+    template_name: String,
+    #[serde(default)]
+    template_content: String,
+    #[serde(default)]
+    buttons: Vec<TemplateButtonRow>,
+    #[serde(default)]
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateButtonRow {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// Reads a template page into the dealer's view of each template.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_templates(status: u16, body: &[u8]) -> Result<Vec<crate::template::DealerTemplate>, SendError> {
+    use crate::template::{DealerTemplate, TemplateStatus};
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let answer: TemplatesAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("NHN template list is not its JSON: {e}")))?;
+    if !answer.header.is_successful {
+        return Err(SendError::Permanent(format!(
+            "NHN refused the template list: {} {} (check BIZMSG_SENDER_KEY)",
+            answer.header.result_code, answer.header.result_message
+        )));
+    }
+    Ok(answer
+        .template_list_response
+        .map(|l| l.templates)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| DealerTemplate {
+            status: match t.status.as_str() {
+                "TSC01" => TemplateStatus::Requested,
+                "TSC02" => TemplateStatus::InReview,
+                "TSC03" => TemplateStatus::Approved,
+                "TSC04" => TemplateStatus::Rejected,
+                _ => TemplateStatus::Unknown,
+            },
+            code: t.template_code,
+            name: t.template_name,
+            text: t.template_content,
+            buttons: t.buttons.into_iter().map(|b| (b.kind, b.name)).collect(),
+        })
+        .collect())
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Webhook {
@@ -717,6 +805,25 @@ mod tests {
             })
         );
         assert_eq!(dashed_080("08012345678"), "080-1234-5678");
+    }
+
+    #[test]
+    fn templates_are_read_with_their_review_status() {
+        let request = templates_query(&auth(), "SK", 1);
+        assert_eq!(request.path, "/alimtalk/v2.3/appkeys/APPKEY/senders/SK/templates?pageNum=1&pageSize=1000");
+        let body = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+            "templateListResponse": {"templates": [
+                {"senderKey": "SK", "templateCode": "OTP", "templateName": "인증", "templateContent": "인증번호는 #{code}입니다.",
+                 "buttons": [{"ordering": 1, "type": "WL", "name": "열기", "linkMo": "https://a.example"}], "status": "TSC03", "statusName": "승인"},
+                {"templateCode": "NEW", "templateContent": "x", "status": "TSC02"}
+            ], "totalCount": 2}});
+        let templates = read_templates(200, body.to_string().as_bytes()).unwrap();
+        assert_eq!(templates[0].status, crate::template::TemplateStatus::Approved);
+        assert_eq!(templates[0].buttons, [("WL".to_owned(), "열기".to_owned())]);
+        assert_eq!(
+            (templates[1].code.as_str(), templates[1].status),
+            ("NEW", crate::template::TemplateStatus::InReview)
+        );
     }
 
     #[test]
