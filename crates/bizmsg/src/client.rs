@@ -260,6 +260,30 @@ impl DealerClient {
         nhn::read_lookup(answer.status, &answer.body)
     }
 
+    /// The dealer's templates of `sender_key` (`alimtalk templates sync`).
+    ///
+    /// # Errors
+    /// The query failed; only NHN's template list is read here.
+    pub async fn templates(&self, sender_key: &str) -> Result<Vec<crate::template::DealerTemplate>, SendError> {
+        let Some(auth) = self.dealer.nhn_auth() else {
+            return Err(SendError::Permanent(format!(
+                "templates sync reads NHN's template list; with {} the templates under [[bizmsg.templates]] are used as declared",
+                self.dealer().id()
+            )));
+        };
+        let mut templates = Vec::new();
+        for page in 1..=20 {
+            let answer = self.execute("alimtalk templates", &nhn::templates_query(&auth, sender_key, page)).await?;
+            let mut read = nhn::read_templates(answer.status, &answer.body)?;
+            let last = read.len() < 1_000;
+            templates.append(&mut read);
+            if last {
+                break;
+            }
+        }
+        Ok(templates)
+    }
+
     /// Delivery results that changed in `[from, to]` (NHN result updates, Infobip reports).
     ///
     /// # Errors

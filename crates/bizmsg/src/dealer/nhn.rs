@@ -613,6 +613,13 @@ struct Webhook {
     hooks: Option<Box<serde_json::value::RawValue>>,
 }
 
+/// Whether a webhook carries the signature configured in the NHN console
+/// (`X-Toast-Webhook-Signature`), compared in constant time.
+pub fn webhook_signature_ok(header: Option<&[u8]>, configured: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    header.is_some_and(|value| !configured.is_empty() && bool::from(value.ct_eq(configured.as_bytes())))
+}
+
 /// Reads a delivery-result webhook body (`event: MESSAGE_RESULT_UPDATE`); other events (template
 /// status changes) carry no reports. The signature header is checked before this is called.
 ///
@@ -839,6 +846,14 @@ mod tests {
             ], "totalCount": 1}});
         assert_eq!(read_lookup(200, body.to_string().as_bytes()).unwrap(), [("r2".to_owned(), "R1/2".to_owned())]);
         assert_eq!(read_lookup(503, b"",).unwrap_err().class(), clawbridge_core::RetryClass::Transient);
+    }
+
+    #[test]
+    fn webhook_signatures_are_compared_exactly() {
+        assert!(webhook_signature_ok(Some(b"s3cret"), "s3cret"));
+        assert!(!webhook_signature_ok(Some(b"s3cre"), "s3cret"));
+        assert!(!webhook_signature_ok(None, "s3cret"));
+        assert!(!webhook_signature_ok(Some(b""), ""), "an unset signature accepts nothing");
     }
 
     #[test]
