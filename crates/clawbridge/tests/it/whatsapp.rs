@@ -266,9 +266,10 @@ fn config_from(env: &[(String, String)], listen: &str) -> Config {
 
 /// The daemon in this process, with the channels `serve` would enable.
 async fn start_in_process(config: Config) -> DaemonHandle {
-    let connectors = clawbridge::channels::enabled(&config).expect("WhatsApp is enabled");
+    let probe = clawbridge_channel::plugin::ConnectorContext { bridge: clawbridge_testkit::memory_bridge().bridge };
+    let connectors = clawbridge::channels::enabled(&config, &probe).expect("WhatsApp is enabled");
     assert_eq!(connectors.len(), 1);
-    daemon::start(config, connectors).await.expect("daemon starts")
+    daemon::start(config, daemon::Channels::Configured).await.expect("daemon starts")
 }
 
 fn free_port() -> u16 {
