@@ -42,7 +42,7 @@ mod sql;
 pub mod sqlite;
 
 pub use bridge::{StoreBridge, Wakers};
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, Outage};
 pub use model::*;
 pub use postgres::PgStore;
 pub use secrets::{MasterKey, SecretBox};

@@ -28,15 +28,27 @@ use async_trait::async_trait;
 use clawbridge_core::pairing::normalize_code;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, PeerId};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The in-memory store. Cheap to clone; clones share the data.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
-    /// While set, every call fails like a database that cannot be reached (outage tests).
-    down: Arc<AtomicBool>,
+    /// The simulated [`Outage`], as a `u8`; clones share it.
+    outage: Arc<AtomicU8>,
+}
+
+/// A failure of the database to simulate (tests of what a channel or worker does meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outage {
+    /// Every call works.
+    None = 0,
+    /// Writes fail (a full disk, a read-only replica); reads still work.
+    Writes = 1,
+    /// Every call fails, like a database that cannot be reached.
+    All = 2,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -54,18 +66,26 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// Takes the store down (`true`: every call fails with the error of an unreachable database,
-    /// nothing is read or written) or brings it back, for tests of what a channel or worker does
-    /// during an outage. Clones share the switch.
-    pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
+    /// Simulates an outage from now on (failing calls return the error of a database that does
+    /// not answer, and change nothing), or ends it with [`Outage::None`].
+    pub fn set_outage(&self, outage: Outage) {
+        self.outage.store(outage as u8, Ordering::SeqCst);
     }
 
-    /// The data, locked; an error while the store is [down](MemoryStore::set_down). A panic
-    /// while the lock was held (a bug, or a failed assertion in a test) leaves every
-    /// operation's data consistent, as each is applied in one step.
+    /// The data, locked for a change; an error during an [`Outage`]. A panic while the lock was
+    /// held (a bug, or a failed assertion in a test) leaves every operation's data consistent, as
+    /// each is applied in one step.
     fn lock(&self) -> Result<MutexGuard<'_, State>> {
-        if self.down.load(Ordering::SeqCst) {
+        self.guard(Outage::Writes as u8)
+    }
+
+    /// The data, locked for a read; an error during [`Outage::All`].
+    fn read(&self) -> Result<MutexGuard<'_, State>> {
+        self.guard(Outage::All as u8)
+    }
+
+    fn guard(&self, fails_from: u8) -> Result<MutexGuard<'_, State>> {
+        if self.outage.load(Ordering::SeqCst) >= fails_from {
             return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
         }
         Ok(self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
@@ -573,7 +593,7 @@ impl InboxQueue for MemoryStore {
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        self.lock()?.inbox.row(id)
+        self.read()?.inbox.row(id)
     }
 }
 
@@ -616,7 +636,7 @@ impl OutboxQueue for MemoryStore {
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        self.lock()?.outbox.row(id)
+        self.read()?.outbox.row(id)
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
@@ -664,7 +684,7 @@ impl Dedup for MemoryStore {
 impl Cursors for MemoryStore {
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         let key = (channel.as_str().to_owned(), account.as_str().to_owned(), name.to_owned());
-        Ok(self.lock()?.cursors.get(&key).cloned())
+        Ok(self.read()?.cursors.get(&key).cloned())
     }
 
     async fn set_cursor(
@@ -723,7 +743,7 @@ impl ChannelState for MemoryStore {
     }
 
     async fn get_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let value = state.channel_state.get(&(namespace.to_owned(), key.to_owned()));
         Ok(value.filter(|v| v.is_live(now)).map(|v| v.value.clone()))
     }
@@ -738,7 +758,7 @@ impl ChannelState for MemoryStore {
     }
 
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let mut entries: Vec<StateEntry> = state
             .channel_state
             .iter()
@@ -788,7 +808,7 @@ impl Pairing for MemoryStore {
     }
 
     async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let mut pending: Vec<PendingPairing> = state
             .pairing_requests
             .iter()
@@ -830,11 +850,11 @@ impl Pairing for MemoryStore {
     }
 
     async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        Ok(self.lock()?.approved.contains_key(&peer_key(channel, account, peer)))
+        Ok(self.read()?.approved.contains_key(&peer_key(channel, account, peer)))
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let mut approved: Vec<ApprovedPeer> = state
             .approved
             .iter()
@@ -864,7 +884,7 @@ impl Secrets for MemoryStore {
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock()?.secrets.get(name).cloned())
+        Ok(self.read()?.secrets.get(name).cloned())
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
@@ -903,7 +923,7 @@ impl Quotas for MemoryStore {
 #[async_trait]
 impl Operations for MemoryStore {
     async fn queue_stats(&self) -> Result<QueueStats> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let delivery_failed =
             state.outbox.rows.values().filter(|r| r.item.delivery_status.as_deref() == Some("failed")).count();
         Ok(queue_stats(
@@ -914,7 +934,7 @@ impl Operations for MemoryStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let state = self.lock()?;
+        let state = self.read()?;
         let failed_deliveries =
             state.outbox.rows.iter().filter(|(_, r)| r.item.delivery_status.as_deref() == Some("failed")).map(
                 |(&id, r)| DeadLetter {

@@ -8,6 +8,8 @@
 //! - [`install`]: finds Node 24 + `openclaw@2026.9.6` as installed by `scripts/install-e2e.sh`;
 //!   [`require_or_skip`] skips a test when they are missing, unless `CLAWBRIDGE_REQUIRE_E2E=1`.
 //! - [`fake_gateway`]: a fake gateway (protocol v4 subset) for fast pipeline tests and benchmarks.
+//! - [`fake_kakao`], [`fake_kapso`]: fakes of Kakao's and Kapso's APIs, from their documented
+//!   shapes, shared by the channel crates' tests and the binary's end-to-end tests.
 //! - [`channel`]: a recording channel, the stand-in for WhatsApp/KakaoTalk in tests.
 //! - [`gateway`]: [`Gateway`], a real gateway in an isolated temp dir on a free loopback port, and
 //!   [`shared()`], one stub + gateway per test binary.
@@ -32,6 +34,7 @@
 pub mod channel;
 pub mod fake_gateway;
 pub mod fake_kakao;
+pub mod fake_kapso;
 pub mod gateway;
 pub mod install;
 pub mod stub;
@@ -59,8 +62,8 @@ pub struct MemoryBridge {
     /// The bridge, as [`Bridge`] (what connectors, routes and accounts take).
     pub bridge: Arc<dyn Bridge>,
     /// The store behind it, to read what the channel wrote, to set rows up (another replica's
-    /// lease, a sent message to report statuses for) or to take it down
-    /// ([`MemoryStore::set_down`]).
+    /// lease, a sent message to report statuses for) or to simulate an outage
+    /// ([`MemoryStore::set_outage`]).
     pub store: MemoryStore,
     /// Notified on every new inbound row and every enqueued message, as the daemon's workers are.
     pub wakers: Arc<Wakers>,
@@ -159,6 +162,7 @@ mod tests {
     #[tokio::test]
     async fn memory_bridge_writes_real_rows_and_the_store_can_go_down() {
         use clawbridge_channel::Accepted;
+        use clawbridge_store::Outage;
         let test = super::memory_bridge();
         let msg = InboundMessage::text("whatsapp", "default", "15550001", "wamid.1", "hi");
         assert_eq!(test.bridge.accept(msg.clone()).await.unwrap(), Accepted::New);
@@ -166,10 +170,13 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(1), test.wakers.inbox.notified()).await.unwrap();
         assert_eq!(test.inbox().await.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(), ["hi"]);
 
-        test.store.set_down(true);
+        test.store.set_outage(Outage::Writes);
         let other = InboundMessage::text("whatsapp", "default", "15550001", "wamid.2", "lost");
-        assert!(test.bridge.accept(other.clone()).await.is_err(), "a store that is down refuses");
-        test.store.set_down(false);
+        assert!(test.bridge.accept(other.clone()).await.is_err(), "a store that cannot write refuses");
+        assert_eq!(test.bridge.state_get("ns", "k").await.unwrap(), None, "reads still work");
+        test.store.set_outage(Outage::All);
+        assert!(test.bridge.state_get("ns", "k").await.is_err(), "a store that is down refuses reads too");
+        test.store.set_outage(Outage::None);
         assert_eq!(test.bridge.accept(other).await.unwrap(), Accepted::New);
         assert_eq!(test.inbox().await.len(), 2);
         assert!(test.outbound_rows().await.is_empty());
