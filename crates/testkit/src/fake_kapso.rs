@@ -314,8 +314,10 @@ fn list(state: &FakeState, request: &Recorded) -> Response {
     let page: Vec<Value> = items.into_iter().skip(offset).take(limit).map(|(_, _, m)| m).collect();
     let next = offset + page.len();
     let after = if next < total { json!(format!("cursor-{next}")) } else { Value::Null };
-    axum::Json(json!({"data": page, "paging": {"cursors": {"before": null, "after": after}, "next": null, "previous": null}}))
-        .into_response()
+    axum::Json(
+        json!({"data": page, "paging": {"cursors": {"before": null, "after": after}, "next": null, "previous": null}}),
+    )
+    .into_response()
 }
 
 /// `GET /{media_id}?phone_number_id=…` (§4; the id is required on the proxy).

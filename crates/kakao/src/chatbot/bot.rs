@@ -5,8 +5,8 @@ use super::config::{BotSettings, ChatbotConfig};
 use super::rendezvous::Turns;
 use super::state::BotSpaces;
 use clawbridge_channel::Bridge;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A callback POST or an image download gives up after this long.

@@ -75,7 +75,11 @@ async fn a_failed_page_keeps_the_cursor_and_the_next_poll_recovers() {
     // First page fine, second page 502.
     fake.script_lists([None, Some(Answer::error(502, json!({"error":"bad gateway"})))]);
     assert!(poller.poll_once(&ctx).await.is_err());
-    assert_eq!(cursor(&bridge, "default", CURSOR_NAME).await.unwrap(), format_rfc3339(T0), "cursor unchanged after a failure");
+    assert_eq!(
+        cursor(&bridge, "default", CURSOR_NAME).await.unwrap(),
+        format_rfc3339(T0),
+        "cursor unchanged after a failure"
+    );
     assert!(bridge.inbox().await.is_empty(), "nothing stored from a partial read");
     assert_eq!(poller.poll_once(&ctx).await.unwrap().new, 150);
 

@@ -2,7 +2,7 @@
 
 use crate::support::{FakeKapso, FakeKapsoClient as _, MemoryBridge, PNID, memory_bridge};
 use clawbridge_core::{InboundMessage, MediaKind, MessageKind, OutboundMessage};
-use clawbridge_store::{OutboxQueue as _, Outage};
+use clawbridge_store::{Outage, OutboxQueue as _};
 use clawbridge_testkit::fake_kapso::message_received;
 use clawbridge_whatsapp::webhook::{self, MAX_BODY_BYTES, WebhookAccount, WebhookState};
 use serde_json::{Value, json};
