@@ -2,6 +2,7 @@
 
 use crate::support::{API_KEY, Answer, FakeKapso, PNID};
 use clawbridge_core::{MediaKind, SendError};
+use clawbridge_http::DownloadError;
 use clawbridge_whatsapp::client::{ListQuery, MediaError, MediaSource};
 use serde_json::json;
 use std::time::Duration;
@@ -160,11 +161,15 @@ async fn media_download_follows_the_policy() {
     assert_eq!(got.bytes, b"\x89PNG");
     assert_eq!(got.content_type.as_deref(), Some("image/png"));
     let big = fake.add_file("big.bin", "application/octet-stream", vec![0; 64]);
-    assert_eq!(client.download_media(&big).await.unwrap_err(), MediaError::TooLarge(8));
-    assert!(matches!(client.download_media("https://evil.example.com/x.png").await, Err(MediaError::NotAllowed(_))));
-    assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError::NotAllowed(_))));
+    let err = client.download_media(&big).await.unwrap_err();
+    assert_eq!(err, MediaError(DownloadError::TooLarge(8)));
+    assert!(err.to_string().contains("KAPSO_MEDIA_MAX_BYTES"), "names the setting: {err}");
+    let err = client.download_media("https://evil.example.com/x.png").await.unwrap_err();
+    assert!(err.to_string().contains("KAPSO_MEDIA_HOSTS"), "names the setting: {err}");
+    assert!(matches!(client.download_media("https://evil.example.com/x.png").await, Err(MediaError(DownloadError::NotAllowed(_)))));
+    assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError(DownloadError::NotAllowed(_)))));
     let redirect = format!("{}/redirect-out", fake.base);
-    assert!(matches!(client.download_media(&redirect).await, Err(MediaError::NotAllowed(_))));
+    assert!(matches!(client.download_media(&redirect).await, Err(MediaError(DownloadError::NotAllowed(_)))));
     // The media id lookup needs phone_number_id and yields a download URL.
     fake.add_file("MEDIA9", "image/png", b"abcd".to_vec());
     let info = client.media_info("MEDIA9").await.unwrap();
