@@ -411,7 +411,10 @@ async fn serve_connection(mut conn: Conn, inner: Arc<Inner>) {
     writer.abort();
 }
 
-async fn write_frames(mut sink: SplitSink<WebSocketStream<TcpStream>, Message>, mut frames: mpsc::UnboundedReceiver<Value>) {
+async fn write_frames(
+    mut sink: SplitSink<WebSocketStream<TcpStream>, Message>,
+    mut frames: mpsc::UnboundedReceiver<Value>,
+) {
     while let Some(frame) = frames.recv().await {
         if sink.send(Message::text(frame.to_string())).await.is_err() {
             return;
@@ -526,7 +529,9 @@ mod tests {
         assert_eq!(done["terminalReply"], json!({"disposition": "visible", "text": "FAKE-REPLY: hi"}));
         assert_eq!(fake.runs_started(), 1);
 
-        let Err(err) = crate::ws::RawClient::connect(&fake.url(), "wrong").await else { panic!("a wrong token connected") };
+        let Err(err) = crate::ws::RawClient::connect(&fake.url(), "wrong").await else {
+            panic!("a wrong token connected")
+        };
         assert!(err.contains("AUTH_TOKEN_MISMATCH"), "{err}");
     }
 

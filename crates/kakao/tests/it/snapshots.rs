@@ -61,7 +61,8 @@ async fn a_skill_request_without_callback_answered_inline() {
 async fn a_slow_answer_with_callback_url_uses_the_callback() {
     let h = Harness::start(&[("KAKAO_WAITING_TEXT", "생각하고 있는 중이에요…")], script()).await;
     let callback = h.kakao.callback_url(&h.kakao_base);
-    let (status, response) = h.skill(&payload("u1", "천천히 알려 주세요", Some(&callback)), &[("X-Request-Id", "req-cb")]).await;
+    let (status, response) =
+        h.skill(&payload("u1", "천천히 알려 주세요", Some(&callback)), &[("X-Request-Id", "req-cb")]).await;
     assert_eq!(status, 200);
     let hits = h.kakao.wait_hits(1).await;
     assert!(hits[0].accepted, "{:?}", hits[0]);

@@ -9,8 +9,8 @@
 use crate::support::{API_KEY, FakeKapso, PNID};
 use clawbridge_channel::Connector;
 use clawbridge_core::{AccountId, IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage};
-use clawbridge_whatsapp::inbound::{convert_record, parse_webhook};
 use clawbridge_whatsapp::account::OutboundSpec;
+use clawbridge_whatsapp::inbound::{convert_record, parse_webhook};
 use clawbridge_whatsapp::{WhatsAppConfig, WhatsAppConnector};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -216,8 +216,11 @@ async fn templates_reactions_and_other_types_from_the_spec() {
         language: "en_US".into(),
         params: vec![("customer_name".into(), "Jessica".into())],
     };
-    let positional =
-        OutboundSpec::Template { name: "reengage".into(), language: "ko".into(), params: vec![(String::new(), "Ann".into())] };
+    let positional = OutboundSpec::Template {
+        name: "reengage".into(),
+        language: "ko".into(),
+        params: vec![(String::new(), "Ann".into())],
+    };
     let reaction = OutboundSpec::Reaction { message_id: None, emoji: "👍".into() };
     let unreact = OutboundSpec::Reaction { message_id: Some("wamid.other".into()), emoji: String::new() };
     let buttons = OutboundSpec::Message {
