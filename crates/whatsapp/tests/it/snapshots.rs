@@ -145,6 +145,8 @@ fn connector(fake: &FakeKapso) -> WhatsAppConnector {
         ("KAPSO_BASE_URL", fake.base.clone()),
         ("KAPSO_MEDIA_HOSTS", "127.0.0.1".to_owned()),
         ("KAPSO_ALLOW_FROM", "*".to_owned()),
+        // A limiter of their own: the process-wide one of the test key is the other tests' budget.
+        ("KAPSO_API_RATE_LIMIT", "100000".to_owned()),
     ]
     .into_iter()
     .collect();
