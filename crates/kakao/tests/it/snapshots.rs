@@ -9,7 +9,7 @@
 
 use crate::support::{Harness, Script, payload};
 use clawbridge_core::InboundMessage;
-use clawbridge_kakao::chatbot::KakaoTurn;
+use clawbridge_kakao::chatbot::{KakaoReply, KakaoTurn};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,14 @@ fn stored(h: &Harness, msg: &InboundMessage) -> Value {
     normalise(h, json!({"message": msg, "turn": KakaoTurn::of(msg)}), received_at)
 }
 
+/// The `KakaoReply` the rendered answer to `msg` carried into `send`, normalised like [`stored`].
+async fn sent_reply(h: &Harness, msg: &InboundMessage) -> Value {
+    let sent = h.wait_sent(1).await;
+    let reply = KakaoReply::of(&sent[0].0);
+    assert_eq!(reply.received_at, KakaoTurn::of(msg).received_at, "the reply names its turn");
+    normalise(h, json!(reply), reply.received_at.unwrap_or_default())
+}
+
 fn normalise(h: &Harness, value: Value, received_at: i64) -> Value {
     let text = value.to_string().replace(&h.kakao_base, "https://kakao.test");
     let text = text.replace(&received_at.to_string(), "\"[received_at]\"");
@@ -54,7 +62,8 @@ async fn a_skill_request_without_callback_answered_inline() {
     let (status, response) = h.skill(&body, &[("X-Request-Id", "req-inline")]).await;
     assert_eq!(status, 200);
     let inbox = h.bridge.inbox();
-    insta::assert_json_snapshot!(json!({"stored": stored(&h, &inbox[0]), "response": response}));
+    let reply = sent_reply(&h, &inbox[0]).await;
+    insta::assert_json_snapshot!(json!({"stored": stored(&h, &inbox[0]), "reply": reply, "response": response}));
 }
 
 #[tokio::test]
@@ -67,8 +76,10 @@ async fn a_slow_answer_with_callback_url_uses_the_callback() {
     let hits = h.kakao.wait_hits(1).await;
     assert!(hits[0].accepted, "{:?}", hits[0]);
     let inbox = h.bridge.inbox();
+    let reply = sent_reply(&h, &inbox[0]).await;
     insta::assert_json_snapshot!(json!({
         "stored": stored(&h, &inbox[0]),
+        "reply": reply,
         "response": response,
         "callback_body": hits[0].body,
     }));
