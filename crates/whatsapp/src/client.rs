@@ -159,13 +159,6 @@ pub struct MediaInfo {
 #[error("{}", media_message(.0))]
 pub struct MediaError(pub DownloadError);
 
-impl MediaError {
-    /// The kind of failure.
-    pub fn kind(&self) -> &DownloadError {
-        &self.0
-    }
-}
-
 impl From<DownloadError> for MediaError {
     fn from(error: DownloadError) -> Self {
         Self(error)
