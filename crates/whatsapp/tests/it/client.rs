@@ -182,11 +182,8 @@ async fn media_download_follows_the_policy() {
     assert_eq!(err, MediaError(DownloadError::TooLarge(8)));
     assert!(err.to_string().contains("KAPSO_MEDIA_MAX_BYTES"), "names the setting: {err}");
     let err = client.download_media("https://evil.example.com/x.png").await.unwrap_err();
+    assert!(matches!(err, MediaError(DownloadError::NotAllowed(_))), "{err:?}");
     assert!(err.to_string().contains("KAPSO_MEDIA_HOSTS"), "names the setting: {err}");
-    assert!(matches!(
-        client.download_media("https://evil.example.com/x.png").await,
-        Err(MediaError(DownloadError::NotAllowed(_)))
-    ));
     assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError(DownloadError::NotAllowed(_)))));
     let redirect = format!("{}/redirect-out", fake.base);
     assert!(matches!(client.download_media(&redirect).await, Err(MediaError(DownloadError::NotAllowed(_)))));
