@@ -70,10 +70,11 @@ fn non_batched(id: &str, text: &str) -> String {
 /// Messages this bridge sent (as the outbox worker records them), so their statuses attach.
 async fn sent_earlier(s: &Server, platform_ids: &[&str]) -> Vec<i64> {
     let to = InboundMessage::text("whatsapp", "default", "15551234567", "wamid.q", "q");
-    let now = clawbridge_core::clock::now_ms();
     let mut ids = Vec::new();
     for (i, platform_id) in platform_ids.iter().enumerate() {
         s.bridge.bridge.enqueue(OutboundMessage::reply_text(&to, "a"), &format!("out-{i}")).await.unwrap();
+        // Due from its enqueue time on, which the bridge took from the clock.
+        let now = clawbridge_core::clock::now_ms();
         let row = s.bridge.store.claim_outbound("w", 1, 60_000, now).await.unwrap().remove(0);
         assert!(s.bridge.store.mark_sent(row.id, "w", Some(platform_id), now).await.unwrap());
         ids.push(row.id);
