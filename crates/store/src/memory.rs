@@ -28,12 +28,27 @@ use async_trait::async_trait;
 use clawbridge_core::pairing::normalize_code;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, PeerId};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The in-memory store. Cheap to clone; clones share the data.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// The simulated [`Outage`], as a `u8`; clones share it.
+    outage: Arc<AtomicU8>,
+}
+
+/// A failure of the database to simulate (tests of what a channel or worker does meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outage {
+    /// Every call works.
+    None = 0,
+    /// Writes fail (a full disk, a read-only replica); reads still work.
+    Writes = 1,
+    /// Every call fails, like a database that cannot be reached.
+    All = 2,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -51,10 +66,29 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The data, locked. A panic while the lock was held (a bug, or a failed assertion in a
-    /// test) leaves every operation's data consistent, as each is applied in one step.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Simulates an outage from now on (failing calls return the error of a database that does
+    /// not answer, and change nothing), or ends it with [`Outage::None`].
+    pub fn set_outage(&self, outage: Outage) {
+        self.outage.store(outage as u8, Ordering::SeqCst);
+    }
+
+    /// The data, locked for a change; an error during an [`Outage`]. A panic while the lock was
+    /// held (a bug, or a failed assertion in a test) leaves every operation's data consistent, as
+    /// each is applied in one step.
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        self.guard(Outage::Writes as u8)
+    }
+
+    /// The data, locked for a read; an error during [`Outage::All`].
+    fn read(&self) -> Result<MutexGuard<'_, State>> {
+        self.guard(Outage::All as u8)
+    }
+
+    fn guard(&self, fails_from: u8) -> Result<MutexGuard<'_, State>> {
+        if self.outage.load(Ordering::SeqCst) >= fails_from {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        Ok(self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -489,7 +523,7 @@ impl InboxQueue for MemoryStore {
         let payload = inbound_payload(msg)?;
         let key =
             (msg.channel.as_str().to_owned(), msg.account.as_str().to_owned(), msg.message_id.as_str().to_owned());
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         if let Some(&id) = state.inbox_ids.get(&key) {
             return Ok(InsertOutcome::Duplicate(id));
         }
@@ -506,13 +540,13 @@ impl InboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let ids = state.inbox.claim(worker, limit, lease_ms, now);
         state.inbox.rows_of(&ids)
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().inbox.renew(id, worker, lease_ms, now))
+        Ok(self.lock()?.inbox.renew(id, worker, lease_ms, now))
     }
 
     async fn complete_inbound(
@@ -523,7 +557,7 @@ impl InboxQueue for MemoryStore {
         replies: &[NewOutbound],
         now: EpochMs,
     ) -> Result<bool> {
-        Ok(self.lock().complete(id, worker, outcome, replies, None, now)? != Completed::LeaseLost)
+        Ok(self.lock()?.complete(id, worker, outcome, replies, None, now)? != Completed::LeaseLost)
     }
 
     async fn complete_inbound_and_claim(
@@ -535,7 +569,7 @@ impl InboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Completed> {
-        self.lock().complete(id, worker, outcome, replies, Some(lease_ms), now)
+        self.lock()?.complete(id, worker, outcome, replies, Some(lease_ms), now)
     }
 
     async fn fail_inbound(
@@ -546,7 +580,7 @@ impl InboxQueue for MemoryStore {
         retry_at: Option<EpochMs>,
         now: EpochMs,
     ) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         Ok(match retry_at {
             Some(at) => state.inbox.retry(id, worker, error, at, now),
             None => state.inbox.give_up(id, worker, error, now),
@@ -554,12 +588,12 @@ impl InboxQueue for MemoryStore {
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        self.lock().inbox.release(id, worker);
+        self.lock()?.inbox.release(id, worker);
         Ok(())
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        self.lock().inbox.row(id)
+        self.read()?.inbox.row(id)
     }
 }
 
@@ -568,7 +602,7 @@ impl OutboxQueue for MemoryStore {
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         // All encoded first: a message that cannot be stored enqueues none (one transaction).
         let encoded = messages.iter().map(|m| OutboundInsert::new(m, now)).collect::<Result<Vec<_>>>()?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         Ok(encoded.iter().map(|m| state.enqueue(m, now)).collect())
     }
 
@@ -579,37 +613,37 @@ impl OutboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let ids = state.outbox.claim(worker, limit, lease_ms, now);
         state.outbox.rows_of(&ids)
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.succeed(id, worker, platform_message_id, now))
+        Ok(self.lock()?.outbox.succeed(id, worker, platform_message_id, now))
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.retry(id, worker, error, next_at, now))
+        Ok(self.lock()?.outbox.retry(id, worker, error, next_at, now))
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.give_up(id, worker, reason, now))
+        Ok(self.lock()?.outbox.give_up(id, worker, reason, now))
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        self.lock().outbox.release(id, worker);
+        self.lock()?.outbox.release(id, worker);
         Ok(())
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        self.lock().outbox.row(id)
+        self.read()?.outbox.row(id)
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
         let rank = delivery_rank(&update.status);
         let failed = update.status == "failed";
         let mut known = false;
-        for row in self.lock().outbox.rows.values_mut() {
+        for row in self.lock()?.outbox.rows.values_mut() {
             if row.item.channel != update.channel.as_str()
                 || row.success.as_deref() != Some(update.platform_message_id.as_str())
             {
@@ -631,7 +665,7 @@ impl OutboxQueue for MemoryStore {
 #[async_trait]
 impl Dedup for MemoryStore {
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         match state.seen_keys.get_mut(&(namespace.to_owned(), key.to_owned())) {
             Some(at) if *at > now => Ok(false),
             Some(at) => {
@@ -650,7 +684,7 @@ impl Dedup for MemoryStore {
 impl Cursors for MemoryStore {
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         let key = (channel.as_str().to_owned(), account.as_str().to_owned(), name.to_owned());
-        Ok(self.lock().cursors.get(&key).cloned())
+        Ok(self.read()?.cursors.get(&key).cloned())
     }
 
     async fn set_cursor(
@@ -662,12 +696,12 @@ impl Cursors for MemoryStore {
         _now: EpochMs,
     ) -> Result<()> {
         let key = (channel.as_str().to_owned(), account.as_str().to_owned(), name.to_owned());
-        self.lock().cursors.insert(key, value.to_owned());
+        self.lock()?.cursors.insert(key, value.to_owned());
         Ok(())
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let until = deadline(now, ttl_ms);
         match state.leases.get_mut(name) {
             Some((current, held_until)) if *held_until < now || current == holder => {
@@ -684,7 +718,7 @@ impl Cursors for MemoryStore {
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         if state.leases.get(name).is_some_and(|(current, _)| current == holder) {
             state.leases.remove(name);
         }
@@ -695,7 +729,7 @@ impl Cursors for MemoryStore {
 #[async_trait]
 impl ChannelState for MemoryStore {
     async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = (entry.namespace.to_owned(), entry.key.to_owned());
         // "Absent" for a one-time claim: no value, or one whose expiry has passed.
         let blocked =
@@ -709,13 +743,13 @@ impl ChannelState for MemoryStore {
     }
 
     async fn get_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
-        let state = self.lock();
+        let state = self.read()?;
         let value = state.channel_state.get(&(namespace.to_owned(), key.to_owned()));
         Ok(value.filter(|v| v.is_live(now)).map(|v| v.value.clone()))
     }
 
     async fn take_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = (namespace.to_owned(), key.to_owned());
         if !state.channel_state.get(&key).is_some_and(|v| v.is_live(now)) {
             return Ok(None);
@@ -724,7 +758,7 @@ impl ChannelState for MemoryStore {
     }
 
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut entries: Vec<StateEntry> = state
             .channel_state
             .iter()
@@ -740,7 +774,7 @@ impl ChannelState for MemoryStore {
 #[async_trait]
 impl Pairing for MemoryStore {
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = peer_key(&req.channel, &req.account, &req.peer);
         if state.approved.contains_key(&key) {
             return Ok(PairingOutcome::AlreadyApproved);
@@ -774,7 +808,7 @@ impl Pairing for MemoryStore {
     }
 
     async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut pending: Vec<PendingPairing> = state
             .pairing_requests
             .iter()
@@ -795,7 +829,7 @@ impl Pairing for MemoryStore {
     }
 
     async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let code = normalize_code(code);
         let found = state
             .pairing_requests
@@ -816,11 +850,11 @@ impl Pairing for MemoryStore {
     }
 
     async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        Ok(self.lock().approved.contains_key(&peer_key(channel, account, peer)))
+        Ok(self.read()?.approved.contains_key(&peer_key(channel, account, peer)))
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut approved: Vec<ApprovedPeer> = state
             .approved
             .iter()
@@ -838,23 +872,23 @@ impl Pairing for MemoryStore {
     }
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        Ok(self.lock().approved.remove(&peer_key(channel, account, peer)).is_some())
+        Ok(self.lock()?.approved.remove(&peer_key(channel, account, peer)).is_some())
     }
 }
 
 #[async_trait]
 impl Secrets for MemoryStore {
     async fn put_secret_blob(&self, name: &str, blob: &[u8], _now: EpochMs) -> Result<()> {
-        self.lock().secrets.insert(name.to_owned(), blob.to_vec());
+        self.lock()?.secrets.insert(name.to_owned(), blob.to_vec());
         Ok(())
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock().secrets.get(name).cloned())
+        Ok(self.read()?.secrets.get(name).cloned())
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().secrets.remove(name).is_some())
+        Ok(self.lock()?.secrets.remove(name).is_some())
     }
 }
 
@@ -874,7 +908,7 @@ impl Quotas for MemoryStore {
         let (limit, n) = (clamp(limit), clamp(n));
         let window_end = quota_window_end(window_start, window_ms);
         let slot = (key.to_owned(), window_start);
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let taken = state.quotas.get(&slot).map_or(0, |w| w.taken);
         if n > limit || taken > limit - n {
             return Ok(QuotaTake::Refused { count: taken, window_end });
@@ -889,7 +923,7 @@ impl Quotas for MemoryStore {
 #[async_trait]
 impl Operations for MemoryStore {
     async fn queue_stats(&self) -> Result<QueueStats> {
-        let state = self.lock();
+        let state = self.read()?;
         let delivery_failed =
             state.outbox.rows.values().filter(|r| r.item.delivery_status.as_deref() == Some("failed")).count();
         Ok(queue_stats(
@@ -900,7 +934,7 @@ impl Operations for MemoryStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let state = self.lock();
+        let state = self.read()?;
         let failed_deliveries =
             state.outbox.rows.iter().filter(|(_, r)| r.item.delivery_status.as_deref() == Some("failed")).map(
                 |(&id, r)| DeadLetter {
@@ -922,7 +956,7 @@ impl Operations for MemoryStore {
     }
 
     async fn prune(&self, before: EpochMs) -> Result<u64> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let state = &mut *state;
         let mut removed = 0;
         for item in state.inbox.prune(before) {

@@ -61,7 +61,7 @@ async fn a_skill_request_without_callback_answered_inline() {
     body["action"]["params"] = json!({"주문번호": "A-17"});
     let (status, response) = h.skill(&body, &[("X-Request-Id", "req-inline")]).await;
     assert_eq!(status, 200);
-    let inbox = h.bridge.inbox();
+    let inbox = h.inbox().await;
     let reply = sent_reply(&h, &inbox[0]).await;
     insta::assert_json_snapshot!(json!({"stored": stored(&h, &inbox[0]), "reply": reply, "response": response}));
 }
@@ -75,7 +75,7 @@ async fn a_slow_answer_with_callback_url_uses_the_callback() {
     assert_eq!(status, 200);
     let hits = h.kakao.wait_hits(1).await;
     assert!(hits[0].accepted, "{:?}", hits[0]);
-    let inbox = h.bridge.inbox();
+    let inbox = h.inbox().await;
     let reply = sent_reply(&h, &inbox[0]).await;
     insta::assert_json_snapshot!(json!({
         "stored": stored(&h, &inbox[0]),
@@ -95,7 +95,7 @@ async fn a_secure_image_request_carries_the_downloaded_pictures() {
     body["action"]["params"]["secureimage"] = json!(plugin.to_string());
     let (status, response) = h.skill(&body, &[("X-Request-Id", "req-img")]).await;
     assert_eq!(status, 200);
-    let inbox = h.bridge.inbox();
+    let inbox = h.inbox().await;
     insta::assert_json_snapshot!(json!({"stored": stored(&h, &inbox[0]), "response": response}));
 }
 

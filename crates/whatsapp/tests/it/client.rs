@@ -1,6 +1,6 @@
 //! The Kapso client against the fake API: bodies, headers, error classes, media, paging, limits.
 
-use crate::support::{API_KEY, Answer, FakeKapso, PNID};
+use crate::support::{API_KEY, Answer, FakeKapso, FakeKapsoClient as _, PNID};
 use clawbridge_core::{MediaKind, SendError};
 use clawbridge_http::DownloadError;
 use clawbridge_whatsapp::client::{ListQuery, MediaError, MediaSource};
@@ -68,7 +68,7 @@ async fn bsuid_recipients_media_templates_reactions_and_mark_read() {
 #[tokio::test]
 async fn errors_are_classified_for_the_outbox() {
     let fake = FakeKapso::start().await;
-    fake.script_posts([
+    fake.script_sends([
         Answer { status: 429, retry_after: Some(7), body: json!({"error":"rate limited"}) },
         Answer::error(409, json!({"error":"Another message in-flight for this conversation. Retry shortly."})),
         Answer::error(503, json!({"error":"unavailable"})),
@@ -185,7 +185,7 @@ async fn media_download_follows_the_policy() {
     assert!(matches!(err, MediaError(DownloadError::NotAllowed(_))), "{err:?}");
     assert!(err.to_string().contains("KAPSO_MEDIA_HOSTS"), "names the setting: {err}");
     assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError(DownloadError::NotAllowed(_)))));
-    let redirect = format!("{}/redirect-out", fake.base);
+    let redirect = format!("{}/redirect-out", fake.url());
     assert!(matches!(client.download_media(&redirect).await, Err(MediaError(DownloadError::NotAllowed(_)))));
     // The media id lookup needs phone_number_id and yields a download URL.
     fake.add_file("MEDIA9", "image/png", b"abcd".to_vec());

@@ -142,7 +142,7 @@ fn connector(fake: &FakeKapso) -> WhatsAppConnector {
     let vars: HashMap<&str, String> = [
         ("KAPSO_API_KEY", API_KEY.to_owned()),
         ("KAPSO_PHONE_NUMBER_ID", PNID.to_owned()),
-        ("KAPSO_BASE_URL", fake.base.clone()),
+        ("KAPSO_BASE_URL", fake.url()),
         ("KAPSO_MEDIA_HOSTS", "127.0.0.1".to_owned()),
         ("KAPSO_ALLOW_FROM", "*".to_owned()),
         // A limiter of their own: the process-wide one of the test key is the other tests' budget.
