@@ -6,7 +6,7 @@
 //! answer `doctor` and `status`. The binary never parses a channel's configuration or its stored
 //! records itself, so adding a channel touches its crate and one registration line.
 
-use crate::Connector;
+use crate::{Bridge, Connector};
 use async_trait::async_trait;
 use std::any::Any;
 use std::net::SocketAddr;
@@ -35,6 +35,20 @@ pub struct HostInfo {
     pub listen: SocketAddr,
 }
 
+/// What a connector is built with: the daemon builds connectors once the store is open, so a
+/// channel has its bridge from construction on (no "not started yet" state).
+#[derive(Clone)]
+pub struct ConnectorContext {
+    /// The channel's door to durability, the same handle its routes and accounts are given.
+    pub bridge: Arc<dyn Bridge>,
+}
+
+impl std::fmt::Debug for ConnectorContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorContext").finish_non_exhaustive()
+    }
+}
+
 /// The loaded settings of one channel.
 #[async_trait]
 pub trait ChannelSettings: std::fmt::Debug + Send + Sync + 'static {
@@ -47,7 +61,7 @@ pub trait ChannelSettings: std::fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// A configuration that must not be served as it is (a public webhook without a secret); the
     /// message names the setting and the fix.
-    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String>;
+    fn connector(&self, ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String>;
 
     /// The channel's checks for `clawbridge doctor` (credentials, delivery mode).
     async fn doctor(&self, host: &HostInfo) -> Vec<Check> {

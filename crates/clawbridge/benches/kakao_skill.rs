@@ -95,8 +95,7 @@ async fn setup(agent: Duration) -> Setup {
     fake.set_behavior(move |message| (FakeReply::Text(format!("답변: {message}")), agent));
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path(), &fake.url(), &kakao_base);
-    let connectors = clawbridge::channels::enabled(&cfg).expect("kakao enabled");
-    let daemon = daemon::start(cfg, connectors).await.expect("daemon");
+    let daemon = daemon::start(cfg, daemon::Channels::Configured).await.expect("daemon");
     daemon.gateway().wait_connected(Duration::from_secs(10)).await.expect("fake gateway connects");
     Setup { daemon, _fake: fake, callbacks, kakao_base, _dir: dir }
 }

@@ -107,8 +107,8 @@ fn serve() {
     runtime.block_on(async move {
         let (addr, stop): (std::net::SocketAddr, Box<dyn FnOnce() -> tokio::task::JoinHandle<()>>) = match kind {
             ServerKind::Daemon => {
-                let connectors = clawbridge::channels::enabled(&config).expect("whatsapp channel");
-                let daemon = clawbridge::daemon::start(config, connectors).await.expect("daemon");
+                let daemon =
+                    clawbridge::daemon::start(config, clawbridge::daemon::Channels::Configured).await.expect("daemon");
                 let addr = daemon.addr;
                 (addr, Box::new(move || tokio::spawn(daemon.shutdown())))
             }

@@ -10,6 +10,7 @@ use crate::telemetry::metrics_handle;
 use crate::util::{now_ms, worker_id};
 use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
+use clawbridge_channel::plugin::ConnectorContext;
 use clawbridge_channel::{AccountContext, AccountStatus, Connector, RouteContext};
 use clawbridge_gateway::{GatewayClient, GatewayConfig};
 use std::net::SocketAddr;
@@ -43,13 +44,37 @@ impl DaemonHandle {
     }
 }
 
+/// The channels a daemon serves.
+pub enum Channels {
+    /// Every channel the configuration enables ([`channels::enabled`](crate::channels::enabled)),
+    /// built once the store is open, on the daemon's bridge: what `serve` runs.
+    Configured,
+    /// Connectors built beforehand (tests and benchmarks with a channel of their own).
+    Given(Vec<Arc<dyn Connector>>),
+}
+
+impl From<Vec<Arc<dyn Connector>>> for Channels {
+    fn from(connectors: Vec<Arc<dyn Connector>>) -> Self {
+        Self::Given(connectors)
+    }
+}
+
+impl std::fmt::Debug for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured => f.write_str("Configured"),
+            Self::Given(connectors) => f.debug_list().entries(connectors.iter().map(|c| c.id())).finish(),
+        }
+    }
+}
+
 /// Starts the daemon with the given channels. Returns once the listener is bound and the
 /// workers run; the gateway connects in the background (an unreachable gateway does not stop
 /// the bridge from accepting and queueing messages).
 ///
 /// # Errors
-/// Configuration, state dir, store and listener problems, each naming the setting to fix.
-pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyhow::Result<DaemonHandle> {
+/// Configuration, state dir, store, channel and listener problems, each naming the setting to fix.
+pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Result<DaemonHandle> {
     // Install the recorder before anything records (the gateway client counts from its first connect).
     let metrics = metrics_handle();
     let config = Arc::new(config);
@@ -63,6 +88,15 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
     })?;
     store.check_writable(now_ms()).await.context("the store is not writable")?;
 
+    // Channels are built on the bridge, so they have it from construction on.
+    let wakers = Arc::new(Wakers::default());
+    let worker = worker_id();
+    let bridge = Arc::new(StoreBridge::new(store.clone(), wakers.clone(), worker.clone()));
+    let connectors = match channels.into() {
+        Channels::Configured => crate::channels::enabled(&config, &ConnectorContext { bridge: bridge.clone() })?,
+        Channels::Given(connectors) => connectors,
+    };
+
     let gateway_stop = CancellationToken::new();
     let mut gateway_config = GatewayConfig::new(config.gateway.url.clone(), Some(token), config.device_key_path());
     gateway_config.client_display_name = "clawbridge".to_owned();
@@ -74,9 +108,6 @@ pub async fn start(config: Config, connectors: Vec<Arc<dyn Connector>>) -> anyho
         tracing::warn!("no channel is enabled: the bridge runs, but no platform can reach the agent");
     }
     let registry = Arc::new(Registry::new(connectors));
-    let wakers = Arc::new(Wakers::default());
-    let worker = worker_id();
-    let bridge = Arc::new(StoreBridge::new(store.clone(), wakers.clone(), worker.clone()));
 
     // Channels: one context per account; webhook routes merged into the one listener.
     let channels_stop = CancellationToken::new();

@@ -5,7 +5,8 @@
 //! - [`config`]: TOML + environment, validated with fixes in every message.
 //! - [`daemon`]: assembles store, gateway client, channels, HTTP listener and workers; shutdown.
 //! - [`pipeline`]: the inbox and outbox workers.
-//! - [`bridge`]: the store-backed door through which channels persist things.
+//! - [`bridge`]: the store-backed door through which channels persist things (re-exported from
+//!   the store crate, where channel tests can use it too).
 //! - [`registry`]: configured channels and accounts.
 //! - [`channels`]: which channel crates are enabled by the configuration.
 //! - [`edge`]: publishing the webhook to the internet (Tailscale Funnel).
@@ -14,7 +15,7 @@
 //! - [`kakao_tokens`]: encrypted Kakao Login tokens and the Talk API's small state on the store.
 //! - [`cli`]: the clap definitions and dispatch.
 
-pub mod bridge;
+pub use clawbridge_store::bridge;
 pub mod channels;
 pub mod cli;
 pub mod commands;

@@ -5,7 +5,7 @@ use crate::KakaoConfig;
 use crate::chatbot::KakaoChatbot;
 use async_trait::async_trait;
 use clawbridge_channel::Connector;
-use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Env};
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, ConnectorContext, Env};
 use std::any::Any;
 use std::sync::Arc;
 
@@ -32,9 +32,9 @@ impl ChannelSettings for KakaoConfig {
     }
 
     /// The chatbot (`POST /kakao/skill`, `/kakao/channel-webhook`) when `[kakao.chatbot]` is set.
-    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String> {
+    fn connector(&self, ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String> {
         match &self.chatbot {
-            Some(chatbot) => Ok(Some(KakaoChatbot::new(chatbot)? as Arc<dyn Connector>)),
+            Some(chatbot) => Ok(Some(KakaoChatbot::new(chatbot, ctx.bridge.clone())? as Arc<dyn Connector>)),
             None => Ok(None),
         }
     }

@@ -17,17 +17,21 @@
 //! - [`sqlite`], [`postgres`]: the SQL backends, each with its own migrations under `migrations/`.
 //! - [`memory`]: the in-memory backend.
 //! - [`secrets`]: XChaCha20-Poly1305 encryption of secrets at rest, on top of any backend.
+//! - [`bridge`]: [`StoreBridge`], the channel's durability port ([`clawbridge_channel::Bridge`])
+//!   on any store; the daemon hands it to every channel, tests build one on a [`MemoryStore`].
 //! - `queue` (private): the lease queue (claim, renew, finish, retry, release) described once
 //!   per queue and run by every backend, so the inbox and the outbox share one implementation.
 //! - `sql`, `record`, `common` (private): the SQL both SQL backends share, the raw rows they
 //!   decode and the store logic written once for both.
 //!
 //! All times are epoch milliseconds supplied by the caller, so behaviour is testable without a
-//! clock and identical on both backends.
+//! clock and identical on both backends (only [`StoreBridge`] reads the clock, as channels do not
+//! pass times).
 
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod bizmsg;
+pub mod bridge;
 mod common;
 pub mod memory;
 pub mod model;
@@ -39,7 +43,8 @@ mod sql;
 pub mod sqlite;
 
 pub use bizmsg::{BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgState, BizmsgStats, Enqueued, NewBizmsg};
-pub use memory::MemoryStore;
+pub use bridge::{StoreBridge, Wakers};
+pub use memory::{MemoryStore, Outage};
 pub use model::*;
 pub use postgres::PgStore;
 pub use secrets::{MasterKey, SecretBox};

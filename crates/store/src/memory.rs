@@ -31,12 +31,27 @@ use async_trait::async_trait;
 use clawbridge_core::pairing::normalize_code;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, PeerId};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The in-memory store. Cheap to clone; clones share the data.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// The simulated [`Outage`], as a `u8`; clones share it.
+    outage: Arc<AtomicU8>,
+}
+
+/// A failure of the database to simulate (tests of what a channel or worker does meanwhile).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Outage {
+    /// Every call works.
+    None = 0,
+    /// Writes fail (a full disk, a read-only replica); reads still work.
+    Writes = 1,
+    /// Every call fails, like a database that cannot be reached.
+    All = 2,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -54,10 +69,29 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// The data, locked. A panic while the lock was held (a bug, or a failed assertion in a
-    /// test) leaves every operation's data consistent, as each is applied in one step.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Simulates an outage from now on (failing calls return the error of a database that does
+    /// not answer, and change nothing), or ends it with [`Outage::None`].
+    pub fn set_outage(&self, outage: Outage) {
+        self.outage.store(outage as u8, Ordering::SeqCst);
+    }
+
+    /// The data, locked for a change; an error during an [`Outage`]. A panic while the lock was
+    /// held (a bug, or a failed assertion in a test) leaves every operation's data consistent, as
+    /// each is applied in one step.
+    fn lock(&self) -> Result<MutexGuard<'_, State>> {
+        self.guard(Outage::Writes as u8)
+    }
+
+    /// The data, locked for a read; an error during [`Outage::All`].
+    fn read(&self) -> Result<MutexGuard<'_, State>> {
+        self.guard(Outage::All as u8)
+    }
+
+    fn guard(&self, fails_from: u8) -> Result<MutexGuard<'_, State>> {
+        if self.outage.load(Ordering::SeqCst) >= fails_from {
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        Ok(self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 }
 
@@ -501,7 +535,7 @@ impl InboxQueue for MemoryStore {
         let payload = inbound_payload(msg)?;
         let key =
             (msg.channel.as_str().to_owned(), msg.account.as_str().to_owned(), msg.message_id.as_str().to_owned());
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         if let Some(&id) = state.inbox_ids.get(&key) {
             return Ok(InsertOutcome::Duplicate(id));
         }
@@ -518,13 +552,13 @@ impl InboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<InboundRow>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let ids = state.inbox.claim(worker, limit, lease_ms, now);
         state.inbox.rows_of(&ids)
     }
 
     async fn renew_inbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().inbox.renew(id, worker, lease_ms, now))
+        Ok(self.lock()?.inbox.renew(id, worker, lease_ms, now))
     }
 
     async fn complete_inbound(
@@ -535,7 +569,7 @@ impl InboxQueue for MemoryStore {
         replies: &[NewOutbound],
         now: EpochMs,
     ) -> Result<bool> {
-        Ok(self.lock().complete(id, worker, outcome, replies, None, now)? != Completed::LeaseLost)
+        Ok(self.lock()?.complete(id, worker, outcome, replies, None, now)? != Completed::LeaseLost)
     }
 
     async fn complete_inbound_and_claim(
@@ -547,7 +581,7 @@ impl InboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Completed> {
-        self.lock().complete(id, worker, outcome, replies, Some(lease_ms), now)
+        self.lock()?.complete(id, worker, outcome, replies, Some(lease_ms), now)
     }
 
     async fn fail_inbound(
@@ -558,7 +592,7 @@ impl InboxQueue for MemoryStore {
         retry_at: Option<EpochMs>,
         now: EpochMs,
     ) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         Ok(match retry_at {
             Some(at) => state.inbox.retry(id, worker, error, at, now),
             None => state.inbox.give_up(id, worker, error, now),
@@ -566,12 +600,12 @@ impl InboxQueue for MemoryStore {
     }
 
     async fn release_inbound(&self, id: i64, worker: &str) -> Result<()> {
-        self.lock().inbox.release(id, worker);
+        self.lock()?.inbox.release(id, worker);
         Ok(())
     }
 
     async fn get_inbound(&self, id: i64) -> Result<Option<InboundRow>> {
-        self.lock().inbox.row(id)
+        self.read()?.inbox.row(id)
     }
 }
 
@@ -580,7 +614,7 @@ impl OutboxQueue for MemoryStore {
     async fn enqueue_outbound(&self, messages: &[NewOutbound], now: EpochMs) -> Result<Vec<i64>> {
         // All encoded first: a message that cannot be stored enqueues none (one transaction).
         let encoded = messages.iter().map(|m| OutboundInsert::new(m, now)).collect::<Result<Vec<_>>>()?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         Ok(encoded.iter().map(|m| state.enqueue(m, now)).collect())
     }
 
@@ -591,37 +625,37 @@ impl OutboxQueue for MemoryStore {
         lease_ms: EpochMs,
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let ids = state.outbox.claim(worker, limit, lease_ms, now);
         state.outbox.rows_of(&ids)
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.succeed(id, worker, platform_message_id, now))
+        Ok(self.lock()?.outbox.succeed(id, worker, platform_message_id, now))
     }
 
     async fn mark_retry(&self, id: i64, worker: &str, error: &str, next_at: EpochMs, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.retry(id, worker, error, next_at, now))
+        Ok(self.lock()?.outbox.retry(id, worker, error, next_at, now))
     }
 
     async fn mark_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().outbox.give_up(id, worker, reason, now))
+        Ok(self.lock()?.outbox.give_up(id, worker, reason, now))
     }
 
     async fn release_outbound(&self, id: i64, worker: &str) -> Result<()> {
-        self.lock().outbox.release(id, worker);
+        self.lock()?.outbox.release(id, worker);
         Ok(())
     }
 
     async fn get_outbound(&self, id: i64) -> Result<Option<OutboundRow>> {
-        self.lock().outbox.row(id)
+        self.read()?.outbox.row(id)
     }
 
     async fn record_delivery(&self, update: &DeliveryUpdate) -> Result<bool> {
         let rank = delivery_rank(&update.status);
         let failed = update.status == "failed";
         let mut known = false;
-        for row in self.lock().outbox.rows.values_mut() {
+        for row in self.lock()?.outbox.rows.values_mut() {
             if row.item.channel != update.channel.as_str()
                 || row.success.as_deref() != Some(update.platform_message_id.as_str())
             {
@@ -643,7 +677,7 @@ impl OutboxQueue for MemoryStore {
 #[async_trait]
 impl Dedup for MemoryStore {
     async fn remember_key(&self, namespace: &str, key: &str, expires_at: EpochMs, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         match state.seen_keys.get_mut(&(namespace.to_owned(), key.to_owned())) {
             Some(at) if *at > now => Ok(false),
             Some(at) => {
@@ -662,7 +696,7 @@ impl Dedup for MemoryStore {
 impl Cursors for MemoryStore {
     async fn get_cursor(&self, channel: &ChannelId, account: &AccountId, name: &str) -> Result<Option<String>> {
         let key = (channel.as_str().to_owned(), account.as_str().to_owned(), name.to_owned());
-        Ok(self.lock().cursors.get(&key).cloned())
+        Ok(self.read()?.cursors.get(&key).cloned())
     }
 
     async fn set_cursor(
@@ -674,12 +708,12 @@ impl Cursors for MemoryStore {
         _now: EpochMs,
     ) -> Result<()> {
         let key = (channel.as_str().to_owned(), account.as_str().to_owned(), name.to_owned());
-        self.lock().cursors.insert(key, value.to_owned());
+        self.lock()?.cursors.insert(key, value.to_owned());
         Ok(())
     }
 
     async fn try_lease(&self, name: &str, holder: &str, ttl_ms: EpochMs, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let until = deadline(now, ttl_ms);
         match state.leases.get_mut(name) {
             Some((current, held_until)) if *held_until < now || current == holder => {
@@ -696,7 +730,7 @@ impl Cursors for MemoryStore {
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         if state.leases.get(name).is_some_and(|(current, _)| current == holder) {
             state.leases.remove(name);
         }
@@ -707,7 +741,7 @@ impl Cursors for MemoryStore {
 #[async_trait]
 impl ChannelState for MemoryStore {
     async fn put_state(&self, entry: &StatePut<'_>, if_absent: bool, now: EpochMs) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = (entry.namespace.to_owned(), entry.key.to_owned());
         // "Absent" for a one-time claim: no value, or one whose expiry has passed.
         let blocked =
@@ -721,13 +755,13 @@ impl ChannelState for MemoryStore {
     }
 
     async fn get_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
-        let state = self.lock();
+        let state = self.read()?;
         let value = state.channel_state.get(&(namespace.to_owned(), key.to_owned()));
         Ok(value.filter(|v| v.is_live(now)).map(|v| v.value.clone()))
     }
 
     async fn take_state(&self, namespace: &str, key: &str, now: EpochMs) -> Result<Option<String>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = (namespace.to_owned(), key.to_owned());
         if !state.channel_state.get(&key).is_some_and(|v| v.is_live(now)) {
             return Ok(None);
@@ -736,7 +770,7 @@ impl ChannelState for MemoryStore {
     }
 
     async fn list_state(&self, namespace: &str, limit: u32, now: EpochMs) -> Result<Vec<StateEntry>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut entries: Vec<StateEntry> = state
             .channel_state
             .iter()
@@ -752,7 +786,7 @@ impl ChannelState for MemoryStore {
 #[async_trait]
 impl Pairing for MemoryStore {
     async fn request_pairing(&self, req: &PairingRequest, code: &str, now: EpochMs) -> Result<PairingOutcome> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let key = peer_key(&req.channel, &req.account, &req.peer);
         if state.approved.contains_key(&key) {
             return Ok(PairingOutcome::AlreadyApproved);
@@ -786,7 +820,7 @@ impl Pairing for MemoryStore {
     }
 
     async fn list_pairings(&self, channel: Option<&ChannelId>, now: EpochMs) -> Result<Vec<PendingPairing>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut pending: Vec<PendingPairing> = state
             .pairing_requests
             .iter()
@@ -807,7 +841,7 @@ impl Pairing for MemoryStore {
     }
 
     async fn approve_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<Option<ApprovedPeer>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let code = normalize_code(code);
         let found = state
             .pairing_requests
@@ -828,11 +862,11 @@ impl Pairing for MemoryStore {
     }
 
     async fn is_approved(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        Ok(self.lock().approved.contains_key(&peer_key(channel, account, peer)))
+        Ok(self.read()?.approved.contains_key(&peer_key(channel, account, peer)))
     }
 
     async fn list_approved(&self, channel: Option<&ChannelId>) -> Result<Vec<ApprovedPeer>> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut approved: Vec<ApprovedPeer> = state
             .approved
             .iter()
@@ -850,23 +884,23 @@ impl Pairing for MemoryStore {
     }
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
-        Ok(self.lock().approved.remove(&peer_key(channel, account, peer)).is_some())
+        Ok(self.lock()?.approved.remove(&peer_key(channel, account, peer)).is_some())
     }
 }
 
 #[async_trait]
 impl Secrets for MemoryStore {
     async fn put_secret_blob(&self, name: &str, blob: &[u8], _now: EpochMs) -> Result<()> {
-        self.lock().secrets.insert(name.to_owned(), blob.to_vec());
+        self.lock()?.secrets.insert(name.to_owned(), blob.to_vec());
         Ok(())
     }
 
     async fn get_secret_blob(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock().secrets.get(name).cloned())
+        Ok(self.read()?.secrets.get(name).cloned())
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
-        Ok(self.lock().secrets.remove(name).is_some())
+        Ok(self.lock()?.secrets.remove(name).is_some())
     }
 }
 
@@ -886,7 +920,7 @@ impl Quotas for MemoryStore {
         let (limit, n) = (clamp(limit), clamp(n));
         let window_end = quota_window_end(window_start, window_ms);
         let slot = (key.to_owned(), window_start);
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let taken = state.quotas.get(&slot).map_or(0, |w| w.taken);
         if n > limit || taken > limit - n {
             return Ok(QuotaTake::Refused { count: taken, window_end });
@@ -901,7 +935,7 @@ impl Quotas for MemoryStore {
 #[async_trait]
 impl Operations for MemoryStore {
     async fn queue_stats(&self) -> Result<QueueStats> {
-        let state = self.lock();
+        let state = self.read()?;
         let delivery_failed =
             state.outbox.rows.values().filter(|r| r.item.delivery_status.as_deref() == Some("failed")).count();
         Ok(queue_stats(
@@ -912,7 +946,7 @@ impl Operations for MemoryStore {
     }
 
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
-        let state = self.lock();
+        let state = self.read()?;
         let failed_deliveries =
             state.outbox.rows.iter().filter(|(_, r)| r.item.delivery_status.as_deref() == Some("failed")).map(
                 |(&id, r)| DeadLetter {
@@ -940,7 +974,7 @@ impl Operations for MemoryStore {
     }
 
     async fn prune(&self, before: EpochMs) -> Result<u64> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let state = &mut *state;
         let mut removed = 0;
         for item in state.inbox.prune(before) {
@@ -1017,7 +1051,7 @@ impl LeaseQueue<BizmsgState, BizmsgItem> {
 #[async_trait]
 impl BizmsgQueue for MemoryStore {
     async fn enqueue_bizmsg(&self, messages: &[NewBizmsg], now: EpochMs) -> Result<Vec<Enqueued>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let state = &mut *state;
         Ok(messages
             .iter()
@@ -1044,7 +1078,7 @@ impl BizmsgQueue for MemoryStore {
     }
 
     async fn claim_bizmsg(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<BizmsgRow>> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let ids = state.bizmsg.claim(worker, limit, lease_ms, now);
         Ok(ids.iter().filter_map(|&id| state.bizmsg.row(id)).collect())
     }
@@ -1056,7 +1090,7 @@ impl BizmsgQueue for MemoryStore {
         request_key: Option<&str>,
         now: EpochMs,
     ) -> Result<u64> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let mut marked = 0;
         for &id in ids {
             if let Some(row) = state.bizmsg.leased_by(id, worker) {
@@ -1069,7 +1103,7 @@ impl BizmsgQueue for MemoryStore {
     }
 
     async fn mark_bizmsg_accepted(&self, id: i64, worker: &str, dealer_id: &str, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().bizmsg.succeed(id, worker, Some(dealer_id), now))
+        Ok(self.lock()?.bizmsg.succeed(id, worker, Some(dealer_id), now))
     }
 
     async fn mark_bizmsg_retry(
@@ -1080,24 +1114,24 @@ impl BizmsgQueue for MemoryStore {
         next_at: EpochMs,
         now: EpochMs,
     ) -> Result<bool> {
-        Ok(self.lock().bizmsg.retry(id, worker, error, next_at, now))
+        Ok(self.lock()?.bizmsg.retry(id, worker, error, next_at, now))
     }
 
     async fn mark_bizmsg_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
-        Ok(self.lock().bizmsg.give_up(id, worker, reason, now))
+        Ok(self.lock()?.bizmsg.give_up(id, worker, reason, now))
     }
 
     async fn release_bizmsg(&self, id: i64, worker: &str) -> Result<()> {
-        self.lock().bizmsg.release(id, worker);
+        self.lock()?.bizmsg.release(id, worker);
         Ok(())
     }
 
     async fn get_bizmsg(&self, id: i64) -> Result<Option<BizmsgRow>> {
-        Ok(self.lock().bizmsg.row(id))
+        Ok(self.read()?.bizmsg.row(id))
     }
 
     async fn bizmsg_of_request(&self, request_key: &str) -> Result<Vec<BizmsgRow>> {
-        let state = self.lock();
+        let state = self.read()?;
         Ok(state
             .bizmsg
             .rows
@@ -1108,7 +1142,7 @@ impl BizmsgQueue for MemoryStore {
     }
 
     async fn record_bizmsg_result(&self, result: &BizmsgResult) -> Result<bool> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let row = state.bizmsg.rows.values_mut().find(|r| {
             r.item.message.dealer == result.dealer && r.success.as_deref() == Some(result.dealer_id.as_str())
         });
@@ -1126,7 +1160,7 @@ impl BizmsgQueue for MemoryStore {
     }
 
     async fn bizmsg_stats(&self) -> Result<BizmsgStats> {
-        let state = self.lock();
+        let state = self.read()?;
         let mut states: Vec<(String, u64)> =
             state.bizmsg.counts().into_iter().map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).collect();
         states.sort();

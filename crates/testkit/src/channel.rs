@@ -2,7 +2,7 @@
 //! pipeline tests, end-to-end tests and benchmarks.
 
 use async_trait::async_trait;
-use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, Env, HostInfo};
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
 use clawbridge_channel::{Account, Bridge, Capabilities, Connector, RouteContext};
 use clawbridge_core::policy::{AccessPolicy, AllowFrom, DmPolicy};
 use clawbridge_core::{
@@ -48,6 +48,10 @@ impl Recorder {
     /// Before the daemon started the account.
     pub fn bridge(&self) -> Arc<dyn Bridge> {
         self.bridge.lock().expect("lock").clone().expect("the daemon has started the account")
+    }
+
+    fn keep_bridge(&self, bridge: Arc<dyn Bridge>) {
+        *self.bridge.lock().expect("lock") = Some(bridge);
     }
 
     /// Messages sent so far, in order.
@@ -186,9 +190,10 @@ impl Connector for RecordingChannel {
         vec![self.account.clone()]
     }
 
-    /// No routes: keeps the bridge handle, so tests can inject inbound messages.
+    /// No routes: keeps the bridge handle, so tests can inject inbound messages (a channel built
+    /// beforehand and handed to the daemon gets it here, the plugin's at construction).
     fn routes(&self, ctx: &RouteContext) -> Option<axum::Router> {
-        *self.account.recorder.bridge.lock().expect("lock") = Some(ctx.bridge.clone());
+        self.account.recorder.keep_bridge(ctx.bridge.clone());
         None
     }
 }
@@ -248,7 +253,9 @@ impl ChannelSettings for RecordingSettings {
         self
     }
 
-    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String> {
+    /// Built on the daemon's bridge, which the recorder keeps for the test.
+    fn connector(&self, ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String> {
+        self.recorder.keep_bridge(ctx.bridge.clone());
         let channel =
             RecordingChannel::with_recorder("test", self.policy.clone(), self.max_text_chars, self.recorder.clone());
         Ok(Some(channel))

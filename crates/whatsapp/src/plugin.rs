@@ -7,7 +7,7 @@ use crate::config::{DeliveryMode, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
 use clawbridge_channel::Connector;
-use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, Env, HostInfo};
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
 use clawbridge_core::SendError;
 use std::any::Any;
 use std::sync::Arc;
@@ -33,7 +33,7 @@ impl ChannelSettings for WhatsAppConfig {
     }
 
     /// Refuses a public webhook mode without a secret unless overridden.
-    fn connector(&self) -> Result<Option<Arc<dyn Connector>>, String> {
+    fn connector(&self, _ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String> {
         self.validate_for_serve()?;
         Ok(Some(Arc::new(WhatsAppConnector::new(self.clone())?)))
     }

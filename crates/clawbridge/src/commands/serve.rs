@@ -12,9 +12,8 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // Listening for the signals before anything starts: a stop request during start-up
     // (systemd, a script) still takes the daemon down in order instead of killing it.
     let mut stop = StopSignal::register();
-    let connectors = crate::channels::enabled(&config)?;
     let edge_config = config.clone();
-    let handle = daemon::start(config, connectors).await?;
+    let handle = daemon::start(config, daemon::Channels::Configured).await?;
     // KAPSO_MODE=tailscale publishes the bound listener's /webhook through a supervised funnel.
     let public_webhook = tokio::select! {
         started = crate::edge::PublicWebhook::start(&edge_config, handle.addr) => match started {

@@ -1,6 +1,5 @@
 //! Typed channel state (`StateSpace`) over the store-backed bridge, on the in-memory store.
 
-use clawbridge::bridge::{StoreBridge, Wakers};
 use clawbridge_channel::Bridge;
 use clawbridge_channel::state::StateSpace;
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ const PENDING: StateSpace<Pending> = StateSpace::new("test.pending");
 const RECENT: StateSpace<String> = StateSpace::new("test.recent");
 
 fn bridge() -> Arc<dyn Bridge> {
-    Arc::new(StoreBridge::new(clawbridge_testkit::memory_store(), Arc::new(Wakers::default()), "w".to_owned()))
+    clawbridge_testkit::memory_bridge().bridge
 }
 
 #[tokio::test]

@@ -78,9 +78,10 @@ impl Kakao {
             ],
         );
         let database_url = cfg.bridge.database_url.clone();
-        let connectors = clawbridge::channels::enabled(&cfg).unwrap();
+        let probe = clawbridge_channel::plugin::ConnectorContext { bridge: clawbridge_testkit::memory_bridge().bridge };
+        let connectors = clawbridge::channels::enabled(&cfg, &probe).unwrap();
         assert_eq!(connectors.len(), 1, "the Kakao chatbot is enabled by its settings");
-        let daemon = daemon::start(cfg.clone(), connectors).await.expect("daemon starts");
+        let daemon = daemon::start(cfg.clone(), daemon::Channels::Configured).await.expect("daemon starts");
         daemon.gateway().wait_connected(TURN).await.expect("gateway connects");
         Self {
             daemon: Some(daemon),
@@ -104,8 +105,7 @@ impl Kakao {
         vars.extend_from_slice(env);
         let cfg = config(dir.path(), &fake.url(), token, &vars);
         let database_url = cfg.bridge.database_url.clone();
-        let connectors = clawbridge::channels::enabled(&cfg).unwrap();
-        let daemon = daemon::start(cfg.clone(), connectors).await.unwrap();
+        let daemon = daemon::start(cfg.clone(), daemon::Channels::Configured).await.unwrap();
         daemon.gateway().wait_connected(Duration::from_secs(30)).await.unwrap();
         Self {
             daemon: Some(daemon),

@@ -41,8 +41,7 @@ async fn a_channel_registered_with_one_line_is_configured_served_and_checked() {
     let checks = config.channels[0].1.doctor(&host).await;
     assert!(matches!(&checks[..], [Check { what, outcome: Ok(_) }] if what == "test channel"), "{checks:?}");
 
-    let connectors = channels::enabled(&config).unwrap();
-    let handle = daemon::start(config, connectors).await.unwrap();
+    let handle = daemon::start(config, daemon::Channels::Configured).await.unwrap();
     let msg = InboundMessage::text("test", "default", "15550001111", "plugin-1", "hello plugin");
     recorder.bridge().accept(msg).await.unwrap();
     let sent = recorder.wait_sent(1, Duration::from_secs(20)).await;

@@ -1,29 +1,23 @@
-//! WhatsApp through Kapso, end to end: a fake Kapso API written here (the JSON shapes of
+//! WhatsApp through Kapso, end to end: the testkit's fake Kapso API (the JSON shapes of
 //! reference/kapso-whatsapp.md §3–§6), the REAL OpenClaw gateway with the stub model for the
 //! agent, and the real binaries (`clawbridge serve`, `clawbridge whatsapp send`,
 //! `kapso-whatsapp-cli`, `kapso-whatsapp-bridge`) as child processes where the test needs them.
 
 use crate::support::eventually;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use clawbridge::config::Config;
 use clawbridge::daemon::{self, DaemonHandle};
+use clawbridge_testkit::fake_kapso::{API_KEY, Answer, FakeKapso, PNID, message_received};
 use clawbridge_whatsapp::webhook::sign;
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// First turns in a fresh gateway workspace take ~12 s on a loaded 2-core machine; be generous.
 const TURN: Duration = Duration::from_secs(180);
 const SECRET: &str = "wh_sec_e2e_0123456789";
-const API_KEY: &str = "kapso-test-key";
-const PNID: &str = "123456789012345";
 
 fn unique(label: &str) -> String {
     let mut bytes = [0u8; 4];
@@ -38,161 +32,13 @@ fn unique_number() -> String {
     format!("1555{:07}", u32::from_le_bytes(bytes) % 10_000_000)
 }
 
-// ---------------------------------------------------------------------------------------------
-// The fake Kapso API
-// ---------------------------------------------------------------------------------------------
-
-/// One request the fake received.
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: &'static str,
-    path: String,
-    api_key: Option<String>,
-    /// JSON body (sends, mark-read), or `{"multipart": "<raw text>"}` for uploads.
-    body: Value,
-}
-
-/// A canned answer: status, extra headers, JSON body.
-type Scripted = (StatusCode, Vec<(&'static str, String)>, Value);
-
-#[derive(Default)]
-struct FakeState {
-    requests: Mutex<Vec<Recorded>>,
-    /// Answers to give to the next sends, before answering normally.
-    scripted: Mutex<VecDeque<Scripted>>,
-    next_id: Mutex<u64>,
-}
-
-/// The Kapso Meta proxy: `{base}/meta/whatsapp/v24.0/{phone_number_id}/messages|media`.
-struct FakeKapso {
-    url: String,
-    state: Arc<FakeState>,
-}
-
-impl FakeKapso {
-    async fn start() -> Self {
-        let state = Arc::new(FakeState::default());
-        let app = axum::Router::new()
-            .route("/meta/whatsapp/{version}/{pnid}/messages", post(messages_post).get(messages_get))
-            .route("/meta/whatsapp/{version}/{pnid}/media", post(media_post))
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, state }
-    }
-
-    fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().unwrap().clone()
-    }
-
-    /// Message sends (not mark-read / typing), in order.
-    fn sends(&self) -> Vec<Value> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.method == "POST" && r.path.ends_with("/messages") && r.body.get("status").is_none())
-            .map(|r| r.body)
-            .collect()
-    }
-
-    fn sends_containing(&self, needle: &str) -> Vec<Value> {
-        self.sends().into_iter().filter(|s| s.to_string().contains(needle)).collect()
-    }
-
-    /// Waits until a send containing `needle` reached the fake.
-    async fn wait_send(&self, what: &str, needle: &str) {
-        eventually(TURN, what, || {
-            let n = self.sends_containing(needle).len();
-            async move { n >= 1 }
-        })
-        .await;
-    }
-
-    fn read_receipts_for(&self, wamid: &str) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.body.get("status").and_then(Value::as_str) == Some("read"))
-            .filter(|r| r.body.get("message_id").and_then(Value::as_str) == Some(wamid))
-            .count()
-    }
-
-    fn script(&self, status: StatusCode, headers: Vec<(&'static str, String)>, body: Value) {
-        self.state.scripted.lock().unwrap().push_back((status, headers, body));
-    }
-}
-
-fn record(state: &FakeState, method: &'static str, path: String, headers: &HeaderMap, body: Value) {
-    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
-    state.requests.lock().unwrap().push(Recorded { method, path, api_key, body });
-}
-
-fn authorised(headers: &HeaderMap) -> bool {
-    headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some(API_KEY)
-}
-
-fn unauthorised() -> Response {
-    let body = json!({"error": {"message": "Invalid API key", "type": "OAuthException", "code": 190}});
-    (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
-}
-
-async fn messages_post(
-    State(state): State<Arc<FakeState>>,
-    Path((version, pnid)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    record(&state, "POST", format!("/meta/whatsapp/{version}/{pnid}/messages"), &headers, body.clone());
-    if !authorised(&headers) {
-        return unauthorised();
-    }
-    if body.get("status").and_then(Value::as_str) == Some("read") {
-        return axum::Json(json!({"success": true})).into_response();
-    }
-    if let Some((status, extra, answer)) = state.scripted.lock().unwrap().pop_front() {
-        let mut response = (status, axum::Json(answer)).into_response();
-        for (name, value) in extra {
-            response.headers_mut().insert(name, value.parse().unwrap());
-        }
-        return response;
-    }
-    let id = {
-        let mut next = state.next_id.lock().unwrap();
-        *next += 1;
-        format!("wamid.FAKE{}", *next)
-    };
-    let to = body.get("to").cloned().unwrap_or(Value::Null);
-    axum::Json(
-        json!({"messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}], "messages": [{"id": id}]}),
-    )
-    .into_response()
-}
-
-async fn messages_get(
-    State(state): State<Arc<FakeState>>,
-    Path((version, pnid)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    record(&state, "GET", format!("/meta/whatsapp/{version}/{pnid}/messages"), &headers, Value::Null);
-    if !authorised(&headers) {
-        return unauthorised();
-    }
-    axum::Json(json!({"data": [], "paging": {"cursors": {"before": null, "after": null}, "next": null}}))
-        .into_response()
-}
-
-async fn media_post(
-    State(state): State<Arc<FakeState>>,
-    Path((version, pnid)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let raw = String::from_utf8_lossy(&body).into_owned();
-    record(&state, "POST", format!("/meta/whatsapp/{version}/{pnid}/media"), &headers, json!({"multipart": raw}));
-    if !authorised(&headers) {
-        return unauthorised();
-    }
-    axum::Json(json!({"id": "MEDIA-4242"})).into_response()
+/// Waits until a send containing `needle` reached the fake Kapso.
+async fn wait_send(fake: &FakeKapso, what: &str, needle: &str) {
+    eventually(TURN, what, || {
+        let n = fake.sends_containing(needle).len();
+        async move { n >= 1 }
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,18 +48,7 @@ async fn media_post(
 /// A Kapso v2 non-batched `whatsapp.message.received` record (no top-level `type`, no
 /// `message.from`: the sender is `conversation.phone_number`).
 fn kapso_text_record(wamid: &str, number: &str, text: &str) -> String {
-    json!({
-        "message": {
-            "id": wamid, "timestamp": "1730092800", "type": "text", "text": {"body": text},
-            "kapso": {"direction": "inbound", "status": "received", "processing_status": "pending",
-                      "origin": "cloud_api", "has_media": false, "content": text}
-        },
-        "conversation": {"id": "conv_e2e", "phone_number": format!("+{number}"), "status": "active",
-                         "phone_number_id": PNID, "kapso": {"contact_name": "E2E Tester"}},
-        "is_new_conversation": false,
-        "phone_number_id": PNID
-    })
-    .to_string()
+    message_received(wamid, &format!("+{number}"), "E2E Tester", text).to_string()
 }
 
 async fn post_webhook(base: &str, body: &str, idempotency_key: &str) -> (u16, Value) {
@@ -246,7 +81,7 @@ fn whatsapp_env(fake: &FakeKapso, state: &std::path::Path, gateway_url: &str, to
         ("CLAWBRIDGE_DRAIN_TIMEOUT_SECS", "5".to_owned()),
         ("KAPSO_API_KEY", API_KEY.to_owned()),
         ("KAPSO_PHONE_NUMBER_ID", PNID.to_owned()),
-        ("KAPSO_BASE_URL", fake.url.clone()),
+        ("KAPSO_BASE_URL", fake.url()),
         ("KAPSO_MODE", "domain".to_owned()),
         ("KAPSO_WEBHOOK_SECRET", SECRET.to_owned()),
         ("KAPSO_DM_POLICY", "open".to_owned()),
@@ -266,9 +101,10 @@ fn config_from(env: &[(String, String)], listen: &str) -> Config {
 
 /// The daemon in this process, with the channels `serve` would enable.
 async fn start_in_process(config: Config) -> DaemonHandle {
-    let connectors = clawbridge::channels::enabled(&config).expect("WhatsApp is enabled");
+    let probe = clawbridge_channel::plugin::ConnectorContext { bridge: clawbridge_testkit::memory_bridge().bridge };
+    let connectors = clawbridge::channels::enabled(&config, &probe).expect("WhatsApp is enabled");
     assert_eq!(connectors.len(), 1);
-    daemon::start(config, connectors).await.expect("daemon starts")
+    daemon::start(config, daemon::Channels::Configured).await.expect("daemon starts")
 }
 
 fn free_port() -> u16 {
@@ -325,7 +161,7 @@ async fn a_signed_kapso_webhook_is_answered_on_whatsapp_with_the_model_reply() {
     assert_eq!(answer["accepted"], 1, "{answer}");
 
     let stub = shared.stub();
-    fake.wait_send("the reply was sent to Kapso", &marker).await;
+    wait_send(&fake, "the reply was sent to Kapso", &marker).await;
     let sends = fake.sends_containing(&marker);
     assert_eq!(sends.len(), 1, "{sends:?}");
     let reply = &sends[0];
@@ -366,7 +202,7 @@ async fn a_duplicate_delivery_starts_one_agent_run_and_sends_one_reply() {
     assert_eq!(third, 200);
     assert_eq!(answer["accepted"].as_u64().unwrap_or(0), 0, "{answer}");
 
-    fake.wait_send("the reply", &marker).await;
+    wait_send(&fake, "the reply", &marker).await;
     // A later message of the same sender is answered after any (wrong) second run of the
     // first one would have been: one lane per peer keeps order.
     let later = unique("later");
@@ -374,7 +210,7 @@ async fn a_duplicate_delivery_starts_one_agent_run_and_sends_one_reply() {
         post_webhook(&base, &kapso_text_record(&format!("wamid.{}", unique("l")), &number, &later), &unique("idem"))
             .await;
     assert_eq!(status, 200);
-    fake.wait_send("the later reply", &later).await;
+    wait_send(&fake, "the later reply", &later).await;
     assert_eq!(fake.sends_containing(&marker).len(), 1, "one reply");
     assert_eq!(shared.stub().count_with(&marker), 1, "one agent run");
     daemon.shutdown().await;
@@ -409,14 +245,14 @@ async fn kill_9_after_the_200_and_a_restart_still_give_exactly_one_reply() {
     assert!(fake.sends_containing(&marker).is_empty(), "nothing was sent before the kill");
 
     let mut second = spawn_daemon(bin, &env, port, &["serve"]);
-    fake.wait_send("the reply after the restart", &marker).await;
+    wait_send(&fake, "the reply after the restart", &marker).await;
     // A later message of the same sender goes through the same ordered lane after it.
     let later = unique("after-restart");
     let (status, _) =
         post_webhook(&base, &kapso_text_record(&format!("wamid.{}", unique("l")), &number, &later), &unique("idem"))
             .await;
     assert_eq!(status, 200);
-    fake.wait_send("the later reply", &later).await;
+    wait_send(&fake, "the later reply", &later).await;
     let sends = fake.sends_containing(&marker);
     assert_eq!(sends.len(), 1, "exactly one reply: {sends:?}");
     assert_eq!(sends[0]["to"], number.as_str());
@@ -561,7 +397,7 @@ fn run_binary(binary: &str, fake: &FakeKapso, home: &std::path::Path, extra: &[(
         .env("CLAWBRIDGE_STATE_DIR", home)
         .env("KAPSO_API_KEY", API_KEY)
         .env("KAPSO_PHONE_NUMBER_ID", PNID)
-        .env("KAPSO_BASE_URL", &fake.url)
+        .env("KAPSO_BASE_URL", fake.url())
         .env("RUST_LOG", "warn");
     for (k, v) in extra {
         cmd.env(k, v);
@@ -571,12 +407,11 @@ fn run_binary(binary: &str, fake: &FakeKapso, home: &std::path::Path, extra: &[(
 
 async fn run_async(binary: &'static str, fake: &FakeKapso, extra: &[(&str, &str)], args: &[&str]) -> Output {
     let home = tempfile::tempdir().unwrap();
-    let (url, extra, args): (String, Vec<(String, String)>, Vec<String>) = (
-        fake.url.clone(),
+    let (extra, args): (Vec<(String, String)>, Vec<String>) = (
         extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
         args.iter().map(|a| (*a).to_owned()).collect(),
     );
-    let fake_ref = FakeKapso { url, state: fake.state.clone() };
+    let fake_ref = fake.clone();
     tokio::task::spawn_blocking(move || {
         let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -605,7 +440,7 @@ async fn whatsapp_send_text_reply_template_and_reaction() {
     let out =
         run_async(CLAWBRIDGE, &fake, &[], &["whatsapp", "send", "--to", "+1 555 000 1111", "--text", "hello"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "sent (id: wamid.FAKE1)\n");
+    assert_eq!(stdout(&out), "sent (id: wamid.sent1)\n");
     let send = fake.sends().pop().unwrap();
     assert_eq!(send["to"], "15550001111");
     assert_eq!(send["text"]["body"], "hello");
@@ -706,12 +541,12 @@ async fn whatsapp_send_media_by_link_and_by_upload() {
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     let upload = fake.requests().into_iter().find(|r| r.path.ends_with("/media")).expect("uploaded first");
-    let form = upload.body["multipart"].as_str().unwrap();
+    let form = upload.text();
     assert!(form.contains("name=\"messaging_product\"") && form.contains("whatsapp"), "{form}");
     assert!(form.contains("name=\"type\"") && form.contains("image/png"), "{form}");
     assert!(form.contains("filename=\"dot.png\"") && form.contains("fake-png-bytes"), "{form}");
     let send = fake.sends().pop().unwrap();
-    assert_eq!(send["image"], json!({"id": "MEDIA-4242", "caption": "a dot"}));
+    assert_eq!(send["image"], json!({"id": "media-uploaded-1", "caption": "a dot"}));
 
     let out =
         run_async(CLAWBRIDGE, &fake, &[], &["whatsapp", "send", "--to", "+1555", "--image", "/nonexistent/x.png"])
@@ -723,12 +558,11 @@ async fn whatsapp_send_media_by_link_and_by_upload() {
 #[tokio::test]
 async fn whatsapp_send_exits_non_zero_with_the_apis_reason() {
     let fake = FakeKapso::start().await;
-    fake.script(
-        StatusCode::BAD_REQUEST,
-        vec![],
+    fake.script_sends([Answer::error(
+        400,
         json!({"error": {"message": "Re-engagement message", "type": "OAuthException", "code": 131047,
                          "error_data": {"details": "More than 24 hours have passed since the recipient last replied"}}}),
-    );
+    )]);
     let out = run_async(CLAWBRIDGE, &fake, &[], &["whatsapp", "send", "--to", "+15550003333", "--text", "late"]).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).is_empty());
@@ -736,11 +570,11 @@ async fn whatsapp_send_exits_non_zero_with_the_apis_reason() {
     assert!(err.contains("131047") && err.contains("24 hours") && err.contains("template"), "{err}");
 
     // A Kapso 409 "in flight" is retried and then succeeds.
-    fake.script(
-        StatusCode::CONFLICT,
-        vec![("retry-after", "1".to_owned())],
+    fake.script_sends([Answer::error(
+        409,
         json!({"error": "Another message in-flight for this conversation. Retry shortly."}),
-    );
+    )
+    .retry_after(1)]);
     let out = run_async(CLAWBRIDGE, &fake, &[], &["whatsapp", "send", "--to", "+15550003333", "--text", "again"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(fake.sends_containing("again").len(), 2, "the 409 and the retry");
@@ -762,7 +596,7 @@ async fn kapso_whatsapp_cli_behaves_like_the_go_cli() {
     let fake = FakeKapso::start().await;
     let out = run_async(KAPSO_CLI, &fake, &[], &["send", "--to", "+15550004444", "--text", "from the go cli"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("sent (id: wamid.FAKE") && stdout(&out).ends_with(")\n"), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("sent (id: wamid.sent") && stdout(&out).ends_with(")\n"), "{}", stdout(&out));
     assert_eq!(fake.sends().pop().unwrap()["text"]["body"], "from the go cli");
 
     // Positional form: send +NUMBER "text".

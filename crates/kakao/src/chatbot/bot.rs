@@ -5,8 +5,8 @@ use super::config::{BotSettings, ChatbotConfig};
 use super::rendezvous::Turns;
 use super::state::BotSpaces;
 use clawbridge_channel::Bridge;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// A callback POST or an image download gives up after this long.
@@ -20,11 +20,12 @@ pub(super) struct Shared {
     /// The secure-image plugin's pictures: https (http upgraded), `imageHosts` at every
     /// redirect, `mediaMaxMb`.
     pub(super) images: clawbridge_http::Downloader,
-    bridge: OnceLock<Arc<dyn Bridge>>,
+    /// Given at construction: the connector is built once the store is open.
+    bridge: Arc<dyn Bridge>,
 }
 
 impl Shared {
-    pub(super) fn new(config: &ChatbotConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &ChatbotConfig, bridge: Arc<dyn Bridge>) -> Result<Self, String> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(HTTP_TIMEOUT)
@@ -36,17 +37,12 @@ impl Shared {
             ..clawbridge_http::DownloadPolicy::new(config.image_hosts.clone(), config.media_max_bytes)
         };
         let images = clawbridge_http::Downloader::new(policy, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
-        Ok(Self { config: config.clone(), http, images, bridge: OnceLock::new() })
+        Ok(Self { config: config.clone(), http, images, bridge })
     }
 
-    /// Set once, when the connector's routes are built.
-    pub(super) fn set_bridge(&self, bridge: Arc<dyn Bridge>) {
-        let _ = self.bridge.set(bridge);
-    }
-
-    /// The bridge, once the routes are served.
-    pub(super) fn bridge(&self) -> Option<Arc<dyn Bridge>> {
-        self.bridge.get().cloned()
+    /// The bridge the connector was built with.
+    pub(super) fn bridge(&self) -> Arc<dyn Bridge> {
+        self.bridge.clone()
     }
 }
 
@@ -78,9 +74,9 @@ impl Bot {
         Self { settings, shared, turns: Turns::default(), spaces, seq: AtomicU64::new(1) }
     }
 
-    /// The bridge, or why there is none yet.
-    pub(super) fn bridge(&self) -> Result<Arc<dyn Bridge>, String> {
-        self.shared.bridge().ok_or_else(|| "the Kakao account is not started yet".to_owned())
+    /// The bridge the connector was built with.
+    pub(super) fn bridge(&self) -> Arc<dyn Bridge> {
+        self.shared.bridge()
     }
 
     /// A number unique in this process (orders two answers kept in the same millisecond).

@@ -12,7 +12,7 @@ use super::webhook::{WEBHOOK_BODY_LIMIT, channel_webhook};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::post;
-use clawbridge_channel::{Account, Capabilities, Connector, RouteContext};
+use clawbridge_channel::{Account, Bridge, Capabilities, Connector, RouteContext};
 use clawbridge_core::{AccountId, ChannelId, InboundMessage, MediaKind, OutboundMessage};
 use std::sync::Arc;
 
@@ -30,12 +30,12 @@ impl std::fmt::Debug for KakaoChatbot {
 }
 
 impl KakaoChatbot {
-    /// The connector with one account per configured bot.
+    /// The connector with one account per configured bot, writing through `bridge`.
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(config: &ChatbotConfig) -> Result<Arc<Self>, String> {
-        let shared = Arc::new(Shared::new(config)?);
+    pub fn new(config: &ChatbotConfig, bridge: Arc<dyn Bridge>) -> Result<Arc<Self>, String> {
+        let shared = Arc::new(Shared::new(config, bridge)?);
         let bots: Vec<Arc<Bot>> =
             config.bots.iter().map(|settings| Arc::new(Bot::new(settings.clone(), shared.clone()))).collect();
         let accounts = bots.iter().map(|bot| Arc::new(BotAccount::new(bot.clone()))).collect();
@@ -61,9 +61,9 @@ impl Connector for KakaoChatbot {
     }
 
     /// `POST /kakao/skill` and `POST /kakao/channel-webhook` for every bot: requests are routed
-    /// to their bot by secret and `bot.id`.
-    fn routes(&self, ctx: &RouteContext) -> Option<Router> {
-        self.shared.set_bridge(ctx.bridge.clone());
+    /// to their bot by secret and `bot.id`. They write through the bridge the connector was built
+    /// with (the daemon passes the same one here).
+    fn routes(&self, _ctx: &RouteContext) -> Option<Router> {
         let endpoint = Arc::new(SkillEndpoint { shared: self.shared.clone(), bots: self.bots.clone() });
         let skill_limit = self.shared.config.max_body_bytes;
         Some(
@@ -121,7 +121,7 @@ mod tests {
     fn connector() -> Arc<KakaoChatbot> {
         let env: HashMap<&str, &str> = HashMap::from([("KAKAO_SKILL_SECRET", "0123456789abcdef0123")]);
         let config = ChatbotConfig::load(None, &|k| env.get(k).map(|v| (*v).to_owned())).unwrap().unwrap();
-        KakaoChatbot::new(&config).unwrap()
+        KakaoChatbot::new(&config, clawbridge_testkit::memory_bridge().bridge).unwrap()
     }
 
     #[test]

@@ -39,9 +39,7 @@ pub(super) async fn channel_webhook(State(shared): State<Arc<Shared>>, headers: 
     if event.id.is_empty() || event.event.is_empty() {
         return (StatusCode::BAD_REQUEST, "channel webhook body without event or id").into_response();
     }
-    let Some(bridge) = shared.bridge() else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
-    };
+    let bridge = shared.bridge();
     let resource = headers.get("x-kakao-resource-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
     match tokio::time::timeout(WEBHOOK_BUDGET, record_channel_event(&*bridge, &event, resource.as_deref(), &body)).await
     {

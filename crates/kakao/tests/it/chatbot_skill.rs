@@ -39,7 +39,7 @@ async fn wrong_secret_wrong_bot_and_bad_bodies_store_nothing() {
     let r = h.http.post(&url).header("X-Skill-Secret", crate::support::SECRET).json(&huge).send().await.unwrap();
     assert_eq!(r.status(), 413);
 
-    assert!(h.bridge.inbox().is_empty(), "nothing was stored");
+    assert!(h.inbox().await.is_empty(), "nothing was stored");
     assert_eq!(h.runs(), 0);
 }
 
@@ -50,7 +50,7 @@ async fn a_fast_answer_is_returned_inline_with_the_session_peer() {
     assert_eq!(status, 200);
     valid(&body);
     assert_eq!(texts(&body), vec!["ECHO 배송 언제 와요?"]);
-    let inbox = h.bridge.inbox();
+    let inbox = h.inbox().await;
     assert_eq!(inbox.len(), 1);
     assert_eq!(inbox[0].peer.as_str(), "pf-u1", "the plusfriendUserKey is the peer (session key)");
     let turn = KakaoTurn::of(&inbox[0]);
@@ -65,7 +65,7 @@ async fn the_bot_user_key_is_the_peer_without_a_channel_key() {
     body["userRequest"]["user"]["properties"] = json!({});
     let (status, _) = h.skill(&body, &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(h.bridge.inbox()[0].peer.as_str(), "bot-u2");
+    assert_eq!(h.inbox().await[0].peer.as_str(), "bot-u2");
 }
 
 #[tokio::test]
@@ -82,7 +82,7 @@ async fn a_slow_answer_goes_to_the_callback_once() {
     assert_eq!(texts(&hits[0].body), vec!["ECHO SLOW:1500 질문"]);
     let sent = h.wait_sent(1).await;
     assert!(sent[0].1.starts_with("callback:"), "{sent:?}");
-    let recorded = h.bridge.namespace(ns::CALLBACKS);
+    let recorded = h.namespace(ns::CALLBACKS).await;
     assert_eq!(recorded.len(), 1);
     assert!(recorded[0].1.contains("\"SUCCESS\""), "{recorded:?}");
 
@@ -103,7 +103,7 @@ async fn a_callback_rejected_by_kakao_keeps_the_answer_for_the_next_message() {
     let hits = h.kakao.wait_hits(2).await;
     assert!(!hits[1].accepted);
     h.wait_sent(1).await;
-    let recorded = h.bridge.namespace(ns::CALLBACKS);
+    let recorded = h.namespace(ns::CALLBACKS).await;
     assert!(recorded[0].1.contains("\"FAIL\""), "{recorded:?}");
 
     let (_, next) = h.skill(&payload("u1", "답변 보기", None), &[]).await;
@@ -117,7 +117,6 @@ async fn an_answer_after_the_callback_window_is_not_posted() {
     let callback = h.kakao.callback_url(&h.kakao_base);
     // A turn whose handler answered useCallback 56 s ago (as another process would record it).
     let turn = json!({"url": callback, "received_at": chrono_now() - 56_000});
-    use clawbridge_channel::Bridge as _;
     h.bridge.state_put("kakao.turn/default", "rid:old", &turn.to_string(), None, false).await.unwrap();
     let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u9", "rid:old", "q");
     msg.extra = json!({"kakao": {"receivedAt": chrono_now() - 56_000}}).into();
@@ -125,7 +124,7 @@ async fn an_answer_after_the_callback_window_is_not_posted() {
     let receipt = h.account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("pending:"));
     assert!(h.kakao.hits().is_empty(), "no POST after 55 s");
-    assert!(h.bridge.namespace(ns::CALLBACKS)[0].1.contains("EXPIRED"));
+    assert!(h.namespace(ns::CALLBACKS).await[0].1.contains("EXPIRED"));
     let (_, next) = h.skill(&payload("u9", "답변 보기", None), &[]).await;
     assert_eq!(texts(&next), vec!["늦은 답변"]);
 }
@@ -172,7 +171,7 @@ async fn a_retried_request_starts_no_second_run() {
         h.skill(&body, &[("X-Request-Id", "req-1")]).await
     });
     assert_eq!((a.0, b.0), (200, 200));
-    assert_eq!(h.bridge.inbox().len(), 1);
+    assert_eq!(h.inbox().await.len(), 1);
     assert_eq!(h.runs(), 1);
     assert!(texts(&a.1).concat().contains("한 번만") || texts(&b.1).concat().contains("한 번만"));
     // A repeat after the answer was given (Kakao did not get our response) shows the same answer.
@@ -185,7 +184,7 @@ async fn a_retried_request_starts_no_second_run() {
     let body = payload("u2", "같은 질문", None);
     h.skill(&body, &[]).await;
     h.skill(&body, &[]).await;
-    assert_eq!(h.bridge.inbox().len(), 2);
+    assert_eq!(h.inbox().await.len(), 2);
     assert_eq!(h.runs(), 2);
     // Another user with the same words is another turn.
     h.skill(&payload("u3", "같은 질문", None), &[]).await;
@@ -233,7 +232,7 @@ async fn secure_images_are_downloaded_for_the_agent() {
     body["action"]["params"]["secureimage"] = json!(plugin.to_string());
     let (status, _) = h.skill(&body, &[]).await;
     assert_eq!(status, 200);
-    let msg = &h.bridge.inbox()[0];
+    let msg = &h.inbox().await[0];
     assert_eq!(msg.media.len(), 2);
     assert_eq!(msg.media[0].mime_type.as_deref(), Some("image/png"));
     assert!(msg.media[0].data_base64.is_some());
@@ -264,14 +263,14 @@ async fn several_bots_share_the_endpoint_routed_by_secret_and_bot_id() {
     // The clinic's secret does not open the shop's bot, and the shop's does not open the clinic's.
     assert_eq!(post("clinic-secret-0123456789", payload("u1", "x", None)).await.unwrap().status(), 403);
     assert_eq!(post(crate::support::SECRET, clinic.clone()).await.unwrap().status(), 403);
-    assert!(h.bridge.inbox().is_empty());
+    assert!(h.inbox().await.is_empty());
 
     let r = post("clinic-secret-0123456789", clinic).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(texts(&r.json().await.unwrap()), vec!["ECHO 진료 시간?"]);
     let (_, shop) = h.skill(&payload("u1", "배송?", None), &[]).await;
     assert_eq!(texts(&shop), vec!["ECHO 배송?"]);
-    let accounts: Vec<String> = h.bridge.inbox().iter().map(|m| m.account.to_string()).collect();
+    let accounts: Vec<String> = h.inbox().await.iter().map(|m| m.account.to_string()).collect();
     assert_eq!(accounts, vec!["clinic", "shop"]);
 }
 
@@ -288,10 +287,10 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
     let question = payload("u1", "재고 있나요?", None);
     let request = h.skill(&question, &[]);
     let deliver = async {
-        while h.bridge.inbox().is_empty() {
+        while h.inbox().await.is_empty() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let msg = h.bridge.inbox()[0].clone();
+        let msg = h.inbox().await[0].clone();
         let out = replica.render_reply(&msg, "네, 재고 있어요.").remove(0);
         replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap()
     };
@@ -316,7 +315,7 @@ async fn another_replica_delivers_inline_and_through_the_callback() {
     let callback = h.kakao.callback_url(&h.kakao_base);
     let (_, waiting) = h.skill(&payload("u2", "배송 조회", Some(&callback)), &[]).await;
     assert_eq!(waiting["useCallback"], true);
-    let msg = h.bridge.inbox().into_iter().find(|m| m.peer.as_str() == "pf-u2").unwrap();
+    let msg = h.inbox().await.into_iter().find(|m| m.peer.as_str() == "pf-u2").unwrap();
     let out = replica.render_reply(&msg, "내일 도착해요.").remove(0);
     let receipt = replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("callback:"));
@@ -335,7 +334,7 @@ async fn a_disabled_bot_says_so_and_stores_nothing() {
     let (status, body) = h.skill(&payload("u1", "안녕하세요", None), &[]).await;
     assert_eq!(status, 200);
     assert!(texts(&body)[0].contains("이용할 수 없어요"), "{body}");
-    assert!(h.bridge.inbox().is_empty());
+    assert!(h.inbox().await.is_empty());
 }
 
 #[tokio::test]
@@ -350,7 +349,7 @@ async fn a_late_answer_is_announced_through_the_event_api_when_configured() {
     assert_eq!(body["event"]["name"], "late_answer");
     assert_eq!(body["event"]["data"]["text"], "ECHO SLOW:1200 환불 규정");
     assert_eq!(body["user"], json!([{"type": "botUserKey", "id": "bot-u1"}]));
-    assert!(h.bridge.namespace(ns::PUSH_TASKS)[0].1.contains("late-answer"));
+    assert!(h.namespace(ns::PUSH_TASKS).await[0].1.contains("late-answer"));
     // The answer is still shown on the next message.
     let (_, next) = h.skill(&payload("u1", "답변 보기", None), &[]).await;
     assert_eq!(texts(&next), vec!["ECHO SLOW:1200 환불 규정"]);
@@ -368,7 +367,7 @@ async fn an_offered_answer_outlives_a_handler_that_is_gone() {
     let out = replica.render_reply(&msg, "살아남은 답변").remove(0);
     let receipt = replica_account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
     assert!(receipt.platform_message_id.unwrap().starts_with("inline:"), "offered to the turn's handler");
-    let kept = h.bridge.namespace("kakao.pending/default/pf-u7");
+    let kept = h.namespace("kakao.pending/default/pf-u7").await;
     assert_eq!(kept.len(), 1, "kept durably before send returned: {kept:?}");
 
     let (_, next) = h.skill(&payload("u7", "답변 보기", None), &[]).await;
@@ -388,7 +387,6 @@ async fn an_offer_the_handler_missed_goes_to_its_callback() {
     // The handler (deadline 0.8 s) already answered useCallback, as another process records it.
     let received_at = chrono_now() - 500;
     let turn = json!({"url": callback, "received_at": received_at});
-    use clawbridge_channel::Bridge as _;
     h.bridge.state_put("kakao.turn/default", "rid:missed", &turn.to_string(), None, false).await.unwrap();
     let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u8", "rid:missed", "q");
     msg.extra = KakaoTurn { received_at: Some(received_at), ..KakaoTurn::default() }.to_channel_data();
@@ -403,7 +401,7 @@ async fn an_offer_the_handler_missed_goes_to_its_callback() {
     // The outcome is recorded after Kakao's answer to the POST.
     let recorded = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            let recorded = h.bridge.namespace(ns::CALLBACKS);
+            let recorded = h.namespace(ns::CALLBACKS).await;
             if !recorded.is_empty() {
                 return recorded;
             }
@@ -413,7 +411,7 @@ async fn an_offer_the_handler_missed_goes_to_its_callback() {
     .await
     .expect("the callback outcome is recorded");
     assert!(recorded[0].1.contains("SUCCESS"), "{recorded:?}");
-    assert!(h.bridge.namespace("kakao.pending/default/pf-u8").is_empty(), "not also kept for the next turn");
+    assert!(h.namespace("kakao.pending/default/pf-u8").await.is_empty(), "not also kept for the next turn");
 }
 
 /// An offered answer nobody took is announced through the Event API once the handler's deadline

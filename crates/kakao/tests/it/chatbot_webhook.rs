@@ -15,7 +15,7 @@ async fn channel_events_are_authenticated_deduplicated_and_stored() {
     assert_eq!(r.status(), 401);
     let r = h.http.post(&url).json(&event).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    assert!(h.bridge.namespace(ns::CHANNEL_USERS).is_empty());
+    assert!(h.namespace(ns::CHANNEL_USERS).await.is_empty());
 
     let auth = format!("KakaoAK {ADMIN_KEY}");
     let post = |body: serde_json::Value, rid: &'static str| {
@@ -26,18 +26,18 @@ async fn channel_events_are_authenticated_deduplicated_and_stored() {
     assert_eq!(r.text().await.unwrap(), "ok");
     let r = post(event.clone(), "res-1").await.unwrap();
     assert_eq!((r.status().as_u16(), r.text().await.unwrap()), (200, "duplicate".to_owned()));
-    assert_eq!(h.bridge.namespace(ns::CHANNEL_EVENTS).len(), 1);
+    assert_eq!(h.namespace(ns::CHANNEL_EVENTS).await.len(), 1);
 
     let mut blocked = event.clone();
     blocked["event"] = json!("blocked");
     blocked["updated_at"] = json!("2026-01-02T00:00:00Z");
     assert_eq!(post(blocked, "res-2").await.unwrap().status(), 200);
-    let user = h.bridge.state(ns::CHANNEL_USERS, "app_user_id:1234567890").unwrap();
+    let user = h.state(ns::CHANNEL_USERS, "app_user_id:1234567890").await.unwrap();
     assert!(user.contains("\"blocked\""), "{user}");
 
     // A late redelivery of the older `added` (new resource id) does not undo the block.
     assert_eq!(post(event.clone(), "res-3").await.unwrap().status(), 200);
-    let user = h.bridge.state(ns::CHANNEL_USERS, "app_user_id:1234567890").unwrap();
+    let user = h.state(ns::CHANNEL_USERS, "app_user_id:1234567890").await.unwrap();
     assert!(user.contains("\"blocked\""), "{user}");
 
     let r = h.http.post(&url).header("Authorization", auth.clone()).body("{").send().await.unwrap();

@@ -1,20 +1,21 @@
-//! The fake Kakao side and an in-memory bridge with a scripted "pipeline".
+//! The fake Kakao side and a scripted "pipeline" on the daemon's bridge over an in-memory store.
 //!
-//! - [`MemBridge`]: the `Bridge` a daemon would give the account, in memory (dedup, TTLs, takes).
-//! - [`Harness`]: the chatbot's routes on `127.0.0.1:0`, a fake pipeline that answers accepted
-//!   utterances through `Connector::render_reply` + `Account::send` after a scripted delay, and a
-//!   fake Kakao bot API (callback receiver, Event API, image server) on another port.
+//! - [`Harness`]: the chatbot built on `clawbridge_testkit::memory_bridge()` (the real
+//!   `StoreBridge`, so dedup, TTLs and claims are the store's), its routes on `127.0.0.1:0`, a fake
+//!   pipeline that answers stored utterances through `Connector::render_reply` + `Account::send`
+//!   after a scripted delay, and a fake Kakao bot API (callback receiver, Event API, image server)
+//!   on another port.
 
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use clawbridge_channel::{Accepted, Account, Bridge, BridgeError, Connector, RouteContext};
-use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
+use clawbridge_channel::{Account, Bridge, Connector};
+use clawbridge_core::{EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
 use clawbridge_kakao::chatbot::{ChatbotConfig, KakaoChatbot};
+use clawbridge_testkit::MemoryBridge;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,147 +30,6 @@ pub const BOT_ID: &str = "bot-1";
 
 fn now_ms() -> EpochMs {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
-#[derive(Default)]
-struct MemInner {
-    inbox: Vec<InboundMessage>,
-    seen: HashMap<String, EpochMs>,
-    state: HashMap<(String, String), (String, Option<EpochMs>, EpochMs)>,
-}
-
-/// An in-memory [`Bridge`].
-#[derive(Default)]
-pub struct MemBridge {
-    inner: Mutex<MemInner>,
-    pub accepted: Notify,
-}
-
-impl MemBridge {
-    pub fn inbox(&self) -> Vec<InboundMessage> {
-        self.inner.lock().unwrap().inbox.clone()
-    }
-
-    pub fn state(&self, namespace: &str, key: &str) -> Option<String> {
-        let inner = self.inner.lock().unwrap();
-        inner
-            .state
-            .get(&(namespace.to_owned(), key.to_owned()))
-            .filter(|(_, exp, _)| exp.is_none_or(|e| e > now_ms()))
-            .map(|v| v.0.clone())
-    }
-
-    pub fn namespace(&self, namespace: &str) -> Vec<(String, String)> {
-        let inner = self.inner.lock().unwrap();
-        let mut out: Vec<(String, String)> = inner
-            .state
-            .iter()
-            .filter(|((ns, _), _)| ns == namespace)
-            .map(|((_, k), (v, _, _))| (k.clone(), v.clone()))
-            .collect();
-        out.sort();
-        out
-    }
-}
-
-#[async_trait]
-impl Bridge for MemBridge {
-    async fn accept(&self, msg: InboundMessage) -> Result<Accepted, BridgeError> {
-        let mut inner = self.inner.lock().unwrap();
-        let dup = inner.inbox.iter().any(|m| m.account == msg.account && m.message_id == msg.message_id);
-        if dup {
-            return Ok(Accepted::Duplicate);
-        }
-        inner.inbox.push(msg);
-        drop(inner);
-        self.accepted.notify_waiters();
-        Ok(Accepted::New)
-    }
-
-    async fn delivery_status(
-        &self,
-        _: &ChannelId,
-        _: &str,
-        _: &str,
-        _: Option<&str>,
-        _: EpochMs,
-    ) -> Result<(), BridgeError> {
-        Ok(())
-    }
-
-    async fn cursor(&self, _: &ChannelId, _: &AccountId, _: &str) -> Result<Option<String>, BridgeError> {
-        Ok(None)
-    }
-
-    async fn set_cursor(&self, _: &ChannelId, _: &AccountId, _: &str, _: &str) -> Result<(), BridgeError> {
-        Ok(())
-    }
-
-    async fn remember(&self, namespace: &str, key: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError> {
-        let mut inner = self.inner.lock().unwrap();
-        let k = format!("{namespace}\n{key}");
-        let now = now_ms();
-        if inner.seen.get(&k).is_some_and(|exp| *exp > now) {
-            return Ok(false);
-        }
-        inner.seen.insert(k, now + ttl_ms);
-        Ok(true)
-    }
-
-    async fn lease(&self, _: &str, _: EpochMs) -> Result<bool, BridgeError> {
-        Ok(true)
-    }
-
-    async fn enqueue(&self, _: OutboundMessage, _: &str) -> Result<(), BridgeError> {
-        Ok(())
-    }
-
-    async fn state_get(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
-        Ok(self.state(namespace, key))
-    }
-
-    async fn state_put(
-        &self,
-        namespace: &str,
-        key: &str,
-        value: &str,
-        ttl_ms: Option<EpochMs>,
-        if_absent: bool,
-    ) -> Result<bool, BridgeError> {
-        let mut inner = self.inner.lock().unwrap();
-        let now = now_ms();
-        let k = (namespace.to_owned(), key.to_owned());
-        let live = inner.state.get(&k).is_some_and(|(_, exp, _)| exp.is_none_or(|e| e > now));
-        if if_absent && live {
-            return Ok(false);
-        }
-        inner.state.insert(k, (value.to_owned(), ttl_ms.map(|t| now + t), now));
-        Ok(true)
-    }
-
-    async fn state_take(&self, namespace: &str, key: &str) -> Result<Option<String>, BridgeError> {
-        let mut inner = self.inner.lock().unwrap();
-        let now = now_ms();
-        Ok(inner
-            .state
-            .remove(&(namespace.to_owned(), key.to_owned()))
-            .filter(|(_, exp, _)| exp.is_none_or(|e| e > now))
-            .map(|v| v.0))
-    }
-
-    async fn state_list(&self, namespace: &str, limit: u32) -> Result<Vec<(String, String, EpochMs)>, BridgeError> {
-        let inner = self.inner.lock().unwrap();
-        let now = now_ms();
-        let mut out: Vec<(String, String, EpochMs)> = inner
-            .state
-            .iter()
-            .filter(|((ns, _), (_, exp, _))| ns == namespace && exp.is_none_or(|e| e > now))
-            .map(|((_, k), (v, _, at))| (k.clone(), v.clone(), *at))
-            .collect();
-        out.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
-        out.truncate(limit as usize);
-        Ok(out)
-    }
 }
 
 /// One callback POST the fake Kakao received.
@@ -324,7 +184,10 @@ pub struct Harness {
     pub base: String,
     pub kakao_base: String,
     pub kakao: Arc<FakeKakao>,
-    pub bridge: Arc<MemBridge>,
+    /// The bridge the connector was built with (`StoreBridge` on `mem`'s store).
+    pub bridge: Arc<dyn Bridge>,
+    /// The in-memory store behind it, to read what the chatbot stored.
+    pub mem: MemoryBridge,
     pub connector: Arc<KakaoChatbot>,
     pub account: Arc<dyn Account>,
     pub http: reqwest::Client,
@@ -368,26 +231,56 @@ impl Harness {
             toml::from_str(&format!("[chatbot]\nimageHosts = [\"127.0.0.1\"]\nmediaMaxMb = 1\n{chatbot_toml}"))
                 .unwrap();
         let config = ChatbotConfig::load(Some(&table), &|k| env.get(k).cloned()).unwrap().unwrap();
-        let connector = KakaoChatbot::new(&config).unwrap();
+        let mem = clawbridge_testkit::memory_bridge();
+        let bridge = mem.bridge.clone();
+        let connector = KakaoChatbot::new(&config, bridge.clone()).unwrap();
         let accounts = connector.accounts();
         let account = accounts[0].clone();
-        let bridge = Arc::new(MemBridge::default());
         // One router, on the connector, serves every bot.
-        let routes = connector.routes(&RouteContext { bridge: bridge.clone() }).expect("the chatbot serves routes");
+        let routes = connector.routes(&mem.route_context()).expect("the chatbot serves routes");
         let base = format!("http://{}", serve(routes).await);
 
         let sent = Arc::new(Mutex::new(Vec::new()));
         let runs = Arc::new(Mutex::new(0));
-        tokio::spawn(pipeline(bridge.clone(), connector.clone(), accounts, script, sent.clone(), runs.clone()));
-        Self { base, kakao_base, kakao, bridge, connector, account, http: reqwest::Client::new(), sent, runs, config }
+        tokio::spawn(pipeline(mem.clone(), connector.clone(), accounts, script, sent.clone(), runs.clone()));
+        Self {
+            base,
+            kakao_base,
+            kakao,
+            bridge,
+            mem,
+            connector,
+            account,
+            http: reqwest::Client::new(),
+            sent,
+            runs,
+            config,
+        }
     }
 
     /// Another process (replica) on the same store: its own connector and account.
     pub fn replica(&self) -> (Arc<KakaoChatbot>, Arc<dyn Account>) {
-        let connector = KakaoChatbot::new(&self.config).unwrap();
+        let connector = KakaoChatbot::new(&self.config, self.bridge.clone()).unwrap();
         let account = connector.accounts().remove(0);
-        let _ = connector.routes(&RouteContext { bridge: self.bridge.clone() });
         (connector, account)
+    }
+
+    /// The stored utterances (inbox rows), oldest first.
+    pub async fn inbox(&self) -> Vec<InboundMessage> {
+        self.mem.inbox().await
+    }
+
+    /// A live channel-state value.
+    pub async fn state(&self, namespace: &str, key: &str) -> Option<String> {
+        self.bridge.state_get(namespace, key).await.unwrap()
+    }
+
+    /// The live entries of a channel-state namespace, as (key, value), by key.
+    pub async fn namespace(&self, namespace: &str) -> Vec<(String, String)> {
+        let entries = self.bridge.state_list(namespace, 1000).await.unwrap();
+        let mut out: Vec<(String, String)> = entries.into_iter().map(|(key, value, _)| (key, value)).collect();
+        out.sort();
+        out
     }
 
     /// POSTs a SkillPayload; returns the status and the JSON body.
@@ -421,9 +314,9 @@ impl Harness {
     }
 }
 
-/// The stand-in for clawbridge's pipeline: each new utterance → script → render_reply → send.
+/// The stand-in for clawbridge's pipeline: each new inbox row → script → render_reply → send.
 async fn pipeline(
-    bridge: Arc<MemBridge>,
+    mem: MemoryBridge,
     connector: Arc<KakaoChatbot>,
     accounts: Vec<Arc<dyn Account>>,
     script: Script,
@@ -432,8 +325,8 @@ async fn pipeline(
 ) {
     let mut handled = 0;
     loop {
-        let notified = bridge.accepted.notified();
-        let inbox = bridge.inbox();
+        // The bridge wakes the inbox worker on every new row (a permit is kept until awaited).
+        let inbox = mem.inbox().await;
         for msg in inbox.into_iter().skip(handled) {
             handled += 1;
             *runs.lock().unwrap() += 1;
@@ -461,7 +354,7 @@ async fn pipeline(
                 }
             });
         }
-        notified.await;
+        mem.wakers.inbox.notified().await;
     }
 }
 

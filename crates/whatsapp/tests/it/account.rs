@@ -1,6 +1,6 @@
 //! The connector and its accounts: config → connector, rendering, sends, typing, routes.
 
-use crate::support::{API_KEY, FakeKapso, MemoryBridge, PNID, eventually};
+use crate::support::{API_KEY, FakeKapso, PNID, eventually, memory_bridge};
 use clawbridge_channel::Connector;
 use clawbridge_core::{IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage, SendError};
 use clawbridge_whatsapp::{WhatsAppConfig, WhatsAppConnector};
@@ -8,10 +8,11 @@ use serde_json::json;
 use std::collections::HashMap;
 
 fn config(fake: &FakeKapso, extra: &[(&str, &str)]) -> WhatsAppConfig {
+    let url = fake.url();
     let mut vars: HashMap<String, String> = [
         ("KAPSO_API_KEY", API_KEY),
         ("KAPSO_PHONE_NUMBER_ID", PNID),
-        ("KAPSO_BASE_URL", fake.base.as_str()),
+        ("KAPSO_BASE_URL", url.as_str()),
         ("KAPSO_MEDIA_HOSTS", "127.0.0.1"),
         ("KAPSO_ALLOW_FROM", "+15551234567"),
         ("KAPSO_DM_POLICY", "allowlist"),
@@ -124,7 +125,7 @@ async fn agent_started_marks_read_with_typing_without_blocking() {
 #[tokio::test]
 async fn routes_only_in_webhook_modes_and_one_set_for_every_number() {
     let fake = FakeKapso::start().await;
-    let bridge = MemoryBridge::new();
+    let bridge = memory_bridge();
     let polling = WhatsAppConnector::new(config(&fake, &[])).unwrap();
     assert!(polling.routes(&bridge.route_context()).is_none());
 
@@ -132,7 +133,7 @@ async fn routes_only_in_webhook_modes_and_one_set_for_every_number() {
     let vars: HashMap<&str, String> = [
         ("KAPSO_API_KEY", API_KEY.to_owned()),
         ("KAPSO_PHONE_NUMBER_ID", PNID.to_owned()),
-        ("KAPSO_BASE_URL", fake.base.clone()),
+        ("KAPSO_BASE_URL", fake.url()),
         ("KAPSO_MODE", "domain".to_owned()),
         ("KAPSO_WEBHOOK_SECRET", "s".to_owned()),
     ]
@@ -151,8 +152,8 @@ async fn a_rejected_api_key_degrades_the_account_at_start() {
     let fake = FakeKapso::start().await;
     let cfg = config(&fake, &[("KAPSO_API_KEY", "revoked"), ("KAPSO_MODE", "domain"), ("KAPSO_WEBHOOK_SECRET", "s")]);
     let connector = WhatsAppConnector::new(cfg).unwrap();
-    let bridge = MemoryBridge::new();
-    let ctx = bridge.context("default");
+    let bridge = memory_bridge();
+    let ctx = bridge.account_context("whatsapp", "default");
     let mut status = ctx.status.subscribe();
     let cancel = ctx.cancel.clone();
     let account = connector.accounts()[0].clone();
@@ -180,8 +181,9 @@ async fn poll_fallback_beside_the_webhook_keeps_every_message_single() {
     let cfg =
         config(&fake, &[("KAPSO_MODE", "domain"), ("KAPSO_WEBHOOK_SECRET", "s3cret"), ("KAPSO_POLL_FALLBACK", "true")]);
     let connector = WhatsAppConnector::new(cfg).unwrap();
-    let bridge = MemoryBridge::new();
-    let ctx = bridge.context("default");
+    let bridge = memory_bridge();
+    let ctx = bridge.account_context("whatsapp", "default");
+    let mut status = ctx.status.subscribe();
     let account = connector.accounts()[0].clone();
 
     // The webhook delivers it first.
@@ -204,11 +206,20 @@ async fn poll_fallback_beside_the_webhook_keeps_every_message_single() {
     // Then the fallback poller reads the same message from the history.
     let cancel = ctx.cancel.clone();
     let task = tokio::spawn(async move { account.run(ctx).await });
-    // Both sources offered it to the store: one was new, the other a duplicate.
-    eventually(|| bridge.accept_calls.load(std::sync::atomic::Ordering::SeqCst) >= 2).await;
+    // Both sources offered it to the store: the poller reports running only after a poll that
+    // listed it (and offered it, a duplicate by then) went through.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        status.wait_for(|s| matches!(s, clawbridge_channel::AccountStatus::Running)),
+    )
+    .await
+    .expect("a poll went through")
+    .unwrap();
     cancel.cancel();
     task.await.unwrap().unwrap();
-    let accepted = bridge.accepted();
+    let listings = fake.requests_to("GET", "/messages");
+    assert!(listings.iter().any(|r| r.query.get("direction").map(String::as_str) == Some("inbound")), "{listings:?}");
+    let accepted = bridge.inbox().await;
     assert_eq!(accepted.len(), 1, "stored once");
     assert_eq!(accepted[0].text, "seen twice");
 }

@@ -1,27 +1,28 @@
 //! The webhook routes over HTTP: signatures, the three body shapes, limits, dedup, statuses.
 
-use crate::support::{FakeKapso, MemoryBridge, PNID};
-use clawbridge_core::{MediaKind, MessageKind};
+use crate::support::{FakeKapso, FakeKapsoClient as _, MemoryBridge, PNID, memory_bridge};
+use clawbridge_core::{InboundMessage, MediaKind, MessageKind, OutboundMessage};
+use clawbridge_store::{Outage, OutboxQueue as _};
+use clawbridge_testkit::fake_kapso::message_received;
 use clawbridge_whatsapp::webhook::{self, MAX_BODY_BYTES, WebhookAccount, WebhookState};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const SECRET: &str = "wh_sec_test";
 
 struct Server {
     url: String,
-    bridge: Arc<MemoryBridge>,
+    bridge: MemoryBridge,
     http: reqwest::Client,
     fake: FakeKapso,
 }
 
 async fn server_with(secret: Option<&str>) -> Server {
     let fake = FakeKapso::start().await;
-    let bridge = MemoryBridge::new();
+    let bridge = memory_bridge();
     let state = WebhookState {
-        bridge: bridge.clone(),
+        bridge: bridge.bridge.clone(),
         accounts: Arc::new(vec![
             WebhookAccount { id: "default".into(), phone_number_id: PNID.into(), client: fake.client() },
             WebhookAccount { id: "sales".into(), phone_number_id: "222".into(), client: fake.client() },
@@ -63,12 +64,22 @@ impl Server {
 }
 
 fn non_batched(id: &str, text: &str) -> String {
-    json!({"message":{"id":id,"timestamp":"1730092800","type":"text","text":{"body":text},
-             "kapso":{"direction":"inbound","status":"received","origin":"cloud_api","has_media":false,"content":text}},
-           "conversation":{"id":"conv_123","phone_number":"+15551234567","status":"active","phone_number_id":PNID,
-             "kapso":{"contact_name":"John Doe"}},
-           "is_new_conversation":true,"phone_number_id":PNID})
-    .to_string()
+    message_received(id, "+15551234567", "John Doe", text).to_string()
+}
+
+/// Messages this bridge sent (as the outbox worker records them), so their statuses attach.
+async fn sent_earlier(s: &Server, platform_ids: &[&str]) -> Vec<i64> {
+    let to = InboundMessage::text("whatsapp", "default", "15551234567", "wamid.q", "q");
+    let mut ids = Vec::new();
+    for (i, platform_id) in platform_ids.iter().enumerate() {
+        s.bridge.bridge.enqueue(OutboundMessage::reply_text(&to, "a"), &format!("out-{i}")).await.unwrap();
+        // Due from its enqueue time on, which the bridge took from the clock.
+        let now = clawbridge_core::clock::now_ms();
+        let row = s.bridge.store.claim_outbound("w", 1, 60_000, now).await.unwrap().remove(0);
+        assert!(s.bridge.store.mark_sent(row.id, "w", Some(platform_id), now).await.unwrap());
+        ids.push(row.id);
+    }
+    ids
 }
 
 #[tokio::test]
@@ -77,7 +88,7 @@ async fn signed_non_batched_delivery_is_stored_before_200() {
     let (status, answer) = s.signed(&non_batched("wamid.1", "Hello"), Some("whatsapp.message.received")).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 1);
-    let stored = s.bridge.accepted();
+    let stored = s.bridge.inbox().await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].peer.as_str(), "15551234567");
     assert_eq!(stored[0].account.as_str(), "default");
@@ -102,7 +113,7 @@ async fn kapso_test_vector_and_both_signature_headers() {
         .await;
     // No sender anywhere in this minimal record: rejected as malformed, nothing stored.
     assert_eq!(status, 400);
-    assert!(s.bridge.accepted().is_empty());
+    assert!(s.bridge.inbox().await.is_empty());
 
     let meta = json!({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{
         "messaging_product":"whatsapp","metadata":{"display_phone_number":"+1 631-555-8151","phone_number_id":"222"},
@@ -112,7 +123,7 @@ async fn kapso_test_vector_and_both_signature_headers() {
     let hub = format!("sha256={}", webhook::sign(SECRET.as_bytes(), meta.as_bytes()));
     let (status, _) = s.post("/webhook", &meta, &[("x-hub-signature-256", hub)]).await;
     assert_eq!(status, 200);
-    let stored = s.bridge.accepted();
+    let stored = s.bridge.inbox().await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].account.as_str(), "sales", "routed by metadata.phone_number_id");
     assert_eq!(stored[0].sender_name.as_deref(), Some("Jane Doe"));
@@ -135,7 +146,7 @@ async fn batched_delivery_stores_every_record_in_order() {
     .to_string();
     let (status, answer) = s.signed(&body, None).await;
     assert_eq!(status, 200, "{answer}");
-    let texts: Vec<String> = s.bridge.accepted().iter().map(|m| m.text.clone()).collect();
+    let texts: Vec<String> = s.bridge.inbox().await.iter().map(|m| m.text.clone()).collect();
     assert_eq!(texts, ["First", "Second"]);
 }
 
@@ -171,7 +182,7 @@ async fn bad_signature_oversize_and_malformed_store_nothing() {
         s.post("/webhook", &v1, &[("x-webhook-signature", sig), ("x-webhook-payload-version", "v1".into())]).await.0,
         400
     );
-    assert!(s.bridge.accepted().is_empty());
+    assert!(s.bridge.inbox().await.is_empty());
 }
 
 #[tokio::test]
@@ -182,7 +193,7 @@ async fn duplicates_by_message_id_and_idempotency_key() {
     let (status, answer) = s.signed(&body, Some("whatsapp.message.received")).await;
     assert_eq!(status, 200);
     assert_eq!(answer["duplicates"], 1);
-    assert_eq!(s.bridge.accepted().len(), 1);
+    assert_eq!(s.bridge.inbox().await.len(), 1);
 
     // A retried delivery with the same X-Idempotency-Key is acknowledged without work
     // (media is not downloaded again).
@@ -198,7 +209,7 @@ async fn duplicates_by_message_id_and_idempotency_key() {
     assert_eq!(s.post("/webhook", &other, &headers).await.1["accepted"], 1);
     let (status, answer) = s.post("/webhook", &other, &headers).await;
     assert_eq!((status, answer["duplicate"].clone()), (200, json!(true)));
-    assert_eq!(s.bridge.accepted().len(), 2);
+    assert_eq!(s.bridge.inbox().await.len(), 2);
     assert_eq!(s.fake.requests_to("GET", "/files/idem.jpg").len(), 1, "downloaded once");
 }
 
@@ -210,17 +221,18 @@ async fn a_store_failure_is_retryable_and_the_retry_succeeds() {
         ("x-webhook-signature", webhook::sign(SECRET.as_bytes(), body.as_bytes())),
         ("x-idempotency-key", "delivery-7".to_owned()),
     ];
-    s.bridge.fail_accept.store(true, Ordering::SeqCst);
+    s.bridge.store.set_outage(Outage::Writes);
     assert_eq!(s.post("/webhook", &body, &headers).await.0, 503);
-    s.bridge.fail_accept.store(false, Ordering::SeqCst);
+    s.bridge.store.set_outage(Outage::None);
     // The failed attempt did not mark the idempotency key: the redelivery is processed.
     assert_eq!(s.post("/webhook", &body, &headers).await.1["accepted"], 1);
-    assert_eq!(s.bridge.accepted().len(), 1);
+    assert_eq!(s.bridge.inbox().await.len(), 1);
 }
 
 #[tokio::test]
 async fn statuses_in_kapso_and_meta_form_are_recorded() {
     let s = server().await;
+    sent_earlier(&s, &["wamid.789", "wamid.abc"]).await;
     let failed = json!({"message":{"id":"wamid.789","type":"text","text":{"body":"This message failed"},
         "kapso":{"direction":"outbound","status":"failed","statuses":[
           {"id":"wamid.789","status":"sent","timestamp":"1730093100","recipient_id":"15551234567"},
@@ -235,13 +247,17 @@ async fn statuses_in_kapso_and_meta_form_are_recorded() {
         "statuses":[{"id":"wamid.abc","status":"delivered","timestamp":"1735689660","recipient_id":"15551234567"}]}}]}]})
     .to_string();
     assert_eq!(s.signed(&meta, None).await.0, 200);
-    let statuses = s.bridge.statuses();
+    let rows = s.bridge.outbound_rows().await;
+    let statuses: Vec<_> = rows.iter().filter(|r| r.delivery_status.is_some()).collect();
     assert_eq!(statuses.len(), 2);
-    assert_eq!(statuses[0].message_id, "wamid.789");
-    assert_eq!(statuses[0].status, "failed");
-    assert!(statuses[0].error.as_deref().unwrap().starts_with("131047 Re-engagement message"));
-    assert_eq!((statuses[1].message_id.as_str(), statuses[1].status.as_str()), ("wamid.abc", "delivered"));
-    assert!(s.bridge.accepted().is_empty(), "statuses are not messages");
+    assert_eq!(statuses[0].platform_message_id.as_deref(), Some("wamid.789"));
+    assert_eq!(statuses[0].delivery_status.as_deref(), Some("failed"));
+    assert!(statuses[0].delivery_error.as_deref().unwrap().starts_with("131047 Re-engagement message"));
+    assert_eq!(
+        (statuses[1].platform_message_id.as_deref(), statuses[1].delivery_status.as_deref()),
+        (Some("wamid.abc"), Some("delivered"))
+    );
+    assert!(s.bridge.inbox().await.is_empty(), "statuses are not messages");
 }
 
 #[tokio::test]
@@ -254,7 +270,7 @@ async fn unknown_events_are_acknowledged_and_ignored() {
     let foreign = non_batched("wamid.foreign", "hi").replace(PNID, "999999");
     let (status, answer) = s.signed(&foreign, Some("whatsapp.message.received")).await;
     assert_eq!((status, answer["ignored"].clone()), (200, json!(1)));
-    assert!(s.bridge.accepted().is_empty());
+    assert!(s.bridge.inbox().await.is_empty());
 }
 
 #[tokio::test]
@@ -286,7 +302,7 @@ async fn image_is_downloaded_into_the_message_and_failures_keep_the_message() {
       "conversation":{"phone_number":"+15551234567"},"phone_number_id":PNID})
     .to_string();
     assert_eq!(s.signed(&body, Some("whatsapp.message.received")).await.0, 200);
-    let msg = &s.bridge.accepted()[0];
+    let msg = &s.bridge.inbox().await[0];
     assert_eq!(msg.kind, MessageKind::Image);
     assert_eq!(msg.media[0].data_base64.as_deref(), Some("/9j/4A=="));
     assert_eq!(msg.media[0].caption.as_deref(), Some("Receipt"));
@@ -294,7 +310,7 @@ async fn image_is_downloaded_into_the_message_and_failures_keep_the_message() {
     // A link outside the allow-list is not fetched; the message is still stored, described.
     let evil = body.replace(&url, "https://evil.example.com/x.jpg").replace("wamid.img", "wamid.img2");
     assert_eq!(s.signed(&evil, Some("whatsapp.message.received")).await.0, 200);
-    let msg = &s.bridge.accepted()[1];
+    let msg = &s.bridge.inbox().await[1];
     assert_eq!(msg.media[0].kind, MediaKind::Image);
     assert!(msg.media[0].data_base64.is_none());
     let data = clawbridge_whatsapp::inbound::InboundData::of(msg).expect("WhatsApp data");
@@ -306,7 +322,7 @@ async fn image_is_downloaded_into_the_message_and_failures_keep_the_message() {
         "phone_number_id":PNID})
     .to_string();
     assert_eq!(s.signed(&by_id, Some("whatsapp.message.received")).await.0, 200);
-    assert_eq!(s.bridge.accepted()[2].media[0].data_base64.as_deref(), Some("cG5nIQ=="));
+    assert_eq!(s.bridge.inbox().await[2].media[0].data_base64.as_deref(), Some("cG5nIQ=="));
 }
 
 #[tokio::test]
@@ -314,5 +330,5 @@ async fn without_a_secret_unsigned_deliveries_are_accepted() {
     let s = server_with(None).await;
     let (status, _) = s.post("/webhook", &non_batched("wamid.unsigned", "hi"), &[]).await;
     assert_eq!(status, 200);
-    assert_eq!(s.bridge.accepted().len(), 1);
+    assert_eq!(s.bridge.inbox().await.len(), 1);
 }

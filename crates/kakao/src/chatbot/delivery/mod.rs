@@ -66,7 +66,7 @@ fn receipt(via: &str, id: &str) -> Receipt {
 
 /// Delivers one answer of `bot` (the channel's `send`).
 pub(super) async fn send(bot: &Arc<Bot>, msg: &OutboundMessage) -> Result<Receipt, SendError> {
-    let bridge = bot.bridge().map_err(SendError::transient)?;
+    let bridge = bot.bridge();
     let (out, pages) = Outgoing::of(msg, &bot.settings.more_label);
 
     // 1. The handler of this turn (or, for a notice, of this peer) is in this process.

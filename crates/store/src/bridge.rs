@@ -1,11 +1,11 @@
 //! The store-backed [`Bridge`] handed to channel accounts: the one door through which a
 //! channel makes anything durable.
 
-use crate::util::now_ms;
+use crate::{DeliveryUpdate, InsertOutcome, NewOutbound, QuotaTake, SharedStore, StatePut};
 use async_trait::async_trait;
 use clawbridge_channel::{Accepted, Bridge, BridgeError};
+use clawbridge_core::clock::now_ms;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage};
-use clawbridge_store::{DeliveryUpdate, InsertOutcome, NewOutbound, QuotaTake, SharedStore, StatePut};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -30,6 +30,12 @@ impl StoreBridge {
     /// A bridge writing to `store`; `holder` names this process in leases.
     pub fn new(store: SharedStore, wakers: Arc<Wakers>, holder: String) -> Self {
         Self { store, wakers, holder }
+    }
+}
+
+impl std::fmt::Debug for StoreBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBridge").field("backend", &self.store.backend()).field("holder", &self.holder).finish()
     }
 }
 
