@@ -1,11 +1,15 @@
-//! Command-line interface (DESIGN.md §6).
+//! Command-line interface (DESIGN.md §6): the bridge's own commands (derived here) and each
+//! channel's subcommand, contributed and run by its plugin.
 
 use crate::commands;
+use crate::commands::host::CommandHost;
 use crate::config::Config;
 use crate::telemetry::init_logging;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clawbridge_channel::plugin::PluginSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// clawbridge connects an OpenClaw gateway to KakaoTalk and WhatsApp.
 #[derive(Debug, Parser)]
@@ -20,7 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// The bridge's own subcommands (each channel adds its own: [`command_line`]).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: channels, webhook listener, workers.
@@ -46,18 +50,6 @@ pub enum Command {
         /// Pairing action.
         #[command(subcommand)]
         action: PairingAction,
-    },
-    /// KakaoTalk: Kakao Login, the Talk Message API, chatbot Event API pushes.
-    Kakao {
-        /// Kakao action.
-        #[command(subcommand)]
-        action: commands::kakao::KakaoCommand,
-    },
-    /// WhatsApp through Kapso: send messages, media, templates and reactions.
-    Whatsapp {
-        /// WhatsApp action.
-        #[command(subcommand)]
-        action: commands::whatsapp::WhatsappCommand,
     },
 }
 
@@ -91,10 +83,19 @@ pub enum PairingAction {
     },
 }
 
+/// The whole command line: the bridge's commands, then the channels' in alphabetical order.
+pub fn command_line(plugins: &PluginSet) -> clap::Command {
+    let mut channels: Vec<clap::Command> = plugins.iter().filter_map(|plugin| plugin.command()).collect();
+    channels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+    Cli::command().subcommands(channels)
+}
+
 /// Parses arguments and runs the command; the exit code is 0 on success.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let plugins = crate::channels::plugins();
+    let matches = command_line(&plugins).get_matches();
+    let config_path = matches.get_one::<PathBuf>("config").cloned();
+    let config = match Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -112,15 +113,18 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        let channel = matches.subcommand().and_then(|(name, sub)| Some((plugins.get(name)?, sub)));
+        if let Some((plugin, sub)) = channel {
+            let host = CommandHost::new(Arc::new(config), plugin.id());
+            return plugin.run_command(sub, &host).await.map_err(anyhow::Error::from_boxed);
+        }
+        match Command::from_arg_matches(&matches).unwrap_or_else(|e| e.exit()) {
             Command::Serve { insecure_no_signature } => {
-                commands::serve::run(commands::whatsapp::allow_unsigned(config, insecure_no_signature)).await
+                commands::serve::run(commands::serve::allow_unsigned(config, insecure_no_signature)).await
             }
             Command::Doctor => commands::doctor::run(&config).await,
             Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
             Command::Pairing { action } => commands::pairing::run(&config, action).await,
-            Command::Kakao { action } => commands::kakao::run(&config, action).await,
-            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
         }
     });
     match result {

@@ -1,21 +1,26 @@
 //! WhatsApp's registration with the bridge: `[whatsapp]` + `KAPSO_*` settings, the connector
-//! `serve` runs, and the `doctor` checks (delivery mode, Tailscale, Kapso credentials).
+//! `serve` runs, the `doctor` checks (delivery mode, Tailscale, Kapso credentials) and the
+//! `clawbridge whatsapp` subcommand ([`crate::cli`]).
 
 use crate::WhatsAppConnector;
 use crate::client::KapsoClient;
 use crate::config::{DeliveryMode, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use clawbridge_channel::Connector;
+use clawbridge_channel::cli::{CliError, CliHost};
 use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, Env, HostInfo};
 use clawbridge_core::SendError;
 use std::any::Any;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// The WhatsApp (Kapso) channel plugin.
 #[derive(Debug)]
 pub struct WhatsAppPlugin;
 
+#[async_trait]
 impl ChannelPlugin for WhatsAppPlugin {
     fn id(&self) -> &'static str {
         CHANNEL
@@ -23,6 +28,15 @@ impl ChannelPlugin for WhatsAppPlugin {
 
     fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
         Ok(WhatsAppConfig::load(table, env)?.map(|config| Arc::new(config) as Arc<dyn ChannelSettings>))
+    }
+
+    fn command(&self) -> Option<clap::Command> {
+        Some(crate::cli::WhatsappCli::command())
+    }
+
+    async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let cli = crate::cli::WhatsappCli::from_arg_matches(matches)?;
+        Ok(crate::cli::run(host.settings_as::<WhatsAppConfig>(), host.retry(), cli.action).await)
     }
 }
 

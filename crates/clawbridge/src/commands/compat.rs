@@ -10,12 +10,13 @@
 //! `~/.config/kapso-whatsapp/config.toml`) translated to those variables; the environment wins.
 //! `CLAWBRIDGE_*` variables and `CLAWBRIDGE_CONFIG` work as in `clawbridge`.
 
-use super::{SendArgs, print_send_result, send};
 use crate::config::Config;
 use crate::telemetry::init_logging;
 use clap::Parser;
 use clawbridge_gateway::{GatewayConfig, GatewayError, probe};
+use clawbridge_whatsapp::cli::{SendArgs, print_send_result, send};
 use clawbridge_whatsapp::config::DeliveryMode;
+use clawbridge_whatsapp::plugin::describe;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -352,7 +353,9 @@ fn cli_send(args: &[String]) -> ExitCode {
         eprintln!("error: KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID must be set");
         return ExitCode::FAILURE;
     }
-    crate::cli::block_on(async move { Ok(print_send_result(send(&config, &send_args).await)) })
+    crate::cli::block_on(
+        async move { Ok(print_send_result(send(config.whatsapp(), config.retry.http, &send_args).await)) },
+    )
 }
 
 /// `status`: `GET /health` of the running bridge.
@@ -507,7 +510,7 @@ async fn preflight_checks(config: &Config, report: &mut Preflight) {
         for account in &whatsapp.accounts {
             let label = if whatsapp.accounts.len() > 1 { format!(" ({})", account.id) } else { String::new() };
             let checked = match clawbridge_whatsapp::KapsoClient::new(whatsapp, account) {
-                Ok(client) => client.check_credentials().await.map_err(|e| super::describe(&e)),
+                Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
                 Err(e) => Err(e),
             };
             match checked {
