@@ -30,7 +30,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             "store".to_owned(),
             json!({"backend": store.backend(), "url": redact_url(&config.bridge.database_url)}),
         );
-        report.insert("queues".to_owned(), serde_json::to_value(&stats)?);
+        report.insert("queues".to_owned(), serde_json::to_value(stats)?);
         report.insert("dead_letters".to_owned(), serde_json::to_value(&dead)?);
         report.insert("daemon".to_owned(), daemon.clone());
         for channel in channels {
