@@ -6,7 +6,7 @@
 
 use super::SendArgs;
 use crate::config::{DeliveryMode, WhatsAppConfig};
-use crate::plugin::describe;
+use crate::plugin::{check_credentials, delivery_mode};
 use clap::Parser;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -236,14 +236,7 @@ pub enum Finding {
 /// The delivery mode, the webhook signature and (in tailscale mode) Tailscale.
 pub async fn delivery_findings(whatsapp: &WhatsAppConfig, listen: SocketAddr) -> Vec<Finding> {
     let mut findings = Vec::new();
-    let mode = whatsapp.mode.as_str();
-    findings.push(Finding::Ok(match whatsapp.mode {
-        DeliveryMode::Polling => format!("delivery mode: polling every {} s", whatsapp.poll_interval.as_secs()),
-        _ => format!(
-            "delivery mode: {mode} (webhook on {listen}{})",
-            if whatsapp.poll_fallback { ", polling as a fallback" } else { "" }
-        ),
-    }));
+    findings.push(Finding::Ok(format!("delivery mode: {}", delivery_mode(whatsapp, listen))));
     match whatsapp.validate_for_serve() {
         Err(e) => findings.push(Finding::Fail(e)),
         Ok(()) if whatsapp.mode.is_public_webhook() && whatsapp.webhook_secret.is_none() => {
@@ -271,11 +264,7 @@ pub async fn credential_findings(whatsapp: &WhatsAppConfig) -> Vec<Finding> {
     let mut findings = Vec::new();
     for account in &whatsapp.accounts {
         let label = if whatsapp.accounts.len() > 1 { format!(" ({})", account.id) } else { String::new() };
-        let checked = match crate::KapsoClient::new(whatsapp, account) {
-            Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
-            Err(e) => Err(e),
-        };
-        findings.push(match checked {
+        findings.push(match check_credentials(whatsapp, account).await {
             Ok(()) => Finding::Ok(format!("Kapso credentials are valid{label} (list messages returned 200)")),
             Err(e) => Finding::Fail(format!("Kapso API check failed{label}: {e} ({})", whatsapp.base_url)),
         });
