@@ -48,6 +48,13 @@ impl FileSecrets {
         self.dir.join(format!("{name}.{}", self.extension))
     }
 
+    /// The file of `name`, refusing a name that would leave the directory or hide the file
+    /// (the channel checks its names first; this is the last line).
+    fn file(&self, name: &str) -> Result<PathBuf, SecretError> {
+        let plain = !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0']);
+        if plain { Ok(self.path(name)) } else { Err(SecretError::Unavailable(format!("{name:?} is not a file name"))) }
+    }
+
     fn ensure_dir(&self) -> Result<(), SecretError> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -78,7 +85,7 @@ fn io_error(path: &Path, e: &std::io::Error) -> SecretError {
 #[async_trait]
 impl Secrets for FileSecrets {
     async fn get(&self, name: &str) -> Result<Option<SecretString>, SecretError> {
-        let path = self.path(name);
+        let path = self.file(name)?;
         let blob = match tokio::fs::read(&path).await {
             Ok(blob) => blob,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -94,12 +101,12 @@ impl Secrets for FileSecrets {
     }
 
     async fn put(&self, name: &str, value: &SecretString) -> Result<(), SecretError> {
+        let path = self.file(name)?;
         self.ensure_dir()?;
         let blob = self
             .key
             .encrypt(&associated_data(self.namespace, name), value.expose_secret().as_bytes())
             .map_err(|e| SecretError::Unavailable(e.to_string()))?;
-        let path = self.path(name);
         let mut unique = [0u8; 6];
         getrandom::fill(&mut unique).map_err(|e| SecretError::Unavailable(format!("no randomness: {e}")))?;
         let tmp = self.dir.join(format!(".{name}.{}.{}.tmp", self.extension, hex_of(&unique)));
@@ -121,7 +128,7 @@ impl Secrets for FileSecrets {
     }
 
     async fn delete(&self, name: &str) -> Result<bool, SecretError> {
-        let path = self.path(name);
+        let path = self.file(name)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -215,6 +222,10 @@ mod tests {
         assert!(wrong.load("default").await.unwrap_err().to_string().contains("kakao login"));
         assert!(store.delete("default").await.unwrap());
         assert!(!store.delete("default").await.unwrap());
+        // A name never leaves the directory.
+        for name in ["../x", ".hidden", "a/b", ""] {
+            assert!(secrets.get(name).await.is_err(), "{name:?}");
+        }
     }
 
     #[tokio::test]
