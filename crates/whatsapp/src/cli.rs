@@ -1,5 +1,5 @@
 //! `clawbridge whatsapp …` (and the Go bridge's `kapso-whatsapp-cli send`): text, media (a URL,
-//! or a local file checked against WhatsApp's limits and uploaded: [`local_file`]), templates,
+//! or a local file checked against WhatsApp's limits and uploaded: `local_file`), templates,
 //! reactions and replies; prints `sent (id: <wamid>)` or exits non-zero with the API's reason.
 //! [`go_bridge`] is what the Go bridge's `kapso-whatsapp-*` binaries need of WhatsApp.
 
