@@ -153,27 +153,23 @@ pub struct MediaInfo {
     pub file_size: Option<u64>,
 }
 
-/// Why a media download was refused or failed.
+/// Why a media download was refused or failed: the downloader's own [`DownloadError`] (one
+/// definition of the failure kinds), told in the settings a WhatsApp operator changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MediaError {
-    /// Not https, or a host outside the allow-list (`KAPSO_MEDIA_HOSTS`).
-    #[error("media URL not allowed (https and KAPSO_MEDIA_HOSTS only): {0}")]
-    NotAllowed(String),
-    /// Larger than `KAPSO_MEDIA_MAX_BYTES`.
-    #[error("media larger than the {0}-byte cap (KAPSO_MEDIA_MAX_BYTES)")]
-    TooLarge(u64),
-    /// Network error, timeout or HTTP error.
-    #[error("media download failed: {0}")]
-    Failed(String),
-}
+#[error("{}", media_message(.0))]
+pub struct MediaError(pub DownloadError);
 
 impl From<DownloadError> for MediaError {
     fn from(error: DownloadError) -> Self {
-        match error {
-            DownloadError::NotAllowed(url) => Self::NotAllowed(url),
-            DownloadError::TooLarge(max) => Self::TooLarge(max),
-            DownloadError::Failed(reason) => Self::Failed(reason),
-        }
+        Self(error)
+    }
+}
+
+fn media_message(error: &DownloadError) -> String {
+    match error {
+        DownloadError::NotAllowed(url) => format!("media URL not allowed (https and KAPSO_MEDIA_HOSTS only): {url}"),
+        DownloadError::TooLarge(max) => format!("media larger than the {max}-byte cap (KAPSO_MEDIA_MAX_BYTES)"),
+        DownloadError::Failed(reason) => format!("media download failed: {reason}"),
     }
 }
 

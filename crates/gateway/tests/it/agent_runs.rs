@@ -147,6 +147,8 @@ async fn run_agent_gives_up_at_its_deadline() {
     accept_agent(&mut conn, "run-late", "accepted").await;
     let wait = conn.recv_req("agent.wait").await;
     assert!(wait["params"]["timeoutMs"].as_u64().unwrap() <= 300);
+    // Nothing is in flight any more: the rest of the 300 ms passes in paused time.
+    tokio::time::pause();
     assert!(matches!(run.await.unwrap(), Err(GatewayError::Timeout)));
 }
 

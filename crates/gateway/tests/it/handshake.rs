@@ -7,7 +7,7 @@ use ed25519_dalek::{Signature, Verifier, VerifyingKey};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::fake::{self, DEADLINE, FakeServer};
+use crate::fake::{self, DEADLINE, ScriptedGateway};
 
 fn keys(v: &Value) -> Vec<String> {
     let mut keys: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
@@ -136,9 +136,9 @@ async fn events_are_broadcast_except_the_challenge() {
 
 #[tokio::test]
 async fn probe_returns_hello_and_closes_normally() {
-    let mut server = FakeServer::start().await;
+    let mut server = ScriptedGateway::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = fake::config(&server.url, &dir, Some("t"));
+    let config = fake::config(&server.url(), &dir, Some("t"));
     let probing = tokio::spawn(async move { probe(&config).await });
     let mut conn = server.next_conn().await;
     conn.handshake(fake::hello_ok()).await;
@@ -150,9 +150,9 @@ async fn probe_returns_hello_and_closes_normally() {
 
 #[tokio::test]
 async fn probe_reports_fatal_errors() {
-    let mut server = FakeServer::start().await;
+    let mut server = ScriptedGateway::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = fake::config(&server.url, &dir, Some("wrong"));
+    let config = fake::config(&server.url(), &dir, Some("wrong"));
     let probing = tokio::spawn(async move { probe(&config).await });
     let mut conn = server.next_conn().await;
     conn.refuse(

@@ -156,9 +156,12 @@ async fn silent_gateway_trips_the_tick_watchdog() {
 
 #[tokio::test]
 async fn ticks_keep_the_connection_alive() {
-    // Watchdog at 2 × 300 ms; ticks every 100 ms for 1.2 s keep resetting it.
+    // Watchdog at 2 × 300 ms; ticks every 100 ms for 1.2 s keep resetting it. The 1.2 s pass in
+    // paused time once connected: each sleep moves the clock to the next 100 ms and the client
+    // reads the tick sent before it, so the watchdog fires only if ticks stop counting.
     let hello = fake::hello_with(|h| h["policy"]["tickIntervalMs"] = json!(300));
     let (h, mut conn) = fake::connected(hello).await;
+    tokio::time::pause();
     for ts in 0..12 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         conn.event("tick", json!({ "ts": ts })).await;

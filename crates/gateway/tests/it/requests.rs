@@ -78,14 +78,20 @@ async fn requests_wait_for_the_connection() {
 
 #[tokio::test]
 async fn requests_time_out_without_a_connection_or_an_answer() {
+    // Nothing answers the connection: the 100 ms pass in paused time (the request's deadline is
+    // the earliest timer, so the clock stops there).
     let h = fake::harness(Some("t")).await;
+    tokio::time::pause();
     let err = h.client.request("health", json!({}), Duration::from_millis(100)).await.unwrap_err();
+    tokio::time::resume();
     assert!(matches!(err, GatewayError::Timeout), "{err}");
 
     let (h, mut conn) = fake::connected(fake::hello_ok()).await;
     let client = h.client.clone();
     let call = tokio::spawn(async move { client.request("never", json!({}), Duration::from_millis(200)).await });
     conn.recv_req("never").await;
+    // The request is out and nothing else is in flight: its 200 ms pass in paused time.
+    tokio::time::pause();
     assert!(matches!(call.await.unwrap(), Err(GatewayError::Timeout)));
 }
 

@@ -3,5 +3,6 @@
 mod chatbot_event_api;
 mod chatbot_skill;
 mod chatbot_webhook;
+mod snapshots;
 mod support;
 mod talk;

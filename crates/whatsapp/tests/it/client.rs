@@ -2,6 +2,7 @@
 
 use crate::support::{API_KEY, Answer, FakeKapso, PNID};
 use clawbridge_core::{MediaKind, SendError};
+use clawbridge_http::DownloadError;
 use clawbridge_whatsapp::client::{ListQuery, MediaError, MediaSource};
 use serde_json::json;
 use std::time::Duration;
@@ -77,11 +78,28 @@ async fn errors_are_classified_for_the_outbox() {
         ),
         Answer::error(400, json!({"error":{"message":"Recipient not a WhatsApp user","code":131026}})),
     ]);
-    let client = fake.client();
+    let limiter = std::sync::Arc::new(clawbridge_whatsapp::limiter::RateLimiter::new(1000));
+    let client = clawbridge_whatsapp::KapsoClient::with_parts(
+        &fake.meta_base(),
+        PNID,
+        API_KEY.to_owned().into(),
+        limiter.clone(),
+        clawbridge_whatsapp::client::MediaPolicy { hosts: vec![], max_bytes: 1 },
+        Duration::from_secs(5),
+    )
+    .unwrap();
     assert_eq!(
         client.send_text("1555", "a", None).await.unwrap_err(),
         SendError::RateLimited { retry_after: Some(Duration::from_secs(7)) }
     );
+    // The 429 paused the key for its Retry-After. The other answers go through a fresh limiter
+    // rather than wait the 7 s out on the real clock (the pause's length is tested in paused
+    // time with the limiter itself, crates/http/tests/it/limit.rs).
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), limiter.acquire()).await.is_err(),
+        "a 429 pauses everyone on the key"
+    );
+    let client = fake.client();
     assert!(matches!(client.send_text("1555", "b", None).await.unwrap_err(), SendError::Transient { .. }));
     assert!(matches!(client.send_text("1555", "c", None).await.unwrap_err(), SendError::Transient { .. }));
     match client.send_text("1555", "d", None).await.unwrap_err() {
@@ -160,11 +178,15 @@ async fn media_download_follows_the_policy() {
     assert_eq!(got.bytes, b"\x89PNG");
     assert_eq!(got.content_type.as_deref(), Some("image/png"));
     let big = fake.add_file("big.bin", "application/octet-stream", vec![0; 64]);
-    assert_eq!(client.download_media(&big).await.unwrap_err(), MediaError::TooLarge(8));
-    assert!(matches!(client.download_media("https://evil.example.com/x.png").await, Err(MediaError::NotAllowed(_))));
-    assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError::NotAllowed(_))));
+    let err = client.download_media(&big).await.unwrap_err();
+    assert_eq!(err, MediaError(DownloadError::TooLarge(8)));
+    assert!(err.to_string().contains("KAPSO_MEDIA_MAX_BYTES"), "names the setting: {err}");
+    let err = client.download_media("https://evil.example.com/x.png").await.unwrap_err();
+    assert!(matches!(err, MediaError(DownloadError::NotAllowed(_))), "{err:?}");
+    assert!(err.to_string().contains("KAPSO_MEDIA_HOSTS"), "names the setting: {err}");
+    assert!(matches!(client.download_media("file:///etc/passwd").await, Err(MediaError(DownloadError::NotAllowed(_)))));
     let redirect = format!("{}/redirect-out", fake.base);
-    assert!(matches!(client.download_media(&redirect).await, Err(MediaError::NotAllowed(_))));
+    assert!(matches!(client.download_media(&redirect).await, Err(MediaError(DownloadError::NotAllowed(_)))));
     // The media id lookup needs phone_number_id and yields a download URL.
     fake.add_file("MEDIA9", "image/png", b"abcd".to_vec());
     let info = client.media_info("MEDIA9").await.unwrap();

@@ -3,6 +3,7 @@
 mod account;
 mod client;
 mod poller;
+mod snapshots;
 mod support;
 mod tailscale;
 mod webhook;
