@@ -10,6 +10,7 @@
 //! [`state::StateSpace`] gives the channel's own small values a type. A channel crate registers
 //! with the binary through one [`plugin::ChannelPlugin`].
 
+pub mod cli;
 pub mod plugin;
 pub mod state;
 
@@ -237,6 +238,13 @@ pub trait Bridge: Send + Sync + 'static {
 
     /// Takes or renews a named lease for `ttl_ms` (one poller per account across replicas).
     async fn lease(&self, name: &str, ttl_ms: EpochMs) -> Result<bool, BridgeError>;
+
+    /// Gives up a lease this bridge holds, so another process need not wait for it to expire.
+    /// A bridge that cannot release (a test double) lets it expire after its ttl.
+    async fn release_lease(&self, name: &str) -> Result<(), BridgeError> {
+        let _ = name;
+        Ok(())
+    }
 
     /// Enqueues a message through the durable outbox (proactive sends, pairing notices).
     async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError>;

@@ -2,20 +2,24 @@
 //! the binary's registry.
 //!
 //! The plugin reads the channel's own TOML table (`[whatsapp]`, `[kakao]`) and environment
-//! variables into its typed settings; the settings build the [`Connector`] that `serve` runs and
-//! answer `doctor` and `status`. The binary never parses a channel's configuration or its stored
-//! records itself, so adding a channel touches its crate and one registration line.
+//! variables into its typed settings, contributes its subcommand (`clawbridge kakao …`) and its
+//! part of `status`; the settings build the [`Connector`] that `serve` runs and answer `doctor`.
+//! The binary never parses a channel's configuration, arguments or stored records itself, so
+//! adding a channel touches its crate and one registration line.
 
-use crate::{Bridge, Connector};
+use crate::cli::{CliError, CliHost};
+use crate::{Bridge, BridgeError, Connector};
 use async_trait::async_trait;
 use std::any::Any;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// Reads one environment variable (tests pass a map, the binary the process environment).
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// A channel crate's registration.
+#[async_trait]
 pub trait ChannelPlugin: Send + Sync + 'static {
     /// The channel id, which is also the name of its TOML table (`[whatsapp]`).
     fn id(&self) -> &'static str;
@@ -26,13 +30,63 @@ pub trait ChannelPlugin: Send + Sync + 'static {
     /// # Errors
     /// A message that names the setting and the fix.
     fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String>;
+
+    /// The channel's subcommand, a `clap::Command` named by [`id`](Self::id) (`clawbridge
+    /// kakao …`), or `None` when the channel has no commands of its own.
+    fn command(&self) -> Option<clap::Command> {
+        None
+    }
+
+    /// Runs the subcommand [`command`](Self::command) declared, with what it matched; the exit
+    /// code is the process's.
+    ///
+    /// # Errors
+    /// What the operator must fix; the binary prints it and exits with code 1.
+    async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let _ = (matches, host);
+        Err(format!("the {} channel has no commands", self.id()).into())
+    }
+
+    /// The channel's part of `clawbridge status`, read from its records through `bridge`;
+    /// `settings` when the channel is configured. `None`: the channel shows nothing there.
+    ///
+    /// # Errors
+    /// The store is unreachable.
+    async fn status(
+        &self,
+        settings: Option<&dyn ChannelSettings>,
+        bridge: &dyn Bridge,
+    ) -> Result<Option<ChannelStatus>, BridgeError> {
+        let _ = (settings, bridge);
+        Ok(None)
+    }
 }
 
-/// What `doctor` and `serve` know about the bridge around the channel.
-#[derive(Clone, Debug)]
+/// A channel's part of `clawbridge status`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelStatus {
+    /// Its key in `status --json` (`kakao_chatbot`).
+    pub key: &'static str,
+    /// Its value there (`null` when there is nothing to report).
+    pub json: serde_json::Value,
+    /// Its lines of the text report, in order (none when there is nothing to report).
+    pub lines: Vec<String>,
+}
+
+/// What `doctor` knows about the bridge around the channel.
+#[derive(Clone)]
 pub struct HostInfo {
     /// The bridge's one HTTP listener (webhook routes are served there).
     pub listen: SocketAddr,
+    /// The store and secrets, for checks that read what the channel's commands stored (a
+    /// login's tokens).
+    pub cli: Arc<dyn CliHost>,
+}
+
+impl std::fmt::Debug for HostInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostInfo").field("listen", &self.listen).finish_non_exhaustive()
+    }
 }
 
 /// What a connector is built with: the daemon builds connectors once the store is open, so a
@@ -52,7 +106,8 @@ impl std::fmt::Debug for ConnectorContext {
 /// The loaded settings of one channel.
 #[async_trait]
 pub trait ChannelSettings: std::fmt::Debug + Send + Sync + 'static {
-    /// The settings as their concrete type, for the channel's own CLI commands.
+    /// The settings as their concrete type (the channel's commands read theirs through
+    /// [`CliHost::settings`]).
     fn as_any(&self) -> &dyn Any;
 
     /// The connector `serve` runs, or `None` when what is configured serves nothing (Kakao Login

@@ -1,11 +1,15 @@
-//! Command-line interface (DESIGN.md §6).
+//! Command-line interface (DESIGN.md §6): the bridge's own commands (derived here) and each
+//! channel's subcommand, contributed and run by its plugin.
 
 use crate::commands;
+use crate::commands::host::CommandHost;
 use crate::config::Config;
 use crate::telemetry::init_logging;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
+use clawbridge_channel::plugin::PluginSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// clawbridge connects an OpenClaw gateway to KakaoTalk and WhatsApp.
 #[derive(Debug, Parser)]
@@ -20,7 +24,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// The bridge's own subcommands (each channel adds its own: [`command_line`]).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: channels, webhook listener, workers.
@@ -46,18 +50,6 @@ pub enum Command {
         /// Pairing action.
         #[command(subcommand)]
         action: PairingAction,
-    },
-    /// KakaoTalk: Kakao Login, the Talk Message API, chatbot Event API pushes.
-    Kakao {
-        /// Kakao action.
-        #[command(subcommand)]
-        action: commands::kakao::KakaoCommand,
-    },
-    /// WhatsApp through Kapso: send messages, media, templates and reactions.
-    Whatsapp {
-        /// WhatsApp action.
-        #[command(subcommand)]
-        action: commands::whatsapp::WhatsappCommand,
     },
 }
 
@@ -91,10 +83,19 @@ pub enum PairingAction {
     },
 }
 
+/// The whole command line: the bridge's commands, then the channels' in alphabetical order.
+pub fn command_line(plugins: &PluginSet) -> clap::Command {
+    let mut channels: Vec<clap::Command> = plugins.iter().filter_map(|plugin| plugin.command()).collect();
+    channels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+    Cli::command().subcommands(channels)
+}
+
 /// Parses arguments and runs the command; the exit code is 0 on success.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref()) {
+    let plugins = crate::channels::plugins();
+    let matches = command_line(&plugins).get_matches();
+    let config_path = matches.get_one::<PathBuf>("config").cloned();
+    let config = match Config::load(config_path.as_deref()) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -111,24 +112,34 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Serve { insecure_no_signature } => {
-                commands::serve::run(commands::whatsapp::allow_unsigned(config, insecure_no_signature)).await
-            }
-            Command::Doctor => commands::doctor::run(&config).await,
-            Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
-            Command::Pairing { action } => commands::pairing::run(&config, action).await,
-            Command::Kakao { action } => commands::kakao::run(&config, action).await,
-            Command::Whatsapp { action } => commands::whatsapp::run(&config, action).await,
-        }
-    });
+    let result = runtime.block_on(dispatch(&plugins, &matches, config));
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Runs a parsed command line: a channel's subcommand through its plugin, else one of the
+/// bridge's own commands.
+///
+/// # Errors
+/// What the command could not do, with the fix; `main` prints it and exits with code 1.
+pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: Config) -> anyhow::Result<ExitCode> {
+    let channel = matches.subcommand().and_then(|(name, sub)| Some((plugins.get(name)?, sub)));
+    if let Some((plugin, sub)) = channel {
+        let host = CommandHost::new(Arc::new(config), plugin.id());
+        return plugin.run_command(sub, &host).await.map_err(anyhow::Error::from_boxed);
+    }
+    match Command::from_arg_matches(matches).unwrap_or_else(|e| e.exit()) {
+        Command::Serve { insecure_no_signature } => {
+            commands::serve::run(commands::serve::allow_unsigned(config, insecure_no_signature)).await
+        }
+        Command::Doctor => commands::doctor::run(&config).await,
+        Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
+        Command::Pairing { action } => commands::pairing::run(&config, action).await,
     }
 }
 
@@ -150,5 +161,69 @@ where
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use clawbridge_channel::cli::{CliError, CliHost};
+    use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Env};
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// A channel with nothing but a command: `clawbridge echo --code N` exits with N.
+    struct Echo;
+
+    static RAN_WITH: AtomicU8 = AtomicU8::new(0);
+
+    #[async_trait]
+    impl ChannelPlugin for Echo {
+        fn id(&self) -> &'static str {
+            "echo"
+        }
+
+        fn load(&self, _: Option<&toml::Table>, _: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+            Ok(None)
+        }
+
+        fn command(&self) -> Option<clap::Command> {
+            Some(
+                clap::Command::new("echo")
+                    .about("Exits with a code")
+                    .arg(clap::Arg::new("code").long("code").value_parser(clap::value_parser!(u8))),
+            )
+        }
+
+        async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+            assert!(host.settings().is_none(), "not configured");
+            let code = matches.get_one::<u8>("code").copied().ok_or("--code is missing")?;
+            RAN_WITH.store(code, Ordering::SeqCst);
+            Ok(ExitCode::from(code))
+        }
+    }
+
+    #[test]
+    fn channel_commands_follow_the_bridges_own_in_alphabetical_order() {
+        let line = command_line(&crate::channels::plugins());
+        line.clone().debug_assert();
+        let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
+        assert_eq!(names, ["serve", "doctor", "status", "pairing", "kakao", "whatsapp"]);
+    }
+
+    #[tokio::test]
+    async fn a_channel_registered_with_one_line_gets_its_subcommand() {
+        let plugins = crate::channels::plugins().with(&Echo);
+        let line = command_line(&plugins);
+        assert!(line.clone().render_help().to_string().contains("echo      Exits with a code"));
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().display().to_string();
+        let config = Config::load_with(None, &|name| (name == "CLAWBRIDGE_STATE_DIR").then(|| state.clone())).unwrap();
+        let matches = line.try_get_matches_from(["clawbridge", "echo", "--code", "7"]).unwrap();
+        dispatch(&plugins, &matches, config.clone()).await.unwrap();
+        assert_eq!(RAN_WITH.load(Ordering::SeqCst), 7);
+        let matches = command_line(&plugins).try_get_matches_from(["clawbridge", "echo"]).unwrap();
+        let err = dispatch(&plugins, &matches, config).await.unwrap_err();
+        assert_eq!(format!("{err:#}"), "--code is missing");
     }
 }

@@ -42,7 +42,7 @@ pub struct Config {
     /// How inbound work is processed.
     pub pipeline: PipelineSettings,
     /// Every configured channel, as its plugin loaded it (`serve` and `doctor` go through these;
-    /// a channel's own CLI commands read theirs with [`Config::channel`]).
+    /// a channel's commands read theirs through their host, `commands::host`).
     pub channels: Vec<LoadedChannel>,
     /// Retry schedules (`[retry]`).
     pub retry: RetrySettings,
@@ -349,13 +349,6 @@ impl Config {
             change(&mut whatsapp);
             self.set_channel(clawbridge_whatsapp::WhatsAppPlugin.id(), Some(Arc::new(whatsapp)));
         }
-    }
-
-    /// KakaoTalk (`[kakao]`, `KAKAO_*`): chatbot channel and Kakao Login, each optional.
-    pub fn kakao(&self) -> &clawbridge_kakao::KakaoConfig {
-        static NOT_CONFIGURED: std::sync::LazyLock<clawbridge_kakao::KakaoConfig> =
-            std::sync::LazyLock::new(clawbridge_kakao::KakaoConfig::default);
-        self.channel(clawbridge_kakao::KakaoPlugin.id()).unwrap_or(&NOT_CONFIGURED)
     }
 
     /// The gateway token, or the error that tells the operator where to find it.

@@ -11,9 +11,10 @@
 //! - [`channels`]: which channel crates are enabled by the configuration.
 //! - [`edge`]: publishing the webhook to the internet (Tailscale Funnel).
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
-//! - [`commands`]: `doctor`, `status`, `pairing`.
-//! - [`kakao_tokens`]: encrypted Kakao Login tokens and the Talk API's small state on the store.
-//! - [`cli`]: the clap definitions and dispatch.
+//! - [`commands`]: `serve`, `doctor`, `status`, `pairing`, the Go bridge's binaries, and the
+//!   host a channel's own subcommand runs with.
+//! - [`secrets`]: channel secrets encrypted with the master key (files or the store).
+//! - [`cli`]: the clap definitions and dispatch (channel subcommands come from their plugins).
 
 pub use clawbridge_store::bridge;
 pub mod channels;
@@ -23,8 +24,8 @@ pub mod config;
 pub mod daemon;
 pub mod edge;
 pub mod http;
-pub mod kakao_tokens;
 pub mod pipeline;
 pub mod registry;
+pub mod secrets;
 pub mod telemetry;
 pub mod util;

@@ -1,7 +1,5 @@
 //! Small helpers shared by the binary's modules.
 
-use clawbridge_core::EpochMs;
-
 /// The current time in epoch milliseconds (core's one clock).
 pub use clawbridge_core::clock::now_ms;
 /// A random number in `[0, 1)` for backoff jitter (clawbridge-http's one jitter).
@@ -31,9 +29,7 @@ pub fn worker_id() -> String {
 }
 
 /// Formats epoch milliseconds as UTC `YYYY-MM-DD HH:MM:SS` for people reading `status`.
-pub fn format_epoch_ms(ms: EpochMs) -> String {
-    clawbridge_core::time::timestamp(ms).strftime("%Y-%m-%d %H:%M:%S").to_string()
-}
+pub use clawbridge_core::time::format_utc as format_epoch_ms;
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,11 @@ pub fn timestamp(ms: EpochMs) -> jiff::Timestamp {
     jiff::Timestamp::from_millisecond(ms).unwrap_or(if ms < 0 { jiff::Timestamp::MIN } else { jiff::Timestamp::MAX })
 }
 
+/// `ms` as UTC `YYYY-MM-DD HH:MM:SS`, for people reading the CLI's reports.
+pub fn format_utc(ms: EpochMs) -> String {
+    timestamp(ms).strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,29 @@
-//! KakaoTalk's registration with the bridge: `[kakao]` + `KAKAO_*` settings and the chatbot
-//! connector `serve` runs. Kakao Login alone configures the CLI commands only.
+//! KakaoTalk's registration with the bridge: `[kakao]` + `KAKAO_*` settings, the chatbot
+//! connector `serve` runs, the Kakao Login check of `doctor`, the chatbot's part of `status`
+//! and the `clawbridge kakao` subcommand ([`crate::cli`]). Kakao Login alone configures the
+//! commands only.
 
 use crate::KakaoConfig;
 use crate::chatbot::KakaoChatbot;
 use async_trait::async_trait;
-use clawbridge_channel::Connector;
-use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, ConnectorContext, Env};
+use clap::{CommandFactory as _, FromArgMatches as _};
+use clawbridge_channel::cli::{CliError, CliHost};
+use clawbridge_channel::plugin::{
+    ChannelPlugin, ChannelSettings, ChannelStatus, Check, ConnectorContext, Env, HostInfo,
+};
+use clawbridge_channel::{Bridge, BridgeError, Connector};
 use std::any::Any;
-use std::sync::Arc;
+use std::process::ExitCode;
+use std::sync::{Arc, LazyLock};
 
 /// The KakaoTalk channel plugin.
 #[derive(Debug)]
 pub struct KakaoPlugin;
 
+/// The settings of a binary where Kakao is not configured (its commands say what to set).
+static NOT_CONFIGURED: LazyLock<KakaoConfig> = LazyLock::new(KakaoConfig::default);
+
+#[async_trait]
 impl ChannelPlugin for KakaoPlugin {
     fn id(&self) -> &'static str {
         crate::chatbot::CHANNEL
@@ -22,6 +33,34 @@ impl ChannelPlugin for KakaoPlugin {
         let config = KakaoConfig::load(table, env)?;
         let configured = config.chatbot.is_some() || config.login.is_some();
         Ok(configured.then(|| Arc::new(config) as Arc<dyn ChannelSettings>))
+    }
+
+    fn command(&self) -> Option<clap::Command> {
+        Some(crate::cli::KakaoCli::command())
+    }
+
+    async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let cli = crate::cli::KakaoCli::from_arg_matches(matches)?;
+        let kakao = host.settings_as::<KakaoConfig>().unwrap_or(&NOT_CONFIGURED);
+        crate::cli::run(kakao, host, cli.action).await.map_err(CliError::from)
+    }
+
+    /// The chatbot's channel events, callback outcomes and pushes, shown when the chatbot is
+    /// configured or has left records.
+    async fn status(
+        &self,
+        settings: Option<&dyn ChannelSettings>,
+        bridge: &dyn Bridge,
+    ) -> Result<Option<ChannelStatus>, BridgeError> {
+        let summary = crate::chatbot::status::summary(bridge).await?;
+        let configured = settings
+            .and_then(|s| s.as_any().downcast_ref::<KakaoConfig>())
+            .is_some_and(|kakao| kakao.chatbot.is_some());
+        let shown = (configured || summary.has_records()).then_some(summary);
+        let json =
+            serde_json::to_value(&shown).map_err(|e| BridgeError(format!("cannot encode the Kakao status: {e}")))?;
+        let lines = shown.map(|summary| summary.lines()).unwrap_or_default();
+        Ok(Some(ChannelStatus { key: "kakao_chatbot", json, lines }))
     }
 }
 
@@ -37,5 +76,10 @@ impl ChannelSettings for KakaoConfig {
             Some(chatbot) => Ok(Some(KakaoChatbot::new(chatbot, ctx.bridge.clone())? as Arc<dyn Connector>)),
             None => Ok(None),
         }
+    }
+
+    /// Whether the default Kakao Login account is logged in (no network calls).
+    async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
+        crate::cli::talk::doctor_check(self, host.cli.as_ref()).await.into_iter().collect()
     }
 }

@@ -118,6 +118,10 @@ impl Bridge for StoreBridge {
         self.store.try_lease(name, &self.holder, ttl_ms, now_ms()).await.map_err(unavailable)
     }
 
+    async fn release_lease(&self, name: &str) -> Result<(), BridgeError> {
+        self.store.release_lease(name, &self.holder).await.map_err(unavailable)
+    }
+
     async fn enqueue(&self, msg: OutboundMessage, idempotency_key: &str) -> Result<(), BridgeError> {
         let row = NewOutbound {
             idempotency_key: IdempotencyKey::new(idempotency_key),

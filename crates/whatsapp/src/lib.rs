@@ -11,11 +11,14 @@
 //! - [`render`]: Markdown → WhatsApp text and chunking (pure).
 //! - [`account`]: the [`WhatsAppConnector`] and its accounts.
 //! - [`tailscale`]: `KAPSO_MODE=tailscale`, the supervised funnel.
-//! - [`plugin`]: the registration with the bridge (settings, connector, `doctor` checks).
+//! - [`plugin`]: the registration with the bridge (settings, connector, `doctor` checks,
+//!   the `whatsapp` subcommand).
+//! - [`cli`]: `clawbridge whatsapp send` and the local media files it uploads.
 
 #![warn(missing_docs)]
 
 pub mod account;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod inbound;

@@ -1,21 +1,27 @@
 //! WhatsApp's registration with the bridge: `[whatsapp]` + `KAPSO_*` settings, the connector
-//! `serve` runs, and the `doctor` checks (delivery mode, Tailscale, Kapso credentials).
+//! `serve` runs, the `doctor` checks (delivery mode, Tailscale, Kapso credentials) and the
+//! `clawbridge whatsapp` subcommand ([`crate::cli`]).
 
 use crate::WhatsAppConnector;
 use crate::client::KapsoClient;
-use crate::config::{DeliveryMode, WhatsAppConfig};
+use crate::config::{AccountConfig, DeliveryMode, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
+use clap::{CommandFactory as _, FromArgMatches as _};
 use clawbridge_channel::Connector;
+use clawbridge_channel::cli::{CliError, CliHost};
 use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
 use clawbridge_core::SendError;
 use std::any::Any;
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 /// The WhatsApp (Kapso) channel plugin.
 #[derive(Debug)]
 pub struct WhatsAppPlugin;
 
+#[async_trait]
 impl ChannelPlugin for WhatsAppPlugin {
     fn id(&self) -> &'static str {
         CHANNEL
@@ -23,6 +29,15 @@ impl ChannelPlugin for WhatsAppPlugin {
 
     fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
         Ok(WhatsAppConfig::load(table, env)?.map(|config| Arc::new(config) as Arc<dyn ChannelSettings>))
+    }
+
+    fn command(&self) -> Option<clap::Command> {
+        Some(crate::cli::WhatsappCli::command())
+    }
+
+    async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let cli = crate::cli::WhatsappCli::from_arg_matches(matches)?;
+        Ok(crate::cli::run(host.settings_as::<WhatsAppConfig>(), host.retry(), cli.action).await)
     }
 }
 
@@ -40,15 +55,7 @@ impl ChannelSettings for WhatsAppConfig {
 
     async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
         let mut checks = Vec::new();
-        let mode = match self.mode {
-            DeliveryMode::Polling => format!("polling every {} s", self.poll_interval.as_secs()),
-            mode => format!(
-                "{} (webhook on {}{})",
-                mode.as_str(),
-                host.listen,
-                if self.poll_fallback { ", polling as a fallback" } else { "" }
-            ),
-        };
+        let mode = delivery_mode(self, host.listen);
         checks.push(match self.validate_for_serve() {
             Ok(()) => Check::ok("whatsapp mode", mode),
             Err(e) => {
@@ -63,11 +70,7 @@ impl ChannelSettings for WhatsAppConfig {
         }
         for account in &self.accounts {
             let what = format!("whatsapp {}", account.id);
-            let checked = match KapsoClient::new(self, account) {
-                Ok(client) => client.check_credentials().await.map_err(|e| describe(&e)),
-                Err(e) => Err(e),
-            };
-            checks.push(match checked {
+            checks.push(match check_credentials(self, account).await {
                 Ok(()) => {
                     Check::ok(what, format!("Kapso credentials valid for phone number id {}", account.phone_number_id))
                 }
@@ -80,6 +83,24 @@ impl ChannelSettings for WhatsAppConfig {
         }
         checks
     }
+}
+
+/// How messages arrive (`polling every 30 s`, `domain (webhook on 0.0.0.0:8080)`), for `doctor`
+/// and the Go bridge's `preflight`.
+pub(crate) fn delivery_mode(whatsapp: &WhatsAppConfig, listen: SocketAddr) -> String {
+    match whatsapp.mode {
+        DeliveryMode::Polling => format!("polling every {} s", whatsapp.poll_interval.as_secs()),
+        mode => format!(
+            "{} (webhook on {listen}{})",
+            mode.as_str(),
+            if whatsapp.poll_fallback { ", polling as a fallback" } else { "" }
+        ),
+    }
+}
+
+/// Whether Kapso accepts `account`'s credentials, or why not in the operator's words.
+pub(crate) async fn check_credentials(whatsapp: &WhatsAppConfig, account: &AccountConfig) -> Result<(), String> {
+    KapsoClient::new(whatsapp, account)?.check_credentials().await.map_err(|e| describe(&e))
 }
 
 /// A send error in the operator's words (CLI output and `doctor`).

@@ -1,5 +1,5 @@
 //! `kapso-whatsapp-bridge`: the Go bridge's daemon name — `clawbridge serve` with WhatsApp only.
 
 fn main() -> std::process::ExitCode {
-    clawbridge::commands::whatsapp::compat::daemon_main("kapso-whatsapp-bridge")
+    clawbridge::commands::compat::daemon_main("kapso-whatsapp-bridge")
 }

@@ -1,5 +1,5 @@
 //! `kapso-whatsapp-cli`: the Go bridge's CLI name (`send`, `status`, `preflight`), served by clawbridge.
 
 fn main() -> std::process::ExitCode {
-    clawbridge::commands::whatsapp::compat::cli_main()
+    clawbridge::commands::compat::cli_main()
 }

@@ -2,11 +2,12 @@
 
 use crate::config::Config;
 use crate::util::now_ms;
-use clawbridge_channel::plugin::{HostInfo, Problem};
+use clawbridge_channel::plugin::Problem;
 use clawbridge_gateway::{GatewayConfig, GatewayError, probe};
 use clawbridge_store::{MasterKey, redact_url};
 use secrecy::ExposeSecret;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 struct Report {
@@ -110,21 +111,16 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
-    // Each channel's own checks (credentials, delivery mode), from its plugin.
-    let host = HostInfo { listen: config.bridge.listen };
-    for (_, settings) in &config.channels {
+    // Each channel's own checks (credentials, delivery mode, a login), from its plugin.
+    let shared = Arc::new(config.clone());
+    for (id, settings) in &config.channels {
+        let host = crate::commands::host::host_info(&shared, id);
         for check in settings.doctor(&host).await {
             match check.outcome {
                 Ok(detail) => report.ok(&check.what, detail),
                 Err(Problem { problem, fix }) => report.fail(&check.what, problem, fix),
             }
         }
-    }
-
-    match crate::commands::kakao::talk::doctor_check(config).await {
-        Some(Ok(detail)) => report.ok("kakao login", detail),
-        Some(Err((problem, fix))) => report.fail("kakao login", problem, fix),
-        None => {}
     }
 
     if report.failed {

@@ -1,8 +1,9 @@
-//! The subcommands.
+//! The bridge's own subcommands, the Go bridge's binaries ([`compat`]), and the [`host`] a
+//! channel's subcommand runs with (the channels' commands are in their crates).
 
+pub mod compat;
 pub mod doctor;
-pub mod kakao;
+pub mod host;
 pub mod pairing;
 pub mod serve;
 pub mod status;
-pub mod whatsapp;

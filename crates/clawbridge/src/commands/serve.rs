@@ -4,6 +4,15 @@ use crate::config::Config;
 use crate::daemon;
 use std::process::ExitCode;
 
+/// `serve --insecure-no-signature`: accept unsigned webhooks in a public mode (the same as
+/// `KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true`); set before the channels are built.
+pub fn allow_unsigned(mut config: Config, allow: bool) -> Config {
+    if allow {
+        config.update_whatsapp(|whatsapp| whatsapp.allow_unsigned_webhooks = true);
+    }
+    config
+}
+
 /// Runs the daemon until SIGINT or SIGTERM, then drains and exits.
 ///
 /// # Errors

@@ -4,10 +4,10 @@
 use crate::bridge::StoreBridge;
 use crate::config::Config;
 use crate::util::format_epoch_ms;
+use clawbridge_channel::plugin::ChannelStatus;
 use clawbridge_core::ids::mask_lane;
-use clawbridge_kakao::chatbot::status::KakaoStatus;
 use clawbridge_store::redact_url;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,17 +22,22 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
     let stats = store.queue_stats().await?;
     let dead = store.dead_letters(dead_limit).await?;
     let daemon = daemon_readiness(config.bridge.listen).await;
-    let kakao = kakao_chatbot(&store, config).await?;
+    let channels = channel_statuses(&store, config).await?;
 
     if as_json {
-        let report = json!({
-            "store": {"backend": store.backend(), "url": redact_url(&config.bridge.database_url)},
-            "queues": stats,
-            "dead_letters": dead,
-            "daemon": daemon,
-            "kakao_chatbot": kakao,
-            "whatsapp_webhook": if daemon.is_null() { None } else { crate::edge::published_webhook_url(config) },
-        });
+        let mut report = Map::new();
+        report.insert(
+            "store".to_owned(),
+            json!({"backend": store.backend(), "url": redact_url(&config.bridge.database_url)}),
+        );
+        report.insert("queues".to_owned(), serde_json::to_value(stats)?);
+        report.insert("dead_letters".to_owned(), serde_json::to_value(&dead)?);
+        report.insert("daemon".to_owned(), daemon.clone());
+        for channel in channels {
+            report.insert(channel.key.to_owned(), channel.json);
+        }
+        let webhook = if daemon.is_null() { None } else { crate::edge::published_webhook_url(config) };
+        report.insert("whatsapp_webhook".to_owned(), json!(webhook));
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
@@ -83,7 +88,9 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             }
         }
     }
-    print_kakao_chatbot(kakao.as_ref());
+    for line in channels.iter().flat_map(|channel| &channel.lines) {
+        println!("{line}");
+    }
     if dead.is_empty() {
         println!("dead letters: none");
     } else {
@@ -120,43 +127,17 @@ async fn daemon_readiness(listen: SocketAddr) -> Value {
     }
 }
 
-/// The KakaoTalk chatbot's channel events, callback outcomes and pushes (`None` when the chatbot
-/// is neither configured nor has left any record). The Kakao crate reads its own records.
-async fn kakao_chatbot(store: &clawbridge_store::SharedStore, config: &Config) -> anyhow::Result<Option<KakaoStatus>> {
+/// Each registered channel's part of the report, read by its plugin from its own records (a
+/// channel that is not configured may still have some).
+async fn channel_statuses(
+    store: &clawbridge_store::SharedStore,
+    config: &Config,
+) -> anyhow::Result<Vec<ChannelStatus>> {
     let bridge = StoreBridge::new(store.clone(), Arc::default(), "clawbridge-status".to_owned());
-    let summary = clawbridge_kakao::chatbot::status::summary(&bridge).await?;
-    Ok((config.kakao().chatbot.is_some() || summary.has_records()).then_some(summary))
-}
-
-fn print_kakao_chatbot(report: Option<&KakaoStatus>) {
-    let Some(report) = report else { return };
-    let users = report.channel_users;
-    println!("kakao:   channel friends added {}, blocked {} (channel webhook)", users.added, users.blocked);
-    for event in &report.recent_channel_events {
-        println!(
-            "  channel event {} {} at {}",
-            event.event.as_deref().unwrap_or("?"),
-            event.id.as_deref().unwrap_or("?"),
-            event.received_at.map(format_epoch_ms).unwrap_or_default()
-        );
+    let mut statuses = Vec::new();
+    for plugin in crate::channels::plugins().iter() {
+        let settings = config.channels.iter().find(|(id, _)| *id == plugin.id()).map(|(_, s)| s.as_ref());
+        statuses.extend(plugin.status(settings, &bridge).await?);
     }
-    if report.callbacks_last_week.is_empty() {
-        println!("  callbacks: none recorded");
-    } else {
-        let parts: Vec<String> = report.callbacks_last_week.iter().map(|(status, n)| format!("{n} {status}")).collect();
-        println!("  callbacks (last week): {}", parts.join(", "));
-    }
-    if let Some(failure) = &report.last_callback_failure {
-        println!("  last callback failure: {} {} at {}", failure.status, failure.message, format_epoch_ms(failure.at));
-    }
-    for push in &report.recent_pushes {
-        println!(
-            "  push {} event {} to {} user(s): {} at {}",
-            push.task_id,
-            push.task.event,
-            push.task.users,
-            push.task.status,
-            format_epoch_ms(push.task.at)
-        );
-    }
+    Ok(statuses)
 }

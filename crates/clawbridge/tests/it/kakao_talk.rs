@@ -338,14 +338,17 @@ impl PgSchema {
 
 /// Makes the stored access token of `default` expired, as if hours had passed.
 async fn expire_access_token(env: &Env, database_url: &str, in_database: bool) {
-    use clawbridge::kakao_tokens::{DbTokenStore, FileTokenStore};
-    use clawbridge_kakao::talk::TokenStore;
+    use clawbridge::secrets::{FileSecrets, StoreSecrets};
+    use clawbridge_channel::cli::Secrets;
+    use clawbridge_kakao::talk::{SecretTokenStore, TOKEN_SECRETS, TokenStore};
+    use std::sync::Arc;
     let key = clawbridge_store::MasterKey::from_env_or_file(None, &env.dir.path().join("state")).unwrap();
-    let tokens: Box<dyn TokenStore> = if in_database {
-        Box::new(DbTokenStore::new(key, clawbridge_store::open(database_url).await.unwrap()))
+    let secrets: Arc<dyn Secrets> = if in_database {
+        Arc::new(StoreSecrets::new(key, clawbridge_store::open(database_url).await.unwrap(), TOKEN_SECRETS))
     } else {
-        Box::new(FileTokenStore::new(env.creds(), key))
+        Arc::new(FileSecrets::new(env.creds(), "tokens", TOKEN_SECRETS, key))
     };
+    let tokens = SecretTokenStore::new(secrets);
     let mut token = tokens.load("default").await.unwrap().unwrap();
     token.expires_at = 0;
     tokens.save("default", &token).await.unwrap();

@@ -4,7 +4,7 @@
 use clawbridge::channels;
 use clawbridge::config::Config;
 use clawbridge::daemon;
-use clawbridge_channel::plugin::{Check, HostInfo};
+use clawbridge_channel::plugin::Check;
 use clawbridge_core::InboundMessage;
 use clawbridge_testkit::channel::RecordingPlugin;
 use clawbridge_testkit::fake_gateway::FakeGateway;
@@ -37,7 +37,7 @@ async fn a_channel_registered_with_one_line_is_configured_served_and_checked() {
     let config = Config::load_with_plugins(Some(&file), &|k| vars.get(k).cloned(), &plugins).unwrap();
     assert_eq!(config.channels.iter().map(|(id, _)| *id).collect::<Vec<_>>(), ["test"]);
 
-    let host = HostInfo { listen: config.bridge.listen };
+    let host = clawbridge::commands::host::host_info(&std::sync::Arc::new(config.clone()), "test");
     let checks = config.channels[0].1.doctor(&host).await;
     assert!(matches!(&checks[..], [Check { what, outcome: Ok(_) }] if what == "test channel"), "{checks:?}");
 

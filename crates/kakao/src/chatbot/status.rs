@@ -1,10 +1,11 @@
 //! What the chatbot records for operators, read back typed: `clawbridge status` prints
-//! [`summary`], `clawbridge kakao push` checks [`user_blocked`] and records [`record_push_task`].
+//! [`summary`] ([`KakaoStatus::lines`]), `clawbridge kakao push` checks [`user_blocked`] and records [`record_push_task`].
 
 pub use super::state::{CallbackRecord, ChannelEventRecord, ChannelUser, PushTask};
 
 use super::state::{CALLBACKS, CHANNEL_EVENTS, CHANNEL_USERS, PUSH_TASKS, PUSH_TASKS_TTL};
 use clawbridge_channel::{Bridge, BridgeError};
+use clawbridge_core::time::format_utc;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -53,6 +54,49 @@ pub struct PushTaskEntry {
 }
 
 impl KakaoStatus {
+    /// The text lines of `clawbridge status`.
+    pub fn lines(&self) -> Vec<String> {
+        let users = self.channel_users;
+        let mut lines = vec![format!(
+            "kakao:   channel friends added {}, blocked {} (channel webhook)",
+            users.added, users.blocked
+        )];
+        for event in &self.recent_channel_events {
+            lines.push(format!(
+                "  channel event {} {} at {}",
+                event.event.as_deref().unwrap_or("?"),
+                event.id.as_deref().unwrap_or("?"),
+                event.received_at.map(format_utc).unwrap_or_default()
+            ));
+        }
+        if self.callbacks_last_week.is_empty() {
+            lines.push("  callbacks: none recorded".to_owned());
+        } else {
+            let parts: Vec<String> =
+                self.callbacks_last_week.iter().map(|(status, n)| format!("{n} {status}")).collect();
+            lines.push(format!("  callbacks (last week): {}", parts.join(", ")));
+        }
+        if let Some(failure) = &self.last_callback_failure {
+            lines.push(format!(
+                "  last callback failure: {} {} at {}",
+                failure.status,
+                failure.message,
+                format_utc(failure.at)
+            ));
+        }
+        for push in &self.recent_pushes {
+            lines.push(format!(
+                "  push {} event {} to {} user(s): {} at {}",
+                push.task_id,
+                push.task.event,
+                push.task.users,
+                push.task.status,
+                format_utc(push.task.at)
+            ));
+        }
+        lines
+    }
+
     /// Whether the chatbot has left any record (users, callbacks or pushes).
     pub fn has_records(&self) -> bool {
         let users = self.channel_users;

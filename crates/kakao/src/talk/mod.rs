@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`config`]: `[kakao]` / `[kakao.oauth]` and the `KAKAO_*` variables.
 //! - [`oauth`]: the authorize URL with PKCE, the redirect listener of `kakao login`, the token endpoint.
-//! - [`token`]: stored tokens, the [`TokenStore`] and [`TalkState`] traits the binary implements,
-//!   and the single-flight refresh of [`TokenManager`].
+//! - [`token`]: stored tokens, the [`TokenStore`] and [`TalkState`] traits and their bridge-backed
+//!   implementations, and the single-flight refresh of [`TokenManager`].
 //! - [`client`]: the kapi client (memo, friends, profile, image upload) with classified retries.
 //! - [`quota`]: the local guard of Kakao's daily message quotas.
 //! - [`template`]: typed, validated default templates and console templates.
@@ -27,4 +27,7 @@ pub use config::{LoginConfig, TokenStorage};
 pub use error::{QuotaKind, TalkError};
 pub use quota::{QuotaGuard, QuotaLimits};
 pub use template::{CustomTemplate, Template, TemplateError};
-pub use token::{MemoryState, MemoryTokenStore, OAuthToken, TalkState, TokenManager, TokenStore};
+pub use token::{
+    BridgeState, MemoryState, MemoryTokenStore, OAuthToken, SecretTokenStore, TOKEN_SECRETS, TalkState, TokenManager,
+    TokenStore,
+};

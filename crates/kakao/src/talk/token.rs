@@ -1,6 +1,7 @@
-//! OAuth tokens: what is stored, where ([`TokenStore`], implemented by the binary on the master
-//! key), and the [`TokenManager`] that hands out a valid access token and refreshes it once for
-//! everybody who needs it.
+//! OAuth tokens: what is stored, where ([`TokenStore`]: [`SecretTokenStore`] on the bridge's
+//! encrypted [`Secrets`]), the small shared state ([`TalkState`]: [`BridgeState`] on the
+//! bridge's channel state and leases), and the [`TokenManager`] that hands out a valid access
+//! token and refreshes it once for everybody who needs it.
 //!
 //! Refresh is single-flight at two levels: a `tokio` mutex per account inside the process, and a
 //! named lock ([`TalkState::try_lock`], the store's lease) across processes. Whoever gets the
@@ -11,6 +12,8 @@
 use super::error::TalkError;
 use super::oauth::{OAuthClient, TokenResponse};
 use async_trait::async_trait;
+use clawbridge_channel::Bridge;
+use clawbridge_channel::cli::{SecretError, Secrets};
 use clawbridge_core::EpochMs;
 use clawbridge_core::time::{MINUTE_MS, SECOND_MS};
 use secrecy::{ExposeSecret, SecretString};
@@ -169,8 +172,7 @@ pub fn split_scopes(scope: &str) -> Vec<String> {
     scope.split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
-/// Where tokens are kept, encrypted. The binary implements it on the master key (ciphertext
-/// files, or the store's secret table).
+/// Where tokens are kept, encrypted ([`SecretTokenStore`]; [`MemoryTokenStore`] in tests).
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// The tokens of `account`, if logged in.
@@ -182,8 +184,7 @@ pub trait TokenStore: Send + Sync {
 }
 
 /// Small durable values (the quota ledger, the friends cache) and named locks shared by all
-/// processes using the same store. The binary implements it on the store's channel state and
-/// leases.
+/// processes using the same store ([`BridgeState`]; [`MemoryState`] in tests).
 #[async_trait]
 pub trait TalkState: Send + Sync {
     /// A live value.
@@ -194,6 +195,108 @@ pub trait TalkState: Send + Sync {
     async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, TalkError>;
     /// Releases the lock `name` if this process holds it.
     async fn unlock(&self, name: &str) -> Result<(), TalkError>;
+}
+
+/// The secrets namespace of Kakao Login tokens: account `default` is `kakao.oauth/default`.
+pub const TOKEN_SECRETS: &str = "kakao.oauth";
+
+/// [`TokenStore`] on the bridge's secrets (ciphertext files in the credentials dir, or the
+/// store's secret table), one secret per account.
+pub struct SecretTokenStore {
+    secrets: Arc<dyn Secrets>,
+}
+
+impl fmt::Debug for SecretTokenStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretTokenStore").field("location", &self.secrets.location()).finish()
+    }
+}
+
+impl SecretTokenStore {
+    /// Tokens in `secrets` (opened under [`TOKEN_SECRETS`]).
+    pub fn new(secrets: Arc<dyn Secrets>) -> Self {
+        Self { secrets }
+    }
+}
+
+/// The secret's problem in the words of Kakao's settings.
+fn secret_error(e: SecretError) -> TalkError {
+    TalkError::Storage(match e {
+        SecretError::Dir { dir, error } => format!(
+            "cannot create the Kakao credentials dir {}: {error}; set KAKAO_CREDENTIALS_DIR (kakao.oauth.credentialsDir) \
+             to a writable directory",
+            dir.display()
+        ),
+        SecretError::Undecryptable { location, error } => {
+            format!("{location}: {error}; if the master key changed, run `clawbridge kakao login` again")
+        }
+        SecretError::Unavailable(reason) => reason,
+    })
+}
+
+#[async_trait]
+impl TokenStore for SecretTokenStore {
+    async fn load(&self, account: &str) -> Result<Option<OAuthToken>, TalkError> {
+        let Some(secret) = self.secrets.get(account).await.map_err(secret_error)? else {
+            return Ok(None);
+        };
+        OAuthToken::from_plaintext(secret.expose_secret()).map(Some)
+    }
+
+    async fn save(&self, account: &str, token: &OAuthToken) -> Result<(), TalkError> {
+        let secret = SecretString::from(token.to_plaintext().as_str());
+        self.secrets.put(account, &secret).await.map_err(secret_error)
+    }
+
+    async fn delete(&self, account: &str) -> Result<bool, TalkError> {
+        self.secrets.delete(account).await.map_err(secret_error)
+    }
+}
+
+/// [`TalkState`] on the bridge: values in its channel state (the quota ledger and the friends
+/// cache are JSON text already, stored as they are), locks as its leases, held by this process.
+pub struct BridgeState {
+    bridge: Arc<dyn Bridge>,
+}
+
+impl fmt::Debug for BridgeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BridgeState").finish_non_exhaustive()
+    }
+}
+
+impl BridgeState {
+    /// State through `bridge`.
+    pub fn new(bridge: Arc<dyn Bridge>) -> Self {
+        Self { bridge }
+    }
+}
+
+fn bridge_error(e: clawbridge_channel::BridgeError) -> TalkError {
+    TalkError::Storage(e.0)
+}
+
+fn ttl_ms(ttl: Duration) -> EpochMs {
+    EpochMs::try_from(ttl.as_millis()).unwrap_or(EpochMs::MAX)
+}
+
+#[async_trait]
+impl TalkState for BridgeState {
+    async fn get(&self, namespace: &str, key: &str) -> Result<Option<String>, TalkError> {
+        self.bridge.state_get(namespace, key).await.map_err(bridge_error)
+    }
+
+    async fn put(&self, namespace: &str, key: &str, value: &str, ttl: Option<Duration>) -> Result<(), TalkError> {
+        self.bridge.state_put(namespace, key, value, ttl.map(ttl_ms), false).await.map(drop).map_err(bridge_error)
+    }
+
+    async fn try_lock(&self, name: &str, ttl: Duration) -> Result<bool, TalkError> {
+        self.bridge.lease(name, ttl_ms(ttl)).await.map_err(bridge_error)
+    }
+
+    async fn unlock(&self, name: &str) -> Result<(), TalkError> {
+        self.bridge.release_lease(name).await.map_err(bridge_error)
+    }
 }
 
 /// Tokens in memory (tests, and callers that bring their own persistence).

@@ -1,20 +1,29 @@
-//! WhatsApp (Kapso) from the command line and around `serve`:
-//! - `clawbridge whatsapp send` ([`send`]): text, media (URL or uploaded file), templates,
-//!   reactions, replies; prints `sent (id: <wamid>)` or exits non-zero with the API's reason;
-//! - [`PublicWebhook`]: what `serve` does once the listener is bound in `KAPSO_MODE=tailscale`
-//!   (the supervised funnel and "register this webhook URL in Kapso: …") and `domain`;
-//! - the Go bridge's binaries ([`compat`]): `kapso-whatsapp-cli send/status/preflight`,
-//!   `kapso-whatsapp-bridge` and its old name `kapso-whatsapp-poller`.
+//! `clawbridge whatsapp …` (and the Go bridge's `kapso-whatsapp-cli send`): text, media (a URL,
+//! or a local file checked against WhatsApp's limits and uploaded: `local_file`), templates,
+//! reactions and replies; prints `sent (id: <wamid>)` or exits non-zero with the API's reason.
+//! [`go_bridge`] is what the Go bridge's `kapso-whatsapp-*` binaries need of WhatsApp.
 
-pub mod compat;
+pub mod go_bridge;
+mod local_file;
 
-use crate::config::Config;
-use clap::{ArgGroup, Args, Subcommand};
+use crate::client::{KapsoClient, MediaSource, Sent};
+use crate::config::WhatsAppConfig;
+use crate::plugin::describe;
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use clawbridge_core::MediaKind;
-use clawbridge_whatsapp::client::{KapsoClient, MediaSource, Sent};
-use clawbridge_whatsapp::config::WhatsAppConfig;
-use std::path::{Path, PathBuf};
+use clawbridge_core::retry::RetryPolicy;
+use local_file::LocalFile;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// WhatsApp through Kapso: send messages, media, templates and reactions.
+#[derive(Debug, Parser)]
+#[command(name = "whatsapp")]
+pub struct WhatsappCli {
+    /// WhatsApp action.
+    #[command(subcommand)]
+    pub action: WhatsappCommand,
+}
 
 /// `clawbridge whatsapp …`
 #[derive(Debug, Subcommand)]
@@ -73,23 +82,11 @@ pub struct SendArgs {
     pub account: String,
 }
 
-/// Runs a `whatsapp` subcommand.
-///
-/// # Errors
-/// None in practice: failures are printed and turned into a non-zero exit code.
-pub async fn run(config: &Config, command: WhatsappCommand) -> anyhow::Result<ExitCode> {
+/// Runs a `whatsapp` subcommand; failures are printed and turned into a non-zero exit code.
+pub async fn run(whatsapp: Option<&WhatsAppConfig>, retry: RetryPolicy, command: WhatsappCommand) -> ExitCode {
     match command {
-        WhatsappCommand::Send(args) => Ok(print_send_result(send(config, &args).await)),
+        WhatsappCommand::Send(args) => print_send_result(send(whatsapp, retry, &args).await),
     }
-}
-
-/// `serve --insecure-no-signature`: accept unsigned webhooks in a public mode (the same as
-/// `KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true`); set before the channels are built.
-pub fn allow_unsigned(mut config: Config, allow: bool) -> Config {
-    if allow {
-        config.update_whatsapp(|whatsapp| whatsapp.allow_unsigned_webhooks = true);
-    }
-    config
 }
 
 /// Prints `sent (id: <wamid>)` (`sent` when Kapso gave no id), or `error: <reason>` on stderr with exit code 1.
@@ -228,11 +225,11 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
 ///
 /// # Errors
 /// A message for the user: a bad argument, or the API's reason.
-pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
+pub async fn send(whatsapp: Option<&WhatsAppConfig>, retry: RetryPolicy, args: &SendArgs) -> Result<Sent, String> {
     let content = Content::from_args(args)?;
-    let whatsapp = config.whatsapp().ok_or_else(not_configured)?;
+    let whatsapp = whatsapp.ok_or_else(not_configured)?;
     // `[retry.http]`: what may pass is retried within each call; a timed-out send is not repeated.
-    let client = client_for(whatsapp, &args.account)?.with_retry(config.retry.http);
+    let client = client_for(whatsapp, &args.account)?.with_retry(retry);
     let to = args.to.trim();
     let reply_to = args.reply_to.as_deref().filter(|_| !matches!(content, Content::Reaction { .. }));
     let sent = match content {
@@ -245,7 +242,7 @@ pub async fn send(config: &Config, args: &SendArgs) -> Result<Sent, String> {
                     (MediaSource::Link(url), name)
                 }
                 Source::File(path) => {
-                    let file = read_media_file(kind, &path)?;
+                    let file = LocalFile::read(kind, &path)?;
                     let name = filename.unwrap_or_else(|| file.name.clone());
                     let id = client
                         .upload_media(file.bytes, file.mime, &file.name)
@@ -282,90 +279,6 @@ pub fn client_for(whatsapp: &WhatsAppConfig, id: &str) -> Result<KapsoClient, St
     KapsoClient::new(whatsapp, account)
 }
 
-pub use clawbridge_whatsapp::plugin::describe;
-
-/// A local media file, checked against WhatsApp's type and size limits (reference §4).
-struct MediaFile {
-    bytes: Vec<u8>,
-    mime: &'static str,
-    name: String,
-}
-
-fn read_media_file(kind: MediaKind, path: &Path) -> Result<MediaFile, String> {
-    let extension = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-    let (mime, file_kind) = mime_for_extension(&extension).ok_or_else(|| {
-        format!("{}: unknown file type {extension:?}; WhatsApp takes {}", path.display(), accepted_types(kind))
-    })?;
-    if file_kind != kind {
-        return Err(format!(
-            "{}: a {mime} file cannot be sent as {}; WhatsApp takes {}",
-            path.display(),
-            kind_name(kind),
-            accepted_types(kind)
-        ));
-    }
-    let limit = max_bytes(kind);
-    let size = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.len();
-    if size > limit {
-        return Err(format!(
-            "{}: {size} bytes is more than WhatsApp's {} MB limit for {}",
-            path.display(),
-            limit / 1_000_000,
-            kind_name(kind)
-        ));
-    }
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let name = path.file_name().map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
-    Ok(MediaFile { bytes, mime, name })
-}
-
-fn mime_for_extension(extension: &str) -> Option<(&'static str, MediaKind)> {
-    use MediaKind::{Audio, Document, Image, Video};
-    Some(match extension {
-        "jpg" | "jpeg" => ("image/jpeg", Image),
-        "png" => ("image/png", Image),
-        "mp4" => ("video/mp4", Video),
-        "3gp" => ("video/3gpp", Video),
-        "aac" => ("audio/aac", Audio),
-        "amr" => ("audio/amr", Audio),
-        "mp3" => ("audio/mpeg", Audio),
-        "m4a" => ("audio/mp4", Audio),
-        "ogg" | "opus" => ("audio/ogg", Audio),
-        "pdf" => ("application/pdf", Document),
-        "txt" => ("text/plain", Document),
-        "doc" => ("application/msword", Document),
-        "docx" => ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", Document),
-        "xls" => ("application/vnd.ms-excel", Document),
-        "xlsx" => ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", Document),
-        "ppt" => ("application/vnd.ms-powerpoint", Document),
-        "pptx" => ("application/vnd.openxmlformats-officedocument.presentationml.presentation", Document),
-        _ => return None,
-    })
-}
-
-fn kind_name(kind: MediaKind) -> &'static str {
-    clawbridge_whatsapp::client::media_kind_name(kind)
-}
-
-fn accepted_types(kind: MediaKind) -> &'static str {
-    match kind {
-        MediaKind::Image => ".jpg/.jpeg/.png for --image",
-        MediaKind::Video => ".mp4/.3gp for --video",
-        MediaKind::Audio => ".aac/.amr/.mp3/.m4a/.ogg/.opus for --audio",
-        MediaKind::Document => ".pdf/.txt/.doc(x)/.xls(x)/.ppt(x) for --document",
-        MediaKind::Sticker => ".webp for stickers",
-    }
-}
-
-fn max_bytes(kind: MediaKind) -> u64 {
-    match kind {
-        MediaKind::Image => 5_000_000,
-        MediaKind::Video | MediaKind::Audio => 16_000_000,
-        MediaKind::Document => 100_000_000,
-        MediaKind::Sticker => 500_000,
-    }
-}
-
 /// The last path segment of a link, as a document's display name.
 fn link_file_name(url: &str) -> Option<String> {
     let path = url.split(['?', '#']).next()?;
@@ -376,9 +289,8 @@ fn link_file_name(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
-    #[derive(Debug, Parser)]
+    #[derive(Debug, clap::Parser)]
     struct Cli {
         #[command(flatten)]
         send: SendArgs,
@@ -451,18 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn local_files_are_checked_against_whatsapp_limits() {
-        let dir = tempfile::tempdir().unwrap();
-        let pdf = dir.path().join("report.PDF");
-        std::fs::write(&pdf, b"%PDF-1.4").unwrap();
-        let file = read_media_file(MediaKind::Document, &pdf).unwrap();
-        assert_eq!((file.mime, file.name.as_str(), file.bytes.len()), ("application/pdf", "report.PDF", 8));
-        let err = read_media_file(MediaKind::Image, &pdf).err().unwrap();
-        assert!(err.contains("cannot be sent as image"), "{err}");
-        let big = dir.path().join("big.png");
-        std::fs::File::create(&big).unwrap().set_len(5_000_001).unwrap();
-        assert!(read_media_file(MediaKind::Image, &big).err().unwrap().contains("5 MB"));
-        assert!(read_media_file(MediaKind::Image, &dir.path().join("x.gif")).err().unwrap().contains(".png"));
+    fn documents_linked_by_url_keep_the_link_file_name() {
         assert_eq!(link_file_name("https://x.test/files/q3.pdf?token=1").as_deref(), Some("q3.pdf"));
         assert_eq!(link_file_name("https://x.test/download"), None);
     }

@@ -1,16 +1,15 @@
 //! `clawbridge kakao push`: bot-initiated messages through the Kakao Event API
 //! (reference/kakao.md §5.4). Users who blocked the channel (channel webhook) are skipped.
 
-use crate::bridge::StoreBridge;
-use crate::config::Config;
-use crate::util::now_ms;
+use crate::KakaoConfig;
+use crate::chatbot::status::{self, PushTask};
+use crate::chatbot::{EventApi, UserType};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use clawbridge_kakao::chatbot::status::{self, PushTask};
-use clawbridge_kakao::chatbot::{EventApi, UserType};
+use clawbridge_channel::cli::CliHost;
+use clawbridge_core::clock::now_ms;
 use serde_json::{Map, Value};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Chatbot channel commands.
@@ -68,14 +67,14 @@ fn pairs(list: &[String], flag: &str) -> anyhow::Result<Map<String, Value>> {
 ///
 /// # Errors
 /// Configuration, store and Event API failures, each explained.
-pub async fn run(config: &Config, command: ChatCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(kakao: &KakaoConfig, host: &dyn CliHost, command: ChatCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ChatCommand::Push(args) => push(config, args).await,
+        ChatCommand::Push(args) => push(kakao, host, args).await,
     }
 }
 
-async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
-    let Some(chatbot) = &config.kakao().chatbot else {
+async fn push(kakao: &KakaoConfig, host: &dyn CliHost, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let Some(chatbot) = &kakao.chatbot else {
         bail!("the KakaoTalk chatbot is not configured: set KAKAO_SKILL_SECRET and KAKAO_BOT_ID (or [kakao.chatbot])");
     };
     let bot = match &args.account {
@@ -96,15 +95,15 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
     let data = pairs(&args.data, "--data")?;
     let params = pairs(&args.params, "--param")?;
 
-    let store = clawbridge_store::open(&config.bridge.database_url).await?;
-    let bridge = StoreBridge::new(store, Arc::default(), "clawbridge-kakao-push".to_owned());
+    let bridge = host.bridge().await.map_err(super::host_error)?;
+    let bridge = bridge.as_ref();
     // Users who blocked the channel get nothing. The channel webhook names users by app user id
     // (or an open id that cannot be matched), so only appUserId pushes can be checked.
     let mut users = Vec::new();
     let mut skipped = 0;
     for user in &args.users {
         let blocked =
-            args.user_type == UserType::AppUserId && status::user_blocked(&bridge, "app_user_id", user).await?;
+            args.user_type == UserType::AppUserId && status::user_blocked(bridge, "app_user_id", user).await?;
         if blocked {
             println!("skipped {user}: blocked the channel");
             skipped += 1;
@@ -140,7 +139,7 @@ async fn push(config: &Config, args: PushArgs) -> anyhow::Result<ExitCode> {
                 at: now_ms(),
                 source: "cli".to_owned(),
             };
-            status::record_push_task(&bridge, id, &task).await?;
+            status::record_push_task(bridge, id, &task).await?;
             tasks.push(id.clone());
         }
     }

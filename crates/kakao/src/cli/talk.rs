@@ -1,20 +1,23 @@
 //! `clawbridge kakao login|logout|token|me|friends|send-me|send-friends|upload-image`: Kakao
 //! Login and the Talk Message API (reference/kakao.md §1–4). Human output by default, `--json`
-//! for scripts.
+//! for scripts. Tokens are the bridge's secrets ([`SecretTokenStore`]), the quota ledger and
+//! friends cache its channel state ([`BridgeState`]).
 
-use crate::config::Config;
-use crate::kakao_tokens::{DbTokenStore, FileTokenStore, StoreTalkState, check_account, master_key};
-use crate::util::{format_epoch_ms, now_ms};
+use crate::KakaoConfig;
+use crate::talk::client::{FriendsList, http_client};
+use crate::talk::models::{FriendOrder, FriendOrderDirection, FriendUuid};
+use crate::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, random_token};
+use crate::talk::template::Link;
+use crate::talk::{
+    BridgeState, CustomTemplate, LoginConfig, MessageContent, OAuthToken, SecretTokenStore, TOKEN_SECRETS, TalkClient,
+    TalkError, TalkState, Template, TokenStorage, TokenStore,
+};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use clawbridge_kakao::talk::client::{FriendsList, http_client};
-use clawbridge_kakao::talk::models::{FriendOrder, FriendOrderDirection, FriendUuid};
-use clawbridge_kakao::talk::oauth::{AuthorizeRequest, OAuthClient, Pkce, RedirectListener, random_token};
-use clawbridge_kakao::talk::template::Link;
-use clawbridge_kakao::talk::{
-    CustomTemplate, LoginConfig, MessageContent, OAuthToken, TalkClient, TalkError, TalkState, Template, TokenStorage,
-    TokenStore,
-};
+use clawbridge_channel::cli::{CliHost, SecretsAt};
+use clawbridge_channel::plugin::Check;
+use clawbridge_core::clock::now_ms;
+use clawbridge_core::time::format_utc as format_epoch_ms;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -218,6 +221,22 @@ impl ContentArgs {
     }
 }
 
+/// Token files are `<account>.tokens` in the credentials dir.
+const TOKEN_FILE_EXTENSION: &str = "tokens";
+
+/// Account names become file names and store keys: letters, digits, `-`, `_`, `.`.
+///
+/// # Errors
+/// A message with the rule.
+pub fn check_account(account: &str) -> anyhow::Result<()> {
+    let ok = !account.is_empty()
+        && account.len() <= 64
+        && !account.starts_with('.')
+        && account.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    anyhow::ensure!(ok, "--account {account:?}: use 1 to 64 letters, digits, '-', '_' or '.' (not starting with '.')");
+    Ok(())
+}
+
 /// Everything a command needs: the settings, the token store and the state.
 struct Talk {
     login: LoginConfig,
@@ -229,28 +248,23 @@ struct Talk {
 }
 
 impl Talk {
-    async fn open(config: &Config) -> anyhow::Result<Self> {
-        let login = config.kakao().login.clone().context(
+    async fn open(kakao: &KakaoConfig, host: &dyn CliHost) -> anyhow::Result<Self> {
+        let login = kakao.login.clone().context(
             "Kakao Login is not configured: set KAKAO_REST_API_KEY (kakao.restApiKey) to the app's REST API key \
              from developers.kakao.com > My Application > App Keys",
         )?;
-        let key = master_key(config)?;
-        let store = clawbridge_store::open(&config.bridge.database_url).await?;
-        let (tokens, token_location): (Arc<dyn TokenStore>, String) = match login.token_storage {
-            TokenStorage::Files => (
-                Arc::new(FileTokenStore::new(&login.credentials_dir, key)),
-                login.credentials_dir.display().to_string(),
-            ),
-            TokenStorage::Database => {
-                (Arc::new(DbTokenStore::new(key, store.clone())), format!("the {} store (encrypted)", store.backend()))
-            }
+        let at = match login.token_storage {
+            TokenStorage::Files => SecretsAt::Dir { dir: &login.credentials_dir, extension: TOKEN_FILE_EXTENSION },
+            TokenStorage::Database => SecretsAt::Store,
         };
+        let secrets = host.secrets(TOKEN_SECRETS, at).await.map_err(super::host_error)?;
+        let bridge = host.bridge().await.map_err(super::host_error)?;
         Ok(Self {
+            token_location: secrets.location(),
+            tokens: Arc::new(SecretTokenStore::new(secrets)),
+            state: Arc::new(BridgeState::new(bridge)),
             login,
-            tokens,
-            state: Arc::new(StoreTalkState::new(store)),
-            token_location,
-            retry: config.retry.http,
+            retry: host.retry(),
         })
     }
 
@@ -265,8 +279,8 @@ impl Talk {
 ///
 /// # Errors
 /// Configuration, storage and Kakao errors, each with its meaning and the fix.
-pub async fn run(config: &Config, command: TalkCommand) -> anyhow::Result<ExitCode> {
-    let talk = Talk::open(config).await?;
+pub async fn run(kakao: &KakaoConfig, host: &dyn CliHost, command: TalkCommand) -> anyhow::Result<ExitCode> {
+    let talk = Talk::open(kakao, host).await?;
     match command {
         TalkCommand::Login { scopes, no_browser, account, timeout, json } => {
             login(&talk, scopes, no_browser, &account, Duration::from_secs(timeout), json).await
@@ -636,28 +650,32 @@ async fn friends(
     Ok(ExitCode::SUCCESS)
 }
 
-/// `clawbridge doctor`'s Kakao Login check of the default account, without network calls:
-/// `None` when Kakao Login is not configured, else `Ok(detail)` or `Err((problem, fix))`.
-pub async fn doctor_check(config: &Config) -> Option<Result<String, (String, String)>> {
-    config.kakao().login.as_ref()?;
-    let talk = match Talk::open(config).await {
+/// `clawbridge doctor`'s Kakao Login check of the default account, without network calls;
+/// `None` when Kakao Login is not configured.
+pub async fn doctor_check(kakao: &KakaoConfig, host: &dyn CliHost) -> Option<Check> {
+    const WHAT: &str = "kakao login";
+    kakao.login.as_ref()?;
+    let talk = match Talk::open(kakao, host).await {
         Ok(talk) => talk,
-        Err(e) => return Some(Err((format!("{e:#}"), "see above".to_owned()))),
+        Err(e) => return Some(Check::failed(WHAT, format!("{e:#}"), "see above")),
     };
-    let relogin = "run `clawbridge kakao login`".to_owned();
+    let relogin = "run `clawbridge kakao login`";
     Some(match talk.tokens.load("default").await {
-        Ok(None) => Err(("not logged in (account default)".to_owned(), relogin)),
+        Ok(None) => Check::failed(WHAT, "not logged in (account default)", relogin),
         Ok(Some(token)) if token.refresh_expires_at.is_some_and(|at| at <= now_ms()) => {
-            Err(("the refresh token of account default has expired".to_owned(), relogin))
+            Check::failed(WHAT, "the refresh token of account default has expired", relogin)
         }
-        Ok(Some(token)) => Ok(format!(
-            "account default logged in as {} (scopes {}), refresh token valid until {} UTC; tokens in {}",
-            token.nickname.as_deref().unwrap_or("?"),
-            scopes_text(&token.scopes),
-            token.refresh_expires_at.map_or_else(|| "?".to_owned(), format_epoch_ms),
-            talk.token_location
-        )),
-        Err(e) => Err((e.to_string(), relogin)),
+        Ok(Some(token)) => Check::ok(
+            WHAT,
+            format!(
+                "account default logged in as {} (scopes {}), refresh token valid until {} UTC; tokens in {}",
+                token.nickname.as_deref().unwrap_or("?"),
+                scopes_text(&token.scopes),
+                token.refresh_expires_at.map_or_else(|| "?".to_owned(), format_epoch_ms),
+                talk.token_location
+            ),
+        ),
+        Err(e) => Check::failed(WHAT, e.to_string(), relogin),
     })
 }
 
@@ -690,6 +708,12 @@ mod tests {
         assert!(args(Some("hi"), None, None, &["k=v"], None).content().is_err());
         let err = args(Some(&"x".repeat(201)), None, None, &[], None).content().unwrap_err();
         assert!(err.to_string().contains("`text`"), "{err}");
+    }
+
+    #[test]
+    fn account_names_are_safe_file_names() {
+        assert!(check_account("work-2").is_ok());
+        assert!(check_account("../x").is_err() && check_account("").is_err() && check_account(".hidden").is_err());
     }
 
     #[test]
