@@ -152,12 +152,12 @@ pub fn prepare_brand(config: &BizmsgConfig, request: &BrandRequest, now: EpochMs
     if request.at.is_some_and(|at| at < now - 60_000) {
         return Err("--at is in the past: give a time to come, or leave --at out to send now".to_owned());
     }
+    if request.at.is_some_and(|at| at > now + 60 * clawbridge_core::time::DAY_MS) {
+        return Err("--at is more than 60 days ahead: schedule it closer to the date".to_owned());
+    }
     let held_until = AdWindow::default().next_open(wanted);
     let not_before = held_until.unwrap_or(wanted);
-    let payload = crate::send::Payload {
-        message: crate::send::Message::Brand(content),
-        send_at: (not_before > now).then_some(not_before),
-    };
+    let payload = crate::send::Payload { message: crate::send::Message::Brand(content) };
     let payload_json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
     let idempotency_key = match &request.idempotency_key {
         Some(key) if !key.trim().is_empty() => format!("{}:{key}", request.origin),

@@ -18,11 +18,13 @@ pub mod config;
 pub mod dealer;
 pub mod dispatch;
 pub mod phone;
+pub mod plugin;
 pub mod send;
 pub mod template;
 pub mod window;
 
 pub use codes::ResultCode;
 pub use phone::{PhoneError, PhoneNumber};
+pub use plugin::BizmsgPlugin;
 pub use template::{AlimTalkTemplate, Rendered, TemplateError};
 pub use window::AdWindow;

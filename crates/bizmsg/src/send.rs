@@ -106,9 +106,6 @@ impl Message {
 pub struct Payload {
     /// What to send.
     pub message: Message,
-    /// The schedule the dealer should hold it for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub send_at: Option<EpochMs>,
 }
 
 /// A checked send, ready to be stored (the binary maps it onto the store's row).
@@ -172,10 +169,13 @@ pub fn prepare_alimtalk(config: &BizmsgConfig, request: &AlimtalkRequest, now: E
             return Err("--at is in the past: give a time to come, or leave --at out to send now".to_owned());
         }
         if at > now + 60 * clawbridge_core::time::DAY_MS {
-            return Err("--at is more than 60 days ahead: dealers hold a message at most 60 days".to_owned());
+            return Err("--at is more than 60 days ahead: schedule it closer to the date".to_owned());
         }
     }
-    let payload = Payload { message: Message::Alimtalk(rendered), send_at: request.at.filter(|at| *at > now) };
+    // A schedule is the row's `not_before`: the queue holds it until then and the dealer sends
+    // at once, so a daemon that was down at the time still sends it (late) instead of the
+    // dealer refusing a time in the past.
+    let payload = Payload { message: Message::Alimtalk(rendered) };
     let payload_json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
     let idempotency_key = match &request.idempotency_key {
         Some(key) if !key.trim().is_empty() => format!("{}:{key}", request.origin),
@@ -223,7 +223,7 @@ pub fn pending(
         account: account.to_owned(),
         to: PhoneNumber::parse(recipient).map_err(|e| format!("row {id}: {e}"))?,
         message: payload.message,
-        send_at: payload.send_at,
+        send_at: None,
         request_key: request_key.and_then(crate::dispatch::RequestKey::parse),
     })
 }
@@ -353,13 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn a_schedule_is_the_rows_not_before_and_the_dealers_send_at() {
+    fn a_schedule_is_the_rows_not_before() {
         let at = NOW + 3_600_000;
         let req = AlimtalkRequest { at: Some(at), ..request("OTP", &[("code", "1")]) };
         let prepared = prepare_alimtalk(&config(true), &req, NOW).unwrap();
         assert_eq!(prepared.not_before, at);
-        let payload: Payload = serde_json::from_str(&prepared.payload).unwrap();
-        assert_eq!(payload.send_at, Some(at));
+        let row = pending(1, "default", "01012345678", &prepared.payload, None).unwrap();
+        assert_eq!(row.send_at, None, "the queue holds it; the dealer sends when it is due");
     }
 
     #[test]

@@ -45,6 +45,20 @@ pub fn kst_label(at: EpochMs) -> String {
     KST.to_datetime(timestamp(at)).strftime("%Y-%m-%d %H:%M KST").to_string()
 }
 
+/// Reads a KST wall-clock time as operators write it (`2026-12-24 09:00`, `2026-12-24T09:00`,
+/// seconds optional).
+///
+/// # Errors
+/// A message with the accepted form.
+pub fn parse_kst(text: &str) -> Result<EpochMs, String> {
+    let civil: jiff::civil::DateTime = text
+        .trim()
+        .replacen(' ', "T", 1)
+        .parse()
+        .map_err(|_| format!("--at {text:?}: write the time in KST as YYYY-MM-DD HH:MM, e.g. 2026-12-24 09:00"))?;
+    KST.to_timestamp(civil).map(|t| t.as_millisecond()).map_err(|e| format!("--at {text:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +88,13 @@ mod tests {
         // New Year's Eve rolls into the next year.
         assert_eq!(window.next_open(kst("2026-12-31T23:59:00")), Some(kst("2027-01-01T08:00:00")));
         assert_eq!(kst_label(kst("2027-01-01T08:00:00")), "2027-01-01 08:00 KST");
+    }
+
+    #[test]
+    fn operators_write_times_in_kst() {
+        assert_eq!(parse_kst("2026-12-24 09:00").unwrap(), kst("2026-12-24T09:00:00"));
+        assert_eq!(parse_kst("2026-12-24T09:00:30").unwrap(), kst("2026-12-24T09:00:30"));
+        assert!(parse_kst("24/12/2026").unwrap_err().contains("YYYY-MM-DD HH:MM"));
     }
 
     #[test]

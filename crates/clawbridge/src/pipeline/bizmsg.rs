@@ -284,6 +284,41 @@ pub async fn record_report(store: &SharedStore, dealer: &str, report: &Report, n
     }
 }
 
+/// `POST /bizmsg/nhn/webhook`: NHN's delivery results, when the console's webhook points here.
+/// The signature configured there (`NHN_BIZMSG_WEBHOOK_SIGNATURE`) must come in
+/// `X-Toast-Webhook-Signature` (compared in constant time, else 401); a body that is not NHN's
+/// JSON is a 400; every report is recorded before the 200, forward-only.
+pub fn nhn_webhook(store: SharedStore, signature: Option<secrecy::SecretString>) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode};
+    use secrecy::ExposeSecret as _;
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let store = store.clone();
+        let signature = signature.clone();
+        async move {
+            let Some(signature) = signature else {
+                return (StatusCode::NOT_FOUND, "set NHN_BIZMSG_WEBHOOK_SIGNATURE to receive NHN webhooks");
+            };
+            let given = headers.get("x-toast-webhook-signature").map(axum::http::HeaderValue::as_bytes);
+            if !clawbridge_bizmsg::dealer::nhn::webhook_signature_ok(given, signature.expose_secret()) {
+                return (StatusCode::UNAUTHORIZED, "bad or missing X-Toast-Webhook-Signature");
+            }
+            let reports = match clawbridge_bizmsg::dealer::nhn::read_webhook(&body) {
+                Ok(reports) => reports,
+                Err(e) => {
+                    tracing::warn!(error = %e, "NHN webhook refused");
+                    return (StatusCode::BAD_REQUEST, "not an NHN webhook body");
+                }
+            };
+            let now = clawbridge_core::clock::now_ms();
+            for report in &reports {
+                record_report(&store, "nhn", report, now).await;
+            }
+            (StatusCode::OK, "ok")
+        }
+    };
+    axum::Router::new().route("/bizmsg/nhn/webhook", axum::routing::post(handler))
+}
+
 fn readable(row: &BizmsgRow) -> Result<Pending, String> {
     send::pending(row.id, &row.account, &row.recipient, &row.payload, row.request_key.as_deref())
 }

@@ -164,3 +164,203 @@ async fn a_429_is_retried_as_a_new_request_and_sends_once() {
     assert_eq!(s.store.get_bizmsg(id).await.unwrap().unwrap().state, BizmsgState::Accepted);
     assert_eq!(s.fake.state().taken.len(), 1);
 }
+
+// ---- the binary as an operator runs it, and the daemon that sends ------------------------------
+
+mod end_to_end {
+    use clawbridge::config::Config;
+    use clawbridge::daemon::{self, Channels};
+    use clawbridge_store::BizmsgState;
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    use clawbridge_testkit::fake_nhn::{FakeNhn, result_row};
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::{Command, Output};
+    use std::time::Duration;
+
+    const TOKEN: &str = "bizmsg-token-0123456789";
+    const TEMPLATES: &str = r##"
+[[bizmsg.templates]]
+templateCode = "SHIPPED"
+text = "#{name}님, 주문하신 상품이 발송되었습니다. 운송장 #{tracking}"
+fallbackConfig = { type = "LMS", message = "#{name}님 상품 발송: #{tracking}", title = "발송 안내" }
+"##;
+
+    fn env(fake: &FakeNhn, dir: &Path) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = fake.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        env.push(("NHN_BIZMSG_WEBHOOK_SIGNATURE".into(), "hook-signature".into()));
+        env.push(("CLAWBRIDGE_CONFIG".into(), dir.join("clawbridge.toml").display().to_string()));
+        env
+    }
+
+    fn clawbridge(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawbridge"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("CLAWBRIDGE_STATE_DIR", dir)
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the binary runs")
+    }
+
+    fn text(out: &Output) -> String {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    #[tokio::test]
+    async fn an_alimtalk_from_the_command_line_is_sent_by_the_daemon_and_its_result_shown() {
+        let fake = FakeNhn::start().await;
+        let gateway = FakeGateway::start(TOKEN).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), TEMPLATES).unwrap();
+        let env = env(&fake, dir.path());
+        let run = |args: &'static [&'static str]| {
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            tokio::task::spawn_blocking(move || clawbridge(&path, &env, args))
+        };
+        let send: &[&str] = &[
+            "alimtalk",
+            "send",
+            "--to",
+            "010-1234-5678",
+            "--template",
+            "SHIPPED",
+            "--var",
+            "name=홍길동",
+            "--var",
+            "tracking=1234",
+        ];
+        let out = run(send).await.unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "accepted (id: 1)");
+        let again = run(send).await.unwrap();
+        assert!(text(&again).contains("accepted (id: 1, the same send as before: not sent again)"), "{}", text(&again));
+
+        // Refused before anything is stored, with the field named.
+        let missing = run(&["alimtalk", "send", "--to", "010-1234-5678", "--template", "SHIPPED", "--var", "name=a"])
+            .await
+            .unwrap();
+        assert!(!missing.status.success());
+        assert!(text(&missing).contains("needs the variable \"tracking\""), "{}", text(&missing));
+        let landline = run(&[
+            "alimtalk",
+            "send",
+            "--to",
+            "02-123-4567",
+            "--template",
+            "SHIPPED",
+            "--var",
+            "name=a",
+            "--var",
+            "tracking=1",
+        ])
+        .await
+        .unwrap();
+        assert!(text(&landline).contains("not a Korean mobile number"), "{}", text(&landline));
+        let queued = run(&["alimtalk", "status", "1"]).await.unwrap();
+        assert!(text(&queued).contains("queued"), "{}", text(&queued));
+
+        // The daemon sends it.
+        let vars: HashMap<String, String> = env
+            .iter()
+            .cloned()
+            .chain([
+                ("HOME".to_owned(), dir.path().display().to_string()),
+                ("CLAWBRIDGE_STATE_DIR".to_owned(), dir.path().display().to_string()),
+                ("CLAWBRIDGE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+                ("OPENCLAW_GATEWAY_URL".to_owned(), gateway.url()),
+                ("OPENCLAW_TOKEN".to_owned(), TOKEN.to_owned()),
+            ])
+            .collect();
+        let config_path = dir.path().join("clawbridge.toml");
+        let config = Config::load_with(Some(&config_path), &|k| vars.get(k).cloned()).unwrap();
+        let daemon = daemon::start(config, Channels::Configured).await.unwrap();
+        let store =
+            clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
+        crate::support::eventually(Duration::from_secs(10), "the daemon sends the AlimTalk", || {
+            let store = store.clone();
+            async move { store.get_bizmsg(1).await.unwrap().is_some_and(|r| r.state == BizmsgState::Accepted) }
+        })
+        .await;
+        {
+            let nhn = fake.state();
+            assert_eq!(nhn.taken.len(), 1, "one message for two identical commands");
+            let body = nhn.requests.values().next().unwrap();
+            assert_eq!(body["recipientList"][0]["resendParameter"]["resendType"], "LMS");
+            assert_eq!(body["recipientList"][0]["resendParameter"]["resendContent"], "홍길동님 상품 발송: 1234");
+        }
+
+        // NHN's result webhook: a wrong signature is refused, the right one recorded.
+        let taken = fake.state().taken[0].clone();
+        let hook = serde_json::json!({"hooksId": "h1", "webhookConfigId": "c1", "productName": "AlimTalk",
+                                      "event": "MESSAGE_RESULT_UPDATE", "hooks": [result_row(&taken, "FAILED", "3019", "RSC04")]});
+        let url = format!("http://{}/bizmsg/nhn/webhook", daemon.addr);
+        let http = reqwest::Client::new();
+        let wrong =
+            http.post(&url).header("X-Toast-Webhook-Signature", "nope").body(hook.to_string()).send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let malformed =
+            http.post(&url).header("X-Toast-Webhook-Signature", "hook-signature").body("{").send().await.unwrap();
+        assert_eq!(malformed.status(), 400);
+        let ok = http
+            .post(&url)
+            .header("X-Toast-Webhook-Signature", "hook-signature")
+            .body(hook.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let status = run(&["alimtalk", "status", "1"]).await.unwrap();
+        let shown = text(&status);
+        assert!(shown.contains("accepted by the dealer"), "{shown}");
+        assert!(shown.contains("result: failed — 3019 not a KakaoTalk user"), "{shown}");
+        assert!(shown.contains("SMS/LMS fallback: sent"), "{shown}");
+        assert!(shown.contains("010-****-5678") && !shown.contains("1234-5678"), "the number is masked: {shown}");
+        daemon.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_brand_message_at_night_is_accepted_and_held_until_eight() {
+        let fake = FakeNhn::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), TEMPLATES).unwrap();
+        let env = env(&fake, dir.path());
+        // 23:30 KST tomorrow, given as the schedule: held until 08:00 the day after.
+        let today = clawbridge_core::time::KST.to_datetime(jiff::Timestamp::now()).date();
+        let (tomorrow, after) = (today.tomorrow().unwrap(), today.tomorrow().unwrap().tomorrow().unwrap());
+        let at = format!("{tomorrow} 23:30");
+        let out = tokio::task::spawn_blocking({
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            move || {
+                let args = [
+                    "brand",
+                    "send",
+                    "--to",
+                    "010-1234-5678",
+                    "--text",
+                    "겨울 세일 20%",
+                    "--button",
+                    "쇼핑하기|https://shop.example/sale",
+                    "--at",
+                    &at,
+                ];
+                clawbridge(&path, &env, &args)
+            }
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(&format!("held until {after} 08:00 KST")), "{}", text(&out));
+        let friendtalk = tokio::task::spawn_blocking({
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            move || clawbridge(&path, &env, &["friendtalk", "send", "--to", "010-1234-5678", "--text", "세일"])
+        })
+        .await
+        .unwrap();
+        assert!(text(&friendtalk).contains("replaced by Brand Message"), "{}", text(&friendtalk));
+    }
+}
