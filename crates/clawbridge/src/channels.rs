@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 /// Every channel of this binary: one line per channel crate.
 pub fn plugins() -> PluginSet {
-    PluginSet::default().with(&clawbridge_whatsapp::WhatsAppPlugin).with(&clawbridge_kakao::KakaoPlugin)
+    PluginSet::default()
+        .with(&clawbridge_whatsapp::WhatsAppPlugin)
+        .with(&clawbridge_kakao::KakaoPlugin)
+        .with(&clawbridge_bizmsg::BizmsgPlugin)
 }
 
 /// One connector per configured channel that serves something, built on the daemon's bridge

@@ -51,6 +51,24 @@ pub enum Command {
         #[command(subcommand)]
         action: PairingAction,
     },
+    /// KakaoTalk AlimTalk through your dealer: approved-template notifications by phone number.
+    Alimtalk {
+        /// AlimTalk action.
+        #[command(subcommand)]
+        action: commands::bizmsg::AlimtalkAction,
+    },
+    /// KakaoTalk Brand Message through your dealer: marketing to channel friends (not 20:50–08:00 KST).
+    Brand {
+        /// Brand Message action.
+        #[command(subcommand)]
+        action: commands::bizmsg::BrandAction,
+    },
+    /// FriendTalk's old name: sends a Brand Message to channel friends (targeting I).
+    Friendtalk {
+        /// FriendTalk action.
+        #[command(subcommand)]
+        action: commands::bizmsg::BrandAction,
+    },
 }
 
 /// `clawbridge pairing …`
@@ -140,6 +158,9 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Doctor => commands::doctor::run(&config).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
         Command::Pairing { action } => commands::pairing::run(&config, action).await,
+        Command::Alimtalk { action } => commands::bizmsg::alimtalk(&config, action).await,
+        Command::Brand { action } => commands::bizmsg::brand(&config, action, false).await,
+        Command::Friendtalk { action } => commands::bizmsg::brand(&config, action, true).await,
     }
 }
 

@@ -143,6 +143,12 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
             };
         });
     }
+    let bizmsg = config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID).cloned();
+    if let Some(bizmsg) = &bizmsg
+        && let clawbridge_bizmsg::config::DealerSettings::Nhn { webhook_signature, .. } = &bizmsg.dealer
+    {
+        app = app.merge(pipeline::bizmsg::nhn_webhook(store.clone(), webhook_signature.clone()));
+    }
     let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
     let app = app.merge(http::router(health)).layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
 
@@ -178,6 +184,25 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     let inbox = tokio::spawn(pipeline::inbox::run(shared.clone(), workers_stop.clone(), inbox_tasks.clone()));
     let outbox = tokio::spawn(pipeline::outbox::run(shared.clone(), workers_stop.clone(), outbox_tasks.clone()));
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), workers_stop.clone()));
+    let bizmsg_worker = match bizmsg {
+        Some(bizmsg) => {
+            let client =
+                clawbridge_bizmsg::client::DealerClient::new(&bizmsg, clawbridge_bizmsg::client::DEFAULT_TIMEOUT)
+                    .map_err(anyhow::Error::msg)?;
+            let worker = pipeline::bizmsg::BizmsgWorker {
+                store: store.clone(),
+                config: Arc::new(bizmsg),
+                client,
+                retry: config.retry.queue,
+                worker: shared.worker.clone(),
+                wake: Arc::default(),
+                clock: Arc::new(clawbridge_core::clock::SystemClock),
+            };
+            tracing::info!(dealer = worker.client.dealer().id(), "business messages: sending from the store");
+            Some(tokio::spawn(worker.run(workers_stop.clone())))
+        }
+        None => None,
+    };
 
     tracing::info!(%addr, store = store.backend(), gateway = %config.gateway.url, "clawbridge is running");
 
@@ -191,6 +216,9 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
             workers_stop.cancel();
             http_stop.cancel();
             let _ = tokio::join!(inbox, outbox, housekeeping);
+            if let Some(bizmsg) = bizmsg_worker {
+                let _ = bizmsg.await;
+            }
             inbox_tasks.close();
             outbox_tasks.close();
             let drained = tokio::time::timeout(drain, async {

@@ -660,6 +660,7 @@ where
         for (queue, query) in [
             (OutboundRow::SPEC.table, OutboundRow::sql().dead_letters.as_str()),
             (InboundRow::SPEC.table, InboundRow::sql().dead_letters.as_str()),
+            (crate::bizmsg::BIZMSG.table, crate::bizmsg::sql().dead_letters.as_str()),
             ("delivery", sql::FAILED_DELIVERIES),
         ] {
             let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(pool).await?;
@@ -678,7 +679,8 @@ where
     /// Runs the prune statements inside the caller's transaction; how many rows went.
     pub(crate) async fn prune(conn: &mut DB::Connection, before: EpochMs) -> Result<u64> {
         let mut removed = 0;
-        let queues = [InboundRow::sql().prune.as_str(), OutboundRow::sql().prune.as_str()];
+        let queues =
+            [InboundRow::sql().prune.as_str(), OutboundRow::sql().prune.as_str(), crate::bizmsg::sql().prune.as_str()];
         for statement in queues.into_iter().chain(sql::PRUNE) {
             removed += DB::rows_affected(&sqlx::query(statement).bind(before).execute(&mut *conn).await?);
         }

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod bizmsg;
 pub mod bridge;
 mod common;
 pub mod memory;
@@ -41,6 +42,7 @@ pub mod secrets;
 mod sql;
 pub mod sqlite;
 
+pub use bizmsg::{BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgState, BizmsgStats, Enqueued, NewBizmsg};
 pub use bridge::{StoreBridge, Wakers};
 pub use memory::{MemoryStore, Outage};
 pub use model::*;
@@ -353,7 +355,7 @@ pub trait Operations: Send + Sync + 'static {
 /// Implementations must be safe to share between tasks and, for PostgreSQL, between processes:
 /// every claim hands a row to exactly one worker until its lease runs out.
 pub trait Store:
-    InboxQueue + OutboxQueue + Dedup + Cursors + ChannelState + Secrets + Pairing + Quotas + Operations
+    InboxQueue + OutboxQueue + BizmsgQueue + Dedup + Cursors + ChannelState + Secrets + Pairing + Quotas + Operations
 {
     /// Which backend this is (`sqlite`, `postgres` or `memory`), for `status` and `doctor`.
     fn backend(&self) -> &'static str;

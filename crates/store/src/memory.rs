@@ -11,6 +11,9 @@
 //! survive the database does not survive here either. The lease cycle runs on the queues'
 //! shared queue descriptions (`QueueSpec`), written once for both queues.
 
+use crate::bizmsg::{
+    BIZMSG, BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgState, BizmsgStats, Enqueued, NewBizmsg, lane as bizmsg_lane,
+};
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InboxState, InsertOutcome, NewOutbound,
     OutboundRow, OutboxState, PairingOutcome, PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry,
@@ -114,6 +117,9 @@ struct State {
     secrets: HashMap<String, Vec<u8>>,
     /// (key, window start) → window.
     quotas: BTreeMap<(String, EpochMs), QuotaWindow>,
+    bizmsg: LeaseQueue<BizmsgState, BizmsgItem>,
+    /// The business messages' unique idempotency key.
+    bizmsg_ids: HashMap<String, i64>,
 }
 
 impl Default for LeaseQueue<InboxState, InboxItem> {
@@ -125,6 +131,12 @@ impl Default for LeaseQueue<InboxState, InboxItem> {
 impl Default for LeaseQueue<OutboxState, OutboxItem> {
     fn default() -> Self {
         Self::new(&OUTBOX)
+    }
+}
+
+impl Default for LeaseQueue<BizmsgState, BizmsgItem> {
+    fn default() -> Self {
+        Self::new(&BIZMSG)
     }
 }
 
@@ -946,7 +958,13 @@ impl Operations for MemoryStore {
                     at: r.item.delivery_at.unwrap_or(r.updated_at),
                 },
             );
-        let all = state.outbox.dead_letters().chain(state.inbox.dead_letters()).chain(failed_deliveries).collect();
+        let all = state
+            .outbox
+            .dead_letters()
+            .chain(state.inbox.dead_letters())
+            .chain(state.bizmsg.dead_letters())
+            .chain(failed_deliveries)
+            .collect();
         Ok(merge_dead_letters(all, limit))
     }
 
@@ -967,6 +985,10 @@ impl Operations for MemoryStore {
             state.outbox_ids.remove(&item.idempotency_key);
             removed += 1;
         }
+        for item in state.bizmsg.prune(before) {
+            state.bizmsg_ids.remove(&item.message.idempotency_key);
+            removed += 1;
+        }
         removed += retain_counted(&mut state.seen_keys, |expires_at| *expires_at >= before);
         removed += retain_counted(&mut state.pairing_requests, |r| r.expires_at >= before);
         removed += retain_counted(&mut state.channel_state, |v| v.expires_at.is_none_or(|at| at >= before));
@@ -978,5 +1000,176 @@ impl Operations for MemoryStore {
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
+    }
+}
+
+// ---- business messages ---------------------------------------------------------------------------
+
+struct BizmsgItem {
+    message: NewBizmsg,
+    request_key: Option<String>,
+    result: Option<String>,
+    result_code: Option<String>,
+    result_reason: Option<String>,
+    fallback: Option<String>,
+    result_rank: i64,
+    result_at: Option<EpochMs>,
+    created_at: EpochMs,
+}
+
+impl LeaseQueue<BizmsgState, BizmsgItem> {
+    fn row(&self, id: i64) -> Option<BizmsgRow> {
+        let r = self.rows.get(&id)?;
+        let m = &r.item.message;
+        Some(BizmsgRow {
+            id,
+            idempotency_key: m.idempotency_key.clone(),
+            account: m.account.clone(),
+            product: m.product.clone(),
+            dealer: m.dealer.clone(),
+            recipient: m.recipient.clone(),
+            template_code: m.template_code.clone(),
+            payload: m.payload.clone(),
+            origin: m.origin.clone(),
+            state: r.state,
+            attempts: r.attempts,
+            next_at: r.next_at,
+            last_error: r.last_error.clone(),
+            dealer_id: r.success.clone(),
+            request_key: r.item.request_key.clone(),
+            result: r.item.result.clone(),
+            result_code: r.item.result_code.clone(),
+            result_reason: r.item.result_reason.clone(),
+            fallback: r.item.fallback.clone(),
+            result_at: r.item.result_at,
+            created_at: r.item.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[async_trait]
+impl BizmsgQueue for MemoryStore {
+    async fn enqueue_bizmsg(&self, messages: &[NewBizmsg], now: EpochMs) -> Result<Vec<Enqueued>> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        Ok(messages
+            .iter()
+            .map(|m| {
+                if let Some(&id) = state.bizmsg_ids.get(&m.idempotency_key) {
+                    return Enqueued { id, new: false };
+                }
+                let item = BizmsgItem {
+                    message: m.clone(),
+                    request_key: None,
+                    result: None,
+                    result_code: None,
+                    result_reason: None,
+                    fallback: None,
+                    result_rank: 0,
+                    result_at: None,
+                    created_at: now,
+                };
+                let id = state.bizmsg.insert(bizmsg_lane(m), m.not_before, now, item);
+                state.bizmsg_ids.insert(m.idempotency_key.clone(), id);
+                Enqueued { id, new: true }
+            })
+            .collect())
+    }
+
+    async fn claim_bizmsg(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<BizmsgRow>> {
+        let mut state = self.lock()?;
+        let ids = state.bizmsg.claim(worker, limit, lease_ms, now);
+        Ok(ids.iter().filter_map(|&id| state.bizmsg.row(id)).collect())
+    }
+
+    async fn set_bizmsg_request(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64> {
+        let mut state = self.lock()?;
+        let mut marked = 0;
+        for &id in ids {
+            if let Some(row) = state.bizmsg.leased_by(id, worker) {
+                row.item.request_key = request_key.map(str::to_owned);
+                row.updated_at = now;
+                marked += 1;
+            }
+        }
+        Ok(marked)
+    }
+
+    async fn mark_bizmsg_accepted(&self, id: i64, worker: &str, dealer_id: &str, now: EpochMs) -> Result<bool> {
+        Ok(self.lock()?.bizmsg.succeed(id, worker, Some(dealer_id), now))
+    }
+
+    async fn mark_bizmsg_retry(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        Ok(self.lock()?.bizmsg.retry(id, worker, error, next_at, now))
+    }
+
+    async fn mark_bizmsg_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
+        Ok(self.lock()?.bizmsg.give_up(id, worker, reason, now))
+    }
+
+    async fn release_bizmsg(&self, id: i64, worker: &str) -> Result<()> {
+        self.lock()?.bizmsg.release(id, worker);
+        Ok(())
+    }
+
+    async fn get_bizmsg(&self, id: i64) -> Result<Option<BizmsgRow>> {
+        Ok(self.read()?.bizmsg.row(id))
+    }
+
+    async fn bizmsg_of_request(&self, request_key: &str) -> Result<Vec<BizmsgRow>> {
+        let state = self.read()?;
+        Ok(state
+            .bizmsg
+            .rows
+            .iter()
+            .filter(|(_, r)| r.item.request_key.as_deref() == Some(request_key))
+            .filter_map(|(&id, _)| state.bizmsg.row(id))
+            .collect())
+    }
+
+    async fn record_bizmsg_result(&self, result: &BizmsgResult) -> Result<bool> {
+        let mut state = self.lock()?;
+        let row = state.bizmsg.rows.values_mut().find(|r| {
+            r.item.message.dealer == result.dealer && r.success.as_deref() == Some(result.dealer_id.as_str())
+        });
+        let Some(row) = row.filter(|r| r.item.result_rank <= result.rank) else { return Ok(false) };
+        row.item.result = Some(result.result.clone());
+        row.item.result_code = result.code.clone();
+        row.item.result_reason = result.reason.clone();
+        if result.fallback.is_some() {
+            row.item.fallback = result.fallback.clone();
+        }
+        row.item.result_rank = result.rank;
+        row.item.result_at = Some(result.at);
+        row.updated_at = result.at;
+        Ok(true)
+    }
+
+    async fn bizmsg_stats(&self) -> Result<BizmsgStats> {
+        let state = self.read()?;
+        let mut states: Vec<(String, u64)> =
+            state.bizmsg.counts().into_iter().map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).collect();
+        states.sort();
+        let mut results: BTreeMap<String, u64> = BTreeMap::new();
+        for row in state.bizmsg.rows.values() {
+            if let Some(result) = &row.item.result {
+                *results.entry(result.clone()).or_default() += 1;
+            }
+        }
+        Ok(BizmsgStats { states, results: results.into_iter().collect() })
     }
 }

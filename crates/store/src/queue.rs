@@ -165,7 +165,7 @@ pub(crate) struct QueueSql {
 }
 
 impl QueueSql {
-    fn new<S: QueueState>(spec: &QueueSpec<S>) -> Self {
+    pub(crate) fn new<S: QueueState>(spec: &QueueSpec<S>) -> Self {
         let QueueSpec { table: t, columns, .. } = *spec;
         let open = state_in("o.state", &spec.open());
         // No older unfinished row in the lane of `row`.

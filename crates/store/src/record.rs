@@ -269,7 +269,7 @@ pub(crate) fn quota_window_end(window_start: i64, window_ms: i64) -> i64 {
     deadline(window_start, window_ms)
 }
 
-fn count_u32(n: i64) -> u32 {
+pub(crate) fn count_u32(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
 }
 

@@ -7,6 +7,7 @@
 //! which takes the write lock up front: a second process on the same file then waits
 //! (`busy_timeout`) instead of failing on a lock upgrade.
 
+use crate::bizmsg::{BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgStats, Enqueued, NewBizmsg};
 use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
@@ -553,6 +554,75 @@ impl Secrets for SqliteStore {
 
     async fn delete_secret(&self, name: &str) -> Result<bool> {
         Queries::delete_secret(&self.writer, name).await
+    }
+}
+
+#[async_trait]
+impl BizmsgQueue for SqliteStore {
+    async fn enqueue_bizmsg(&self, messages: &[NewBizmsg], now: EpochMs) -> Result<Vec<Enqueued>> {
+        let mut tx = self.write_tx().await?;
+        let out = Queries::enqueue_bizmsg(&mut tx, messages, now).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn claim_bizmsg(&self, worker: &str, limit: u32, lease_ms: EpochMs, now: EpochMs) -> Result<Vec<BizmsgRow>> {
+        Queries::claim(&self.writer, worker, limit, lease_ms, now).await
+    }
+
+    async fn set_bizmsg_request(
+        &self,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64> {
+        let mut tx = self.write_tx().await?;
+        let marked = Queries::set_bizmsg_request(&mut tx, ids, worker, request_key, now).await?;
+        tx.commit().await?;
+        Ok(marked)
+    }
+
+    async fn mark_bizmsg_accepted(&self, id: i64, worker: &str, dealer_id: &str, now: EpochMs) -> Result<bool> {
+        Queries::succeed::<BizmsgRow>(&self.writer, id, worker, Some(dealer_id), now).await
+    }
+
+    async fn mark_bizmsg_retry(
+        &self,
+        id: i64,
+        worker: &str,
+        error: &str,
+        next_at: EpochMs,
+        now: EpochMs,
+    ) -> Result<bool> {
+        Queries::retry::<BizmsgRow>(&self.writer, id, worker, error, next_at, now).await
+    }
+
+    async fn mark_bizmsg_dead(&self, id: i64, worker: &str, reason: &str, now: EpochMs) -> Result<bool> {
+        Queries::give_up::<BizmsgRow>(&self.writer, id, worker, reason, now).await
+    }
+
+    async fn release_bizmsg(&self, id: i64, worker: &str) -> Result<()> {
+        Queries::release::<BizmsgRow>(&self.writer, id, worker).await
+    }
+
+    async fn get_bizmsg(&self, id: i64) -> Result<Option<BizmsgRow>> {
+        Queries::get(&self.reader, id).await
+    }
+
+    async fn bizmsg_of_request(&self, request_key: &str) -> Result<Vec<BizmsgRow>> {
+        Queries::bizmsg_of_request(&self.reader, request_key).await
+    }
+
+    async fn record_bizmsg_result(&self, result: &BizmsgResult) -> Result<bool> {
+        Queries::record_bizmsg_result(&self.writer, result).await
+    }
+
+    async fn bizmsg_stats(&self) -> Result<BizmsgStats> {
+        let mut tx = self.reader.begin().await?;
+        let stats = Queries::bizmsg_stats(&mut tx).await?;
+        tx.commit().await?;
+        Ok(stats)
     }
 }
 

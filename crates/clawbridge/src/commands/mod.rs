@@ -1,6 +1,7 @@
 //! The bridge's own subcommands, the Go bridge's binaries ([`compat`]), and the [`host`] a
 //! channel's subcommand runs with (the channels' commands are in their crates).
 
+pub mod bizmsg;
 pub mod compat;
 pub mod doctor;
 pub mod host;

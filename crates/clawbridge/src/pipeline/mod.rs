@@ -8,6 +8,7 @@
 //! Both resume whatever an earlier process left unfinished: rows are claimed under leases, so
 //! a crashed worker's rows become claimable again when its lease runs out.
 
+pub mod bizmsg;
 pub mod inbox;
 pub mod outbox;
 

@@ -1,5 +1,6 @@
 //! Integration tests of the clawbridge daemon (one test binary).
 
+mod bizmsg;
 mod channel_state;
 mod cli;
 mod e2e;

@@ -2,6 +2,7 @@
 //! backend by `conformance_suite!` in `main.rs`. Times are fixed epoch milliseconds: the store
 //! never reads a clock, so nothing here sleeps.
 
+pub use crate::bizmsg::*;
 use crate::target::Target;
 use clawbridge_core::{
     AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, MediaKind, MediaRef, MessageKind,

@@ -10,6 +10,7 @@
 //!   `MemoryStore` for memory.
 //! - [`secrets`], [`sqlite_only`], [`postgres_only`], [`memory_only`]: what is not shared.
 
+mod bizmsg;
 mod conformance;
 mod memory_only;
 mod postgres_only;
@@ -94,4 +95,9 @@ for_each_backend!(
     quotas_grant_up_to_the_limit_per_key_and_window,
     quota_windows_are_pruned_once_ended,
     concurrent_quota_takers_never_pass_the_limit,
+    bizmsg_enqueue_is_idempotent_and_keeps_every_field,
+    bizmsg_claims_one_row_per_recipient_in_order_and_wait_for_not_before,
+    bizmsg_retry_release_and_expired_leases,
+    bizmsg_results_only_move_forward,
+    concurrent_bizmsg_claims_deliver_each_row_once,
 );

@@ -1,0 +1,356 @@
+//! Brand Message (브랜드 메시지, FriendTalk's successor since 2025): free-form marketing to the
+//! channel's friends (targeting `I`) or, for large channels, to marketing-consented users (`M`,
+//! `N`) — reference/bizmsg.md §1, §2.3.
+//!
+//! Everything Kakao would refuse is refused here first: the text limits (1,300 characters, 99
+//! line breaks), buttons (at most 5, names of at most 14 characters, web links), `M`/`N` without
+//! the 080 opt-out number they require, an ad SMS fallback without it. A Brand Message is an ad,
+//! so it is never delivered between 20:50 and 08:00 KST: a send in those hours is stored and
+//! held until the window opens ([`AdWindow`]), and the caller is told when it goes.
+
+use crate::config::{BizmsgConfig, SenderAccount};
+use crate::phone::PhoneNumber;
+use crate::send::{Prepared, Product, content_key};
+use crate::template::{FallbackKind, MAX_LMS_BYTES, RenderedFallback, carrier_bytes, check_link};
+use crate::window::AdWindow;
+use clawbridge_core::time::EpochMs;
+use serde::{Deserialize, Serialize};
+
+/// The longest Brand Message text (TEXT bubble), in characters.
+pub const MAX_TEXT_CHARS: usize = 1_300;
+/// The most line breaks a TEXT bubble may have.
+pub const MAX_LINE_BREAKS: usize = 99;
+/// At most this many buttons on a TEXT bubble.
+pub const MAX_BUTTONS: usize = 5;
+/// The longest button name on a TEXT bubble.
+pub const MAX_BUTTON_NAME_CHARS: usize = 14;
+
+/// Who receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Targeting {
+    /// The requested recipients who are friends of the channel.
+    #[default]
+    #[serde(rename = "I")]
+    Friends,
+    /// Marketing-consented users, friends or not.
+    #[serde(rename = "M")]
+    Consented,
+    /// Marketing-consented users who are not friends.
+    #[serde(rename = "N")]
+    ConsentedNonFriends,
+}
+
+impl Targeting {
+    /// `I`, `M`, `N`.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Friends => "I",
+            Self::Consented => "M",
+            Self::ConsentedNonFriends => "N",
+        }
+    }
+}
+
+impl std::str::FromStr for Targeting {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "I" => Ok(Self::Friends),
+            "M" => Ok(Self::Consented),
+            "N" => Ok(Self::ConsentedNonFriends),
+            other => Err(format!(
+                "--targeting {other:?}: use I (channel friends), M (marketing-consented users) or N (consented non-friends)"
+            )),
+        }
+    }
+}
+
+/// A web-link button (`--button "name|url"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrandButton {
+    /// The label.
+    pub name: String,
+    /// The link.
+    pub link_mo: String,
+}
+
+impl std::str::FromStr for BrandButton {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, url) = s.split_once('|').ok_or_else(|| format!("--button {s:?}: write it as \"name|https://…\""))?;
+        Ok(Self { name: name.trim().to_owned(), link_mo: url.trim().to_owned() })
+    }
+}
+
+/// What a Brand Message says, stored with its row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrandContent {
+    /// The text.
+    pub text: String,
+    /// Its buttons.
+    #[serde(default)]
+    pub buttons: Vec<BrandButton>,
+    /// Who receives it.
+    pub targeting: Targeting,
+    /// The 080 opt-out number (`unsubscribeNo`), digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_out_number: Option<String>,
+    /// The ad SMS/LMS fallback, already in the required ad form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<RenderedFallback>,
+}
+
+/// A Brand Message as asked for.
+#[derive(Debug, Clone)]
+pub struct BrandRequest {
+    /// The sender account.
+    pub account: String,
+    /// The recipient as written.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// The buttons.
+    pub buttons: Vec<BrandButton>,
+    /// Who receives it.
+    pub targeting: Targeting,
+    /// Also send the text as an ad LMS to those the Brand Message cannot reach.
+    pub fallback: bool,
+    /// Deliver at (held further if that is in the closed hours).
+    pub at: Option<EpochMs>,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<String>,
+    /// Who asked.
+    pub origin: String,
+}
+
+/// A checked Brand Message and when it will go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedBrand {
+    /// The row to store.
+    pub prepared: Prepared,
+    /// `Some` when the send falls in the closed hours and is held until then.
+    pub held_until: Option<EpochMs>,
+}
+
+/// The ad form of an SMS/LMS fallback: `(광고)` first, the free opt-out line last
+/// (reference/bizmsg.md §6: `(광고)내용[무료 수신거부]080XXXXXXX`).
+pub fn ad_sms_text(text: &str, opt_out_number: &str) -> String {
+    format!("(광고){text}[무료 수신거부]{opt_out_number}")
+}
+
+/// Checks a Brand Message request and prepares its row.
+///
+/// # Errors
+/// The first problem, with the field and the fix.
+pub fn prepare_brand(config: &BizmsgConfig, request: &BrandRequest, now: EpochMs) -> Result<PreparedBrand, String> {
+    let account = config.account(&request.account)?;
+    let to = PhoneNumber::parse(&request.to).map_err(|e| format!("--to: {e}"))?;
+    let content = content(config, account, request)?;
+    let wanted = request.at.unwrap_or(now).max(now);
+    if request.at.is_some_and(|at| at < now - 60_000) {
+        return Err("--at is in the past: give a time to come, or leave --at out to send now".to_owned());
+    }
+    if request.at.is_some_and(|at| at > now + 60 * clawbridge_core::time::DAY_MS) {
+        return Err("--at is more than 60 days ahead: schedule it closer to the date".to_owned());
+    }
+    let held_until = AdWindow::default().next_open(wanted);
+    let not_before = held_until.unwrap_or(wanted);
+    let payload = crate::send::Payload { message: crate::send::Message::Brand(content) };
+    let payload_json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+    let idempotency_key = match &request.idempotency_key {
+        Some(key) if !key.trim().is_empty() => format!("{}:{key}", request.origin),
+        _ => content_key(&account.id, &to, &payload_json),
+    };
+    Ok(PreparedBrand {
+        prepared: Prepared {
+            idempotency_key,
+            account: account.id.clone(),
+            product: Product::Brand,
+            dealer: config.dealer.kind(),
+            recipient: to,
+            template_code: None,
+            payload: payload_json,
+            origin: request.origin.clone(),
+            not_before,
+        },
+        held_until,
+    })
+}
+
+fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandRequest) -> Result<BrandContent, String> {
+    let text = request.text.trim_end();
+    if text.trim().is_empty() {
+        return Err("--text is empty".to_owned());
+    }
+    let chars = text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(format!("--text has {chars} characters; a Brand Message holds {MAX_TEXT_CHARS}"));
+    }
+    let breaks = text.matches('\n').count();
+    if breaks > MAX_LINE_BREAKS {
+        return Err(format!("--text has {breaks} line breaks; a Brand Message holds {MAX_LINE_BREAKS}"));
+    }
+    if request.buttons.len() > MAX_BUTTONS {
+        return Err(format!("{} buttons; a Brand Message holds {MAX_BUTTONS}", request.buttons.len()));
+    }
+    for (i, button) in request.buttons.iter().enumerate() {
+        let name_chars = button.name.chars().count();
+        if name_chars == 0 || name_chars > MAX_BUTTON_NAME_CHARS {
+            return Err(format!("--button {}: the name takes 1 to {MAX_BUTTON_NAME_CHARS} characters", i + 1));
+        }
+        check_link("brand", &format!("--button {}", i + 1), &button.link_mo, crate::template::ButtonType::WebLink)
+            .map_err(|e| e.to_string())?;
+    }
+    let opt_out = account.opt_out_number.as_ref().map(|n| n.digits().to_owned());
+    let scope = if account.id == "default" {
+        "bizmsg.optOutNumber".to_owned()
+    } else {
+        format!("bizmsg.accounts.{}.optOutNumber", account.id)
+    };
+    if request.targeting != Targeting::Friends {
+        if opt_out.is_none() {
+            return Err(format!(
+                "targeting {} reaches users who are not (all) channel friends and needs the 080 opt-out number registered \
+                 with Kakao: set {scope}",
+                request.targeting.code()
+            ));
+        }
+        if config.dealer.kind() != crate::dealer::DealerKind::Solapi {
+            return Err(format!(
+                "targeting {} is template-only at {} (and needs 50,000 channel friends); send free-form text with \
+                 --targeting I",
+                request.targeting.code(),
+                config.dealer.kind().id()
+            ));
+        }
+    }
+    let fallback = if request.fallback {
+        let number = opt_out.as_deref().ok_or_else(|| {
+            format!("an ad SMS/LMS fallback must carry the 080 opt-out number: set {scope}, or send without --fallback")
+        })?;
+        if account.sender.sms_from.is_none() {
+            return Err(
+                "an SMS/LMS fallback needs the caller id it is sent from: set BIZMSG_SMS_FROM (bizmsg.smsFrom)"
+                    .to_owned(),
+            );
+        }
+        let message = ad_sms_text(text, number);
+        let bytes = carrier_bytes(&message);
+        if bytes > MAX_LMS_BYTES {
+            return Err(format!("the ad LMS fallback is {bytes} bytes; an LMS holds {MAX_LMS_BYTES}: shorten --text"));
+        }
+        Some(RenderedFallback { kind: FallbackKind::Lms, message, title: None })
+    } else {
+        None
+    };
+    Ok(BrandContent {
+        text: text.to_owned(),
+        buttons: request.buttons.clone(),
+        targeting: request.targeting,
+        opt_out_number: opt_out,
+        fallback,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::kst_label;
+    use std::collections::BTreeMap;
+
+    fn config(dealer: &str, opt_out: bool) -> BizmsgConfig {
+        let mut vars: BTreeMap<&str, &str> = [
+            ("BIZMSG_DEALER", dealer),
+            ("BIZMSG_SENDER_KEY", "SK"),
+            ("BIZMSG_SMS_FROM", "02-1234-5678"),
+            ("NHN_BIZMSG_APP_KEY", "A"),
+            ("NHN_BIZMSG_SECRET_KEY", "S"),
+            ("SOLAPI_API_KEY", "K"),
+            ("SOLAPI_API_SECRET", "S"),
+        ]
+        .into();
+        let _ = &mut vars;
+        let file: toml::Table =
+            if opt_out { toml::from_str("optOutNumber = \"080-123-4567\"").unwrap() } else { toml::Table::new() };
+        BizmsgConfig::load(Some(&file), &|name| vars.get(name).map(|v| (*v).to_owned())).unwrap().unwrap()
+    }
+
+    fn request(text: &str) -> BrandRequest {
+        BrandRequest {
+            account: "default".into(),
+            to: "010-1234-5678".into(),
+            text: text.into(),
+            buttons: vec!["쇼핑하기|https://shop.example/sale".parse().unwrap()],
+            targeting: Targeting::Friends,
+            fallback: false,
+            at: None,
+            idempotency_key: None,
+            origin: "cli".into(),
+        }
+    }
+
+    fn kst(text: &str) -> EpochMs {
+        let civil: jiff::civil::DateTime = text.parse().unwrap();
+        clawbridge_core::time::KST.to_timestamp(civil).unwrap().as_millisecond()
+    }
+
+    #[test]
+    fn a_send_in_the_closed_hours_is_held_until_eight() {
+        let night = kst("2026-12-24T22:10:00");
+        let held = prepare_brand(&config("nhn", false), &request("겨울 세일"), night).unwrap();
+        assert_eq!(held.held_until.map(kst_label).as_deref(), Some("2026-12-25 08:00 KST"));
+        assert_eq!(held.prepared.not_before, kst("2026-12-25T08:00:00"));
+        let day = prepare_brand(&config("nhn", false), &request("겨울 세일"), kst("2026-12-24T10:00:00")).unwrap();
+        assert_eq!((day.held_until, day.prepared.product), (None, Product::Brand));
+        // A schedule in the closed hours moves to the opening too.
+        let at = BrandRequest { at: Some(kst("2026-12-26T06:00:00")), ..request("세일") };
+        assert_eq!(
+            prepare_brand(&config("nhn", false), &at, kst("2026-12-24T10:00:00")).unwrap().held_until,
+            Some(kst("2026-12-26T08:00:00"))
+        );
+    }
+
+    #[test]
+    fn an_ad_fallback_carries_the_ad_form_and_needs_the_080_number() {
+        let with_fallback = BrandRequest { fallback: true, ..request("겨울 세일 20%") };
+        let e = prepare_brand(&config("nhn", false), &with_fallback, kst("2026-12-24T10:00:00")).unwrap_err();
+        assert!(e.contains("080 opt-out number") && e.contains("bizmsg.optOutNumber"), "{e}");
+        let ok = prepare_brand(&config("nhn", true), &with_fallback, kst("2026-12-24T10:00:00")).unwrap();
+        let payload: crate::send::Payload = serde_json::from_str(&ok.prepared.payload).unwrap();
+        let crate::send::Message::Brand(content) = payload.message else { panic!("brand") };
+        assert_eq!(content.fallback.unwrap().message, "(광고)겨울 세일 20%[무료 수신거부]0801234567");
+    }
+
+    #[test]
+    fn what_kakao_would_refuse_is_refused_here() {
+        let at = kst("2026-12-24T10:00:00");
+        let cases: [(BrandRequest, &str); 6] = [
+            (request(""), "--text is empty"),
+            (request(&"가".repeat(1_301)), "1301 characters"),
+            (request(&format!("{}a", "a\n".repeat(100))), "100 line breaks"),
+            (
+                BrandRequest {
+                    buttons: vec!["이름이 너무 길어서 안 되는 버튼입니다|https://a.example".parse().unwrap()],
+                    ..request("x")
+                },
+                "--button 1",
+            ),
+            (
+                BrandRequest { buttons: vec!["보기|ftp://a.example".parse().unwrap()], ..request("x") },
+                "not a web address",
+            ),
+            (BrandRequest { targeting: Targeting::Consented, ..request("x") }, "080 opt-out number"),
+        ];
+        for (req, needle) in cases {
+            let e = prepare_brand(&config("nhn", false), &req, at).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        let m = BrandRequest { targeting: Targeting::Consented, ..request("x") };
+        assert!(prepare_brand(&config("nhn", true), &m, at).unwrap_err().contains("template-only at nhn"));
+        assert!(prepare_brand(&config("solapi", true), &m, at).is_ok());
+        assert!("name-only".parse::<BrandButton>().is_err());
+        assert!("X".parse::<Targeting>().unwrap_err().contains("I (channel friends)"));
+    }
+}

@@ -1,0 +1,479 @@
+//! Infobip (reference/bizmsg.md §4): AlimTalk by `POST /kakao-alim/1/messages`, delivery
+//! reports by webhook or `GET /kakao-alim/1/reports`.
+//!
+//! Authentication is `Authorization: App <key>`. Infobip takes the rendered text (it checks it
+//! against the template), our reference as `destinations[].messageId` (echoed in the answer and
+//! in every report), and the SMS fallback as `options.smsFailover`. Its reports say whether an
+//! error is permanent (`error.permanent`), which is the retry class.
+
+use super::{
+    Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
+};
+use crate::template::{ButtonType, RenderedButton};
+use clawbridge_core::SendError;
+use clawbridge_core::time::timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Infobip's longest template code.
+pub const MAX_TEMPLATE_CODE_CHARS: usize = 30;
+/// Infobip's longest button name.
+pub const MAX_BUTTON_NAME_CHARS: usize = 28;
+
+#[derive(Serialize)]
+struct SendBody<'a> {
+    messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<BulkOptions>,
+}
+
+#[derive(Serialize)]
+struct BulkOptions {
+    schedule: Schedule,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Schedule {
+    bulk_id: String,
+    send_at: String,
+}
+
+#[derive(Serialize)]
+struct Message<'a> {
+    sender: &'a str,
+    destinations: [Destination<'a>; 1],
+    content: Content<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<MessageOptions<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Destination<'a> {
+    to: String,
+    message_id: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Content<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    template_code: &'a str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<Button<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Button<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url_mobile: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    url_pc: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageOptions<'a> {
+    sms_failover: SmsFailover<'a>,
+}
+
+#[derive(Serialize)]
+struct SmsFailover<'a> {
+    sender: &'a str,
+    text: &'a str,
+}
+
+fn button(b: &RenderedButton) -> Result<Button<'_>, String> {
+    let kind = match b.kind {
+        ButtonType::WebLink => "URL",
+        ButtonType::DeliveryTracking => "DELIVERY_TRACKING",
+        ButtonType::BotKeyword => "BOT_KEYWORD",
+        ButtonType::MessageDelivery => "MESSAGE_DELIVERY",
+        ButtonType::BotSwitch => "CHATBOT_SWITCH",
+        ButtonType::AddChannel => "ADD_CHANNEL",
+        // Infobip documents APP_LINK without the fields of its schemes, and no consultation switch.
+        ButtonType::AppLink | ButtonType::Consultation => {
+            return Err(format!(
+                "button {:?} ({}) cannot be sent through Infobip: use a WL link or another dealer",
+                b.name,
+                b.kind.code()
+            ));
+        }
+    };
+    if b.name.chars().count() > MAX_BUTTON_NAME_CHARS {
+        return Err(format!("button name {:?} is longer than Infobip's {MAX_BUTTON_NAME_CHARS} characters", b.name));
+    }
+    Ok(Button { kind, name: &b.name, url_mobile: b.link_mo.as_deref(), url_pc: b.link_pc.as_deref() })
+}
+
+/// The AlimTalk send for `batch`: one message per recipient (each carries its own rendered text),
+/// `bulk_id` naming the batch when it is scheduled.
+///
+/// # Errors
+/// A template or button Infobip does not take, or a fallback without a sender number.
+pub fn alimtalk_send(api_key: &str, sender: &Sender, batch: &Batch, bulk_id: &str) -> Result<WireRequest, String> {
+    if batch.template_code.chars().count() > MAX_TEMPLATE_CODE_CHARS {
+        return Err(format!(
+            "template code {:?} is longer than Infobip's {MAX_TEMPLATE_CODE_CHARS} characters",
+            batch.template_code
+        ));
+    }
+    let mut messages = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let options = match &item.rendered.fallback {
+            None => None,
+            Some(fallback) => {
+                let from = sender.sms_from.as_ref().ok_or(
+                    "an SMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a sender \
+                     registered with Infobip",
+                )?;
+                Some(MessageOptions { sms_failover: SmsFailover { sender: from.digits(), text: &fallback.message } })
+            }
+        };
+        messages.push(Message {
+            sender: &sender.sender_key,
+            destinations: [Destination { to: item.to.international(), message_id: &item.reference }],
+            content: Content {
+                kind: "TEMPLATE",
+                template_code: &batch.template_code,
+                text: &item.rendered.text,
+                buttons: item.rendered.buttons.iter().map(button).collect::<Result<_, _>>()?,
+            },
+            options,
+        });
+    }
+    let options = batch.send_at.map(|at| BulkOptions {
+        schedule: Schedule {
+            bulk_id: bulk_id.to_owned(),
+            send_at: timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        },
+    });
+    Ok(WireRequest {
+        method: "POST",
+        path: "/kakao-alim/1/messages".to_owned(),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: serde_json::to_vec(&SendBody { messages, options }).map_err(|e| e.to_string())?,
+    })
+}
+
+#[derive(Serialize)]
+struct BrandMessage<'a> {
+    sender: &'a str,
+    destinations: [Destination<'a>; 1],
+    content: BrandContentBody<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    options: Option<MessageOptions<'a>>,
+}
+
+#[derive(Serialize)]
+struct BrandContentBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<Button<'a>>,
+}
+
+/// A free-form Brand Message (`TEXT_FREE_FORM`, the `kakao-chingu` API) to `recipients`.
+///
+/// # Errors
+/// A fallback without the sender number.
+pub fn brand_send(
+    api_key: &str,
+    sender: &Sender,
+    content: &crate::brand::BrandContent,
+    recipients: &[Addressee],
+    send_at: Option<clawbridge_core::time::EpochMs>,
+    bulk_id: &str,
+) -> Result<WireRequest, String> {
+    let options = match &content.fallback {
+        None => None,
+        Some(fallback) => {
+            let from = sender.sms_from.as_ref().ok_or(
+                "an SMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a sender registered \
+                 with Infobip",
+            )?;
+            Some(MessageOptions { sms_failover: SmsFailover { sender: from.digits(), text: &fallback.message } })
+        }
+    };
+    let messages: Vec<BrandMessage<'_>> = recipients
+        .iter()
+        .map(|r| BrandMessage {
+            sender: &sender.sender_key,
+            destinations: [Destination { to: r.to.international(), message_id: &r.reference }],
+            content: BrandContentBody {
+                kind: "TEXT_FREE_FORM",
+                text: &content.text,
+                buttons: content
+                    .buttons
+                    .iter()
+                    .map(|b| Button { kind: "URL", name: &b.name, url_mobile: Some(&b.link_mo), url_pc: None })
+                    .collect(),
+            },
+            options: options.as_ref().map(|o| MessageOptions {
+                sms_failover: SmsFailover { sender: o.sms_failover.sender, text: o.sms_failover.text },
+            }),
+        })
+        .collect();
+    let schedule = send_at.map(|at| BulkOptions {
+        schedule: Schedule {
+            bulk_id: bulk_id.to_owned(),
+            send_at: timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        },
+    });
+    let mut body = serde_json::json!({ "messages": messages });
+    if let Some(schedule) = schedule {
+        body["options"] = serde_json::to_value(schedule).map_err(|e| e.to_string())?;
+    }
+    Ok(WireRequest {
+        method: "POST",
+        path: "/kakao-chingu/1/messages".to_owned(),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
+#[derive(Deserialize)]
+struct SendAnswer {
+    #[serde(default)]
+    messages: Vec<AnsweredMessage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AnsweredMessage {
+    #[serde(default)]
+    message_id: String,
+    #[serde(default)]
+    status: Status,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    #[serde(default)]
+    group_name: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorEnvelope {
+    #[serde(default)]
+    error_code: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// Reads Infobip's answer to [`alimtalk_send`].
+///
+/// # Errors
+/// The request as a whole failed, classified.
+pub fn read_send_answer(
+    status: u16,
+    body: &[u8],
+    items: &[Addressee],
+    retry_after: Option<std::time::Duration>,
+) -> Result<Vec<ItemOutcome>, SendError> {
+    if status == 401 || status == 403 {
+        let envelope: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
+        let (code, description) = envelope.map(|e| (e.error_code, e.description)).unwrap_or_default();
+        return Err(SendError::Permanent(format!(
+            "Infobip refused the API key (HTTP {status} {code} {description}): check INFOBIP_API_KEY and INFOBIP_BASE_URL \
+             (your account's own host)"
+        )));
+    }
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, retry_after));
+    }
+    let answer: SendAnswer = serde_json::from_slice(body).map_err(|e| {
+        SendError::transient(format!("Infobip answered {status} with a body that is not its JSON: {e}"))
+    })?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for message in answer.messages {
+        let result = match message.status.group_name.as_str() {
+            "REJECTED" | "UNDELIVERABLE" | "EXPIRED" => {
+                ItemResult::Refused { code: message.status.name, reason: message.status.description }
+            }
+            _ => ItemResult::Accepted { dealer_id: message.message_id.clone() },
+        };
+        outcomes.push(ItemOutcome { reference: message.message_id, result });
+    }
+    outcomes.retain(|o| items.iter().any(|i| i.reference == o.reference));
+    missing(items, &mut outcomes);
+    Ok(outcomes)
+}
+
+/// The delivery-report query (`GET /kakao-alim/1/reports`): Infobip hands out each report once.
+pub fn reports_query(api_key: &str, limit: u32) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!("/kakao-alim/1/reports?limit={limit}"),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Reports {
+    #[serde(default)]
+    results: Vec<ReportRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportRow {
+    message_id: String,
+    #[serde(default)]
+    done_at: Option<String>,
+    #[serde(default)]
+    status: Status,
+    #[serde(default)]
+    error: Option<ReportError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportError {
+    #[serde(default)]
+    group_name: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    permanent: bool,
+}
+
+/// A report, and whether its error is permanent (`error.permanent`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfobipReport {
+    /// The common report.
+    pub report: Report,
+    /// Infobip says sending again cannot help.
+    pub permanent: bool,
+}
+
+/// Reads delivery reports, from the webhook or the reports query (the same JSON).
+///
+/// # Errors
+/// A body that is not Infobip's report JSON.
+pub fn read_reports(body: &[u8]) -> Result<Vec<InfobipReport>, String> {
+    let reports: Reports = serde_json::from_slice(body).map_err(|e| format!("not Infobip delivery reports: {e}"))?;
+    Ok(reports
+        .results
+        .into_iter()
+        .map(|row| {
+            let failed = row.error.as_ref().filter(|e| e.group_name != "OK");
+            let state = match (row.status.group_name.as_str(), failed) {
+                ("DELIVERED", None) => ReportState::Delivered,
+                ("PENDING" | "ACCEPTED", None) => ReportState::Pending,
+                _ => ReportState::Failed,
+            };
+            let (code, reason) = match failed {
+                Some(e) => (Some(e.name.clone()), Some(e.description.clone())),
+                None => (Some(row.status.name.clone()).filter(|s| !s.is_empty()), None),
+            };
+            InfobipReport {
+                permanent: failed.is_some_and(|e| e.permanent),
+                report: Report {
+                    dealer_id: row.message_id,
+                    state,
+                    code,
+                    reason,
+                    done_at: row.done_at,
+                    // Infobip reports an SMS failover as its own message; the AlimTalk's report
+                    // does not say.
+                    fallback: None::<Fallback>,
+                },
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::dealer::DealerKind;
+    use crate::dealer::addressees;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn alimtalk_is_one_message_per_recipient_with_our_reference_as_its_id() {
+        let items = vec![item("r1", "010-1111-2222", "홍길동", true)];
+        let batch = Batch::new(DealerKind::Infobip, items, Some(1_798_070_400_000)).unwrap();
+        let request = alimtalk_send("KEY", &sender(), &batch, "bulk-1").unwrap();
+        assert_eq!((request.method, request.path.as_str()), ("POST", "/kakao-alim/1/messages"));
+        assert_eq!(request.headers, [("Authorization", "App KEY".to_owned())]);
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({
+                "messages": [{
+                    "sender": "a".repeat(40),
+                    "destinations": [{"to": "821011112222", "messageId": "r1"}],
+                    "content": {"type": "TEMPLATE", "templateCode": "ORDER_SHIPPED",
+                                "text": "홍길동님, 주문하신 상품이 발송되었습니다.",
+                                "buttons": [{"type": "URL", "name": "주문 보기",
+                                             "urlMobile": "https://shop.example/o/A-1", "urlPc": "https://shop.example/p/A-1"}]},
+                    "options": {"smsFailover": {"sender": "0212345678", "text": "홍길동님 상품 발송"}}
+                }],
+                "options": {"schedule": {"bulkId": "bulk-1", "sendAt": "2026-12-24T00:00:00.000Z"}}
+            })
+        );
+    }
+
+    #[test]
+    fn answers_and_reports_are_read_by_our_reference() {
+        let items = vec![item("r1", "010-1111-2222", "가", false), item("r2", "010-3333-4444", "나", false)];
+        let body = json!({"bulkId": "b", "messages": [
+            {"messageId": "r1", "destination": "821011112222", "status": {"groupId": 1, "groupName": "PENDING", "id": 26, "name": "PENDING_ACCEPTED", "description": "accepted"}},
+            {"messageId": "r2", "destination": "821033334444", "status": {"groupId": 5, "groupName": "REJECTED", "id": 52, "name": "REJECTED_DESTINATION", "description": "bad destination"}}
+        ]});
+        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap();
+        assert_eq!(outcomes[0].result, ItemResult::Accepted { dealer_id: "r1".into() });
+        assert_eq!(
+            outcomes[1].result,
+            ItemResult::Refused { code: "REJECTED_DESTINATION".into(), reason: "bad destination".into() }
+        );
+        let e = read_send_answer(
+            401,
+            br#"{"errorCode":"E401","description":"Invalid login details"}"#,
+            &addressees(&items),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("INFOBIP_API_KEY"), "{e}");
+
+        let reports = json!({"results": [
+            {"bulkId": "b", "messageId": "r1", "to": "821011112222", "doneAt": "2026-12-24T00:00:03.000+0000",
+             "status": {"groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"}, "error": {"groupName": "OK", "id": 0, "name": "NO_ERROR", "permanent": false}},
+            {"bulkId": "b", "messageId": "r2", "to": "821033334444", "status": {"groupName": "UNDELIVERABLE", "name": "UNDELIVERABLE_NOT_DELIVERED"},
+             "error": {"groupName": "USER_ERRORS", "id": 3019, "name": "EC_NOT_KAKAO_USER", "description": "not a KakaoTalk user", "permanent": true}}
+        ]});
+        let read = read_reports(reports.to_string().as_bytes()).unwrap();
+        assert_eq!(read[0].report.state, ReportState::Delivered);
+        assert!(!read[0].permanent);
+        assert_eq!(read[1].report.state, ReportState::Failed);
+        assert_eq!(read[1].report.code.as_deref(), Some("EC_NOT_KAKAO_USER"));
+        assert!(read[1].permanent);
+    }
+
+    #[test]
+    fn buttons_infobip_cannot_carry_are_refused_before_the_request() {
+        let mut it = item("r1", "010-1111-2222", "가", false);
+        it.rendered.buttons[0].kind = ButtonType::Consultation;
+        let batch = Batch::new(DealerKind::Infobip, vec![it], None).unwrap();
+        assert!(alimtalk_send("KEY", &sender(), &batch, "b").unwrap_err().contains("through Infobip"));
+    }
+}

@@ -1,0 +1,379 @@
+//! Solapi (reference/bizmsg.md §3): AlimTalk as `ATA` messages of `POST /messages/v4/send-many/detail`.
+//!
+//! Every request is signed: `Authorization: HMAC-SHA256 apiKey=…, date=…, salt=…, signature=…`,
+//! the signature being the lowercase hex HMAC-SHA256 of `date` followed by `salt` under the API
+//! secret, with a fresh salt per request. Solapi answers HTTP 200 even when it refused messages:
+//! `failedMessageList` is read on every answer. It echoes no reference of ours, so answers are
+//! matched by number (a [`Batch`] never holds a number twice).
+
+use super::{Addressee, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
+use crate::template::FallbackKind;
+use clawbridge_core::SendError;
+use clawbridge_core::time::{EpochMs, timestamp};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The production host (`SOLAPI_BASE_URL` overrides it).
+pub const DEFAULT_BASE_URL: &str = "https://api.solapi.com";
+
+/// Solapi's credentials.
+#[derive(Debug, Clone)]
+pub struct SolapiAuth {
+    /// `SOLAPI_API_KEY`.
+    pub api_key: String,
+    /// `SOLAPI_API_SECRET`.
+    pub api_secret: String,
+}
+
+/// The `Authorization` header for a request made at `date` (ISO 8601) with `salt` (32
+/// characters of `[0-9a-zA-Z]`, new for every request: the caller draws it).
+pub fn authorization(auth: &SolapiAuth, date: &str, salt: &str) -> String {
+    // HMAC takes a key of any length; `new_from_slice` cannot fail for it.
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(auth.api_secret.as_bytes()).expect("HMAC accepts any key length");
+    mac.update(date.as_bytes());
+    mac.update(salt.as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    format!("HMAC-SHA256 apiKey={}, date={date}, salt={salt}, signature={signature}", auth.api_key)
+}
+
+/// `date` for [`authorization`]: the instant in ISO 8601 UTC (`2026-12-24T00:00:00.000Z`).
+pub fn signing_date(at: EpochMs) -> String {
+    timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendBody<'a> {
+    messages: Vec<Message<'a>>,
+    allow_duplicates: bool,
+    show_message_list: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduled_date: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Message<'a> {
+    to: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The replacement SMS/LMS text when the AlimTalk cannot be delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    kakao_options: KakaoOptions<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KakaoOptions<'a> {
+    pf_id: &'a str,
+    template_id: &'a str,
+    variables: BTreeMap<String, &'a str>,
+    disable_sms: bool,
+}
+
+/// The send for `batch` (every recipient one `ATA` message).
+///
+/// # Errors
+/// A template without its Solapi id, or a fallback without a sender number.
+pub fn alimtalk_send(sender: &Sender, batch: &Batch) -> Result<WireRequest, String> {
+    let template_id = batch.template_id.as_deref().ok_or_else(|| {
+        format!(
+            "AlimTalk template {:?} has no templateId: Solapi sends by its own template id (KA01TP…); add templateId to \
+             the template under [[bizmsg.templates]]",
+            batch.template_code
+        )
+    })?;
+    let mut messages = Vec::with_capacity(batch.items.len());
+    for item in &batch.items {
+        let fallback = item.rendered.fallback.as_ref();
+        let from = match fallback {
+            None => None,
+            Some(_) => Some(
+                sender
+                    .sms_from
+                    .as_ref()
+                    .ok_or(
+                        "an SMS/LMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a caller \
+                         id registered with Solapi",
+                    )?
+                    .digits(),
+            ),
+        };
+        messages.push(Message {
+            to: item.to.national(),
+            from,
+            kind: "ATA",
+            text: fallback.map(|f| f.message.as_str()),
+            subject: fallback.filter(|f| f.kind == FallbackKind::Lms).and_then(|f| f.title.as_deref()),
+            kakao_options: KakaoOptions {
+                pf_id: &sender.sender_key,
+                template_id,
+                // The SDK's form: names wrapped in `#{…}`.
+                variables: item.rendered.variables.iter().map(|(k, v)| (format!("#{{{k}}}"), v.as_str())).collect(),
+                disable_sms: fallback.is_none(),
+            },
+        });
+    }
+    let body = SendBody {
+        messages,
+        allow_duplicates: false,
+        show_message_list: true,
+        scheduled_date: batch.send_at.map(|at| timestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+    };
+    Ok(WireRequest {
+        method: "POST",
+        path: "/messages/v4/send-many/detail".to_owned(),
+        // The Authorization header is added when the request is made: it carries the time.
+        headers: Vec::new(),
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandMessage<'a> {
+    to: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: &'a str,
+    kakao_options: BrandOptions<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandOptions<'a> {
+    pf_id: &'a str,
+    bms: Bms,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<BrandButton<'a>>,
+    disable_sms: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bms {
+    targeting: &'static str,
+    chat_bubble_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandButton<'a> {
+    button_name: &'a str,
+    button_type: &'static str,
+    link_mo: &'a str,
+}
+
+/// A free-form Brand Message (`BMS_TEXT`) to `recipients`.
+///
+/// # Errors
+/// A fallback: Solapi's replacement text for Brand Messages is not wired here.
+pub fn brand_send(
+    sender: &Sender,
+    content: &crate::brand::BrandContent,
+    recipients: &[Addressee],
+    send_at: Option<EpochMs>,
+) -> Result<WireRequest, String> {
+    if content.fallback.is_some() {
+        return Err(
+            "an SMS/LMS fallback of a Brand Message is not supported through Solapi here: send without --fallback"
+                .to_owned(),
+        );
+    }
+    let messages: Vec<BrandMessage<'_>> = recipients
+        .iter()
+        .map(|r| BrandMessage {
+            to: r.to.national(),
+            kind: "BMS_TEXT",
+            text: &content.text,
+            kakao_options: BrandOptions {
+                pf_id: &sender.sender_key,
+                bms: Bms { targeting: content.targeting.code(), chat_bubble_type: "TEXT" },
+                buttons: content
+                    .buttons
+                    .iter()
+                    .map(|b| BrandButton { button_name: &b.name, button_type: "WL", link_mo: &b.link_mo })
+                    .collect(),
+                disable_sms: true,
+            },
+        })
+        .collect();
+    let mut body = serde_json::json!({ "messages": messages, "allowDuplicates": false, "showMessageList": true });
+    if let Some(at) = send_at {
+        body["scheduledDate"] = timestamp(at).strftime("%Y-%m-%dT%H:%M:%SZ").to_string().into();
+    }
+    Ok(WireRequest {
+        method: "POST",
+        path: "/messages/v4/send-many/detail".to_owned(),
+        headers: Vec::new(),
+        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendAnswer {
+    #[serde(default)]
+    failed_message_list: Vec<Failed>,
+    #[serde(default)]
+    message_list: Vec<Listed>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Failed {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    status_code: String,
+    #[serde(default)]
+    status_message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Listed {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    message_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    #[serde(default)]
+    error_code: String,
+    #[serde(default)]
+    error_message: String,
+}
+
+/// Reads Solapi's answer to [`alimtalk_send`].
+///
+/// # Errors
+/// The request as a whole failed, classified.
+pub fn read_send_answer(
+    status: u16,
+    body: &[u8],
+    items: &[Addressee],
+    retry_after: Option<std::time::Duration>,
+) -> Result<Vec<ItemOutcome>, SendError> {
+    if status == 401 || status == 403 {
+        let error: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let (code, message) = error.map(|e| (e.error_code, e.error_message)).unwrap_or_default();
+        return Err(SendError::Permanent(format!(
+            "Solapi refused the credentials (HTTP {status} {code} {message}): check SOLAPI_API_KEY and SOLAPI_API_SECRET, \
+             and that this machine's clock is right (the signature carries the time)"
+        )));
+    }
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, retry_after));
+    }
+    let answer: SendAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Solapi answered 200 with a body that is not its JSON: {e}")))?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let number = item.to.national();
+        let result = if let Some(failed) = answer.failed_message_list.iter().find(|f| f.to == number) {
+            ItemResult::Refused { code: failed.status_code.clone(), reason: failed.status_message.clone() }
+        } else if let Some(listed) = answer.message_list.iter().find(|m| m.to == number && !m.message_id.is_empty()) {
+            ItemResult::Accepted { dealer_id: listed.message_id.clone() }
+        } else {
+            continue;
+        };
+        outcomes.push(ItemOutcome { reference: item.reference.clone(), result });
+    }
+    missing(items, &mut outcomes);
+    Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::fixtures::*;
+    use super::*;
+    use crate::dealer::DealerKind;
+    use crate::dealer::addressees;
+    use serde_json::{Value, json};
+
+    fn auth() -> SolapiAuth {
+        SolapiAuth { api_key: "NCSKEY".into(), api_secret: "SECRET".into() }
+    }
+
+    #[test]
+    fn the_signature_is_the_hmac_of_date_and_salt() {
+        let date = "2026-12-24T00:00:00.000Z";
+        let salt = "0123456789abcdefghijABCDEFGHIJ01";
+        let header = authorization(&auth(), date, salt);
+        // Recomputed independently of `authorization`.
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"SECRET").unwrap();
+        mac.update(format!("{date}{salt}").as_bytes());
+        let expected = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(header, format!("HMAC-SHA256 apiKey=NCSKEY, date={date}, salt={salt}, signature={expected}"));
+        assert_eq!(expected.len(), 64);
+        assert!(expected.chars().all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        assert_eq!(signing_date(1_798_070_400_000), "2026-12-24T00:00:00.000Z");
+    }
+
+    #[test]
+    fn alimtalk_is_an_ata_message_per_recipient() {
+        let items = vec![item("r1", "010-1111-2222", "홍길동", true), item("r2", "010-3333-4444", "김철수", false)];
+        let mut batch = Batch::new(DealerKind::Solapi, items, None).unwrap();
+        batch.template_id = Some("KA01TP1".into());
+        let request = alimtalk_send(&sender(), &batch).unwrap();
+        assert_eq!((request.method, request.path.as_str()), ("POST", "/messages/v4/send-many/detail"));
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let pf_id = "a".repeat(40);
+        assert_eq!(
+            body,
+            json!({
+                "messages": [
+                    {"to": "01011112222", "from": "0212345678", "type": "ATA", "text": "홍길동님 상품 발송", "subject": "발송 안내",
+                     "kakaoOptions": {"pfId": pf_id, "templateId": "KA01TP1",
+                                      "variables": {"#{name}": "홍길동", "#{order}": "A-1"}, "disableSms": false}},
+                    {"to": "01033334444", "type": "ATA",
+                     "kakaoOptions": {"pfId": pf_id, "templateId": "KA01TP1",
+                                      "variables": {"#{name}": "김철수", "#{order}": "A-1"}, "disableSms": true}}
+                ],
+                "allowDuplicates": false,
+                "showMessageList": true
+            })
+        );
+        batch.template_id = None;
+        assert!(alimtalk_send(&sender(), &batch).unwrap_err().contains("templateId"));
+    }
+
+    #[test]
+    fn failed_messages_inside_a_200_are_read_on_every_answer() {
+        let items = vec![item("r1", "010-1111-2222", "가", false), item("r2", "010-3333-4444", "나", false)];
+        let body = json!({
+            "groupInfo": {"count": {"total": 2, "registeredFailed": 1}},
+            "failedMessageList": [{"to": "01033334444", "from": "", "type": "ATA", "statusCode": "1062", "statusMessage": "템플릿 변수 불일치"}],
+            "messageList": [{"messageId": "M4V2026", "to": "01011112222", "type": "ATA", "statusCode": "2000"}]
+        });
+        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap();
+        assert_eq!(outcomes[0].result, ItemResult::Accepted { dealer_id: "M4V2026".into() });
+        assert_eq!(
+            outcomes[1].result,
+            ItemResult::Refused { code: "1062".into(), reason: "템플릿 변수 불일치".into() }
+        );
+        let e = read_send_answer(
+            401,
+            br#"{"errorCode":"SignatureDoesNotMatch","errorMessage":"x"}"#,
+            &addressees(&items),
+            None,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("SOLAPI_API_SECRET") && e.to_string().contains("SignatureDoesNotMatch"), "{e}");
+        assert_eq!(
+            read_send_answer(429, b"", &addressees(&items), None).unwrap_err().class(),
+            clawbridge_core::RetryClass::RateLimited
+        );
+    }
+}

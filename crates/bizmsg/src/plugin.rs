@@ -1,0 +1,85 @@
+//! Business messages' registration with the bridge: `[bizmsg]` + `BIZMSG_*` and the dealers'
+//! variables, and the `doctor` checks. It serves no conversation (no connector): what it sends
+//! leaves from the bridge's business-message queue, whose worker and commands (`clawbridge
+//! alimtalk|brand|friendtalk …`) the binary runs on its store.
+
+use crate::client::{DEFAULT_TIMEOUT, DealerClient};
+use crate::config::BizmsgConfig;
+use async_trait::async_trait;
+use clawbridge_channel::Connector;
+use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
+use clawbridge_core::SendError;
+use std::any::Any;
+use std::sync::Arc;
+
+/// The plugin of `[bizmsg]`.
+#[derive(Debug)]
+pub struct BizmsgPlugin;
+
+/// The id and the TOML table.
+pub const ID: &str = "bizmsg";
+
+#[async_trait]
+impl ChannelPlugin for BizmsgPlugin {
+    fn id(&self) -> &'static str {
+        ID
+    }
+
+    fn load(&self, table: Option<&toml::Table>, env: Env<'_>) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+        Ok(BizmsgConfig::load(table, env)?.map(|config| Arc::new(config) as Arc<dyn ChannelSettings>))
+    }
+}
+
+#[async_trait]
+impl ChannelSettings for BizmsgConfig {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    /// Nothing to serve: business messages are outbound only.
+    fn connector(&self, _ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String> {
+        Ok(None)
+    }
+
+    /// The dealer and its credentials: NHN is asked for the sender's templates (which needs the
+    /// app key, the secret key and the sender key to be right); the others are checked as
+    /// configured.
+    async fn doctor(&self, _host: &HostInfo) -> Vec<Check> {
+        let dealer = self.dealer.kind().id();
+        let mut checks = vec![Check::ok(
+            "bizmsg",
+            format!(
+                "dealer {dealer} at {}, {} sender(s), {} AlimTalk template(s)",
+                self.base_url,
+                self.accounts.len(),
+                self.templates.iter().count()
+            ),
+        )];
+        let client = match DealerClient::new(self, DEFAULT_TIMEOUT) {
+            Ok(client) => client,
+            Err(e) => {
+                checks.push(Check::failed("bizmsg dealer", e, "see the README's business messages section"));
+                return checks;
+            }
+        };
+        for account in &self.accounts {
+            let what = format!("bizmsg {}", account.id);
+            checks.push(match client.templates(&account.sender.sender_key).await {
+                Ok(templates) => Check::ok(
+                    what,
+                    format!("{dealer} credentials and sender key valid; {} template(s) registered", templates.len()),
+                ),
+                Err(SendError::Permanent(reason)) if !matches!(self.dealer.kind(), crate::dealer::DealerKind::Nhn) => {
+                    let _ = reason;
+                    Check::ok(what, format!("configured for {dealer} (credentials are checked by the first send)"))
+                }
+                Err(e) => Check::failed(
+                    what,
+                    e.to_string(),
+                    "check NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY and BIZMSG_SENDER_KEY in the NHN Cloud console",
+                ),
+            });
+        }
+        checks
+    }
+}

@@ -1,0 +1,461 @@
+//! `clawbridge alimtalk|brand|friendtalk …`: business messages from the command line (operators,
+//! scripts, an agent's exec tool). A send is checked (template, variables, number, ad rules),
+//! stored as one durable row and answered `accepted (id: N)`; the daemon's business-message
+//! worker sends it (see [`crate::pipeline::bizmsg`]), so a command run twice, or a daemon that
+//! restarts, never sends twice. `alimtalk status ID` reads the row back.
+
+use crate::config::Config;
+use crate::util::now_ms;
+use clap::{Args, Subcommand};
+use clawbridge_bizmsg::brand::{BrandButton, BrandRequest, Targeting, prepare_brand};
+use clawbridge_bizmsg::client::{DEFAULT_TIMEOUT, DealerClient};
+use clawbridge_bizmsg::config::BizmsgConfig;
+use clawbridge_bizmsg::send::{AlimtalkRequest, FallbackChoice, Prepared, prepare_alimtalk};
+use clawbridge_bizmsg::template::DealerTemplate;
+use clawbridge_bizmsg::window::{kst_label, parse_kst};
+use clawbridge_bizmsg::{PhoneNumber, plugin::ID};
+use clawbridge_core::time::DAY_MS;
+use clawbridge_store::{BizmsgRow, BizmsgState, NewBizmsg, SharedStore, StatePut};
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+/// Where `templates sync` keeps what the dealer has, per sender key, for a day.
+const SYNCED: &str = "bizmsg.templates";
+
+/// `clawbridge alimtalk …`
+#[derive(Debug, Subcommand)]
+pub enum AlimtalkAction {
+    /// Send an approved template to a phone number; prints `accepted (id: N)`.
+    Send(Box<AlimtalkSendArgs>),
+    /// The per-recipient result of a send: dealer, Kakao result code and its meaning, fallback.
+    Status {
+        /// The id `send` printed.
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The AlimTalk templates: declared under [[bizmsg.templates]] and as the dealer has them.
+    Templates {
+        /// Templates action.
+        #[command(subcommand)]
+        action: TemplatesAction,
+    },
+}
+
+/// `clawbridge alimtalk templates …`
+#[derive(Debug, Subcommand)]
+pub enum TemplatesAction {
+    /// Code, review status and variables of every template.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the templates and their review status from the dealer (kept for 24 hours).
+    Sync,
+}
+
+/// `clawbridge alimtalk send`.
+#[derive(Debug, Clone, Args)]
+pub struct AlimtalkSendArgs {
+    /// Recipient: 010-1234-5678, 01012345678, +82 10-1234-5678 or 821012345678.
+    #[arg(long, value_name = "PHONE")]
+    pub to: String,
+    /// The template code (under [[bizmsg.templates]]).
+    #[arg(long, value_name = "CODE")]
+    pub template: String,
+    /// A template variable, NAME=VALUE; repeat for each.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// SMS/LMS when the AlimTalk cannot be delivered: sms, lms or none (default: the template's fallbackConfig).
+    #[arg(long, value_name = "sms|lms|none")]
+    pub fallback: Option<String>,
+    /// Deliver at this KST time instead of now: "2026-12-24 09:00".
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The sender ([bizmsg.accounts.<id>]); the default one otherwise.
+    #[arg(long, default_value = "default")]
+    pub account: String,
+    /// Your key for this send (an order number): the same key sends once.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `clawbridge brand …` / `clawbridge friendtalk …`
+#[derive(Debug, Subcommand)]
+pub enum BrandAction {
+    /// Send a Brand Message; prints `accepted (id: N)` (and when it goes, if held).
+    Send(Box<BrandSendArgs>),
+}
+
+/// `clawbridge brand send`.
+#[derive(Debug, Clone, Args)]
+pub struct BrandSendArgs {
+    /// Recipient: 010-1234-5678, 01012345678, +82 10-1234-5678 or 821012345678.
+    #[arg(long, value_name = "PHONE")]
+    pub to: String,
+    /// The message (at most 1,300 characters, 99 line breaks).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A Brand Message template (not supported yet: send --text).
+    #[arg(long, value_name = "CODE")]
+    pub template: Option<String>,
+    /// A template variable, NAME=VALUE (with --template).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// An image (not supported yet).
+    #[arg(long, value_name = "FILE|URL")]
+    pub image: Option<String>,
+    /// A web-link button, "name|https://…"; repeat (at most 5).
+    #[arg(long = "button", value_name = "NAME|URL")]
+    pub buttons: Vec<String>,
+    /// Who receives it: I channel friends (default), M marketing-consented users, N consented non-friends.
+    #[arg(long, value_name = "I|M|N")]
+    pub targeting: Option<String>,
+    /// Send the text as an ad LMS to those the Brand Message cannot reach (needs the 080 number).
+    #[arg(long)]
+    pub fallback: bool,
+    /// Deliver at this KST time instead of now: "2026-12-24 09:00" (never 20:50–08:00).
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// The sender ([bizmsg.accounts.<id>]); the default one otherwise.
+    #[arg(long, default_value = "default")]
+    pub account: String,
+    /// Your key for this send: the same key sends once.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn settings(config: &Config) -> anyhow::Result<&BizmsgConfig> {
+    config.channel::<BizmsgConfig>(ID).ok_or_else(|| {
+        anyhow::anyhow!(
+            "business messages are not configured: set BIZMSG_DEALER (nhn, solapi or infobip), BIZMSG_SENDER_KEY and \
+             the dealer's credentials, or a [bizmsg] table (see the README)"
+        )
+    })
+}
+
+async fn store(config: &Config) -> anyhow::Result<SharedStore> {
+    config.ensure_state_dir()?;
+    Ok(clawbridge_store::open(&config.bridge.database_url).await?)
+}
+
+fn variables(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for var in vars {
+        let (name, value) = var
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--var {var:?}: write it as NAME=VALUE, e.g. --var name=홍길동"))?;
+        if out.insert(name.trim().to_owned(), value.to_owned()).is_some() {
+            anyhow::bail!("--var {name} is given twice");
+        }
+    }
+    Ok(out)
+}
+
+fn row(p: &Prepared) -> NewBizmsg {
+    NewBizmsg {
+        idempotency_key: p.idempotency_key.clone(),
+        account: p.account.clone(),
+        product: p.product.as_str().to_owned(),
+        dealer: p.dealer.id().to_owned(),
+        recipient: p.recipient.national().to_owned(),
+        template_code: p.template_code.clone(),
+        payload: p.payload.clone(),
+        origin: p.origin.clone(),
+        not_before: p.not_before,
+    }
+}
+
+/// Stores the row and prints `accepted (id: N)`; a repeat of an earlier send says so.
+async fn accept(config: &Config, prepared: &Prepared, held_until: Option<i64>, json: bool) -> anyhow::Result<ExitCode> {
+    let store = store(config).await?;
+    let stored = store.enqueue_bizmsg(&[row(prepared)], now_ms()).await?;
+    let stored = stored.first().copied().ok_or_else(|| anyhow::anyhow!("the store returned no row"))?;
+    tracing::info!(id = stored.id, to = %prepared.recipient, new = stored.new, "business message stored");
+    if json {
+        let value = serde_json::json!({
+            "id": stored.id,
+            "new": stored.new,
+            "to": prepared.recipient.masked(),
+            "notBefore": prepared.not_before,
+            "heldUntil": held_until.map(kst_label),
+        });
+        println!("{value}");
+    } else {
+        let repeat = if stored.new { "" } else { ", the same send as before: not sent again" };
+        match held_until {
+            Some(at) => println!(
+                "accepted (id: {}{repeat}); held until {} (ads are not delivered 20:50–08:00 KST)",
+                stored.id,
+                kst_label(at)
+            ),
+            None => println!("accepted (id: {}{repeat})", stored.id),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `clawbridge alimtalk …`.
+///
+/// # Errors
+/// Configuration, validation and store failures, each with the fix.
+pub async fn alimtalk(config: &Config, action: AlimtalkAction) -> anyhow::Result<ExitCode> {
+    match action {
+        AlimtalkAction::Send(args) => {
+            let bizmsg = settings(config)?;
+            let now = now_ms();
+            let request = AlimtalkRequest {
+                account: args.account.clone(),
+                to: args.to.clone(),
+                template: args.template.clone(),
+                variables: variables(&args.vars)?,
+                fallback: args
+                    .fallback
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(anyhow::Error::msg)?
+                    .unwrap_or(FallbackChoice::Template),
+                at: args.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
+                idempotency_key: args.idempotency_key.clone(),
+                origin: "cli".to_owned(),
+            };
+            let prepared = prepare_alimtalk(bizmsg, &request, now).map_err(anyhow::Error::msg)?;
+            check_synced(config, bizmsg, &args.account, &args.template).await?;
+            accept(config, &prepared, None, args.json).await
+        }
+        AlimtalkAction::Status { id, json } => status(config, id, json).await,
+        AlimtalkAction::Templates { action } => templates(config, action).await,
+    }
+}
+
+/// Refuses a template that the last sync found unapproved or different (3016 otherwise).
+async fn check_synced(config: &Config, bizmsg: &BizmsgConfig, account: &str, code: &str) -> anyhow::Result<()> {
+    let sender = bizmsg.account(account).map_err(anyhow::Error::msg)?;
+    let store = store(config).await?;
+    let Some(synced) = store.get_state(SYNCED, &sender.sender.sender_key, now_ms()).await? else { return Ok(()) };
+    let synced: Vec<DealerTemplate> = serde_json::from_str(&synced).unwrap_or_default();
+    let template = bizmsg.templates.get(code).map_err(|e| anyhow::anyhow!("{e}"))?;
+    match synced.iter().find(|t| t.code == code) {
+        Some(dealer) => template.check_against(dealer).map_err(|e| anyhow::anyhow!("{e}")),
+        None => anyhow::bail!(
+            "AlimTalk template {code:?} is not among the sender's templates at {} (last `clawbridge alimtalk templates \
+             sync`): register it with the dealer, or sync again",
+            bizmsg.dealer.kind().id()
+        ),
+    }
+}
+
+async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<ExitCode> {
+    let bizmsg = settings(config)?;
+    let store = store(config).await?;
+    let now = now_ms();
+    match action {
+        TemplatesAction::Sync => {
+            let client = DealerClient::new(bizmsg, DEFAULT_TIMEOUT).map_err(anyhow::Error::msg)?;
+            for account in &bizmsg.accounts {
+                let templates =
+                    client.templates(&account.sender.sender_key).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+                let value = serde_json::to_string(&templates)?;
+                let put = StatePut {
+                    namespace: SYNCED,
+                    key: &account.sender.sender_key,
+                    value: &value,
+                    expires_at: Some(now + DAY_MS),
+                };
+                store.put_state(&put, false, now).await?;
+                let approved = templates
+                    .iter()
+                    .filter(|t| t.status == clawbridge_bizmsg::template::TemplateStatus::Approved)
+                    .count();
+                println!(
+                    "{}: {} template(s) from {}, {approved} approved",
+                    account.id,
+                    templates.len(),
+                    bizmsg.dealer.kind().id()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TemplatesAction::List { json } => {
+            let sender = bizmsg
+                .account("default")
+                .or_else(|_| bizmsg.accounts.first().ok_or(String::new()))
+                .map_err(anyhow::Error::msg)?;
+            let synced: Option<Vec<DealerTemplate>> = store
+                .get_state(SYNCED, &sender.sender.sender_key, now)
+                .await?
+                .and_then(|v| serde_json::from_str(&v).ok());
+            let mut rows = Vec::new();
+            for template in bizmsg.templates.iter() {
+                let dealer = synced.as_ref().and_then(|s| s.iter().find(|t| t.code == template.template_code));
+                let status = match (&synced, dealer) {
+                    (None, _) => "not synced".to_owned(),
+                    (Some(_), None) => "not at the dealer".to_owned(),
+                    (Some(_), Some(d)) => match template.check_against(d) {
+                        Ok(()) => "approved".to_owned(),
+                        Err(_) if d.status != clawbridge_bizmsg::template::TemplateStatus::Approved => {
+                            d.status.label().to_owned()
+                        }
+                        Err(_) => "approved, but differs from the declared text".to_owned(),
+                    },
+                };
+                rows.push((template.template_code.clone(), status, template.variable_names()));
+            }
+            if json {
+                let value: Vec<_> = rows
+                    .iter()
+                    .map(|(code, status, vars)| serde_json::json!({"code": code, "status": status, "variables": vars}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(value));
+            } else if rows.is_empty() {
+                println!("no AlimTalk templates: declare them under [[bizmsg.templates]]");
+            } else {
+                for (code, status, vars) in rows {
+                    println!(
+                        "{code}  {status}  variables: {}",
+                        if vars.is_empty() { "none".to_owned() } else { vars.join(", ") }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn status(config: &Config, id: i64, json: bool) -> anyhow::Result<ExitCode> {
+    let store = store(config).await?;
+    let Some(row) = store.get_bizmsg(id).await? else {
+        eprintln!("error: no business message {id}");
+        return Ok(ExitCode::FAILURE);
+    };
+    if json {
+        println!("{}", status_json(&row));
+    } else {
+        for line in status_lines(&row) {
+            println!("{line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn masked(recipient: &str) -> String {
+    PhoneNumber::parse(recipient).map_or_else(|_| "?".to_owned(), |n| n.masked())
+}
+
+fn state_word(state: BizmsgState) -> &'static str {
+    match state {
+        BizmsgState::Queued => "queued (the daemon sends it: `clawbridge serve`)",
+        BizmsgState::Sending => "sending",
+        BizmsgState::Accepted => "accepted by the dealer",
+        BizmsgState::Retry => "waiting to be tried again",
+        BizmsgState::Dead => "not sent",
+    }
+}
+
+/// `alimtalk status` as text.
+pub fn status_lines(row: &BizmsgRow) -> Vec<String> {
+    let what = match &row.template_code {
+        Some(code) => format!("AlimTalk {code}"),
+        None => "Brand Message".to_owned(),
+    };
+    let mut lines =
+        vec![format!("{} {what} to {} (sender {}, via {})", row.id, masked(&row.recipient), row.account, row.dealer)];
+    lines.push(format!("state: {}, {} attempt(s)", state_word(row.state), row.attempts));
+    if matches!(row.state, BizmsgState::Queued | BizmsgState::Retry) && row.next_at > now_ms() {
+        lines.push(format!("next: {}", kst_label(row.next_at)));
+    }
+    if let Some(error) = &row.last_error {
+        lines.push(format!("last error: {error}"));
+    }
+    if let Some(result) = &row.result {
+        let code = match (&row.result_code, &row.result_reason) {
+            (Some(code), Some(reason)) => format!(" — {code} {reason}"),
+            (Some(code), None) => format!(" — {code}"),
+            _ => String::new(),
+        };
+        let at = row.result_at.map(|at| format!(" ({})", kst_label(at))).unwrap_or_default();
+        lines.push(format!("result: {result}{code}{at}"));
+    }
+    if let Some(fallback) = row.fallback.as_deref().filter(|f| *f != "none") {
+        lines.push(format!("SMS/LMS fallback: {fallback}"));
+    }
+    lines
+}
+
+fn status_json(row: &BizmsgRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id,
+        "product": row.product,
+        "template": row.template_code,
+        "to": masked(&row.recipient),
+        "account": row.account,
+        "dealer": row.dealer,
+        "state": row.state.as_str(),
+        "attempts": row.attempts,
+        "nextAt": row.next_at,
+        "lastError": row.last_error,
+        "dealerId": row.dealer_id,
+        "result": row.result,
+        "resultCode": row.result_code,
+        "resultReason": row.result_reason,
+        "fallback": row.fallback,
+        "resultAt": row.result_at,
+    })
+}
+
+/// Runs `clawbridge brand …` (and `friendtalk …`, which says once that it sends a Brand Message).
+///
+/// # Errors
+/// Configuration, validation and store failures, each with the fix.
+pub async fn brand(config: &Config, action: BrandAction, friendtalk: bool) -> anyhow::Result<ExitCode> {
+    let BrandAction::Send(args) = action;
+    let bizmsg = settings(config)?;
+    if friendtalk {
+        eprintln!(
+            "note: FriendTalk has been replaced by Brand Message (NHN converts FriendTalk until 2026-12-31): sending a \
+             Brand Message to channel friends (targeting I)"
+        );
+    }
+    if args.template.is_some() || !args.vars.is_empty() {
+        anyhow::bail!("Brand Message templates are not supported yet: send free-form text with --text");
+    }
+    if args.image.is_some() {
+        anyhow::bail!("images in Brand Messages are not supported yet: send --text (with --button links)");
+    }
+    let text = args.text.clone().ok_or_else(|| anyhow::anyhow!("give --text (the message)"))?;
+    let targeting = match (&args.targeting, friendtalk) {
+        (Some(_), true) => {
+            anyhow::bail!("friendtalk send reaches channel friends only; use `clawbridge brand send --targeting`")
+        }
+        (Some(t), false) => t.parse().map_err(anyhow::Error::msg)?,
+        (None, _) => Targeting::Friends,
+    };
+    let buttons = args
+        .buttons
+        .iter()
+        .map(|b| b.parse::<BrandButton>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let request = BrandRequest {
+        account: args.account.clone(),
+        to: args.to.clone(),
+        text,
+        buttons,
+        targeting,
+        fallback: args.fallback,
+        at: args.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
+        idempotency_key: args.idempotency_key.clone(),
+        origin: "cli".to_owned(),
+    };
+    let prepared = prepare_brand(bizmsg, &request, now_ms()).map_err(anyhow::Error::msg)?;
+    accept(config, &prepared.prepared, prepared.held_until, args.json).await
+}

@@ -1,0 +1,324 @@
+//! Business-message worker: stored AlimTalk / Brand Message rows → dealer requests → accepted |
+//! retry | dead, and the dealers' delivery results back onto the rows.
+//!
+//! Each round claims due rows (one per recipient and sender), lets
+//! [`dispatch::plan`](clawbridge_bizmsg::dispatch::plan) group them into requests, takes each
+//! request's messages from the sender key's hourly quota (in the store, so every replica counts
+//! together; a request over the quota waits for the next window instead of failing), records
+//! the request's key on its rows *before* making it, and writes every row's outcome. A row whose
+//! request may have arrived keeps the key, so the next attempt is the same request or a lookup,
+//! never a blind second send.
+
+use clawbridge_bizmsg::client::DealerClient;
+use clawbridge_bizmsg::config::BizmsgConfig;
+use clawbridge_bizmsg::dealer::Report;
+use clawbridge_bizmsg::dispatch::{self, Pending, RowUpdate, Step};
+use clawbridge_bizmsg::send::{self, result_of};
+use clawbridge_core::clock::Clock;
+use clawbridge_core::retry::{RetryDecision, RetryPolicy, SendError};
+use clawbridge_core::time::{EpochMs, HOUR_MS, MINUTE_MS};
+use clawbridge_store::{BizmsgResult, BizmsgRow, QuotaTake, SharedStore, StoreError};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Lease on claimed rows; a request times out well inside it.
+const LEASE_MS: EpochMs = 120_000;
+/// At most this many rows per round (a dealer takes up to 1,000 or 10,000 per request).
+const CLAIM: u32 = 1_000;
+/// How often due retries and other replicas' work are looked for.
+const POLL: Duration = Duration::from_secs(1);
+/// Delivery results are asked for this often, over this much of the past.
+const RESULTS_EVERY: Duration = Duration::from_secs(60);
+const RESULTS_LOOKBACK_MS: EpochMs = 15 * MINUTE_MS;
+
+/// The business-message worker of one process.
+#[derive(Clone)]
+pub struct BizmsgWorker {
+    /// The store.
+    pub store: SharedStore,
+    /// `[bizmsg]`.
+    pub config: Arc<BizmsgConfig>,
+    /// The dealer.
+    pub client: DealerClient,
+    /// `[retry]`: when a failed request is tried again.
+    pub retry: RetryPolicy,
+    /// This process in claims.
+    pub worker: String,
+    /// New rows were stored.
+    pub wake: Arc<Notify>,
+    /// Now.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for BizmsgWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BizmsgWorker").field("worker", &self.worker).field("client", &self.client).finish()
+    }
+}
+
+impl BizmsgWorker {
+    /// Sends until `stop` fires, and polls delivery results once a minute.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut results = tokio::time::interval(RESULTS_EVERY);
+        results.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let busy = match self.round().await {
+                Ok(rows) => rows > 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot claim business messages from the store; retrying");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+                _ = results.tick() => self.poll_results().await,
+            }
+        }
+    }
+
+    /// One round: claims due rows and takes each to its next state. How many rows it claimed.
+    ///
+    /// # Errors
+    /// The store could not be asked for rows.
+    pub async fn round(&self) -> Result<usize, StoreError> {
+        let now = self.clock.now_ms();
+        let rows = self.store.claim_bizmsg(&self.worker, CLAIM, LEASE_MS, now).await?;
+        let claimed = rows.len();
+        let attempts: HashMap<i64, u32> = rows.iter().map(|r| (r.id, r.attempts)).collect();
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in rows {
+            match readable(&row) {
+                Ok(p) => pending.push(p),
+                Err(reason) => self.dead(row.id, &reason, None).await,
+            }
+        }
+        for step in dispatch::plan(self.client.dealer(), pending, now) {
+            self.step(step, &attempts).await;
+        }
+        Ok(claimed)
+    }
+
+    async fn step(&self, step: Step, attempts: &HashMap<i64, u32>) {
+        match step {
+            Step::Send { key, rows, resend } => {
+                let Some(account) = rows.first().and_then(|r| self.config.account(&r.account).ok()) else {
+                    let reason = "the sender account is no longer configured under [bizmsg]";
+                    for row in &rows {
+                        self.dead(row.id, reason, None).await;
+                    }
+                    return;
+                };
+                // A copy of an earlier request was counted when it was first made.
+                if !resend && !self.take_quota(account, &rows).await {
+                    return;
+                }
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let now = self.clock.now_ms();
+                if let Err(e) = self.store.set_bizmsg_request(&ids, &self.worker, Some(key.as_str()), now).await {
+                    // Not recorded, so not sent: the rows come back when the lease runs out.
+                    tracing::error!(error = %e, "cannot record the request before making it; not sending");
+                    return;
+                }
+                let updates = self.client.send(&account.sender, &rows, &key).await;
+                self.apply(updates, attempts).await;
+            }
+            Step::Lookup { key, rows } => match self.client.lookup(&key).await {
+                Ok(found) => {
+                    let (updates, next) = dispatch::after_lookup(rows, &found, self.clock.now_ms());
+                    self.apply(updates, attempts).await;
+                    if let Some(next) = next {
+                        Box::pin(self.step(next, attempts)).await;
+                    }
+                }
+                Err(e) => {
+                    let updates = rows
+                        .iter()
+                        .map(|r| RowUpdate::Retry {
+                            id: r.id,
+                            error: e.to_string(),
+                            after: e.retry_after(),
+                            in_doubt: true,
+                        })
+                        .collect();
+                    self.apply(updates, attempts).await;
+                }
+            },
+            Step::GiveUp { reason, rows } => {
+                for row in &rows {
+                    self.dead(row.id, &reason, None).await;
+                }
+            }
+        }
+    }
+
+    /// Takes the request's messages from the sender key's hourly quota; when the hour is full
+    /// the rows wait for the next one (the caller is told nothing failed: it is a queue).
+    async fn take_quota(&self, account: &clawbridge_bizmsg::config::SenderAccount, rows: &[Pending]) -> bool {
+        let now = self.clock.now_ms();
+        let start = now - now.rem_euclid(HOUR_MS);
+        let key = format!("bizmsg:{}", account.sender.sender_key);
+        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        match self.store.take_quota(&key, start, HOUR_MS, u64::from(account.rate_per_hour), n, now).await {
+            Ok(QuotaTake::Granted { .. }) => true,
+            Ok(QuotaTake::Refused { count, window_end }) => {
+                let error = format!(
+                    "sender {} has sent {count} of its {} messages this hour; continues at the next hour",
+                    account.id, account.rate_per_hour
+                );
+                tracing::info!(account = %account.id, count, "bizmsg hourly quota reached; waiting for the next window");
+                for row in rows {
+                    // Not an attempt: nothing was sent.
+                    let _ = self.store.set_bizmsg_request(&[row.id], &self.worker, None, now).await;
+                    let _ = self.store.mark_bizmsg_retry(row.id, &self.worker, &error, window_end, now).await;
+                }
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the bizmsg quota is unavailable; the rows wait for the next round");
+                for row in rows {
+                    let _ = self.store.release_bizmsg(row.id, &self.worker).await;
+                }
+                false
+            }
+        }
+    }
+
+    async fn apply(&self, updates: Vec<RowUpdate>, attempts: &HashMap<i64, u32>) {
+        let dealer = self.client.dealer().id();
+        for update in updates {
+            let now = self.clock.now_ms();
+            match update {
+                RowUpdate::Accepted { id, dealer_id } => {
+                    metrics::counter!("clawbridge_bizmsg_sent_total", "dealer" => dealer).increment(1);
+                    match self.store.mark_bizmsg_accepted(id, &self.worker, &dealer_id, now).await {
+                        Ok(true) => tracing::info!(id, dealer_id, "business message accepted by the dealer"),
+                        Ok(false) => tracing::warn!(id, "accepted by the dealer, but the lease was lost meanwhile"),
+                        Err(e) => tracing::error!(id, error = %e, "accepted by the dealer, but cannot record it"),
+                    }
+                }
+                RowUpdate::Dead { id, reason } => {
+                    let code = reason.split_whitespace().next().unwrap_or("").to_owned();
+                    self.dead(id, &reason, Some(code)).await;
+                }
+                RowUpdate::Retry { id, error, after, in_doubt } => {
+                    let attempt = attempts.get(&id).copied().unwrap_or(1);
+                    let failure = SendError::Transient { reason: error.clone(), retry_after: after };
+                    match self.retry.decide(attempt, &failure, clawbridge_http::jitter()) {
+                        RetryDecision::RetryIn(delay) => {
+                            if !in_doubt {
+                                let _ = self.store.set_bizmsg_request(&[id], &self.worker, None, now).await;
+                            }
+                            let next = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                            if let Err(e) = self.store.mark_bizmsg_retry(id, &self.worker, &error, next, now).await {
+                                tracing::error!(id, error = %e, "cannot schedule the retry");
+                            }
+                        }
+                        RetryDecision::Dead(reason) => self.dead(id, &reason, None).await,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn dead(&self, id: i64, reason: &str, code: Option<String>) {
+        metrics::counter!("clawbridge_bizmsg_failed_total", "code" => code.unwrap_or_else(|| "none".to_owned()))
+            .increment(1);
+        tracing::warn!(id, reason, "business message not sent");
+        if let Err(e) = self.store.mark_bizmsg_dead(id, &self.worker, reason, self.clock.now_ms()).await {
+            tracing::error!(id, error = %e, "cannot record the failure");
+        }
+    }
+
+    /// Asks the dealer for results that changed lately and records them.
+    pub async fn poll_results(&self) {
+        let now = self.clock.now_ms();
+        match self.client.poll_results(now - RESULTS_LOOKBACK_MS, now).await {
+            Ok(reports) => {
+                for report in reports {
+                    record_report(&self.store, self.client.dealer().id(), &report, now).await;
+                }
+            }
+            Err(SendError::Permanent(reason)) => tracing::debug!(reason, "delivery results are not polled"),
+            Err(e) => tracing::warn!(error = %e, "cannot poll delivery results; will ask again"),
+        }
+    }
+}
+
+/// Records one dealer report on its row (results only move forward); `false` when no row has it
+/// or a newer result is stored.
+pub async fn record_report(store: &SharedStore, dealer: &str, report: &Report, now: EpochMs) -> bool {
+    let (result, fallback, rank) = result_of(report);
+    let stored = BizmsgResult {
+        dealer: dealer.to_owned(),
+        dealer_id: report.dealer_id.clone(),
+        result: result.to_owned(),
+        code: report.code.clone(),
+        reason: report.reason.clone(),
+        fallback: fallback.map(str::to_owned),
+        rank,
+        at: now,
+    };
+    match store.record_bizmsg_result(&stored).await {
+        Ok(changed) => {
+            if changed && result == "failed" {
+                metrics::counter!("clawbridge_bizmsg_failed_total", "code" => report.code.clone().unwrap_or_default())
+                    .increment(1);
+            }
+            if changed && fallback == Some("sent") {
+                metrics::counter!("clawbridge_bizmsg_fallback_total").increment(1);
+            }
+            changed
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record a delivery result");
+            false
+        }
+    }
+}
+
+/// `POST /bizmsg/nhn/webhook`: NHN's delivery results, when the console's webhook points here.
+/// The signature configured there (`NHN_BIZMSG_WEBHOOK_SIGNATURE`) must come in
+/// `X-Toast-Webhook-Signature` (compared in constant time, else 401); a body that is not NHN's
+/// JSON is a 400; every report is recorded before the 200, forward-only.
+pub fn nhn_webhook(store: SharedStore, signature: Option<secrecy::SecretString>) -> axum::Router {
+    use axum::http::{HeaderMap, StatusCode};
+    use secrecy::ExposeSecret as _;
+    let handler = move |headers: HeaderMap, body: axum::body::Bytes| {
+        let store = store.clone();
+        let signature = signature.clone();
+        async move {
+            let Some(signature) = signature else {
+                return (StatusCode::NOT_FOUND, "set NHN_BIZMSG_WEBHOOK_SIGNATURE to receive NHN webhooks");
+            };
+            let given = headers.get("x-toast-webhook-signature").map(axum::http::HeaderValue::as_bytes);
+            if !clawbridge_bizmsg::dealer::nhn::webhook_signature_ok(given, signature.expose_secret()) {
+                return (StatusCode::UNAUTHORIZED, "bad or missing X-Toast-Webhook-Signature");
+            }
+            let reports = match clawbridge_bizmsg::dealer::nhn::read_webhook(&body) {
+                Ok(reports) => reports,
+                Err(e) => {
+                    tracing::warn!(error = %e, "NHN webhook refused");
+                    return (StatusCode::BAD_REQUEST, "not an NHN webhook body");
+                }
+            };
+            let now = clawbridge_core::clock::now_ms();
+            for report in &reports {
+                record_report(&store, "nhn", report, now).await;
+            }
+            (StatusCode::OK, "ok")
+        }
+    };
+    axum::Router::new().route("/bizmsg/nhn/webhook", axum::routing::post(handler))
+}
+
+fn readable(row: &BizmsgRow) -> Result<Pending, String> {
+    send::pending(row.id, &row.account, &row.recipient, &row.payload, row.request_key.as_deref())
+}

@@ -1,0 +1,366 @@
+//! The business-message worker against the testkit's fake NHN, on the in-memory store: rows
+//! stored before any request, one request per template, the hourly quota, a lost answer, results.
+
+use clawbridge::pipeline::bizmsg::{BizmsgWorker, record_report};
+use clawbridge_bizmsg::client::DealerClient;
+use clawbridge_bizmsg::config::BizmsgConfig;
+use clawbridge_bizmsg::dealer::nhn;
+use clawbridge_bizmsg::send::{AlimtalkRequest, FallbackChoice, Prepared, prepare_alimtalk};
+use clawbridge_core::clock::ManualClock;
+use clawbridge_core::retry::RetryPolicy;
+use clawbridge_store::{BizmsgState, NewBizmsg, SharedStore};
+use clawbridge_testkit::fake_nhn::{FakeNhn, result_row};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// 2026-12-24 09:00 KST.
+const NOW: i64 = 1_798_070_400_000;
+
+fn config(fake: &FakeNhn, extra: &str) -> BizmsgConfig {
+    let vars: BTreeMap<&str, String> = fake.env().into_iter().collect();
+    let file: toml::Table = toml::from_str(&format!(
+        "{extra}\n[[templates]]\ntemplateCode = \"OTP\"\ntext = \"인증번호는 #{{code}}입니다.\"\n"
+    ))
+    .unwrap();
+    BizmsgConfig::load(Some(&file), &|name| vars.get(name).cloned()).unwrap().unwrap()
+}
+
+fn row(p: Prepared) -> NewBizmsg {
+    NewBizmsg {
+        idempotency_key: p.idempotency_key,
+        account: p.account,
+        product: p.product.as_str().to_owned(),
+        dealer: p.dealer.id().to_owned(),
+        recipient: p.recipient.national().to_owned(),
+        template_code: p.template_code,
+        payload: p.payload,
+        origin: p.origin,
+        not_before: p.not_before,
+    }
+}
+
+fn otp(config: &BizmsgConfig, to: &str, code: &str) -> NewBizmsg {
+    let request = AlimtalkRequest {
+        account: "default".into(),
+        to: to.into(),
+        template: "OTP".into(),
+        variables: [("code".to_owned(), code.to_owned())].into(),
+        fallback: FallbackChoice::None,
+        at: None,
+        idempotency_key: None,
+        origin: "test".into(),
+    };
+    row(prepare_alimtalk(config, &request, NOW).unwrap())
+}
+
+struct Setup {
+    fake: FakeNhn,
+    store: SharedStore,
+    clock: Arc<ManualClock>,
+    worker: BizmsgWorker,
+}
+
+async fn setup(extra: &str, timeout: Duration) -> Setup {
+    let fake = FakeNhn::start().await;
+    let config = Arc::new(config(&fake, extra));
+    let store = clawbridge_testkit::memory_store();
+    let clock = Arc::new(ManualClock::new(NOW));
+    let worker = BizmsgWorker {
+        store: store.clone(),
+        client: DealerClient::new(&config, timeout).unwrap(),
+        config,
+        retry: RetryPolicy::DURABLE,
+        worker: "w1".into(),
+        wake: Arc::default(),
+        clock: clock.clone(),
+    };
+    Setup { fake, store, clock, worker }
+}
+
+#[tokio::test]
+async fn stored_rows_go_out_in_one_request_and_refusals_become_dead_letters() {
+    let s = setup("", Duration::from_secs(5)).await;
+    s.fake.state().refuse.insert("01033330000".into());
+    let rows = [otp(&s.worker.config, "010-1111-2222", "111111"), otp(&s.worker.config, "010-3333-0000", "222222")];
+    let ids: Vec<i64> = s.store.enqueue_bizmsg(&rows, NOW).await.unwrap().iter().map(|e| e.id).collect();
+    // The same command again stores nothing new.
+    assert!(s.store.enqueue_bizmsg(&rows, NOW).await.unwrap().iter().all(|e| !e.new));
+
+    assert_eq!(s.worker.round().await.unwrap(), 2);
+    let sent = s.store.get_bizmsg(ids[0]).await.unwrap().unwrap();
+    assert_eq!((sent.state, sent.dealer_id.as_deref()), (BizmsgState::Accepted, Some("ALIMTALK-1/1")));
+    let refused = s.store.get_bizmsg(ids[1]).await.unwrap().unwrap();
+    assert_eq!((refused.state, refused.last_error.as_deref()), (BizmsgState::Dead, Some("-2000 Invalid recipientNo")));
+    assert_eq!(s.fake.state().requests.len(), 1, "one request for one template");
+    assert_eq!(s.worker.round().await.unwrap(), 0, "nothing left");
+
+    // A result update: the AlimTalk failed (not a KakaoTalk user) and the fallback went out.
+    let taken = s.fake.state().taken[0].clone();
+    s.fake.state().results.push(result_row(&taken, "FAILED", "3019", "RSC04"));
+    s.worker.poll_results().await;
+    let row = s.store.get_bizmsg(ids[0]).await.unwrap().unwrap();
+    assert_eq!(
+        (row.result.as_deref(), row.result_code.as_deref(), row.result_reason.as_deref(), row.fallback.as_deref()),
+        (Some("failed"), Some("3019"), Some("not a KakaoTalk user"), Some("sent"))
+    );
+    // An older report arriving late (still pending) changes nothing.
+    let late = nhn::read_webhook(
+        serde_json::json!({"event": "MESSAGE_RESULT_UPDATE", "hooks": [result_row(&taken, "SENDING", "", "RSC02")]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    assert!(!record_report(&s.store, "nhn", &late[0], NOW + 1).await);
+    assert_eq!(s.store.get_bizmsg(ids[0]).await.unwrap().unwrap().result.as_deref(), Some("failed"));
+}
+
+#[tokio::test]
+async fn the_hourly_quota_of_a_sender_key_holds_the_rest_until_the_next_hour() {
+    let s = setup("ratePerHour = 2", Duration::from_secs(5)).await;
+    let rows: Vec<NewBizmsg> =
+        (1..=3).map(|i| otp(&s.worker.config, &format!("010-1111-{i:04}"), &format!("{i:06}"))).collect();
+    s.store.enqueue_bizmsg(&rows[..2], NOW).await.unwrap();
+    s.worker.round().await.unwrap();
+    s.store.enqueue_bizmsg(&rows[2..], NOW).await.unwrap();
+    s.worker.round().await.unwrap();
+    assert_eq!(s.fake.state().taken.len(), 2, "two messages this hour");
+    let held = s.store.bizmsg_stats().await.unwrap();
+    assert!(held.states.contains(&("retry".to_owned(), 1)), "{held:?}");
+    // The next hour.
+    s.clock.set(NOW + 3_600_000);
+    s.worker.round().await.unwrap();
+    assert_eq!(s.fake.state().taken.len(), 3);
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_resolved_without_a_second_message() {
+    let s = setup("", Duration::from_millis(300)).await;
+    s.fake.state().hang_next = Some(Duration::from_secs(5));
+    let id = s.store.enqueue_bizmsg(&[otp(&s.worker.config, "010-1111-2222", "123456")], NOW).await.unwrap()[0].id;
+    s.worker.round().await.unwrap();
+    let row = s.store.get_bizmsg(id).await.unwrap().unwrap();
+    assert_eq!(row.state, BizmsgState::Retry, "the answer timed out");
+    assert!(row.request_key.is_some(), "the key of the request that may have arrived is kept");
+
+    s.clock.set(row.next_at);
+    s.worker.round().await.unwrap();
+    let row = s.store.get_bizmsg(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.dealer_id.as_deref()), (BizmsgState::Accepted, Some("ALIMTALK-1/1")));
+    let fake = s.fake.state();
+    assert_eq!((fake.taken.len(), fake.duplicates), (1, 1), "one message; the copy was refused by its key");
+}
+
+#[tokio::test]
+async fn a_429_is_retried_as_a_new_request_and_sends_once() {
+    let s = setup("", Duration::from_secs(5)).await;
+    s.fake.state().fail_next.push(429);
+    let id = s.store.enqueue_bizmsg(&[otp(&s.worker.config, "010-1111-2222", "123456")], NOW).await.unwrap()[0].id;
+    s.worker.round().await.unwrap();
+    let row = s.store.get_bizmsg(id).await.unwrap().unwrap();
+    assert_eq!((row.state, row.request_key.as_deref()), (BizmsgState::Retry, None), "a 429 did not arrive");
+    s.clock.set(row.next_at);
+    s.worker.round().await.unwrap();
+    assert_eq!(s.store.get_bizmsg(id).await.unwrap().unwrap().state, BizmsgState::Accepted);
+    assert_eq!(s.fake.state().taken.len(), 1);
+}
+
+// ---- the binary as an operator runs it, and the daemon that sends ------------------------------
+
+mod end_to_end {
+    use clawbridge::config::Config;
+    use clawbridge::daemon::{self, Channels};
+    use clawbridge_store::BizmsgState;
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    use clawbridge_testkit::fake_nhn::{FakeNhn, result_row};
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::{Command, Output};
+    use std::time::Duration;
+
+    const TOKEN: &str = "bizmsg-token-0123456789";
+    const TEMPLATES: &str = r##"
+[[bizmsg.templates]]
+templateCode = "SHIPPED"
+text = "#{name}님, 주문하신 상품이 발송되었습니다. 운송장 #{tracking}"
+fallbackConfig = { type = "LMS", message = "#{name}님 상품 발송: #{tracking}", title = "발송 안내" }
+"##;
+
+    fn env(fake: &FakeNhn, dir: &Path) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = fake.env().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        env.push(("NHN_BIZMSG_WEBHOOK_SIGNATURE".into(), "hook-signature".into()));
+        env.push(("CLAWBRIDGE_CONFIG".into(), dir.join("clawbridge.toml").display().to_string()));
+        env
+    }
+
+    fn clawbridge(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawbridge"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("CLAWBRIDGE_STATE_DIR", dir)
+            .env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the binary runs")
+    }
+
+    fn text(out: &Output) -> String {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    #[tokio::test]
+    async fn an_alimtalk_from_the_command_line_is_sent_by_the_daemon_and_its_result_shown() {
+        let fake = FakeNhn::start().await;
+        let gateway = FakeGateway::start(TOKEN).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), TEMPLATES).unwrap();
+        let env = env(&fake, dir.path());
+        let run = |args: &'static [&'static str]| {
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            tokio::task::spawn_blocking(move || clawbridge(&path, &env, args))
+        };
+        let send: &[&str] = &[
+            "alimtalk",
+            "send",
+            "--to",
+            "010-1234-5678",
+            "--template",
+            "SHIPPED",
+            "--var",
+            "name=홍길동",
+            "--var",
+            "tracking=1234",
+        ];
+        let out = run(send).await.unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "accepted (id: 1)");
+        let again = run(send).await.unwrap();
+        assert!(text(&again).contains("accepted (id: 1, the same send as before: not sent again)"), "{}", text(&again));
+
+        // Refused before anything is stored, with the field named.
+        let missing = run(&["alimtalk", "send", "--to", "010-1234-5678", "--template", "SHIPPED", "--var", "name=a"])
+            .await
+            .unwrap();
+        assert!(!missing.status.success());
+        assert!(text(&missing).contains("needs the variable \"tracking\""), "{}", text(&missing));
+        let landline = run(&[
+            "alimtalk",
+            "send",
+            "--to",
+            "02-123-4567",
+            "--template",
+            "SHIPPED",
+            "--var",
+            "name=a",
+            "--var",
+            "tracking=1",
+        ])
+        .await
+        .unwrap();
+        assert!(text(&landline).contains("not a Korean mobile number"), "{}", text(&landline));
+        let queued = run(&["alimtalk", "status", "1"]).await.unwrap();
+        assert!(text(&queued).contains("queued"), "{}", text(&queued));
+
+        // The daemon sends it.
+        let vars: HashMap<String, String> = env
+            .iter()
+            .cloned()
+            .chain([
+                ("HOME".to_owned(), dir.path().display().to_string()),
+                ("CLAWBRIDGE_STATE_DIR".to_owned(), dir.path().display().to_string()),
+                ("CLAWBRIDGE_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+                ("OPENCLAW_GATEWAY_URL".to_owned(), gateway.url()),
+                ("OPENCLAW_TOKEN".to_owned(), TOKEN.to_owned()),
+            ])
+            .collect();
+        let config_path = dir.path().join("clawbridge.toml");
+        let config = Config::load_with(Some(&config_path), &|k| vars.get(k).cloned()).unwrap();
+        let daemon = daemon::start(config, Channels::Configured).await.unwrap();
+        let store =
+            clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
+        crate::support::eventually(Duration::from_secs(10), "the daemon sends the AlimTalk", || {
+            let store = store.clone();
+            async move { store.get_bizmsg(1).await.unwrap().is_some_and(|r| r.state == BizmsgState::Accepted) }
+        })
+        .await;
+        {
+            let nhn = fake.state();
+            assert_eq!(nhn.taken.len(), 1, "one message for two identical commands");
+            let body = nhn.requests.values().next().unwrap();
+            assert_eq!(body["recipientList"][0]["resendParameter"]["resendType"], "LMS");
+            assert_eq!(body["recipientList"][0]["resendParameter"]["resendContent"], "홍길동님 상품 발송: 1234");
+        }
+
+        // NHN's result webhook: a wrong signature is refused, the right one recorded.
+        let taken = fake.state().taken[0].clone();
+        let hook = serde_json::json!({"hooksId": "h1", "webhookConfigId": "c1", "productName": "AlimTalk",
+                                      "event": "MESSAGE_RESULT_UPDATE", "hooks": [result_row(&taken, "FAILED", "3019", "RSC04")]});
+        let url = format!("http://{}/bizmsg/nhn/webhook", daemon.addr);
+        let http = reqwest::Client::new();
+        let wrong =
+            http.post(&url).header("X-Toast-Webhook-Signature", "nope").body(hook.to_string()).send().await.unwrap();
+        assert_eq!(wrong.status(), 401);
+        let malformed =
+            http.post(&url).header("X-Toast-Webhook-Signature", "hook-signature").body("{").send().await.unwrap();
+        assert_eq!(malformed.status(), 400);
+        let ok = http
+            .post(&url)
+            .header("X-Toast-Webhook-Signature", "hook-signature")
+            .body(hook.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200);
+        let status = run(&["alimtalk", "status", "1"]).await.unwrap();
+        let shown = text(&status);
+        assert!(shown.contains("accepted by the dealer"), "{shown}");
+        assert!(shown.contains("result: failed — 3019 not a KakaoTalk user"), "{shown}");
+        assert!(shown.contains("SMS/LMS fallback: sent"), "{shown}");
+        assert!(shown.contains("010-****-5678") && !shown.contains("1234-5678"), "the number is masked: {shown}");
+        daemon.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_brand_message_at_night_is_accepted_and_held_until_eight() {
+        let fake = FakeNhn::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), TEMPLATES).unwrap();
+        let env = env(&fake, dir.path());
+        // 23:30 KST tomorrow, given as the schedule: held until 08:00 the day after.
+        let today = clawbridge_core::time::KST.to_datetime(jiff::Timestamp::now()).date();
+        let (tomorrow, after) = (today.tomorrow().unwrap(), today.tomorrow().unwrap().tomorrow().unwrap());
+        let at = format!("{tomorrow} 23:30");
+        let out = tokio::task::spawn_blocking({
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            move || {
+                let args = [
+                    "brand",
+                    "send",
+                    "--to",
+                    "010-1234-5678",
+                    "--text",
+                    "겨울 세일 20%",
+                    "--button",
+                    "쇼핑하기|https://shop.example/sale",
+                    "--at",
+                    &at,
+                ];
+                clawbridge(&path, &env, &args)
+            }
+        })
+        .await
+        .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).contains(&format!("held until {after} 08:00 KST")), "{}", text(&out));
+        let friendtalk = tokio::task::spawn_blocking({
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            move || clawbridge(&path, &env, &["friendtalk", "send", "--to", "010-1234-5678", "--text", "세일"])
+        })
+        .await
+        .unwrap();
+        assert!(text(&friendtalk).contains("replaced by Brand Message"), "{}", text(&friendtalk));
+    }
+}
