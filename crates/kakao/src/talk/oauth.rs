@@ -7,12 +7,15 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use clawbridge_core::retry::{RetryClass, RetryPolicy};
+use clawbridge_http::Classify;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -193,7 +196,7 @@ impl OAuthClient {
             form.push(("client_secret", secret.expose_secret()));
         }
         // An authorization code is single-use: never retried.
-        self.token_request(&form, 1).await
+        self.token_request(&form, ONCE).await
     }
 
     /// Refreshes (`grant_type=refresh_token`). Network failures and 5xx are retried twice; Kakao
@@ -210,53 +213,100 @@ impl OAuthClient {
         if let Some(secret) = &self.client_secret {
             form.push(("client_secret", secret.expose_secret()));
         }
-        self.token_request(&form, 3).await
+        self.token_request(&form, REFRESH_RETRY).await
     }
 
-    async fn token_request(&self, form: &[(&str, &str)], attempts: u32) -> Result<TokenResponse, TalkError> {
+    /// `POST /oauth/token` through the one retry loop: network failures and 5xx are tried again
+    /// on `policy`'s schedule, Kakao's own errors never.
+    async fn token_request(&self, form: &[(&str, &str)], policy: RetryPolicy) -> Result<TokenResponse, TalkError> {
+        let attempts = AtomicU32::new(0);
+        let result = clawbridge_http::retry(policy, true, || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.token_attempt(form)
+        })
+        .await;
+        result.map_err(|failure| match failure {
+            TokenFailure::Final(error) => error,
+            TokenFailure::Transient(reason) => TalkError::Unavailable {
+                reason: format!("kauth token endpoint: {reason}"),
+                attempts: attempts.load(Ordering::Relaxed),
+            },
+        })
+    }
+
+    async fn token_attempt(&self, form: &[(&str, &str)]) -> Result<TokenResponse, TokenFailure> {
         let url = format!("{}/oauth/token", self.auth_base_url);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
-            }
-            let sent = self
-                .http
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
-                .form(form)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await;
-            let response = match sent {
-                Ok(r) => r,
-                Err(e) => {
-                    last = format!("network error: {}", e.without_url());
-                    continue;
-                }
-            };
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            if status.is_success() {
-                return serde_json::from_slice(&body)
-                    .map_err(|e| TalkError::Decode { context: "POST /oauth/token".to_owned(), detail: e.to_string() });
-            }
-            if let Ok(error) = serde_json::from_slice::<OAuthErrorBody>(&body)
-                && !error.error.is_empty()
-                && error.error != "server_error"
-            {
-                return Err(TalkError::OAuth(error));
-            }
-            last = format!("HTTP {}", status.as_u16());
-            if status.is_client_error() {
-                return Err(TalkError::OAuth(OAuthErrorBody {
-                    error: format!("http_{}", status.as_u16()),
-                    error_description: Some(String::from_utf8_lossy(&body).chars().take(200).collect()),
-                    error_code: None,
-                }));
-            }
+        let sent = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, FORM_CONTENT_TYPE)
+            .form(form)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        let response = sent.map_err(|e| TokenFailure::Transient(format!("network error: {}", e.without_url())))?;
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                TokenFailure::Final(TalkError::Decode {
+                    context: "POST /oauth/token".to_owned(),
+                    detail: e.to_string(),
+                })
+            });
         }
-        Err(TalkError::Unavailable { reason: format!("kauth token endpoint: {last}"), attempts })
+        if let Ok(error) = serde_json::from_slice::<OAuthErrorBody>(&body)
+            && !error.error.is_empty()
+            && error.error != "server_error"
+        {
+            return Err(TokenFailure::Final(TalkError::OAuth(error)));
+        }
+        if status.is_client_error() {
+            return Err(TokenFailure::Final(TalkError::OAuth(OAuthErrorBody {
+                error: format!("http_{}", status.as_u16()),
+                error_description: Some(String::from_utf8_lossy(&body).chars().take(200).collect()),
+                error_code: None,
+            })));
+        }
+        Err(TokenFailure::Transient(format!("HTTP {}", status.as_u16())))
+    }
+}
+
+/// Token refreshes: 3 attempts, 0.6 s then 0.9 s apart (Kakao limits how many refresh tokens it
+/// issues an hour, so few and soon).
+const REFRESH_RETRY: RetryPolicy = RetryPolicy {
+    max_attempts: 3,
+    initial_delay_ms: 600,
+    max_delay_ms: 2_000,
+    backoff_multiplier: 1.5,
+    max_retry_after_ms: 15_000,
+};
+
+/// An authorization code is single-use: one attempt.
+const ONCE: RetryPolicy = RetryPolicy { max_attempts: 1, ..REFRESH_RETRY };
+
+/// One token request's failure: Kakao's answer (final) or the network / a 5xx (retried).
+#[derive(Debug)]
+enum TokenFailure {
+    Final(TalkError),
+    Transient(String),
+}
+
+impl fmt::Display for TokenFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Final(error) => write!(f, "{error}"),
+            Self::Transient(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl Classify for TokenFailure {
+    fn retry_class(&self) -> RetryClass {
+        match self {
+            Self::Final(_) => RetryClass::Permanent,
+            Self::Transient(_) => RetryClass::Transient,
+        }
     }
 }
 
@@ -398,6 +448,66 @@ fn html_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A token endpoint that answers `answers` in turn (status, body), then 200 with a token.
+    async fn token_endpoint(answers: Vec<(u16, &'static str)>) -> (String, Arc<Mutex<usize>>) {
+        let calls = Arc::new(Mutex::new(0usize));
+        let answers = Arc::new(answers);
+        let app = axum::Router::new().route(
+            "/oauth/token",
+            axum::routing::post({
+                let (calls, answers) = (calls.clone(), answers.clone());
+                move || {
+                    let (calls, answers) = (calls.clone(), answers.clone());
+                    async move {
+                        let n = {
+                            let mut calls = calls.lock().unwrap();
+                            *calls += 1;
+                            *calls - 1
+                        };
+                        let (status, body) = answers.get(n).copied().unwrap_or((
+                            200,
+                            r#"{"token_type":"bearer","access_token":"A","expires_in":21599,"refresh_token":"R","refresh_token_expires_in":5183999}"#,
+                        ));
+                        (StatusCode::from_u16(status).unwrap(), body)
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, calls)
+    }
+
+    /// On the real clock (the retries wait 0.6 s and 0.9 s): a paused clock would also run the
+    /// requests' own timeouts forward while a local answer is on its way.
+    #[tokio::test]
+    async fn a_refresh_is_retried_through_5xx_and_kakaos_own_errors_are_not() {
+        let (url, calls) = token_endpoint(vec![(503, ""), (502, "")]).await;
+        let client = OAuthClient::new(reqwest::Client::new(), url, "rest-key", None);
+        let token = client.refresh(&SecretString::from("R0")).await.unwrap();
+        assert_eq!((token.access_token.as_str(), *calls.lock().unwrap()), ("A", 3));
+
+        let (url, calls) = token_endpoint(vec![(503, ""), (503, ""), (503, "")]).await;
+        let client = OAuthClient::new(reqwest::Client::new(), url, "rest-key", None);
+        let err = client.refresh(&SecretString::from("R0")).await.unwrap_err();
+        assert!(matches!(err, TalkError::Unavailable { attempts: 3, .. }), "{err}");
+
+        let invalid = r#"{"error":"invalid_grant","error_description":"expired","error_code":"KOE322"}"#;
+        let (url, calls_invalid) = token_endpoint(vec![(400, invalid)]).await;
+        let client = OAuthClient::new(reqwest::Client::new(), url, "rest-key", None);
+        assert!(matches!(client.refresh(&SecretString::from("R0")).await, Err(TalkError::OAuth(_))));
+        assert_eq!(*calls_invalid.lock().unwrap(), 1, "Kakao's answer is final");
+        drop(calls);
+
+        // An authorization code is single-use: a 503 is not retried.
+        let (url, calls) = token_endpoint(vec![(503, "")]).await;
+        let client = OAuthClient::new(reqwest::Client::new(), url, "rest-key", None);
+        let err = client.exchange_code("code", "http://localhost:9/cb", &SecretString::from("v")).await.unwrap_err();
+        assert!(matches!(err, TalkError::Unavailable { attempts: 1, .. }), "{err}");
+        assert_eq!(*calls.lock().unwrap(), 1);
+    }
 
     #[test]
     fn pkce_matches_rfc7636_appendix_b() {
