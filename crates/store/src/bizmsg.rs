@@ -11,13 +11,11 @@
 //! The store does not read `payload` (what the dealer request needs, written by the bizmsg crate)
 //! nor judge results: the caller gives each result its rank.
 
-use crate::common::{Backend, Queries};
 use crate::queue::{QueueSpec, QueueSql, QueueState, Queued};
-use crate::record::{ApprovedRecord, DeadRecord, InboxRecord, OutboxRecord, PairingRecord, count_u32};
+use crate::record::count_u32;
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use clawbridge_core::EpochMs;
-use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
 use std::sync::LazyLock;
 
 /// States of a business-message row.
@@ -301,7 +299,7 @@ pub(crate) struct BizmsgRecord {
 }
 
 impl BizmsgRecord {
-    fn into_row(self) -> Result<BizmsgRow> {
+    pub(crate) fn into_row(self) -> Result<BizmsgRow> {
         let state = BizmsgState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
             what: format!("bizmsg {}", self.id),
             detail: format!("unknown state {:?}", self.state),
@@ -351,115 +349,4 @@ impl Queued for BizmsgRow {
 /// The statements of the queue (for the dead letters, counts and pruning of `Operations`).
 pub(crate) fn sql() -> &'static QueueSql {
     &BIZMSG_SQL
-}
-
-impl<DB> Queries<DB>
-where
-    DB: Backend,
-    DB::Arguments: IntoArguments<DB>,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'a> i64: Encode<'a, DB> + Type<DB>,
-    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
-    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
-    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
-    for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
-    for<'r> (i64,): FromRow<'r, DB::Row>,
-    for<'r> (String,): FromRow<'r, DB::Row>,
-    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
-    for<'r> (String, i64): FromRow<'r, DB::Row>,
-    for<'r> (String, String, i64): FromRow<'r, DB::Row>,
-    for<'r> (String, String, Option<String>): FromRow<'r, DB::Row>,
-    for<'r> InboxRecord: FromRow<'r, DB::Row>,
-    for<'r> OutboxRecord: FromRow<'r, DB::Row>,
-    for<'r> PairingRecord: FromRow<'r, DB::Row>,
-    for<'r> ApprovedRecord: FromRow<'r, DB::Row>,
-    for<'r> DeadRecord: FromRow<'r, DB::Row>,
-    for<'r> BizmsgRecord: FromRow<'r, DB::Row>,
-{
-    /// Inserts the messages inside the caller's transaction.
-    pub(crate) async fn enqueue_bizmsg(
-        conn: &mut DB::Connection,
-        messages: &[NewBizmsg],
-        now: EpochMs,
-    ) -> Result<Vec<Enqueued>> {
-        let mut out = Vec::with_capacity(messages.len());
-        for m in messages {
-            let inserted: Option<i64> = sqlx::query_scalar(INSERT)
-                .bind(m.idempotency_key.as_str())
-                .bind(lane(m).as_str())
-                .bind(m.account.as_str())
-                .bind(m.product.as_str())
-                .bind(m.dealer.as_str())
-                .bind(m.recipient.as_str())
-                .bind(m.template_code.as_deref())
-                .bind(m.payload.as_str())
-                .bind(m.origin.as_str())
-                .bind(m.not_before)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await?;
-            out.push(match inserted {
-                Some(id) => Enqueued { id, new: true },
-                None => {
-                    let id: i64 =
-                        sqlx::query_scalar(FIND_KEY).bind(m.idempotency_key.as_str()).fetch_one(&mut *conn).await?;
-                    Enqueued { id, new: false }
-                }
-            });
-        }
-        Ok(out)
-    }
-
-    /// Marks the claimed rows with the request they go in, inside the caller's transaction.
-    pub(crate) async fn set_bizmsg_request(
-        conn: &mut DB::Connection,
-        ids: &[i64],
-        worker: &str,
-        request_key: Option<&str>,
-        now: EpochMs,
-    ) -> Result<u64> {
-        let mut marked = 0;
-        for &id in ids {
-            let done =
-                sqlx::query(SET_REQUEST).bind(id).bind(worker).bind(request_key).bind(now).execute(&mut *conn).await?;
-            marked += DB::rows_affected(&done);
-        }
-        Ok(marked)
-    }
-
-    pub(crate) async fn bizmsg_of_request(
-        db: impl Executor<'_, Database = DB>,
-        request_key: &str,
-    ) -> Result<Vec<BizmsgRow>> {
-        let records: Vec<BizmsgRecord> = sqlx::query_as(OF_REQUEST).bind(request_key).fetch_all(db).await?;
-        records.into_iter().map(BizmsgRecord::into_row).collect()
-    }
-
-    pub(crate) async fn record_bizmsg_result(db: impl Executor<'_, Database = DB>, r: &BizmsgResult) -> Result<bool> {
-        let done = sqlx::query(RECORD_RESULT)
-            .bind(r.dealer.as_str())
-            .bind(r.dealer_id.as_str())
-            .bind(r.result.as_str())
-            .bind(r.code.as_deref())
-            .bind(r.reason.as_deref())
-            .bind(r.fallback.as_deref())
-            .bind(r.rank)
-            .bind(r.at)
-            .execute(db)
-            .await?;
-        Ok(DB::rows_affected(&done) > 0)
-    }
-
-    /// Counts by state and by result, inside the caller's transaction.
-    pub(crate) async fn bizmsg_stats(conn: &mut DB::Connection) -> Result<BizmsgStats> {
-        let states: Vec<(String, i64)> = sqlx::query_as(sql().counts.as_str()).fetch_all(&mut *conn).await?;
-        let results: Vec<(String, i64)> = sqlx::query_as(RESULT_COUNTS).fetch_all(&mut *conn).await?;
-        let unsigned = |rows: Vec<(String, i64)>| {
-            let mut rows: Vec<(String, u64)> =
-                rows.into_iter().map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).collect();
-            rows.sort();
-            rows
-        };
-        Ok(BizmsgStats { states: unsigned(states), results: unsigned(results) })
-    }
 }

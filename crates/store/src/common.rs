@@ -10,6 +10,7 @@
 //! The lease cycle (claim, renew, succeed, retry, give up, release, get) is written once,
 //! generic over the queue ([`Queued`]): the inbox and the outbox both run it.
 
+use crate::bizmsg::{self, BizmsgRecord, BizmsgResult, BizmsgRow, BizmsgStats, Enqueued, NewBizmsg};
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, NewOutbound, OutboundRow, PairingOutcome,
     PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry, StatePut, delivery_rank,
@@ -63,6 +64,7 @@ where
     for<'r> PairingRecord: FromRow<'r, DB::Row>,
     for<'r> ApprovedRecord: FromRow<'r, DB::Row>,
     for<'r> DeadRecord: FromRow<'r, DB::Row>,
+    for<'r> BizmsgRecord: FromRow<'r, DB::Row>,
 {
     // ---- the lease cycle of any queue ----------------------------------------------------------
 
@@ -660,7 +662,7 @@ where
         for (queue, query) in [
             (OutboundRow::SPEC.table, OutboundRow::sql().dead_letters.as_str()),
             (InboundRow::SPEC.table, InboundRow::sql().dead_letters.as_str()),
-            (crate::bizmsg::BIZMSG.table, crate::bizmsg::sql().dead_letters.as_str()),
+            (bizmsg::BIZMSG.table, bizmsg::sql().dead_letters.as_str()),
             ("delivery", sql::FAILED_DELIVERIES),
         ] {
             let records: Vec<DeadRecord> = sqlx::query_as(query).bind(i64::from(limit)).fetch_all(pool).await?;
@@ -680,10 +682,106 @@ where
     pub(crate) async fn prune(conn: &mut DB::Connection, before: EpochMs) -> Result<u64> {
         let mut removed = 0;
         let queues =
-            [InboundRow::sql().prune.as_str(), OutboundRow::sql().prune.as_str(), crate::bizmsg::sql().prune.as_str()];
+            [InboundRow::sql().prune.as_str(), OutboundRow::sql().prune.as_str(), bizmsg::sql().prune.as_str()];
         for statement in queues.into_iter().chain(sql::PRUNE) {
             removed += DB::rows_affected(&sqlx::query(statement).bind(before).execute(&mut *conn).await?);
         }
         Ok(removed)
+    }
+
+    // ---- business messages ----------------------------------------------------------------
+
+    /// Inserts the messages inside the caller's transaction.
+    pub(crate) async fn enqueue_bizmsg(
+        conn: &mut DB::Connection,
+        messages: &[NewBizmsg],
+        now: EpochMs,
+    ) -> Result<Vec<Enqueued>> {
+        let mut out = Vec::with_capacity(messages.len());
+        for m in messages {
+            let inserted: Option<i64> = sqlx::query_scalar(bizmsg::INSERT)
+                .bind(m.idempotency_key.as_str())
+                .bind(crate::bizmsg::lane(m).as_str())
+                .bind(m.account.as_str())
+                .bind(m.product.as_str())
+                .bind(m.dealer.as_str())
+                .bind(m.recipient.as_str())
+                .bind(m.template_code.as_deref())
+                .bind(m.payload.as_str())
+                .bind(m.origin.as_str())
+                .bind(m.not_before)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await?;
+            out.push(match inserted {
+                Some(id) => Enqueued { id, new: true },
+                None => {
+                    let id: i64 = sqlx::query_scalar(bizmsg::FIND_KEY)
+                        .bind(m.idempotency_key.as_str())
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Enqueued { id, new: false }
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// Marks the claimed rows with the request they go in, inside the caller's transaction.
+    pub(crate) async fn set_bizmsg_request(
+        conn: &mut DB::Connection,
+        ids: &[i64],
+        worker: &str,
+        request_key: Option<&str>,
+        now: EpochMs,
+    ) -> Result<u64> {
+        let mut marked = 0;
+        for &id in ids {
+            let done = sqlx::query(bizmsg::SET_REQUEST)
+                .bind(id)
+                .bind(worker)
+                .bind(request_key)
+                .bind(now)
+                .execute(&mut *conn)
+                .await?;
+            marked += DB::rows_affected(&done);
+        }
+        Ok(marked)
+    }
+
+    pub(crate) async fn bizmsg_of_request(
+        db: impl Executor<'_, Database = DB>,
+        request_key: &str,
+    ) -> Result<Vec<BizmsgRow>> {
+        let records: Vec<BizmsgRecord> = sqlx::query_as(bizmsg::OF_REQUEST).bind(request_key).fetch_all(db).await?;
+        records.into_iter().map(BizmsgRecord::into_row).collect()
+    }
+
+    pub(crate) async fn record_bizmsg_result(db: impl Executor<'_, Database = DB>, r: &BizmsgResult) -> Result<bool> {
+        let done = sqlx::query(bizmsg::RECORD_RESULT)
+            .bind(r.dealer.as_str())
+            .bind(r.dealer_id.as_str())
+            .bind(r.result.as_str())
+            .bind(r.code.as_deref())
+            .bind(r.reason.as_deref())
+            .bind(r.fallback.as_deref())
+            .bind(r.rank)
+            .bind(r.at)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) > 0)
+    }
+
+    /// Counts by state and by result, inside the caller's transaction.
+    pub(crate) async fn bizmsg_stats(conn: &mut DB::Connection) -> Result<BizmsgStats> {
+        let states: Vec<(String, i64)> = sqlx::query_as(bizmsg::sql().counts.as_str()).fetch_all(&mut *conn).await?;
+        let results: Vec<(String, i64)> = sqlx::query_as(bizmsg::RESULT_COUNTS).fetch_all(&mut *conn).await?;
+        let unsigned = |rows: Vec<(String, i64)>| {
+            let mut rows: Vec<(String, u64)> =
+                rows.into_iter().map(|(k, n)| (k, u64::try_from(n).unwrap_or(0))).collect();
+            rows.sort();
+            rows
+        };
+        Ok(BizmsgStats { states: unsigned(states), results: unsigned(results) })
     }
 }

@@ -67,6 +67,11 @@ fn request_date(at: EpochMs) -> String {
     KST.to_datetime(timestamp(at)).strftime("%Y-%m-%d %H:%M").to_string()
 }
 
+/// [`request_date`] as a query value (`2026-12-24%2009%3A00`).
+fn query_date(at: EpochMs) -> String {
+    request_date(at).replace(' ', "%20").replace(':', "%3A")
+}
+
 /// The AlimTalk substitution send for `batch`, with `idempotency_key` (the same on every attempt
 /// of this batch).
 ///
@@ -409,14 +414,13 @@ impl ReportRow {
 
 /// The result-update query for the window `[from, to]` (KST minutes), one page of up to 1,000.
 pub fn results_query(auth: &NhnAuth, from: EpochMs, to: EpochMs, page: u32) -> WireRequest {
-    let encode = |at: EpochMs| request_date(at).replace(' ', "%20").replace(':', "%3A");
     WireRequest {
         method: "GET",
         path: format!(
             "/alimtalk/v2.3/appkeys/{}/message-results?startUpdateDate={}&endUpdateDate={}&pageNum={page}&pageSize=1000",
             auth.app_key,
-            encode(from),
-            encode(to)
+            query_date(from),
+            query_date(to)
         ),
         headers: vec![("X-Secret-Key", auth.secret_key.clone())],
         body: Vec::new(),
@@ -453,14 +457,13 @@ pub fn read_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> 
 /// the requests made in `[from, to]`: asked before a request whose answer was lost is made
 /// again, so that what NHN already took is not sent twice.
 pub fn lookup_query(auth: &NhnAuth, request_key: &str, from: EpochMs, to: EpochMs) -> WireRequest {
-    let encode = |at: EpochMs| request_date(at).replace(' ', "%20").replace(':', "%3A");
     WireRequest {
         method: "GET",
         path: format!(
             "/alimtalk/v2.3/appkeys/{}/messages?startRequestDate={}&endRequestDate={}&senderGroupingKey={request_key}&pageSize=1000",
             auth.app_key,
-            encode(from),
-            encode(to)
+            query_date(from),
+            query_date(to)
         ),
         headers: vec![("X-Secret-Key", auth.secret_key.clone())],
         body: Vec::new(),
