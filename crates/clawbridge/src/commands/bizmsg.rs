@@ -56,22 +56,13 @@ pub enum TemplatesAction {
     Sync,
 }
 
-/// `clawbridge alimtalk send`.
+/// What every send takes.
 #[derive(Debug, Clone, Args)]
-pub struct AlimtalkSendArgs {
+pub struct SendCommon {
     /// Recipient: 010-1234-5678, 01012345678, +82 10-1234-5678 or 821012345678.
     #[arg(long, value_name = "PHONE")]
     pub to: String,
-    /// The template code (under [[bizmsg.templates]]).
-    #[arg(long, value_name = "CODE")]
-    pub template: String,
-    /// A template variable, NAME=VALUE; repeat for each.
-    #[arg(long = "var", value_name = "NAME=VALUE")]
-    pub vars: Vec<String>,
-    /// SMS/LMS when the AlimTalk cannot be delivered: sms, lms or none (default: the template's fallbackConfig).
-    #[arg(long, value_name = "sms|lms|none")]
-    pub fallback: Option<String>,
-    /// Deliver at this KST time instead of now: "2026-12-24 09:00".
+    /// Deliver at this KST time instead of now: "2026-12-24 09:00" (Brand Messages never 20:50–08:00).
     #[arg(long, value_name = "TIME")]
     pub at: Option<String>,
     /// The sender ([bizmsg.accounts.<id>]); the default one otherwise.
@@ -85,6 +76,23 @@ pub struct AlimtalkSendArgs {
     pub json: bool,
 }
 
+/// `clawbridge alimtalk send`.
+#[derive(Debug, Clone, Args)]
+pub struct AlimtalkSendArgs {
+    /// Recipient, schedule, sender, key, output.
+    #[command(flatten)]
+    pub common: SendCommon,
+    /// The template code (under [[bizmsg.templates]]).
+    #[arg(long, value_name = "CODE")]
+    pub template: String,
+    /// A template variable, NAME=VALUE; repeat for each.
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// SMS/LMS when the AlimTalk cannot be delivered: sms, lms or none (default: the template's fallbackConfig).
+    #[arg(long, value_name = "sms|lms|none")]
+    pub fallback: Option<String>,
+}
+
 /// `clawbridge brand …` / `clawbridge friendtalk …`
 #[derive(Debug, Subcommand)]
 pub enum BrandAction {
@@ -95,9 +103,9 @@ pub enum BrandAction {
 /// `clawbridge brand send`.
 #[derive(Debug, Clone, Args)]
 pub struct BrandSendArgs {
-    /// Recipient: 010-1234-5678, 01012345678, +82 10-1234-5678 or 821012345678.
-    #[arg(long, value_name = "PHONE")]
-    pub to: String,
+    /// Recipient, schedule, sender, key, output.
+    #[command(flatten)]
+    pub common: SendCommon,
     /// The message (at most 1,300 characters, 99 line breaks).
     #[arg(long)]
     pub text: Option<String>,
@@ -119,18 +127,6 @@ pub struct BrandSendArgs {
     /// Send the text as an ad LMS to those the Brand Message cannot reach (needs the 080 number).
     #[arg(long)]
     pub fallback: bool,
-    /// Deliver at this KST time instead of now: "2026-12-24 09:00" (never 20:50–08:00).
-    #[arg(long, value_name = "TIME")]
-    pub at: Option<String>,
-    /// The sender ([bizmsg.accounts.<id>]); the default one otherwise.
-    #[arg(long, default_value = "default")]
-    pub account: String,
-    /// Your key for this send: the same key sends once.
-    #[arg(long, value_name = "KEY")]
-    pub idempotency_key: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn settings(config: &Config) -> anyhow::Result<&BizmsgConfig> {
@@ -213,8 +209,8 @@ pub async fn alimtalk(config: &Config, action: AlimtalkAction) -> anyhow::Result
             let bizmsg = settings(config)?;
             let now = now_ms();
             let request = AlimtalkRequest {
-                account: args.account.clone(),
-                to: args.to.clone(),
+                account: args.common.account.clone(),
+                to: args.common.to.clone(),
                 template: args.template.clone(),
                 variables: variables(&args.vars)?,
                 fallback: args
@@ -224,13 +220,13 @@ pub async fn alimtalk(config: &Config, action: AlimtalkAction) -> anyhow::Result
                     .transpose()
                     .map_err(anyhow::Error::msg)?
                     .unwrap_or(FallbackChoice::Template),
-                at: args.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
-                idempotency_key: args.idempotency_key.clone(),
+                at: args.common.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
+                idempotency_key: args.common.idempotency_key.clone(),
                 origin: "cli".to_owned(),
             };
             let prepared = prepare_alimtalk(bizmsg, &request, now).map_err(anyhow::Error::msg)?;
-            check_synced(config, bizmsg, &args.account, &args.template).await?;
-            accept(config, &prepared, None, args.json).await
+            check_synced(config, bizmsg, &args.common.account, &args.template).await?;
+            accept(config, &prepared, None, args.common.json).await
         }
         AlimtalkAction::Status { id, json } => status(config, id, json).await,
         AlimtalkAction::Templates { action } => templates(config, action).await,
@@ -446,16 +442,16 @@ pub async fn brand(config: &Config, action: BrandAction, friendtalk: bool) -> an
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let request = BrandRequest {
-        account: args.account.clone(),
-        to: args.to.clone(),
+        account: args.common.account.clone(),
+        to: args.common.to.clone(),
         text,
         buttons,
         targeting,
         fallback: args.fallback,
-        at: args.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
-        idempotency_key: args.idempotency_key.clone(),
+        at: args.common.at.as_deref().map(parse_kst).transpose().map_err(anyhow::Error::msg)?,
+        idempotency_key: args.common.idempotency_key.clone(),
         origin: "cli".to_owned(),
     };
     let prepared = prepare_brand(bizmsg, &request, now_ms()).map_err(anyhow::Error::msg)?;
-    accept(config, &prepared.prepared, prepared.held_until, args.json).await
+    accept(config, &prepared.prepared, prepared.held_until, args.common.json).await
 }
