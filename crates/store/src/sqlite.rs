@@ -19,7 +19,7 @@ use crate::{
     StoreError,
 };
 use async_trait::async_trait;
-use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, Lane, PeerId};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
 };
@@ -74,20 +74,21 @@ impl std::fmt::Debug for GroupCommit {
 }
 
 /// One queued insert: the columns it binds (not a copy of the whole message), and its caller.
+/// `Arc<str>` because sqlx binds an `Arc<str>` by sharing it, where a `&str` is copied twice.
 struct PendingInsert {
-    channel: String,
-    account: String,
-    peer: String,
-    message_id: String,
-    lane: Lane,
-    payload: String,
+    channel: Arc<str>,
+    account: Arc<str>,
+    peer: Arc<str>,
+    message_id: Arc<str>,
+    lane: Arc<str>,
+    payload: Arc<str>,
     now: EpochMs,
     reply: oneshot::Sender<Result<InsertOutcome>>,
 }
 
 impl PendingInsert {
     fn is(&self, channel: &str, account: &str, message_id: &str) -> bool {
-        self.message_id == message_id && self.account == account && self.channel == channel
+        &*self.message_id == message_id && &*self.account == account && &*self.channel == channel
     }
 }
 
@@ -201,6 +202,7 @@ impl SqliteStore {
         // connection could not arrange itself.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await
             .map_err(|e| open_error(path, e))?;
@@ -271,12 +273,12 @@ async fn insert_batch(conn: &mut SqliteConnection, batch: &[PendingInsert]) -> R
         let mut query = sqlx::query(insert_inbound_sql(rows));
         for p in chunk {
             query = query
-                .bind(p.channel.as_str())
-                .bind(p.account.as_str())
-                .bind(p.peer.as_str())
-                .bind(p.message_id.as_str())
-                .bind(p.lane.as_str())
-                .bind(p.payload.as_str())
+                .bind(p.channel.clone())
+                .bind(p.account.clone())
+                .bind(p.peer.clone())
+                .bind(p.message_id.clone())
+                .bind(p.lane.clone())
+                .bind(p.payload.clone())
                 .bind(p.now);
         }
         for row in query.fetch_all(&mut *conn).await? {
@@ -300,9 +302,9 @@ async fn insert_batch(conn: &mut SqliteConnection, batch: &[PendingInsert]) -> R
             Some(id) => Ok(InsertOutcome::Inserted(id)),
             // One writer: nothing can delete the conflicting row between the two statements.
             None => match sqlx::query_scalar(crate::sql::FIND_INBOUND)
-                .bind(p.channel.as_str())
-                .bind(p.account.as_str())
-                .bind(p.message_id.as_str())
+                .bind(p.channel.clone())
+                .bind(p.account.clone())
+                .bind(p.message_id.clone())
                 .fetch_optional(&mut *conn)
                 .await?
             {
@@ -319,6 +321,10 @@ async fn open_writer(options: &SqliteConnectOptions) -> Result<SqlitePool> {
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // An in-process connection does not hang up: no ping (a round trip to the connection's
+        // worker thread) before every write. It also keeps a cancelled acquire from dropping
+        // the one connection (sqlx's advice for a pool of one).
+        .test_before_acquire(false)
         .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await?;
@@ -439,17 +445,24 @@ impl InboxQueue for SqliteStore {
         let payload = inbound_payload(msg)?;
         let (reply, mut outcome) = oneshot::channel();
         let pending = PendingInsert {
-            channel: msg.channel.as_str().to_owned(),
-            account: msg.account.as_str().to_owned(),
-            peer: msg.peer.as_str().to_owned(),
-            message_id: msg.message_id.as_str().to_owned(),
-            lane: msg.lane(),
-            payload,
+            channel: msg.channel.as_str().into(),
+            account: msg.account.as_str().into(),
+            peer: msg.peer.as_str().into(),
+            message_id: msg.message_id.as_str().into(),
+            lane: msg.lane().as_str().into(),
+            payload: payload.into(),
             now,
             reply,
         };
         self.inserts.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pending);
-        let _turn = self.inserts.turn.lock().await;
+        // Whichever comes first: the answer (a commit took our insert along) or the turn to
+        // commit. Waiting for the turn alone would hand it to every waiter in a row, one wake-up
+        // after another, just so each can find its answer already there.
+        let _turn = tokio::select! {
+            biased;
+            result = &mut outcome => return result.unwrap_or_else(|_| Err(abandoned())),
+            turn = self.inserts.turn.lock() => turn,
+        };
         match outcome.try_recv() {
             // The commit before ours took our insert along.
             Ok(result) => return result,
