@@ -109,25 +109,12 @@ fn insert_inbound_sql(rows: usize) -> &'static str {
         INSERT_CHUNKS
             .iter()
             .map(|&n| {
-                let values: Vec<String> = (0..n)
-                    .map(|r| {
-                        let p = |i: usize| r * 7 + i;
-                        format!(
-                            "(${}, ${}, ${}, ${}, ${}, ${}, 'pending', 0, ${t}, ${t}, ${t})",
-                            p(1),
-                            p(2),
-                            p(3),
-                            p(4),
-                            p(5),
-                            p(6),
-                            t = p(7)
-                        )
-                    })
-                    .collect();
+                // Anonymous `?` parameters: sqlx looks up the name of every numbered one, and
+                // SQLite finds a name by scanning the statement's whole list of them.
+                let values = vec!["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"; n].join(", ");
                 format!(
                     "INSERT OR IGNORE INTO inbox (channel, account, peer, message_id, lane, payload, state, attempts, \
-                     next_at, received_at, updated_at) VALUES {} RETURNING id, channel, account, message_id",
-                    values.join(", ")
+                     next_at, received_at, updated_at) VALUES {values} RETURNING id, channel, account, message_id"
                 )
             })
             .collect()
@@ -233,11 +220,10 @@ impl SqliteStore {
             Ok(conn) => conn,
             Err(e) => return fail_all(batch, &e.to_string()),
         };
-        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await {
-            return fail_all(batch, &e.to_string());
-        }
         let committed = async {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+            // One round trip to the connection's thread: `begin_with` runs its text with
+            // `sqlite3_exec`, which takes several statements (and stops at the first error).
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE").await?;
             let outcomes = insert_batch(&mut tx, &batch).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(outcomes)
@@ -279,6 +265,8 @@ async fn insert_batch(conn: &mut SqliteConnection, batch: &[PendingInsert]) -> R
                 .bind(p.message_id.clone())
                 .bind(p.lane.clone())
                 .bind(p.payload.clone())
+                .bind(p.now)
+                .bind(p.now)
                 .bind(p.now);
         }
         for row in query.fetch_all(&mut *conn).await? {
