@@ -26,6 +26,10 @@
 //! picks Kapso v2 non-batched records or Meta-format deliveries (`X-Hub-Signature-256`).
 //! `BENCH_SERVER_WRAPPER` runs the server under a command, e.g.
 //! `BENCH_SERVER_WRAPPER='valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p'`.
+//! `BENCH_SERVER_SECONDS` keeps the throughput part's server running until that many seconds
+//! after it started: two callgrind runs of different `BENCH_WEBHOOK_N` then cover the same wall
+//! time, so the daemon's periodic work (queue polls, reconnect attempts) cancels out of their
+//! difference, which is the cost of the extra requests (see `callgrind.py` next to this file).
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -429,6 +433,7 @@ async fn throughput(kind: ServerKind, payload: Payload) -> Measured {
     let n: usize = env_or("BENCH_WEBHOOK_N", 20_000);
     let concurrency: usize = env_or("BENCH_CONCURRENCY", 64);
     let server = Server::start(kind);
+    let server_started = Instant::now();
     let connections = Connections::new(server.addr);
     let deliveries: Arc<Vec<Arc<[u8]>>> = Arc::new((0..n).map(|i| delivery(payload, i)).collect());
 
@@ -462,6 +467,13 @@ async fn throughput(kind: ServerKind, payload: Payload) -> Measured {
         what.replace("{n}", &n.to_string()),
         elapsed.as_secs_f64(),
     );
+    if let Some(seconds) = std::env::var("BENCH_SERVER_SECONDS").ok().and_then(|s| s.parse().ok()) {
+        let until = server_started + Duration::from_secs_f64(seconds);
+        if until < Instant::now() {
+            println!("BENCH_SERVER_SECONDS={seconds} is shorter than this run: raise it for comparable runs");
+        }
+        tokio::time::sleep_until(until.into()).await;
+    }
     server.stop();
     Measured { rate, server_us: cpu.server }
 }

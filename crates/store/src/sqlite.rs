@@ -24,7 +24,7 @@ use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,11 +74,54 @@ impl std::fmt::Debug for GroupCommit {
     }
 }
 
+/// One queued insert: the columns it binds (not a copy of the whole message), and its caller.
+/// `Arc<str>` because sqlx binds an `Arc<str>` by sharing it, where a `&str` is copied twice.
 struct PendingInsert {
-    msg: InboundMessage,
-    payload: String,
+    channel: Arc<str>,
+    account: Arc<str>,
+    peer: Arc<str>,
+    message_id: Arc<str>,
+    lane: Arc<str>,
+    payload: Arc<str>,
     now: EpochMs,
     reply: oneshot::Sender<Result<InsertOutcome>>,
+}
+
+impl PendingInsert {
+    fn is(&self, channel: &str, account: &str, message_id: &str) -> bool {
+        &*self.message_id == message_id && &*self.account == account && &*self.channel == channel
+    }
+}
+
+/// Rows per multi-row insert: a batch goes to SQLite as a few statements of these sizes (the
+/// binary decomposition of its length), one round trip to the connection's worker thread each
+/// instead of one per row, and the six statement texts stay in the connection's statement cache.
+const INSERT_CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// `INSERT OR IGNORE … VALUES (…), (…) … RETURNING` for `rows` rows (one of [`INSERT_CHUNKS`]).
+///
+/// `OR IGNORE` rather than `ON CONFLICT … DO NOTHING`: the only constraint a bound row can break
+/// is the (channel, account, message_id) key — the other columns are never NULL and the state is
+/// a literal — and with no constraint that aborts, SQLite writes no statement journal for the
+/// statement. Ignored rows (duplicates) are absent from `RETURNING` and looked up afterwards.
+fn insert_inbound_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = SQL.get_or_init(|| {
+        INSERT_CHUNKS
+            .iter()
+            .map(|&n| {
+                // Anonymous `?` parameters: sqlx looks up the name of every numbered one, and
+                // SQLite finds a name by scanning the statement's whole list of them.
+                let values = vec!["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"; n].join(", ");
+                format!(
+                    "INSERT OR IGNORE INTO inbox (channel, account, peer, message_id, lane, payload, state, attempts, \
+                     next_at, received_at, updated_at) VALUES {values} RETURNING id, channel, account, message_id"
+                )
+            })
+            .collect()
+    });
+    let index = INSERT_CHUNKS.iter().position(|&n| n == rows).expect("a chunk size");
+    &texts[index]
 }
 
 impl SqliteStore {
@@ -147,6 +190,7 @@ impl SqliteStore {
         // connection could not arrange itself.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .connect_with(base.read_only(true))
             .await
             .map_err(|e| open_error(path, e))?;
@@ -177,25 +221,11 @@ impl SqliteStore {
             Ok(conn) => conn,
             Err(e) => return fail_all(batch, &e.to_string()),
         };
-        if let Err(e) = sqlx::query("PRAGMA synchronous = FULL").execute(&mut *conn).await {
-            return fail_all(batch, &e.to_string());
-        }
         let committed = async {
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-            let mut outcomes = Vec::with_capacity(batch.len());
-            for p in &batch {
-                // One writer: nothing can delete the conflicting row between the two statements.
-                let outcome = match Queries::insert_inbound(&mut *tx, &p.msg, &p.payload, p.now).await {
-                    Ok(Some(id)) => Ok(InsertOutcome::Inserted(id)),
-                    Ok(None) => match Queries::find_inbound(&mut *tx, &p.msg).await {
-                        Ok(Some(id)) => Ok(InsertOutcome::Duplicate(id)),
-                        Ok(None) => Err(StoreError::Database(sqlx::Error::RowNotFound)),
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(e),
-                };
-                outcomes.push(outcome);
-            }
+            // One round trip to the connection's thread: `begin_with` runs its text with
+            // `sqlite3_exec`, which takes several statements (and stops at the first error).
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE").await?;
+            let outcomes = insert_batch(&mut tx, &batch).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(outcomes)
         }
@@ -217,11 +247,73 @@ impl SqliteStore {
     }
 }
 
+/// Inserts a batch inside the caller's transaction: multi-row statements (see
+/// [`INSERT_CHUNKS`]), then a lookup of the id for each row that was a duplicate — of a stored
+/// row, or of an earlier row of the same batch. A failed statement fails the whole batch (the
+/// transaction is not committed, every caller is told to retry).
+async fn insert_batch(conn: &mut SqliteConnection, batch: &[PendingInsert]) -> Result<Vec<Result<InsertOutcome>>> {
+    let mut ids: Vec<Option<i64>> = vec![None; batch.len()];
+    let mut start = 0;
+    while start < batch.len() {
+        let rows = INSERT_CHUNKS.iter().copied().find(|&n| n <= batch.len() - start).unwrap_or(1);
+        let chunk = &batch[start..start + rows];
+        let mut query = sqlx::query(insert_inbound_sql(rows));
+        for p in chunk {
+            query = query
+                .bind(p.channel.clone())
+                .bind(p.account.clone())
+                .bind(p.peer.clone())
+                .bind(p.message_id.clone())
+                .bind(p.lane.clone())
+                .bind(p.payload.clone())
+                .bind(p.now)
+                .bind(p.now)
+                .bind(p.now);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get(0)?;
+            let (channel, account, message_id): (&str, &str, &str) =
+                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+            // RETURNING's order is unspecified: match the row to the first caller with its key.
+            if let Some(slot) = chunk
+                .iter()
+                .zip(&mut ids[start..start + rows])
+                .find_map(|(p, slot)| (slot.is_none() && p.is(channel, account, message_id)).then_some(slot))
+            {
+                *slot = Some(id);
+            }
+        }
+        start += rows;
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for (p, id) in batch.iter().zip(ids) {
+        outcomes.push(match id {
+            Some(id) => Ok(InsertOutcome::Inserted(id)),
+            // One writer: nothing can delete the conflicting row between the two statements.
+            None => match sqlx::query_scalar(crate::sql::FIND_INBOUND)
+                .bind(p.channel.clone())
+                .bind(p.account.clone())
+                .bind(p.message_id.clone())
+                .fetch_optional(&mut *conn)
+                .await?
+            {
+                Some(id) => Ok(InsertOutcome::Duplicate(id)),
+                None => Err(StoreError::Database(sqlx::Error::RowNotFound)),
+            },
+        });
+    }
+    Ok(outcomes)
+}
+
 /// The single-connection writer pool, migrated.
 async fn open_writer(options: &SqliteConnectOptions) -> Result<SqlitePool> {
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // An in-process connection does not hang up: no ping (a round trip to the connection's
+        // worker thread) before every write. It also keeps a cancelled acquire from dropping
+        // the one connection (sqlx's advice for a pool of one).
+        .test_before_acquire(false)
         .acquire_timeout(WRITER_ACQUIRE_TIMEOUT)
         .connect_with(options.clone())
         .await?;
@@ -341,9 +433,25 @@ impl InboxQueue for SqliteStore {
     async fn insert_inbound(&self, msg: &InboundMessage, now: EpochMs) -> Result<InsertOutcome> {
         let payload = inbound_payload(msg)?;
         let (reply, mut outcome) = oneshot::channel();
-        let pending = PendingInsert { msg: msg.clone(), payload, now, reply };
+        let pending = PendingInsert {
+            channel: msg.channel.as_str().into(),
+            account: msg.account.as_str().into(),
+            peer: msg.peer.as_str().into(),
+            message_id: msg.message_id.as_str().into(),
+            lane: msg.lane().as_str().into(),
+            payload: payload.into(),
+            now,
+            reply,
+        };
         self.inserts.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(pending);
-        let _turn = self.inserts.turn.lock().await;
+        // Whichever comes first: the answer (a commit took our insert along) or the turn to
+        // commit. Waiting for the turn alone would hand it to every waiter in a row, one wake-up
+        // after another, just so each can find its answer already there.
+        let _turn = tokio::select! {
+            biased;
+            result = &mut outcome => return result.unwrap_or_else(|_| Err(abandoned())),
+            turn = self.inserts.turn.lock() => turn,
+        };
         match outcome.try_recv() {
             // The commit before ours took our insert along.
             Ok(result) => return result,
