@@ -230,9 +230,10 @@ pub trait BizmsgQueue: Send + Sync + 'static {
     async fn bizmsg_stats(&self) -> Result<BizmsgStats>;
 }
 
-/// `bizmsg:<account>:<recipient>`: one lane per sender and recipient.
+/// `bizmsg/<account>/<recipient>`: one lane per sender and recipient, in the lanes' form (the
+/// recipient last, so `mask_lane` masks the number wherever a lane is shown).
 pub(crate) fn lane(m: &NewBizmsg) -> String {
-    format!("bizmsg:{}:{}", m.account, m.recipient)
+    format!("bizmsg/{}/{}", m.account, m.recipient)
 }
 
 /// Columns of [`BizmsgRecord`].

@@ -23,6 +23,10 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
     let dead = store.dead_letters(dead_limit).await?;
     let daemon = daemon_readiness(config.bridge.listen).await;
     let channels = channel_statuses(&store, config).await?;
+    let bizmsg = store.bizmsg_stats().await?;
+    let bizmsg_shown =
+        config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID).is_some()
+            || !bizmsg.states.is_empty();
 
     if as_json {
         let mut report = Map::new();
@@ -35,6 +39,14 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
         report.insert("daemon".to_owned(), daemon.clone());
         for channel in channels {
             report.insert(channel.key.to_owned(), channel.json);
+        }
+        if bizmsg_shown {
+            let counts =
+                |rows: &[(String, u64)]| rows.iter().map(|(k, n)| (k.clone(), json!(n))).collect::<Map<_, _>>();
+            report.insert(
+                "bizmsg".to_owned(),
+                json!({"states": counts(&bizmsg.states), "results": counts(&bizmsg.results)}),
+            );
         }
         let webhook = if daemon.is_null() { None } else { crate::edge::published_webhook_url(config) };
         report.insert("whatsapp_webhook".to_owned(), json!(webhook));
@@ -90,6 +102,21 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
     }
     for line in channels.iter().flat_map(|channel| &channel.lines) {
         println!("{line}");
+    }
+    if bizmsg_shown {
+        let count = |rows: &[(String, u64)], key: &str| rows.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n);
+        let (states, results) = (&bizmsg.states, &bizmsg.results);
+        println!(
+            "bizmsg:  {} queued, {} sending, {} retry, {} accepted ({} delivered, {} failed, {} pending), {} not sent",
+            count(states, "queued"),
+            count(states, "sending"),
+            count(states, "retry"),
+            count(states, "accepted"),
+            count(results, "delivered"),
+            count(results, "failed"),
+            count(results, "pending"),
+            count(states, "dead")
+        );
     }
     if dead.is_empty() {
         println!("dead letters: none");

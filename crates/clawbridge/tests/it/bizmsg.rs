@@ -320,6 +320,14 @@ fallbackConfig = { type = "LMS", message = "#{name}님 상품 발송: #{tracking
         assert!(shown.contains("result: failed — 3019 not a KakaoTalk user"), "{shown}");
         assert!(shown.contains("SMS/LMS fallback: sent"), "{shown}");
         assert!(shown.contains("010-****-5678") && !shown.contains("1234-5678"), "the number is masked: {shown}");
+        let status = run(&["status"]).await.unwrap();
+        assert!(
+            text(&status).contains(
+                "bizmsg:  0 queued, 0 sending, 0 retry, 1 accepted (0 delivered, 1 failed, 0 pending), 0 not sent"
+            ),
+            "{}",
+            text(&status)
+        );
         daemon.shutdown().await;
     }
 
