@@ -229,14 +229,18 @@ mod tests {
         let line = command_line(&crate::channels::plugins());
         line.clone().debug_assert();
         let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
-        assert_eq!(names, ["serve", "doctor", "status", "pairing", "kakao", "whatsapp"]);
+        assert_eq!(
+            names,
+            ["serve", "doctor", "status", "pairing", "alimtalk", "brand", "friendtalk", "kakao", "whatsapp"]
+        );
     }
 
     #[tokio::test]
     async fn a_channel_registered_with_one_line_gets_its_subcommand() {
         let plugins = crate::channels::plugins().with(&Echo);
         let line = command_line(&plugins);
-        assert!(line.clone().render_help().to_string().contains("echo      Exits with a code"));
+        let help = line.clone().render_help().to_string();
+        assert!(help.lines().any(|l| l.trim_start().starts_with("echo ") && l.contains("Exits with a code")), "{help}");
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().display().to_string();
         let config = Config::load_with(None, &|name| (name == "CLAWBRIDGE_STATE_DIR").then(|| state.clone())).unwrap();
