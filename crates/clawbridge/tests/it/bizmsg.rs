@@ -372,3 +372,68 @@ fallbackConfig = { type = "LMS", message = "#{name}님 상품 발송: #{tracking
         assert!(text(&friendtalk).contains("replaced by Brand Message"), "{}", text(&friendtalk));
     }
 }
+
+/// The agent sends a notification: a real OpenClaw gateway runs `clawbridge alimtalk send` with
+/// its `exec` tool (the path the "Business notifications" SKILL.md section teaches); the send is
+/// stored, answered `accepted (id: 1)`, and the worker delivers it to the fake NHN once.
+#[tokio::test]
+async fn the_agent_sends_an_alimtalk_through_the_real_gateway() {
+    use crate::support::{Harness, config as daemon_config, open_policy, text};
+    let Some(shared) = clawbridge_testkit::shared() else { return };
+    let fake = FakeNhn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("clawbridge.toml");
+    std::fs::write(
+        &config_file,
+        "[[bizmsg.templates]]\ntemplateCode = \"OTP\"\ntext = \"인증번호는 #{code}입니다.\"\n",
+    )
+    .unwrap();
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    let marker = format!("otp-{:08x}", u32::from_le_bytes(bytes));
+    let env: String = fake.env().iter().map(|(k, v)| format!("{k}={v} ")).collect();
+    let command = format!(
+        "HOME={home} CLAWBRIDGE_STATE_DIR={home} CLAWBRIDGE_CONFIG={config} {env}RUST_LOG=warn {bin} alimtalk send \
+         --to 010-1234-5678 --template OTP --var code=123456 --idempotency-key {marker}",
+        home = dir.path().display(),
+        config = config_file.display(),
+        bin = env!("CARGO_BIN_EXE_clawbridge"),
+    );
+
+    let daemon_dir = tempfile::tempdir().unwrap();
+    let mut h =
+        Harness::start(daemon_config(daemon_dir.path(), &shared.url(), shared.token(), &[]), open_policy(), 4096).await;
+    h.bridge().accept(text(&marker, &format!("{marker}-msg"), &format!("TOOLTEST: {command}"))).await.unwrap();
+    let sent = h.wait_sent(1, Duration::from_secs(180)).await;
+    let reply = sent[0].text.clone().unwrap_or_default();
+    assert!(reply.contains("accepted (id: 1)"), "{reply}");
+    h.shutdown().await;
+
+    // What the agent stored is sent by the worker, once.
+    let store =
+        clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
+    let row = store.get_bizmsg(1).await.unwrap().unwrap();
+    assert_eq!(
+        (row.state, row.origin.as_str(), row.idempotency_key.as_str()),
+        (BizmsgState::Queued, "cli", format!("cli:{marker}").as_str())
+    );
+    let vars: BTreeMap<&str, String> = fake.env().into_iter().collect();
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(&config_file).unwrap()).unwrap();
+    let bizmsg = BizmsgConfig::load(file.get("bizmsg").and_then(toml::Value::as_table), &|k| vars.get(k).cloned())
+        .unwrap()
+        .unwrap();
+    let worker = BizmsgWorker {
+        store: store.clone(),
+        client: DealerClient::new(&bizmsg, Duration::from_secs(5)).unwrap(),
+        config: Arc::new(bizmsg),
+        retry: RetryPolicy::DURABLE,
+        worker: "w1".into(),
+        wake: Arc::default(),
+        clock: Arc::new(clawbridge_core::clock::SystemClock),
+    };
+    worker.round().await.unwrap();
+    assert_eq!(store.get_bizmsg(1).await.unwrap().unwrap().state, BizmsgState::Accepted);
+    let nhn = fake.state();
+    assert_eq!(nhn.taken.len(), 1);
+    assert_eq!(nhn.requests.values().next().unwrap()["recipientList"][0]["templateParameter"]["code"], "123456");
+}
