@@ -206,6 +206,11 @@ impl Limiter {
         }
     }
 
+    /// How much longer the key is paused (after a rate-limited answer), if it is.
+    pub fn paused_for(&self) -> Option<Duration> {
+        self.paused().map(|until| until.saturating_duration_since(Instant::now()))
+    }
+
     fn paused(&self) -> Option<Instant> {
         let paused = *self.paused_until.lock().unwrap_or_else(PoisonError::into_inner);
         paused.filter(|until| *until > Instant::now())

@@ -95,10 +95,7 @@ async fn errors_are_classified_for_the_outbox() {
     // The 429 paused the key for its Retry-After. The other answers go through a fresh limiter
     // rather than wait the 7 s out on the real clock (the pause's length is tested in paused
     // time with the limiter itself, crates/http/tests/it/limit.rs).
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), limiter.acquire()).await.is_err(),
-        "a 429 pauses everyone on the key"
-    );
+    assert!(limiter.paused_for().is_some(), "a 429 pauses everyone on the key");
     let client = fake.client();
     assert!(matches!(client.send_text("1555", "b", None).await.unwrap_err(), SendError::Transient { .. }));
     assert!(matches!(client.send_text("1555", "c", None).await.unwrap_err(), SendError::Transient { .. }));
