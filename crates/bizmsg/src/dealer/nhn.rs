@@ -434,22 +434,32 @@ struct ResultsAnswer {
     messages: Vec<ReportRow>,
 }
 
+/// Reads a query's answer: another status than 2xx, a body that is not NHN's JSON (transient) or
+/// a refusal in its header (permanent, with NHN's code and words) is an error.
+fn read_query<T: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+    what: &str,
+    header: impl Fn(&T) -> &Header,
+) -> Result<T, SendError> {
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let answer: T =
+        serde_json::from_slice(body).map_err(|e| SendError::transient(format!("NHN {what} is not its JSON: {e}")))?;
+    let h = header(&answer);
+    if !h.is_successful {
+        return Err(SendError::Permanent(format!("NHN refused the {what}: {} {}", h.result_code, h.result_message)));
+    }
+    Ok(answer)
+}
+
 /// Reads a result-update page.
 ///
 /// # Errors
 /// The query failed, classified.
 pub fn read_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> {
-    if !(200..300).contains(&status) {
-        return Err(http_error(status, body, None));
-    }
-    let answer: ResultsAnswer = serde_json::from_slice(body)
-        .map_err(|e| SendError::transient(format!("NHN result page is not its JSON: {e}")))?;
-    if !answer.header.is_successful {
-        return Err(SendError::Permanent(format!(
-            "NHN refused the result query: {} {}",
-            answer.header.result_code, answer.header.result_message
-        )));
-    }
+    let answer: ResultsAnswer = read_query(status, body, "result query", |a: &ResultsAnswer| &a.header)?;
     Ok(answer.messages.into_iter().map(ReportRow::into_report).collect())
 }
 
@@ -498,17 +508,12 @@ struct LookupRow {
 /// # Errors
 /// The query failed, classified.
 pub fn read_lookup(status: u16, body: &[u8]) -> Result<Vec<(String, String)>, SendError> {
-    if !(200..300).contains(&status) {
-        return Err(http_error(status, body, None));
-    }
-    let answer: LookupAnswer = serde_json::from_slice(body)
-        .map_err(|e| SendError::transient(format!("NHN message list is not its JSON: {e}")))?;
-    if !answer.header.is_successful {
-        return Err(SendError::transient(format!(
-            "NHN refused the message list: {} {}",
-            answer.header.result_code, answer.header.result_message
-        )));
-    }
+    // A refused lookup is retried: the rows stay in doubt rather than being sent again.
+    let answer: LookupAnswer =
+        read_query(status, body, "message list", |a: &LookupAnswer| &a.header).map_err(|e| match e {
+            SendError::Permanent(reason) => SendError::transient(reason),
+            other => other,
+        })?;
     Ok(answer
         .message_search_result_response
         .map(|r| r.messages)
@@ -574,17 +579,11 @@ struct TemplateButtonRow {
 /// The query failed, classified.
 pub fn read_templates(status: u16, body: &[u8]) -> Result<Vec<crate::template::DealerTemplate>, SendError> {
     use crate::template::{DealerTemplate, TemplateStatus};
-    if !(200..300).contains(&status) {
-        return Err(http_error(status, body, None));
-    }
-    let answer: TemplatesAnswer = serde_json::from_slice(body)
-        .map_err(|e| SendError::transient(format!("NHN template list is not its JSON: {e}")))?;
-    if !answer.header.is_successful {
-        return Err(SendError::Permanent(format!(
-            "NHN refused the template list: {} {} (check BIZMSG_SENDER_KEY)",
-            answer.header.result_code, answer.header.result_message
-        )));
-    }
+    let answer: TemplatesAnswer =
+        read_query(status, body, "template list", |a: &TemplatesAnswer| &a.header).map_err(|e| match e {
+            SendError::Permanent(reason) => SendError::Permanent(format!("{reason} (check BIZMSG_SENDER_KEY)")),
+            other => other,
+        })?;
     Ok(answer
         .template_list_response
         .map(|l| l.templates)

@@ -174,9 +174,10 @@ impl BizmsgWorker {
                     account.id, account.rate_per_hour
                 );
                 tracing::info!(account = %account.id, count, "bizmsg hourly quota reached; waiting for the next window");
+                // Nothing was sent: no request to remember.
+                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+                let _ = self.store.set_bizmsg_request(&ids, &self.worker, None, now).await;
                 for row in rows {
-                    // Not an attempt: nothing was sent.
-                    let _ = self.store.set_bizmsg_request(&[row.id], &self.worker, None, now).await;
                     let _ = self.store.mark_bizmsg_retry(row.id, &self.worker, &error, window_end, now).await;
                 }
                 false
