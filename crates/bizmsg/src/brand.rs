@@ -11,10 +11,13 @@
 use crate::config::{BizmsgConfig, SenderAccount};
 use crate::phone::PhoneNumber;
 use crate::send::{Prepared, Product, content_key};
-use crate::template::{FallbackKind, MAX_LMS_BYTES, RenderedFallback, carrier_bytes, check_link};
+use crate::template::{
+    Bubble, FallbackKind, MAX_LMS_BYTES, RenderedBrandTemplate, RenderedFallback, carrier_bytes, check_link,
+};
 use crate::window::AdWindow;
 use clawbridge_core::time::EpochMs;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The longest Brand Message text (TEXT bubble), in characters.
 pub const MAX_TEXT_CHARS: usize = 1_300;
@@ -87,8 +90,17 @@ impl std::str::FromStr for BrandButton {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BrandContent {
-    /// The text.
+    /// The text (a template's after substitution: what an SMS fallback repeats).
     pub text: String,
+    /// TEXT, or IMAGE with [`image`](Self::image) (or a template's own image).
+    #[serde(default)]
+    pub bubble: Bubble,
+    /// The image of an IMAGE bubble (for a template: the one that replaces the template's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<BrandImage>,
+    /// A template ("basic") send: the code and the values; `None` for free-form text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<RenderedBrandTemplate>,
     /// Its buttons.
     #[serde(default)]
     pub buttons: Vec<BrandButton>,
@@ -102,6 +114,63 @@ pub struct BrandContent {
     pub fallback: Option<RenderedFallback>,
 }
 
+/// A Brand Message's image as stored with its row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrandImage {
+    /// The file's name or the URL, for messages.
+    pub source: String,
+    /// JPEG or PNG.
+    pub format: ImageFormat,
+    /// The SHA-256 of a file's bytes (hex): what the send's key is made of, so the same image
+    /// is the same send whatever id the dealer gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// What the dealer knows it by: NHN's `imageUrl` and Solapi's `fileId` once uploaded (the
+    /// upload happens once, before the row is stored), Infobip's the URL itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dealer_ref: Option<String>,
+}
+
+/// The image formats Brand Messages take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImageFormat {
+    /// `image/jpeg`.
+    Jpeg,
+    /// `image/png`.
+    Png,
+}
+
+impl ImageFormat {
+    /// The MIME type of an upload.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Jpeg => "image/jpeg",
+            Self::Png => "image/png",
+        }
+    }
+}
+
+/// Where a Brand Message's image comes from (`--image FILE|URL`).
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    /// Bytes to upload: a local file, or what a URL served (read by the caller).
+    File {
+        /// The file name or the URL it came from.
+        name: String,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
+    /// A web address the dealer fetches itself (Infobip).
+    Url(String),
+}
+
+/// The largest image, in bytes (all three dealers: 5 MB).
+pub const MAX_IMAGE_BYTES: usize = 5 * 1024 * 1024;
+/// The narrowest image Kakao takes, in pixels (NHN's image specification).
+pub const MIN_IMAGE_WIDTH: u32 = 500;
+
 /// A Brand Message as asked for.
 #[derive(Debug, Clone)]
 pub struct BrandRequest {
@@ -109,8 +178,14 @@ pub struct BrandRequest {
     pub account: String,
     /// The recipient as written.
     pub to: String,
-    /// The text.
+    /// The free-form text (empty with a template).
     pub text: String,
+    /// A Brand Message template's code (`[[bizmsg.brandTemplates]]`) instead of text.
+    pub template: Option<String>,
+    /// The template's variables.
+    pub variables: BTreeMap<String, String>,
+    /// An image: an IMAGE bubble (or, with an IMAGE template, the image that replaces its own).
+    pub image: Option<ImageSource>,
     /// The buttons.
     pub buttons: Vec<BrandButton>,
     /// Who receives it.
@@ -132,6 +207,28 @@ pub struct PreparedBrand {
     pub prepared: Prepared,
     /// `Some` when the send falls in the closed hours and is held until then.
     pub held_until: Option<EpochMs>,
+    /// What the row's payload holds.
+    pub content: BrandContent,
+}
+
+impl PreparedBrand {
+    /// The image that must be uploaded to the dealer before the row is stored, if any.
+    pub fn image_to_upload(&self) -> Option<&BrandImage> {
+        self.content.image.as_ref().filter(|image| image.dealer_ref.is_none())
+    }
+
+    /// Records the dealer's id of the uploaded image in the row's payload. The send's key stays
+    /// the one made of the image's bytes, so running the same send again is still one send.
+    ///
+    /// # Errors
+    /// The payload cannot be written (not expected).
+    pub fn set_image_ref(&mut self, dealer_ref: String) -> Result<(), String> {
+        let Some(image) = self.content.image.as_mut() else { return Err("this send has no image".to_owned()) };
+        image.dealer_ref = Some(dealer_ref);
+        let payload = crate::send::Payload { message: crate::send::Message::Brand(self.content.clone()) };
+        self.prepared.payload = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 /// The ad form of an SMS/LMS fallback: `(광고)` first, the free opt-out line last
@@ -157,7 +254,7 @@ pub fn prepare_brand(config: &BizmsgConfig, request: &BrandRequest, now: EpochMs
     }
     let held_until = AdWindow::default().next_open(wanted);
     let not_before = held_until.unwrap_or(wanted);
-    let payload = crate::send::Payload { message: crate::send::Message::Brand(content) };
+    let payload = crate::send::Payload { message: crate::send::Message::Brand(content.clone()) };
     let payload_json = serde_json::to_string(&payload).map_err(|e| e.to_string())?;
     let idempotency_key = match &request.idempotency_key {
         Some(key) if !key.trim().is_empty() => format!("{}:{key}", request.origin),
@@ -170,28 +267,55 @@ pub fn prepare_brand(config: &BizmsgConfig, request: &BrandRequest, now: EpochMs
             product: Product::Brand,
             dealer: config.dealer.kind(),
             recipient: to,
+            // The column names AlimTalk templates; a Brand Message's template is in its payload.
             template_code: None,
             payload: payload_json,
             origin: request.origin.clone(),
             not_before,
         },
         held_until,
+        content,
     })
 }
 
 fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandRequest) -> Result<BrandContent, String> {
-    let text = request.text.trim_end();
-    if text.trim().is_empty() {
-        return Err("--text is empty".to_owned());
-    }
-    let chars = text.chars().count();
-    if chars > MAX_TEXT_CHARS {
-        return Err(format!("--text has {chars} characters; a Brand Message holds {MAX_TEXT_CHARS}"));
-    }
-    let breaks = text.matches('\n').count();
-    if breaks > MAX_LINE_BREAKS {
-        return Err(format!("--text has {breaks} line breaks; a Brand Message holds {MAX_LINE_BREAKS}"));
-    }
+    let dealer = config.dealer.kind();
+    let (text, template, bubble) = match &request.template {
+        Some(code) => {
+            if !request.text.trim().is_empty() {
+                return Err("give --text or --template, not both".to_owned());
+            }
+            if !request.buttons.is_empty() {
+                return Err(format!(
+                    "--button is for --text: Brand Message template {code:?} sends its own buttons"
+                ));
+            }
+            let template = config.brand_templates.get(code)?;
+            if dealer == crate::dealer::DealerKind::Solapi && template.template_id.is_none() {
+                return Err(format!(
+                    "Brand Message template {code:?} has no templateId: Solapi sends by its own template id; add \
+                     templateId under [[bizmsg.brandTemplates]]"
+                ));
+            }
+            if request.image.is_some() && template.chat_bubble_type != Bubble::Image {
+                return Err(format!(
+                    "--image: Brand Message template {code:?} is a {} bubble; an image replaces the image of an IMAGE \
+                     template only",
+                    template.chat_bubble_type.code()
+                ));
+            }
+            let rendered = template.render(&request.variables)?;
+            let text = crate::template::substitute(&template.text, &rendered.message_data);
+            (text, Some(rendered), template.chat_bubble_type)
+        }
+        None => {
+            if !request.variables.is_empty() {
+                return Err("--var is for --template: free-form --text has no variables".to_owned());
+            }
+            let bubble = if request.image.is_some() { Bubble::Image } else { Bubble::Text };
+            (checked_text(&request.text, bubble)?, None, bubble)
+        }
+    };
     if request.buttons.len() > MAX_BUTTONS {
         return Err(format!("{} buttons; a Brand Message holds {MAX_BUTTONS}", request.buttons.len()));
     }
@@ -203,6 +327,7 @@ fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandReques
         check_link("brand", &format!("--button {}", i + 1), &button.link_mo, crate::template::ButtonType::WebLink)
             .map_err(|e| e.to_string())?;
     }
+    let image = request.image.as_ref().map(|source| image(dealer, source)).transpose()?;
     let opt_out = account.opt_out_number.as_ref().map(|n| n.digits().to_owned());
     let scope = if account.id == "default" {
         "bizmsg.optOutNumber".to_owned()
@@ -217,12 +342,12 @@ fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandReques
                 request.targeting.code()
             ));
         }
-        if config.dealer.kind() != crate::dealer::DealerKind::Solapi {
+        if template.is_none() && dealer != crate::dealer::DealerKind::Solapi {
             return Err(format!(
-                "targeting {} is template-only at {} (and needs 50,000 channel friends); send free-form text with \
-                 --targeting I",
+                "targeting {} is template-only at {} (and needs 50,000 channel friends): send a template with \
+                 --template, or free-form text with --targeting I",
                 request.targeting.code(),
-                config.dealer.kind().id()
+                dealer.id()
             ));
         }
     }
@@ -236,7 +361,7 @@ fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandReques
                     .to_owned(),
             );
         }
-        let message = ad_sms_text(text, number);
+        let message = ad_sms_text(&text, number);
         let bytes = carrier_bytes(&message);
         if bytes > MAX_LMS_BYTES {
             return Err(format!("the ad LMS fallback is {bytes} bytes; an LMS holds {MAX_LMS_BYTES}: shorten --text"));
@@ -246,12 +371,156 @@ fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandReques
         None
     };
     Ok(BrandContent {
-        text: text.to_owned(),
+        text,
+        bubble,
+        image,
+        template,
         buttons: request.buttons.clone(),
         targeting: request.targeting,
         opt_out_number: opt_out,
         fallback,
     })
+}
+
+/// Free-form text within the bubble's limits.
+fn checked_text(text: &str, bubble: Bubble) -> Result<String, String> {
+    let text = text.trim_end();
+    if text.trim().is_empty() {
+        return Err("--text is empty".to_owned());
+    }
+    let with = if bubble == Bubble::Image { " with an image" } else { "" };
+    let chars = text.chars().count();
+    if chars > bubble.max_chars() {
+        return Err(format!("--text has {chars} characters; a Brand Message{with} holds {}", bubble.max_chars()));
+    }
+    let breaks = text.matches('\n').count();
+    if breaks > bubble.max_line_breaks() {
+        return Err(format!(
+            "--text has {breaks} line breaks; a Brand Message{with} holds {}",
+            bubble.max_line_breaks()
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Checks an image for `dealer` and describes it for the row: a file is checked here (size,
+/// format, proportions) and uploaded by the caller; a URL is only taken by Infobip, which
+/// fetches it itself.
+fn image(dealer: crate::dealer::DealerKind, source: &ImageSource) -> Result<BrandImage, String> {
+    use crate::dealer::DealerKind;
+    match source {
+        ImageSource::File { name, bytes } => {
+            if dealer == DealerKind::Infobip {
+                return Err(format!(
+                    "--image {name:?}: Infobip takes Brand Message images by URL (its API has no upload): put the \
+                     image on a web server and give --image https://…"
+                ));
+            }
+            let format = check_image(name, bytes)?;
+            use sha2::{Digest, Sha256};
+            Ok(BrandImage {
+                source: name.clone(),
+                format,
+                digest: Some(hex::encode(Sha256::digest(bytes))),
+                dealer_ref: None,
+            })
+        }
+        ImageSource::Url(url) => {
+            check_link("brand", "--image", url, crate::template::ButtonType::WebLink).map_err(|e| e.to_string())?;
+            let path = url.split(['?', '#']).next().unwrap_or(url).to_ascii_lowercase();
+            let file = path.rsplit('/').next().unwrap_or("");
+            let format = match file.rsplit_once('.').map(|(_, ext)| ext) {
+                Some("png") => ImageFormat::Png,
+                Some("jpg" | "jpeg") | None => ImageFormat::Jpeg,
+                Some(other) => {
+                    return Err(format!("--image {url:?}: a .{other} file; Brand Message images are JPEG or PNG"));
+                }
+            };
+            if dealer != DealerKind::Infobip {
+                return Err(format!(
+                    "--image {url:?}: {} needs the image uploaded; the command downloads a URL and uploads it",
+                    dealer.id()
+                ));
+            }
+            Ok(BrandImage { source: url.clone(), format, digest: None, dealer_ref: Some(url.clone()) })
+        }
+    }
+}
+
+/// Checks an image file the way the dealers do (NHN's specification, the strictest): JPEG or
+/// PNG by its bytes, at most 5 MB, and — read from the file's header, no decoding — at least
+/// 500 pixels wide with a height between half and four thirds of the width (2:1 to 3:4).
+///
+/// # Errors
+/// What is wrong, naming the file.
+pub fn check_image(name: &str, bytes: &[u8]) -> Result<ImageFormat, String> {
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "--image {name:?} is {:.1} MB; Brand Message images take at most 5 MB",
+            bytes.len() as f64 / (1024.0 * 1024.0)
+        ));
+    }
+    let (format, size) = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        (ImageFormat::Png, png_size(bytes))
+    } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        (ImageFormat::Jpeg, jpeg_size(bytes))
+    } else {
+        return Err(format!("--image {name:?} is not a JPEG or PNG file (the formats Brand Messages take)"));
+    };
+    let Some((width, height)) = size else {
+        return Err(format!("--image {name:?}: its size cannot be read; is the file complete?"));
+    };
+    if width < MIN_IMAGE_WIDTH {
+        return Err(format!("--image {name:?} is {width} pixels wide; Kakao takes at least {MIN_IMAGE_WIDTH}"));
+    }
+    // 0.5 ≤ height / width ≤ 4/3, in integers.
+    if u64::from(height) * 2 < u64::from(width) || u64::from(height) * 3 > u64::from(width) * 4 {
+        return Err(format!(
+            "--image {name:?} is {width}×{height}; the height must be between half and 4/3 of the width (2:1 to 3:4, \
+             e.g. 800×400 or 800×600)"
+        ));
+    }
+    Ok(format)
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let ihdr = bytes.get(12..24)?;
+    if &ihdr[..4] != b"IHDR" {
+        return None;
+    }
+    let width = u32::from_be_bytes(ihdr[4..8].try_into().ok()?);
+    let height = u32::from_be_bytes(ihdr[8..12].try_into().ok()?);
+    Some((width, height))
+}
+
+/// Width and height from a JPEG's start-of-frame segment, walking the segments before it.
+fn jpeg_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    let mut at = 2;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            // Fill bytes.
+            0xFF => at += 1,
+            // Markers without a length.
+            0x01 | 0xD0..=0xD7 => at += 2,
+            // Start of scan: no frame header before it.
+            0xDA | 0xD9 => return None,
+            _ => {
+                let length = usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]));
+                // SOF0–SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+                if (0xC0..=0xCF).contains(&marker) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+                    let height = u16::from_be_bytes([*bytes.get(at + 5)?, *bytes.get(at + 6)?]);
+                    let width = u16::from_be_bytes([*bytes.get(at + 7)?, *bytes.get(at + 8)?]);
+                    return Some((u32::from(width), u32::from(height)));
+                }
+                at += 2 + length;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +551,9 @@ mod tests {
             account: "default".into(),
             to: "010-1234-5678".into(),
             text: text.into(),
+            template: None,
+            variables: BTreeMap::new(),
+            image: None,
             buttons: vec!["쇼핑하기|https://shop.example/sale".parse().unwrap()],
             targeting: Targeting::Friends,
             fallback: false,

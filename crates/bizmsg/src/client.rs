@@ -101,7 +101,11 @@ impl DealerClient {
             builder = builder.header("Authorization", solapi::authorization(&auth, &date, &salt()));
         }
         if !request.body.is_empty() {
-            builder = builder.header("Content-Type", "application/json;charset=UTF-8").body(request.body.clone());
+            // JSON, unless the request says otherwise (an image upload's multipart body).
+            if !request.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+                builder = builder.header("Content-Type", "application/json;charset=UTF-8");
+            }
+            builder = builder.body(request.body.clone());
         }
         let call = || async {
             let response =
@@ -260,28 +264,118 @@ impl DealerClient {
         nhn::read_lookup(answer.status, &answer.body)
     }
 
-    /// The dealer's templates of `sender_key` (`alimtalk templates sync`).
+    /// The dealer's templates of `sender_key`, AlimTalk and Brand Message, where it lists them
+    /// (`alimtalk templates sync`): NHN both, Solapi its AlimTalk templates, Infobip its Brand
+    /// Message templates. What a dealer does not list is in [`DealerClient::unlisted`].
     ///
     /// # Errors
-    /// The query failed; only NHN's template list is read here.
+    /// A query failed.
     pub async fn templates(&self, sender_key: &str) -> Result<Vec<crate::template::DealerTemplate>, SendError> {
-        let Some(auth) = self.dealer.nhn_auth() else {
-            return Err(SendError::Permanent(format!(
-                "templates sync reads NHN's template list; with {} the templates under [[bizmsg.templates]] are used as declared",
-                self.dealer().id()
-            )));
-        };
         let mut templates = Vec::new();
-        for page in 1..=20 {
-            let answer = self.execute("alimtalk templates", &nhn::templates_query(&auth, sender_key, page)).await?;
-            let mut read = nhn::read_templates(answer.status, &answer.body)?;
-            let last = read.len() < 1_000;
-            templates.append(&mut read);
-            if last {
-                break;
+        match &self.dealer {
+            DealerSettings::Nhn { .. } => {
+                let auth = self.dealer.nhn_auth().expect("the dealer is NHN");
+                for page in 1..=20 {
+                    let answer =
+                        self.execute("alimtalk templates", &nhn::templates_query(&auth, sender_key, page)).await?;
+                    let mut read = nhn::read_templates(answer.status, &answer.body)?;
+                    let last = read.len() < 1_000;
+                    templates.append(&mut read);
+                    if last {
+                        break;
+                    }
+                }
+                for page in 1..=20 {
+                    let request = nhn::brand_templates_query(&auth, sender_key, page);
+                    let answer = self.execute("brand templates", &request).await?;
+                    let mut read = nhn::read_brand_templates(answer.status, &answer.body)?;
+                    let last = read.len() < 1_000;
+                    templates.append(&mut read);
+                    if last {
+                        break;
+                    }
+                }
+            }
+            DealerSettings::Solapi { .. } => {
+                let mut start_key: Option<String> = None;
+                for _ in 0..100 {
+                    let request = solapi::templates_query(sender_key, start_key.as_deref());
+                    let answer = self.execute("alimtalk templates", &request).await?;
+                    let (mut read, next) = solapi::read_templates(answer.status, &answer.body)?;
+                    templates.append(&mut read);
+                    match next {
+                        Some(next) if start_key.as_deref() != Some(next.as_str()) => start_key = Some(next),
+                        _ => break,
+                    }
+                }
+            }
+            DealerSettings::Infobip { api_key } => {
+                let key = api_key.expose_secret();
+                let mut codes = Vec::new();
+                for page in 1..=10 {
+                    let answer =
+                        self.execute("brand templates", &infobip::brand_templates_query(key, sender_key, page)).await?;
+                    let mut read = infobip::read_brand_template_codes(answer.status, &answer.body)?;
+                    let last = read.len() < 100;
+                    codes.append(&mut read);
+                    if last {
+                        break;
+                    }
+                }
+                codes.sort();
+                codes.dedup();
+                for code in codes {
+                    let answer =
+                        self.execute("brand template", &infobip::brand_template_query(key, sender_key, &code)).await?;
+                    templates.push(infobip::read_brand_template(answer.status, &answer.body, &code)?);
+                }
             }
         }
         Ok(templates)
+    }
+
+    /// The products whose templates this dealer has no list of (their templates are used as
+    /// declared), with why.
+    pub fn unlisted(&self) -> Option<&'static str> {
+        match self.dealer() {
+            DealerKind::Nhn => None,
+            DealerKind::Solapi => Some(
+                "Solapi has no Brand Message template list in its API (SDK 6.0.1): Brand Message templates are used as \
+                 declared under [[bizmsg.brandTemplates]]",
+            ),
+            DealerKind::Infobip => Some(
+                "Infobip has no AlimTalk template list in its API (its Kakao OpenAPI lists Brand Message templates \
+                 only): AlimTalk templates are used as declared under [[bizmsg.templates]]",
+            ),
+        }
+    }
+
+    /// Uploads a Brand Message image and returns what a send names it by (NHN `imageUrl`,
+    /// Solapi `fileId`). Called once per send, before its row is stored.
+    ///
+    /// # Errors
+    /// The upload failed, or the dealer takes images by URL only (Infobip).
+    pub async fn upload_image(
+        &self,
+        file_name: &str,
+        format: crate::brand::ImageFormat,
+        bytes: &[u8],
+    ) -> Result<String, SendError> {
+        match &self.dealer {
+            DealerSettings::Nhn { .. } => {
+                let auth = self.dealer.nhn_auth().expect("the dealer is NHN");
+                let request = nhn::image_upload(&auth, file_name, format, bytes).map_err(SendError::Permanent)?;
+                let answer = self.execute("brand image upload", &request).await?;
+                nhn::read_image_upload(answer.status, &answer.body)
+            }
+            DealerSettings::Solapi { .. } => {
+                let answer = self.execute("brand image upload", &solapi::image_upload(file_name, bytes)).await?;
+                solapi::read_image_upload(answer.status, &answer.body)
+            }
+            DealerSettings::Infobip { .. } => Err(SendError::Permanent(
+                "Infobip takes Brand Message images by URL (its API has no upload): give --image https://…".to_owned(),
+            )),
+        }
     }
 
     /// Delivery results that changed in `[from, to]` (NHN result updates, Infobip reports).

@@ -17,6 +17,11 @@
 //! [[bizmsg.templates]]           # AlimTalk templates (template.rs)
 //! templateCode = "ORDER_SHIPPED"
 //! text = "#{name}님, …"
+//!
+//! [[bizmsg.brandTemplates]]      # Brand Message ("basic") templates
+//! templateCode = "WINTER_SALE"
+//! chatBubbleType = "IMAGE"       # TEXT (default) or IMAGE
+//! text = "#{name}님, 겨울 세일 …"
 //! ```
 //!
 //! The environment configures the `default` account and wins over the file.
@@ -24,7 +29,7 @@
 use crate::dealer::solapi::{DEFAULT_BASE_URL as SOLAPI_BASE_URL, SolapiAuth};
 use crate::dealer::{DealerKind, Sender, nhn};
 use crate::phone::SenderNumber;
-use crate::template::{AlimTalkTemplate, Templates};
+use crate::template::{AlimTalkTemplate, BrandTemplate, BrandTemplates, Templates};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -48,6 +53,8 @@ struct File {
     infobip: Option<InfobipFile>,
     #[serde(default)]
     templates: Vec<AlimTalkTemplate>,
+    #[serde(default)]
+    brand_templates: Vec<BrandTemplate>,
     #[serde(default)]
     accounts: BTreeMap<String, AccountFile>,
 }
@@ -166,6 +173,8 @@ pub struct BizmsgConfig {
     pub accounts: Vec<SenderAccount>,
     /// The AlimTalk templates.
     pub templates: Templates,
+    /// The Brand Message templates (`[[bizmsg.brandTemplates]]`).
+    pub brand_templates: BrandTemplates,
 }
 
 impl BizmsgConfig {
@@ -286,7 +295,8 @@ impl BizmsgConfig {
             );
         }
         let templates = Templates::new(file.templates).map_err(|e| e.to_string())?;
-        Ok(Some(Self { dealer, base_url, accounts, templates }))
+        let brand_templates = BrandTemplates::new(file.brand_templates)?;
+        Ok(Some(Self { dealer, base_url, accounts, templates, brand_templates }))
     }
 
     /// The sender of `id` (`default` when not given).

@@ -418,6 +418,16 @@ impl AlimTalkTemplate {
     /// # Errors
     /// Every way the text could differ from the approved one, as a [`TemplateError`].
     pub fn render(&self, values: &BTreeMap<String, String>, with_fallback: bool) -> Result<Rendered, TemplateError> {
+        self.render_within(values, with_fallback, MAX_BODY_CHARS)
+    }
+
+    /// [`render`](Self::render) with another body limit (a Brand Message bubble's).
+    fn render_within(
+        &self,
+        values: &BTreeMap<String, String>,
+        with_fallback: bool,
+        max_chars: usize,
+    ) -> Result<Rendered, TemplateError> {
         let code = || self.template_code.clone();
         let names = self.variable_names();
         if let Some(name) = values.keys().find(|name| !names.contains(name)) {
@@ -441,12 +451,12 @@ impl AlimTalkTemplate {
         }
         let text = substitute(&self.text, values);
         let chars = text.chars().count();
-        if chars > MAX_BODY_CHARS {
+        if chars > max_chars {
             return Err(TemplateError::TooLong {
                 code: code(),
                 field: "the text".to_owned(),
                 len: format!("{chars} characters"),
-                max: format!("{MAX_BODY_CHARS} characters"),
+                max: format!("{max_chars} characters"),
             });
         }
         let mut buttons = Vec::with_capacity(self.buttons.len());
@@ -535,6 +545,8 @@ pub enum TemplateStatus {
     Approved,
     /// Rejected.
     Rejected,
+    /// Blocked by Kakao after registration (NHN Brand Message templates, status `S`).
+    Blocked,
     /// A status this version does not know.
     Unknown,
 }
@@ -547,6 +559,7 @@ impl TemplateStatus {
             Self::InReview => "in review",
             Self::Approved => "approved",
             Self::Rejected => "rejected",
+            Self::Blocked => "blocked",
             Self::Unknown => "unknown",
         }
     }
@@ -566,6 +579,35 @@ pub struct DealerTemplate {
     pub buttons: Vec<(String, String)>,
     /// Kakao's review.
     pub status: TemplateStatus,
+    /// AlimTalk or Brand Message (syncs stored before Brand Message templates were AlimTalk).
+    #[serde(default)]
+    pub product: crate::send::Product,
+    /// The variable names, where the dealer lists them (Solapi); otherwise read from the text.
+    #[serde(default)]
+    pub variables: Vec<String>,
+}
+
+impl DealerTemplate {
+    /// The variable names: the dealer's list, or the placeholders of its text.
+    pub fn variable_names(&self) -> Vec<String> {
+        if !self.variables.is_empty() {
+            return self.variables.clone();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for name in placeholders(&self.text).unwrap_or_default() {
+            if !names.iter().any(|n| n == name) {
+                names.push(name.to_owned());
+            }
+        }
+        names
+    }
+}
+
+impl TemplateError {
+    /// The message, naming a Brand Message template: the same checks run on both products.
+    pub fn for_brand(self) -> String {
+        self.to_string().replacen("AlimTalk template", "Brand Message template", 1)
+    }
 }
 
 impl AlimTalkTemplate {
@@ -652,6 +694,238 @@ impl Templates {
     }
 }
 
+/// The Brand Message bubbles this bridge sends (reference/bizmsg.md §1, NHN's chatBubbleType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Bubble {
+    /// Text with buttons: 1,300 characters, 99 line breaks.
+    #[default]
+    Text,
+    /// One image above the text: 400 characters, 29 line breaks.
+    Image,
+}
+
+impl Bubble {
+    /// `TEXT` / `IMAGE`, as NHN and Solapi write it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Text => "TEXT",
+            Self::Image => "IMAGE",
+        }
+    }
+
+    /// The longest text of this bubble, in characters.
+    pub fn max_chars(self) -> usize {
+        match self {
+            Self::Text => 1_300,
+            Self::Image => 400,
+        }
+    }
+
+    /// The most line breaks of this bubble's text.
+    pub fn max_line_breaks(self) -> usize {
+        match self {
+            Self::Text => 99,
+            Self::Image => 29,
+        }
+    }
+}
+
+/// A Brand Message template (`[[bizmsg.brandTemplates]]`): a "basic" Brand Message registered
+/// with the dealer, sent by its code with the variables filled in. Kakao does not review them as
+/// it reviews AlimTalk, but the same things make a send fail: a variable left out, a text over
+/// the bubble's limit, a button Brand Messages do not have.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BrandTemplate {
+    /// The template code registered with the dealer (NHN, Infobip `templateCode`).
+    pub template_code: String,
+    /// Solapi's id of the template, when the dealer is Solapi.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// `TEXT` (default) or `IMAGE`.
+    #[serde(default)]
+    pub chat_bubble_type: Bubble,
+    /// The registered text with `#{name}` placeholders.
+    pub text: String,
+    /// The variables, as for AlimTalk (derived from the placeholders when left out).
+    #[serde(default)]
+    pub variables: Vec<Variable>,
+    /// The template's buttons (WL, AL, BK, MD, AC, BT), in order.
+    #[serde(default)]
+    pub buttons: Vec<TemplateButton>,
+}
+
+/// A Brand Message template filled in for a send, stored with its row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderedBrandTemplate {
+    /// The template code.
+    pub template_code: String,
+    /// Solapi's template id, when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_id: Option<String>,
+    /// The values of the text's placeholders.
+    pub message_data: BTreeMap<String, String>,
+    /// The values of placeholders that only the buttons' links use (Infobip `buttonData`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub button_data: BTreeMap<String, String>,
+}
+
+impl RenderedBrandTemplate {
+    /// Every value, text and buttons (NHN `templateParameter`, Solapi `variables`).
+    pub fn all_values(&self) -> BTreeMap<String, String> {
+        let mut all = self.message_data.clone();
+        all.extend(self.button_data.iter().map(|(k, v)| (k.clone(), v.clone())));
+        all
+    }
+}
+
+impl BrandTemplate {
+    /// The checks Brand Message templates share with AlimTalk ones (placeholders, variables,
+    /// buttons, links) run on this view of it.
+    fn core(&self) -> AlimTalkTemplate {
+        AlimTalkTemplate {
+            template_code: self.template_code.clone(),
+            template_id: self.template_id.clone(),
+            text: self.text.clone(),
+            variables: self.variables.clone(),
+            buttons: self.buttons.clone(),
+            fallback_config: None,
+        }
+    }
+
+    /// Checks the template as declared. Run when the configuration loads.
+    ///
+    /// # Errors
+    /// What is wrong, naming the template and the field.
+    pub fn check(&self) -> Result<(), String> {
+        self.core().check().map_err(TemplateError::for_brand)?;
+        let code = &self.template_code;
+        for (i, button) in self.buttons.iter().enumerate() {
+            if matches!(button.kind, ButtonType::DeliveryTracking | ButtonType::Consultation) {
+                return Err(format!(
+                    "Brand Message template {code:?}: buttons[{i}].type: {} is an AlimTalk button; Brand Messages take \
+                     WL, AL, BK, MD, AC and BT",
+                    button.kind.code()
+                ));
+            }
+        }
+        let breaks = self.text.matches('\n').count();
+        if breaks > self.chat_bubble_type.max_line_breaks() {
+            return Err(format!(
+                "Brand Message template {code:?}: text has {breaks} line breaks; an {} bubble holds {}",
+                self.chat_bubble_type.code(),
+                self.chat_bubble_type.max_line_breaks()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The variable names, in order.
+    pub fn variable_names(&self) -> Vec<String> {
+        self.core().variable_names()
+    }
+
+    /// Fills the template in: every variable given and no other, lengths within the bubble's
+    /// limits after substitution, links still web addresses.
+    ///
+    /// # Errors
+    /// The first problem, naming the template and the field.
+    pub fn render(&self, values: &BTreeMap<String, String>) -> Result<RenderedBrandTemplate, String> {
+        let bubble = self.chat_bubble_type;
+        let rendered =
+            self.core().render_within(values, false, bubble.max_chars()).map_err(TemplateError::for_brand)?;
+        let breaks = rendered.text.matches('\n').count();
+        if breaks > bubble.max_line_breaks() {
+            return Err(format!(
+                "Brand Message template {:?}: the text has {breaks} line breaks after substitution; an {} bubble holds {}",
+                self.template_code,
+                bubble.code(),
+                bubble.max_line_breaks()
+            ));
+        }
+        let in_text: BTreeSet<&str> = placeholders(&self.text).unwrap_or_default().into_iter().collect();
+        let (message_data, button_data) =
+            rendered.variables.into_iter().partition(|(name, _)| in_text.contains(name.as_str()));
+        Ok(RenderedBrandTemplate {
+            template_code: self.template_code.clone(),
+            template_id: self.template_id.clone(),
+            message_data,
+            button_data,
+        })
+    }
+
+    /// Compares the declared template with the dealer's: registered and usable, and the same
+    /// text where the dealer reports it.
+    ///
+    /// # Errors
+    /// What differs, naming the template.
+    pub fn check_against(&self, dealer: &DealerTemplate) -> Result<(), String> {
+        let code = &self.template_code;
+        if dealer.status != TemplateStatus::Approved {
+            return Err(format!(
+                "Brand Message template {code:?}: the dealer reports it {}: only usable templates can be sent",
+                dealer.status.label()
+            ));
+        }
+        if !dealer.text.is_empty() && dealer.text != self.text {
+            return Err(format!(
+                "Brand Message template {code:?}: text differs from the registered one ({:?}…): copy it into \
+                 [[bizmsg.brandTemplates]] so that the limits are checked on what is sent",
+                excerpt(&dealer.text)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The configured Brand Message templates, found by code.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrandTemplates {
+    templates: Vec<BrandTemplate>,
+}
+
+impl BrandTemplates {
+    /// Checks every template and that no code is declared twice.
+    ///
+    /// # Errors
+    /// The first problem found.
+    pub fn new(templates: Vec<BrandTemplate>) -> Result<Self, String> {
+        let mut codes = BTreeSet::new();
+        for template in &templates {
+            template.check()?;
+            if !codes.insert(template.template_code.as_str()) {
+                return Err(format!(
+                    "Brand Message template {:?}: templateCode: declared twice under [[bizmsg.brandTemplates]]",
+                    template.template_code
+                ));
+            }
+        }
+        Ok(Self { templates })
+    }
+
+    /// The template of `code`.
+    ///
+    /// # Errors
+    /// An unknown code, with the codes there are.
+    pub fn get(&self, code: &str) -> Result<&BrandTemplate, String> {
+        self.templates.iter().find(|t| t.template_code == code).ok_or_else(|| {
+            let known: Vec<&str> = self.templates.iter().map(|t| t.template_code.as_str()).collect();
+            format!(
+                "no Brand Message template {code:?} in the configuration (known: {}); add it under \
+                 [[bizmsg.brandTemplates]] (see `clawbridge alimtalk templates list` after a sync)",
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            )
+        })
+    }
+
+    /// Every template, in declaration order.
+    pub fn iter(&self) -> impl Iterator<Item = &BrandTemplate> {
+        self.templates.iter()
+    }
+}
+
 /// The placeholder names in `text`, in order (`#{name}`); a `#{` that is not closed, an empty
 /// name or one with characters the dealers refuse (Solapi: no dots) is an error.
 fn placeholders(text: &str) -> Result<Vec<&str>, String> {
@@ -674,7 +948,7 @@ fn placeholders(text: &str) -> Result<Vec<&str>, String> {
 
 /// `text` with every `#{name}` that has a value replaced, in one pass (a value that itself
 /// contains `#{…}` is not substituted again).
-fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
+pub(crate) fn substitute(text: &str, values: &BTreeMap<String, String>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("#{") {
@@ -899,6 +1173,8 @@ mod tests {
             text: template.text.clone(),
             buttons: vec![("DS".into(), "배송 조회".into()), ("WL".into(), "주문 보기".into())],
             status: TemplateStatus::Approved,
+            product: crate::send::Product::Alimtalk,
+            variables: vec![],
         };
         template.check_against(&approved).unwrap();
         let review = DealerTemplate { status: TemplateStatus::InReview, ..approved.clone() };

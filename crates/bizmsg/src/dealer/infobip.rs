@@ -162,28 +162,81 @@ pub fn alimtalk_send(api_key: &str, sender: &Sender, batch: &Batch, bulk_id: &st
     })
 }
 
-#[derive(Serialize)]
-struct BrandMessage<'a> {
-    sender: &'a str,
-    destinations: [Destination<'a>; 1],
-    content: BrandContentBody<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    options: Option<MessageOptions<'a>>,
+/// Infobip's `options.targeting` for ours.
+fn targeting(targeting: crate::brand::Targeting) -> &'static str {
+    use crate::brand::Targeting;
+    match targeting {
+        Targeting::Friends => "TARGETED_FRIENDS",
+        Targeting::Consented => "ALL_CONSENT",
+        Targeting::ConsentedNonFriends => "NON_FRIENDS",
+    }
 }
 
-#[derive(Serialize)]
-struct BrandContentBody<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    buttons: Vec<Button<'a>>,
+/// The `content` of a Brand Message: free-form (`TEXT_FREE_FORM`, `IMAGE_FREE_FORM` with the
+/// image's URL) or a template (`TEXT_VARIABLE`, `IMAGE_VARIABLE`, with `templateCode`,
+/// `messageData`, `buttonData` and, for an image that replaces the template's, `imageData`).
+fn brand_content(content: &crate::brand::BrandContent) -> Result<serde_json::Value, String> {
+    use crate::template::Bubble;
+    let image_url = match &content.image {
+        None => None,
+        Some(image) => {
+            let url = image.dealer_ref.as_deref().ok_or_else(|| format!("the image {:?} has no URL", image.source))?;
+            if url.chars().count() > MAX_IMAGE_URL_CHARS {
+                return Err(format!("--image: Infobip takes image URLs of at most {MAX_IMAGE_URL_CHARS} characters"));
+            }
+            Some(url)
+        }
+    };
+    if let Some(template) = &content.template {
+        if template.template_code.chars().count() > MAX_BRAND_TEMPLATE_CODE_CHARS {
+            return Err(format!(
+                "Brand Message template code {:?} is longer than Infobip's {MAX_BRAND_TEMPLATE_CODE_CHARS} characters",
+                template.template_code
+            ));
+        }
+        let mut body = serde_json::json!({
+            "type": if content.bubble == Bubble::Image { "IMAGE_VARIABLE" } else { "TEXT_VARIABLE" },
+            "templateCode": template.template_code,
+        });
+        if !template.message_data.is_empty() {
+            body["messageData"] = serde_json::json!(template.message_data);
+        }
+        if !template.button_data.is_empty() {
+            body["buttonData"] = serde_json::json!(template.button_data);
+        }
+        if let Some(url) = image_url {
+            body["imageData"] = serde_json::json!([{ "img_url": url }]);
+        }
+        return Ok(body);
+    }
+    let buttons: Vec<Button<'_>> = content
+        .buttons
+        .iter()
+        .map(|b| Button { kind: "URL", name: &b.name, url_mobile: Some(&b.link_mo), url_pc: None })
+        .collect();
+    let mut body = serde_json::json!({
+        "type": if image_url.is_some() { "IMAGE_FREE_FORM" } else { "TEXT_FREE_FORM" },
+        "text": content.text,
+    });
+    if let Some(url) = image_url {
+        body["image"] = serde_json::json!({ "url": url });
+    }
+    if !buttons.is_empty() {
+        body["buttons"] = serde_json::to_value(&buttons).map_err(|e| e.to_string())?;
+    }
+    Ok(body)
 }
 
-/// A free-form Brand Message (`TEXT_FREE_FORM`, the `kakao-chingu` API) to `recipients`.
+/// Infobip's longest image URL in a free-form Brand Message.
+pub const MAX_IMAGE_URL_CHARS: usize = 250;
+/// Infobip's longest Brand Message template code.
+pub const MAX_BRAND_TEMPLATE_CODE_CHARS: usize = 50;
+
+/// A Brand Message (the `kakao-chingu` API) to `recipients`: free-form or a template, with the
+/// targeting in each message's `options`.
 ///
 /// # Errors
-/// A fallback without the sender number.
+/// A fallback without the sender number, an image URL or template code Infobip does not take.
 pub fn brand_send(
     api_key: &str,
     sender: &Sender,
@@ -192,43 +245,34 @@ pub fn brand_send(
     send_at: Option<clawbridge_core::time::EpochMs>,
     bulk_id: &str,
 ) -> Result<WireRequest, String> {
-    let options = match &content.fallback {
-        None => None,
-        Some(fallback) => {
-            let from = sender.sms_from.as_ref().ok_or(
-                "an SMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a sender registered \
-                 with Infobip",
-            )?;
-            Some(MessageOptions { sms_failover: SmsFailover { sender: from.digits(), text: &fallback.message } })
-        }
-    };
-    let messages: Vec<BrandMessage<'_>> = recipients
+    let mut options = serde_json::json!({ "targeting": targeting(content.targeting) });
+    if let Some(fallback) = &content.fallback {
+        let from = sender.sms_from.as_ref().ok_or(
+            "an SMS fallback needs the sender number: set BIZMSG_SMS_FROM (bizmsg.smsFrom) to a sender registered \
+             with Infobip",
+        )?;
+        options["smsFailover"] = serde_json::json!({ "sender": from.digits(), "text": fallback.message });
+    }
+    let body_content = brand_content(content)?;
+    let messages: Vec<serde_json::Value> = recipients
         .iter()
-        .map(|r| BrandMessage {
-            sender: &sender.sender_key,
-            destinations: [Destination { to: r.to.international(), message_id: &r.reference }],
-            content: BrandContentBody {
-                kind: "TEXT_FREE_FORM",
-                text: &content.text,
-                buttons: content
-                    .buttons
-                    .iter()
-                    .map(|b| Button { kind: "URL", name: &b.name, url_mobile: Some(&b.link_mo), url_pc: None })
-                    .collect(),
-            },
-            options: options.as_ref().map(|o| MessageOptions {
-                sms_failover: SmsFailover { sender: o.sms_failover.sender, text: o.sms_failover.text },
-            }),
+        .map(|r| {
+            serde_json::json!({
+                "sender": sender.sender_key,
+                "destinations": [{ "to": r.to.international(), "messageId": r.reference }],
+                "content": body_content,
+                "options": options,
+            })
         })
         .collect();
-    let schedule = send_at.map(|at| BulkOptions {
-        schedule: Schedule {
-            bulk_id: bulk_id.to_owned(),
-            send_at: timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-        },
-    });
     let mut body = serde_json::json!({ "messages": messages });
-    if let Some(schedule) = schedule {
+    if let Some(at) = send_at {
+        let schedule = BulkOptions {
+            schedule: Schedule {
+                bulk_id: bulk_id.to_owned(),
+                send_at: timestamp(at).strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+            },
+        };
         body["options"] = serde_json::to_value(schedule).map_err(|e| e.to_string())?;
     }
     Ok(WireRequest {
@@ -236,6 +280,130 @@ pub fn brand_send(
         path: "/kakao-chingu/1/messages".to_owned(),
         headers: vec![("Authorization", format!("App {api_key}"))],
         body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+    })
+}
+
+/// Brand Message templates were launched on 2025-05-15: a list "modified since" then is all of them
+/// (Infobip's default is the last hour).
+pub const BRAND_TEMPLATES_SINCE: &str = "2025-05-15T00:00:00.000+0000";
+
+/// One page (up to 100) of the codes of `sender`'s Brand Message templates
+/// (`GET /kakao-brand-messages/1/templates`, which lists codes only).
+pub fn brand_templates_query(api_key: &str, sender: &str, page: u32) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/kakao-brand-messages/1/templates?senderKey={}&since={}&page={page}&size=100",
+            query_value(sender),
+            query_value(BRAND_TEMPLATES_SINCE)
+        ),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: Vec::new(),
+    }
+}
+
+/// One template (`GET /kakao-brand-messages/1/templates/single`): its name, type, text, buttons.
+pub fn brand_template_query(api_key: &str, sender: &str, code: &str) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/kakao-brand-messages/1/templates/single?sender={}&templateCode={}",
+            query_value(sender),
+            query_value(code)
+        ),
+        headers: vec![("Authorization", format!("App {api_key}"))],
+        body: Vec::new(),
+    }
+}
+
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+struct TemplateCodes {
+    #[serde(default)]
+    results: Vec<TemplateCode>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateCode {
+    template_code: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SingleTemplate {
+    #[serde(default)]
+    name: String,
+    template_content: SingleContent,
+}
+
+#[derive(Deserialize)]
+struct SingleContent {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    buttons: Vec<SingleButton>,
+}
+
+#[derive(Deserialize)]
+struct SingleButton {
+    #[serde(rename = "type", default)]
+    kind: String,
+    #[serde(default)]
+    name: String,
+}
+
+fn read_ok(status: u16, body: &[u8]) -> Result<(), SendError> {
+    if status == 401 || status == 403 {
+        let envelope: Option<ErrorEnvelope> = serde_json::from_slice(body).ok();
+        let (code, description) = envelope.map(|e| (e.error_code, e.description)).unwrap_or_default();
+        return Err(SendError::Permanent(format!(
+            "Infobip refused the API key (HTTP {status} {code} {description}): check INFOBIP_API_KEY and INFOBIP_BASE_URL"
+        )));
+    }
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    Ok(())
+}
+
+/// Reads [`brand_templates_query`]'s answer: the template codes of the page.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_brand_template_codes(status: u16, body: &[u8]) -> Result<Vec<String>, SendError> {
+    read_ok(status, body)?;
+    let codes: TemplateCodes = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Infobip's template list is not its JSON: {e}")))?;
+    Ok(codes.results.into_iter().map(|c| c.template_code).collect())
+}
+
+/// Reads [`brand_template_query`]'s answer. Infobip reports no review status for Brand Message
+/// templates (Kakao does not review them): one it lists is usable.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_brand_template(status: u16, body: &[u8], code: &str) -> Result<crate::template::DealerTemplate, SendError> {
+    read_ok(status, body)?;
+    let template: SingleTemplate = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Infobip's template {code:?} is not its JSON: {e}")))?;
+    Ok(crate::template::DealerTemplate {
+        code: code.to_owned(),
+        name: template.name,
+        text: template.template_content.text.unwrap_or_default(),
+        buttons: template.template_content.buttons.into_iter().map(|b| (b.kind, b.name)).collect(),
+        status: crate::template::TemplateStatus::Approved,
+        product: crate::send::Product::Brand,
+        variables: Vec::new(),
     })
 }
 

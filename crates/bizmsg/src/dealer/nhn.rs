@@ -144,10 +144,48 @@ struct BrandBody<'a> {
     unsubscribe_no: Option<String>,
     adult: bool,
     content: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<BrandImageBody<'a>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     buttons: Vec<BrandButton<'a>>,
     recipient_list: Vec<BrandRecipient<'a>>,
     sender_grouping_key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandImageBody<'a> {
+    image_url: &'a str,
+}
+
+/// A template ("basic") Brand Message: the template's text and buttons are NHN's; each
+/// recipient carries its targeting (required here) and the values.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BasicBody<'a> {
+    sender_key: &'a str,
+    template_code: &'a str,
+    push_alarm: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_date: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unsubscribe_no: Option<String>,
+    recipient_list: Vec<BasicRecipient<'a>>,
+    sender_grouping_key: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BasicRecipient<'a> {
+    recipient_no: &'a str,
+    targeting: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    template_parameter: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    image_parameters: Vec<BrandImageBody<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resend_parameter: Option<BrandResend<'a>>,
+    recipient_grouping_key: &'a str,
 }
 
 #[derive(Serialize)]
@@ -186,10 +224,11 @@ fn dashed_080(digits: &str) -> String {
     format!("{head}-{}-{}", &rest[..split], &rest[split..])
 }
 
-/// A free-form Brand Message (TEXT bubble) to `recipients`, with `idempotency_key`.
+/// A Brand Message to `recipients`, with `idempotency_key`: free-form (`freestyle-messages`,
+/// a TEXT or IMAGE bubble) or a template (`basic-messages`).
 ///
 /// # Errors
-/// A fallback without the sender number.
+/// A fallback without the sender number, an image that was not uploaded.
 pub fn brand_send(
     auth: &NhnAuth,
     sender: &Sender,
@@ -209,14 +248,62 @@ pub fn brand_send(
             Some((fallback, from.digits(), dashed_080(opt_out)))
         }
     };
+    let resend_parameter = || {
+        resend.as_ref().map(|(fallback, from, opt_out)| BrandResend {
+            is_resend: true,
+            resend_type: fallback.kind.code(),
+            resend_content: &fallback.message,
+            resend_send_no: from,
+            resend_unsubscribe_no: opt_out.clone(),
+        })
+    };
+    let image_url = match &content.image {
+        None => None,
+        Some(image) => Some(image.dealer_ref.as_deref().ok_or_else(|| {
+            format!("the image {:?} was not uploaded to NHN before the send was stored", image.source)
+        })?),
+    };
+    let headers = vec![
+        ("X-Secret-Key", auth.secret_key.clone()),
+        ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned()),
+    ];
+    if let Some(template) = &content.template {
+        let values = template.all_values();
+        let body = BasicBody {
+            sender_key: &sender.sender_key,
+            template_code: &template.template_code,
+            push_alarm: true,
+            request_date: send_at.map(request_date),
+            unsubscribe_no: content.opt_out_number.as_deref().map(dashed_080),
+            recipient_list: recipients
+                .iter()
+                .map(|r| BasicRecipient {
+                    recipient_no: r.to.national(),
+                    targeting: content.targeting.code(),
+                    template_parameter: values.clone(),
+                    image_parameters: image_url.map(|image_url| BrandImageBody { image_url }).into_iter().collect(),
+                    resend_parameter: resend_parameter(),
+                    recipient_grouping_key: &r.reference,
+                })
+                .collect(),
+            sender_grouping_key: idempotency_key,
+        };
+        return Ok(WireRequest {
+            method: "POST",
+            path: format!("/brand-message/v1.0/appkeys/{}/basic-messages", auth.app_key),
+            headers,
+            body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+        });
+    }
     let body = BrandBody {
         sender_key: &sender.sender_key,
-        chat_bubble_type: "TEXT",
+        chat_bubble_type: content.bubble.code(),
         push_alarm: true,
         request_date: send_at.map(request_date),
         unsubscribe_no: content.opt_out_number.as_deref().map(dashed_080),
         adult: false,
         content: &content.text,
+        image: image_url.map(|image_url| BrandImageBody { image_url }),
         buttons: content
             .buttons
             .iter()
@@ -227,13 +314,7 @@ pub fn brand_send(
             .map(|r| BrandRecipient {
                 recipient_no: r.to.national(),
                 targeting: content.targeting.code(),
-                resend_parameter: resend.as_ref().map(|(fallback, from, opt_out)| BrandResend {
-                    is_resend: true,
-                    resend_type: fallback.kind.code(),
-                    resend_content: &fallback.message,
-                    resend_send_no: from,
-                    resend_unsubscribe_no: opt_out.clone(),
-                }),
+                resend_parameter: resend_parameter(),
                 recipient_grouping_key: &r.reference,
             })
             .collect(),
@@ -242,12 +323,84 @@ pub fn brand_send(
     Ok(WireRequest {
         method: "POST",
         path: format!("/brand-message/v1.0/appkeys/{}/freestyle-messages", auth.app_key),
-        headers: vec![
-            ("X-Secret-Key", auth.secret_key.clone()),
-            ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned()),
-        ],
+        headers,
         body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
     })
+}
+
+/// The boundary of [`image_upload`]'s multipart body: a fixed string that cannot occur in it
+/// (checked), so the request is the same on every attempt.
+const BOUNDARY: &str = "clawbridge-image-7f3a9c1e5b2d";
+
+/// The Brand Message image upload (`POST /brand-message/v1.0/appkeys/{appKey}/images`,
+/// multipart: `image` and `imageType=IMAGE`); NHN answers with the `imageUrl` a send carries.
+///
+/// # Errors
+/// Bytes that contain the multipart boundary (not a real image).
+pub fn image_upload(
+    auth: &NhnAuth,
+    file_name: &str,
+    format: crate::brand::ImageFormat,
+    bytes: &[u8],
+) -> Result<WireRequest, String> {
+    if bytes.windows(BOUNDARY.len()).any(|w| w == BOUNDARY.as_bytes()) {
+        return Err("the image contains the upload's multipart boundary".to_owned());
+    }
+    // Only the last path segment, and nothing that would end the header line or the quotes.
+    let name: String = file_name
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("image")
+        .chars()
+        .map(|c| if c == '"' || c.is_control() { '_' } else { c })
+        .collect();
+    let mut body = Vec::with_capacity(bytes.len() + 400);
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"imageType\"\r\n\r\nIMAGE\r\n--{BOUNDARY}\r\n\
+             Content-Disposition: form-data; name=\"image\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
+            format.mime()
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    Ok(WireRequest {
+        method: "POST",
+        path: format!("/brand-message/v1.0/appkeys/{}/images", auth.app_key),
+        headers: vec![
+            ("X-Secret-Key", auth.secret_key.clone()),
+            ("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}")),
+        ],
+        body,
+    })
+}
+
+#[derive(Deserialize)]
+struct ImageAnswer {
+    header: Header,
+    #[serde(default)]
+    image: Option<UploadedImage>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadedImage {
+    #[serde(default)]
+    image_url: String,
+}
+
+/// Reads [`image_upload`]'s answer: the image's URL at Kakao.
+///
+/// # Errors
+/// The upload failed, classified.
+pub fn read_image_upload(status: u16, body: &[u8]) -> Result<String, SendError> {
+    let answer: ImageAnswer = read_query(status, body, "image upload", |a: &ImageAnswer| &a.header)?;
+    answer
+        .image
+        .map(|i| i.image_url)
+        .filter(|url| !url.is_empty())
+        .ok_or_else(|| SendError::transient("NHN accepted the image upload but returned no imageUrl"))
 }
 
 #[derive(Deserialize)]
@@ -336,7 +489,14 @@ pub fn read_send_answer(
     let request_id = answer.message.as_ref().map(|m| m.request_id.as_str()).unwrap_or_default();
     let mut outcomes = Vec::with_capacity(items.len());
     for result in results {
-        let Some(reference) = result.recipient_grouping_key.clone() else { continue };
+        // Brand Message answers do not echo `recipientGroupingKey`; their `recipientSeq` is
+        // the recipient's place in the request (1-based).
+        let by_seq = || {
+            usize::try_from(result.recipient_seq - 1).ok().and_then(|i| items.get(i)).map(|a| a.reference.clone())
+        };
+        let Some(reference) = result.recipient_grouping_key.clone().filter(|k| !k.is_empty()).or_else(by_seq) else {
+            continue;
+        };
         let outcome = if result.result_code == 0 {
             ItemResult::Accepted { dealer_id: format!("{request_id}/{}", result.recipient_seq) }
         } else {
@@ -601,6 +761,79 @@ pub fn read_templates(status: u16, body: &[u8]) -> Result<Vec<crate::template::D
             name: t.template_name,
             text: t.template_content,
             buttons: t.buttons.into_iter().map(|b| (b.kind, b.name)).collect(),
+            product: crate::send::Product::Alimtalk,
+            variables: Vec::new(),
+        })
+        .collect())
+}
+
+/// The Brand Message templates of a sender key, one page of up to 1,000.
+pub fn brand_templates_query(auth: &NhnAuth, sender_key: &str, page: u32) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "/brand-message/v1.0/appkeys/{}/senders/{sender_key}/templates?pageNum={page}&pageSize=1000",
+            auth.app_key
+        ),
+        headers: vec![("X-Secret-Key", auth.secret_key.clone())],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandTemplatesAnswer {
+    header: Header,
+    #[serde(default)]
+    template_list_response: Option<BrandTemplateList>,
+}
+
+#[derive(Deserialize)]
+struct BrandTemplateList {
+    #[serde(default)]
+    templates: Vec<BrandTemplateRow>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BrandTemplateRow {
+    template_code: String,
+    #[serde(default)]
+    template_name: String,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    buttons: Vec<TemplateButtonRow>,
+    #[serde(default)]
+    status: String,
+}
+
+/// Reads a Brand Message template page. Brand Message templates are not reviewed: `A`
+/// (registered) can be sent, `S` is blocked.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_brand_templates(status: u16, body: &[u8]) -> Result<Vec<crate::template::DealerTemplate>, SendError> {
+    use crate::template::{DealerTemplate, TemplateStatus};
+    let answer: BrandTemplatesAnswer =
+        read_query(status, body, "Brand Message template list", |a: &BrandTemplatesAnswer| &a.header)?;
+    Ok(answer
+        .template_list_response
+        .map(|l| l.templates)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| DealerTemplate {
+            status: match t.status.as_str() {
+                "A" => TemplateStatus::Approved,
+                "S" => TemplateStatus::Blocked,
+                _ => TemplateStatus::Unknown,
+            },
+            code: t.template_code,
+            name: t.template_name,
+            text: t.content.unwrap_or_default(),
+            buttons: t.buttons.into_iter().map(|b| (b.kind, b.name)).collect(),
+            product: crate::send::Product::Brand,
+            variables: Vec::new(),
         })
         .collect())
 }
@@ -783,6 +1016,9 @@ mod tests {
     fn a_brand_message_is_one_freestyle_text_for_every_recipient() {
         let content = crate::brand::BrandContent {
             text: "겨울 세일 20%".into(),
+            bubble: crate::template::Bubble::Text,
+            image: None,
+            template: None,
             buttons: vec!["쇼핑하기|https://shop.example/sale".parse().unwrap()],
             targeting: crate::brand::Targeting::Friends,
             opt_out_number: Some("0801234567".into()),

@@ -142,7 +142,6 @@ struct BrandMessage<'a> {
     to: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    text: &'a str,
     kakao_options: BrandOptions<'a>,
 }
 
@@ -150,31 +149,43 @@ struct BrandMessage<'a> {
 #[serde(rename_all = "camelCase")]
 struct BrandOptions<'a> {
     pf_id: &'a str,
-    bms: Bms,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    buttons: Vec<BrandButton<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    variables: BTreeMap<String, String>,
+    bms: Bms<'a>,
     disable_sms: bool,
 }
 
+/// `kakaoOptions.bms` (the SDK's `KakaoOptionBmsSchema`): who receives it and the bubble, and for
+/// a free-form message its content, image and buttons.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Bms {
+struct Bms<'a> {
     targeting: &'static str,
     chat_bubble_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    buttons: Vec<BmsButton<'a>>,
 }
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct BrandButton<'a> {
-    button_name: &'a str,
-    button_type: &'static str,
-    link_mo: &'a str,
+struct BmsButton<'a> {
+    name: &'a str,
+    link_type: &'static str,
+    link_mobile: &'a str,
 }
 
-/// A free-form Brand Message (`BMS_TEXT`) to `recipients`.
+/// A Brand Message (`BMS_TEXT` / `BMS_IMAGE`) to `recipients`: free-form (`bms.content`,
+/// `bms.imageId`, `bms.buttons`), or a template by Solapi's `templateId` with its `variables`.
 ///
 /// # Errors
-/// A fallback: Solapi's replacement text for Brand Messages is not wired here.
+/// A fallback (Solapi's replacement text for Brand Messages is not wired here), an image that
+/// was not uploaded, a template without its Solapi id.
 pub fn brand_send(
     sender: &Sender,
     content: &crate::brand::BrandContent,
@@ -187,20 +198,46 @@ pub fn brand_send(
                 .to_owned(),
         );
     }
+    let image_id = match &content.image {
+        None => None,
+        Some(image) => Some(image.dealer_ref.as_deref().ok_or_else(|| {
+            format!("the image {:?} was not uploaded to Solapi before the send was stored", image.source)
+        })?),
+    };
+    let (template_id, variables) = match &content.template {
+        None => (None, BTreeMap::new()),
+        Some(template) => (
+            Some(template.template_id.as_deref().ok_or_else(|| {
+                format!("Brand Message template {:?} has no Solapi templateId", template.template_code)
+            })?),
+            template.all_values().into_iter().map(|(k, v)| (format!("#{{{k}}}"), v)).collect(),
+        ),
+    };
+    let kind = match content.bubble {
+        crate::template::Bubble::Text => "BMS_TEXT",
+        crate::template::Bubble::Image => "BMS_IMAGE",
+    };
+    let free_form = content.template.is_none();
     let messages: Vec<BrandMessage<'_>> = recipients
         .iter()
         .map(|r| BrandMessage {
             to: r.to.national(),
-            kind: "BMS_TEXT",
-            text: &content.text,
+            kind,
             kakao_options: BrandOptions {
                 pf_id: &sender.sender_key,
-                bms: Bms { targeting: content.targeting.code(), chat_bubble_type: "TEXT" },
-                buttons: content
-                    .buttons
-                    .iter()
-                    .map(|b| BrandButton { button_name: &b.name, button_type: "WL", link_mo: &b.link_mo })
-                    .collect(),
+                template_id,
+                variables: variables.clone(),
+                bms: Bms {
+                    targeting: content.targeting.code(),
+                    chat_bubble_type: content.bubble.code(),
+                    content: free_form.then_some(content.text.as_str()),
+                    image_id,
+                    buttons: content
+                        .buttons
+                        .iter()
+                        .map(|b| BmsButton { name: &b.name, link_type: "WL", link_mobile: &b.link_mo })
+                        .collect(),
+                },
                 disable_sms: true,
             },
         })
@@ -215,6 +252,164 @@ pub fn brand_send(
         headers: Vec::new(),
         body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
     })
+}
+
+/// The file upload of a Brand Message image (`POST /storage/v1/files`, the SDK's `uploadFile`
+/// with type `BMS`): the base64 of the file; Solapi answers with the `fileId` a send names as
+/// `bms.imageId`.
+pub fn image_upload(file_name: &str, bytes: &[u8]) -> WireRequest {
+    use base64::Engine as _;
+    let name = file_name.rsplit(['/', '\\']).next().unwrap_or("image");
+    let body = serde_json::json!({
+        "file": base64::engine::general_purpose::STANDARD.encode(bytes),
+        "type": "BMS",
+        "name": name,
+    });
+    WireRequest {
+        method: "POST",
+        path: "/storage/v1/files".to_owned(),
+        headers: Vec::new(),
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Uploaded {
+    #[serde(default)]
+    file_id: String,
+}
+
+/// Reads [`image_upload`]'s answer: the `fileId`.
+///
+/// # Errors
+/// The upload failed, classified.
+pub fn read_image_upload(status: u16, body: &[u8]) -> Result<String, SendError> {
+    refused_credentials(status, body)?;
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let uploaded: Uploaded = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Solapi answered the upload with a body that is not its JSON: {e}")))?;
+    Some(uploaded.file_id)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| SendError::transient("Solapi accepted the upload but returned no fileId"))
+}
+
+/// One page of the AlimTalk templates of `pf_id` (`GET /kakao/v2/templates?channelId=…`, the
+/// SDK's `getKakaoAlimtalkTemplates`), continuing at `start_key` (the previous page's `nextKey`).
+pub fn templates_query(pf_id: &str, start_key: Option<&str>) -> WireRequest {
+    let mut path = format!("/kakao/v2/templates?channelId={}&limit=100", query_value(pf_id));
+    if let Some(key) = start_key {
+        path.push_str(&format!("&startKey={}", query_value(key)));
+    }
+    WireRequest { method: "GET", path, headers: Vec::new(), body: Vec::new() }
+}
+
+/// `value` for a query string: unreserved characters as they are, every other byte escaped.
+fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplatesPage {
+    #[serde(default)]
+    template_list: Vec<TemplateRow>,
+    #[serde(default)]
+    next_key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateRow {
+    template_id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    buttons: Vec<TemplateButtonRow>,
+    #[serde(default)]
+    variables: Vec<TemplateVariable>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateButtonRow {
+    #[serde(default)]
+    button_type: String,
+    #[serde(default)]
+    button_name: String,
+}
+
+#[derive(Deserialize)]
+struct TemplateVariable {
+    name: String,
+}
+
+/// Reads a template page: the templates (their code is Solapi's `templateId`, what a send names)
+/// and the key of the next page.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_templates(
+    status: u16,
+    body: &[u8],
+) -> Result<(Vec<crate::template::DealerTemplate>, Option<String>), SendError> {
+    use crate::template::{DealerTemplate, TemplateStatus};
+    refused_credentials(status, body)?;
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let page: TemplatesPage = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Solapi's template list is not its JSON: {e}")))?;
+    let templates = page
+        .template_list
+        .into_iter()
+        .map(|t| DealerTemplate {
+            status: match t.status.as_str() {
+                "PENDING" => TemplateStatus::Requested,
+                "INSPECTING" => TemplateStatus::InReview,
+                "APPROVED" => TemplateStatus::Approved,
+                "REJECTED" => TemplateStatus::Rejected,
+                _ => TemplateStatus::Unknown,
+            },
+            code: t.template_id,
+            name: t.name,
+            text: t.content.unwrap_or_default(),
+            buttons: t.buttons.into_iter().map(|b| (b.button_type, b.button_name)).collect(),
+            product: crate::send::Product::Alimtalk,
+            // The SDK writes variables as `#{name}`; the bare name is what `--var` takes.
+            variables: t
+                .variables
+                .into_iter()
+                .map(|v| v.name.strip_prefix("#{").and_then(|n| n.strip_suffix('}')).unwrap_or(&v.name).to_owned())
+                .collect(),
+        })
+        .collect();
+    Ok((templates, page.next_key.filter(|k| !k.is_empty())))
+}
+
+/// A 401/403: the key, the secret or the clock.
+fn refused_credentials(status: u16, body: &[u8]) -> Result<(), SendError> {
+    if status == 401 || status == 403 {
+        let error: Option<ErrorBody> = serde_json::from_slice(body).ok();
+        let (code, message) = error.map(|e| (e.error_code, e.error_message)).unwrap_or_default();
+        return Err(SendError::Permanent(format!(
+            "Solapi refused the credentials (HTTP {status} {code} {message}): check SOLAPI_API_KEY and SOLAPI_API_SECRET, \
+             and that this machine's clock is right (the signature carries the time)"
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -265,14 +460,7 @@ pub fn read_send_answer(
     items: &[Addressee],
     retry_after: Option<std::time::Duration>,
 ) -> Result<Vec<ItemOutcome>, SendError> {
-    if status == 401 || status == 403 {
-        let error: Option<ErrorBody> = serde_json::from_slice(body).ok();
-        let (code, message) = error.map(|e| (e.error_code, e.error_message)).unwrap_or_default();
-        return Err(SendError::Permanent(format!(
-            "Solapi refused the credentials (HTTP {status} {code} {message}): check SOLAPI_API_KEY and SOLAPI_API_SECRET, \
-             and that this machine's clock is right (the signature carries the time)"
-        )));
-    }
+    refused_credentials(status, body)?;
     if !(200..300).contains(&status) {
         return Err(http_error(status, body, retry_after));
     }
