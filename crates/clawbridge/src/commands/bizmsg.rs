@@ -7,11 +7,13 @@
 use crate::config::Config;
 use crate::util::now_ms;
 use clap::{Args, Subcommand};
-use clawbridge_bizmsg::brand::{BrandButton, BrandRequest, Targeting, prepare_brand};
+use clawbridge_bizmsg::brand::{BrandButton, BrandRequest, ImageSource, MAX_IMAGE_BYTES, Targeting, prepare_brand};
 use clawbridge_bizmsg::client::{DEFAULT_TIMEOUT, DealerClient};
 use clawbridge_bizmsg::config::BizmsgConfig;
 use clawbridge_bizmsg::send::{AlimtalkRequest, FallbackChoice, Prepared, prepare_alimtalk};
-use clawbridge_bizmsg::template::DealerTemplate;
+use clawbridge_bizmsg::dealer::DealerKind;
+use clawbridge_bizmsg::send::Product;
+use clawbridge_bizmsg::template::{DealerTemplate, TemplateStatus};
 use clawbridge_bizmsg::window::{kst_label, parse_kst};
 use clawbridge_bizmsg::{PhoneNumber, plugin::ID};
 use clawbridge_core::time::DAY_MS;
@@ -21,6 +23,9 @@ use std::process::ExitCode;
 
 /// Where `templates sync` keeps what the dealer has, per sender key, for a day.
 const SYNCED: &str = "bizmsg.templates";
+/// Where an uploaded Brand Message image's dealer id is kept, by dealer and image digest, so the
+/// same image sent again (the same command run twice) is not uploaded again.
+const UPLOADED: &str = "bizmsg.images";
 
 /// `clawbridge alimtalk …`
 #[derive(Debug, Subcommand)]
@@ -35,7 +40,8 @@ pub enum AlimtalkAction {
         #[arg(long)]
         json: bool,
     },
-    /// The AlimTalk templates: declared under [[bizmsg.templates]] and as the dealer has them.
+    /// The AlimTalk and Brand Message templates: declared ([[bizmsg.templates]],
+    /// [[bizmsg.brandTemplates]]) and as the dealer has them.
     Templates {
         /// Templates action.
         #[command(subcommand)]
@@ -46,7 +52,7 @@ pub enum AlimtalkAction {
 /// `clawbridge alimtalk templates …`
 #[derive(Debug, Subcommand)]
 pub enum TemplatesAction {
-    /// Code, review status and variables of every template.
+    /// Code, product, review status and variables of every template.
     List {
         /// Print JSON.
         #[arg(long)]
@@ -106,16 +112,17 @@ pub struct BrandSendArgs {
     /// Recipient, schedule, sender, key, output.
     #[command(flatten)]
     pub common: SendCommon,
-    /// The message (at most 1,300 characters, 99 line breaks).
-    #[arg(long)]
+    /// The message (at most 1,300 characters and 99 line breaks; with --image 400 and 29).
+    #[arg(long, conflicts_with = "template")]
     pub text: Option<String>,
-    /// A Brand Message template (not supported yet: send --text).
+    /// A Brand Message template (under [[bizmsg.brandTemplates]]) instead of --text.
     #[arg(long, value_name = "CODE")]
     pub template: Option<String>,
-    /// A template variable, NAME=VALUE (with --template).
-    #[arg(long = "var", value_name = "NAME=VALUE")]
+    /// A template variable, NAME=VALUE (with --template); repeat for each.
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "template")]
     pub vars: Vec<String>,
-    /// An image (not supported yet).
+    /// An image (JPEG or PNG, at most 5 MB, 2:1 to 3:4): a file, uploaded to the dealer once, or a
+    /// URL (Infobip takes it as it is; NHN and Solapi get it downloaded and uploaded).
     #[arg(long, value_name = "FILE|URL")]
     pub image: Option<String>,
     /// A web-link button, "name|https://…"; repeat (at most 5).
@@ -233,14 +240,34 @@ pub async fn alimtalk(config: &Config, action: AlimtalkAction) -> anyhow::Result
     }
 }
 
-/// Refuses a template that the last sync found unapproved or different (3016 otherwise).
-async fn check_synced(config: &Config, bizmsg: &BizmsgConfig, account: &str, code: &str) -> anyhow::Result<()> {
+/// What the last `templates sync` found for `account`, if it is not older than a day.
+async fn synced(config: &Config, bizmsg: &BizmsgConfig, account: &str) -> anyhow::Result<Option<Vec<DealerTemplate>>> {
     let sender = bizmsg.account(account).map_err(anyhow::Error::msg)?;
     let store = store(config).await?;
-    let Some(synced) = store.get_state(SYNCED, &sender.sender.sender_key, now_ms()).await? else { return Ok(()) };
-    let synced: Vec<DealerTemplate> = serde_json::from_str(&synced).unwrap_or_default();
+    let synced = store.get_state(SYNCED, &sender.sender.sender_key, now_ms()).await?;
+    Ok(synced.map(|v| serde_json::from_str(&v).unwrap_or_default()))
+}
+
+/// The dealer's template of `product` that a declared one is: by code, or (Solapi) by its
+/// template id.
+fn find_synced<'a>(
+    synced: &'a [DealerTemplate],
+    product: Product,
+    code: &str,
+    template_id: Option<&str>,
+) -> Option<&'a DealerTemplate> {
+    synced.iter().find(|t| t.product == product && (t.code == code || Some(t.code.as_str()) == template_id))
+}
+
+/// Refuses a template that the last sync found unapproved or different (3016 otherwise).
+async fn check_synced(config: &Config, bizmsg: &BizmsgConfig, account: &str, code: &str) -> anyhow::Result<()> {
+    let Some(synced) = synced(config, bizmsg, account).await? else { return Ok(()) };
     let template = bizmsg.templates.get(code).map_err(|e| anyhow::anyhow!("{e}"))?;
-    match synced.iter().find(|t| t.code == code) {
+    if bizmsg.dealer.kind() == DealerKind::Infobip {
+        // Infobip lists no AlimTalk templates: a sync says nothing about them.
+        return Ok(());
+    }
+    match find_synced(&synced, Product::Alimtalk, code, template.template_id.as_deref()) {
         Some(dealer) => template.check_against(dealer).map_err(|e| anyhow::anyhow!("{e}")),
         None => anyhow::bail!(
             "AlimTalk template {code:?} is not among the sender's templates at {} (last `clawbridge alimtalk templates \
@@ -250,10 +277,55 @@ async fn check_synced(config: &Config, bizmsg: &BizmsgConfig, account: &str, cod
     }
 }
 
+/// The same for a Brand Message template, where the dealer lists them (NHN, Infobip).
+async fn check_synced_brand(config: &Config, bizmsg: &BizmsgConfig, account: &str, code: &str) -> anyhow::Result<()> {
+    if bizmsg.dealer.kind() == DealerKind::Solapi {
+        return Ok(());
+    }
+    let Some(synced) = synced(config, bizmsg, account).await? else { return Ok(()) };
+    let template = bizmsg.brand_templates.get(code).map_err(anyhow::Error::msg)?;
+    match find_synced(&synced, Product::Brand, code, template.template_id.as_deref()) {
+        Some(dealer) => template.check_against(dealer).map_err(anyhow::Error::msg),
+        None => anyhow::bail!(
+            "Brand Message template {code:?} is not among the sender's templates at {} (last `clawbridge alimtalk \
+             templates sync`): register it with the dealer, or sync again",
+            bizmsg.dealer.kind().id()
+        ),
+    }
+}
+
+/// One line of `templates list`.
+struct ListedTemplate {
+    code: String,
+    product: Product,
+    status: String,
+    variables: Vec<String>,
+}
+
+/// A declared template's status against the sync: the dealer's word, or what differs.
+fn declared_status<E>(
+    synced: Option<&[DealerTemplate]>,
+    dealer: Option<&DealerTemplate>,
+    unlisted: bool,
+    check: impl FnOnce(&DealerTemplate) -> Result<(), E>,
+) -> String {
+    match (synced, dealer) {
+        _ if unlisted => "declared (the dealer has no template list)".to_owned(),
+        (None, _) => "not synced".to_owned(),
+        (Some(_), None) => "not at the dealer".to_owned(),
+        (Some(_), Some(d)) => match check(d) {
+            Ok(()) => "approved".to_owned(),
+            Err(_) if d.status != TemplateStatus::Approved => d.status.label().to_owned(),
+            Err(_) => "approved, but differs from the declared text".to_owned(),
+        },
+    }
+}
+
 async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<ExitCode> {
     let bizmsg = settings(config)?;
     let store = store(config).await?;
     let now = now_ms();
+    let dealer = bizmsg.dealer.kind();
     match action {
         TemplatesAction::Sync => {
             let client = DealerClient::new(bizmsg, DEFAULT_TIMEOUT).map_err(anyhow::Error::msg)?;
@@ -268,16 +340,25 @@ async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<E
                     expires_at: Some(now + DAY_MS),
                 };
                 store.put_state(&put, false, now).await?;
-                let approved = templates
-                    .iter()
-                    .filter(|t| t.status == clawbridge_bizmsg::template::TemplateStatus::Approved)
-                    .count();
-                println!(
-                    "{}: {} template(s) from {}, {approved} approved",
-                    account.id,
-                    templates.len(),
-                    bizmsg.dealer.kind().id()
-                );
+                for (product, name) in [(Product::Alimtalk, "AlimTalk"), (Product::Brand, "Brand Message")] {
+                    let of: Vec<&DealerTemplate> = templates.iter().filter(|t| t.product == product).collect();
+                    let approved = of.iter().filter(|t| t.status == TemplateStatus::Approved).count();
+                    let listed = match (dealer, product) {
+                        (DealerKind::Solapi, Product::Brand) | (DealerKind::Infobip, Product::Alimtalk) => false,
+                        _ => true,
+                    };
+                    if listed {
+                        println!(
+                            "{}: {} {name} template(s) from {}, {approved} approved",
+                            account.id,
+                            of.len(),
+                            dealer.id()
+                        );
+                    }
+                }
+            }
+            if let Some(note) = client.unlisted() {
+                println!("note: {note}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -290,35 +371,75 @@ async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<E
                 .get_state(SYNCED, &sender.sender.sender_key, now)
                 .await?
                 .and_then(|v| serde_json::from_str(&v).ok());
+            let synced = synced.as_deref();
             let mut rows = Vec::new();
             for template in bizmsg.templates.iter() {
-                let dealer = synced.as_ref().and_then(|s| s.iter().find(|t| t.code == template.template_code));
-                let status = match (&synced, dealer) {
-                    (None, _) => "not synced".to_owned(),
-                    (Some(_), None) => "not at the dealer".to_owned(),
-                    (Some(_), Some(d)) => match template.check_against(d) {
-                        Ok(()) => "approved".to_owned(),
-                        Err(_) if d.status != clawbridge_bizmsg::template::TemplateStatus::Approved => {
-                            d.status.label().to_owned()
-                        }
-                        Err(_) => "approved, but differs from the declared text".to_owned(),
-                    },
+                let found = synced.and_then(|s| {
+                    find_synced(s, Product::Alimtalk, &template.template_code, template.template_id.as_deref())
+                });
+                rows.push(ListedTemplate {
+                    code: template.template_code.clone(),
+                    product: Product::Alimtalk,
+                    status: declared_status(synced, found, dealer == DealerKind::Infobip, |d| template.check_against(d)),
+                    variables: template.variable_names(),
+                });
+            }
+            for template in bizmsg.brand_templates.iter() {
+                let found = synced.and_then(|s| {
+                    find_synced(s, Product::Brand, &template.template_code, template.template_id.as_deref())
+                });
+                rows.push(ListedTemplate {
+                    code: template.template_code.clone(),
+                    product: Product::Brand,
+                    status: declared_status(synced, found, dealer == DealerKind::Solapi, |d| template.check_against(d)),
+                    variables: template.variable_names(),
+                });
+            }
+            // What the dealer has that is not declared: it cannot be sent until it is.
+            for t in synced.unwrap_or_default() {
+                let declared = match t.product {
+                    Product::Alimtalk => bizmsg
+                        .templates
+                        .iter()
+                        .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
+                    Product::Brand => bizmsg
+                        .brand_templates
+                        .iter()
+                        .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
                 };
-                rows.push((template.template_code.clone(), status, template.variable_names()));
+                if !declared {
+                    rows.push(ListedTemplate {
+                        code: t.code.clone(),
+                        product: t.product,
+                        status: format!("{} at the dealer, not declared", t.status.label()),
+                        variables: t.variable_names(),
+                    });
+                }
             }
             if json {
                 let value: Vec<_> = rows
                     .iter()
-                    .map(|(code, status, vars)| serde_json::json!({"code": code, "status": status, "variables": vars}))
+                    .map(|r| {
+                        serde_json::json!({"code": r.code, "product": r.product.as_str(), "status": r.status, "variables": r.variables})
+                    })
                     .collect();
                 println!("{}", serde_json::Value::Array(value));
             } else if rows.is_empty() {
-                println!("no AlimTalk templates: declare them under [[bizmsg.templates]]");
+                println!(
+                    "no templates: declare them under [[bizmsg.templates]] (AlimTalk) or [[bizmsg.brandTemplates]] \
+                     (Brand Message), then run `clawbridge alimtalk templates sync`"
+                );
             } else {
-                for (code, status, vars) in rows {
+                for r in rows {
+                    let product = match r.product {
+                        Product::Alimtalk => "alimtalk",
+                        Product::Brand => "brand",
+                    };
                     println!(
-                        "{code}  {status}  variables: {}",
-                        if vars.is_empty() { "none".to_owned() } else { vars.join(", ") }
+                        "{}  {product}  {}  variables: {}",
+                        r.code,
+                        r.status,
+                        if r.variables.is_empty() { "none".to_owned() } else { r.variables.join(", ") }
                     );
                 }
             }
@@ -359,9 +480,10 @@ fn state_word(state: BizmsgState) -> &'static str {
 
 /// `alimtalk status` as text.
 pub fn status_lines(row: &BizmsgRow) -> Vec<String> {
-    let what = match &row.template_code {
-        Some(code) => format!("AlimTalk {code}"),
-        None => "Brand Message".to_owned(),
+    let what = match (&row.template_code, row.product.as_str()) {
+        (_, "brand") => "Brand Message".to_owned(),
+        (Some(code), _) => format!("AlimTalk {code}"),
+        (None, _) => "AlimTalk".to_owned(),
     };
     let mut lines =
         vec![format!("{} {what} to {} (sender {}, via {})", row.id, masked(&row.recipient), row.account, row.dealer)];
@@ -421,13 +543,11 @@ pub async fn brand(config: &Config, action: BrandAction, friendtalk: bool) -> an
              Brand Message to channel friends (targeting I)"
         );
     }
-    if args.template.is_some() || !args.vars.is_empty() {
-        anyhow::bail!("Brand Message templates are not supported yet: send free-form text with --text");
-    }
-    if args.image.is_some() {
-        anyhow::bail!("images in Brand Messages are not supported yet: send --text (with --button links)");
-    }
-    let text = args.text.clone().ok_or_else(|| anyhow::anyhow!("give --text (the message)"))?;
+    let text = match (&args.text, &args.template) {
+        (Some(text), None) => text.clone(),
+        (None, Some(_)) => String::new(),
+        _ => anyhow::bail!("give --text (the message) or --template CODE (a Brand Message template)"),
+    };
     let targeting = match (&args.targeting, friendtalk) {
         (Some(_), true) => {
             anyhow::bail!("friendtalk send reaches channel friends only; use `clawbridge brand send --targeting`")
@@ -441,10 +561,17 @@ pub async fn brand(config: &Config, action: BrandAction, friendtalk: bool) -> an
         .map(|b| b.parse::<BrandButton>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
+    let image = match &args.image {
+        Some(image) => Some(image_source(image, bizmsg.dealer.kind()).await?),
+        None => None,
+    };
     let request = BrandRequest {
         account: args.common.account.clone(),
         to: args.common.to.clone(),
         text,
+        template: args.template.clone(),
+        variables: variables(&args.vars)?,
+        image,
         buttons,
         targeting,
         fallback: args.fallback,
@@ -452,6 +579,93 @@ pub async fn brand(config: &Config, action: BrandAction, friendtalk: bool) -> an
         idempotency_key: args.common.idempotency_key.clone(),
         origin: "cli".to_owned(),
     };
-    let prepared = prepare_brand(bizmsg, &request, now_ms()).map_err(anyhow::Error::msg)?;
+    let mut prepared = prepare_brand(bizmsg, &request, now_ms()).map_err(anyhow::Error::msg)?;
+    if let Some(code) = &args.template {
+        check_synced_brand(config, bizmsg, &args.common.account, code).await?;
+    }
+    if let Some(image) = prepared.image_to_upload().cloned() {
+        let dealer_ref = uploaded_image(config, bizmsg, &image, request.image.as_ref()).await?;
+        prepared.set_image_ref(dealer_ref).map_err(anyhow::Error::msg)?;
+    }
     accept(config, &prepared.prepared, prepared.held_until, args.common.json).await
+}
+
+/// How long a download of an `--image` URL may take.
+const IMAGE_DOWNLOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reads `--image`: a file, or a URL — given to Infobip as it is, downloaded for the dealers
+/// that need the bytes uploaded. Anything over 5 MB is refused before it is read whole.
+async fn image_source(image: &str, dealer: DealerKind) -> anyhow::Result<ImageSource> {
+    let too_big = |len: u64| {
+        anyhow::anyhow!(
+            "--image {image:?} is {:.1} MB; Brand Message images take at most 5 MB",
+            len as f64 / (1024.0 * 1024.0)
+        )
+    };
+    if image.starts_with("https://") || image.starts_with("http://") {
+        if dealer == DealerKind::Infobip {
+            return Ok(ImageSource::Url(image.to_owned()));
+        }
+        let client = reqwest::Client::builder()
+            .timeout(IMAGE_DOWNLOAD_TIMEOUT)
+            .build()
+            .map_err(|e| anyhow::anyhow!("cannot build the HTTP client: {e}"))?;
+        let mut response = client
+            .get(image)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| anyhow::anyhow!("--image {image:?}: cannot download it: {e}"))?;
+        if let Some(len) = response.content_length().filter(|len| *len > MAX_IMAGE_BYTES as u64) {
+            return Err(too_big(len));
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) =
+            response.chunk().await.map_err(|e| anyhow::anyhow!("--image {image:?}: the download failed: {e}"))?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_IMAGE_BYTES {
+                return Err(too_big(bytes.len() as u64));
+            }
+        }
+        return Ok(ImageSource::File { name: image.to_owned(), bytes });
+    }
+    let len = tokio::fs::metadata(image)
+        .await
+        .map_err(|e| anyhow::anyhow!("--image {image:?}: cannot read the file: {e}"))?
+        .len();
+    if len > MAX_IMAGE_BYTES as u64 {
+        return Err(too_big(len));
+    }
+    let bytes = tokio::fs::read(image).await.map_err(|e| anyhow::anyhow!("--image {image:?}: cannot read it: {e}"))?;
+    Ok(ImageSource::File { name: image.to_owned(), bytes })
+}
+
+/// The dealer's id of a send's image: uploaded now, once, or the one an earlier upload of the
+/// same bytes got (kept a day).
+async fn uploaded_image(
+    config: &Config,
+    bizmsg: &BizmsgConfig,
+    image: &clawbridge_bizmsg::brand::BrandImage,
+    source: Option<&ImageSource>,
+) -> anyhow::Result<String> {
+    let Some(ImageSource::File { bytes, .. }) = source else {
+        anyhow::bail!("--image {:?}: nothing to upload", image.source);
+    };
+    let digest = image.digest.clone().unwrap_or_default();
+    let key = format!("{}:{digest}", bizmsg.dealer.kind().id());
+    let store = store(config).await?;
+    let now = now_ms();
+    if let Some(dealer_ref) = store.get_state(UPLOADED, &key, now).await? {
+        return Ok(dealer_ref);
+    }
+    let client = DealerClient::new(bizmsg, DEFAULT_TIMEOUT).map_err(anyhow::Error::msg)?;
+    let dealer_ref = client
+        .upload_image(&image.source, image.format, bytes)
+        .await
+        .map_err(|e| anyhow::anyhow!("--image {:?}: the upload to {} failed: {e}", image.source, client.dealer().id()))?;
+    tracing::info!(image = %image.source, dealer = client.dealer().id(), "Brand Message image uploaded");
+    let put = StatePut { namespace: UPLOADED, key: &key, value: &dealer_ref, expires_at: Some(now + DAY_MS) };
+    store.put_state(&put, false, now).await?;
+    Ok(dealer_ref)
 }
