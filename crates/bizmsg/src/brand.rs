@@ -286,9 +286,7 @@ fn content(config: &BizmsgConfig, account: &SenderAccount, request: &BrandReques
                 return Err("give --text or --template, not both".to_owned());
             }
             if !request.buttons.is_empty() {
-                return Err(format!(
-                    "--button is for --text: Brand Message template {code:?} sends its own buttons"
-                ));
+                return Err(format!("--button is for --text: Brand Message template {code:?} sends its own buttons"));
             }
             let template = config.brand_templates.get(code)?;
             if dealer == crate::dealer::DealerKind::Solapi && template.template_id.is_none() {

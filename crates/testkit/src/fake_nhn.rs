@@ -1,6 +1,8 @@
 //! A fake of NHN Cloud KakaoTalk Bizmessage (reference/bizmsg.md §2) on 127.0.0.1: AlimTalk v2.3
 //! sends (`X-Secret-Key`, `X-NC-API-IDEMPOTENCY-KEY` refused with -1005 on a repeat), the message
-//! list by `senderGroupingKey`, result updates, and Brand Message freestyle sends.
+//! list by `senderGroupingKey`, result updates, Brand Message freestyle and template ("basic")
+//! sends, the Brand Message image upload (multipart), and the AlimTalk and Brand Message template
+//! lists.
 //!
 //! It checks what the reference says a request must carry, records every request, and can be
 //! told to refuse numbers (`-2000` inside a 200), to take a request and never answer it (the
@@ -51,6 +53,27 @@ pub struct NhnState {
     pub fail_next: Vec<u16>,
     /// Result rows returned by `message-results`.
     pub results: Vec<Value>,
+    /// Brand Message images uploaded, in order.
+    pub images: Vec<Upload>,
+    /// Rows of the AlimTalk template list (`templateListResponse.templates`).
+    pub alimtalk_templates: Vec<Value>,
+    /// Rows of the Brand Message template list.
+    pub brand_templates: Vec<Value>,
+}
+
+/// One image upload, as the multipart body carried it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upload {
+    /// The `imageType` part.
+    pub image_type: String,
+    /// The `image` part's file name.
+    pub file_name: String,
+    /// The `image` part's Content-Type.
+    pub content_type: String,
+    /// The `image` part's bytes.
+    pub bytes: Vec<u8>,
+    /// The URL answered.
+    pub image_url: String,
 }
 
 /// A running fake NHN; dropped, it stops.
@@ -80,6 +103,10 @@ impl FakeNhn {
             .route("/alimtalk/v2.3/appkeys/{appkey}/messages", post(alimtalk).get(list))
             .route("/alimtalk/v2.3/appkeys/{appkey}/message-results", get(results))
             .route("/brand-message/v1.0/appkeys/{appkey}/freestyle-messages", post(brand))
+            .route("/brand-message/v1.0/appkeys/{appkey}/basic-messages", post(basic))
+            .route("/brand-message/v1.0/appkeys/{appkey}/images", post(image))
+            .route("/brand-message/v1.0/appkeys/{appkey}/senders/{sender}/templates", get(brand_templates))
+            .route("/alimtalk/v2.3/appkeys/{appkey}/senders/{sender}/templates", get(alimtalk_templates))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake NHN");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -143,6 +170,132 @@ async fn brand(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, StatusCode> {
     take(state, &appkey, &headers, body, "brand").await
+}
+
+/// A template send: `templateCode`, and `targeting` on every recipient (required here).
+async fn basic(
+    state: State<Arc<Mutex<NhnState>>>,
+    Path(appkey): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, StatusCode> {
+    if body["templateCode"].as_str().is_none_or(str::is_empty) {
+        return Ok(Json(json!({"header": header(-2000, "templateCode is required")})));
+    }
+    let recipients = body["recipientList"].as_array().cloned().unwrap_or_default();
+    if recipients.iter().any(|r| !matches!(r["targeting"].as_str(), Some("I" | "M" | "N"))) {
+        return Ok(Json(json!({"header": header(-2000, "targeting is required")})));
+    }
+    take(state, &appkey, &headers, body, "brand").await
+}
+
+/// The multipart image upload: an `imageType` part and an `image` file part.
+async fn image(
+    State(state): State<Arc<Mutex<NhnState>>>,
+    Path(appkey): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Json<Value> {
+    if let Some(refused) = refuse_credentials(&appkey, &headers) {
+        return refused;
+    }
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(boundary) = content_type.strip_prefix("multipart/form-data; boundary=") else {
+        return Json(json!({"header": header(-2000, &format!("not multipart: {content_type}"))}));
+    };
+    let parts = multipart_parts(&body, boundary);
+    let image_type =
+        parts.iter().find(|p| p.name == "imageType").map(|p| String::from_utf8_lossy(&p.body).into_owned());
+    let Some(file) = parts.iter().find(|p| p.name == "image" && p.file_name.is_some()) else {
+        return Json(json!({"header": header(-2000, "image is required")}));
+    };
+    let Some(image_type) = image_type.filter(|t| t == "IMAGE" || t == "WIDE_IMAGE") else {
+        return Json(json!({"header": header(-2000, "imageType is required")}));
+    };
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let image_url = format!("https://mud-kage.kakao.com/dn/fake/{}.img", s.images.len() + 1);
+    s.images.push(Upload {
+        image_type,
+        file_name: file.file_name.clone().unwrap_or_default(),
+        content_type: file.content_type.clone(),
+        bytes: file.body.clone(),
+        image_url: image_url.clone(),
+    });
+    let seq = s.images.len();
+    Json(
+        json!({"header": header(0, "SUCCESS"), "image": {"imageSeq": seq, "imageUrl": image_url, "imageName": file.file_name}}),
+    )
+}
+
+struct Part {
+    name: String,
+    file_name: Option<String>,
+    content_type: String,
+    body: Vec<u8>,
+}
+
+/// The parts of a multipart/form-data body (enough of RFC 7578 for what clawbridge sends).
+fn multipart_parts(body: &[u8], boundary: &str) -> Vec<Part> {
+    let delimiter = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut rest = body;
+    while let Some(at) = find(rest, delimiter.as_bytes()) {
+        rest = &rest[at + delimiter.len()..];
+        if rest.starts_with(b"--") {
+            break;
+        }
+        let rest_part = rest.strip_prefix(b"\r\n").unwrap_or(rest);
+        let Some(head_end) = find(rest_part, b"\r\n\r\n") else { break };
+        let head = String::from_utf8_lossy(&rest_part[..head_end]).into_owned();
+        let after = &rest_part[head_end + 4..];
+        let Some(end) = find(after, format!("\r\n{delimiter}").as_bytes()) else { break };
+        let disposition = head.lines().find(|l| l.starts_with("Content-Disposition:")).unwrap_or("").to_owned();
+        let attr = |key: &str| {
+            disposition
+                .split(';')
+                .map(str::trim)
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=\""))?.strip_suffix('"').map(str::to_owned))
+        };
+        let content_type = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).unwrap_or("").to_owned();
+        parts.push(Part {
+            name: attr("name").unwrap_or_default(),
+            file_name: attr("filename"),
+            content_type,
+            body: after[..end].to_vec(),
+        });
+        rest = &after[end + 2..];
+    }
+    parts
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn brand_templates(
+    State(state): State<Arc<Mutex<NhnState>>>,
+    Path((appkey, _sender)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Json<Value> {
+    if let Some(refused) = refuse_credentials(&appkey, &headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({"header": header(0, "SUCCESS"),
+                "templateListResponse": {"templates": s.brand_templates, "totalCount": s.brand_templates.len()}}))
+}
+
+async fn alimtalk_templates(
+    State(state): State<Arc<Mutex<NhnState>>>,
+    Path((appkey, _sender)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Json<Value> {
+    if let Some(refused) = refuse_credentials(&appkey, &headers) {
+        return refused;
+    }
+    let s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Json(json!({"header": header(0, "SUCCESS"),
+                "templateListResponse": {"templates": s.alimtalk_templates, "totalCount": s.alimtalk_templates.len()}}))
 }
 
 async fn take(

@@ -263,10 +263,8 @@ pub fn brand_send(
             format!("the image {:?} was not uploaded to NHN before the send was stored", image.source)
         })?),
     };
-    let headers = vec![
-        ("X-Secret-Key", auth.secret_key.clone()),
-        ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned()),
-    ];
+    let headers =
+        vec![("X-Secret-Key", auth.secret_key.clone()), ("X-NC-API-IDEMPOTENCY-KEY", idempotency_key.to_owned())];
     if let Some(template) = &content.template {
         let values = template.all_values();
         let body = BasicBody {
@@ -491,9 +489,8 @@ pub fn read_send_answer(
     for result in results {
         // Brand Message answers do not echo `recipientGroupingKey`; their `recipientSeq` is
         // the recipient's place in the request (1-based).
-        let by_seq = || {
-            usize::try_from(result.recipient_seq - 1).ok().and_then(|i| items.get(i)).map(|a| a.reference.clone())
-        };
+        let by_seq =
+            || usize::try_from(result.recipient_seq - 1).ok().and_then(|i| items.get(i)).map(|a| a.reference.clone());
         let Some(reference) = result.recipient_grouping_key.clone().filter(|k| !k.is_empty()).or_else(by_seq) else {
             continue;
         };

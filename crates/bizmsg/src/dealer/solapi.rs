@@ -289,8 +289,9 @@ pub fn read_image_upload(status: u16, body: &[u8]) -> Result<String, SendError> 
     if !(200..300).contains(&status) {
         return Err(http_error(status, body, None));
     }
-    let uploaded: Uploaded = serde_json::from_slice(body)
-        .map_err(|e| SendError::transient(format!("Solapi answered the upload with a body that is not its JSON: {e}")))?;
+    let uploaded: Uploaded = serde_json::from_slice(body).map_err(|e| {
+        SendError::transient(format!("Solapi answered the upload with a body that is not its JSON: {e}"))
+    })?;
     Some(uploaded.file_id)
         .filter(|id| !id.is_empty())
         .ok_or_else(|| SendError::transient("Solapi accepted the upload but returned no fileId"))

@@ -10,9 +10,9 @@ use clap::{Args, Subcommand};
 use clawbridge_bizmsg::brand::{BrandButton, BrandRequest, ImageSource, MAX_IMAGE_BYTES, Targeting, prepare_brand};
 use clawbridge_bizmsg::client::{DEFAULT_TIMEOUT, DealerClient};
 use clawbridge_bizmsg::config::BizmsgConfig;
-use clawbridge_bizmsg::send::{AlimtalkRequest, FallbackChoice, Prepared, prepare_alimtalk};
 use clawbridge_bizmsg::dealer::DealerKind;
 use clawbridge_bizmsg::send::Product;
+use clawbridge_bizmsg::send::{AlimtalkRequest, FallbackChoice, Prepared, prepare_alimtalk};
 use clawbridge_bizmsg::template::{DealerTemplate, TemplateStatus};
 use clawbridge_bizmsg::window::{kst_label, parse_kst};
 use clawbridge_bizmsg::{PhoneNumber, plugin::ID};
@@ -380,7 +380,9 @@ async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<E
                 rows.push(ListedTemplate {
                     code: template.template_code.clone(),
                     product: Product::Alimtalk,
-                    status: declared_status(synced, found, dealer == DealerKind::Infobip, |d| template.check_against(d)),
+                    status: declared_status(synced, found, dealer == DealerKind::Infobip, |d| {
+                        template.check_against(d)
+                    }),
                     variables: template.variable_names(),
                 });
             }
@@ -660,10 +662,9 @@ async fn uploaded_image(
         return Ok(dealer_ref);
     }
     let client = DealerClient::new(bizmsg, DEFAULT_TIMEOUT).map_err(anyhow::Error::msg)?;
-    let dealer_ref = client
-        .upload_image(&image.source, image.format, bytes)
-        .await
-        .map_err(|e| anyhow::anyhow!("--image {:?}: the upload to {} failed: {e}", image.source, client.dealer().id()))?;
+    let dealer_ref = client.upload_image(&image.source, image.format, bytes).await.map_err(|e| {
+        anyhow::anyhow!("--image {:?}: the upload to {} failed: {e}", image.source, client.dealer().id())
+    })?;
     tracing::info!(image = %image.source, dealer = client.dealer().id(), "Brand Message image uploaded");
     let put = StatePut { namespace: UPLOADED, key: &key, value: &dealer_ref, expires_at: Some(now + DAY_MS) };
     store.put_state(&put, false, now).await?;

@@ -371,6 +371,156 @@ fallbackConfig = { type = "LMS", message = "#{name}님 상품 발송: #{tracking
         .unwrap();
         assert!(text(&friendtalk).contains("replaced by Brand Message"), "{}", text(&friendtalk));
     }
+
+    const BRAND_TEMPLATES: &str = r##"
+[[bizmsg.brandTemplates]]
+templateCode = "WINTER"
+chatBubbleType = "IMAGE"
+text = "#{name}님, 겨울 세일 #{rate}% 할인"
+buttons = [{ type = "WL", name = "쇼핑하기", linkMo = "https://shop.example/s/#{code}" }]
+"##;
+
+    /// The header of a PNG of `width`×`height` (all that is read of it before the upload).
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        bytes.extend_from_slice(&width.to_be_bytes());
+        bytes.extend_from_slice(&height.to_be_bytes());
+        bytes.extend_from_slice(&[8, 6, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
+        bytes.extend_from_slice(&[0x5a; 64]);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn a_brand_template_with_an_image_file_is_uploaded_once_and_sent_as_a_basic_message() {
+        use clawbridge::pipeline::bizmsg::BizmsgWorker;
+        use clawbridge_bizmsg::client::DealerClient;
+        use clawbridge_bizmsg::config::BizmsgConfig;
+        use clawbridge_core::clock::ManualClock;
+        use clawbridge_core::retry::RetryPolicy;
+        use std::sync::Arc;
+
+        let fake = FakeNhn::start().await;
+        fake.state().brand_templates.push(serde_json::json!({
+            "plusFriendId": "@shop", "templateCode": "WINTER", "templateName": "겨울 세일", "chatBubbleType": "IMAGE",
+            "content": "#{name}님, 겨울 세일 #{rate}% 할인", "adult": false, "status": "A",
+            "buttons": [{"name": "쇼핑하기", "type": "WL", "linkMo": "https://shop.example/s/#{code}"}]
+        }));
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), BRAND_TEMPLATES).unwrap();
+        let image = dir.path().join("sale.png");
+        std::fs::write(&image, png(800, 400)).unwrap();
+        let narrow = dir.path().join("narrow.png");
+        std::fs::write(&narrow, png(300, 300)).unwrap();
+        let env = env(&fake, dir.path());
+        let run = |args: Vec<String>| {
+            let (path, env) = (dir.path().to_owned(), env.clone());
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                clawbridge(&path, &env, &args)
+            })
+        };
+        let args = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
+
+        let sync = run(args(&["alimtalk", "templates", "sync"])).await.unwrap();
+        assert!(text(&sync).contains("1 Brand Message template(s) from nhn, 1 approved"), "{}", text(&sync));
+        let list = run(args(&["alimtalk", "templates", "list"])).await.unwrap();
+        assert!(text(&list).contains("WINTER  brand  approved  variables: name, rate, code"), "{}", text(&list));
+
+        let image = image.display().to_string();
+        let send = args(&[
+            "brand",
+            "send",
+            "--to",
+            "010-1234-5678",
+            "--template",
+            "WINTER",
+            "--var",
+            "name=홍길동",
+            "--var",
+            "rate=20",
+            "--var",
+            "code=W1",
+            "--image",
+            &image,
+        ]);
+        let out = run(send.clone()).await.unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert!(text(&out).starts_with("accepted (id: 1"), "{}", text(&out));
+        let again = run(send).await.unwrap();
+        assert!(text(&again).contains("the same send as before: not sent again"), "{}", text(&again));
+        {
+            let nhn = fake.state();
+            assert_eq!(nhn.images.len(), 1, "the image is uploaded once for the same send");
+            let upload = &nhn.images[0];
+            assert_eq!((upload.image_type.as_str(), upload.file_name.as_str()), ("IMAGE", "sale.png"));
+            assert_eq!((upload.content_type.as_str(), upload.bytes.clone()), ("image/png", png(800, 400)));
+        }
+
+        // Refused before anything is uploaded or stored, naming the template and the field.
+        let missing = run(args(&[
+            "brand",
+            "send",
+            "--to",
+            "010-1234-5678",
+            "--template",
+            "WINTER",
+            "--var",
+            "name=a",
+            "--var",
+            "rate=1",
+        ]))
+        .await
+        .unwrap();
+        assert!(!missing.status.success());
+        assert!(
+            text(&missing).contains("Brand Message template \"WINTER\" needs the variable \"code\""),
+            "{}",
+            text(&missing)
+        );
+        let narrow = narrow.display().to_string();
+        let too_narrow =
+            run(args(&["brand", "send", "--to", "010-1234-5678", "--text", "세일", "--image", &narrow])).await.unwrap();
+        assert!(text(&too_narrow).contains("300 pixels wide"), "{}", text(&too_narrow));
+        let unknown = run(args(&["brand", "send", "--to", "010-1234-5678", "--template", "WINTR", "--var", "name=a"]))
+            .await
+            .unwrap();
+        assert!(text(&unknown).contains("no Brand Message template \"WINTR\""), "{}", text(&unknown));
+        assert_eq!(fake.state().images.len(), 1);
+
+        // The row carries the uploaded image's URL; the worker sends it as a template message.
+        let store =
+            clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
+        let row = store.get_bizmsg(1).await.unwrap().unwrap();
+        assert!(row.payload.contains("https://mud-kage.kakao.com/dn/fake/1.img"), "{}", row.payload);
+        assert!(store.get_bizmsg(2).await.unwrap().is_none(), "the refused sends stored nothing");
+        let vars: std::collections::BTreeMap<&str, String> = fake.env().into_iter().collect();
+        let table: toml::Table =
+            toml::from_str::<toml::Table>(BRAND_TEMPLATES).unwrap()["bizmsg"].as_table().unwrap().clone();
+        let config = Arc::new(BizmsgConfig::load(Some(&table), &|name| vars.get(name).cloned()).unwrap().unwrap());
+        let worker = BizmsgWorker {
+            store: store.clone(),
+            client: DealerClient::new(&config, Duration::from_secs(5)).unwrap(),
+            config,
+            retry: RetryPolicy::DURABLE,
+            worker: "w1".into(),
+            wake: Arc::default(),
+            clock: Arc::new(ManualClock::new(row.next_at)),
+        };
+        assert_eq!(worker.round().await.unwrap(), 1);
+        assert_eq!(store.get_bizmsg(1).await.unwrap().unwrap().state, BizmsgState::Accepted);
+        let nhn = fake.state();
+        assert_eq!(nhn.taken.len(), 1);
+        let body = nhn.requests.values().next().unwrap();
+        assert_eq!(body["templateCode"], "WINTER");
+        let recipient = &body["recipientList"][0];
+        assert_eq!(recipient["targeting"], "I");
+        assert_eq!(recipient["templateParameter"], serde_json::json!({"name": "홍길동", "rate": "20", "code": "W1"}));
+        assert_eq!(
+            recipient["imageParameters"],
+            serde_json::json!([{"imageUrl": "https://mud-kage.kakao.com/dn/fake/1.img"}])
+        );
+        assert_eq!(nhn.images.len(), 1, "the send did not upload again");
+    }
 }
 
 /// The agent sends a notification: a real OpenClaw gateway runs `clawbridge alimtalk send` with
