@@ -536,6 +536,8 @@ mod tests {
             ("NHN_BIZMSG_SECRET_KEY", "S"),
             ("SOLAPI_API_KEY", "K"),
             ("SOLAPI_API_SECRET", "S"),
+            ("INFOBIP_API_KEY", "K"),
+            ("INFOBIP_BASE_URL", "https://x.api.infobip.com"),
         ]
         .into();
         let _ = &mut vars;
@@ -622,5 +624,125 @@ mod tests {
         assert!(prepare_brand(&config("solapi", true), &m, at).is_ok());
         assert!("name-only".parse::<BrandButton>().is_err());
         assert!("X".parse::<Targeting>().unwrap_err().contains("I (channel friends)"));
+    }
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        bytes.extend_from_slice(&width.to_be_bytes());
+        bytes.extend_from_slice(&height.to_be_bytes());
+        bytes.extend_from_slice(&[8, 6, 0, 0, 0]);
+        bytes
+    }
+
+    fn jpeg(width: u16, height: u16) -> Vec<u8> {
+        // SOI, an APP0 segment to walk over, then SOF0 with the size.
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0x4A, 0x46, 0xFF, 0xC0, 0x00, 0x0B, 0x08];
+        bytes.extend_from_slice(&height.to_be_bytes());
+        bytes.extend_from_slice(&width.to_be_bytes());
+        bytes.extend_from_slice(&[0x01, 0x01, 0x11, 0x00]);
+        bytes
+    }
+
+    #[test]
+    fn images_are_checked_from_their_header() {
+        assert_eq!(check_image("a.png", &png(800, 400)).unwrap(), ImageFormat::Png);
+        assert_eq!(check_image("a.jpg", &jpeg(800, 600)).unwrap(), ImageFormat::Jpeg);
+        assert!(check_image("a.png", &png(300, 300)).unwrap_err().contains("300 pixels wide"));
+        assert!(check_image("a.png", &png(800, 300)).unwrap_err().contains("800×300"), "wider than 2:1");
+        assert!(check_image("a.jpg", &jpeg(600, 900)).unwrap_err().contains("600×900"), "taller than 3:4");
+        assert!(check_image("a.gif", b"GIF89a....").unwrap_err().contains("not a JPEG or PNG"));
+        let mut big = png(800, 400);
+        big.resize(MAX_IMAGE_BYTES + 1, 0);
+        assert!(check_image("big.png", &big).unwrap_err().contains("at most 5 MB"));
+        assert!(check_image("cut.jpg", &[0xFF, 0xD8, 0xFF, 0xE0]).unwrap_err().contains("cannot be read"));
+    }
+
+    #[test]
+    fn an_image_bubble_holds_400_characters_and_is_keyed_by_its_bytes() {
+        let at = kst("2026-12-24T10:00:00");
+        let with_image = |text: &str, bytes: Vec<u8>| BrandRequest {
+            image: Some(ImageSource::File { name: "sale.png".into(), bytes }),
+            ..request(text)
+        };
+        let e = prepare_brand(&config("nhn", false), &with_image(&"가".repeat(401), png(800, 400)), at).unwrap_err();
+        assert!(e.contains("with an image holds 400"), "{e}");
+        let mut prepared = prepare_brand(&config("nhn", false), &with_image("세일", png(800, 400)), at).unwrap();
+        assert_eq!(prepared.content.bubble, Bubble::Image);
+        let key = prepared.prepared.idempotency_key.clone();
+        assert!(prepared.image_to_upload().is_some());
+        prepared.set_image_ref("https://cdn.example/1.png".into()).unwrap();
+        assert!(prepared.image_to_upload().is_none());
+        assert!(prepared.prepared.payload.contains("https://cdn.example/1.png"));
+        assert_eq!(prepared.prepared.idempotency_key, key, "the key is made of the bytes, not the dealer's id");
+        let other = prepare_brand(&config("nhn", false), &with_image("세일", png(800, 401)), at).unwrap();
+        assert_ne!(other.prepared.idempotency_key, key);
+        // Infobip takes URLs only; the others get files.
+        let e = prepare_brand(&config("infobip", false), &with_image("세일", png(800, 400)), at).unwrap_err();
+        assert!(e.contains("Infobip takes Brand Message images by URL"), "{e}");
+        let url = BrandRequest { image: Some(ImageSource::Url("https://cdn.example/a.webp".into())), ..request("x") };
+        assert!(prepare_brand(&config("infobip", false), &url, at).unwrap_err().contains(".webp"));
+        let url = BrandRequest { image: Some(ImageSource::Url("https://cdn.example/a.png".into())), ..request("x") };
+        let prepared = prepare_brand(&config("infobip", false), &url, at).unwrap();
+        assert_eq!(prepared.content.image.unwrap().dealer_ref.as_deref(), Some("https://cdn.example/a.png"));
+    }
+
+    fn templated(dealer: &str) -> BizmsgConfig {
+        let vars: BTreeMap<&str, &str> = [
+            ("BIZMSG_DEALER", dealer),
+            ("BIZMSG_SENDER_KEY", "SK"),
+            ("NHN_BIZMSG_APP_KEY", "A"),
+            ("NHN_BIZMSG_SECRET_KEY", "S"),
+            ("SOLAPI_API_KEY", "K"),
+            ("SOLAPI_API_SECRET", "S"),
+        ]
+        .into();
+        let file: toml::Table = toml::from_str(
+            r##"
+            optOutNumber = "080-123-4567"
+            [[brandTemplates]]
+            templateCode = "WINTER"
+            text = "#{name}님, 겨울 세일"
+            buttons = [{ type = "WL", name = "보기", linkMo = "https://shop.example/#{code}" }]
+            "##,
+        )
+        .unwrap();
+        BizmsgConfig::load(Some(&file), &|name| vars.get(name).map(|v| (*v).to_owned())).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_template_send_is_checked_against_its_declaration() {
+        let at = kst("2026-12-24T10:00:00");
+        let send = |vars: &[(&str, &str)]| BrandRequest {
+            template: Some("WINTER".into()),
+            variables: vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            buttons: vec![],
+            ..request("")
+        };
+        let ok = prepare_brand(&templated("nhn"), &send(&[("name", "홍길동"), ("code", "W1")]), at).unwrap();
+        let template = ok.content.template.clone().unwrap();
+        assert_eq!(template.message_data, [("name".to_owned(), "홍길동".to_owned())].into());
+        assert_eq!(template.button_data, [("code".to_owned(), "W1".to_owned())].into());
+        assert_eq!(ok.content.text, "홍길동님, 겨울 세일");
+        let cases: [(BrandRequest, &str); 5] = [
+            (send(&[("name", "a")]), "Brand Message template \"WINTER\" needs the variable \"code\""),
+            (send(&[("name", "a"), ("code", "1"), ("x", "2")]), "has no variable \"x\""),
+            (send(&[("name", "a"), ("code", "1 2")]), "buttons[0].linkMo"),
+            (BrandRequest { template: Some("SUMMER".into()), ..send(&[]) }, "no Brand Message template \"SUMMER\""),
+            (
+                BrandRequest {
+                    image: Some(ImageSource::File { name: "a.png".into(), bytes: png(800, 400) }),
+                    ..send(&[("name", "a"), ("code", "1")])
+                },
+                "TEXT bubble",
+            ),
+        ];
+        for (req, needle) in cases {
+            let e = prepare_brand(&templated("nhn"), &req, at).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+        // M/N is allowed with a template; Solapi needs its template id.
+        let m = BrandRequest { targeting: Targeting::Consented, ..send(&[("name", "a"), ("code", "1")]) };
+        assert!(prepare_brand(&templated("nhn"), &m, at).is_ok());
+        assert!(prepare_brand(&templated("solapi"), &m, at).unwrap_err().contains("templateId"));
     }
 }

@@ -644,4 +644,81 @@ mod tests {
         let batch = Batch::new(DealerKind::Infobip, vec![it], None).unwrap();
         assert!(alimtalk_send("KEY", &sender(), &batch, "b").unwrap_err().contains("through Infobip"));
     }
+
+    fn brand_template_content(image: Option<&str>) -> crate::brand::BrandContent {
+        crate::brand::BrandContent {
+            text: "홍길동님, 겨울 세일".into(),
+            bubble: if image.is_some() { crate::template::Bubble::Image } else { crate::template::Bubble::Text },
+            image: image.map(|url| crate::brand::BrandImage {
+                source: "sale.png".into(),
+                format: crate::brand::ImageFormat::Png,
+                digest: Some("d".into()),
+                dealer_ref: Some(url.into()),
+            }),
+            template: Some(crate::template::RenderedBrandTemplate {
+                template_code: "WINTER".into(),
+                template_id: Some("KA01TP9".into()),
+                message_data: [("name".to_owned(), "홍길동".to_owned())].into(),
+                button_data: [("code".to_owned(), "W1".to_owned())].into(),
+            }),
+            buttons: vec![],
+            targeting: crate::brand::Targeting::Consented,
+            opt_out_number: Some("0801234567".into()),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn brand_templates_are_variable_contents_with_their_targeting() {
+        let to = [item("r1", "010-1111-2222", "x", false).addressee()];
+        let request =
+            brand_send("KEY", &sender(), &brand_template_content(Some("https://cdn.example/a.png")), &to, None, "b")
+                .unwrap();
+        assert_eq!(request.path, "/kakao-chingu/1/messages");
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body["messages"][0],
+            json!({"sender": "a".repeat(40), "destinations": [{"to": "821011112222", "messageId": "r1"}],
+                   "content": {"type": "IMAGE_VARIABLE", "templateCode": "WINTER", "messageData": {"name": "홍길동"},
+                               "buttonData": {"code": "W1"}, "imageData": [{"img_url": "https://cdn.example/a.png"}]},
+                   "options": {"targeting": "ALL_CONSENT"}})
+        );
+        let mut free = brand_template_content(Some("https://cdn.example/a.png"));
+        free.template = None;
+        free.targeting = crate::brand::Targeting::Friends;
+        let body: Value =
+            serde_json::from_slice(&brand_send("KEY", &sender(), &free, &to, None, "b").unwrap().body).unwrap();
+        assert_eq!(
+            (body["messages"][0]["content"].clone(), body["messages"][0]["options"].clone()),
+            (
+                json!({"type": "IMAGE_FREE_FORM", "text": "홍길동님, 겨울 세일", "image": {"url": "https://cdn.example/a.png"}}),
+                json!({"targeting": "TARGETED_FRIENDS"})
+            )
+        );
+    }
+
+    #[test]
+    fn brand_templates_are_listed_by_code_then_read_one_by_one() {
+        let list = brand_templates_query("KEY", "SENDER", 2);
+        assert_eq!(
+            list.path,
+            "/kakao-brand-messages/1/templates?senderKey=SENDER&since=2025-05-15T00%3A00%3A00.000%2B0000&page=2&size=100"
+        );
+        assert_eq!(list.headers, [("Authorization", "App KEY".to_owned())]);
+        let codes =
+            read_brand_template_codes(200, br#"{"results":[{"templateCode":"code_001"},{"templateCode":"code_002"}]}"#)
+                .unwrap();
+        assert_eq!(codes, ["code_001", "code_002"]);
+        assert_eq!(
+            brand_template_query("KEY", "SENDER", "code_001").path,
+            "/kakao-brand-messages/1/templates/single?sender=SENDER&templateCode=code_001"
+        );
+        let one = json!({"name": "겨울", "templateContent": {"type": "TEXT", "text": "#{name}님", "buttons": [{"type": "URL", "name": "보기"}]}});
+        let template = read_brand_template(200, one.to_string().as_bytes(), "code_001").unwrap();
+        assert_eq!(
+            (template.text.as_str(), template.product, template.status),
+            ("#{name}님", crate::send::Product::Brand, crate::template::TemplateStatus::Approved)
+        );
+        assert!(read_brand_template(401, b"{}", "x").unwrap_err().to_string().contains("INFOBIP_API_KEY"));
+    }
 }

@@ -1100,4 +1100,106 @@ mod tests {
         );
         assert_eq!(request.method, "GET");
     }
+
+    fn brand_template_content(image: Option<&str>) -> crate::brand::BrandContent {
+        crate::brand::BrandContent {
+            text: "홍길동님, 겨울 세일".into(),
+            bubble: if image.is_some() { crate::template::Bubble::Image } else { crate::template::Bubble::Text },
+            image: image.map(|url| crate::brand::BrandImage {
+                source: "sale.png".into(),
+                format: crate::brand::ImageFormat::Png,
+                digest: Some("d".into()),
+                dealer_ref: Some(url.into()),
+            }),
+            template: Some(crate::template::RenderedBrandTemplate {
+                template_code: "WINTER".into(),
+                template_id: Some("KA01TP9".into()),
+                message_data: [("name".to_owned(), "홍길동".to_owned())].into(),
+                button_data: [("code".to_owned(), "W1".to_owned())].into(),
+            }),
+            buttons: vec![],
+            targeting: crate::brand::Targeting::Consented,
+            opt_out_number: Some("0801234567".into()),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn a_brand_template_is_a_basic_message_with_targeting_per_recipient() {
+        let to = [item("r1", "010-1111-2222", "x", false).addressee()];
+        let content = brand_template_content(Some("https://mud-kage.kakao.com/1.png"));
+        let request = brand_send(&auth(), &sender(), &content, &to, None, "bz-2").unwrap();
+        assert_eq!(request.path, "/brand-message/v1.0/appkeys/APPKEY/basic-messages");
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body,
+            json!({"senderKey": "a".repeat(40), "templateCode": "WINTER", "pushAlarm": true, "unsubscribeNo": "080-123-4567",
+                   "recipientList": [{"recipientNo": "01011112222", "targeting": "M",
+                                      "templateParameter": {"name": "홍길동", "code": "W1"},
+                                      "imageParameters": [{"imageUrl": "https://mud-kage.kakao.com/1.png"}],
+                                      "recipientGroupingKey": "r1"}],
+                   "senderGroupingKey": "bz-2"})
+        );
+        // A free-form image bubble carries the uploaded URL; one not uploaded is refused.
+        let mut free = brand_template_content(Some("https://mud-kage.kakao.com/1.png"));
+        free.template = None;
+        let body: Value =
+            serde_json::from_slice(&brand_send(&auth(), &sender(), &free, &to, None, "k").unwrap().body).unwrap();
+        assert_eq!(
+            (body["chatBubbleType"].clone(), body["image"].clone()),
+            (json!("IMAGE"), json!({"imageUrl": "https://mud-kage.kakao.com/1.png"}))
+        );
+        free.image.as_mut().unwrap().dealer_ref = None;
+        assert!(brand_send(&auth(), &sender(), &free, &to, None, "k").unwrap_err().contains("not uploaded"));
+        // Brand answers name recipients by their place, not by our key.
+        let answer = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+                            "message": {"requestId": "B1", "sendResults": [{"recipientSeq": 1, "recipientNo": "01011112222", "resultCode": 0, "resultMessage": "SUCCESS"}]}});
+        assert_eq!(
+            read_send_answer(200, answer.to_string().as_bytes(), &to, None).unwrap(),
+            SendAnswerKind::Outcomes(vec![ItemOutcome {
+                reference: "r1".into(),
+                result: ItemResult::Accepted { dealer_id: "B1/1".into() }
+            }])
+        );
+    }
+
+    #[test]
+    fn an_image_is_uploaded_as_multipart_and_brand_templates_are_listed() {
+        let request = image_upload(&auth(), "/tmp/x/sale.png", crate::brand::ImageFormat::Png, b"PNGBYTES").unwrap();
+        assert_eq!((request.method, request.path.as_str()), ("POST", "/brand-message/v1.0/appkeys/APPKEY/images"));
+        assert_eq!(request.headers[1], ("Content-Type", format!("multipart/form-data; boundary={BOUNDARY}")));
+        let body = String::from_utf8(request.body).unwrap();
+        assert!(body.contains("name=\"imageType\"\r\n\r\nIMAGE\r\n"), "{body}");
+        assert!(
+            body.contains("name=\"image\"; filename=\"sale.png\"\r\nContent-Type: image/png\r\n\r\nPNGBYTES\r\n"),
+            "{body}"
+        );
+        assert!(body.ends_with(&format!("--{BOUNDARY}--\r\n")));
+        let answer = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+                            "image": {"imageSeq": 3, "imageUrl": "https://mud-kage.kakao.com/3.png", "imageName": "sale.png"}});
+        assert_eq!(read_image_upload(200, answer.to_string().as_bytes()).unwrap(), "https://mud-kage.kakao.com/3.png");
+        let refused =
+            json!({"header": {"resultCode": -1001, "resultMessage": "Invalid secretKey", "isSuccessful": false}});
+        assert_eq!(
+            read_image_upload(200, refused.to_string().as_bytes()).unwrap_err().class(),
+            clawbridge_core::RetryClass::Permanent
+        );
+
+        assert_eq!(
+            brand_templates_query(&auth(), "SK", 1).path,
+            "/brand-message/v1.0/appkeys/APPKEY/senders/SK/templates?pageNum=1&pageSize=1000"
+        );
+        let list = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+            "templateListResponse": {"templates": [
+                {"templateCode": "WINTER", "templateName": "겨울", "chatBubbleType": "TEXT", "content": "#{name}님", "status": "A",
+                 "buttons": [{"name": "보기", "type": "WL"}]},
+                {"templateCode": "OLD", "templateName": "옛", "chatBubbleType": "TEXT", "status": "S"}
+            ], "totalCount": 2}});
+        let read = read_brand_templates(200, list.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (read[0].status, read[0].product, read[0].variable_names()),
+            (crate::template::TemplateStatus::Approved, crate::send::Product::Brand, vec!["name".to_owned()])
+        );
+        assert_eq!(read[1].status, crate::template::TemplateStatus::Blocked);
+    }
 }

@@ -565,4 +565,86 @@ mod tests {
             clawbridge_core::RetryClass::RateLimited
         );
     }
+
+    fn brand_template_content(image: Option<&str>) -> crate::brand::BrandContent {
+        crate::brand::BrandContent {
+            text: "홍길동님, 겨울 세일".into(),
+            bubble: if image.is_some() { crate::template::Bubble::Image } else { crate::template::Bubble::Text },
+            image: image.map(|url| crate::brand::BrandImage {
+                source: "sale.png".into(),
+                format: crate::brand::ImageFormat::Png,
+                digest: Some("d".into()),
+                dealer_ref: Some(url.into()),
+            }),
+            template: Some(crate::template::RenderedBrandTemplate {
+                template_code: "WINTER".into(),
+                template_id: Some("KA01TP9".into()),
+                message_data: [("name".to_owned(), "홍길동".to_owned())].into(),
+                button_data: [("code".to_owned(), "W1".to_owned())].into(),
+            }),
+            buttons: vec![],
+            targeting: crate::brand::Targeting::Consented,
+            opt_out_number: Some("0801234567".into()),
+            fallback: None,
+        }
+    }
+
+    #[test]
+    fn brand_messages_carry_bms_options_and_images_are_uploaded_as_bms_files() {
+        let to = [item("r1", "010-1111-2222", "x", false).addressee()];
+        let request = brand_send(&sender(), &brand_template_content(Some("ST01FILE")), &to, None).unwrap();
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(
+            body["messages"][0],
+            json!({"to": "01011112222", "type": "BMS_IMAGE",
+                   "kakaoOptions": {"pfId": "a".repeat(40), "templateId": "KA01TP9",
+                                    "variables": {"#{name}": "홍길동", "#{code}": "W1"},
+                                    "bms": {"targeting": "M", "chatBubbleType": "IMAGE", "imageId": "ST01FILE"},
+                                    "disableSms": true}})
+        );
+        let mut free = brand_template_content(None);
+        free.template = None;
+        free.buttons = vec!["보기|https://shop.example".parse().unwrap()];
+        let body: Value = serde_json::from_slice(&brand_send(&sender(), &free, &to, None).unwrap().body).unwrap();
+        assert_eq!(
+            body["messages"][0]["kakaoOptions"]["bms"],
+            json!({"targeting": "M", "chatBubbleType": "TEXT", "content": "홍길동님, 겨울 세일",
+                   "buttons": [{"name": "보기", "linkType": "WL", "linkMobile": "https://shop.example"}]})
+        );
+
+        let upload = image_upload("/tmp/sale.png", b"abc");
+        assert_eq!((upload.method, upload.path.as_str()), ("POST", "/storage/v1/files"));
+        let body: Value = serde_json::from_slice(&upload.body).unwrap();
+        assert_eq!(body, json!({"file": "YWJj", "type": "BMS", "name": "sale.png"}));
+        assert_eq!(read_image_upload(200, br#"{"fileId":"ST01FILE","type":"BMS","link":null}"#).unwrap(), "ST01FILE");
+        assert!(
+            read_image_upload(401, br#"{"errorCode":"SignatureDoesNotMatch"}"#)
+                .unwrap_err()
+                .to_string()
+                .contains("SOLAPI_API_SECRET")
+        );
+    }
+
+    #[test]
+    fn alimtalk_templates_are_listed_page_by_page_with_their_review_status() {
+        assert_eq!(templates_query("KA01PF1", None).path, "/kakao/v2/templates?channelId=KA01PF1&limit=100");
+        assert_eq!(
+            templates_query("KA01PF1", Some("k 2")).path,
+            "/kakao/v2/templates?channelId=KA01PF1&limit=100&startKey=k%202"
+        );
+        let page = json!({"limit": 100, "startKey": null, "nextKey": "NEXT", "templateList": [
+            {"templateId": "KA01TP1", "name": "발송", "content": "#{name}님 발송", "status": "APPROVED", "securityFlag": false,
+             "buttons": [{"buttonName": "보기", "buttonType": "WL", "linkMo": "https://a.example"}], "variables": [{"name": "#{name}"}]},
+            {"templateId": "KA01TP2", "name": "검수", "status": "INSPECTING", "variables": []}
+        ]});
+        let (templates, next) = read_templates(200, page.to_string().as_bytes()).unwrap();
+        assert_eq!(next.as_deref(), Some("NEXT"));
+        assert_eq!(
+            (templates[0].code.as_str(), templates[0].status),
+            ("KA01TP1", crate::template::TemplateStatus::Approved)
+        );
+        assert_eq!(templates[0].variables, ["name"]);
+        assert_eq!(templates[0].buttons, [("WL".to_owned(), "보기".to_owned())]);
+        assert_eq!(templates[1].status, crate::template::TemplateStatus::InReview);
+    }
 }

@@ -31,6 +31,9 @@ async fn a_brand_message_goes_to_kakao_chingu_once_per_recipient_with_our_refere
             account: "default".into(),
             to: to.into(),
             text: "겨울 세일 20%".into(),
+            template: None,
+            variables: Default::default(),
+            image: None,
             buttons: vec!["쇼핑하기|https://shop.example/sale".parse().unwrap()],
             targeting: Targeting::Friends,
             fallback: false,
@@ -59,6 +62,7 @@ async fn a_brand_message_goes_to_kakao_chingu_once_per_recipient_with_our_refere
     assert_eq!(
         body["messages"][0],
         json!({"sender": "OFFICIAL-ACCOUNT", "destinations": [{"to": "821011112222", "messageId": "cb1"}],
+               "options": {"targeting": "TARGETED_FRIENDS"},
                "content": {"type": "TEXT_FREE_FORM", "text": "겨울 세일 20%",
                            "buttons": [{"type": "URL", "name": "쇼핑하기", "urlMobile": "https://shop.example/sale"}]}})
     );
