@@ -343,10 +343,10 @@ async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<E
                 for (product, name) in [(Product::Alimtalk, "AlimTalk"), (Product::Brand, "Brand Message")] {
                     let of: Vec<&DealerTemplate> = templates.iter().filter(|t| t.product == product).collect();
                     let approved = of.iter().filter(|t| t.status == TemplateStatus::Approved).count();
-                    let listed = match (dealer, product) {
-                        (DealerKind::Solapi, Product::Brand) | (DealerKind::Infobip, Product::Alimtalk) => false,
-                        _ => true,
-                    };
+                    let listed = !matches!(
+                        (dealer, product),
+                        (DealerKind::Solapi, Product::Brand) | (DealerKind::Infobip, Product::Alimtalk)
+                    );
                     if listed {
                         println!(
                             "{}: {} {name} template(s) from {}, {approved} approved",
