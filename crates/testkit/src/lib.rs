@@ -10,8 +10,8 @@
 //! - [`fake_gateway`]: a fake gateway (protocol v4 subset) for fast pipeline tests and benchmarks.
 //! - [`fake_kakao`], [`fake_kapso`]: fakes of Kakao's and Kapso's APIs, from their documented
 //!   shapes, shared by the channel crates' tests and the binary's end-to-end tests.
-//! - [`fake_nhn`]: a fake of the NHN Cloud Bizmessage API (AlimTalk, Brand Message) for the dealer
-//!   tests.
+//! - [`fake_nhn`], [`fake_solapi`], [`fake_infobip`]: fakes of the three business-message dealers
+//!   (NHN Cloud Bizmessage, Solapi, Infobip) for the dealer tests.
 //! - [`channel`]: a recording channel, the stand-in for WhatsApp/KakaoTalk in tests.
 //! - [`gateway`]: [`Gateway`], a real gateway in an isolated temp dir on a free loopback port, and
 //!   [`shared()`], one stub + gateway per test binary.
@@ -35,9 +35,11 @@
 
 pub mod channel;
 pub mod fake_gateway;
+pub mod fake_infobip;
 pub mod fake_kakao;
 pub mod fake_kapso;
 pub mod fake_nhn;
+pub mod fake_solapi;
 pub mod gateway;
 pub mod install;
 pub mod stub;
