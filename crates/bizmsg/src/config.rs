@@ -7,6 +7,8 @@
 //! smsFrom = "02-1234-5678"       # BIZMSG_SMS_FROM: the caller id of SMS/LMS fallbacks
 //! optOutNumber = "080-123-4567"  # the 080 opt-out number ads must carry
 //! ratePerHour = 1000             # per sender key (the design seed's default)
+//! appRatePerSecond = 100         # BIZMSG_APP_RATE_PER_SECOND: every sender key of the dealer
+//!                                # credential together (unset: no such ceiling)
 //!
 //! [bizmsg.nhn]                   # NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY, NHN_BIZMSG_BASE_URL,
 //! appKey = "…"                   # NHN_BIZMSG_WEBHOOK_SIGNATURE
@@ -48,6 +50,7 @@ struct File {
     sms_from: Option<String>,
     opt_out_number: Option<String>,
     rate_per_hour: Option<u32>,
+    app_rate_per_second: Option<u32>,
     nhn: Option<NhnFile>,
     solapi: Option<SolapiFile>,
     infobip: Option<InfobipFile>,
@@ -175,6 +178,9 @@ pub struct BizmsgConfig {
     pub templates: Templates,
     /// The Brand Message templates (`[[bizmsg.brandTemplates]]`).
     pub brand_templates: BrandTemplates,
+    /// Messages per second for the dealer credential (NHN app key, Solapi or Infobip API key),
+    /// shared by every sender key on it; `None`: only the sender keys' hourly rates hold.
+    pub app_rate_per_second: Option<u32>,
 }
 
 impl BizmsgConfig {
@@ -296,7 +302,34 @@ impl BizmsgConfig {
         }
         let templates = Templates::new(file.templates).map_err(|e| e.to_string())?;
         let brand_templates = BrandTemplates::new(file.brand_templates)?;
-        Ok(Some(Self { dealer, base_url, accounts, templates, brand_templates }))
+        let app_rate_per_second = match env("BIZMSG_APP_RATE_PER_SECOND") {
+            Some(v) => Some(v.parse::<u32>().map_err(|_| {
+                format!("BIZMSG_APP_RATE_PER_SECOND (bizmsg.appRatePerSecond) is {v:?}: give a whole number of messages per second")
+            })?),
+            None => file.app_rate_per_second,
+        };
+        if app_rate_per_second == Some(0) {
+            return Err(
+                "BIZMSG_APP_RATE_PER_SECOND (bizmsg.appRatePerSecond) is 0: give the messages per second your \
+                 dealer allows for the whole app, or leave it unset for no such ceiling"
+                    .to_owned(),
+            );
+        }
+        Ok(Some(Self { dealer, base_url, accounts, templates, brand_templates, app_rate_per_second }))
+    }
+
+    /// The name under which the store counts `appRatePerSecond`: the dealer and a digest of the
+    /// credential (never the key itself), so every replica and every sender key on one app key
+    /// count together.
+    pub fn app_quota_key(&self) -> String {
+        use sha2::Digest as _;
+        let credential = match &self.dealer {
+            DealerSettings::Nhn { app_key, .. } => app_key.clone(),
+            DealerSettings::Solapi { api_key, .. } => api_key.clone(),
+            DealerSettings::Infobip { api_key } => api_key.expose_secret().to_owned(),
+        };
+        let digest = sha2::Sha256::digest(format!("{}\n{credential}", self.base_url).as_bytes());
+        format!("bizmsg-app:{}:{}", self.dealer.kind().id(), hex::encode(&digest[..8]))
     }
 
     /// The sender of `id` (`default` when not given).
@@ -384,6 +417,7 @@ mod tests {
         assert_eq!(default.sender.sender_key, "SK1");
         assert_eq!(default.sender.sms_from.as_ref().unwrap().digits(), "0212345678");
         assert_eq!(default.rate_per_hour, DEFAULT_RATE_PER_HOUR);
+        assert_eq!(config.app_rate_per_second, None, "no app ceiling unless one is given");
         assert_eq!(config.dealer.nhn_auth().unwrap().secret_key, "SECRET");
         // Secrets do not print.
         assert!(!format!("{config:?}").contains("SECRET"));
@@ -396,6 +430,7 @@ mod tests {
             senderKey = "PF-FILE"
             optOutNumber = "080-123-4567"
             ratePerHour = 500
+            appRatePerSecond = 20
             [solapi]
             apiKey = "K"
             apiSecret = "S"
@@ -410,6 +445,9 @@ mod tests {
         "##;
         let config = load(&[("BIZMSG_SENDER_KEY", "PF-ENV")], Some(file)).unwrap().unwrap();
         assert_eq!(config.base_url, "http://127.0.0.1:9");
+        assert_eq!(config.app_rate_per_second, Some(20));
+        let env_wins = load(&[("BIZMSG_APP_RATE_PER_SECOND", "5")], Some(file)).unwrap().unwrap();
+        assert_eq!(env_wins.app_rate_per_second, Some(5));
         assert_eq!(config.account("default").unwrap().sender.sender_key, "PF-ENV");
         let outlet = config.account("outlet").unwrap();
         assert_eq!((outlet.sender.sender_key.as_str(), outlet.rate_per_hour), ("PF-OUTLET", 50));
@@ -421,7 +459,13 @@ mod tests {
     #[test]
     fn each_missing_or_wrong_setting_is_named_with_its_fix() {
         type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
-        let cases: [Case<'_>; 8] = [
+        let nhn: &[(&str, &str)] = &[
+            ("BIZMSG_DEALER", "nhn"),
+            ("BIZMSG_SENDER_KEY", "S"),
+            ("NHN_BIZMSG_APP_KEY", "A"),
+            ("NHN_BIZMSG_SECRET_KEY", "K"),
+        ];
+        let cases: [Case<'_>; 10] = [
             (&[("BIZMSG_SENDER_KEY", "S")], None, "BIZMSG_DEALER (bizmsg.dealer) is not set"),
             (&[("BIZMSG_DEALER", "kakao")], None, "use nhn, solapi or infobip"),
             (&[("BIZMSG_DEALER", "nhn"), ("BIZMSG_SENDER_KEY", "S")], None, "NHN_BIZMSG_APP_KEY"),
@@ -454,6 +498,18 @@ mod tests {
                 ],
                 Some("optOutNumber = \"02-123-4567\""),
                 "080 number",
+            ),
+            (nhn, Some("appRatePerSecond = 0"), "BIZMSG_APP_RATE_PER_SECOND (bizmsg.appRatePerSecond) is 0"),
+            (
+                &[
+                    ("BIZMSG_DEALER", "nhn"),
+                    ("BIZMSG_SENDER_KEY", "S"),
+                    ("NHN_BIZMSG_APP_KEY", "A"),
+                    ("NHN_BIZMSG_SECRET_KEY", "K"),
+                    ("BIZMSG_APP_RATE_PER_SECOND", "fast"),
+                ],
+                None,
+                "is \"fast\": give a whole number",
             ),
         ];
         for (vars, file, needle) in cases {

@@ -62,6 +62,23 @@ impl ChannelSettings for BizmsgConfig {
                 return checks;
             }
         };
+        // Any HTTP answer at the host is enough here; no answer at all is the base URL's fault
+        // (or the network's), whatever the credentials.
+        let probe =
+            crate::dealer::WireRequest { method: "GET", path: "/".to_owned(), headers: Vec::new(), body: Vec::new() };
+        if let Err(e) = client.execute("doctor reachability", &probe).await {
+            let (var, key) = match self.dealer.kind() {
+                crate::dealer::DealerKind::Nhn => ("NHN_BIZMSG_BASE_URL", "nhn.baseUrl"),
+                crate::dealer::DealerKind::Solapi => ("SOLAPI_BASE_URL", "solapi.baseUrl"),
+                crate::dealer::DealerKind::Infobip => ("INFOBIP_BASE_URL", "infobip.baseUrl"),
+            };
+            checks.push(Check::failed(
+                "bizmsg dealer",
+                format!("{dealer} at {} does not answer: {e}", self.base_url),
+                format!("check {var} (bizmsg.{key}) and that this host can reach it"),
+            ));
+            return checks;
+        }
         for account in &self.accounts {
             let what = format!("bizmsg {}", account.id);
             checks.push(match client.templates(&account.sender.sender_key).await {

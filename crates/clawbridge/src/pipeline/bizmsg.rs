@@ -4,7 +4,9 @@
 //! Each round claims due rows (one per recipient and sender), lets
 //! [`dispatch::plan`](clawbridge_bizmsg::dispatch::plan) group them into requests, takes each
 //! request's messages from the sender key's hourly quota (in the store, so every replica counts
-//! together; a request over the quota waits for the next window instead of failing), records
+//! together; what the hour has no room for waits for the next one instead of failing) and, when
+//! `appRatePerSecond` is set, from the dealer credential's per-second quota (also in the store;
+//! a burst is cut into requests one second can take, each waiting its turn), records
 //! the request's key on its rows *before* making it, and writes every row's outcome. A row whose
 //! request may have arrived keeps the key, so the next attempt is the same request or a lookup,
 //! never a blind second send.
@@ -12,7 +14,7 @@
 use clawbridge_bizmsg::client::DealerClient;
 use clawbridge_bizmsg::config::BizmsgConfig;
 use clawbridge_bizmsg::dealer::Report;
-use clawbridge_bizmsg::dispatch::{self, Pending, RowUpdate, Step};
+use clawbridge_bizmsg::dispatch::{self, Pending, RequestKey, RowUpdate, Step};
 use clawbridge_bizmsg::send::{self, result_of};
 use clawbridge_core::clock::Clock;
 use clawbridge_core::retry::{RetryDecision, RetryPolicy, SendError};
@@ -26,8 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Lease on claimed rows; a request times out well inside it.
 const LEASE_MS: EpochMs = 120_000;
-/// At most this many rows per round (a dealer takes up to 1,000 or 10,000 per request).
-const CLAIM: u32 = 1_000;
+/// With `appRatePerSecond`, a round claims no more than this many seconds of it, so that its
+/// last request starts well inside the lease even when other replicas share the rate.
+const APP_RATE_ROUND_SECS: u32 = 20;
+const SECOND_MS: EpochMs = 1_000;
 /// How often due retries and other replicas' work are looked for.
 const POLL: Duration = Duration::from_secs(1);
 /// Delivery results are asked for this often, over this much of the past.
@@ -90,7 +94,7 @@ impl BizmsgWorker {
     /// The store could not be asked for rows.
     pub async fn round(&self) -> Result<usize, StoreError> {
         let now = self.clock.now_ms();
-        let rows = self.store.claim_bizmsg(&self.worker, CLAIM, LEASE_MS, now).await?;
+        let rows = self.store.claim_bizmsg(&self.worker, self.claim_size(), LEASE_MS, now).await?;
         let claimed = rows.len();
         let attempts: HashMap<i64, u32> = rows.iter().map(|r| (r.id, r.attempts)).collect();
         let mut pending = Vec::with_capacity(rows.len());
@@ -117,18 +121,22 @@ impl BizmsgWorker {
                     return;
                 };
                 // A copy of an earlier request was counted when it was first made.
-                if !resend && !self.take_quota(account, &rows).await {
+                if resend {
+                    self.send(account, &rows, &key, attempts).await;
                     return;
                 }
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                let now = self.clock.now_ms();
-                if let Err(e) = self.store.set_bizmsg_request(&ids, &self.worker, Some(key.as_str()), now).await {
-                    // Not recorded, so not sent: the rows come back when the lease runs out.
-                    tracing::error!(error = %e, "cannot record the request before making it; not sending");
+                let Some(rows) = self.take_quota(account, rows).await else { return };
+                let Some(per_second) = self.config.app_rate_per_second else {
+                    self.send(account, &rows, &key, attempts).await;
                     return;
+                };
+                for piece in rows.chunks(usize::try_from(per_second).unwrap_or(usize::MAX)) {
+                    let Some(granted_at) = self.take_app_rate(per_second, piece).await else { return };
+                    // Named when its second was granted: the key's time is what a later lookup
+                    // searches by.
+                    let key = RequestKey::new(granted_at, piece[0].id);
+                    self.send(account, piece, &key, attempts).await;
                 }
-                let updates = self.client.send(&account.sender, &rows, &key).await;
-                self.apply(updates, attempts).await;
             }
             Step::Lookup { key, rows } => match self.client.lookup(&key).await {
                 Ok(found) => {
@@ -159,36 +167,130 @@ impl BizmsgWorker {
         }
     }
 
-    /// Takes the request's messages from the sender key's hourly quota; when the hour is full
-    /// the rows wait for the next one (the caller is told nothing failed: it is a queue).
-    async fn take_quota(&self, account: &clawbridge_bizmsg::config::SenderAccount, rows: &[Pending]) -> bool {
+    /// Records the request on its rows, then makes it. Rows this worker no longer holds (its
+    /// lease ran out meanwhile and another took them) are not sent from here.
+    async fn send(
+        &self,
+        account: &clawbridge_bizmsg::config::SenderAccount,
+        rows: &[Pending],
+        key: &RequestKey,
+        attempts: &HashMap<i64, u32>,
+    ) {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let now = self.clock.now_ms();
+        match self.store.set_bizmsg_request(&ids, &self.worker, Some(key.as_str()), now).await {
+            Ok(marked) if usize::try_from(marked).is_ok_and(|m| m == ids.len()) => {}
+            Ok(marked) => {
+                tracing::warn!(
+                    marked,
+                    rows = ids.len(),
+                    "the lease on some rows ran out before their request; not sending"
+                );
+                let _ = self.store.set_bizmsg_request(&ids, &self.worker, None, now).await;
+                self.release(rows).await;
+                return;
+            }
+            Err(e) => {
+                // Not recorded, so not sent: the rows come back when the lease runs out.
+                tracing::error!(error = %e, "cannot record the request before making it; not sending");
+                return;
+            }
+        }
+        let updates = self.client.send(&account.sender, rows, key).await;
+        self.apply(updates, attempts).await;
+    }
+
+    /// Rows per round: a full request of the dealer, and with `appRatePerSecond` no more than
+    /// [`APP_RATE_ROUND_SECS`] of it.
+    fn claim_size(&self) -> u32 {
+        let batch = u32::try_from(self.client.dealer().max_batch()).unwrap_or(u32::MAX);
+        match self.config.app_rate_per_second {
+            Some(per_second) => batch.min(per_second.saturating_mul(APP_RATE_ROUND_SECS)),
+            None => batch,
+        }
+    }
+
+    /// Takes the request's messages from the sender key's hourly quota: the rows the hour has
+    /// room for, in order; the others wait for the next hour (nothing failed: it is a queue).
+    async fn take_quota(
+        &self,
+        account: &clawbridge_bizmsg::config::SenderAccount,
+        mut rows: Vec<Pending>,
+    ) -> Option<Vec<Pending>> {
         let now = self.clock.now_ms();
         let start = now - now.rem_euclid(HOUR_MS);
         let key = format!("bizmsg:{}", account.sender.sender_key);
-        let n = u64::try_from(rows.len()).unwrap_or(u64::MAX);
-        match self.store.take_quota(&key, start, HOUR_MS, u64::from(account.rate_per_hour), n, now).await {
-            Ok(QuotaTake::Granted { .. }) => true,
-            Ok(QuotaTake::Refused { count, window_end }) => {
-                let error = format!(
-                    "sender {} has sent {count} of its {} messages this hour; continues at the next hour",
-                    account.id, account.rate_per_hour
-                );
-                tracing::info!(account = %account.id, count, "bizmsg hourly quota reached; waiting for the next window");
-                // Nothing was sent: no request to remember.
-                let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-                let _ = self.store.set_bizmsg_request(&ids, &self.worker, None, now).await;
-                for row in rows {
-                    let _ = self.store.mark_bizmsg_retry(row.id, &self.worker, &error, window_end, now).await;
+        let limit = u64::from(account.rate_per_hour);
+        let mut want = u64::try_from(rows.len()).unwrap_or(u64::MAX);
+        loop {
+            match self.store.take_quota(&key, start, HOUR_MS, limit, want, now).await {
+                Ok(QuotaTake::Granted { .. }) => {
+                    let later = rows.split_off(usize::try_from(want).unwrap_or(usize::MAX).min(rows.len()));
+                    if !later.is_empty() {
+                        let error = format!(
+                            "sender {} has sent its {limit} messages this hour; continues at the next hour",
+                            account.id
+                        );
+                        self.hold(&later, &error, start + HOUR_MS, now).await;
+                    }
+                    return Some(rows);
                 }
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the bizmsg quota is unavailable; the rows wait for the next round");
-                for row in rows {
-                    let _ = self.store.release_bizmsg(row.id, &self.worker).await;
+                // The rest of the hour takes part of the request: take that part.
+                Ok(QuotaTake::Refused { count, .. }) if count < limit && limit - count < want => want = limit - count,
+                Ok(QuotaTake::Refused { count, window_end }) => {
+                    let error = format!(
+                        "sender {} has sent {count} of its {limit} messages this hour; continues at the next hour",
+                        account.id
+                    );
+                    tracing::info!(account = %account.id, count, "bizmsg hourly quota reached; waiting for the next window");
+                    self.hold(&rows, &error, window_end, now).await;
+                    return None;
                 }
-                false
+                Err(e) => {
+                    tracing::warn!(error = %e, "the bizmsg quota is unavailable; the rows wait for the next round");
+                    self.release(&rows).await;
+                    return None;
+                }
             }
+        }
+    }
+
+    /// Waits until the dealer credential's current second has room for `piece` and takes it
+    /// (the store counts for every replica and sender key): when it was granted; `None` when
+    /// the store cannot count, and the rows were given back.
+    async fn take_app_rate(&self, per_second: u32, piece: &[Pending]) -> Option<EpochMs> {
+        let key = self.config.app_quota_key();
+        let n = u64::try_from(piece.len()).unwrap_or(u64::MAX);
+        loop {
+            let now = self.clock.now_ms();
+            let start = now - now.rem_euclid(SECOND_MS);
+            match self.store.take_quota(&key, start, SECOND_MS, u64::from(per_second), n, now).await {
+                Ok(QuotaTake::Granted { .. }) => return Some(now),
+                Ok(QuotaTake::Refused { window_end, .. }) => {
+                    let wait = u64::try_from(window_end - now).unwrap_or(0).max(1);
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the bizmsg app rate is unavailable; the rows wait for the next round");
+                    self.release(piece).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Puts rows back for `next_at` without a request (nothing was sent: no key to remember).
+    async fn hold(&self, rows: &[Pending], error: &str, next_at: EpochMs, now: EpochMs) {
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let _ = self.store.set_bizmsg_request(&ids, &self.worker, None, now).await;
+        for row in rows {
+            let _ = self.store.mark_bizmsg_retry(row.id, &self.worker, error, next_at, now).await;
+        }
+    }
+
+    async fn release(&self, rows: &[Pending]) {
+        for row in rows {
+            let _ = self.store.release_bizmsg(row.id, &self.worker).await;
         }
     }
 

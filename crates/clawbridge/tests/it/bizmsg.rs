@@ -165,6 +165,87 @@ async fn a_429_is_retried_as_a_new_request_and_sends_once() {
     assert_eq!(s.fake.state().taken.len(), 1);
 }
 
+#[tokio::test]
+async fn a_request_larger_than_the_rest_of_the_hour_sends_what_fits_and_holds_the_rest() {
+    let s = setup("ratePerHour = 2", Duration::from_secs(5)).await;
+    let rows: Vec<NewBizmsg> =
+        (1..=3).map(|i| otp(&s.worker.config, &format!("010-1111-{i:04}"), &format!("{i:06}"))).collect();
+    s.store.enqueue_bizmsg(&rows, NOW).await.unwrap();
+    s.worker.round().await.unwrap();
+    assert_eq!(s.fake.state().taken.len(), 2, "the hour's two messages go; three did not fit in one request");
+    assert!(s.store.bizmsg_stats().await.unwrap().states.contains(&("retry".to_owned(), 1)));
+    s.clock.set(NOW + 3_600_000);
+    s.worker.round().await.unwrap();
+    let fake = s.fake.state();
+    let mut sent: Vec<&str> = fake.taken.iter().map(|t| t.recipient.as_str()).collect();
+    sent.sort_unstable();
+    assert_eq!(sent, ["01011110001", "01011110002", "01011110003"], "each once");
+}
+
+/// NOW, moving with the wall clock: the per-second windows of `appRatePerSecond` pass for real.
+#[derive(Debug)]
+struct Moving(std::time::Instant);
+
+impl clawbridge_core::clock::Clock for Moving {
+    fn now_ms(&self) -> i64 {
+        NOW + i64::try_from(self.0.elapsed().as_millis()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_app_rate_is_shared_by_every_sender_key_and_replica_and_a_burst_waits_for_it() {
+    const PER_SECOND: usize = 4;
+    let fake = FakeNhn::start().await;
+    let config = Arc::new(config(&fake, "appRatePerSecond = 4\n[accounts.outlet]\nsenderKey = \"OUTLETKEY\""));
+    let store = clawbridge_testkit::memory_store();
+    let clock: Arc<Moving> = Arc::new(Moving(std::time::Instant::now()));
+    let replica = |name: &str| BizmsgWorker {
+        store: store.clone(),
+        client: DealerClient::new(&config, Duration::from_secs(10)).unwrap(),
+        config: config.clone(),
+        retry: RetryPolicy::DURABLE,
+        worker: name.into(),
+        wake: Arc::default(),
+        clock: clock.clone(),
+    };
+    let (w1, w2) = (replica("w1"), replica("w2"));
+    let burst = |account: &str, from: usize| -> Vec<NewBizmsg> {
+        (from..from + 6)
+            .map(|i| {
+                let mut row = otp(&config, &format!("010-2222-{i:04}"), &format!("{i:06}"));
+                row.account = account.to_owned();
+                row
+            })
+            .collect()
+    };
+    store.enqueue_bizmsg(&burst("default", 0), NOW).await.unwrap();
+    let first = tokio::spawn(async move { w1.round().await.unwrap() });
+    // The second sender key's burst arrives while the first replica waits for the next second.
+    while fake.state().taken.is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    store.enqueue_bizmsg(&burst("outlet", 100), NOW).await.unwrap();
+    assert_eq!(w2.round().await.unwrap(), 6, "the other replica claimed the second burst");
+    assert_eq!(first.await.unwrap(), 6);
+
+    let fake = fake.state();
+    let mut recipients: Vec<&str> = fake.taken.iter().map(|t| t.recipient.as_str()).collect();
+    recipients.sort_unstable();
+    recipients.dedup();
+    assert_eq!((fake.taken.len(), recipients.len()), (12, 12), "every message once");
+    let senders: std::collections::BTreeSet<&str> =
+        fake.requests.values().filter_map(|body| body["senderKey"].as_str()).collect();
+    assert_eq!(senders.len(), 2, "{senders:?}");
+    // A request's key carries the instant its second was granted: per second, at most the rate.
+    let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
+    for t in &fake.taken {
+        let made = clawbridge_bizmsg::dispatch::RequestKey::parse(&t.key).expect("our key").made_at();
+        *per_second.entry(made.div_euclid(1_000)).or_default() += 1;
+    }
+    assert!(per_second.values().all(|&n| n <= PER_SECOND), "{per_second:?}");
+    assert!(per_second.len() >= 12 / PER_SECOND, "the bursts were spread over seconds: {per_second:?}");
+}
+
 // ---- the binary as an operator runs it, and the daemon that sends ------------------------------
 
 mod end_to_end {

@@ -203,3 +203,56 @@ async fn serve_becomes_ready_and_stops_cleanly_on_sigterm() {
     let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait()).await.expect("exits").unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn doctor_checks_the_bizmsg_settings_and_the_dealer_host() {
+    let gateway = FakeGateway::start(TOKEN).await;
+    let solapi = clawbridge_testkit::fake_solapi::FakeSolapi::start().await;
+    let infobip = clawbridge_testkit::fake_infobip::FakeInfobip::start().await;
+    let closed = format!("http://{}", std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let url = gateway.url();
+    let run = |vars: Vec<(&'static str, String)>| {
+        let (path, url) = (dir.path().to_owned(), url.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut env: Vec<(&str, &str)> = vec![("OPENCLAW_GATEWAY_URL", &url), ("OPENCLAW_TOKEN", TOKEN)];
+            env.extend(vars.iter().map(|(k, v)| (*k, v.as_str())));
+            clawbridge(&path, &env, &["doctor"])
+        })
+    };
+
+    // Settings that cannot be loaded stop the doctor before it starts, naming the setting and the fix.
+    let out = run(vec![("BIZMSG_DEALER", "kakao".into()), ("BIZMSG_SENDER_KEY", "S".into())]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert!(stderr(&out).contains("use nhn, solapi or infobip"), "{}", stderr(&out));
+    let out = run(vec![("BIZMSG_DEALER", "nhn".into()), ("BIZMSG_SENDER_KEY", "S".into())]).await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("NHN_BIZMSG_APP_KEY (bizmsg.nhn.appKey) is not set: copy the app key"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A host that does not answer is named by its variable, for each dealer.
+    for (mut vars, var) in [
+        (clawbridge_testkit::fake_nhn::FakeNhn::start().await.env(), "NHN_BIZMSG_BASE_URL"),
+        (solapi.env(), "SOLAPI_BASE_URL"),
+        (infobip.env(), "INFOBIP_BASE_URL"),
+    ] {
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, closed.clone()));
+        let out = run(vars).await.unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("FAIL  bizmsg dealer:") && text.contains(&format!("fix: check {var}")), "{text}");
+    }
+
+    // Good settings pass.
+    for vars in [solapi.env(), infobip.env()] {
+        let out = run(vars).await.unwrap();
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}{}", stderr(&out));
+        assert!(text.contains("ok    bizmsg: dealer "), "{text}");
+        assert!(text.contains("ok    bizmsg default: configured for"), "{text}");
+    }
+}
