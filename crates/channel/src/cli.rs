@@ -98,3 +98,15 @@ pub enum SecretError {
     #[error("{0}")]
     Unavailable(String),
 }
+
+/// A channel's subcommand whose arguments are built only when it is the one given (or its help
+/// is shown): `clawbridge serve` then never runs, nor maps into memory, the code that builds
+/// every channel's command tree. `about` is what the bridge's own help lists for it; the
+/// plugin's test checks that it matches the derived command's.
+pub fn deferred_command(
+    name: &'static str,
+    about: &'static str,
+    build: fn(clap::Command) -> clap::Command,
+) -> clap::Command {
+    clap::Command::new(name).about(about).defer(build)
+}

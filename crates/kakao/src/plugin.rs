@@ -6,7 +6,7 @@
 use crate::KakaoConfig;
 use crate::chatbot::KakaoChatbot;
 use async_trait::async_trait;
-use clap::{CommandFactory as _, FromArgMatches as _};
+use clap::FromArgMatches as _;
 use clawbridge_channel::cli::{CliError, CliHost};
 use clawbridge_channel::plugin::{
     ChannelPlugin, ChannelSettings, ChannelStatus, Check, ConnectorContext, Env, HostInfo,
@@ -16,6 +16,10 @@ use std::any::Any;
 use std::process::ExitCode;
 use std::sync::{Arc, LazyLock};
 
+/// The subcommand's name and the line the bridge's help lists for it (the same as the doc
+/// comment of [`crate::cli::KakaoCli`]; a test holds them together).
+const COMMAND: &str = "kakao";
+const COMMAND_ABOUT: &str = "KakaoTalk: Kakao Login, the Talk Message API, chatbot Event API pushes";
 /// The KakaoTalk channel plugin.
 #[derive(Debug)]
 pub struct KakaoPlugin;
@@ -36,7 +40,11 @@ impl ChannelPlugin for KakaoPlugin {
     }
 
     fn command(&self) -> Option<clap::Command> {
-        Some(crate::cli::KakaoCli::command())
+        Some(clawbridge_channel::cli::deferred_command(
+            COMMAND,
+            COMMAND_ABOUT,
+            <crate::cli::KakaoCli as clap::Args>::augment_args,
+        ))
     }
 
     async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
@@ -81,5 +89,27 @@ impl ChannelSettings for KakaoConfig {
     /// Whether the default Kakao Login account is logged in (no network calls).
     async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
         crate::cli::talk::doctor_check(self, host.cli.as_ref()).await.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use clap::CommandFactory as _;
+    use clawbridge_channel::plugin::ChannelPlugin as _;
+
+    /// The deferred subcommand, once built, is the derived one: same help line, same arguments.
+    #[test]
+    fn the_deferred_command_is_the_derived_one() {
+        // What the bridge's help lists before building it is what the derived command says.
+        let derived_unbuilt = crate::cli::KakaoCli::command();
+        assert_eq!(derived_unbuilt.get_about().map(ToString::to_string).as_deref(), Some(super::COMMAND_ABOUT));
+        let mut deferred = super::KakaoPlugin.command().expect("a subcommand");
+        assert_eq!(deferred.get_about().map(ToString::to_string).as_deref(), Some(super::COMMAND_ABOUT));
+        deferred.build();
+        let mut derived = crate::cli::KakaoCli::command();
+        derived.build();
+        assert_eq!(deferred.get_name(), derived.get_name());
+        assert_eq!(deferred.get_about().map(ToString::to_string), derived.get_about().map(ToString::to_string));
+        assert_eq!(deferred.render_long_help().to_string(), derived.render_long_help().to_string());
     }
 }

@@ -7,7 +7,7 @@ use crate::client::KapsoClient;
 use crate::config::{AccountConfig, DeliveryMode, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
-use clap::{CommandFactory as _, FromArgMatches as _};
+use clap::FromArgMatches as _;
 use clawbridge_channel::Connector;
 use clawbridge_channel::cli::{CliError, CliHost};
 use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
@@ -17,6 +17,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// The subcommand's name and the line the bridge's help lists for it (the same as the doc
+/// comment of [`crate::cli::WhatsappCli`]; a test holds them together).
+const COMMAND: &str = "whatsapp";
+const COMMAND_ABOUT: &str = "WhatsApp through Kapso: send messages, media, templates and reactions";
 /// The WhatsApp (Kapso) channel plugin.
 #[derive(Debug)]
 pub struct WhatsAppPlugin;
@@ -32,7 +36,11 @@ impl ChannelPlugin for WhatsAppPlugin {
     }
 
     fn command(&self) -> Option<clap::Command> {
-        Some(crate::cli::WhatsappCli::command())
+        Some(clawbridge_channel::cli::deferred_command(
+            COMMAND,
+            COMMAND_ABOUT,
+            <crate::cli::WhatsappCli as clap::Args>::augment_args,
+        ))
     }
 
     async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
@@ -115,5 +123,27 @@ pub fn describe(error: &SendError) -> String {
         SendError::AuthExpired => {
             "Kapso rejected the API key (HTTP 401/403): check KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID".to_owned()
         }
+    }
+}
+
+#[cfg(test)]
+mod command_tests {
+    use clap::CommandFactory as _;
+    use clawbridge_channel::plugin::ChannelPlugin as _;
+
+    /// The deferred subcommand, once built, is the derived one: same help line, same arguments.
+    #[test]
+    fn the_deferred_command_is_the_derived_one() {
+        // What the bridge's help lists before building it is what the derived command says.
+        let derived_unbuilt = crate::cli::WhatsappCli::command();
+        assert_eq!(derived_unbuilt.get_about().map(ToString::to_string).as_deref(), Some(super::COMMAND_ABOUT));
+        let mut deferred = super::WhatsAppPlugin.command().expect("a subcommand");
+        assert_eq!(deferred.get_about().map(ToString::to_string).as_deref(), Some(super::COMMAND_ABOUT));
+        deferred.build();
+        let mut derived = crate::cli::WhatsappCli::command();
+        derived.build();
+        assert_eq!(deferred.get_name(), derived.get_name());
+        assert_eq!(deferred.get_about().map(ToString::to_string), derived.get_about().map(ToString::to_string));
+        assert_eq!(deferred.render_long_help().to_string(), derived.render_long_help().to_string());
     }
 }
