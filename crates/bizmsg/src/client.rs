@@ -86,7 +86,7 @@ impl DealerClient {
     ///
     /// # Errors
     /// The network failed, classified.
-    pub async fn execute(&self, name: &str, request: &WireRequest) -> Result<Answer, SendError> {
+    pub async fn execute(&self, name: &'static str, request: &WireRequest) -> Result<Answer, SendError> {
         let url = format!("{}{}", self.base_url, request.path);
         let method =
             reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|e| SendError::Permanent(e.to_string()))?;

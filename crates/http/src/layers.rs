@@ -3,7 +3,8 @@
 //! test drops the ones it does not want.
 //!
 //! Per call: the retry loop (when on) around attempts; per attempt, the limiter's turn (when on),
-//! then the request inside a tracing span (when on); a rate-limited answer pauses the key.
+//! then the request inside a tracing span (when on); a rate-limited answer pauses the key. Every
+//! attempt is timed into [`REQUEST_SECONDS`], whatever the layers.
 
 use crate::limit::Limiter;
 use crate::retry::{Classify, retry};
@@ -25,23 +26,29 @@ pub struct Throttled {
     pub waited: Duration,
 }
 
+/// The histogram of every platform request attempt, labelled `platform`, `request` (the
+/// [`Request::name`]) and `outcome` (`ok` or the failure's retry class): p50/p95/p99 per endpoint
+/// and the error rate by class come from it.
+pub const REQUEST_SECONDS: &str = "clawbridge_platform_request_seconds";
+
 /// What the layers need to know about one call.
 #[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
-    /// For logs and spans (an endpoint path or an operation name).
-    pub name: &'a str,
+pub struct Request {
+    /// For logs, spans and the `request` label: an endpoint path or an operation name, written in
+    /// the code (`'static`), so a phone number or an id can never become a metric label.
+    pub name: &'static str,
     /// Safe to repeat after an error that may have been delivered (reads, uploads); sends are not.
     pub idempotent: bool,
 }
 
-impl<'a> Request<'a> {
+impl Request {
     /// A call without side effects beyond itself: repeating it is harmless.
-    pub fn idempotent(name: &'a str) -> Self {
+    pub fn idempotent(name: &'static str) -> Self {
         Self { name, idempotent: true }
     }
 
     /// A call that must not happen twice (a send).
-    pub fn once(name: &'a str) -> Self {
+    pub fn once(name: &'static str) -> Self {
         Self { name, idempotent: false }
     }
 }
@@ -119,7 +126,7 @@ impl Layers {
     ///
     /// # Errors
     /// The last attempt's error, or [`Throttled`] (converted) when the limiter kept it waiting too long.
-    pub async fn call<T, E, F, Fut>(&self, request: Request<'_>, mut attempt: F) -> Result<T, E>
+    pub async fn call<T, E, F, Fut>(&self, request: Request, mut attempt: F) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -140,7 +147,7 @@ impl Layers {
         }
     }
 
-    async fn once<T, E, Fut>(&self, request: &Request<'_>, number: u32, attempt: Fut) -> Result<T, E>
+    async fn once<T, E, Fut>(&self, request: &Request, number: u32, attempt: Fut) -> Result<T, E>
     where
         Fut: Future<Output = Result<T, E>>,
         E: Classify + From<Throttled> + Display,
@@ -152,10 +159,10 @@ impl Layers {
                 .increment(1);
             return Err(E::from(Throttled { waited: limit.max_wait }));
         }
+        let started = tokio::time::Instant::now();
         let result = if self.trace {
             let span =
                 tracing::debug_span!("request", platform = self.platform, request = request.name, attempt = number);
-            let started = tokio::time::Instant::now();
             let result = attempt.instrument(span.clone()).await;
             let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             span.in_scope(|| match &result {
@@ -166,6 +173,12 @@ impl Layers {
         } else {
             attempt.await
         };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.retry_class().as_str(),
+        };
+        metrics::histogram!(REQUEST_SECONDS, "platform" => self.platform, "request" => request.name, "outcome" => outcome)
+            .record(started.elapsed().as_secs_f64());
         if let (Some(limit), Err(e)) = (&self.limit, &result)
             && e.retry_class() == RetryClass::RateLimited
         {

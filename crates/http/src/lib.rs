@@ -20,6 +20,6 @@ pub mod limit;
 pub mod retry;
 
 pub use download::{DownloadError, DownloadPolicy, Downloaded, Downloader, PlatformKey, describe_error, redact_url};
-pub use layers::{Layers, Request, Throttled};
+pub use layers::{Layers, REQUEST_SECONDS, Request, Throttled};
 pub use limit::{Limiter, MemoryQuota, QuotaError, SharedQuota};
 pub use retry::{Classify, jitter, parse_retry_after, retry, retry_after, should_retry};

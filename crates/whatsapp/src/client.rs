@@ -523,7 +523,7 @@ impl KapsoClient {
     /// Runs one call through the layers (rate limit, tracing, retry when on).
     async fn execute(
         &self,
-        request: Request<'_>,
+        request: Request,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<Value, SendError> {
         self.execute_dated(request, build).await.map(|(value, _)| value)
@@ -532,7 +532,7 @@ impl KapsoClient {
     /// [`execute`](Self::execute), also returning the server's `Date`.
     async fn execute_dated(
         &self,
-        request: Request<'_>,
+        request: Request,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
         self.layers.call(request, || self.attempt(&build)).await.map_err(|failure| failure.error)

@@ -157,7 +157,8 @@ enum Method {
 /// One kapi request, rebuilt for each attempt.
 struct Call<'a> {
     method: Method,
-    path: &'a str,
+    /// Also the `request` label of the platform metrics: written in the code, never built.
+    path: &'static str,
     query: Vec<(&'a str, String)>,
     form: Vec<(&'a str, String)>,
     image: Option<(&'a [u8], &'static str)>,
@@ -167,7 +168,7 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn get(path: &'a str) -> Self {
+    fn get(path: &'static str) -> Self {
         Self {
             method: Method::Get,
             path,
@@ -178,7 +179,7 @@ impl<'a> Call<'a> {
             idempotent: true,
         }
     }
-    fn post(path: &'a str) -> Self {
+    fn post(path: &'static str) -> Self {
         Self {
             method: Method::Post,
             path,
