@@ -105,7 +105,7 @@ fn serve() {
     let dir = std::path::PathBuf::from(std::env::var("BENCH_DIR").expect("BENCH_DIR"));
     let config = daemon_config(&dir);
     // As `clawbridge serve` does (cli.rs): logs, TLS provider, the default multi-threaded runtime.
-    clawbridge::telemetry::init_logging(config.bridge.log_format);
+    clawbridge::telemetry::init_logging(config.bridge.log_format, clawbridge::telemetry::Verbosity::Daemon);
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {

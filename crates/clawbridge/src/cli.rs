@@ -4,7 +4,7 @@
 use crate::commands;
 use crate::commands::host::CommandHost;
 use crate::config::Config;
-use crate::telemetry::init_logging;
+use crate::telemetry::{Verbosity, init_logging};
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use clawbridge_channel::plugin::PluginSet;
 use std::path::PathBuf;
@@ -120,7 +120,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.bridge.log_format);
+    let verbosity = if matches.subcommand_name() == Some("serve") { Verbosity::Daemon } else { Verbosity::Command };
+    init_logging(config.bridge.log_format, verbosity);
     // One TLS crypto provider for the whole process (rust-stack.md §2.2).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -13,7 +13,7 @@
 //! `clawbridge_whatsapp::cli::go_bridge`; this module wires it to the daemon and the gateway.
 
 use crate::config::Config;
-use crate::telemetry::init_logging;
+use crate::telemetry::{Verbosity, init_logging};
 use clawbridge_gateway::{GatewayConfig, GatewayError, probe};
 use clawbridge_whatsapp::cli::go_bridge::{self, Finding, GoBridgeEnv, SendUsage};
 use clawbridge_whatsapp::cli::{print_send_result, send};
@@ -73,7 +73,7 @@ pub fn daemon_main(binary: &str) -> ExitCode {
     }
     // WhatsApp only, like the Go bridge (Kakao stays with `clawbridge serve`).
     config.set_channel(clawbridge_kakao::chatbot::CHANNEL, None);
-    init_logging(config.bridge.log_format);
+    init_logging(config.bridge.log_format, Verbosity::Daemon);
     warn_ignored(&env);
     crate::cli::block_on(crate::commands::serve::run(config))
 }

@@ -54,6 +54,27 @@ async fn doctor_passes_against_a_gateway_and_prints_its_version() {
 }
 
 #[test]
+fn a_command_read_through_a_pipe_is_plain_text_with_only_its_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // No RUST_LOG: the defaults, as a user piping `doctor 2>&1 | head` has them. The first run
+    // creates the master key and the device identity, which the daemon would log at info.
+    let out = Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .arg("doctor")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("CLAWBRIDGE_STATE_DIR", dir.path())
+        .env("OPENCLAW_TOKEN", TOKEN)
+        .env("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let (text, errors) = (stdout(&out), stderr(&out));
+    assert!(text.contains("ok    master key"), "{text}");
+    assert!(!text.contains('\u{1b}') && !errors.contains('\u{1b}'), "no colour codes: {text}{errors}");
+    assert!(!errors.contains("INFO"), "a command logs only warnings unless asked: {errors}");
+}
+
+#[test]
 fn doctor_names_the_missing_token_and_exits_non_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = clawbridge(dir.path(), &[("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")], &["doctor"]);
