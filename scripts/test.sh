@@ -33,3 +33,6 @@ done
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== deployment files (systemd units, alert rules, dashboard)"
+bash scripts/check-deploy.sh

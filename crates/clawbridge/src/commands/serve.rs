@@ -37,10 +37,20 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     };
+    notify_service_manager(sd_notify::NotifyState::Ready);
     stop.wait().await;
+    notify_service_manager(sd_notify::NotifyState::Stopping);
     public_webhook.stop().await;
     handle.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells systemd (`Type=notify`, `NOTIFY_SOCKET`) that the daemon listens, or is draining; nothing
+/// happens without a service manager.
+fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "cannot tell the service manager (NOTIFY_SOCKET)");
+    }
 }
 
 /// SIGINT and SIGTERM, registered when created.

@@ -277,3 +277,39 @@ async fn doctor_checks_the_bizmsg_settings_and_the_dealer_host() {
         assert!(text.contains("ok    bizmsg default: configured for"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let fake = FakeGateway::start(TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("CLAWBRIDGE_STATE_DIR", dir.path())
+        .env("CLAWBRIDGE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OPENCLAW_GATEWAY_URL", fake.url())
+        .env("OPENCLAW_TOKEN", TOKEN)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let deadline = std::time::Duration::from_secs(60);
+    let n = tokio::time::timeout(deadline, socket.recv(&mut buf)).await.expect("READY=1 arrives").unwrap();
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "READY=1\n");
+    // Ready means listening.
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
+    assert!(health.status().is_success());
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let n = tokio::time::timeout(deadline, socket.recv(&mut buf)).await.expect("STOPPING=1 arrives").unwrap();
+    assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "STOPPING=1\n");
+    let status = tokio::time::timeout(deadline, child.wait()).await.expect("the daemon exits").unwrap();
+    assert!(status.success(), "{status}");
+}
