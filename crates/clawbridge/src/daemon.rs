@@ -150,7 +150,10 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         app = app.merge(pipeline::bizmsg::nhn_webhook(store.clone(), webhook_signature.clone()));
     }
     let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
-    let app = app.merge(http::router(health)).layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
+    let app = app
+        .merge(http::router(health))
+        .route_layer(axum::middleware::from_fn(http::observe))
+        .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
 
     let listen = config.bridge.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {

@@ -176,11 +176,18 @@ async fn a_signed_kapso_webhook_is_answered_on_whatsapp_with_the_model_reply() {
     assert!(!stub.system_prompts_containing(&number).is_empty(), "sender number in extraSystemPrompt");
     assert!(fake.read_receipts_for(&wamid) >= 1, "marked read (typing indicator) while the agent worked");
     assert!(fake.requests().iter().all(|r| r.api_key.as_deref() == Some(API_KEY)));
-    // Every platform call is timed per endpoint, and no number or id becomes a label.
+    // Every platform call is timed per endpoint, and no number or id becomes a label (a path
+    // that matches no route is not counted at all).
+    let stray = reqwest::get(format!("{base}/probe/{number}")).await.unwrap();
+    assert_eq!(stray.status(), 404);
     let metrics = reqwest::get(format!("{base}/metrics")).await.unwrap().text().await.unwrap();
     assert!(
         metrics
             .contains(r#"clawbridge_platform_request_seconds_bucket{platform="whatsapp",request="send",outcome="ok""#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"clawbridge_http_served_seconds_bucket{route="/webhook",method="POST",status="2xx""#),
         "{metrics}"
     );
     assert!(!metrics.contains(&number) && !metrics.contains(&wamid), "{metrics}");
