@@ -29,3 +29,34 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   echo "skip  systemd units: systemd-analyze is not installed"
 fi
+
+if ! command -v promtool >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  echo "== installing promtool (Debian package prometheus; the service is not started)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+    || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+fi
+if command -v promtool >/dev/null 2>&1; then
+  promtool check rules deploy/prometheus/alerts.yml >/dev/null
+  promtool test rules deploy/prometheus/alerts.test.yml >/dev/null
+  echo "ok    deploy/prometheus/alerts.yml (promtool check + test rules)"
+else
+  echo "error: promtool is not installed and cannot be (not root, or no apt-get): install Debian's prometheus package" >&2
+  exit 1
+fi
+
+# The dashboard is JSON, and every metric it or the alerts name is one the code records.
+python3 - <<'PY'
+import json, pathlib, re, sys
+dashboard = json.loads(pathlib.Path("deploy/grafana/clawbridge.json").read_text())
+exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+text = "\n".join(exprs) + pathlib.Path("deploy/prometheus/alerts.yml").read_text()
+names = {re.sub(r"_(bucket|count|sum)$", "", n) for n in re.findall(r"\bclawbridge_[a-z_]+", text)}
+source = "\n".join(p.read_text() for p in pathlib.Path("crates").glob("*/src/**/*.rs"))
+# Names the code builds from parts: clawbridge_{queue}_depth.
+built = {"clawbridge_inbox_depth", "clawbridge_outbox_depth"} if "clawbridge_{queue}_depth" in source else set()
+missing = sorted(n for n in names if f'"{n}"' not in source and n not in built)
+if missing:
+    sys.exit(f"deploy/: metrics no code records: {', '.join(missing)}")
+print(f"ok    deploy/grafana/clawbridge.json ({len(dashboard['panels'])} panels; {len(names)} metrics, all recorded by the code)")
+PY

@@ -408,6 +408,12 @@ impl fmt::Debug for TokenManager {
     }
 }
 
+/// Access-token refreshes by `result` (`ok`, `login_required`, `error`).
+pub const REFRESHES_TOTAL: &str = "clawbridge_kakao_token_refreshes_total";
+/// When each account's refresh token expires (Unix seconds), labelled `account` (a configured
+/// account name): after it, `kakao login` is needed again.
+pub const REFRESH_EXPIRES_AT: &str = "clawbridge_kakao_refresh_token_expires_at_seconds";
+
 impl TokenManager {
     /// The manager of `account`.
     pub fn new(
@@ -430,6 +436,7 @@ impl TokenManager {
     /// [`TalkError::NotLoggedIn`] or a storage error.
     pub async fn stored(&self) -> Result<OAuthToken, TalkError> {
         let token = self.store.load(&self.account).await?.ok_or_else(|| self.not_logged_in())?;
+        self.observe(&token);
         *self.current.lock().await = Some(token.clone());
         Ok(token)
     }
@@ -444,6 +451,9 @@ impl TokenManager {
         let mut current = self.current.lock().await;
         if current.is_none() {
             *current = self.store.load(&self.account).await?;
+            if let Some(token) = current.as_ref() {
+                self.observe(token);
+            }
         }
         let token = current.clone().ok_or_else(|| self.not_logged_in())?;
         if !token.needs_refresh(now_ms()) {
@@ -464,6 +474,9 @@ impl TokenManager {
         let mut current = self.current.lock().await;
         if current.is_none() {
             *current = self.store.load(&self.account).await?;
+            if let Some(token) = current.as_ref() {
+                self.observe(token);
+            }
         }
         let token = current.clone().ok_or_else(|| self.not_logged_in())?;
         if !token.same_access(rejected) {
@@ -534,15 +547,31 @@ impl TokenManager {
         if base.refresh_expires_at.is_some_and(|at| at <= now) {
             return Err(self.login_required("the refresh token expired"));
         }
+        let refreshes = |result: &'static str| metrics::counter!(REFRESHES_TOTAL, "result" => result).increment(1);
         let response = match self.oauth.refresh(&refresh_token).await {
             Ok(response) => response,
-            Err(TalkError::OAuth(e)) if e.needs_login() => return Err(self.login_required(&e.to_string())),
-            Err(e) => return Err(e),
+            Err(TalkError::OAuth(e)) if e.needs_login() => {
+                refreshes("login_required");
+                return Err(self.login_required(&e.to_string()));
+            }
+            Err(e) => {
+                refreshes("error");
+                return Err(e);
+            }
         };
+        refreshes("ok");
         let fresh = OAuthToken::from_response(response, now, Some(&base));
         self.store.save(&self.account, &fresh).await?;
+        self.observe(&fresh);
         tracing::info!(account = %self.account, rotated = fresh.refresh_expires_at != base.refresh_expires_at, "refreshed the Kakao access token");
         Ok(fresh)
+    }
+
+    /// When the refresh token stops working, for the "log in again soon" alert.
+    fn observe(&self, token: &OAuthToken) {
+        if let Some(at) = token.refresh_expires_at {
+            metrics::gauge!(REFRESH_EXPIRES_AT, "account" => self.account.clone()).set(at as f64 / 1000.0);
+        }
     }
 
     fn not_logged_in(&self) -> TalkError {
