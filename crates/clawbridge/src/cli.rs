@@ -45,6 +45,12 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         dead: u32,
     },
+    /// Exit 0 when the local daemon answers /healthz (container health checks, scripts).
+    Health {
+        /// Ask /readyz instead: the gateway connected and the store writable.
+        #[arg(long)]
+        ready: bool,
+    },
     /// Approve or revoke who may talk to the agent (DM policy `pairing`).
     Pairing {
         /// Pairing action.
@@ -158,6 +164,7 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         }
         Command::Doctor => commands::doctor::run(&config).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
+        Command::Health { ready } => commands::health::run(&config, ready).await,
         Command::Pairing { action } => commands::pairing::run(&config, action).await,
         Command::Alimtalk { action } => commands::bizmsg::alimtalk(&config, action).await,
         Command::Brand { action } => commands::bizmsg::brand(&config, action, false).await,
@@ -232,7 +239,7 @@ mod tests {
         let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
         assert_eq!(
             names,
-            ["serve", "doctor", "status", "pairing", "alimtalk", "brand", "friendtalk", "kakao", "whatsapp"]
+            ["serve", "doctor", "status", "health", "pairing", "alimtalk", "brand", "friendtalk", "kakao", "whatsapp"]
         );
     }
 

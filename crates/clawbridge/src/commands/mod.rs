@@ -4,6 +4,7 @@
 pub mod bizmsg;
 pub mod compat;
 pub mod doctor;
+pub mod health;
 pub mod host;
 pub mod pairing;
 pub mod serve;

@@ -303,13 +303,23 @@ async fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     let deadline = std::time::Duration::from_secs(60);
     let n = tokio::time::timeout(deadline, socket.recv(&mut buf)).await.expect("READY=1 arrives").unwrap();
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "READY=1\n");
-    // Ready means listening.
-    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.unwrap();
-    assert!(health.status().is_success());
+    // Ready means listening; `clawbridge health` (the container health check) says so.
+    let listen = format!("127.0.0.1:{port}");
+    let health = |args: &'static [&'static str]| {
+        let (dir, listen) = (dir.path().to_owned(), listen.clone());
+        tokio::task::spawn_blocking(move || clawbridge(&dir, &[("CLAWBRIDGE_LISTEN", &listen)], args))
+    };
+    let out = health(&["health"]).await.unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let out = health(&["health", "--ready"]).await.unwrap();
+    assert!(out.status.success(), "connected to the fake gateway: {}{}", stdout(&out), stderr(&out));
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let n = tokio::time::timeout(deadline, socket.recv(&mut buf)).await.expect("STOPPING=1 arrives").unwrap();
     assert_eq!(std::str::from_utf8(&buf[..n]).unwrap(), "STOPPING=1\n");
     let status = tokio::time::timeout(deadline, child.wait()).await.expect("the daemon exits").unwrap();
     assert!(status.success(), "{status}");
+    let out = health(&["health"]).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is `clawbridge serve` running"), "{}", stderr(&out));
 }
