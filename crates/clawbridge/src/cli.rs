@@ -51,6 +51,17 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Shell completions on stdout: `clawbridge completions bash > /etc/bash_completion.d/clawbridge`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// The manual page (roff) on stdout (`clawbridge man | man -l -`), or every page into a folder.
+    Man {
+        /// Write clawbridge.1 and one page per subcommand (clawbridge-whatsapp-send.1, …) here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Approve or revoke who may talk to the agent (DM policy `pairing`).
     Pairing {
         /// Pairing action.
@@ -165,6 +176,20 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Doctor => commands::doctor::run(&config).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
         Command::Health { ready } => commands::health::run(&config, ready).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command_line(plugins), "clawbridge", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: None } => {
+            clap_mangen::Man::new(command_line(plugins)).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            std::fs::create_dir_all(&dir)?;
+            clap_mangen::generate_to(command_line(plugins), &dir)?;
+            println!("manual pages written to {}", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pairing { action } => commands::pairing::run(&config, action).await,
         Command::Alimtalk { action } => commands::bizmsg::alimtalk(&config, action).await,
         Command::Brand { action } => commands::bizmsg::brand(&config, action, false).await,
@@ -239,7 +264,20 @@ mod tests {
         let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
         assert_eq!(
             names,
-            ["serve", "doctor", "status", "health", "pairing", "alimtalk", "brand", "friendtalk", "kakao", "whatsapp"]
+            [
+                "serve",
+                "doctor",
+                "status",
+                "health",
+                "completions",
+                "man",
+                "pairing",
+                "alimtalk",
+                "brand",
+                "friendtalk",
+                "kakao",
+                "whatsapp"
+            ]
         );
     }
 

@@ -323,3 +323,29 @@ async fn serve_tells_systemd_when_it_is_ready_and_when_it_stops() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is `clawbridge serve` running"), "{}", stderr(&out));
 }
+
+#[test]
+fn completions_and_the_man_page_cover_the_channels_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = clawbridge(dir.path(), &[], &["completions", shell]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let script = stdout(&out);
+        // The channels' deferred subcommands are expanded: whatsapp's own `send` is in.
+        assert!(script.contains("whatsapp") && script.contains("alimtalk"), "{shell}: {script}");
+        assert!(script.contains("template"), "{shell}: whatsapp send --template");
+    }
+    let out = clawbridge(dir.path(), &[], &["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.starts_with(".ie") && page.contains(".TH clawbridge 1"), "{page}");
+    assert!(page.contains("CLAWBRIDGE_CONFIG") && page.contains("whatsapp"), "{page}");
+    let pages = dir.path().join("man1");
+    let out = clawbridge(dir.path(), &[], &["man", "--out-dir", pages.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for page in ["clawbridge.1", "clawbridge-whatsapp.1", "clawbridge-whatsapp-send.1", "clawbridge-alimtalk-send.1"] {
+        assert!(pages.join(page).is_file(), "{page} in {:?}", std::fs::read_dir(&pages).unwrap().collect::<Vec<_>>());
+    }
+    let bad = clawbridge(dir.path(), &[], &["completions", "tcsh"]);
+    assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
+}
