@@ -35,7 +35,11 @@ pub enum Command {
         insecure_no_signature: bool,
     },
     /// Check configuration, store and the gateway handshake; exits non-zero with the fix.
-    Doctor,
+    Doctor {
+        /// Print one JSON document instead of lines (for monitoring and scripts).
+        #[arg(long)]
+        json: bool,
+    },
     /// Show queue depths, dead letters and the daemon's gateway state.
     Status {
         /// Print JSON instead of text.
@@ -50,6 +54,12 @@ pub enum Command {
         /// Ask /readyz instead: the gateway connected and the store writable.
         #[arg(long)]
         ready: bool,
+    },
+    /// Read and validate the configuration without starting anything.
+    Config {
+        /// Configuration action.
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Shell completions on stdout: `clawbridge completions bash > /etc/bash_completion.d/clawbridge`.
     Completions {
@@ -86,6 +96,14 @@ pub enum Command {
         #[command(subcommand)]
         action: commands::bizmsg::BrandAction,
     },
+}
+
+/// `clawbridge config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Load the file (`--config`) and the environment as `serve` would; exit 2 with the setting
+    /// and the fix when something is wrong.
+    Check,
 }
 
 /// `clawbridge pairing …`
@@ -173,9 +191,10 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Serve { insecure_no_signature } => {
             commands::serve::run(commands::serve::allow_unsigned(config, insecure_no_signature)).await
         }
-        Command::Doctor => commands::doctor::run(&config).await,
+        Command::Doctor { json } => commands::doctor::run(&config, json).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
         Command::Health { ready } => commands::health::run(&config, ready).await,
+        Command::Config { action: ConfigAction::Check } => commands::config_check::run(&config),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command_line(plugins), "clawbridge", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
@@ -269,6 +288,7 @@ mod tests {
                 "doctor",
                 "status",
                 "health",
+                "config",
                 "completions",
                 "man",
                 "pairing",

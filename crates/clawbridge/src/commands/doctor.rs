@@ -10,28 +10,41 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The checks as they run: printed one by one for a person, or kept for one JSON document.
 struct Report {
     failed: bool,
+    json: Option<Vec<serde_json::Value>>,
 }
 
 impl Report {
-    fn ok(&self, what: &str, detail: impl std::fmt::Display) {
-        println!("ok    {what}: {detail}");
+    fn ok(&mut self, what: &str, detail: impl std::fmt::Display) {
+        match &mut self.json {
+            Some(checks) => checks.push(serde_json::json!({"check": what, "ok": true, "detail": detail.to_string()})),
+            None => println!("ok    {what}: {detail}"),
+        }
     }
 
     fn fail(&mut self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
         self.failed = true;
-        println!("FAIL  {what}: {problem}");
-        println!("      fix: {fix}");
+        match &mut self.json {
+            Some(checks) => checks.push(serde_json::json!({
+                "check": what, "ok": false, "problem": problem.to_string(), "fix": fix.to_string()
+            })),
+            None => {
+                println!("FAIL  {what}: {problem}");
+                println!("      fix: {fix}");
+            }
+        }
     }
 }
 
-/// Runs the checks; exit code 1 when any fails.
+/// Runs the checks; exit code 1 when any fails. `json`: one document
+/// `{"ok": bool, "checks": [{"check", "ok", "detail" | "problem" + "fix"}]}` instead of lines.
 ///
 /// # Errors
 /// None in practice: every problem is reported as a failed check.
-pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    let mut report = Report { failed: false };
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let mut report = Report { failed: false, json: json.then(Vec::new) };
     match &config.source {
         Some(path) => report.ok("config", format!("{} + environment", path.display())),
         None => report.ok("config", "environment only (no --config / CLAWBRIDGE_CONFIG)"),
@@ -123,11 +136,12 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
-    if report.failed {
+    if let Some(checks) = report.json.take() {
+        println!("{}", serde_json::json!({"ok": !report.failed, "checks": checks}));
+    } else if report.failed {
         println!("\nSome checks failed.");
-        Ok(ExitCode::FAILURE)
     } else {
         println!("\nAll checks passed.");
-        Ok(ExitCode::SUCCESS)
     }
+    Ok(if report.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -3,6 +3,7 @@
 
 pub mod bizmsg;
 pub mod compat;
+pub mod config_check;
 pub mod doctor;
 pub mod health;
 pub mod host;

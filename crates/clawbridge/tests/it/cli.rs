@@ -81,6 +81,18 @@ fn doctor_names_the_missing_token_and_exits_non_zero() {
     assert!(!out.status.success());
     let text = stdout(&out);
     assert!(text.contains("FAIL  gateway") && text.contains("OPENCLAW_TOKEN"), "{text}");
+
+    // The same checks as one JSON document, for monitoring.
+    let out = clawbridge(dir.path(), &[("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")], &["doctor", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("stdout is one JSON document");
+    assert_eq!(report["ok"], false);
+    let checks = report["checks"].as_array().unwrap();
+    let store = checks.iter().find(|c| c["check"] == "store").unwrap();
+    assert_eq!(store["ok"], true, "{store}");
+    let gateway = checks.iter().find(|c| c["check"] == "gateway").unwrap();
+    assert_eq!(gateway["ok"], false);
+    assert!(gateway["fix"].as_str().unwrap().contains("OPENCLAW_TOKEN"), "{gateway}");
 }
 
 #[test]
@@ -348,4 +360,23 @@ fn completions_and_the_man_page_cover_the_channels_commands() {
     }
     let bad = clawbridge(dir.path(), &[], &["completions", "tcsh"]);
     assert_eq!(bad.status.code(), Some(2), "an unknown shell is a usage error");
+}
+
+#[test]
+fn config_check_validates_a_file_without_starting_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[gateway]\nurl = \"ws://127.0.0.1:1\"\n\n[bridge]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    let out = clawbridge(dir.path(), &[], &["--config", good.to_str().unwrap(), "config", "check"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("good.toml + environment") && text.contains("ws://127.0.0.1:1"), "{text}");
+    assert!(text.contains("OPENCLAW_TOKEN"), "the missing token is pointed out: {text}");
+    assert!(!dir.path().join("clawbridge.db").exists(), "no store was opened");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[pipeline]\nconcurrency = \"many\"\n").unwrap();
+    let out = clawbridge(dir.path(), &[], &["--config", bad.to_str().unwrap(), "config", "check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("concurrency"), "the setting is named: {}", stderr(&out));
 }
