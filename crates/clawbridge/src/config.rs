@@ -76,7 +76,13 @@ pub struct BridgeSettings {
     pub log_format: LogFormat,
     /// `CLAWBRIDGE_MASTER_KEY`, when set (else `master.key` in the state dir).
     pub master_key: Option<SecretString>,
+    /// How long finished rows (and with them the deduplication of their messages) are kept.
+    pub retention: Duration,
 }
+
+/// The shortest retention: a finished inbox row is the deduplication record of its message, so it
+/// must outlive every platform's webhook retries (Kapso retries for hours, Kakao for seconds).
+pub const MIN_RETENTION_DAYS: u64 = 2;
 
 /// The inbound pipeline.
 #[derive(Clone, Debug)]
@@ -171,6 +177,7 @@ struct FileBridge {
     database_url: Option<String>,
     listen: Option<String>,
     log_format: Option<String>,
+    retention_days: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +272,15 @@ impl Config {
             }
         };
         let master_key = env("CLAWBRIDGE_MASTER_KEY").map(SecretString::from);
+        let retention_days =
+            parse_env::<u64>(&env, "CLAWBRIDGE_RETENTION_DAYS")?.or(file.bridge.retention_days).unwrap_or(7);
+        if retention_days < MIN_RETENTION_DAYS {
+            return Err(ConfigError(format!(
+                "CLAWBRIDGE_RETENTION_DAYS (bridge.retention_days) is {retention_days}: keep finished messages at least \
+                 {MIN_RETENTION_DAYS} days, or a platform's late webhook retry would be taken as a new message"
+            )));
+        }
+        let retention = Duration::from_secs(retention_days * 86_400);
 
         let mut retry_table = file.retry.unwrap_or_default();
         let http_table = match retry_table.remove("http") {
@@ -314,7 +330,7 @@ impl Config {
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
-            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention },
             pipeline,
             channels,
             retry,
@@ -499,6 +515,20 @@ mod tests {
         assert_eq!(cfg.bridge.database_url, "sqlite:///home/u/.local/state/clawbridge/clawbridge.db");
         assert_eq!(cfg.bridge.listen, "0.0.0.0:18790".parse().unwrap());
         assert!(cfg.require_token().unwrap_err().to_string().contains("OPENCLAW_TOKEN"));
+    }
+
+    #[test]
+    fn retention_is_a_week_unless_set_and_never_shorter_than_platform_retries() {
+        assert_eq!(load(&[("HOME", "/h")], None).unwrap().bridge.retention, Duration::from_secs(7 * 86_400));
+        let cfg = load(&[("HOME", "/h")], Some("[bridge]\nretention_days = 30\n")).unwrap();
+        assert_eq!(cfg.bridge.retention, Duration::from_secs(30 * 86_400));
+        let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_RETENTION_DAYS", "3")], Some("[bridge]\nretention_days = 30\n"));
+        assert_eq!(cfg.unwrap().bridge.retention, Duration::from_secs(3 * 86_400));
+        let short = load(&[("HOME", "/h"), ("CLAWBRIDGE_RETENTION_DAYS", "1")], None).unwrap_err().to_string();
+        assert!(
+            short.contains("CLAWBRIDGE_RETENTION_DAYS (bridge.retention_days)") && short.contains("at least 2"),
+            "{short}"
+        );
     }
 
     #[test]

@@ -251,17 +251,18 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     Ok(DaemonHandle { addr, shutdown, finished, gateway })
 }
 
-/// Prunes finished rows older than a week, hourly.
+/// Prunes finished rows older than `bridge.retention_days` (a week unless set), hourly.
 async fn housekeeping(shared: Shared, stop: CancellationToken) {
-    const WEEK_MS: i64 = 7 * 24 * 3_600_000;
+    let retention_ms = i64::try_from(shared.config.bridge.retention.as_millis()).unwrap_or(i64::MAX);
+    let days = shared.config.bridge.retention.as_secs() / 86_400;
     let mut tick = tokio::time::interval(Duration::from_secs(3_600));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = tick.tick() => {
-                match shared.store.prune(now_ms() - WEEK_MS).await {
+                match shared.store.prune(now_ms().saturating_sub(retention_ms)).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(rows = n, "pruned finished rows older than a week"),
+                    Ok(n) => tracing::info!(rows = n, days, "pruned finished rows past the retention"),
                     Err(e) => tracing::warn!(error = %e, "pruning failed"),
                 }
             }
