@@ -55,6 +55,15 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
     },
+    /// Write a commented clawbridge.toml with every setting and its default.
+    Init {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE", default_value = "clawbridge.toml")]
+        out: PathBuf,
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
     /// Read and validate the configuration without starting anything.
     Config {
         /// Configuration action.
@@ -194,6 +203,7 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Doctor { json } => commands::doctor::run(&config, json).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
         Command::Health { ready } => commands::health::run(&config, ready).await,
+        Command::Init { out, force } => commands::init::run(&out, force),
         Command::Config { action: ConfigAction::Check } => commands::config_check::run(&config),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut command_line(plugins), "clawbridge", &mut std::io::stdout());
@@ -288,6 +298,7 @@ mod tests {
                 "doctor",
                 "status",
                 "health",
+                "init",
                 "config",
                 "completions",
                 "man",

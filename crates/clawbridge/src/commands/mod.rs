@@ -7,6 +7,7 @@ pub mod config_check;
 pub mod doctor;
 pub mod health;
 pub mod host;
+pub mod init;
 pub mod pairing;
 pub mod serve;
 pub mod status;

@@ -380,3 +380,22 @@ fn config_check_validates_a_file_without_starting_anything() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("concurrency"), "the setting is named: {}", stderr(&out));
 }
+
+#[test]
+fn init_writes_a_private_config_once_that_config_check_accepts() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clawbridge.toml");
+    let path = file.to_str().unwrap();
+    let out = clawbridge(dir.path(), &[], &["init", "--out", path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file).unwrap().contains("OPENCLAW_TOKEN"));
+    let again = clawbridge(dir.path(), &[], &["init", "--out", path]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+    std::fs::write(&file, "edited").unwrap();
+    assert!(clawbridge(dir.path(), &[], &["init", "--out", path, "--force"]).status.success());
+    let check = clawbridge(dir.path(), &[], &["--config", path, "config", "check"]);
+    assert!(check.status.success(), "{}{}", stdout(&check), stderr(&check));
+}
