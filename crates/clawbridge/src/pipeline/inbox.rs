@@ -42,6 +42,9 @@ impl Queue for Inbox {
     }
 
     async fn handle(shared: Shared, row: InboundRow) {
+        if row.attempts == 1 {
+            super::record_queue_wait("inbox", row.received_at);
+        }
         process(&shared, row).await;
     }
 

@@ -54,6 +54,16 @@ impl std::fmt::Debug for Shared {
 }
 
 /// One durable queue a worker drains: how rows are claimed and how one is handled.
+/// How long a row waited before its first claim, by `queue` (`inbox`: received → agent run
+/// starts; `outbox`: reply stored → first send attempt).
+pub const QUEUE_WAIT_SECONDS: &str = "clawbridge_queue_wait_seconds";
+
+/// Records a row's wait from `since` (its insert) to now, at its first claim.
+fn record_queue_wait(queue: &'static str, since: clawbridge_core::time::EpochMs) {
+    let waited_ms = crate::util::now_ms().saturating_sub(since).max(0);
+    metrics::histogram!(QUEUE_WAIT_SECONDS, "queue" => queue).record(waited_ms as f64 / 1000.0);
+}
+
 pub(crate) trait Queue {
     /// A claimed row.
     type Row: Send + 'static;

@@ -46,6 +46,9 @@ impl Queue for Outbox {
 
 /// Sends one claimed row and records the result (sent, retry or dead).
 pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
+    if row.attempts == 1 {
+        super::record_queue_wait("outbox", row.created_at);
+    }
     let msg = &row.message;
     let channel = msg.channel.to_string();
     let Some(account) = shared.registry.account(&msg.channel, &msg.account).cloned() else {

@@ -47,6 +47,8 @@ async fn a_message_gets_the_agent_reply_as_a_quoted_answer() {
     assert_eq!(h.recorder.started(), ["m-1"]);
     let metrics = reqwest::get(format!("{}/metrics", h.base_url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("clawbridge_agent_latency_seconds_bucket"), "{metrics}");
+    assert!(metrics.contains(r#"clawbridge_queue_wait_seconds_bucket{queue="inbox""#), "{metrics}");
+    assert!(metrics.contains(r#"clawbridge_queue_wait_seconds_bucket{queue="outbox""#), "{metrics}");
     assert!(metrics.contains("clawbridge_outbox_depth{state=\"queued\"}"), "{metrics}");
     h.shutdown().await;
 }
