@@ -249,6 +249,17 @@ pub fn http_error(status: u16, body: &[u8], retry_after: Option<std::time::Durat
     }
 }
 
+/// `value` for a query string: unreserved characters as they are, every other byte escaped.
+pub(crate) fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The answers for every item not named in a response: a dealer that answers 200 and leaves a
 /// recipient out has not told us it took it.
 pub(crate) fn missing(items: &[Addressee], outcomes: &mut Vec<ItemOutcome>) {
