@@ -441,7 +441,17 @@ async fn results(
     }
     assert!(query.contains_key("startUpdateDate") && query.contains_key("endUpdateDate"), "{query:?}");
     let s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    Json(json!({"header": header(0, "SUCCESS"), "messages": s.results}))
+    // AlimTalk's result updates: Brand Messages have none.
+    let alimtalk: Vec<&Value> = s
+        .results
+        .iter()
+        .filter(|r| {
+            s.taken
+                .iter()
+                .any(|t| t.product == "alimtalk" && r["requestId"] == t.request_id && r["recipientSeq"] == t.seq)
+        })
+        .collect();
+    Json(json!({"header": header(0, "SUCCESS"), "messages": alimtalk}))
 }
 
 /// A result row as NHN reports it (`message-results` and the webhook's `hooks`).
