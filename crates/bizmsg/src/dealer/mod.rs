@@ -5,9 +5,12 @@
 //! Infobip `status.groupName`); that is read here, on every answer.
 //!
 //! Each recipient carries our own reference (its durable row's id), which the dealer echoes back
-//! where it can (NHN `recipientGroupingKey`, Infobip `destinations[].messageId`), so answers are
-//! matched by reference, never by position. Solapi echoes nothing of ours; its answers are matched
-//! by number, so one request never holds the same number twice ([`Batch::new`] refuses it).
+//! (NHN `recipientGroupingKey`, Infobip `destinations[].messageId`, Solapi `customFields`), so
+//! answers are matched by reference, never by position; where an answer lacks it (NHN's Brand
+//! Message answers give the place, a Solapi answer may omit `customFields`) by place or number, so
+//! one request never holds the same number twice ([`Batch::new`] refuses it). The same references
+//! find a request's messages at the dealer when its answer was lost, and the dealer's ids find
+//! their delivery results ([`Report`]).
 
 pub mod infobip;
 pub mod nhn;

@@ -120,10 +120,9 @@ async fn results_are_asked_by_message_id_until_final() {
             ("M4V2", ReportState::Pending, None)
         ]
     );
-    let s = fake.state();
-    let ids: Vec<&str> = s.list_queries[0].iter().filter(|(k, _)| k == "messageIds").map(|(_, v)| v.as_str()).collect();
+    let ids: Vec<String> =
+        fake.state().list_queries[0].iter().filter(|(k, _)| k == "messageIds").map(|(_, v)| v.clone()).collect();
     assert_eq!(ids, ["M4V0", "M4V1", "M4V2"]);
     // Polling by time has nothing to ask Solapi: its messages are asked about by id.
-    drop(s);
     assert!(client.poll_results(0, 1).await.unwrap().is_empty());
 }
