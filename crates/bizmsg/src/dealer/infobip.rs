@@ -57,12 +57,18 @@ struct Message<'a> {
 /// Where Infobip posts a message's delivery report: the daemon's webhook at the operator's
 /// public URL, and the token that signs each message's `callbackData` (Infobip echoes it in
 /// the report, which is how a report posted there without our header is known to be Infobip's).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReportWebhook {
     /// `<CLAWBRIDGE_PUBLIC_URL>/bizmsg/infobip/webhook`.
     pub url: String,
     /// `INFOBIP_WEBHOOK_TOKEN`.
     pub token: String,
+}
+
+impl std::fmt::Debug for ReportWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportWebhook").field("url", &self.url).field("token", &"[redacted]").finish()
+    }
 }
 
 /// A message's `webhooks`: the report URL, JSON, and the signed `callbackData`.
