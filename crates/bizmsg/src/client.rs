@@ -8,7 +8,7 @@ use crate::config::{BizmsgConfig, DealerSettings};
 use crate::dealer::nhn::SendAnswerKind;
 use crate::dealer::{DealerKind, Report, Sender, WireRequest, infobip, nhn, solapi};
 use crate::dispatch::{Pending, RequestKey, RowUpdate, apply, batch};
-use crate::send::Message;
+use crate::send::{Message, Product};
 use clawbridge_core::SendError;
 use clawbridge_core::clock::{Clock, SystemClock};
 use clawbridge_core::time::{EpochMs, MINUTE_MS};
@@ -37,8 +37,31 @@ pub struct DealerClient {
     http: reqwest::Client,
     base_url: String,
     dealer: DealerSettings,
+    /// Infobip: where its sends ask for their reports (`CLAWBRIDGE_PUBLIC_URL` and
+    /// `INFOBIP_WEBHOOK_TOKEN` both set).
+    report_webhook: Option<infobip::ReportWebhook>,
     layers: Layers,
     clock: Arc<dyn Clock>,
+}
+
+/// A message the dealer accepted, as its result is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The dealer's id ([`ItemResult::Accepted`](crate::dealer::ItemResult::Accepted)).
+    pub dealer_id: String,
+    /// AlimTalk or Brand Message (they are listed apart).
+    pub product: Product,
+}
+
+/// How many pages of one listing are read at most.
+const MAX_PAGES: u32 = 100;
+
+/// One query of [`DealerClient::results_of`].
+enum ResultQuery {
+    /// NHN: the messages of one of its requests, page by page.
+    NhnRequest { product: Product, request_id: String },
+    /// Infobip's logs or Solapi's list: one request.
+    Once(WireRequest),
 }
 
 impl std::fmt::Debug for DealerClient {
@@ -60,10 +83,20 @@ impl DealerClient {
             .user_agent(concat!("clawbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let report_webhook = match (&config.dealer, &config.public_url) {
+            (DealerSettings::Infobip { webhook_token: Some(token), .. }, Some(public)) => {
+                Some(infobip::ReportWebhook {
+                    url: format!("{public}/bizmsg/infobip/webhook"),
+                    token: token.expose_secret().to_owned(),
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             http,
             base_url: config.base_url.clone(),
             dealer: config.dealer.clone(),
+            report_webhook,
             layers: Layers::new("bizmsg").with_trace(),
             clock: Arc::new(SystemClock),
         })
@@ -94,7 +127,7 @@ impl DealerClient {
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
-        if let DealerSettings::Solapi { api_key, api_secret } = &self.dealer {
+        if let DealerSettings::Solapi { api_key, api_secret, .. } = &self.dealer {
             let auth =
                 solapi::SolapiAuth { api_key: api_key.clone(), api_secret: api_secret.expose_secret().to_owned() };
             let date = solapi::signing_date(self.clock.now_ms());
@@ -146,9 +179,15 @@ impl DealerClient {
                 nhn::brand_send(&auth, sender, content, &to, send_at, key.as_str())
             }
             DealerSettings::Solapi { .. } => solapi::brand_send(sender, content, &to, send_at),
-            DealerSettings::Infobip { api_key } => {
-                infobip::brand_send(api_key.expose_secret(), sender, content, &to, send_at, key.as_str())
-            }
+            DealerSettings::Infobip { api_key, .. } => infobip::brand_send(
+                api_key.expose_secret(),
+                sender,
+                content,
+                &to,
+                send_at,
+                key.as_str(),
+                self.report_webhook.as_ref(),
+            ),
         };
         let request = match request {
             Ok(request) => request,
@@ -162,19 +201,7 @@ impl DealerClient {
         let read = match self.dealer() {
             DealerKind::Nhn => match nhn::read_send_answer(status, body, &to, after) {
                 Ok(SendAnswerKind::Outcomes(outcomes)) => Ok(outcomes),
-                // NHN has this request already; without a Brand Message lookup its ids are not
-                // known here, so the rows stay in doubt under the key and are never sent again.
-                Ok(SendAnswerKind::AlreadyAccepted) => {
-                    return rows
-                        .iter()
-                        .map(|row| RowUpdate::Retry {
-                            id: row.id,
-                            error: format!("NHN already has request {}", key.as_str()),
-                            after: Some(Duration::from_secs(60)),
-                            in_doubt: true,
-                        })
-                        .collect();
-                }
+                Ok(SendAnswerKind::AlreadyAccepted) => return self.recover(key, rows).await,
                 Err(e) => Err(e),
             },
             DealerKind::Solapi => solapi::read_send_answer(status, body, &to, after),
@@ -195,9 +222,13 @@ impl DealerClient {
                 nhn::alimtalk_send(&auth, sender, &batch, key.as_str())
             }
             DealerSettings::Solapi { .. } => solapi::alimtalk_send(sender, &batch),
-            DealerSettings::Infobip { api_key } => {
-                infobip::alimtalk_send(api_key.expose_secret(), sender, &batch, key.as_str())
-            }
+            DealerSettings::Infobip { api_key, .. } => infobip::alimtalk_send(
+                api_key.expose_secret(),
+                sender,
+                &batch,
+                key.as_str(),
+                self.report_webhook.as_ref(),
+            ),
         };
         let request = match request {
             Ok(request) => request,
@@ -224,7 +255,7 @@ impl DealerClient {
     /// NHN has this request already (-1005): its messages are found by the key and accepted;
     /// the others stay in doubt under the key until the window has passed and a lookup decides.
     async fn recover(&self, key: &RequestKey, rows: &[Pending]) -> Vec<RowUpdate> {
-        match self.lookup(key).await {
+        match self.lookup(key, rows).await {
             Ok(found) => rows
                 .iter()
                 .map(|row| match found.iter().find(|(reference, _)| *reference == row.reference()) {
@@ -249,19 +280,149 @@ impl DealerClient {
         }
     }
 
-    /// The messages NHN has of the earlier request `key`: `(our reference, its id)`.
+    /// The messages the dealer has of the earlier request `key` of `rows`: `(our reference, its
+    /// id)`. NHN lists a request by its key (`senderGroupingKey`); Infobip's logs find our message
+    /// ids; Solapi's list of what it received around the key's time carries our references.
     ///
     /// # Errors
-    /// The query failed, or the dealer has no such lookup.
-    pub async fn lookup(&self, key: &RequestKey) -> Result<Vec<(String, String)>, SendError> {
-        let Some(auth) = self.dealer.nhn_auth() else {
-            return Err(SendError::Permanent(format!("{} has no lookup of earlier requests", self.dealer().id())));
+    /// A query failed.
+    pub async fn lookup(&self, key: &RequestKey, rows: &[Pending]) -> Result<Vec<(String, String)>, SendError> {
+        let product = match rows.first().map(|r| &r.message) {
+            Some(Message::Brand(_)) => Product::Brand,
+            _ => Product::Alimtalk,
         };
         // The request was made at the key's time (scheduled sends are listed by that time too).
         let made = key.made_at();
-        let request = nhn::lookup_query(&auth, key.as_str(), made - MINUTE_MS, made + 2 * MINUTE_MS);
-        let answer = self.execute("alimtalk lookup", &request).await?;
-        nhn::read_lookup(answer.status, &answer.body)
+        let (from, to) = (made - MINUTE_MS, made + 2 * MINUTE_MS);
+        let references: Vec<String> = rows.iter().map(Pending::reference).collect();
+        match &self.dealer {
+            DealerSettings::Nhn { .. } => {
+                let auth = self.dealer.nhn_auth().expect("the dealer is NHN");
+                let request = nhn::lookup_query(&auth, product, key.as_str(), from, to);
+                let answer = self.execute("lookup", &request).await?;
+                nhn::read_lookup(answer.status, &answer.body)
+            }
+            DealerSettings::Infobip { api_key, .. } => {
+                let mut found = Vec::new();
+                for request in infobip::logs_queries(api_key.expose_secret(), product, &references) {
+                    let answer = self.execute("lookup", &request).await?;
+                    for log in infobip::read_report_query(answer.status, &answer.body)? {
+                        // Our reference is Infobip's message id.
+                        if references.contains(&log.report.dealer_id) {
+                            found.push((log.report.dealer_id.clone(), log.report.dealer_id));
+                        }
+                    }
+                }
+                Ok(found)
+            }
+            DealerSettings::Solapi { .. } => {
+                let mut found = Vec::new();
+                let mut start_key: Option<String> = None;
+                for _ in 0..MAX_PAGES {
+                    let answer = self.execute("lookup", &solapi::window_query(from, to, start_key.as_deref())).await?;
+                    let (stored, next) = solapi::read_messages(answer.status, &answer.body)?;
+                    for message in stored {
+                        if let Some(reference) = message.reference.filter(|r| references.contains(r)) {
+                            found.push((reference, message.report.dealer_id));
+                        }
+                    }
+                    match next {
+                        Some(next) if start_key.as_deref() != Some(next.as_str()) => start_key = Some(next),
+                        _ => break,
+                    }
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// Where the accepted messages `sent` are now, asked by their ids: NHN lists each request's
+    /// messages by `requestId` (AlimTalk and Brand Message), Infobip's logs find them by message
+    /// id (48 hours), Solapi's list by `messageIds`. A query that fails is skipped (its messages
+    /// are asked about again next time).
+    ///
+    /// # Errors
+    /// Every query failed.
+    pub async fn results_of(&self, sent: &[Sent]) -> Result<Vec<Report>, SendError> {
+        let mut queries: Vec<ResultQuery> = Vec::new();
+        for product in [Product::Alimtalk, Product::Brand] {
+            let ids: Vec<String> = sent.iter().filter(|s| s.product == product).map(|s| s.dealer_id.clone()).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            match &self.dealer {
+                DealerSettings::Nhn { .. } => {
+                    let mut request_ids: Vec<String> = ids
+                        .iter()
+                        .map(|id| id.rsplit_once('/').map_or(id.as_str(), |(request, _)| request).to_owned())
+                        .collect();
+                    request_ids.sort_unstable();
+                    request_ids.dedup();
+                    queries.extend(
+                        request_ids.into_iter().map(|request_id| ResultQuery::NhnRequest { product, request_id }),
+                    );
+                }
+                DealerSettings::Infobip { api_key, .. } => queries.extend(
+                    infobip::logs_queries(api_key.expose_secret(), product, &ids).into_iter().map(ResultQuery::Once),
+                ),
+                DealerSettings::Solapi { .. } => queries
+                    .extend(ids.chunks(solapi::MAX_IDS_PER_QUERY).map(solapi::messages_query).map(ResultQuery::Once)),
+            }
+        }
+        let mut reports = Vec::new();
+        let mut failed: Option<SendError> = None;
+        let mut answered = false;
+        for query in queries {
+            match self.result_query(query).await {
+                Ok(mut read) => {
+                    answered = true;
+                    reports.append(&mut read);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a delivery result query failed; its messages are asked again later");
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) if !answered => Err(e),
+            _ => Ok(reports),
+        }
+    }
+
+    /// One query of [`DealerClient::results_of`], read (NHN's pages followed).
+    async fn result_query(&self, query: ResultQuery) -> Result<Vec<Report>, SendError> {
+        match query {
+            ResultQuery::NhnRequest { product, request_id } => {
+                let auth = self.dealer.nhn_auth().expect("the dealer is NHN");
+                let mut reports = Vec::new();
+                for page in 1..=MAX_PAGES {
+                    let request = nhn::request_results_query(&auth, product, &request_id, page);
+                    let answer = self.execute("results", &request).await?;
+                    let mut read = nhn::read_request_results(answer.status, &answer.body)?;
+                    let last = read.len() < 1_000;
+                    reports.append(&mut read);
+                    if last {
+                        break;
+                    }
+                }
+                Ok(reports)
+            }
+            ResultQuery::Once(request) => {
+                let answer = self.execute("results", &request).await?;
+                match self.dealer() {
+                    DealerKind::Solapi => Ok(solapi::read_messages(answer.status, &answer.body)?
+                        .0
+                        .into_iter()
+                        .map(|s| s.report)
+                        .collect()),
+                    _ => Ok(infobip::read_report_query(answer.status, &answer.body)?
+                        .into_iter()
+                        .map(|r| r.report)
+                        .collect()),
+                }
+            }
+        }
     }
 
     /// The dealer's templates of `sender_key`, AlimTalk and Brand Message, where it lists them
@@ -309,7 +470,7 @@ impl DealerClient {
                     }
                 }
             }
-            DealerSettings::Infobip { api_key } => {
+            DealerSettings::Infobip { api_key, .. } => {
                 let key = api_key.expose_secret();
                 let mut codes = Vec::new();
                 for page in 1..=10 {
@@ -378,10 +539,12 @@ impl DealerClient {
         }
     }
 
-    /// Delivery results that changed in `[from, to]` (NHN result updates, Infobip reports).
+    /// Delivery results that changed lately: NHN's AlimTalk result updates of `[from, to]`,
+    /// Infobip's reports of both APIs (each handed out once). Solapi and NHN's Brand Messages have
+    /// no such query: their messages are asked about by id ([`DealerClient::results_of`]).
     ///
     /// # Errors
-    /// The query failed; Solapi's results are not polled here.
+    /// A query failed.
     pub async fn poll_results(&self, from: EpochMs, to: EpochMs) -> Result<Vec<Report>, SendError> {
         match &self.dealer {
             DealerSettings::Nhn { .. } => {
@@ -398,18 +561,24 @@ impl DealerClient {
                 }
                 Ok(reports)
             }
-            DealerSettings::Infobip { api_key } => {
-                let answer =
-                    self.execute("alimtalk reports", &infobip::reports_query(api_key.expose_secret(), 1_000)).await?;
-                if !(200..300).contains(&answer.status) {
-                    return Err(crate::dealer::http_error(answer.status, &answer.body, answer.retry_after));
+            DealerSettings::Infobip { api_key, .. } => {
+                let mut reports = Vec::new();
+                for product in [Product::Alimtalk, Product::Brand] {
+                    // A full page means more are waiting: they are handed out on the next asks.
+                    for _ in 0..10 {
+                        let request = infobip::reports_query(api_key.expose_secret(), product, 1_000);
+                        let answer = self.execute("reports", &request).await?;
+                        let read = infobip::read_report_query(answer.status, &answer.body)?;
+                        let full = read.len() >= 1_000;
+                        reports.extend(read.into_iter().map(|r| r.report));
+                        if !full {
+                            break;
+                        }
+                    }
                 }
-                let reports = infobip::read_reports(&answer.body).map_err(SendError::transient)?;
-                Ok(reports.into_iter().map(|r| r.report).collect())
+                Ok(reports)
             }
-            DealerSettings::Solapi { .. } => {
-                Err(SendError::Permanent("Solapi delivery results are not polled yet".to_owned()))
-            }
+            DealerSettings::Solapi { .. } => Ok(Vec::new()),
         }
     }
 }

@@ -10,8 +10,17 @@
 //! appRatePerSecond = 100         # BIZMSG_APP_RATE_PER_SECOND: every sender key of the dealer
 //!                                # credential together (unset: no such ceiling)
 //!
+//! publicUrl = "https://…"        # CLAWBRIDGE_PUBLIC_URL: where the dealers reach this listener
+//!                                # (Infobip sends then name their report URL)
+//!
 //! [bizmsg.nhn]                   # NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY, NHN_BIZMSG_BASE_URL,
 //! appKey = "…"                   # NHN_BIZMSG_WEBHOOK_SIGNATURE
+//!
+//! [bizmsg.infobip]               # INFOBIP_API_KEY, INFOBIP_BASE_URL,
+//! webhookToken = "…"             # INFOBIP_WEBHOOK_TOKEN (POST /bizmsg/infobip/webhook)
+//!
+//! [bizmsg.solapi]                # SOLAPI_API_KEY, SOLAPI_API_SECRET, SOLAPI_BASE_URL,
+//! webhookToken = "…"             # SOLAPI_WEBHOOK_TOKEN (POST /bizmsg/solapi/webhook)
 //!
 //! [bizmsg.accounts.outlet]       # more brands (sender keys), each with its own settings
 //! senderKey = "…"
@@ -51,6 +60,7 @@ struct File {
     opt_out_number: Option<String>,
     rate_per_hour: Option<u32>,
     app_rate_per_second: Option<u32>,
+    public_url: Option<String>,
     nhn: Option<NhnFile>,
     solapi: Option<SolapiFile>,
     infobip: Option<InfobipFile>,
@@ -77,6 +87,7 @@ struct SolapiFile {
     api_key: Option<String>,
     api_secret: Option<String>,
     base_url: Option<String>,
+    webhook_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +95,7 @@ struct SolapiFile {
 struct InfobipFile {
     api_key: Option<String>,
     base_url: Option<String>,
+    webhook_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -113,11 +125,17 @@ pub enum DealerSettings {
         api_key: String,
         /// `SOLAPI_API_SECRET`.
         api_secret: SecretString,
+        /// `SOLAPI_WEBHOOK_TOKEN`: what Solapi's result webhook must present
+        /// ([`webhook::token_ok`](crate::webhook::token_ok)).
+        webhook_token: Option<SecretString>,
     },
     /// Infobip.
     Infobip {
         /// `INFOBIP_API_KEY`.
         api_key: SecretString,
+        /// `INFOBIP_WEBHOOK_TOKEN`: what Infobip's delivery-report webhook must present, and
+        /// the key of the `callbackData` signature of sends that name their report URL.
+        webhook_token: Option<SecretString>,
     },
 }
 
@@ -144,7 +162,7 @@ impl DealerSettings {
     /// Solapi's credentials, for its signature.
     pub fn solapi_auth(&self) -> Option<SolapiAuth> {
         match self {
-            Self::Solapi { api_key, api_secret } => {
+            Self::Solapi { api_key, api_secret, .. } => {
                 Some(SolapiAuth { api_key: api_key.clone(), api_secret: api_secret.expose_secret().to_owned() })
             }
             _ => None,
@@ -181,6 +199,10 @@ pub struct BizmsgConfig {
     /// Messages per second for the dealer credential (NHN app key, Solapi or Infobip API key),
     /// shared by every sender key on it; `None`: only the sender keys' hourly rates hold.
     pub app_rate_per_second: Option<u32>,
+    /// `CLAWBRIDGE_PUBLIC_URL`, without a trailing slash: the base at which the dealers reach
+    /// this listener. Infobip sends name `<publicUrl>/bizmsg/infobip/webhook` as their report URL
+    /// when it and the webhook token are set.
+    pub public_url: Option<String>,
 }
 
 impl BizmsgConfig {
@@ -245,6 +267,11 @@ impl BizmsgConfig {
                         "the API secret shown once with the key in the Solapi console",
                     )?
                     .into(),
+                    webhook_token: webhook_token(
+                        env("SOLAPI_WEBHOOK_TOKEN").or(solapi.webhook_token),
+                        "SOLAPI_WEBHOOK_TOKEN",
+                        "solapi.webhookToken",
+                    )?,
                 },
                 base_url(env("SOLAPI_BASE_URL").or(solapi.base_url), "SOLAPI_BASE_URL", "solapi.baseUrl")?
                     .unwrap_or_else(|| SOLAPI_BASE_URL.to_owned()),
@@ -258,6 +285,11 @@ impl BizmsgConfig {
                         "create an API key in the Infobip portal",
                     )?
                     .into(),
+                    webhook_token: webhook_token(
+                        env("INFOBIP_WEBHOOK_TOKEN").or(infobip.webhook_token),
+                        "INFOBIP_WEBHOOK_TOKEN",
+                        "infobip.webhookToken",
+                    )?,
                 },
                 base_url(env("INFOBIP_BASE_URL").or(infobip.base_url), "INFOBIP_BASE_URL", "infobip.baseUrl")?.ok_or(
                     "INFOBIP_BASE_URL (bizmsg.infobip.baseUrl) is not set: Infobip gives every account its own host, \
@@ -315,7 +347,19 @@ impl BizmsgConfig {
                     .to_owned(),
             );
         }
-        Ok(Some(Self { dealer, base_url, accounts, templates, brand_templates, app_rate_per_second }))
+        let public_url = match env("CLAWBRIDGE_PUBLIC_URL").or(file.public_url) {
+            None => None,
+            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
+                Some(url.trim_end_matches('/').to_owned())
+            }
+            Some(url) => {
+                return Err(format!(
+                    "CLAWBRIDGE_PUBLIC_URL (bizmsg.publicUrl) is {url:?}: use the https base at which the dealers reach \
+                     this listener, e.g. https://bridge.example.com"
+                ));
+            }
+        };
+        Ok(Some(Self { dealer, base_url, accounts, templates, brand_templates, app_rate_per_second, public_url }))
     }
 
     /// The name under which the store counts `appRatePerSecond`: the dealer and a digest of the
@@ -326,7 +370,7 @@ impl BizmsgConfig {
         let credential = match &self.dealer {
             DealerSettings::Nhn { app_key, .. } => app_key.clone(),
             DealerSettings::Solapi { api_key, .. } => api_key.clone(),
-            DealerSettings::Infobip { api_key } => api_key.expose_secret().to_owned(),
+            DealerSettings::Infobip { api_key, .. } => api_key.expose_secret().to_owned(),
         };
         let digest = sha2::Sha256::digest(format!("{}\n{credential}", self.base_url).as_bytes());
         format!("bizmsg-app:{}:{}", self.dealer.kind().id(), hex::encode(&digest[..8]))
@@ -372,6 +416,18 @@ fn account(
         return Err(format!("{scope}.ratePerHour is 0: give the messages per hour your dealer allows (default 1000)"));
     }
     Ok(SenderAccount { id: id.to_owned(), sender: Sender { sender_key, sms_from }, opt_out_number, rate_per_hour })
+}
+
+/// A webhook token, long enough not to be guessed.
+fn webhook_token(value: Option<String>, var: &str, key: &str) -> Result<Option<SecretString>, String> {
+    match value {
+        Some(token) if token.chars().count() < crate::webhook::MIN_TOKEN_CHARS => Err(format!(
+            "{var} (bizmsg.{key}) is shorter than {} characters: use a long random value (e.g. `openssl rand -hex 24`), \
+             the same at the dealer",
+            crate::webhook::MIN_TOKEN_CHARS
+        )),
+        other => Ok(other.map(Into::into)),
+    }
 }
 
 fn base_url(value: Option<String>, var: &str, key: &str) -> Result<Option<String>, String> {
@@ -518,5 +574,40 @@ mod tests {
         }
         let bad_template = "dealer = \"infobip\"\nsenderKey = \"S\"\n[infobip]\napiKey = \"K\"\nbaseUrl = \"https://x\"\n[[templates]]\ntemplateCode = \"A\"\ntext = \"#{a\"";
         assert!(load(&[], Some(bad_template)).unwrap_err().contains("AlimTalk template \"A\": text"));
+    }
+
+    #[test]
+    fn webhook_tokens_and_the_public_url_are_read_and_checked() {
+        let infobip: &[(&str, &str)] = &[
+            ("BIZMSG_DEALER", "infobip"),
+            ("BIZMSG_SENDER_KEY", "S"),
+            ("INFOBIP_API_KEY", "K"),
+            ("INFOBIP_BASE_URL", "https://x.api.infobip.com"),
+            ("INFOBIP_WEBHOOK_TOKEN", "0123456789abcdef-token"),
+            ("CLAWBRIDGE_PUBLIC_URL", "https://bridge.example/"),
+        ];
+        let config = load(infobip, None).unwrap().unwrap();
+        let DealerSettings::Infobip { webhook_token: Some(token), .. } = &config.dealer else { panic!("{config:?}") };
+        assert_eq!(token.expose_secret(), "0123456789abcdef-token");
+        assert_eq!(config.public_url.as_deref(), Some("https://bridge.example"));
+        assert!(!format!("{config:?}").contains("0123456789abcdef-token"), "the token does not print");
+
+        let solapi = "dealer = \"solapi\"\nsenderKey = \"PF\"\npublicUrl = \"https://b.example\"\n[solapi]\napiKey = \"K\"\napiSecret = \"S\"\nwebhookToken = \"solapi-token-0123456789\"";
+        let config = load(&[], Some(solapi)).unwrap().unwrap();
+        assert!(
+            matches!(&config.dealer, DealerSettings::Solapi { webhook_token: Some(t), .. } if t.expose_secret() == "solapi-token-0123456789")
+        );
+        assert_eq!(config.public_url.as_deref(), Some("https://b.example"));
+
+        let mut short = infobip.to_vec();
+        short[4] = ("INFOBIP_WEBHOOK_TOKEN", "short");
+        assert!(
+            load(&short, None)
+                .unwrap_err()
+                .contains("INFOBIP_WEBHOOK_TOKEN (bizmsg.infobip.webhookToken) is shorter than 16")
+        );
+        let mut bad_url = infobip.to_vec();
+        bad_url[5] = ("CLAWBRIDGE_PUBLIC_URL", "bridge.example");
+        assert!(load(&bad_url, None).unwrap_err().contains("CLAWBRIDGE_PUBLIC_URL (bizmsg.publicUrl)"));
     }
 }

@@ -8,12 +8,15 @@
 //! - within the dealer's idempotency window (NHN: ten minutes for `X-NC-API-IDEMPOTENCY-KEY`)
 //!   the same rows go again under the same key, and NHN refuses the copy (-1005) if the first
 //!   one arrived;
-//! - after it, the dealer is asked first which of them it has (NHN by `senderGroupingKey`), and
-//!   only the others are sent, under a new key;
-//! - a dealer without either gets no second request: the rows are given up with a reason that
-//!   says to check the dealer's console, since a duplicate notification cannot be taken back.
-//!   That is Solapi (nothing in its API finds a message by a reference of ours) and, for now,
-//!   Infobip (its logs can be searched by our `messageId`; that lookup is not built yet).
+//! - after it, and at once for a dealer without an idempotency header, the dealer is asked first
+//!   which of them it has, and only the others are sent, under a new key: NHN by the request key
+//!   (`senderGroupingKey`, AlimTalk and Brand Message lists), Infobip by our message ids (its
+//!   logs), Solapi by our reference in `customFields` among the messages it received around the
+//!   key's time (its message list). A message the dealer does not list yet is not taken for
+//!   missing until [`LOOKUP_SETTLE_MS`] after the request: until then the rows wait, in doubt;
+//! - a request the dealer can no longer be asked about (Infobip keeps its logs for 48 hours) gets
+//!   no second request: the rows are given up with a reason that says to check the dealer's
+//!   console, since a duplicate notification cannot be taken back.
 
 use crate::dealer::{Addressee, AlimTalkItem, Batch, DealerKind, ItemOutcome, ItemResult};
 use crate::phone::PhoneNumber;
@@ -24,6 +27,13 @@ use std::collections::BTreeMap;
 
 /// NHN keeps an idempotency key for ten minutes; a copy sent within nine is still refused.
 pub const NHN_IDEMPOTENCY_WINDOW_MS: EpochMs = 9 * MINUTE_MS;
+
+/// How long after a request a lookup that does not find one of its messages is believed: a
+/// dealer lists what it took within moments, but not always at once.
+pub const LOOKUP_SETTLE_MS: EpochMs = 2 * MINUTE_MS;
+
+/// Infobip's logs go back 48 hours; a request older than this cannot be looked up there.
+pub const INFOBIP_LOGS_MS: EpochMs = 47 * 60 * MINUTE_MS;
 
 /// A claimed business-message row, as the sender needs it.
 #[derive(Debug, Clone)]
@@ -104,7 +114,8 @@ pub enum Step {
         /// The same request again, within the dealer's idempotency window.
         resend: bool,
     },
-    /// Ask the dealer which rows of the earlier request `key` it has, before any is sent again.
+    /// Ask the dealer which rows of the earlier request `key` it has, before any is sent again
+    /// ([`after_lookup`] reads the answer).
     Lookup {
         /// The earlier request.
         key: RequestKey,
@@ -134,16 +145,12 @@ pub fn plan(dealer: DealerKind, rows: Vec<Pending>, now: EpochMs) -> Vec<Step> {
         }
     }
     for (key, rows) in earlier {
-        let alimtalk = rows.iter().all(|r| matches!(r.message, Message::Alimtalk(_)));
+        let age = now - key.made_at();
         steps.push(match dealer {
-            DealerKind::Nhn if now - key.made_at() < NHN_IDEMPOTENCY_WINDOW_MS => {
-                Step::Send { key, rows, resend: true }
-            }
-            // NHN's AlimTalk list finds a request by its key; its Brand Message list is not used yet.
-            DealerKind::Nhn if alimtalk => Step::Lookup { key, rows },
-            DealerKind::Nhn | DealerKind::Solapi | DealerKind::Infobip => Step::GiveUp {
+            DealerKind::Nhn if age < NHN_IDEMPOTENCY_WINDOW_MS => Step::Send { key, rows, resend: true },
+            DealerKind::Infobip if age > INFOBIP_LOGS_MS => Step::GiveUp {
                 reason: format!(
-                    "the answer to {} request {} was lost, and it cannot be asked which messages it took: not sent \
+                    "the answer to {} request {} was lost more than 47 hours ago, past what its logs keep: not sent \
                      again, so no one gets it twice; check the {} console for these numbers",
                     dealer.id(),
                     key.as_str(),
@@ -151,6 +158,7 @@ pub fn plan(dealer: DealerKind, rows: Vec<Pending>, now: EpochMs) -> Vec<Step> {
                 ),
                 rows,
             },
+            DealerKind::Nhn | DealerKind::Solapi | DealerKind::Infobip => Step::Lookup { key, rows },
         });
     }
     for (_, mut rows) in fresh {
@@ -162,15 +170,33 @@ pub fn plan(dealer: DealerKind, rows: Vec<Pending>, now: EpochMs) -> Vec<Step> {
     steps
 }
 
-/// The rows of a lookup that the dealer does not have, to be sent under a new key; and those it
-/// has, with its ids.
-pub fn after_lookup(rows: Vec<Pending>, found: &[(String, String)], now: EpochMs) -> (Vec<RowUpdate>, Option<Step>) {
+/// What a lookup of the earlier request `key` found, `(our reference, the dealer's id)`: the rows
+/// the dealer has are accepted with its ids; those it does not have are sent under a new key —
+/// once [`LOOKUP_SETTLE_MS`] has passed since the request; before that they wait, in doubt.
+pub fn after_lookup(
+    key: &RequestKey,
+    rows: Vec<Pending>,
+    found: &[(String, String)],
+    now: EpochMs,
+) -> (Vec<RowUpdate>, Option<Step>) {
     let mut updates = Vec::new();
     let mut missing = Vec::new();
+    let settled = now - key.made_at() >= LOOKUP_SETTLE_MS;
     for row in rows {
         match found.iter().find(|(reference, _)| *reference == row.reference()) {
             Some((_, dealer_id)) => updates.push(RowUpdate::Accepted { id: row.id, dealer_id: dealer_id.clone() }),
-            None => missing.push(Pending { request_key: None, ..row }),
+            None if settled => missing.push(Pending { request_key: None, ..row }),
+            None => updates.push(RowUpdate::Retry {
+                id: row.id,
+                error: format!(
+                    "the dealer does not list this message of request {} yet; asking again before any resend",
+                    key.as_str()
+                ),
+                after: u64::try_from(key.made_at() + LOOKUP_SETTLE_MS - now)
+                    .ok()
+                    .map(|ms| std::time::Duration::from_millis(ms.max(1_000))),
+                in_doubt: true,
+            }),
         }
     }
     let step = missing.first().map(|first| RequestKey::new(now, first.id)).map(|key| Step::Send {
@@ -318,17 +344,40 @@ mod tests {
 
         let late = NOW + NHN_IDEMPOTENCY_WINDOW_MS;
         assert!(matches!(&plan(DealerKind::Nhn, rows.clone(), late)[0], Step::Lookup { key: k, .. } if *k == key));
-        let solapi = plan(DealerKind::Solapi, rows, NOW);
+        // Without an idempotency header the dealer is asked first, whatever the time.
+        for dealer in [DealerKind::Solapi, DealerKind::Infobip] {
+            assert!(
+                matches!(&plan(dealer, rows.clone(), NOW)[0], Step::Lookup { key: k, rows } if *k == key && rows[0].id == 7)
+            );
+        }
+        let past_the_logs = NOW + INFOBIP_LOGS_MS;
+        let infobip = plan(DealerKind::Infobip, rows.clone(), past_the_logs);
         assert!(
-            matches!(&solapi[0], Step::GiveUp { reason, rows } if reason.contains("not sent again") && rows[0].id == 7)
+            matches!(&infobip[0], Step::GiveUp { reason, rows } if reason.contains("not sent again") && rows[0].id == 7)
         );
+        assert!(matches!(&plan(DealerKind::Solapi, rows, past_the_logs)[0], Step::Lookup { .. }));
+    }
+
+    #[test]
+    fn a_message_not_listed_yet_waits_in_doubt_until_the_lookup_can_be_believed() {
+        let key = RequestKey::new(NOW - 30_000, 7);
+        let rows = vec![pending(7, "010-1111-2222", Some(&key)), pending(8, "010-3333-4444", Some(&key))];
+        let (updates, next) = after_lookup(&key, rows.clone(), &[("cb8".into(), "M4V8".into())], NOW);
+        assert!(next.is_none(), "nothing is sent again this early");
+        assert_eq!(updates[1], RowUpdate::Accepted { id: 8, dealer_id: "M4V8".into() });
+        let RowUpdate::Retry { id: 7, in_doubt: true, after: Some(after), .. } = &updates[0] else {
+            panic!("{updates:?}")
+        };
+        assert_eq!(after.as_millis(), 90_000, "asked again when the lookup can be believed");
+        let (_, next) = after_lookup(&key, rows, &[], NOW + 90_000);
+        assert!(matches!(next, Some(Step::Send { resend: false, rows, .. }) if rows.len() == 2));
     }
 
     #[test]
     fn a_lookup_accepts_what_the_dealer_has_and_sends_the_rest_anew() {
         let key = RequestKey::new(NOW - 20 * MINUTE_MS, 7);
         let rows = vec![pending(7, "010-1111-2222", Some(&key)), pending(8, "010-3333-4444", Some(&key))];
-        let (updates, next) = after_lookup(rows, &[("cb8".into(), "R1/2".into())], NOW);
+        let (updates, next) = after_lookup(&key, rows, &[("cb8".into(), "R1/2".into())], NOW);
         assert_eq!(updates, [RowUpdate::Accepted { id: 8, dealer_id: "R1/2".into() }]);
         let Some(Step::Send { key: new_key, rows, resend: false }) = next else { panic!("a new request expected") };
         assert_eq!((new_key, rows.len(), rows[0].id), (RequestKey::new(NOW, 7), 1, 7));

@@ -10,6 +10,7 @@
 //!   (result 3016 "content does not match template" is prevented here, not discovered later).
 //! - [`window`]: the 08:00–20:50 KST window outside which Brand Message (any ad) is refused (3022).
 //! - [`codes`]: what Kakao's delivery result codes mean and which of them a retry can fix.
+//! - [`webhook`]: who may post delivery results to the daemon's dealer webhooks.
 
 pub mod brand;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod phone;
 pub mod plugin;
 pub mod send;
 pub mod template;
+pub mod webhook;
 pub mod window;
 
 pub use codes::ResultCode;

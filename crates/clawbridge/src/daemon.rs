@@ -144,10 +144,8 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         });
     }
     let bizmsg = config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID).cloned();
-    if let Some(bizmsg) = &bizmsg
-        && let clawbridge_bizmsg::config::DealerSettings::Nhn { webhook_signature, .. } = &bizmsg.dealer
-    {
-        app = app.merge(pipeline::bizmsg::nhn_webhook(store.clone(), webhook_signature.clone()));
+    if let Some(bizmsg) = &bizmsg {
+        app = app.merge(pipeline::bizmsg::webhook_routes(store.clone(), bizmsg));
     }
     let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
     let app = app

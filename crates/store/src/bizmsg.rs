@@ -223,8 +223,14 @@ pub trait BizmsgQueue: Send + Sync + 'static {
     async fn bizmsg_of_request(&self, request_key: &str) -> Result<Vec<BizmsgRow>>;
 
     /// Records a delivery result unless a newer one is stored; `false` when no row has that
-    /// dealer id (or a newer result is there).
+    /// dealer id, a newer result is there, or the same result is (a repeated report changes
+    /// nothing: webhooks and polls deliver the same result more than once).
     async fn record_bizmsg_result(&self, result: &BizmsgResult) -> Result<bool>;
+
+    /// Accepted rows of `dealer` whose delivery result is not final yet (none, pending, or failed
+    /// with the SMS/LMS fallback still to come), last changed within `[from, to]`, newest change
+    /// first, at most `limit`: what the worker asks the dealer about until it is final.
+    async fn unfinished_bizmsg(&self, dealer: &str, from: EpochMs, to: EpochMs, limit: u32) -> Result<Vec<BizmsgRow>>;
 
     /// Counts by state and by result.
     async fn bizmsg_stats(&self) -> Result<BizmsgStats>;
@@ -269,7 +275,26 @@ pub(crate) const OF_REQUEST: &str =
     concat!("SELECT ", bizmsg_columns!(), " FROM bizmsg WHERE request_key = $1 ORDER BY id");
 pub(crate) const RECORD_RESULT: &str = "UPDATE bizmsg SET result = $3, result_code = $4, result_reason = $5, \
      fallback = COALESCE($6, fallback), result_rank = $7, result_at = $8, updated_at = $8 \
-     WHERE dealer = $1 AND dealer_id = $2 AND result_rank <= $7";
+     WHERE dealer = $1 AND dealer_id = $2 AND (result_rank < $7 OR (result_rank = $7 AND NOT ( \
+     COALESCE(result, '') = $3 AND COALESCE(result_code, '') = COALESCE($4, '') \
+     AND COALESCE(result_reason, '') = COALESCE($5, '') AND COALESCE(fallback, '') = COALESCE($6, fallback, ''))))";
+/// Accepted rows whose result is not final ([`BizmsgQueue::unfinished_bizmsg`]).
+pub(crate) const UNFINISHED: &str = concat!(
+    "SELECT ",
+    bizmsg_columns!(),
+    " FROM bizmsg WHERE state = 'accepted' AND dealer = $1 AND updated_at >= $2 AND updated_at <= $3 \
+     AND (result IS NULL OR result = 'pending' OR (result = 'failed' AND fallback IN ('armed', 'sending'))) \
+     ORDER BY updated_at DESC, id DESC LIMIT $4"
+);
+
+/// Whether a stored result is final ([`BizmsgQueue::unfinished_bizmsg`] in Rust, for the memory store).
+pub(crate) fn result_is_final(result: Option<&str>, fallback: Option<&str>) -> bool {
+    match result {
+        None | Some("pending") => false,
+        Some("failed") => !matches!(fallback, Some("armed" | "sending")),
+        Some(_) => true,
+    }
+}
 pub(crate) const RESULT_COUNTS: &str = "SELECT result, COUNT(*) FROM bizmsg WHERE result IS NOT NULL GROUP BY result";
 
 /// A business-message row as stored.

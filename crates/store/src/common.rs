@@ -772,6 +772,23 @@ where
         Ok(DB::rows_affected(&done) > 0)
     }
 
+    pub(crate) async fn unfinished_bizmsg(
+        db: impl Executor<'_, Database = DB>,
+        dealer: &str,
+        from: EpochMs,
+        to: EpochMs,
+        limit: u32,
+    ) -> Result<Vec<BizmsgRow>> {
+        let records: Vec<BizmsgRecord> = sqlx::query_as(bizmsg::UNFINISHED)
+            .bind(dealer)
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(limit))
+            .fetch_all(db)
+            .await?;
+        records.into_iter().map(BizmsgRecord::into_row).collect()
+    }
+
     /// Counts by state and by result, inside the caller's transaction.
     pub(crate) async fn bizmsg_stats(conn: &mut DB::Connection) -> Result<BizmsgStats> {
         let states: Vec<(String, i64)> = sqlx::query_as(bizmsg::sql().counts.as_str()).fetch_all(&mut *conn).await?;

@@ -1147,6 +1147,16 @@ impl BizmsgQueue for MemoryStore {
             r.item.message.dealer == result.dealer && r.success.as_deref() == Some(result.dealer_id.as_str())
         });
         let Some(row) = row.filter(|r| r.item.result_rank <= result.rank) else { return Ok(false) };
+        let item = &row.item;
+        let fallback = result.fallback.clone().or_else(|| item.fallback.clone());
+        let same = item.result_rank == result.rank
+            && item.result.as_deref() == Some(result.result.as_str())
+            && item.result_code == result.code
+            && item.result_reason == result.reason
+            && item.fallback == fallback;
+        if same {
+            return Ok(false);
+        }
         row.item.result = Some(result.result.clone());
         row.item.result_code = result.code.clone();
         row.item.result_reason = result.reason.clone();
@@ -1157,6 +1167,25 @@ impl BizmsgQueue for MemoryStore {
         row.item.result_at = Some(result.at);
         row.updated_at = result.at;
         Ok(true)
+    }
+
+    async fn unfinished_bizmsg(&self, dealer: &str, from: EpochMs, to: EpochMs, limit: u32) -> Result<Vec<BizmsgRow>> {
+        let state = self.read()?;
+        let mut rows: Vec<BizmsgRow> = state
+            .bizmsg
+            .rows
+            .iter()
+            .filter(|(_, r)| {
+                r.state == BizmsgState::Accepted
+                    && r.item.message.dealer == dealer
+                    && (from..=to).contains(&r.updated_at)
+                    && !crate::bizmsg::result_is_final(r.item.result.as_deref(), r.item.fallback.as_deref())
+            })
+            .filter_map(|(&id, _)| state.bizmsg.row(id))
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse((r.updated_at, r.id)));
+        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(rows)
     }
 
     async fn bizmsg_stats(&self) -> Result<BizmsgStats> {

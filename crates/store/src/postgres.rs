@@ -470,6 +470,10 @@ impl BizmsgQueue for PgStore {
         Queries::record_bizmsg_result(&self.pool, result).await
     }
 
+    async fn unfinished_bizmsg(&self, dealer: &str, from: EpochMs, to: EpochMs, limit: u32) -> Result<Vec<BizmsgRow>> {
+        Queries::unfinished_bizmsg(&self.pool, dealer, from, to, limit).await
+    }
+
     async fn bizmsg_stats(&self) -> Result<BizmsgStats> {
         let mut tx = self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
         let stats = Queries::bizmsg_stats(&mut tx).await?;

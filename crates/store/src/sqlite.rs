@@ -726,6 +726,10 @@ impl BizmsgQueue for SqliteStore {
         Queries::record_bizmsg_result(&self.writer, result).await
     }
 
+    async fn unfinished_bizmsg(&self, dealer: &str, from: EpochMs, to: EpochMs, limit: u32) -> Result<Vec<BizmsgRow>> {
+        Queries::unfinished_bizmsg(&self.reader, dealer, from, to, limit).await
+    }
+
     async fn bizmsg_stats(&self) -> Result<BizmsgStats> {
         let mut tx = self.reader.begin().await?;
         let stats = Queries::bizmsg_stats(&mut tx).await?;

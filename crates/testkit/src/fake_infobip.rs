@@ -1,16 +1,19 @@
 //! A fake of Infobip's Kakao APIs (reference/bizmsg.md §4) on 127.0.0.1: AlimTalk
-//! `POST /kakao-alim/1/messages` and Brand Message `POST /kakao-chingu/1/messages`.
+//! `POST /kakao-alim/1/messages` and Brand Message `POST /kakao-chingu/1/messages`, their delivery
+//! reports (`GET …/reports`, each handed out once) and message logs (`GET …/logs?messageId=a,b`).
 //!
 //! It checks `Authorization: App <key>`, records every request (path and body), and can be told to
 //! reject numbers inside a 200 (`status.groupName` REJECTED), to take a request and never answer
-//! it (the crash case), or to fail the next requests with an HTTP status.
+//! it (the crash case), or to fail the next requests with an HTTP status. Reports are made with
+//! [`report`] and given with [`FakeInfobip::deliver`]; a report carries the `callbackData` its
+//! message was sent with, as Infobip's do.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +33,10 @@ pub struct Taken {
     pub to: String,
     /// `kakao-alim` or `kakao-chingu`.
     pub api: &'static str,
+    /// `webhooks.delivery.url`, when the message named one.
+    pub report_url: Option<String>,
+    /// `webhooks.callbackData`, echoed in its reports.
+    pub callback_data: Option<String>,
 }
 
 /// What the fake has seen and what it is told to do.
@@ -45,6 +52,14 @@ pub struct InfobipState {
     pub hang_next: Option<Duration>,
     /// Answer the next sends with this HTTP status and no body (429, 503).
     pub fail_next: Vec<u16>,
+    /// Reports not handed out yet, per API (`kakao-alim`, `kakao-chingu`).
+    pub reports: HashMap<&'static str, Vec<Value>>,
+    /// The latest report of each message, by message id (what the logs show).
+    pub latest: HashMap<String, Value>,
+    /// Log queries, and the message ids they asked for.
+    pub log_queries: Vec<Vec<String>>,
+    /// Report queries.
+    pub report_queries: usize,
 }
 
 /// A running fake Infobip; dropped, it stops.
@@ -68,6 +83,10 @@ impl FakeInfobip {
         let app = axum::Router::new()
             .route("/kakao-alim/1/messages", post(messages))
             .route("/kakao-chingu/1/messages", post(messages))
+            .route("/kakao-alim/1/reports", get(reports))
+            .route("/kakao-chingu/1/reports", get(reports))
+            .route("/kakao-alim/1/logs", get(logs))
+            .route("/kakao-chingu/1/logs", get(logs))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Infobip");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -85,6 +104,16 @@ impl FakeInfobip {
     /// The state, locked.
     pub fn state(&self) -> std::sync::MutexGuard<'_, InfobipState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Gives a report ([`report`]): handed out once by the reports query of its API, and shown by
+    /// the logs from now on.
+    pub fn deliver(&self, report: Value) {
+        let mut s = self.state();
+        let id = report["messageId"].as_str().unwrap_or("").to_owned();
+        let api = s.taken.iter().find(|t| t.message_id == id).map_or("kakao-alim", |t| t.api);
+        s.latest.insert(id, report.clone());
+        s.reports.entry(api).or_default().push(report);
     }
 
     /// The environment that points clawbridge at this fake (sender [`SENDER`]).
@@ -138,7 +167,15 @@ async fn messages(
                 };
                 answers.push(json!({"messageId": message_id, "destination": to, "status": status}));
                 if !rejected {
-                    s.taken.push(Taken { message_id, bulk_id: bulk_id.clone(), to, api });
+                    let webhooks = &m["webhooks"];
+                    s.taken.push(Taken {
+                        message_id,
+                        bulk_id: bulk_id.clone(),
+                        to,
+                        api,
+                        report_url: webhooks["delivery"]["url"].as_str().map(str::to_owned),
+                        callback_data: webhooks["callbackData"].as_str().map(str::to_owned),
+                    });
                 }
             }
         }
@@ -148,4 +185,94 @@ async fn messages(
         tokio::time::sleep(hang).await;
     }
     Ok((StatusCode::OK, Json(answer)))
+}
+
+/// A delivery report of `taken` as Infobip writes it (webhook, reports and logs): `status`
+/// (`DELIVERED`, `UNDELIVERABLE`, `PENDING`…) with its name, and the error when there is one
+/// (`(name, description, permanent)`), else `OK`.
+pub fn report(taken: &Taken, status: &str, status_name: &str, error: Option<(&str, &str, bool)>) -> Value {
+    let error = match error {
+        Some((name, description, permanent)) => {
+            json!({"groupId": 2, "groupName": "USER_ERRORS", "id": 3019, "name": name, "description": description, "permanent": permanent})
+        }
+        None => {
+            json!({"groupId": 0, "groupName": "OK", "id": 0, "name": "NO_ERROR", "description": "No Error", "permanent": false})
+        }
+    };
+    let mut row = json!({
+        "bulkId": taken.bulk_id, "messageId": taken.message_id, "to": taken.to, "sender": SENDER,
+        "sentAt": "2026-12-24T00:00:01.000+0000", "doneAt": "2026-12-24T00:00:03.000+0000", "messageCount": 1,
+        "price": {"pricePerMessage": 0.01, "currency": "EUR"},
+        "status": {"groupId": 3, "groupName": status, "id": 5, "name": status_name, "description": status_name},
+        "error": error,
+    });
+    if let Some(data) = &taken.callback_data {
+        row["callbackData"] = json!(data);
+    }
+    row
+}
+
+fn api_of(uri: &Uri) -> &'static str {
+    if uri.path().starts_with("/kakao-chingu/") { "kakao-chingu" } else { "kakao-alim" }
+}
+
+fn limit_of(query: &HashMap<String, String>) -> usize {
+    let limit = query.get("limit").map_or(Ok(50), |l| l.parse::<usize>());
+    let limit = limit.unwrap_or_else(|_| panic!("limit {query:?}"));
+    assert!((1..=1_000).contains(&limit), "Infobip's limit is at most 1000: {query:?}");
+    limit
+}
+
+/// Each report once, at most `limit`, oldest first.
+async fn reports(
+    State(state): State<Arc<Mutex<InfobipState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = refuse_credentials(&headers) {
+        return refused;
+    }
+    let limit = limit_of(&query);
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.report_queries += 1;
+    let waiting = s.reports.entry(api_of(&uri)).or_default();
+    let results: Vec<Value> = waiting.drain(..limit.min(waiting.len())).collect();
+    (StatusCode::OK, Json(json!({"results": results})))
+}
+
+/// The messages asked for by id (comma-separated, at most 2,048 characters), with their latest
+/// report, or pending.
+async fn logs(
+    State(state): State<Arc<Mutex<InfobipState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = refuse_credentials(&headers) {
+        return refused;
+    }
+    let limit = limit_of(&query);
+    let ids = query.get("messageId").cloned().unwrap_or_default();
+    assert!(ids.len() <= 2_048, "messageId is at most 2048 characters: {}", ids.len());
+    let ids: Vec<String> = ids.split(',').filter(|i| !i.is_empty()).map(str::to_owned).collect();
+    let api = api_of(&uri);
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.log_queries.push(ids.clone());
+    let results: Vec<Value> = s
+        .taken
+        .iter()
+        .filter(|t| t.api == api && (ids.is_empty() || ids.contains(&t.message_id)))
+        .take(limit)
+        .map(|t| {
+            let mut row =
+                s.latest.get(&t.message_id).cloned().unwrap_or_else(|| report(t, "PENDING", "PENDING_ACCEPTED", None));
+            // Logs name the number `destination`.
+            if let Some(to) = row.as_object_mut().and_then(|o| o.remove("to")) {
+                row["destination"] = to;
+            }
+            row
+        })
+        .collect();
+    (StatusCode::OK, Json(json!({"results": results})))
 }

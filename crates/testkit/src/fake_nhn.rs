@@ -1,8 +1,9 @@
 //! A fake of NHN Cloud KakaoTalk Bizmessage (reference/bizmsg.md §2) on 127.0.0.1: AlimTalk v2.3
 //! sends (`X-Secret-Key`, `X-NC-API-IDEMPOTENCY-KEY` refused with -1005 on a repeat), the message
-//! list by `senderGroupingKey`, result updates, Brand Message freestyle and template ("basic")
-//! sends, the Brand Message image upload (multipart), and the AlimTalk and Brand Message template
-//! lists.
+//! lists of AlimTalk and Brand Message (by `senderGroupingKey` in a request-date window, or by
+//! `requestId`, each message with its result), result updates, Brand Message freestyle and
+//! template ("basic") sends, the Brand Message image upload (multipart), and the AlimTalk and
+//! Brand Message template lists.
 //!
 //! It checks what the reference says a request must carry, records every request, and can be
 //! told to refuse numbers (`-2000` inside a 200), to take a request and never answer it (the
@@ -43,15 +44,18 @@ pub struct NhnState {
     pub taken: Vec<Taken>,
     /// Requests refused as repeats (-1005).
     pub duplicates: usize,
-    /// Message-list queries.
+    /// Message-list queries by request key (`senderGroupingKey`): lookups before a resend.
     pub lookups: usize,
+    /// Message-list queries by `requestId`: results asked for by id.
+    pub request_queries: usize,
     /// Numbers refused with -2000 inside a 200.
     pub refuse: HashSet<String>,
     /// The next send is taken and answered only after this long (longer than the client waits).
     pub hang_next: Option<Duration>,
     /// Answer the next sends with this HTTP status and no body (429, 503).
     pub fail_next: Vec<u16>,
-    /// Result rows returned by `message-results`.
+    /// Result rows ([`result_row`]): returned by `message-results`, and merged into the message
+    /// lists (the last row of a message wins).
     pub results: Vec<Value>,
     /// Brand Message images uploaded, in order.
     pub images: Vec<Upload>,
@@ -102,6 +106,7 @@ impl FakeNhn {
         let app = axum::Router::new()
             .route("/alimtalk/v2.3/appkeys/{appkey}/messages", post(alimtalk).get(list))
             .route("/alimtalk/v2.3/appkeys/{appkey}/message-results", get(results))
+            .route("/brand-message/v1.0/appkeys/{appkey}/messages", get(brand_list))
             .route("/brand-message/v1.0/appkeys/{appkey}/freestyle-messages", post(brand))
             .route("/brand-message/v1.0/appkeys/{appkey}/basic-messages", post(basic))
             .route("/brand-message/v1.0/appkeys/{appkey}/images", post(image))
@@ -358,12 +363,33 @@ async fn take(
 }
 
 async fn list(
-    State(state): State<Arc<Mutex<NhnState>>>,
+    state: State<Arc<Mutex<NhnState>>>,
     Path(appkey): Path<String>,
     headers: HeaderMap,
-    Query(query): Query<HashMap<String, String>>,
+    query: Query<HashMap<String, String>>,
 ) -> Json<Value> {
-    if let Some(refused) = refuse_credentials(&appkey, &headers) {
+    messages(state, &appkey, &headers, query, "alimtalk")
+}
+
+async fn brand_list(
+    state: State<Arc<Mutex<NhnState>>>,
+    Path(appkey): Path<String>,
+    headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
+) -> Json<Value> {
+    messages(state, &appkey, &headers, query, "brand")
+}
+
+/// The message list of `product` (the same query and shape for both): by `requestId`, or by a
+/// request-date window with an optional `senderGroupingKey`; each message with its latest result.
+fn messages(
+    State(state): State<Arc<Mutex<NhnState>>>,
+    appkey: &str,
+    headers: &HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+    product: &'static str,
+) -> Json<Value> {
+    if let Some(refused) = refuse_credentials(appkey, headers) {
         return refused;
     }
     assert!(
@@ -372,15 +398,31 @@ async fn list(
         "the list needs requestId or a request-date window: {query:?}"
     );
     let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    s.lookups += 1;
+    let request_id = query.get("requestId");
+    if request_id.is_some() {
+        s.request_queries += 1;
+    } else {
+        s.lookups += 1;
+    }
     let group = query.get("senderGroupingKey");
     let messages: Vec<Value> = s
         .taken
         .iter()
-        .filter(|t| t.product == "alimtalk" && group.is_none_or(|g| *g == t.key))
+        .filter(|t| t.product == product && group.is_none_or(|g| *g == t.key))
+        .filter(|t| request_id.is_none_or(|r| *r == t.request_id))
         .map(|t| {
-            json!({"requestId": t.request_id, "recipientSeq": t.seq, "recipientNo": t.recipient,
-                   "senderGroupingKey": t.key, "recipientGroupingKey": t.reference, "messageStatus": "COMPLETED"})
+            let mut row = json!({"requestId": t.request_id, "recipientSeq": t.seq, "recipientNo": t.recipient,
+                                 "senderGroupingKey": t.key, "recipientGroupingKey": t.reference});
+            let result = s.results.iter().rev().find(|r| r["requestId"] == t.request_id && r["recipientSeq"] == t.seq);
+            if let Some(result) = result {
+                for field in ["messageStatus", "resultCode", "resultCodeName", "receiveDate"] {
+                    row[field] = result[field].clone();
+                }
+                // The Brand Message list names the fallback's state `resendStatusCode`.
+                let resend = if product == "brand" { "resendStatusCode" } else { "resendStatus" };
+                row[resend] = result["resendStatus"].clone();
+            }
+            row
         })
         .collect();
     Json(
@@ -399,7 +441,17 @@ async fn results(
     }
     assert!(query.contains_key("startUpdateDate") && query.contains_key("endUpdateDate"), "{query:?}");
     let s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    Json(json!({"header": header(0, "SUCCESS"), "messages": s.results}))
+    // AlimTalk's result updates: Brand Messages have none.
+    let alimtalk: Vec<&Value> = s
+        .results
+        .iter()
+        .filter(|r| {
+            s.taken
+                .iter()
+                .any(|t| t.product == "alimtalk" && r["requestId"] == t.request_id && r["recipientSeq"] == t.seq)
+        })
+        .collect();
+    Json(json!({"header": header(0, "SUCCESS"), "messages": alimtalk}))
 }
 
 /// A result row as NHN reports it (`message-results` and the webhook's `hooks`).

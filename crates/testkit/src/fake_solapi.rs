@@ -1,17 +1,21 @@
-//! A fake of Solapi (reference/bizmsg.md §3) on 127.0.0.1: `POST /messages/v4/send-many/detail`.
+//! A fake of Solapi (reference/bizmsg.md §3) on 127.0.0.1: `POST /messages/v4/send-many/detail`
+//! and the message list `GET /messages/v4/list` (by `messageIds`, or by a `dateType=CREATED`
+//! window, paged by `startKey`/`nextKey`), in the shapes of the `solapi` SDK.
 //!
 //! It recomputes the `HMAC-SHA256 apiKey=…, date=…, salt=…, signature=…` header of every request
 //! (and refuses a salt it has seen before), records every body, and can be told to refuse numbers
 //! inside a 200 (`failedMessageList`), to take a request and never answer it (the crash case), or
-//! to fail the next requests with an HTTP status.
+//! to fail the next requests with an HTTP status. A message's `dateCreated` is the signed `date`
+//! of the request that brought it (so a client on a test clock is listed at its own time); its
+//! status is 2000 until [`FakeSolapi::set_status`] says otherwise.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
+use axum::routing::{get, post};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,6 +37,10 @@ pub struct Taken {
     pub to: String,
     /// The message's `type` (`ATA`, `BMS_TEXT`, …).
     pub kind: String,
+    /// Its `customFields`, as sent.
+    pub custom_fields: Value,
+    /// The signed `date` of the request that brought it (its `dateCreated`).
+    pub created: String,
 }
 
 /// What the fake has seen and what it is told to do.
@@ -54,6 +62,10 @@ pub struct SolapiState {
     pub fail_next: Vec<u16>,
     /// Message ids handed out so far: the next one is `M4V{n}`.
     next_message: usize,
+    /// Each message's `(statusCode, reason)` since [`FakeSolapi::set_status`].
+    pub statuses: HashMap<String, (String, String)>,
+    /// The query strings of the list queries, in order.
+    pub list_queries: Vec<Vec<(String, String)>>,
 }
 
 /// A running fake Solapi; dropped, it stops.
@@ -74,7 +86,10 @@ impl FakeSolapi {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> Self {
         let state = Arc::new(Mutex::new(SolapiState::default()));
-        let app = axum::Router::new().route("/messages/v4/send-many/detail", post(send)).with_state(state.clone());
+        let app = axum::Router::new()
+            .route("/messages/v4/send-many/detail", post(send))
+            .route("/messages/v4/list", get(list))
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Solapi");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
         let task = tokio::spawn(async move {
@@ -93,6 +108,12 @@ impl FakeSolapi {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Sets the `statusCode` (4000 delivered; 2000/3000 on the way; others failed) and `reason`
+    /// the list and [`stored`] show for `message_id`.
+    pub fn set_status(&self, message_id: &str, status_code: &str, reason: &str) {
+        self.state().statuses.insert(message_id.to_owned(), (status_code.to_owned(), reason.to_owned()));
+    }
+
     /// The environment that points clawbridge at this fake (sender `pfId` [`PF_ID`]).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -106,8 +127,8 @@ impl FakeSolapi {
     }
 }
 
-/// Checks the `Authorization` header the way Solapi does; the salt on success.
-fn check_signature(headers: &HeaderMap) -> Result<String, String> {
+/// Checks the `Authorization` header the way Solapi does; the salt and the signed date on success.
+fn check_signature(headers: &HeaderMap) -> Result<(String, String), String> {
     let header = headers.get("authorization").ok_or("no Authorization")?.to_str().map_err(|e| e.to_string())?;
     let rest = header.strip_prefix("HMAC-SHA256 ").ok_or("not HMAC-SHA256")?;
     let fields: BTreeMap<&str, &str> = rest.split(", ").filter_map(|kv| kv.split_once('=')).collect();
@@ -125,7 +146,7 @@ fn check_signature(headers: &HeaderMap) -> Result<String, String> {
     if hex::encode(mac.finalize().into_bytes()) != signature {
         return Err("signature".into());
     }
-    Ok(salt.to_owned())
+    Ok((salt.to_owned(), date.to_owned()))
 }
 
 fn refused(state: &mut SolapiState, error_code: &str, reason: String) -> (StatusCode, Json<Value>) {
@@ -140,8 +161,8 @@ async fn send(
 ) -> Result<(StatusCode, Json<Value>), StatusCode> {
     let (hang, answer) = {
         let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let salt = match check_signature(&headers) {
-            Ok(salt) => salt,
+        let (salt, date) = match check_signature(&headers) {
+            Ok(checked) => checked,
             Err(e) => return Ok(refused(&mut s, "SignatureDoesNotMatch", e)),
         };
         if !s.salts.insert(salt.clone()) {
@@ -159,14 +180,23 @@ async fn send(
             let kind = m["type"].as_str().unwrap_or("").to_owned();
             let message_id = format!("M4V{}", s.next_message);
             s.next_message += 1;
+            let custom_fields = m.get("customFields").cloned().unwrap_or(Value::Null);
             if s.refuse.contains(&to) {
                 failed.push(json!({"to": to, "from": m["from"], "type": kind, "messageId": message_id,
-                                   "statusCode": "1062", "statusMessage": "invalid number"}));
+                                   "statusCode": "1062", "statusMessage": "invalid number", "customFields": custom_fields}));
             } else {
                 listed.push(
-                    json!({"messageId": message_id, "groupId": group_id, "to": to, "type": kind, "statusCode": "2000"}),
+                    json!({"messageId": message_id, "groupId": group_id, "to": to, "type": kind, "statusCode": "2000",
+                                   "statusMessage": "정상 접수", "customFields": custom_fields}),
                 );
-                s.taken.push(Taken { message_id, group_id: group_id.clone(), to, kind });
+                s.taken.push(Taken {
+                    message_id,
+                    group_id: group_id.clone(),
+                    to,
+                    kind,
+                    custom_fields,
+                    created: date.clone(),
+                });
             }
         }
         let answer = json!({
@@ -179,4 +209,64 @@ async fn send(
         tokio::time::sleep(hang).await;
     }
     Ok((StatusCode::OK, Json(answer)))
+}
+
+/// A message as the list (and the "single report" webhook) shows it.
+pub fn stored(state: &SolapiState, taken: &Taken) -> Value {
+    let (code, reason) =
+        state.statuses.get(&taken.message_id).cloned().unwrap_or_else(|| ("2000".into(), String::new()));
+    json!({
+        "messageId": taken.message_id, "groupId": taken.group_id, "to": taken.to, "from": "0212345678", "type": taken.kind,
+        "statusCode": code, "status": if code == "2000" || code == "3000" { "PENDING" } else { "COMPLETE" },
+        "reason": if reason.is_empty() { Value::Null } else { json!(reason) },
+        "customFields": taken.custom_fields, "dateCreated": taken.created, "dateUpdated": taken.created,
+        "dateReceived": if code == "4000" { json!(taken.created) } else { Value::Null },
+    })
+}
+
+/// `GET /messages/v4/list`: by `messageIds` (repeated) or `messageId`, or `dateType=CREATED` with
+/// `startDate`/`endDate`; `limit` (default 20) a page, `startKey` the page after `nextKey`.
+async fn list(
+    State(state): State<Arc<Mutex<SolapiState>>>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> (StatusCode, Json<Value>) {
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let salt = match check_signature(&headers) {
+        Ok((salt, _)) => salt,
+        Err(e) => return refused(&mut s, "SignatureDoesNotMatch", e),
+    };
+    if !s.salts.insert(salt.clone()) {
+        return refused(&mut s, "DuplicatedSignature", format!("salt {salt} used twice"));
+    }
+    s.list_queries.push(query.clone());
+    let value = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let ids: Vec<&str> =
+        query.iter().filter(|(k, _)| k == "messageIds" || k == "messageId").map(|(_, v)| v.as_str()).collect();
+    let date = |name: &str| {
+        value(name)
+            .map(|d| d.parse::<jiff::Timestamp>().unwrap_or_else(|e| panic!("{name} {d:?} is not ISO 8601: {e}")))
+    };
+    let (from, to) = (date("startDate"), date("endDate"));
+    if from.is_some() || to.is_some() {
+        assert_eq!(value("dateType").as_deref(), Some("CREATED"), "a window by creation: {query:?}");
+    }
+    let limit: usize = value("limit").map_or(20, |l| l.parse().expect("limit is a number"));
+    let matching: Vec<&Taken> = s
+        .taken
+        .iter()
+        .filter(|t| ids.is_empty() || ids.contains(&t.message_id.as_str()))
+        .filter(|t| {
+            let created: jiff::Timestamp = t.created.parse().expect("a signed date");
+            from.is_none_or(|f| created >= f) && to.is_none_or(|u| created <= u)
+        })
+        .collect();
+    let start = value("startKey").and_then(|k| matching.iter().position(|t| t.message_id == k)).unwrap_or(0);
+    let page: Vec<&Taken> = matching.iter().skip(start).take(limit).copied().collect();
+    let next_key = matching.get(start + limit).map(|t| t.message_id.clone());
+    let list: serde_json::Map<String, Value> = page.iter().map(|t| (t.message_id.clone(), stored(&s, t))).collect();
+    (
+        StatusCode::OK,
+        Json(json!({"startKey": value("startKey"), "nextKey": next_key, "limit": limit, "messageList": list})),
+    )
 }

@@ -1,5 +1,8 @@
-//! Infobip (reference/bizmsg.md §4): AlimTalk by `POST /kakao-alim/1/messages`, delivery
-//! reports by webhook or `GET /kakao-alim/1/reports`.
+//! Infobip (reference/bizmsg.md §4): AlimTalk by `POST /kakao-alim/1/messages`, Brand Message by
+//! `POST /kakao-chingu/1/messages`, delivery reports by webhook or `GET /kakao-alim/1/reports`
+//! (`/kakao-chingu/1/reports`), and the message logs (`GET …/logs?messageId=…`, the last 48
+//! hours), which find our messages by their id: what a resend asks first, and what a row without
+//! a final report is asked about.
 //!
 //! Authentication is `Authorization: App <key>`. Infobip takes the rendered text (it checks it
 //! against the template), our reference as `destinations[].messageId` (echoed in the answer and
@@ -8,7 +11,9 @@
 
 use super::{
     Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
+    query_value,
 };
+use crate::send::Product;
 use crate::template::{ButtonType, RenderedButton};
 use clawbridge_core::SendError;
 use clawbridge_core::time::timestamp;
@@ -45,6 +50,36 @@ struct Message<'a> {
     content: Content<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     options: Option<MessageOptions<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhooks: Option<serde_json::Value>,
+}
+
+/// Where Infobip posts a message's delivery report: the daemon's webhook at the operator's
+/// public URL, and the token that signs each message's `callbackData` (Infobip echoes it in
+/// the report, which is how a report posted there without our header is known to be Infobip's).
+#[derive(Clone)]
+pub struct ReportWebhook {
+    /// `<CLAWBRIDGE_PUBLIC_URL>/bizmsg/infobip/webhook`.
+    pub url: String,
+    /// `INFOBIP_WEBHOOK_TOKEN`.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ReportWebhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportWebhook").field("url", &self.url).field("token", &"[redacted]").finish()
+    }
+}
+
+/// A message's `webhooks`: the report URL, JSON, and the signed `callbackData`.
+fn webhooks(report: Option<&ReportWebhook>, message_id: &str) -> Option<serde_json::Value> {
+    report.map(|r| {
+        serde_json::json!({
+            "delivery": { "url": r.url },
+            "contentType": "application/json",
+            "callbackData": crate::webhook::callback_data(&r.token, message_id),
+        })
+    })
 }
 
 #[derive(Serialize)]
@@ -113,11 +148,17 @@ fn button(b: &RenderedButton) -> Result<Button<'_>, String> {
 }
 
 /// The AlimTalk send for `batch`: one message per recipient (each carries its own rendered text),
-/// `bulk_id` naming the batch when it is scheduled.
+/// `bulk_id` naming the batch when it is scheduled, and the report URL when there is one.
 ///
 /// # Errors
 /// A template or button Infobip does not take, or a fallback without a sender number.
-pub fn alimtalk_send(api_key: &str, sender: &Sender, batch: &Batch, bulk_id: &str) -> Result<WireRequest, String> {
+pub fn alimtalk_send(
+    api_key: &str,
+    sender: &Sender,
+    batch: &Batch,
+    bulk_id: &str,
+    report: Option<&ReportWebhook>,
+) -> Result<WireRequest, String> {
     if batch.template_code.chars().count() > MAX_TEMPLATE_CODE_CHARS {
         return Err(format!(
             "template code {:?} is longer than Infobip's {MAX_TEMPLATE_CODE_CHARS} characters",
@@ -146,6 +187,7 @@ pub fn alimtalk_send(api_key: &str, sender: &Sender, batch: &Batch, bulk_id: &st
                 buttons: item.rendered.buttons.iter().map(button).collect::<Result<_, _>>()?,
             },
             options,
+            webhooks: webhooks(report, &item.reference),
         });
     }
     let options = batch.send_at.map(|at| BulkOptions {
@@ -233,7 +275,7 @@ pub const MAX_IMAGE_URL_CHARS: usize = 250;
 pub const MAX_BRAND_TEMPLATE_CODE_CHARS: usize = 50;
 
 /// A Brand Message (the `kakao-chingu` API) to `recipients`: free-form or a template, with the
-/// targeting in each message's `options`.
+/// targeting in each message's `options` and the report URL when there is one.
 ///
 /// # Errors
 /// A fallback without the sender number, an image URL or template code Infobip does not take.
@@ -244,6 +286,7 @@ pub fn brand_send(
     recipients: &[Addressee],
     send_at: Option<clawbridge_core::time::EpochMs>,
     bulk_id: &str,
+    report: Option<&ReportWebhook>,
 ) -> Result<WireRequest, String> {
     let mut options = serde_json::json!({ "targeting": targeting(content.targeting) });
     if let Some(fallback) = &content.fallback {
@@ -257,12 +300,16 @@ pub fn brand_send(
     let messages: Vec<serde_json::Value> = recipients
         .iter()
         .map(|r| {
-            serde_json::json!({
+            let mut message = serde_json::json!({
                 "sender": sender.sender_key,
                 "destinations": [{ "to": r.to.international(), "messageId": r.reference }],
                 "content": body_content,
                 "options": options,
-            })
+            });
+            if let Some(webhooks) = webhooks(report, &r.reference) {
+                message["webhooks"] = webhooks;
+            }
+            message
         })
         .collect();
     let mut body = serde_json::json!({ "messages": messages });
@@ -314,16 +361,6 @@ pub fn brand_template_query(api_key: &str, sender: &str, code: &str) -> WireRequ
         headers: vec![("Authorization", format!("App {api_key}"))],
         body: Vec::new(),
     }
-}
-
-fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]
@@ -481,14 +518,69 @@ pub fn read_send_answer(
     Ok(outcomes)
 }
 
-/// The delivery-report query (`GET /kakao-alim/1/reports`): Infobip hands out each report once.
-pub fn reports_query(api_key: &str, limit: u32) -> WireRequest {
+/// The API of `product`: `kakao-alim` (AlimTalk) or `kakao-chingu` (Brand Message).
+fn api(product: Product) -> &'static str {
+    match product {
+        Product::Alimtalk => "kakao-alim",
+        Product::Brand => "kakao-chingu",
+    }
+}
+
+/// The delivery-report query of `product` (`GET /kakao-alim/1/reports`,
+/// `GET /kakao-chingu/1/reports`): Infobip hands out each report once, at most `limit` (≤ 1,000).
+pub fn reports_query(api_key: &str, product: Product, limit: u32) -> WireRequest {
     WireRequest {
         method: "GET",
-        path: format!("/kakao-alim/1/reports?limit={limit}"),
+        path: format!("/{}/1/reports?limit={}", api(product), limit.min(1_000)),
         headers: vec![("Authorization", format!("App {api_key}"))],
         body: Vec::new(),
     }
+}
+
+/// The longest `messageId` value of a logs query (Infobip: 2,048 characters).
+const MAX_LOG_IDS_CHARS: usize = 2_048;
+
+/// The logs of the messages `message_ids` of `product` (`GET /kakao-alim/1/logs?messageId=a,b`,
+/// the last 48 hours), in as many queries as the ids need: each message Infobip has, with its
+/// status so far.
+pub fn logs_queries(api_key: &str, product: Product, message_ids: &[String]) -> Vec<WireRequest> {
+    let mut queries = Vec::new();
+    let mut value = String::new();
+    let mut count = 0;
+    let mut flush = |value: &mut String, count: &mut usize| {
+        if !value.is_empty() {
+            queries.push(WireRequest {
+                method: "GET",
+                path: format!("/{}/1/logs?messageId={value}&limit={}", api(product), (*count).clamp(1, 1_000)),
+                headers: vec![("Authorization", format!("App {api_key}"))],
+                body: Vec::new(),
+            });
+        }
+        value.clear();
+        *count = 0;
+    };
+    for id in message_ids {
+        let id = query_value(id);
+        if !value.is_empty() && (value.len() + 1 + id.len() > MAX_LOG_IDS_CHARS || count == 1_000) {
+            flush(&mut value, &mut count);
+        }
+        if !value.is_empty() {
+            value.push(',');
+        }
+        value.push_str(&id);
+        count += 1;
+    }
+    flush(&mut value, &mut count);
+    queries
+}
+
+/// Reads a [`reports_query`] or [`logs_queries`] answer (the same `results`).
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_report_query(status: u16, body: &[u8]) -> Result<Vec<InfobipReport>, SendError> {
+    read_ok(status, body)?;
+    read_reports(body).map_err(SendError::transient)
 }
 
 #[derive(Deserialize)]
@@ -507,6 +599,8 @@ struct ReportRow {
     status: Status,
     #[serde(default)]
     error: Option<ReportError>,
+    #[serde(default)]
+    callback_data: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -529,6 +623,8 @@ pub struct InfobipReport {
     pub report: Report,
     /// Infobip says sending again cannot help.
     pub permanent: bool,
+    /// What the send carried as `callbackData` (our signature, when it named a report URL).
+    pub callback_data: Option<String>,
 }
 
 /// Reads delivery reports, from the webhook or the reports query (the same JSON).
@@ -553,6 +649,7 @@ pub fn read_reports(body: &[u8]) -> Result<Vec<InfobipReport>, String> {
             };
             InfobipReport {
                 permanent: failed.is_some_and(|e| e.permanent),
+                callback_data: row.callback_data,
                 report: Report {
                     dealer_id: row.message_id,
                     state,
@@ -580,7 +677,7 @@ mod tests {
     fn alimtalk_is_one_message_per_recipient_with_our_reference_as_its_id() {
         let items = vec![item("r1", "010-1111-2222", "홍길동", true)];
         let batch = Batch::new(DealerKind::Infobip, items, Some(1_798_070_400_000)).unwrap();
-        let request = alimtalk_send("KEY", &sender(), &batch, "bulk-1").unwrap();
+        let request = alimtalk_send("KEY", &sender(), &batch, "bulk-1", None).unwrap();
         assert_eq!((request.method, request.path.as_str()), ("POST", "/kakao-alim/1/messages"));
         assert_eq!(request.headers, [("Authorization", "App KEY".to_owned())]);
         let body: Value = serde_json::from_slice(&request.body).unwrap();
@@ -642,7 +739,7 @@ mod tests {
         let mut it = item("r1", "010-1111-2222", "가", false);
         it.rendered.buttons[0].kind = ButtonType::Consultation;
         let batch = Batch::new(DealerKind::Infobip, vec![it], None).unwrap();
-        assert!(alimtalk_send("KEY", &sender(), &batch, "b").unwrap_err().contains("through Infobip"));
+        assert!(alimtalk_send("KEY", &sender(), &batch, "b", None).unwrap_err().contains("through Infobip"));
     }
 
     fn brand_template_content(image: Option<&str>) -> crate::brand::BrandContent {
@@ -671,9 +768,16 @@ mod tests {
     #[test]
     fn brand_templates_are_variable_contents_with_their_targeting() {
         let to = [item("r1", "010-1111-2222", "x", false).addressee()];
-        let request =
-            brand_send("KEY", &sender(), &brand_template_content(Some("https://cdn.example/a.png")), &to, None, "b")
-                .unwrap();
+        let request = brand_send(
+            "KEY",
+            &sender(),
+            &brand_template_content(Some("https://cdn.example/a.png")),
+            &to,
+            None,
+            "b",
+            None,
+        )
+        .unwrap();
         assert_eq!(request.path, "/kakao-chingu/1/messages");
         let body: Value = serde_json::from_slice(&request.body).unwrap();
         assert_eq!(
@@ -687,7 +791,7 @@ mod tests {
         free.template = None;
         free.targeting = crate::brand::Targeting::Friends;
         let body: Value =
-            serde_json::from_slice(&brand_send("KEY", &sender(), &free, &to, None, "b").unwrap().body).unwrap();
+            serde_json::from_slice(&brand_send("KEY", &sender(), &free, &to, None, "b", None).unwrap().body).unwrap();
         assert_eq!(
             (body["messages"][0]["content"].clone(), body["messages"][0]["options"].clone()),
             (
@@ -720,5 +824,62 @@ mod tests {
             ("#{name}님", crate::send::Product::Brand, crate::template::TemplateStatus::Approved)
         );
         assert!(read_brand_template(401, b"{}", "x").unwrap_err().to_string().contains("INFOBIP_API_KEY"));
+    }
+
+    #[test]
+    fn with_a_public_url_each_message_names_the_report_url_and_signs_its_callback_data() {
+        let report = ReportWebhook {
+            url: "https://bridge.example/bizmsg/infobip/webhook".into(),
+            token: "0123456789abcdef-token".into(),
+        };
+        let batch = Batch::new(DealerKind::Infobip, vec![item("cb7", "010-1111-2222", "가", false)], None).unwrap();
+        let body: Value =
+            serde_json::from_slice(&alimtalk_send("KEY", &sender(), &batch, "b", Some(&report)).unwrap().body).unwrap();
+        let webhooks = &body["messages"][0]["webhooks"];
+        assert_eq!(webhooks["delivery"], json!({"url": "https://bridge.example/bizmsg/infobip/webhook"}));
+        assert_eq!(webhooks["contentType"], "application/json");
+        assert!(crate::webhook::callback_ok(&report.token, "cb7", webhooks["callbackData"].as_str()));
+        let to = [item("cb8", "010-1111-2222", "x", false).addressee()];
+        let brand: Value = serde_json::from_slice(
+            &brand_send("KEY", &sender(), &brand_template_content(None), &to, None, "b", Some(&report)).unwrap().body,
+        )
+        .unwrap();
+        assert!(crate::webhook::callback_ok(
+            &report.token,
+            "cb8",
+            brand["messages"][0]["webhooks"]["callbackData"].as_str()
+        ));
+        // Without one, nothing is named (the portal's subscription, if any, applies).
+        let plain: Value =
+            serde_json::from_slice(&alimtalk_send("KEY", &sender(), &batch, "b", None).unwrap().body).unwrap();
+        assert!(plain["messages"][0].get("webhooks").is_none());
+    }
+
+    #[test]
+    fn reports_of_both_apis_and_logs_by_message_id() {
+        assert_eq!(reports_query("KEY", Product::Alimtalk, 1_000).path, "/kakao-alim/1/reports?limit=1000");
+        assert_eq!(reports_query("KEY", Product::Brand, 5_000).path, "/kakao-chingu/1/reports?limit=1000");
+        let ids: Vec<String> = (0..400).map(|i| format!("cb{i:06}")).collect();
+        let queries = logs_queries("KEY", Product::Brand, &ids);
+        assert!(queries.len() > 1, "2,048 characters of ids at most per query");
+        let mut seen = Vec::new();
+        for q in &queries {
+            let rest = q.path.strip_prefix("/kakao-chingu/1/logs?messageId=").unwrap();
+            let (value, limit) = rest.split_once("&limit=").unwrap();
+            assert!(value.len() <= 2_048);
+            let these: Vec<&str> = value.split(',').collect();
+            assert_eq!(limit.parse::<usize>().unwrap(), these.len());
+            seen.extend(these.into_iter().map(str::to_owned));
+        }
+        assert_eq!(seen, ids);
+        assert!(logs_queries("KEY", Product::Alimtalk, &[]).is_empty());
+        let logs = json!({"results": [{"destination": "821011112222", "bulkId": "b", "messageId": "cb1", "sentAt": "2026-12-24T00:00:01.000+0000",
+            "doneAt": "2026-12-24T00:00:03.000+0000", "status": {"groupName": "DELIVERED", "name": "DELIVERED_TO_HANDSET"},
+            "error": {"groupName": "OK", "name": "NO_ERROR", "permanent": false}, "callbackData": "cb1:00"}]});
+        let read = read_report_query(200, logs.to_string().as_bytes()).unwrap();
+        assert_eq!((read[0].report.dealer_id.as_str(), read[0].report.state), ("cb1", ReportState::Delivered));
+        assert_eq!(read[0].callback_data.as_deref(), Some("cb1:00"));
+        assert!(read_report_query(401, b"{}").unwrap_err().to_string().contains("INFOBIP_API_KEY"));
+        assert_eq!(read_report_query(200, b"<xml/>").unwrap_err().class(), clawbridge_core::RetryClass::Transient);
     }
 }

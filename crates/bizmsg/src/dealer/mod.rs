@@ -5,9 +5,12 @@
 //! Infobip `status.groupName`); that is read here, on every answer.
 //!
 //! Each recipient carries our own reference (its durable row's id), which the dealer echoes back
-//! where it can (NHN `recipientGroupingKey`, Infobip `destinations[].messageId`), so answers are
-//! matched by reference, never by position. Solapi echoes nothing of ours; its answers are matched
-//! by number, so one request never holds the same number twice ([`Batch::new`] refuses it).
+//! (NHN `recipientGroupingKey`, Infobip `destinations[].messageId`, Solapi `customFields`), so
+//! answers are matched by reference, never by position; where an answer lacks it (NHN's Brand
+//! Message answers give the place, a Solapi answer may omit `customFields`) by place or number, so
+//! one request never holds the same number twice ([`Batch::new`] refuses it). The same references
+//! find a request's messages at the dealer when its answer was lost, and the dealer's ids find
+//! their delivery results ([`Report`]).
 
 pub mod infobip;
 pub mod nhn;
@@ -247,6 +250,17 @@ pub fn http_error(status: u16, body: &[u8], retry_after: Option<std::time::Durat
         500..=599 | 408 => SendError::Transient { reason: format!("HTTP {status}: {text}"), retry_after },
         _ => SendError::Permanent(format!("HTTP {status}: {text}")),
     }
+}
+
+/// `value` for a query string: unreserved characters as they are, every other byte escaped.
+pub(crate) fn query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// The answers for every item not named in a response: a dealer that answers 200 and leaves a

@@ -1,5 +1,7 @@
 //! NHN Cloud KakaoTalk Bizmessage (reference/bizmsg.md §2): AlimTalk v2.3 substitution sends,
-//! result updates, and the delivery-result webhook.
+//! Brand Message v1.0 sends, result updates (AlimTalk), the message lists of both products (a
+//! request's messages and their results by `requestId`, or by our request key), and the
+//! delivery-result webhook.
 //!
 //! Authentication is the console's secret key in `X-Secret-Key`; the app key is in the path. An
 //! `X-NC-API-IDEMPOTENCY-KEY` makes NHN refuse (-1005) a second request with the same key within
@@ -7,8 +9,10 @@
 
 use super::{
     Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
+    query_value,
 };
 use crate::codes::ResultCode;
+use crate::send::Product;
 use crate::template::FallbackKind;
 use clawbridge_core::SendError;
 use clawbridge_core::time::{EpochMs, KST, timestamp};
@@ -544,7 +548,8 @@ struct ReportRow {
     result_code: Option<Code>,
     #[serde(default)]
     receive_date: Option<String>,
-    #[serde(default)]
+    /// AlimTalk writes `resendStatus`; the Brand Message list `resendStatusCode` (same codes).
+    #[serde(default, alias = "resendStatusCode")]
     resend_status: Option<String>,
 }
 
@@ -620,21 +625,76 @@ pub fn read_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> 
     Ok(answer.messages.into_iter().map(ReportRow::into_report).collect())
 }
 
+/// The message list of `product`: AlimTalk v2.3 and Brand Message v1.0 take the same query
+/// (`requestId`, or a request-date window with filters) and answer in the same shape.
+fn messages_path(auth: &NhnAuth, product: Product) -> String {
+    match product {
+        Product::Alimtalk => format!("/alimtalk/v2.3/appkeys/{}/messages", auth.app_key),
+        Product::Brand => format!("/brand-message/v1.0/appkeys/{}/messages", auth.app_key),
+    }
+}
+
 /// The messages of one earlier request, found by its request key (`senderGroupingKey`) among
-/// the requests made in `[from, to]`: asked before a request whose answer was lost is made
-/// again, so that what NHN already took is not sent twice.
-pub fn lookup_query(auth: &NhnAuth, request_key: &str, from: EpochMs, to: EpochMs) -> WireRequest {
+/// the requests of `product` made in `[from, to]`: asked before a request whose answer was lost
+/// is made again, so that what NHN already took is not sent twice.
+pub fn lookup_query(auth: &NhnAuth, product: Product, request_key: &str, from: EpochMs, to: EpochMs) -> WireRequest {
     WireRequest {
         method: "GET",
         path: format!(
-            "/alimtalk/v2.3/appkeys/{}/messages?startRequestDate={}&endRequestDate={}&senderGroupingKey={request_key}&pageSize=1000",
-            auth.app_key,
+            "{}?startRequestDate={}&endRequestDate={}&senderGroupingKey={}&pageSize=1000",
+            messages_path(auth, product),
             query_date(from),
-            query_date(to)
+            query_date(to),
+            query_value(request_key)
         ),
         headers: vec![("X-Secret-Key", auth.secret_key.clone())],
         body: Vec::new(),
     }
+}
+
+/// One page (up to 1,000) of the messages of NHN's request `request_id`, with their delivery
+/// state: how rows still without a final result are asked about (Brand Message has no result
+/// updates query; AlimTalk rows whose update was missed are found the same way).
+pub fn request_results_query(auth: &NhnAuth, product: Product, request_id: &str, page: u32) -> WireRequest {
+    WireRequest {
+        method: "GET",
+        path: format!(
+            "{}?requestId={}&pageNum={page}&pageSize=1000",
+            messages_path(auth, product),
+            query_value(request_id)
+        ),
+        headers: vec![("X-Secret-Key", auth.secret_key.clone())],
+        body: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListedResults {
+    header: Header,
+    #[serde(default)]
+    message_search_result_response: Option<ListedRows>,
+}
+
+#[derive(Deserialize)]
+struct ListedRows {
+    #[serde(default)]
+    messages: Vec<ReportRow>,
+}
+
+/// Reads [`request_results_query`]'s answer: a report per message.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_request_results(status: u16, body: &[u8]) -> Result<Vec<Report>, SendError> {
+    let answer: ListedResults = read_query(status, body, "message list", |a: &ListedResults| &a.header)?;
+    Ok(answer
+        .message_search_result_response
+        .map(|r| r.messages)
+        .unwrap_or_default()
+        .into_iter()
+        .map(ReportRow::into_report)
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -1070,7 +1130,7 @@ mod tests {
 
     #[test]
     fn a_lost_request_is_found_by_its_key() {
-        let request = lookup_query(&auth(), "bz-7", 1_798_070_400_000, 1_798_071_000_000);
+        let request = lookup_query(&auth(), Product::Alimtalk, "bz-7", 1_798_070_400_000, 1_798_071_000_000);
         assert_eq!(
             request.path,
             "/alimtalk/v2.3/appkeys/APPKEY/messages?startRequestDate=2026-12-24%2009%3A00&endRequestDate=2026-12-24%2009%3A10&senderGroupingKey=bz-7&pageSize=1000"
@@ -1081,6 +1141,47 @@ mod tests {
             ], "totalCount": 1}});
         assert_eq!(read_lookup(200, body.to_string().as_bytes()).unwrap(), [("r2".to_owned(), "R1/2".to_owned())]);
         assert_eq!(read_lookup(503, b"",).unwrap_err().class(), clawbridge_core::RetryClass::Transient);
+        let brand = lookup_query(&auth(), Product::Brand, "bz-7", 1_798_070_400_000, 1_798_071_000_000);
+        assert!(
+            brand.path.starts_with("/brand-message/v1.0/appkeys/APPKEY/messages?startRequestDate="),
+            "{}",
+            brand.path
+        );
+    }
+
+    #[test]
+    fn a_requests_messages_are_read_with_their_results_for_either_product() {
+        let request = request_results_query(&auth(), Product::Brand, "B-1", 2);
+        assert_eq!(request.path, "/brand-message/v1.0/appkeys/APPKEY/messages?requestId=B-1&pageNum=2&pageSize=1000");
+        assert_eq!(
+            request_results_query(&auth(), Product::Alimtalk, "R 1", 1).path,
+            "/alimtalk/v2.3/appkeys/APPKEY/messages?requestId=R%201&pageNum=1&pageSize=1000"
+        );
+        // The Brand Message list names the fallback's state `resendStatusCode`.
+        let body = json!({"header": {"resultCode": 0, "resultMessage": "SUCCESS", "isSuccessful": true},
+            "messageSearchResultResponse": {"messages": [
+                {"requestId": "B-1", "recipientSeq": 1, "recipientNo": "01011112222", "targeting": "I", "messageStatus": "COMPLETED",
+                 "resultCode": "1000", "resultCodeName": "성공", "receiveDate": "2026-12-24 10:00:02", "resendStatusCode": "RSC01"},
+                {"requestId": "B-1", "recipientSeq": 2, "recipientNo": "01033334444", "messageStatus": "FAILED",
+                 "resultCode": "3022", "resendStatusCode": "RSC02"},
+                {"requestId": "B-1", "recipientSeq": 3, "recipientNo": "01055556666", "messageStatus": "READY"}
+            ], "totalCount": 3}});
+        let reports = read_request_results(200, body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            reports.iter().map(|r| (r.dealer_id.as_str(), r.state, r.fallback)).collect::<Vec<_>>(),
+            [
+                ("B-1/1", ReportState::Delivered, Some(Fallback::None)),
+                ("B-1/2", ReportState::Failed, Some(Fallback::Armed)),
+                ("B-1/3", ReportState::Pending, Some(Fallback::None)),
+            ]
+        );
+        assert_eq!(reports[1].reason.as_deref(), Some("outside the allowed sending hours (08:00–20:50 KST)"));
+        let refused =
+            json!({"header": {"resultCode": -1001, "resultMessage": "Invalid secretKey", "isSuccessful": false}});
+        assert_eq!(
+            read_request_results(200, refused.to_string().as_bytes()).unwrap_err().class(),
+            clawbridge_core::RetryClass::Permanent
+        );
     }
 
     #[test]

@@ -1,12 +1,30 @@
-//! Solapi (reference/bizmsg.md §3): AlimTalk as `ATA` messages of `POST /messages/v4/send-many/detail`.
+//! Solapi (reference/bizmsg.md §3): AlimTalk as `ATA` messages of `POST /messages/v4/send-many/detail`,
+//! and the message list (`GET /messages/v4/list`) for results.
 //!
 //! Every request is signed: `Authorization: HMAC-SHA256 apiKey=…, date=…, salt=…, signature=…`,
 //! the signature being the lowercase hex HMAC-SHA256 of `date` followed by `salt` under the API
 //! secret, with a fresh salt per request. Solapi answers HTTP 200 even when it refused messages:
-//! `failedMessageList` is read on every answer. It echoes no reference of ours, so answers are
-//! matched by number (a [`Batch`] never holds a number twice).
+//! `failedMessageList` is read on every answer. Each message carries our reference in its
+//! `customFields` (the SDK's `Record<string, string>`, echoed in the answer's lists and in the
+//! stored message), so answers are matched by reference, and by number where it is missing (a
+//! [`Batch`] never holds a number twice).
+//!
+//! Results (facts from the `solapi` SDK, github.com/solapi/solapi-nodejs: `getMessages`,
+//! `GetMessagesRequest`, `storedMessageSchema`, `examples/javascript/webhooks`): the list takes
+//! `messageId`, `messageIds` (repeated), `groupId`, `to`, `from`, `type`, `statusCode`,
+//! `dateType` (`CREATED` | `UPDATED`, with `startDate`/`endDate` in ISO 8601), `startKey` and
+//! `limit`, and answers `{"startKey", "nextKey", "limit", "messageList": {<messageId>: {…}}}`,
+//! each message with `statusCode`, `status`, `reason`, `dateReceived`, `customFields`, … The
+//! SDK's webhook example says `statusCode` 4000 is a normal completion for AlimTalk and SMS
+//! alike; that 2000 (received) and 3000 (handed to the carrier) are still on their way is not in
+//! the SDK (it points to developers.solapi.com/references/message-status-codes). Solapi's
+//! "single report" webhook posts a JSON array of such message objects and calls again (five
+//! times in all) until it gets a 200.
 
-use super::{Addressee, Batch, ItemOutcome, ItemResult, Sender, WireRequest, http_error, missing};
+use super::{
+    Addressee, Batch, Fallback, ItemOutcome, ItemResult, Report, ReportState, Sender, WireRequest, http_error, missing,
+    query_value,
+};
 use crate::template::FallbackKind;
 use clawbridge_core::SendError;
 use clawbridge_core::time::{EpochMs, timestamp};
@@ -53,6 +71,14 @@ struct SendBody<'a> {
     scheduled_date: Option<String>,
 }
 
+/// The key of `customFields` that carries our reference.
+pub const REFERENCE_FIELD: &str = "clawbridgeRef";
+
+/// `customFields` with our reference.
+fn custom_fields(reference: &str) -> BTreeMap<&'static str, &str> {
+    [(REFERENCE_FIELD, reference)].into()
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Message<'a> {
@@ -67,6 +93,7 @@ struct Message<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     subject: Option<&'a str>,
     kakao_options: KakaoOptions<'a>,
+    custom_fields: BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -119,6 +146,7 @@ pub fn alimtalk_send(sender: &Sender, batch: &Batch) -> Result<WireRequest, Stri
                 variables: item.rendered.variables.iter().map(|(k, v)| (format!("#{{{k}}}"), v.as_str())).collect(),
                 disable_sms: fallback.is_none(),
             },
+            custom_fields: custom_fields(&item.reference),
         });
     }
     let body = SendBody {
@@ -143,6 +171,7 @@ struct BrandMessage<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     kakao_options: BrandOptions<'a>,
+    custom_fields: BTreeMap<&'static str, &'a str>,
 }
 
 #[derive(Serialize)]
@@ -240,6 +269,7 @@ pub fn brand_send(
                 },
                 disable_sms: true,
             },
+            custom_fields: custom_fields(&r.reference),
         })
         .collect();
     let mut body = serde_json::json!({ "messages": messages, "allowDuplicates": false, "showMessageList": true });
@@ -305,17 +335,6 @@ pub fn templates_query(pf_id: &str, start_key: Option<&str>) -> WireRequest {
         path.push_str(&format!("&startKey={}", query_value(key)));
     }
     WireRequest { method: "GET", path, headers: Vec::new(), body: Vec::new() }
-}
-
-/// `value` for a query string: unreserved characters as they are, every other byte escaped.
-fn query_value(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Deserialize)]
@@ -431,6 +450,8 @@ struct Failed {
     status_code: String,
     #[serde(default)]
     status_message: String,
+    #[serde(default)]
+    custom_fields: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -440,6 +461,21 @@ struct Listed {
     to: String,
     #[serde(default)]
     message_id: String,
+    #[serde(default)]
+    custom_fields: Option<BTreeMap<String, String>>,
+}
+
+/// Our reference in `customFields`, if Solapi echoed it.
+fn reference_of(fields: Option<&BTreeMap<String, String>>) -> Option<&str> {
+    fields.and_then(|f| f.get(REFERENCE_FIELD)).map(String::as_str)
+}
+
+/// Whether an echoed message is `item`'s: by our reference, or by number when it has none.
+fn is_for(item: &Addressee, reference: Option<&str>, to: &str) -> bool {
+    match reference {
+        Some(reference) => reference == item.reference,
+        None => to == item.to.national(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -469,10 +505,15 @@ pub fn read_send_answer(
         .map_err(|e| SendError::transient(format!("Solapi answered 200 with a body that is not its JSON: {e}")))?;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
-        let number = item.to.national();
-        let result = if let Some(failed) = answer.failed_message_list.iter().find(|f| f.to == number) {
+        let result = if let Some(failed) =
+            answer.failed_message_list.iter().find(|f| is_for(item, reference_of(f.custom_fields.as_ref()), &f.to))
+        {
             ItemResult::Refused { code: failed.status_code.clone(), reason: failed.status_message.clone() }
-        } else if let Some(listed) = answer.message_list.iter().find(|m| m.to == number && !m.message_id.is_empty()) {
+        } else if let Some(listed) = answer
+            .message_list
+            .iter()
+            .find(|m| is_for(item, reference_of(m.custom_fields.as_ref()), &m.to) && !m.message_id.is_empty())
+        {
             ItemResult::Accepted { dealer_id: listed.message_id.clone() }
         } else {
             continue;
@@ -481,6 +522,150 @@ pub fn read_send_answer(
     }
     missing(items, &mut outcomes);
     Ok(outcomes)
+}
+
+/// How many message ids one [`messages_query`] asks for.
+pub const MAX_IDS_PER_QUERY: usize = 50;
+
+/// The messages `message_ids` (at most [`MAX_IDS_PER_QUERY`]) with their state
+/// (`GET /messages/v4/list?messageIds=…&messageIds=…`, the SDK's `getMessages({messageIds})`).
+pub fn messages_query(message_ids: &[String]) -> WireRequest {
+    let mut path = "/messages/v4/list?".to_owned();
+    for id in message_ids.iter().take(MAX_IDS_PER_QUERY) {
+        path.push_str(&format!("messageIds={}&", query_value(id)));
+    }
+    path.push_str(&format!("limit={}", message_ids.len().clamp(1, MAX_IDS_PER_QUERY)));
+    WireRequest { method: "GET", path, headers: Vec::new(), body: Vec::new() }
+}
+
+/// One page of the messages Solapi received in `[from, to]` (`dateType=CREATED`), continuing at
+/// `start_key`: asked before a request whose answer was lost is made again, to find which of
+/// its messages (by our reference in `customFields`) Solapi has.
+pub fn window_query(from: EpochMs, to: EpochMs, start_key: Option<&str>) -> WireRequest {
+    let mut path = format!(
+        "/messages/v4/list?dateType=CREATED&startDate={}&endDate={}&limit=100",
+        query_value(&signing_date(from)),
+        query_value(&signing_date(to))
+    );
+    if let Some(key) = start_key {
+        path.push_str(&format!("&startKey={}", query_value(key)));
+    }
+    WireRequest { method: "GET", path, headers: Vec::new(), body: Vec::new() }
+}
+
+/// `to` as stored: one number or several.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredTo {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredRow {
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default)]
+    to: Option<StoredTo>,
+    #[serde(default)]
+    status_code: Option<String>,
+    #[serde(default)]
+    status_message: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    date_received: Option<String>,
+    #[serde(default)]
+    date_reported: Option<String>,
+    #[serde(default)]
+    custom_fields: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListAnswer {
+    #[serde(default)]
+    next_key: Option<String>,
+    /// Required (the SDK's schema): an answer without it is not the list.
+    message_list: BTreeMap<String, StoredRow>,
+}
+
+/// A message as Solapi has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// Our reference, from `customFields`.
+    pub reference: Option<String>,
+    /// The number (national form).
+    pub to: Option<String>,
+    /// Where it is.
+    pub report: Report,
+}
+
+/// Where a message with Solapi's `statusCode` is: 4000 delivered; 2000 and 3000 (and none yet)
+/// on the way; anything else failed, with Solapi's code and words.
+fn state_of(code: &str) -> ReportState {
+    match code {
+        "4000" => ReportState::Delivered,
+        "" | "2000" | "3000" => ReportState::Pending,
+        _ => ReportState::Failed,
+    }
+}
+
+impl StoredRow {
+    fn into_stored(self, key: Option<String>) -> Option<Stored> {
+        let message_id = self.message_id.filter(|id| !id.is_empty()).or(key)?;
+        let code = self.status_code.unwrap_or_default();
+        let state = state_of(code.trim());
+        let reason = match state {
+            ReportState::Failed => self.reason.or(self.status_message).filter(|r| !r.is_empty()),
+            _ => None,
+        };
+        Some(Stored {
+            reference: self.custom_fields.as_ref().and_then(|f| f.get(REFERENCE_FIELD)).cloned(),
+            to: match self.to {
+                Some(StoredTo::One(to)) => Some(to),
+                Some(StoredTo::Many(many)) => many.into_iter().next(),
+                None => None,
+            },
+            report: Report {
+                dealer_id: message_id,
+                state,
+                code: Some(code).filter(|c| !c.is_empty()),
+                reason,
+                done_at: self.date_received.or(self.date_reported).filter(|d| !d.is_empty()),
+                // Solapi's stored message does not say in the SDK's terms whether an SMS
+                // replaced a failed AlimTalk.
+                fallback: None::<Fallback>,
+            },
+        })
+    }
+}
+
+/// Reads a [`messages_query`] or [`window_query`] answer: the messages, and the key of the next
+/// page (`nextKey`) when there is one.
+///
+/// # Errors
+/// The query failed, classified.
+pub fn read_messages(status: u16, body: &[u8]) -> Result<(Vec<Stored>, Option<String>), SendError> {
+    refused_credentials(status, body)?;
+    if !(200..300).contains(&status) {
+        return Err(http_error(status, body, None));
+    }
+    let answer: ListAnswer = serde_json::from_slice(body)
+        .map_err(|e| SendError::transient(format!("Solapi's message list is not its JSON: {e}")))?;
+    let stored = answer.message_list.into_iter().filter_map(|(key, row)| row.into_stored(Some(key))).collect();
+    Ok((stored, answer.next_key.filter(|k| !k.is_empty())))
+}
+
+/// Reads a "single report" webhook body: a JSON array of messages as the list has them.
+///
+/// # Errors
+/// A body that is not that (answered 400).
+pub fn read_webhook(body: &[u8]) -> Result<Vec<Report>, String> {
+    let rows: Vec<StoredRow> =
+        serde_json::from_slice(body).map_err(|e| format!("not a Solapi report (a JSON array of messages): {e}"))?;
+    Ok(rows.into_iter().filter_map(|row| row.into_stored(None)).map(|s| s.report).collect())
 }
 
 #[cfg(test)]
@@ -525,10 +710,12 @@ mod tests {
                 "messages": [
                     {"to": "01011112222", "from": "0212345678", "type": "ATA", "text": "홍길동님 상품 발송", "subject": "발송 안내",
                      "kakaoOptions": {"pfId": pf_id, "templateId": "KA01TP1",
-                                      "variables": {"#{name}": "홍길동", "#{order}": "A-1"}, "disableSms": false}},
+                                      "variables": {"#{name}": "홍길동", "#{order}": "A-1"}, "disableSms": false},
+                     "customFields": {"clawbridgeRef": "r1"}},
                     {"to": "01033334444", "type": "ATA",
                      "kakaoOptions": {"pfId": pf_id, "templateId": "KA01TP1",
-                                      "variables": {"#{name}": "김철수", "#{order}": "A-1"}, "disableSms": true}}
+                                      "variables": {"#{name}": "김철수", "#{order}": "A-1"}, "disableSms": true},
+                     "customFields": {"clawbridgeRef": "r2"}}
                 ],
                 "allowDuplicates": false,
                 "showMessageList": true
@@ -600,7 +787,8 @@ mod tests {
                    "kakaoOptions": {"pfId": "a".repeat(40), "templateId": "KA01TP9",
                                     "variables": {"#{name}": "홍길동", "#{code}": "W1"},
                                     "bms": {"targeting": "M", "chatBubbleType": "IMAGE", "imageId": "ST01FILE"},
-                                    "disableSms": true}})
+                                    "disableSms": true},
+                   "customFields": {"clawbridgeRef": "r1"}})
         );
         let mut free = brand_template_content(None);
         free.template = None;
@@ -646,5 +834,79 @@ mod tests {
         assert_eq!(templates[0].variables, ["name"]);
         assert_eq!(templates[0].buttons, [("WL".to_owned(), "보기".to_owned())]);
         assert_eq!(templates[1].status, crate::template::TemplateStatus::InReview);
+    }
+
+    #[test]
+    fn answers_are_matched_by_the_reference_in_custom_fields_before_the_number() {
+        // Two rows to one number cannot share a request, but an answer that echoes our reference
+        // is read by it even when the numbers are written differently.
+        let items = vec![item("cb1", "010-1111-2222", "가", false), item("cb2", "010-3333-4444", "나", false)];
+        let body = json!({
+            "failedMessageList": [{"to": "+821033334444", "statusCode": "1062", "statusMessage": "x", "customFields": {"clawbridgeRef": "cb2"}}],
+            "messageList": [{"messageId": "M4V1", "to": "821011112222", "statusCode": "2000", "customFields": {"clawbridgeRef": "cb1"}}]
+        });
+        let outcomes = read_send_answer(200, body.to_string().as_bytes(), &addressees(&items), None).unwrap();
+        assert_eq!(outcomes[0].result, ItemResult::Accepted { dealer_id: "M4V1".into() });
+        assert!(matches!(&outcomes[1].result, ItemResult::Refused { code, .. } if code == "1062"));
+    }
+
+    #[test]
+    fn the_message_list_is_asked_by_ids_or_by_a_window_and_read_into_reports() {
+        let ids: Vec<String> = vec!["M4V1".into(), "M4V2".into()];
+        let query = messages_query(&ids);
+        assert_eq!(
+            (query.method, query.path.as_str()),
+            ("GET", "/messages/v4/list?messageIds=M4V1&messageIds=M4V2&limit=2")
+        );
+        assert_eq!(
+            window_query(1_798_070_400_000, 1_798_070_580_000, Some("NEXT")).path,
+            "/messages/v4/list?dateType=CREATED&startDate=2026-12-24T00%3A00%3A00.000Z&endDate=2026-12-24T00%3A03%3A00.000Z&limit=100&startKey=NEXT"
+        );
+        let body = json!({"startKey": null, "nextKey": "K2", "limit": 100, "messageList": {
+            "M4V1": {"messageId": "M4V1", "to": "01011112222", "type": "ATA", "statusCode": "4000", "status": "COMPLETE",
+                     "dateReceived": "2026-12-24T00:00:03.000Z", "customFields": {"clawbridgeRef": "cb1"}},
+            "M4V2": {"to": ["01033334444"], "type": "ATA", "statusCode": "3104", "reason": "카카오톡 미사용자"},
+            "M4V3": {"messageId": "M4V3", "statusCode": "3000"},
+            "M4V4": {"messageId": "M4V4", "statusCode": null}
+        }});
+        let (stored, next) = read_messages(200, body.to_string().as_bytes()).unwrap();
+        assert_eq!(next.as_deref(), Some("K2"));
+        assert_eq!(
+            stored[0],
+            Stored {
+                reference: Some("cb1".into()),
+                to: Some("01011112222".into()),
+                report: Report {
+                    dealer_id: "M4V1".into(),
+                    state: ReportState::Delivered,
+                    code: Some("4000".into()),
+                    reason: None,
+                    done_at: Some("2026-12-24T00:00:03.000Z".into()),
+                    fallback: None,
+                },
+            }
+        );
+        assert_eq!(
+            (stored[1].report.dealer_id.as_str(), stored[1].report.state, stored[1].report.reason.as_deref()),
+            ("M4V2", ReportState::Failed, Some("카카오톡 미사용자")),
+            "the id is the list's key when the message omits it"
+        );
+        assert_eq!(stored[1].to.as_deref(), Some("01033334444"));
+        assert_eq!((stored[2].report.state, stored[3].report.state), (ReportState::Pending, ReportState::Pending));
+        assert!(read_messages(401, b"{}").unwrap_err().to_string().contains("SOLAPI_API_SECRET"));
+        assert_eq!(read_messages(200, b"[]").unwrap_err().class(), clawbridge_core::RetryClass::Transient);
+    }
+
+    #[test]
+    fn a_single_report_webhook_is_an_array_of_messages() {
+        let body = json!([
+            {"messageId": "M4V1", "to": "01011112222", "statusCode": "4000", "dateReceived": "2026-12-24T00:00:03Z"},
+            {"messageId": "M4V2", "statusCode": "3059", "reason": "변작된 발신번호"},
+            {"to": "01000000000", "statusCode": "4000"}
+        ]);
+        let reports = read_webhook(body.to_string().as_bytes()).unwrap();
+        assert_eq!(reports.len(), 2, "a message without an id names nothing of ours");
+        assert_eq!((reports[0].state, reports[1].state), (ReportState::Delivered, ReportState::Failed));
+        assert!(read_webhook(br#"{"messageList": {}}"#).is_err());
     }
 }

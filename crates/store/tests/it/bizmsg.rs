@@ -144,15 +144,51 @@ pub async fn bizmsg_results_only_move_forward(t: &Target) {
     let mut fallback_sent = result("D-1", "failed", 3, NOW + 12);
     fallback_sent.fallback = Some("sent".to_owned());
     assert!(store.record_bizmsg_result(&fallback_sent).await.unwrap());
-    assert!(store.record_bizmsg_result(&result("D-1", "failed", 3, NOW + 13)).await.unwrap(), "a repeat is harmless");
+    // The same report again (a webhook retried, a poll after the webhook) is not a change.
+    assert!(!store.record_bizmsg_result(&result("D-1", "failed", 3, NOW + 13)).await.unwrap(), "deduplicated");
+    assert!(!store.record_bizmsg_result(&fallback_sent).await.unwrap(), "deduplicated");
     let row = store.get_bizmsg(id).await.unwrap().unwrap();
     assert_eq!(
         (row.result.as_deref(), row.result_code.as_deref(), row.fallback.as_deref(), row.result_at),
-        (Some("failed"), Some("3019"), Some("sent"), Some(NOW + 13))
+        (Some("failed"), Some("3019"), Some("sent"), Some(NOW + 12))
     );
     let stats = store.bizmsg_stats().await.unwrap();
     assert_eq!(stats.states, [("accepted".to_owned(), 1)]);
     assert_eq!(stats.results, [("failed".to_owned(), 1)]);
+}
+
+pub async fn bizmsg_unfinished_rows_are_those_whose_result_can_still_change(t: &Target) {
+    let store = t.open().await;
+    let rows: Vec<NewBizmsg> = (0..6).map(|i| message(&format!("u{i}"), &format!("0101111000{i}"))).collect();
+    let ids: Vec<i64> = store.enqueue_bizmsg(&rows, NOW).await.unwrap().iter().map(|e| e.id).collect();
+    store.claim_bizmsg("w", 10, LEASE, NOW).await.unwrap();
+    for (i, id) in ids.iter().enumerate().take(5) {
+        let at = NOW + i64::try_from(i).unwrap();
+        assert!(store.mark_bizmsg_accepted(*id, "w", &format!("U-{i}"), at).await.unwrap());
+    }
+    // U-0: no result yet. U-1: pending. U-2: delivered. U-3: failed, fallback armed. U-4: failed,
+    // no fallback. The sixth row is still being sent.
+    store.record_bizmsg_result(&result("U-1", "pending", 1, NOW + 10)).await.unwrap();
+    store.record_bizmsg_result(&result("U-2", "delivered", 2, NOW + 10)).await.unwrap();
+    let mut armed = result("U-3", "failed", 2, NOW + 11);
+    armed.fallback = Some("armed".to_owned());
+    store.record_bizmsg_result(&armed).await.unwrap();
+    let mut none = result("U-4", "failed", 2, NOW + 12);
+    none.fallback = Some("none".to_owned());
+    store.record_bizmsg_result(&none).await.unwrap();
+
+    let unfinished = store.unfinished_bizmsg("nhn", NOW, NOW + 100, 10).await.unwrap();
+    let found: Vec<Option<&str>> = unfinished.iter().map(|r| r.dealer_id.as_deref()).collect();
+    assert_eq!(found, [Some("U-3"), Some("U-1"), Some("U-0")], "newest change first");
+    assert_eq!(store.unfinished_bizmsg("nhn", NOW, NOW + 100, 2).await.unwrap().len(), 2);
+    assert!(store.unfinished_bizmsg("solapi", NOW, NOW + 100, 10).await.unwrap().is_empty(), "per dealer");
+    let old = store.unfinished_bizmsg("nhn", NOW, NOW + 5, 10).await.unwrap();
+    assert_eq!(old.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]], "within the window of last change");
+    // The fallback's outcome makes U-3 final.
+    let mut sent = result("U-3", "failed", 3, NOW + 20);
+    sent.fallback = Some("sent".to_owned());
+    store.record_bizmsg_result(&sent).await.unwrap();
+    assert_eq!(store.unfinished_bizmsg("nhn", NOW, NOW + 100, 10).await.unwrap().len(), 2);
 }
 
 pub async fn concurrent_bizmsg_claims_deliver_each_row_once(t: &Target) {

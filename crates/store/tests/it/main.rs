@@ -99,5 +99,6 @@ for_each_backend!(
     bizmsg_claims_one_row_per_recipient_in_order_and_wait_for_not_before,
     bizmsg_retry_release_and_expired_leases,
     bizmsg_results_only_move_forward,
+    bizmsg_unfinished_rows_are_those_whose_result_can_still_change,
     concurrent_bizmsg_claims_deliver_each_row_once,
 );
