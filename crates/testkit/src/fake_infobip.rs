@@ -7,6 +7,13 @@
 //! it (the crash case), or to fail the next requests with an HTTP status. Reports are made with
 //! [`report`] and given with [`FakeInfobip::deliver`]; a report carries the `callbackData` its
 //! message was sent with, as Infobip's do.
+//!
+//! Brand Message templates ([`brand_template`]) are listed by code, a page at a time
+//! (`GET /kakao-brand-messages/1/templates?senderKey=…&since=…&page=…&size=…`, pages from 1, 100
+//! codes by default), and read one by one (`GET /kakao-brand-messages/1/templates/single?sender=…&templateCode=…`).
+//! A query the fake cannot read (no sender, a `since` not in `yyyy-MM-dd'T'HH:mm:ss.SSSZ`, a page
+//! below 1) is recorded in [`InfobipState::wire_errors`] and answered 400 in Infobip's error
+//! envelope.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -60,6 +67,12 @@ pub struct InfobipState {
     pub log_queries: Vec<Vec<String>>,
     /// Report queries.
     pub report_queries: usize,
+    /// The Brand Message templates ([`brand_template`]), in listing order.
+    pub brand_templates: Vec<Value>,
+    /// Template queries: the path and the query string, in order.
+    pub template_queries: Vec<(String, HashMap<String, String>)>,
+    /// Queries refused for what they carry (answered 400), with the reason.
+    pub wire_errors: Vec<String>,
 }
 
 /// A running fake Infobip; dropped, it stops.
@@ -87,6 +100,8 @@ impl FakeInfobip {
             .route("/kakao-chingu/1/reports", get(reports))
             .route("/kakao-alim/1/logs", get(logs))
             .route("/kakao-chingu/1/logs", get(logs))
+            .route("/kakao-brand-messages/1/templates", get(brand_templates))
+            .route("/kakao-brand-messages/1/templates/single", get(brand_template_single))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Infobip");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -275,4 +290,85 @@ async fn logs(
         })
         .collect();
     (StatusCode::OK, Json(json!({"results": results})))
+}
+
+/// A Brand Message template of [`SENDER`] with a `TEXT` content and a URL button named `button`,
+/// as the single-template query answers it (plus the `templateCode` and `senderKey` it is
+/// listed under).
+pub fn brand_template(code: &str, name: &str, text: &str, button: Option<&str>) -> Value {
+    let buttons: Vec<Value> = button
+        .map(|name| json!({"name": name, "urlMobile": "https://m.example.com/deals", "urlPc": "https://example.com/deals", "type": "URL"}))
+        .into_iter()
+        .collect();
+    json!({"templateCode": code, "senderKey": SENDER, "name": name,
+           "templateContent": {"type": "TEXT", "text": text, "buttons": buttons}})
+}
+
+fn bad_request(state: &mut InfobipState, problem: String) -> (StatusCode, Json<Value>) {
+    state.wire_errors.push(problem.clone());
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"errorCode": "E400", "description": "Request cannot be processed.",
+                    "violations": [{"property": "query", "violation": problem}]})),
+    )
+}
+
+/// The codes of the sender's templates, a page of `size` (default 100) from page 1.
+async fn brand_templates(
+    State(state): State<Arc<Mutex<InfobipState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = refuse_credentials(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.template_queries.push((uri.path().to_owned(), query.clone()));
+    let Some(sender) = query.get("senderKey").filter(|k| !k.is_empty()).cloned() else {
+        return bad_request(&mut s, format!("no senderKey: {query:?}"));
+    };
+    if let Some(since) = query.get("since")
+        && jiff::fmt::strtime::parse("%Y-%m-%dT%H:%M:%S%.f%z", since).and_then(|t| t.to_timestamp()).is_err()
+    {
+        return bad_request(&mut s, format!("since {since:?} is not yyyy-MM-dd'T'HH:mm:ss.SSSZ"));
+    }
+    let number = |name: &str, default: usize| query.get(name).map_or(Ok(default), |v| v.parse::<usize>());
+    let (page, size) = match (number("page", 1), number("size", 100)) {
+        (Ok(page), Ok(size)) if page >= 1 && size >= 1 => (page, size),
+        _ => return bad_request(&mut s, format!("page/size {query:?}")),
+    };
+    let results: Vec<Value> = s
+        .brand_templates
+        .iter()
+        .filter(|t| t["senderKey"] == sender.as_str())
+        .skip((page - 1) * size)
+        .take(size)
+        .map(|t| json!({"templateCode": t["templateCode"]}))
+        .collect();
+    (StatusCode::OK, Json(json!({"results": results})))
+}
+
+/// One template by `sender` and `templateCode`: its name and content; 404 when there is none.
+async fn brand_template_single(
+    State(state): State<Arc<Mutex<InfobipState>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    if let Some(refused) = refuse_credentials(&headers) {
+        return refused;
+    }
+    let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    s.template_queries.push((uri.path().to_owned(), query.clone()));
+    let (Some(sender), Some(code)) = (query.get("sender"), query.get("templateCode")) else {
+        return bad_request(&mut s, format!("sender and templateCode are required: {query:?}"));
+    };
+    match s.brand_templates.iter().find(|t| t["senderKey"] == sender.as_str() && t["templateCode"] == code.as_str()) {
+        Some(t) => (StatusCode::OK, Json(json!({"name": t["name"], "templateContent": t["templateContent"]}))),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"errorCode": "E404", "description": format!("no template {code} of sender {sender}")})),
+        ),
+    }
 }

@@ -223,3 +223,56 @@ async fn with_a_public_url_sends_name_the_daemons_webhook_and_sign_their_callbac
     plain.send(&config.accounts[0].sender, &[otp(8, "010-1111-3333")], &RequestKey::new(MORNING, 8)).await;
     assert_eq!(fake.state().taken[1].report_url, None);
 }
+
+#[tokio::test]
+async fn brand_templates_are_listed_page_by_page_then_read_one_by_one() {
+    use clawbridge_bizmsg::template::TemplateStatus;
+    use clawbridge_testkit::fake_infobip::brand_template;
+    let fake = FakeInfobip::start().await;
+    {
+        let mut s = fake.state();
+        // 101 codes: a full first page of 100, and one more on page 2.
+        s.brand_templates = (1..=101)
+            .map(|i| brand_template(&format!("code_{i:03}"), &format!("템플릿 {i}"), &format!("#{{name}}님 {i}"), None))
+            .collect();
+        s.brand_templates[0] = brand_template("code_001", "겨울", "#{name}님, 겨울 세일 #{rate}%", Some("보기"));
+        let mut other = brand_template("other_001", "다른 발신", "x", None);
+        other["senderKey"] = json!("ANOTHER-ACCOUNT");
+        s.brand_templates.push(other);
+    }
+    let config = config(&fake);
+    let client = DealerClient::new(&config, Duration::from_secs(5)).unwrap();
+    let templates = client.templates(&config.accounts[0].sender.sender_key).await.unwrap();
+    assert_eq!(templates.len(), 101, "the sender's templates, both pages");
+    let first = &templates[0];
+    assert_eq!(
+        (first.code.as_str(), first.name.as_str(), first.text.as_str(), first.status, first.product),
+        ("code_001", "겨울", "#{name}님, 겨울 세일 #{rate}%", TemplateStatus::Approved, Product::Brand)
+    );
+    assert_eq!(first.buttons, [("URL".to_owned(), "보기".to_owned())]);
+    assert_eq!(first.variable_names(), ["name", "rate"]);
+    assert_eq!(templates[100].code, "code_101");
+
+    let s = fake.state();
+    assert!(s.wire_errors.is_empty(), "{:?}", s.wire_errors);
+    let listed: Vec<_> =
+        s.template_queries.iter().filter(|(path, _)| path == "/kakao-brand-messages/1/templates").collect();
+    let pages: Vec<&str> = listed.iter().map(|(_, q)| q.get("page").map_or("", String::as_str)).collect();
+    assert_eq!(pages, ["1", "2"], "page 2 only after a full page 1");
+    assert!(listed.iter().all(|(_, q)| q.get("senderKey").map(String::as_str) == Some("OFFICIAL-ACCOUNT")));
+    let singles = s.template_queries.len() - listed.len();
+    assert_eq!(singles, 101, "each template read once");
+}
+
+#[tokio::test]
+async fn a_wrong_api_key_is_refused_by_the_template_list_and_named() {
+    let fake = FakeInfobip::start().await;
+    fake.state().brand_templates.push(clawbridge_testkit::fake_infobip::brand_template("c", "n", "t", None));
+    let mut vars: BTreeMap<&str, String> = fake.env().into_iter().collect();
+    vars.insert("INFOBIP_API_KEY", "WRONG".into());
+    let config = BizmsgConfig::load(None, &|name| vars.get(name).cloned()).unwrap().unwrap();
+    let client = DealerClient::new(&config, Duration::from_secs(5)).unwrap();
+    let e = client.templates(&config.accounts[0].sender.sender_key).await.unwrap_err();
+    assert!(e.to_string().contains("INFOBIP_API_KEY"), "{e}");
+    assert!(fake.state().template_queries.is_empty(), "refused before it is read");
+}

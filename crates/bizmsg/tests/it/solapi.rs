@@ -126,3 +126,159 @@ async fn results_are_asked_by_message_id_until_final() {
     // Polling by time has nothing to ask Solapi: its messages are asked about by id.
     assert!(client.poll_results(0, 1).await.unwrap().is_empty());
 }
+
+/// 2026-12-24 10:00 KST: inside the ad window.
+const MORNING: i64 = 1_798_074_000_000;
+
+/// The header of a PNG of `width`×`height` (all that is read of it before the upload).
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let mut bytes = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    bytes.extend_from_slice(&width.to_be_bytes());
+    bytes.extend_from_slice(&height.to_be_bytes());
+    bytes.extend_from_slice(&[8, 6, 0, 0, 0, 0x12, 0x34, 0x56, 0x78]);
+    bytes.extend_from_slice(&[0x5a; 64]);
+    bytes
+}
+
+#[tokio::test]
+async fn a_brand_template_image_is_uploaded_as_a_bms_file_and_the_send_names_its_file_id() {
+    use clawbridge_bizmsg::brand::{BrandRequest, ImageSource, Targeting, prepare_brand};
+    let fake = FakeSolapi::start().await;
+    let vars: BTreeMap<&str, String> = fake.env().into_iter().collect();
+    let file: toml::Table = toml::from_str(
+        r##"
+[[brandTemplates]]
+templateCode = "WINTER"
+templateId = "KA01TP9"
+chatBubbleType = "IMAGE"
+text = "#{name}님, 겨울 세일 #{rate}% 할인"
+"##,
+    )
+    .unwrap();
+    let config = BizmsgConfig::load(Some(&file), &|name| vars.get(name).cloned()).unwrap().unwrap();
+    let client = DealerClient::new(&config, Duration::from_secs(5)).unwrap();
+    let image = png(800, 400);
+    let request = BrandRequest {
+        account: "default".into(),
+        to: "010-1111-2222".into(),
+        text: String::new(),
+        template: Some("WINTER".into()),
+        variables: [("name".to_owned(), "홍길동".to_owned()), ("rate".to_owned(), "20".to_owned())].into(),
+        image: Some(ImageSource::File { name: "/tmp/sale.png".into(), bytes: image.clone() }),
+        buttons: vec![],
+        targeting: Targeting::Friends,
+        fallback: false,
+        at: None,
+        idempotency_key: None,
+        origin: "cli".into(),
+    };
+    let mut prepared = prepare_brand(&config, &request, MORNING).unwrap();
+    let to_upload = prepared.image_to_upload().cloned().expect("a file is uploaded before the row is stored");
+    let file_id = client.upload_image(&to_upload.source, to_upload.format, &image).await.unwrap();
+    prepared.set_image_ref(file_id.clone()).unwrap();
+    {
+        let s = fake.state();
+        assert_eq!(s.uploads.len(), 1);
+        let upload = &s.uploads[0];
+        assert_eq!((upload.kind.as_str(), upload.name.as_str(), &upload.bytes), ("BMS", "sale.png", &image));
+        assert_eq!(upload.file_id, file_id);
+    }
+
+    let p = &prepared.prepared;
+    let row = clawbridge_bizmsg::send::pending(1, "default", p.recipient.national(), &p.payload, None).unwrap();
+    let steps = dispatch::plan(client.dealer(), vec![row], MORNING);
+    let [Step::Send { key, rows, resend: false }] = steps.as_slice() else { panic!("{steps:?}") };
+    let updates = client.send(&config.accounts[0].sender, rows, key).await;
+    assert_eq!(updates, [RowUpdate::Accepted { id: 1, dealer_id: "M4V0".into() }]);
+    let s = fake.state();
+    assert!(s.wire_errors.is_empty() && s.signature_errors.is_empty(), "{:?} {:?}", s.wire_errors, s.signature_errors);
+    assert_eq!(s.salts.len(), 2, "the upload and the send, each signed with its own salt");
+    let taken = &s.taken[0];
+    assert_eq!((taken.kind.as_str(), taken.to.as_str()), ("BMS_IMAGE", "01011112222"));
+    assert_eq!(
+        taken.kakao_options,
+        json!({"pfId": "KA01PF1", "templateId": "KA01TP9", "variables": {"#{name}": "홍길동", "#{rate}": "20"},
+               "bms": {"targeting": "I", "chatBubbleType": "IMAGE", "imageId": file_id}, "disableSms": true})
+    );
+}
+
+#[tokio::test]
+async fn a_brand_message_naming_an_image_solapi_does_not_have_is_refused_by_the_fake() {
+    // The fake's check itself: a send whose imageId was never uploaded does not pass for one.
+    use clawbridge_bizmsg::brand::{BrandContent, BrandImage, ImageFormat, Targeting};
+    use clawbridge_bizmsg::template::Bubble;
+    let fake = FakeSolapi::start().await;
+    let config = config(&fake, "SECRET");
+    let client = DealerClient::new(&config, Duration::from_secs(5)).unwrap();
+    let content = BrandContent {
+        text: "겨울 세일".into(),
+        bubble: Bubble::Image,
+        image: Some(BrandImage {
+            source: "sale.png".into(),
+            format: ImageFormat::Png,
+            digest: Some("d".into()),
+            dealer_ref: Some("ST01NEVER".into()),
+        }),
+        template: None,
+        buttons: vec![],
+        targeting: Targeting::Friends,
+        opt_out_number: None,
+        fallback: None,
+    };
+    let row = Pending {
+        id: 1,
+        account: "default".into(),
+        to: PhoneNumber::parse("010-1111-2222").unwrap(),
+        message: Message::Brand(content),
+        send_at: None,
+        request_key: None,
+    };
+    let updates = client.send(&config.accounts[0].sender, &[row], &RequestKey::new(MORNING, 1)).await;
+    assert!(matches!(&updates[0], RowUpdate::Dead { reason, .. } if reason.contains("HTTP 400")), "{updates:?}");
+    let s = fake.state();
+    assert_eq!(s.wire_errors.len(), 1, "{:?}", s.wire_errors);
+    assert!(s.wire_errors[0].contains("ST01NEVER"), "{:?}", s.wire_errors);
+    assert!(s.taken.is_empty());
+}
+
+#[tokio::test]
+async fn alimtalk_templates_are_read_page_by_page_with_their_status_and_variables() {
+    use clawbridge_bizmsg::template::TemplateStatus;
+    use clawbridge_testkit::fake_solapi::template;
+    let fake = FakeSolapi::start().await;
+    {
+        let mut s = fake.state();
+        s.templates = vec![
+            template("KA01TP1", "인증", "인증번호는 #{code}입니다.", "APPROVED", &["code"]),
+            template("KA01TP2", "발송", "#{name}님 발송 #{tracking}", "INSPECTING", &["name", "tracking"]),
+            template("KA01TP3", "반려", "#{name}님", "REJECTED", &["name"]),
+        ];
+        let mut other = template("KA01TP4", "다른 채널", "x", "APPROVED", &[]);
+        other["channelId"] = json!("KA01PF2");
+        s.templates.push(other);
+        s.templates_page_size = Some(2);
+    }
+    let settings = config(&fake, "SECRET");
+    let client = DealerClient::new(&settings, Duration::from_secs(5)).unwrap();
+    let templates = client.templates(&settings.accounts[0].sender.sender_key).await.unwrap();
+    let read: Vec<(&str, TemplateStatus, Vec<String>, Product)> =
+        templates.iter().map(|t| (t.code.as_str(), t.status, t.variable_names(), t.product)).collect();
+    assert_eq!(
+        read,
+        [
+            ("KA01TP1", TemplateStatus::Approved, vec!["code".to_owned()], Product::Alimtalk),
+            ("KA01TP2", TemplateStatus::InReview, vec!["name".to_owned(), "tracking".to_owned()], Product::Alimtalk),
+            ("KA01TP3", TemplateStatus::Rejected, vec!["name".to_owned()], Product::Alimtalk),
+        ],
+        "the sender's templates only"
+    );
+    assert_eq!(templates[0].text, "인증번호는 #{code}입니다.");
+    let s = fake.state();
+    let pairs = |q: &Vec<(String, String)>| -> BTreeMap<String, String> { q.iter().cloned().collect() };
+    let queries: Vec<BTreeMap<String, String>> = s.template_queries.iter().map(pairs).collect();
+    assert_eq!(queries.len(), 2, "two pages: {queries:?}");
+    assert_eq!(queries[0].get("channelId").map(String::as_str), Some("KA01PF1"));
+    assert_eq!(queries[0].get("startKey"), None);
+    assert_eq!(queries[1].get("startKey").map(String::as_str), Some("KA01TP3"), "the first page's nextKey");
+    assert!(s.wire_errors.is_empty() && s.signature_errors.is_empty(), "{:?} {:?}", s.wire_errors, s.signature_errors);
+}
