@@ -1,6 +1,7 @@
 //! Integration tests of the clawbridge daemon (one test binary).
 
 mod bizmsg;
+mod bizmsg_dealers;
 mod bizmsg_results;
 mod channel_state;
 mod cli;
