@@ -41,9 +41,10 @@ impl ChannelSettings for BizmsgConfig {
         Ok(None)
     }
 
-    /// The dealer and its credentials: NHN is asked for the sender's templates (which needs the
-    /// app key, the secret key and the sender key to be right); the others are checked as
-    /// configured.
+    /// The dealer and its credentials: every dealer is asked for the sender's templates (which
+    /// needs the credentials and the sender key to be right). At Solapi and Infobip a list the
+    /// credentials may not read (HTTP 403, or no list) is no failure, as the sends may still be
+    /// allowed; a login refused outright (HTTP 401) is.
     async fn doctor(&self, _host: &HostInfo) -> Vec<Check> {
         let dealer = self.dealer.kind().id();
         let mut checks = vec![Check::ok(
@@ -79,24 +80,65 @@ impl ChannelSettings for BizmsgConfig {
             ));
             return checks;
         }
+        let fix = match self.dealer.kind() {
+            crate::dealer::DealerKind::Nhn => {
+                "check NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY and BIZMSG_SENDER_KEY in the NHN Cloud console"
+            }
+            crate::dealer::DealerKind::Solapi => {
+                "check SOLAPI_API_KEY, SOLAPI_API_SECRET and BIZMSG_SENDER_KEY (the pfId), and this machine's clock"
+            }
+            crate::dealer::DealerKind::Infobip => {
+                "check INFOBIP_API_KEY and BIZMSG_SENDER_KEY (the sender) in the Infobip portal"
+            }
+        };
         for account in &self.accounts {
             let what = format!("bizmsg {}", account.id);
-            checks.push(match client.templates(&account.sender.sender_key).await {
+            let sender_key = &account.sender.sender_key;
+            checks.push(match client.templates(sender_key).await {
                 Ok(templates) => Check::ok(
                     what,
                     format!("{dealer} credentials and sender key valid; {} template(s) registered", templates.len()),
                 ),
                 Err(SendError::Permanent(reason)) if !matches!(self.dealer.kind(), crate::dealer::DealerKind::Nhn) => {
-                    let _ = reason;
-                    Check::ok(what, format!("configured for {dealer} (credentials are checked by the first send)"))
+                    let login_refused = match self.first_template_page(sender_key) {
+                        Some(request) => client
+                            .execute("doctor credentials", &request)
+                            .await
+                            .is_ok_and(|answer| answer.status == 401),
+                        None => false,
+                    };
+                    if login_refused {
+                        Check::failed(what, reason, fix)
+                    } else {
+                        Check::ok(
+                            what,
+                            format!(
+                                "configured for {dealer}; these credentials cannot read its template list ({reason}), \
+                                 so the first send checks them"
+                            ),
+                        )
+                    }
                 }
-                Err(e) => Check::failed(
-                    what,
-                    e.to_string(),
-                    "check NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY and BIZMSG_SENDER_KEY in the NHN Cloud console",
-                ),
+                Err(e) => Check::failed(what, e.to_string(), fix),
             });
         }
         checks
+    }
+}
+
+impl BizmsgConfig {
+    /// The first request of [`DealerClient::templates`] at Solapi and Infobip, whose status
+    /// tells a refused login (401) from a list these credentials may not read.
+    fn first_template_page(&self, sender_key: &str) -> Option<crate::dealer::WireRequest> {
+        use secrecy::ExposeSecret;
+        match &self.dealer {
+            crate::config::DealerSettings::Nhn { .. } => None,
+            crate::config::DealerSettings::Solapi { .. } => {
+                Some(crate::dealer::solapi::templates_query(sender_key, None))
+            }
+            crate::config::DealerSettings::Infobip { api_key, .. } => {
+                Some(crate::dealer::infobip::brand_templates_query(api_key.expose_secret(), sender_key, 1))
+            }
+        }
     }
 }

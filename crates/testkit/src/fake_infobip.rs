@@ -73,6 +73,9 @@ pub struct InfobipState {
     pub template_queries: Vec<(String, HashMap<String, String>)>,
     /// Queries refused for what they carry (answered 400), with the reason.
     pub wire_errors: Vec<String>,
+    /// Answer the template queries with this HTTP status in Infobip's error envelope (403: a
+    /// key that is not allowed to read them).
+    pub fail_templates: Option<u16>,
 }
 
 /// A running fake Infobip; dropped, it stops.
@@ -304,6 +307,12 @@ pub fn brand_template(code: &str, name: &str, text: &str, button: Option<&str>) 
            "templateContent": {"type": "TEXT", "text": text, "buttons": buttons}})
 }
 
+/// [`InfobipState::fail_templates`]'s answer, when set.
+fn templates_failure(state: &InfobipState) -> Option<(StatusCode, Json<Value>)> {
+    let status = StatusCode::from_u16(state.fail_templates?).unwrap_or(StatusCode::FORBIDDEN);
+    Some((status, Json(json!({"errorCode": format!("E{}", status.as_u16()), "description": "Forbidden"}))))
+}
+
 fn bad_request(state: &mut InfobipState, problem: String) -> (StatusCode, Json<Value>) {
     state.wire_errors.push(problem.clone());
     (
@@ -325,6 +334,9 @@ async fn brand_templates(
     }
     let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.template_queries.push((uri.path().to_owned(), query.clone()));
+    if let Some(failed) = templates_failure(&s) {
+        return failed;
+    }
     let Some(sender) = query.get("senderKey").filter(|k| !k.is_empty()).cloned() else {
         return bad_request(&mut s, format!("no senderKey: {query:?}"));
     };
@@ -361,6 +373,9 @@ async fn brand_template_single(
     }
     let mut s = state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     s.template_queries.push((uri.path().to_owned(), query.clone()));
+    if let Some(failed) = templates_failure(&s) {
+        return failed;
+    }
     let (Some(sender), Some(code)) = (query.get("sender"), query.get("templateCode")) else {
         return bad_request(&mut s, format!("sender and templateCode are required: {query:?}"));
     };

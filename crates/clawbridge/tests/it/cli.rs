@@ -280,14 +280,68 @@ async fn doctor_checks_the_bizmsg_settings_and_the_dealer_host() {
         assert!(text.contains("FAIL  bizmsg dealer:") && text.contains(&format!("fix: check {var}")), "{text}");
     }
 
-    // Good settings pass.
-    for vars in [solapi.env(), infobip.env()] {
+    // Good settings pass: each dealer lists the sender's templates.
+    let nhn = clawbridge_testkit::fake_nhn::FakeNhn::start().await;
+    {
+        let mut s = nhn.state();
+        s.alimtalk_templates.push(serde_json::json!({"templateCode": "OTP", "templateName": "인증",
+            "templateContent": "인증번호는 #{code}입니다.", "status": "TSC03", "buttons": []}));
+        s.brand_templates.push(serde_json::json!({"templateCode": "WINTER", "templateName": "겨울",
+            "chatBubbleType": "TEXT", "content": "#{name}님, 겨울 세일", "status": "A", "buttons": []}));
+    }
+    solapi.state().templates.push(clawbridge_testkit::fake_solapi::template(
+        "KA01TP1",
+        "인증",
+        "#{code}",
+        "APPROVED",
+        &["code"],
+    ));
+    infobip.state().brand_templates.push(clawbridge_testkit::fake_infobip::brand_template(
+        "WINTER",
+        "겨울",
+        "#{name}님",
+        None,
+    ));
+    for (vars, dealer, templates) in [(nhn.env(), "nhn", 2), (solapi.env(), "solapi", 1), (infobip.env(), "infobip", 1)]
+    {
         let out = run(vars).await.unwrap();
         let text = stdout(&out);
         assert!(out.status.success(), "{text}{}", stderr(&out));
-        assert!(text.contains("ok    bizmsg: dealer "), "{text}");
-        assert!(text.contains("ok    bizmsg default: configured for"), "{text}");
+        assert!(text.contains(&format!("ok    bizmsg: dealer {dealer} at http://127.0.0.1:")), "{text}");
+        assert!(
+            text.contains(&format!(
+                "ok    bizmsg default: {dealer} credentials and sender key valid; {templates} template(s) registered"
+            )),
+            "{text}"
+        );
     }
+    assert_eq!(nhn.state().requests.len(), 0, "the doctor sends nothing");
+    assert!(solapi.state().signature_errors.is_empty() && solapi.state().wire_errors.is_empty());
+
+    // Credentials the dealer refuses fail, with the variables to check.
+    for (mut vars, var, fix) in [
+        (
+            nhn.env(),
+            "NHN_BIZMSG_SECRET_KEY",
+            "fix: check NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY and BIZMSG_SENDER_KEY",
+        ),
+        (solapi.env(), "SOLAPI_API_SECRET", "fix: check SOLAPI_API_KEY, SOLAPI_API_SECRET and BIZMSG_SENDER_KEY"),
+        (infobip.env(), "INFOBIP_API_KEY", "fix: check INFOBIP_API_KEY and BIZMSG_SENDER_KEY"),
+    ] {
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, "WRONG".into()));
+        let out = run(vars).await.unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        assert!(text.contains("FAIL  bizmsg default: ") && text.contains(fix), "{var}: {text}");
+        assert!(!text.contains("WRONG"), "the secret does not print: {text}");
+    }
+    // A key that may send but not read the template list is no failure.
+    infobip.state().fail_templates = Some(403);
+    let out = run(infobip.env()).await.unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("ok    bizmsg default: configured for infobip; these credentials cannot read"), "{text}");
 }
 
 #[tokio::test]
