@@ -8,11 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bins=(clawbridge kapso-whatsapp-bridge kapso-whatsapp-cli kapso-whatsapp-poller)
+target="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release --locked -p clawbridge --bins
 rm -rf dist && mkdir -p dist
 for bin in "${bins[@]}"; do
-  objcopy --only-keep-debug "target/release/$bin" "dist/$bin.debug"
-  objcopy --strip-debug --add-gnu-debuglink="dist/$bin.debug" "target/release/$bin" "dist/$bin"
+  objcopy --only-keep-debug "$target/$bin" "dist/$bin.debug"
+  objcopy --strip-debug --add-gnu-debuglink="dist/$bin.debug" "$target/$bin" "dist/$bin"
 done
 (cd dist && sha256sum "${bins[@]}" "${bins[@]/%/.debug}" >SHA256SUMS)
 ls -l dist
