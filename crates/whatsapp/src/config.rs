@@ -178,6 +178,29 @@ impl WhatsAppConfig {
     /// # Errors
     /// A message naming the setting and the fix.
     pub fn load(file: Option<&toml::Table>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        Ok(Self::load_inner(file, env, true)?.map(|(config, _)| config))
+    }
+
+    /// What `clawbridge setup whatsapp` starts from: the same settings as [`load`](Self::load)
+    /// (every one checked the same way), but a phone number is not required yet — choosing one
+    /// is what setup does. Also the project API key (`KAPSO_API_KEY` / `whatsapp.api_key`),
+    /// `None` when it is not set.
+    ///
+    /// # Errors
+    /// A message naming the setting and the fix.
+    pub fn load_for_setup(
+        file: Option<&toml::Table>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Option<SecretString>), String> {
+        Ok(Self::load_inner(file, env, false)?.unwrap_or_default())
+    }
+
+    /// `complete`: a phone number is required (what `serve` and every other command need).
+    fn load_inner(
+        file: Option<&toml::Table>,
+        env: &dyn Fn(&str) -> Option<String>,
+        complete: bool,
+    ) -> Result<Option<(Self, Option<SecretString>)>, String> {
         let env = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let empty = toml::Table::new();
         let table = file.unwrap_or(&empty);
@@ -283,6 +306,7 @@ impl WhatsAppConfig {
             }
         }
         let default_access = access_policy(&env, table, "KAPSO", "whatsapp")?;
+        let project_key = api_key.clone().map(SecretString::from);
         match (api_key, phone_number_id) {
             (Some(api_key), Some(phone_number_id)) => cfg.accounts.push(AccountConfig {
                 id: AccountId::default_account(),
@@ -290,6 +314,7 @@ impl WhatsAppConfig {
                 api_key: SecretString::from(api_key),
                 access: default_access.clone(),
             }),
+            (Some(_), None) if !complete => {}
             (Some(_), None) => {
                 return Err("KAPSO_PHONE_NUMBER_ID is not set: set it (or whatsapp.phone_number_id) to the phone number id shown in the Kapso dashboard".to_owned());
             }
@@ -334,7 +359,7 @@ impl WhatsAppConfig {
             let phone_number_id = check_phone_number_id(phone_number_id, &format!("{scope}.phone_number_id"))?;
             cfg.accounts.push(AccountConfig { id: AccountId::new(id.clone()), phone_number_id, api_key, access });
         }
-        if cfg.accounts.is_empty() {
+        if cfg.accounts.is_empty() && complete {
             return Err("WhatsApp is configured ([whatsapp] exists) but no phone number is: set KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID, or add [whatsapp.accounts.<id>] tables".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
@@ -346,7 +371,7 @@ impl WhatsAppConfig {
                 ));
             }
         }
-        Ok(Some(cfg))
+        Ok(Some((cfg, project_key)))
     }
 
     /// Checks what `serve` needs beyond [`load`](Self::load): in the public webhook modes
@@ -381,6 +406,11 @@ impl WhatsAppConfig {
     /// The Meta proxy base: `<base_url>/meta/whatsapp/<graph_version>`.
     pub fn meta_base(&self) -> String {
         format!("{}/meta/whatsapp/{}", self.base_url, self.graph_version)
+    }
+
+    /// The Platform API base (phone numbers, webhooks): `<base_url>/platform/v1`.
+    pub fn platform_base(&self) -> String {
+        format!("{}/platform/v1", self.base_url)
     }
 
     /// The account with this id.
