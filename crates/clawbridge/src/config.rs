@@ -78,6 +78,10 @@ pub struct BridgeSettings {
     pub master_key: Option<SecretString>,
     /// How long finished rows (and with them the deduplication of their messages) are kept.
     pub retention: Duration,
+    /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
+    /// reaches the listener (the webhook `clawbridge setup whatsapp` registers is under it),
+    /// without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 /// The shortest retention: a finished inbox row is the deduplication record of its message, so it
@@ -178,6 +182,7 @@ struct FileBridge {
     listen: Option<String>,
     log_format: Option<String>,
     retention_days: Option<u64>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +220,33 @@ impl Config {
         Self::load_with_plugins(path, env, &crate::channels::plugins())
     }
 
+    /// What `clawbridge setup <channel>` (and `clawbridge <channel> setup`) runs with: the
+    /// bridge's own settings and every other channel as [`load`](Self::load) reads them, but not
+    /// `channel`'s settings — incomplete until setup completes them; its command reads its table
+    /// itself — and a file that does not exist yet is one setup will create.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting and the fix.
+    pub fn load_for_setup(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        plugins: &PluginSet,
+        channel: &str,
+    ) -> Result<Self, ConfigError> {
+        let others = plugins.iter().filter(|p| p.id() != channel).fold(PluginSet::default(), PluginSet::with);
+        let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
+        let missing = source.as_deref().is_some_and(|p| !p.exists());
+        // The channel's table is the channel's to read: hand it over without it.
+        let mut config = if missing {
+            let without_file = |name: &str| if name == "CLAWBRIDGE_CONFIG" { None } else { env(name) };
+            Self::load_inner(None, &without_file, &others, None)?
+        } else {
+            Self::load_inner(source.as_deref(), env, &others, Some(channel))?
+        };
+        config.source = source;
+        Ok(config)
+    }
+
     /// Loads with an injectable environment and the channels `plugins` registers (tests add
     /// their own channel this way).
     ///
@@ -225,10 +257,21 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         plugins: &PluginSet,
     ) -> Result<Self, ConfigError> {
+        Self::load_inner(path, env, plugins, None)
+    }
+
+    /// `set_aside`: a channel table the file may have that no plugin in `plugins` reads (the
+    /// channel being set up).
+    fn load_inner(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        plugins: &PluginSet,
+        set_aside: Option<&str>,
+    ) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
         let (file, channel_tables) = match &source {
-            Some(path) => read_file(path, plugins)?,
+            Some(path) => read_file(path, plugins, set_aside)?,
             None => (FileConfig::default(), BTreeMap::new()),
         };
 
@@ -281,6 +324,16 @@ impl Config {
             )));
         }
         let retention = Duration::from_secs(retention_days * 86_400);
+        let public_url = env("CLAWBRIDGE_PUBLIC_URL").or(file.bridge.public_url).filter(|u| !u.trim().is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(format!(
+                "CLAWBRIDGE_PUBLIC_URL (bridge.public_url) is {url:?}: give the https base the bridge is reached at, \
+                 e.g. https://bridge.example.com"
+            )));
+        }
+        let public_url = public_url.map(|u| u.trim().trim_end_matches('/').to_owned());
 
         let mut retry_table = file.retry.unwrap_or_default();
         let http_table = match retry_table.remove("http") {
@@ -330,7 +383,7 @@ impl Config {
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
-            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention, public_url },
             pipeline,
             channels,
             retry,
@@ -420,11 +473,18 @@ const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry"];
 
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.
-fn read_file(path: &Path, plugins: &PluginSet) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
+fn read_file(
+    path: &Path,
+    plugins: &PluginSet,
+    set_aside: Option<&str>,
+) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG", path.display())))?;
     let bad = |e: &dyn std::fmt::Display| ConfigError(format!("config file {}: {e}", path.display()));
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(&e))?;
+    if let Some(channel) = set_aside {
+        table.remove(channel);
+    }
     let mut channels = BTreeMap::new();
     for plugin in plugins.iter() {
         match table.remove(plugin.id()) {

@@ -24,6 +24,12 @@ pub const DEFAULT_MEDIA_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Hosts (and their subdomains) media is downloaded from.
 pub const DEFAULT_MEDIA_HOSTS: [&str; 3] = ["kapso.ai", "whatsapp.net", "fbcdn.net"];
 
+/// The namespace of WhatsApp's secrets in the store (`clawbridge setup whatsapp` keeps them).
+pub const SECRETS_NAMESPACE: &str = "whatsapp";
+/// The stored webhook secret's name: `serve` signs-checks with it when `KAPSO_WEBHOOK_SECRET`
+/// (`whatsapp.webhook_secret`) is not set.
+pub const STORED_WEBHOOK_SECRET: &str = "webhook_secret";
+
 /// How webhooks reach the bridge (`KAPSO_MODE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryMode {
@@ -85,8 +91,12 @@ pub struct WhatsAppConfig {
     pub poll_overlap: Duration,
     /// Meta's `hub.verify_token` for the GET handshake (`KAPSO_WEBHOOK_VERIFY_TOKEN`).
     pub webhook_verify_token: Option<SecretString>,
-    /// The Kapso webhook `secret_key` / Meta app secret (`KAPSO_WEBHOOK_SECRET`).
+    /// The Kapso webhook `secret_key` / Meta app secret (`KAPSO_WEBHOOK_SECRET`), or the one
+    /// `clawbridge setup whatsapp` stored ([`webhook_secret_stored`](Self::webhook_secret_stored)).
     pub webhook_secret: Option<SecretString>,
+    /// The secret is the one setup stored encrypted, read when the daemon starts (no
+    /// `KAPSO_WEBHOOK_SECRET` is set).
+    pub webhook_secret_stored: bool,
     /// Explicit override: accept unsigned webhooks in a public mode (`KAPSO_ALLOW_UNSIGNED_WEBHOOKS`,
     /// alias `KAPSO_INSECURE_NO_SIGNATURE`, or `serve --insecure-no-signature`).
     pub allow_unsigned_webhooks: bool,
@@ -116,6 +126,7 @@ impl Default for WhatsAppConfig {
             poll_overlap: Duration::from_secs(120),
             webhook_verify_token: None,
             webhook_secret: None,
+            webhook_secret_stored: false,
             allow_unsigned_webhooks: false,
             rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
             http_timeout: Duration::from_secs(30),
@@ -383,8 +394,9 @@ impl WhatsAppConfig {
         if self.mode.is_public_webhook() && self.webhook_secret.is_none() && !self.allow_unsigned_webhooks {
             return Err(format!(
                 "KAPSO_MODE={} exposes the webhook to the internet, but KAPSO_WEBHOOK_SECRET is not set: anyone could \
-                 post messages \"from\" any number. Set KAPSO_WEBHOOK_SECRET to the webhook's secret_key in Kapso \
-                 (or the Meta app secret), or set KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true to accept unsigned webhooks anyway",
+                 post messages \"from\" any number. Run `clawbridge setup whatsapp` (it registers the webhook and \
+                 stores its secret), or set KAPSO_WEBHOOK_SECRET to the webhook's secret_key in Kapso (or the Meta \
+                 app secret), or set KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true to accept unsigned webhooks anyway",
                 self.mode.as_str()
             ));
         }
