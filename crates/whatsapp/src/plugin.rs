@@ -5,7 +5,7 @@
 use crate::WhatsAppConnector;
 use crate::cli::WhatsappCommand;
 use crate::client::KapsoClient;
-use crate::config::{AccountConfig, DeliveryMode, STORED_WEBHOOK_SECRET, SECRETS_NAMESPACE, WhatsAppConfig};
+use crate::config::{AccountConfig, DeliveryMode, SECRETS_NAMESPACE, STORED_WEBHOOK_SECRET, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
 use clap::FromArgMatches as _;

@@ -15,7 +15,7 @@
 //! finds everything in place and changes nothing.
 
 use crate::client::{PhoneNumber, PlatformClient, Webhook, WebhookSpec};
-use crate::config::{DeliveryMode, STORED_WEBHOOK_SECRET, SECRETS_NAMESPACE, WhatsAppConfig};
+use crate::config::{DeliveryMode, SECRETS_NAMESPACE, STORED_WEBHOOK_SECRET, WhatsAppConfig};
 use crate::plugin::describe;
 use clap::Args;
 use clawbridge_channel::cli::{CliError, CliHost, Secrets, SecretsAt};
@@ -227,10 +227,10 @@ pub async fn setup(
         (Source::Stored, Some(secrets)) => say(out, format!("secret: kept, stored in {}", secrets.location()))?,
         (Source::New | Source::Listed, Some(secrets)) if !dry => {
             store(secrets.as_ref(), &secret.value).await?;
-            say(out, format!("secret: stored encrypted in {}", secrets.location()))?;
+            say(out, format!("secret: new, stored in {}", secrets.location()))?;
         }
         (Source::New | Source::Listed, _) => {
-            say(out, "secret: would store the new secret encrypted in the bridge's store".to_owned())?;
+            say(out, "secret: new; would be stored encrypted in the bridge's store".to_owned())?;
         }
         (Source::Stored, None) => {}
     }
@@ -266,7 +266,10 @@ pub async fn setup(
     }
     for (var, wanted) in [("KAPSO_PHONE_NUMBER_ID", pnid.as_str()), ("KAPSO_MODE", mode)] {
         if let Some(value) = host.env(var).filter(|v| !v.eq_ignore_ascii_case(wanted)) {
-            say(out, format!("note: {var}={value} in the environment wins over the file: set it to {wanted} or unset it"))?;
+            say(
+                out,
+                format!("note: {var}={value} in the environment wins over the file: set it to {wanted} or unset it"),
+            )?;
         }
     }
 
@@ -286,9 +289,15 @@ pub async fn setup(
     if dry {
         say(out, "dry run: nothing was changed".to_owned())?;
     } else if mode == "tailscale" {
-        say(out, format!("next: clawbridge --config {shown} serve (it publishes {} through Tailscale Funnel)", webhook.url))?;
+        say(
+            out,
+            format!("next: clawbridge --config {shown} serve (it publishes {} through Tailscale Funnel)", webhook.url),
+        )?;
     } else {
-        say(out, format!("next: clawbridge --config {shown} serve, behind the reverse proxy that serves {}", webhook.url))?;
+        say(
+            out,
+            format!("next: clawbridge --config {shown} serve, behind the reverse proxy that serves {}", webhook.url),
+        )?;
     }
     Ok(())
 }
@@ -317,7 +326,9 @@ fn webhook_url(flag: Option<&str>, public: Option<&str>, mode: DeliveryMode) -> 
     let what = if flag.is_some() { "--url" } else { "CLAWBRIDGE_PUBLIC_URL" };
     let parsed = reqwest::Url::parse(raw).map_err(|e| format!("{what} {raw:?} is not a URL: {e}"))?;
     if parsed.scheme() != "https" || parsed.host_str().is_none() {
-        return Err(format!("{what} is {raw:?}: Kapso delivers to a public https URL, e.g. https://bridge.example.com"));
+        return Err(format!(
+            "{what} is {raw:?}: Kapso delivers to a public https URL, e.g. https://bridge.example.com"
+        ));
     }
     if parsed.query().is_some() || parsed.fragment().is_some() {
         return Err(format!("{what} is {raw:?}: give the base URL without a query or fragment"));
@@ -516,7 +527,10 @@ mod tests {
         let url = webhook_url(None, Some("https://bridge.example.com/"), DeliveryMode::Domain).unwrap();
         assert_eq!(url, WebhookUrl { url: "https://bridge.example.com/webhook".into(), base_to_keep: None });
         let url = webhook_url(Some("https://b.example/webhook"), None, DeliveryMode::Domain).unwrap();
-        assert_eq!(url, WebhookUrl { url: "https://b.example/webhook".into(), base_to_keep: Some("https://b.example".into()) });
+        assert_eq!(
+            url,
+            WebhookUrl { url: "https://b.example/webhook".into(), base_to_keep: Some("https://b.example".into()) }
+        );
         let url = webhook_url(Some("https://box.ts.net:8443"), Some("https://x.example"), DeliveryMode::Tailscale);
         assert_eq!(url.unwrap().url, "https://box.ts.net:8443/webhook", "--url wins");
         assert!(webhook_url(None, None, DeliveryMode::Tailscale).unwrap_err().contains("--url"));
@@ -595,6 +609,9 @@ mod tests {
         let events = spec.events.unwrap();
         assert!(events.contains(&"whatsapp.conversation.ended".to_owned()), "the operator's events stay");
         assert!(EVENTS.iter().all(|e| events.iter().any(|x| x == e)));
-        assert_eq!((spec.active, spec.payload_version.as_deref(), spec.secret_key.is_none()), (Some(true), Some("v2"), true));
+        assert_eq!(
+            (spec.active, spec.payload_version.as_deref(), spec.secret_key.is_none()),
+            (Some(true), Some("v2"), true)
+        );
     }
 }

@@ -310,10 +310,9 @@ impl PlatformClient {
             Ok(self.http.patch(&url).json(&body))
         })
         .await?;
-        Ok(single(&answer).and_then(Webhook::from_json).unwrap_or_else(|| Webhook {
-            id: webhook_id.to_owned(),
-            ..unechoed(spec)
-        }))
+        Ok(single(&answer)
+            .and_then(Webhook::from_json)
+            .unwrap_or_else(|| Webhook { id: webhook_id.to_owned(), ..unechoed(spec) }))
     }
 
     /// Asks Kapso to deliver a test event to the webhook (`POST /whatsapp/webhooks/{id}/test`);
@@ -345,7 +344,10 @@ fn list_items<'a>(answer: &'a Value, what: &str) -> Result<&'a [Value], SendErro
         Value::Array(items) => Ok(items),
         Value::Object(fields) => match fields.get("data") {
             Some(Value::Array(items)) => Ok(items),
-            _ => Err(SendError::transient(format!("Kapso answered a {what} without data: {}", clip(&answer.to_string())))),
+            _ => Err(SendError::transient(format!(
+                "Kapso answered a {what} without data: {}",
+                clip(&answer.to_string())
+            ))),
         },
         _ => Err(SendError::transient(format!("Kapso answered a {what} without data: {}", clip(&answer.to_string())))),
     }
