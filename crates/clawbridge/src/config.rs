@@ -658,6 +658,39 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_is_read_and_checked() {
+        let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_PUBLIC_URL", "https://bridge.example/")], None).unwrap();
+        assert_eq!(cfg.bridge.public_url.as_deref(), Some("https://bridge.example"));
+        let cfg = load(&[("HOME", "/h")], Some("[bridge]\npublic_url = \"https://b.example\"\n")).unwrap();
+        assert_eq!(cfg.bridge.public_url.as_deref(), Some("https://b.example"));
+        assert!(load(&[("HOME", "/h")], None).unwrap().bridge.public_url.is_none());
+        let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_PUBLIC_URL", "bridge.example")], None).unwrap_err();
+        assert!(err.to_string().contains("CLAWBRIDGE_PUBLIC_URL (bridge.public_url)"), "{err}");
+    }
+
+    #[test]
+    fn setup_loads_without_the_channel_it_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clawbridge.toml");
+        std::fs::write(&path, "# mine\n[whatsapp]\nmode = \"domain\"\n[gateway]\nagent_id = \"ops\"\n").unwrap();
+        let vars: HashMap<&str, &str> = HashMap::from([("HOME", "/h"), ("KAPSO_API_KEY", "k")]);
+        let env = |k: &str| vars.get(k).map(|v| (*v).to_owned());
+        let plugins = crate::channels::plugins();
+        let err = Config::load_with(Some(&path), &env).unwrap_err();
+        assert!(err.to_string().contains("KAPSO_PHONE_NUMBER_ID"), "serve needs the number: {err}");
+        let cfg = Config::load_for_setup(Some(&path), &env, &plugins, "whatsapp").unwrap();
+        assert!(cfg.whatsapp().is_none(), "the channel's own setup reads its table");
+        assert_eq!((cfg.gateway.agent_id.as_str(), cfg.source.as_deref()), ("ops", Some(path.as_path())));
+        // A file setup is about to create.
+        let new = dir.path().join("new.toml");
+        let cfg = Config::load_for_setup(Some(&new), &env, &plugins, "whatsapp").unwrap();
+        assert_eq!(cfg.source.as_deref(), Some(new.as_path()));
+        // Other channels are still checked.
+        std::fs::write(&path, "[kakao]\nbogus = 1\n").unwrap();
+        assert!(Config::load_for_setup(Some(&path), &env, &plugins, "whatsapp").is_err());
+    }
+
+    #[test]
     fn unwritable_state_dir_is_reported_with_the_fix() {
         let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_STATE_DIR", "/proc/clawbridge-test")], None).unwrap();
         let err = cfg.ensure_state_dir().unwrap_err().to_string();

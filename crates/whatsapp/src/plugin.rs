@@ -91,13 +91,20 @@ impl ChannelSettings for WhatsAppConfig {
                 "the webhook secret stored by `clawbridge setup whatsapp` cannot be read: {e}. Keep                  CLAWBRIDGE_MASTER_KEY (or <state dir>/master.key) as it was when setup ran, run setup again, or set                  KAPSO_WEBHOOK_SECRET"
             )
         };
-        let Some(secrets) =
-            host.existing_secrets(SECRETS_NAMESPACE, SecretsAt::Store).await.map_err(|e| unreadable(&e))?
-        else {
-            return Ok(None);
+        let stored = match host.existing_secrets(SECRETS_NAMESPACE, SecretsAt::Store).await {
+            Ok(Some(secrets)) => secrets.get(STORED_WEBHOOK_SECRET).await.map_err(|e| unreadable(&e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unreadable(&e)),
         };
-        let Some(secret) = secrets.get(STORED_WEBHOOK_SECRET).await.map_err(|e| unreadable(&e))? else {
-            return Ok(None);
+        let secret = match stored {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Ok(None),
+            // Polling needs no secret: the bridge still runs, without the webhook beside it.
+            Err(e) if !self.mode.is_public_webhook() => {
+                tracing::warn!("{e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         let mut config = self.clone();
         config.webhook_secret = Some(secret);

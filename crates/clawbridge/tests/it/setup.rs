@@ -175,10 +175,15 @@ async fn setup_completes_a_webhook_made_in_the_dashboard_instead_of_adding_one()
         PNID,
         serde_json::json!({"url": url, "events": events, "active": false, "secret_key": "typed-by-hand"}),
     );
-    let out = install.run(&[], &["setup", "whatsapp"]).await;
+    let out = install.run(&[], &["setup", "whatsapp", "--send-test"]).await;
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let changes = install.changes();
-    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(
+        (changes[1].method.as_str(), changes[1].path.clone()),
+        ("POST", format!("/platform/v1/whatsapp/webhooks/{id}/test")),
+        "--send-test asks for a test delivery"
+    );
     assert_eq!(
         (changes[0].method.as_str(), changes[0].path.clone()),
         ("PATCH", format!("/platform/v1/whatsapp/phone_numbers/{PNID}/webhooks/{id}"))
