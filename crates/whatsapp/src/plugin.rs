@@ -22,7 +22,8 @@ use std::sync::Arc;
 /// comment of [`crate::cli::WhatsappCli`]; a test holds them together).
 const COMMAND: &str = "whatsapp";
 const COMMAND_ABOUT: &str = "WhatsApp through Kapso: send messages, media, templates and reactions; first-run setup";
-/// `clawbridge setup whatsapp`'s help line: the doc comment of [`crate::cli::WhatsappCommand::Setup`].
+/// `clawbridge setup whatsapp`'s help line: the doc comment of [`crate::cli::WhatsappCommand::Setup`]
+/// and of [`crate::cli::setup::SetupArgs`] (a test holds them together).
 const SETUP_ABOUT: &str = "Choose the number, register its webhook in Kapso, store the secret, write the config file";
 /// The WhatsApp (Kapso) channel plugin.
 #[derive(Debug)]
@@ -215,6 +216,12 @@ mod command_tests {
         assert_eq!(nested.get_about().map(ToString::to_string).as_deref(), Some(super::SETUP_ABOUT));
         top.build();
         nested.build();
+        // Built, the arguments' own doc comment must not have replaced the help line.
+        assert_eq!(top.get_about().map(ToString::to_string).as_deref(), Some(super::SETUP_ABOUT));
+        let help = |c: &mut clap::Command| {
+            c.render_long_help().to_string().lines().filter(|l| !l.starts_with("Usage:")).collect::<Vec<_>>().join("\n")
+        };
+        assert_eq!(help(&mut top), help(&mut nested), "the same help but for the usage line's command path");
         let args = |c: &clap::Command| c.get_arguments().map(|a| a.get_id().to_string()).collect::<Vec<_>>();
         assert_eq!(args(&top), args(&nested));
         assert!(args(&top).contains(&"phone_number_id".to_owned()) && args(&top).contains(&"dry_run".to_owned()));

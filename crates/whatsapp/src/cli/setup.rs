@@ -38,7 +38,7 @@ pub const PAYLOAD_VERSION: &str = "v2";
 /// The file written when neither `--config` nor `CLAWBRIDGE_CONFIG` names one.
 const DEFAULT_FILE: &str = "clawbridge.toml";
 
-/// `clawbridge setup whatsapp` / `clawbridge whatsapp setup`.
+/// Choose the number, register its webhook in Kapso, store the secret, write the config file
 #[derive(Debug, Clone, Default, Args)]
 pub struct SetupArgs {
     /// Use this number (its phone number id, as listed) without asking.
