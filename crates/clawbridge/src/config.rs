@@ -80,7 +80,8 @@ pub struct BridgeSettings {
     pub retention: Duration,
     /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
     /// reaches the listener (the webhook `clawbridge setup whatsapp` registers is under it),
-    /// without a trailing slash.
+    /// without a trailing slash. The business-message channel reads the same variable itself
+    /// (`[bizmsg] publicUrl` in its table).
     pub public_url: Option<String>,
 }
 
