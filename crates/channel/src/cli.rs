@@ -37,6 +37,38 @@ pub trait CliHost: Send + Sync {
     /// # Errors
     /// The master key or the store cannot be loaded.
     async fn secrets(&self, namespace: &'static str, at: SecretsAt<'_>) -> Result<Arc<dyn Secrets>, CliError>;
+
+    /// [`secrets`](Self::secrets), but only when this installation already has its master key:
+    /// `None` means nothing can have been stored yet, and nothing (no key file, no database)
+    /// was created to find that out — what a dry run and the daemon's start-up need.
+    ///
+    /// # Errors
+    /// The master key or the store cannot be loaded.
+    async fn existing_secrets(
+        &self,
+        namespace: &'static str,
+        at: SecretsAt<'_>,
+    ) -> Result<Option<Arc<dyn Secrets>>, CliError> {
+        self.secrets(namespace, at).await.map(Some)
+    }
+
+    /// The configuration file the bridge reads (`--config` / `CLAWBRIDGE_CONFIG`), if one was
+    /// given; a channel's `setup` writes its settings there. It may not exist yet.
+    fn config_file(&self) -> Option<&Path> {
+        None
+    }
+
+    /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
+    /// reaches this bridge's listener, without a trailing slash.
+    fn public_url(&self) -> Option<&str> {
+        None
+    }
+
+    /// One environment variable (an empty value reads as unset). The binary reads the process
+    /// environment; tests pass their own.
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
 }
 
 impl dyn CliHost + '_ {

@@ -11,6 +11,7 @@
 //! with the binary through one [`plugin::ChannelPlugin`].
 
 pub mod cli;
+pub mod config_file;
 pub mod plugin;
 pub mod state;
 

@@ -47,6 +47,24 @@ pub trait ChannelPlugin: Send + Sync + 'static {
         Err(format!("the {} channel has no commands", self.id()).into())
     }
 
+    /// The channel's first-run setup as a subcommand named by [`id`](Self::id): the bridge lists
+    /// it under `clawbridge setup` (`clawbridge setup whatsapp …`), and it is the same command
+    /// as the channel's own `setup` subcommand (`clawbridge whatsapp setup …`). `None`: the
+    /// channel has no setup. The configuration is loaded without the channel's own settings for
+    /// it (setup is what completes them): the command reads its table itself.
+    fn setup_command(&self) -> Option<clap::Command> {
+        None
+    }
+
+    /// Runs the command [`setup_command`](Self::setup_command) declared.
+    ///
+    /// # Errors
+    /// What the operator must fix; the binary prints it and exits with code 1.
+    async fn run_setup(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let _ = (matches, host);
+        Err(format!("the {} channel has no setup", self.id()).into())
+    }
+
     /// The channel's part of `clawbridge status`, read from its records through `bridge`;
     /// `settings` when the channel is configured. `None`: the channel shows nothing there.
     ///
@@ -117,6 +135,18 @@ pub trait ChannelSettings: std::fmt::Debug + Send + Sync + 'static {
     /// A configuration that must not be served as it is (a public webhook without a secret); the
     /// message names the setting and the fix.
     fn connector(&self, ctx: &ConnectorContext) -> Result<Option<Arc<dyn Connector>>, String>;
+
+    /// The settings completed with what the channel's commands stored encrypted (the webhook
+    /// secret `clawbridge setup whatsapp` keeps in the store), read before `serve` builds the
+    /// connector and before the channel's `doctor` checks. `Ok(None)`: nothing to add, use them
+    /// as they are (the default).
+    ///
+    /// # Errors
+    /// A stored value cannot be read (another master key, the store is unreachable), with the fix.
+    async fn with_stored_secrets(&self, host: &dyn CliHost) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+        let _ = host;
+        Ok(None)
+    }
 
     /// The channel's checks for `clawbridge doctor` (credentials, delivery mode).
     async fn doctor(&self, host: &HostInfo) -> Vec<Check> {

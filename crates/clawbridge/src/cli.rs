@@ -145,11 +145,35 @@ pub enum PairingAction {
     },
 }
 
-/// The whole command line: the bridge's commands, then the channels' in alphabetical order.
+/// The whole command line: the bridge's commands, `setup <channel>`, then the channels' in
+/// alphabetical order.
 pub fn command_line(plugins: &PluginSet) -> clap::Command {
     let mut channels: Vec<clap::Command> = plugins.iter().filter_map(|plugin| plugin.command()).collect();
     channels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
-    Cli::command().subcommands(channels)
+    Cli::command().subcommand(setup_command(plugins)).subcommands(channels)
+}
+
+/// `clawbridge setup <channel> …`: each channel's own setup ([`ChannelPlugin::setup_command`]),
+/// the same command as `clawbridge <channel> setup …`.
+///
+/// [`ChannelPlugin::setup_command`]: clawbridge_channel::plugin::ChannelPlugin::setup_command
+fn setup_command(plugins: &PluginSet) -> clap::Command {
+    let mut channels: Vec<clap::Command> = plugins.iter().filter_map(|plugin| plugin.setup_command()).collect();
+    channels.sort_by(|a, b| a.get_name().cmp(b.get_name()));
+    clap::Command::new("setup")
+        .about("First run of a channel: `setup whatsapp` registers the webhook, stores its secret, writes the config")
+        .subcommand_required(true)
+        .arg_required_else_help(true)
+        .subcommands(channels)
+}
+
+/// The channel a command line sets up (`setup <channel> …` or `<channel> setup …`), if any: its
+/// settings are loaded by its setup, not before it ([`Config::load_for_setup`]).
+pub fn setup_target(plugins: &PluginSet, matches: &clap::ArgMatches) -> Option<&'static str> {
+    match matches.subcommand()? {
+        ("setup", sub) => plugins.get(sub.subcommand_name()?).map(|plugin| plugin.id()),
+        (name, sub) => plugins.get(name).filter(|_| sub.subcommand_name() == Some("setup")).map(|plugin| plugin.id()),
+    }
 }
 
 /// Parses arguments and runs the command; the exit code is 0 on success.
@@ -157,7 +181,13 @@ pub fn main() -> ExitCode {
     let plugins = crate::channels::plugins();
     let matches = command_line(&plugins).get_matches();
     let config_path = matches.get_one::<PathBuf>("config").cloned();
-    let config = match Config::load(config_path.as_deref()) {
+    let loaded = match setup_target(&plugins, &matches) {
+        Some(channel) => {
+            Config::load_for_setup(config_path.as_deref(), &|name| std::env::var(name).ok(), &plugins, channel)
+        }
+        None => Config::load(config_path.as_deref()),
+    };
+    let config = match loaded {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
@@ -195,6 +225,14 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
     if let Some((plugin, sub)) = channel {
         let host = CommandHost::new(Arc::new(config), plugin.id());
         return plugin.run_command(sub, &host).await.map_err(anyhow::Error::from_boxed);
+    }
+    if let Some(("setup", sub)) = matches.subcommand() {
+        let (plugin, args) = sub
+            .subcommand()
+            .and_then(|(name, args)| Some((plugins.get(name)?, args)))
+            .ok_or_else(|| anyhow::anyhow!("name the channel to set up: clawbridge setup whatsapp"))?;
+        let host = CommandHost::new(Arc::new(config), plugin.id());
+        return plugin.run_setup(args, &host).await.map_err(anyhow::Error::from_boxed);
     }
     match Command::from_arg_matches(matches).unwrap_or_else(|e| e.exit()) {
         Command::Serve { insecure_no_signature } => {
@@ -284,6 +322,43 @@ mod tests {
             RAN_WITH.store(code, Ordering::SeqCst);
             Ok(ExitCode::from(code))
         }
+
+        fn setup_command(&self) -> Option<clap::Command> {
+            Some(
+                clap::Command::new("echo")
+                    .about("Sets up echo")
+                    .arg(clap::Arg::new("code").long("code").value_parser(clap::value_parser!(u8))),
+            )
+        }
+
+        async fn run_setup(&self, matches: &clap::ArgMatches, _: &dyn CliHost) -> Result<ExitCode, CliError> {
+            let code = matches.get_one::<u8>("code").copied().ok_or("--code is missing")?;
+            SET_UP_WITH.store(code, Ordering::SeqCst);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+
+    static SET_UP_WITH: AtomicU8 = AtomicU8::new(0);
+
+    #[tokio::test]
+    async fn setup_forwards_to_the_channels_own_setup() {
+        let plugins = crate::channels::plugins().with(&Echo);
+        let line = command_line(&plugins);
+        let setup = line.find_subcommand("setup").expect("setup").clone();
+        let names: Vec<&str> = setup.get_subcommands().map(clap::Command::get_name).collect();
+        assert_eq!(names, ["echo", "whatsapp"], "every channel with a setup, by name");
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().display().to_string();
+        let config = Config::load_with(None, &|name| (name == "CLAWBRIDGE_STATE_DIR").then(|| state.clone())).unwrap();
+        let matches = line.clone().try_get_matches_from(["clawbridge", "setup", "echo", "--code", "9"]).unwrap();
+        assert_eq!(setup_target(&plugins, &matches), Some("echo"));
+        dispatch(&plugins, &matches, config).await.unwrap();
+        assert_eq!(SET_UP_WITH.load(Ordering::SeqCst), 9);
+        let nested = line.clone().try_get_matches_from(["clawbridge", "whatsapp", "setup", "--dry-run"]).unwrap();
+        assert_eq!(setup_target(&plugins, &nested), Some("whatsapp"));
+        let send = line.clone().try_get_matches_from(["clawbridge", "whatsapp", "send", "--to", "1", "--text", "x"]);
+        assert_eq!(setup_target(&plugins, &send.unwrap()), None);
+        assert!(line.try_get_matches_from(["clawbridge", "setup"]).is_err(), "a channel must be named");
     }
 
     #[test]
@@ -306,6 +381,7 @@ mod tests {
                 "alimtalk",
                 "brand",
                 "friendtalk",
+                "setup",
                 "kakao",
                 "whatsapp"
             ]

@@ -78,6 +78,11 @@ pub struct BridgeSettings {
     pub master_key: Option<SecretString>,
     /// How long finished rows (and with them the deduplication of their messages) are kept.
     pub retention: Duration,
+    /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
+    /// reaches the listener (the webhook `clawbridge setup whatsapp` registers is under it),
+    /// without a trailing slash. The business-message channel reads the same variable itself
+    /// (`[bizmsg] publicUrl` in its table).
+    pub public_url: Option<String>,
 }
 
 /// The shortest retention: a finished inbox row is the deduplication record of its message, so it
@@ -178,6 +183,7 @@ struct FileBridge {
     listen: Option<String>,
     log_format: Option<String>,
     retention_days: Option<u64>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -215,6 +221,33 @@ impl Config {
         Self::load_with_plugins(path, env, &crate::channels::plugins())
     }
 
+    /// What `clawbridge setup <channel>` (and `clawbridge <channel> setup`) runs with: the
+    /// bridge's own settings and every other channel as [`load`](Self::load) reads them, but not
+    /// `channel`'s settings — incomplete until setup completes them; its command reads its table
+    /// itself — and a file that does not exist yet is one setup will create.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the setting and the fix.
+    pub fn load_for_setup(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        plugins: &PluginSet,
+        channel: &str,
+    ) -> Result<Self, ConfigError> {
+        let others = plugins.iter().filter(|p| p.id() != channel).fold(PluginSet::default(), PluginSet::with);
+        let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
+        let missing = source.as_deref().is_some_and(|p| !p.exists());
+        // The channel's table is the channel's to read: hand it over without it.
+        let mut config = if missing {
+            let without_file = |name: &str| if name == "CLAWBRIDGE_CONFIG" { None } else { env(name) };
+            Self::load_inner(None, &without_file, &others, None)?
+        } else {
+            Self::load_inner(source.as_deref(), env, &others, Some(channel))?
+        };
+        config.source = source;
+        Ok(config)
+    }
+
     /// Loads with an injectable environment and the channels `plugins` registers (tests add
     /// their own channel this way).
     ///
@@ -225,10 +258,21 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         plugins: &PluginSet,
     ) -> Result<Self, ConfigError> {
+        Self::load_inner(path, env, plugins, None)
+    }
+
+    /// `set_aside`: a channel table the file may have that no plugin in `plugins` reads (the
+    /// channel being set up).
+    fn load_inner(
+        path: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+        plugins: &PluginSet,
+        set_aside: Option<&str>,
+    ) -> Result<Self, ConfigError> {
         let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
         let source = path.map(Path::to_path_buf).or_else(|| env("CLAWBRIDGE_CONFIG").map(PathBuf::from));
         let (file, channel_tables) = match &source {
-            Some(path) => read_file(path, plugins)?,
+            Some(path) => read_file(path, plugins, set_aside)?,
             None => (FileConfig::default(), BTreeMap::new()),
         };
 
@@ -281,6 +325,16 @@ impl Config {
             )));
         }
         let retention = Duration::from_secs(retention_days * 86_400);
+        let public_url = env("CLAWBRIDGE_PUBLIC_URL").or(file.bridge.public_url).filter(|u| !u.trim().is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(format!(
+                "CLAWBRIDGE_PUBLIC_URL (bridge.public_url) is {url:?}: give the https base the bridge is reached at, \
+                 e.g. https://bridge.example.com"
+            )));
+        }
+        let public_url = public_url.map(|u| u.trim().trim_end_matches('/').to_owned());
 
         let mut retry_table = file.retry.unwrap_or_default();
         let http_table = match retry_table.remove("http") {
@@ -330,7 +384,7 @@ impl Config {
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
-            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention, public_url },
             pipeline,
             channels,
             retry,
@@ -420,11 +474,18 @@ const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry"];
 
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.
-fn read_file(path: &Path, plugins: &PluginSet) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
+fn read_file(
+    path: &Path,
+    plugins: &PluginSet,
+    set_aside: Option<&str>,
+) -> Result<(FileConfig, BTreeMap<String, toml::Table>), ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("config file {}: {e}. Check --config / CLAWBRIDGE_CONFIG", path.display())))?;
     let bad = |e: &dyn std::fmt::Display| ConfigError(format!("config file {}: {e}", path.display()));
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| bad(&e))?;
+    if let Some(channel) = set_aside {
+        table.remove(channel);
+    }
     let mut channels = BTreeMap::new();
     for plugin in plugins.iter() {
         match table.remove(plugin.id()) {
@@ -595,6 +656,39 @@ mod tests {
             let err = load(&[("HOME", "/h")], Some(file)).unwrap_err().to_string();
             assert!(err.contains(named), "{file}: {err}");
         }
+    }
+
+    #[test]
+    fn the_public_url_is_read_and_checked() {
+        let cfg = load(&[("HOME", "/h"), ("CLAWBRIDGE_PUBLIC_URL", "https://bridge.example/")], None).unwrap();
+        assert_eq!(cfg.bridge.public_url.as_deref(), Some("https://bridge.example"));
+        let cfg = load(&[("HOME", "/h")], Some("[bridge]\npublic_url = \"https://b.example\"\n")).unwrap();
+        assert_eq!(cfg.bridge.public_url.as_deref(), Some("https://b.example"));
+        assert!(load(&[("HOME", "/h")], None).unwrap().bridge.public_url.is_none());
+        let err = load(&[("HOME", "/h"), ("CLAWBRIDGE_PUBLIC_URL", "bridge.example")], None).unwrap_err();
+        assert!(err.to_string().contains("CLAWBRIDGE_PUBLIC_URL (bridge.public_url)"), "{err}");
+    }
+
+    #[test]
+    fn setup_loads_without_the_channel_it_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("clawbridge.toml");
+        std::fs::write(&path, "# mine\n[whatsapp]\nmode = \"domain\"\n[gateway]\nagent_id = \"ops\"\n").unwrap();
+        let vars: HashMap<&str, &str> = HashMap::from([("HOME", "/h"), ("KAPSO_API_KEY", "k")]);
+        let env = |k: &str| vars.get(k).map(|v| (*v).to_owned());
+        let plugins = crate::channels::plugins();
+        let err = Config::load_with(Some(&path), &env).unwrap_err();
+        assert!(err.to_string().contains("KAPSO_PHONE_NUMBER_ID"), "serve needs the number: {err}");
+        let cfg = Config::load_for_setup(Some(&path), &env, &plugins, "whatsapp").unwrap();
+        assert!(cfg.whatsapp().is_none(), "the channel's own setup reads its table");
+        assert_eq!((cfg.gateway.agent_id.as_str(), cfg.source.as_deref()), ("ops", Some(path.as_path())));
+        // A file setup is about to create.
+        let new = dir.path().join("new.toml");
+        let cfg = Config::load_for_setup(Some(&new), &env, &plugins, "whatsapp").unwrap();
+        assert_eq!(cfg.source.as_deref(), Some(new.as_path()));
+        // Other channels are still checked.
+        std::fs::write(&path, "[kakao]\nbogus = 1\n").unwrap();
+        assert!(Config::load_for_setup(Some(&path), &env, &plugins, "whatsapp").is_err());
     }
 
     #[test]

@@ -77,7 +77,6 @@ impl std::fmt::Debug for Channels {
 pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Result<DaemonHandle> {
     // Install the recorder before anything records (the gateway client counts from its first connect).
     let metrics = metrics_handle();
-    let config = Arc::new(config);
     config.ensure_state_dir()?;
     let token = config.require_token()?.clone();
     let store = clawbridge_store::open(&config.bridge.database_url).await.with_context(|| {
@@ -87,6 +86,9 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         )
     })?;
     store.check_writable(now_ms()).await.context("the store is not writable")?;
+    // What the channels' commands stored (the webhook secret of `setup whatsapp`) completes
+    // their settings before anything is built from them.
+    let config = Arc::new(crate::channels::with_stored_secrets(config, Some(&store)).await?);
 
     // Channels are built on the bridge, so they have it from construction on.
     let wakers = Arc::new(Wakers::default());

@@ -8,6 +8,15 @@
 //! `Retry-After`, body). Ids are predictable: the n-th send is `wamid.sent{n}`, the n-th upload
 //! `media-uploaded-{n}`, listing cursors `cursor-{offset}` (opaque to the client).
 //!
+//! The Platform API part (`/platform/v1`, reference §1 and §6.1, Kapso's agent skills): the
+//! project's phone numbers (`GET /whatsapp/phone_numbers`, `page`/`per_page`/`phone_number_id`,
+//! `{"data": [...]}`), each number's webhooks (`GET|POST /whatsapp/phone_numbers/{id}/webhooks`,
+//! `PATCH …/webhooks/{webhook_id}`, bodies `{"whatsapp_webhook": {...}}`) and test deliveries
+//! (`POST /whatsapp/webhooks/{id}/test`). Kapso documents neither the webhook list's answer nor
+//! whether it shows `secret_key`: the fake answers `{"data": [...]}` without secrets (or bare
+//! arrays, [`FakeKapso::platform_bare_lists`]) and keeps the secrets for the tests to read. The
+//! n-th webhook created is `wh-{n}`.
+//!
 //! One fake for the WhatsApp crate's tests and the binary's end-to-end tests.
 
 use axum::body::Bytes;
@@ -100,6 +109,13 @@ struct FakeState {
     files: Mutex<HashMap<String, (String, Vec<u8>)>>,
     sends: AtomicUsize,
     uploads: AtomicUsize,
+    /// The project's phone numbers (Platform API records); one, [`PNID`], unless set.
+    phone_numbers: Mutex<Option<Vec<Value>>>,
+    /// Every webhook of every number, secrets included (the answers leave them out).
+    webhooks: Mutex<Vec<Value>>,
+    webhooks_created: AtomicUsize,
+    /// Answer Platform lists as bare arrays instead of `{"data": [...]}`.
+    bare_lists: std::sync::atomic::AtomicBool,
     /// The fake's own URL, for the download URLs it hands out.
     base: OnceLock<String>,
 }
@@ -183,6 +199,38 @@ impl FakeKapso {
         format!("{}/files/{id}", self.url())
     }
 
+    /// The project's phone numbers from now on (records as [`phone_number`] makes them).
+    pub fn set_phone_numbers(&self, numbers: impl IntoIterator<Item = Value>) {
+        *self.state.phone_numbers.lock().expect("lock") = Some(numbers.into_iter().collect());
+    }
+
+    /// Platform API lists are answered as bare arrays (`true`) or as `{"data": [...]}`.
+    pub fn platform_bare_lists(&self, bare: bool) {
+        self.state.bare_lists.store(bare, Ordering::SeqCst);
+    }
+
+    /// Every webhook as the fake keeps it: `id`, `phone_number_id`, `url`, `events`, `active`,
+    /// `payload_version`, `kind` and `secret_key`.
+    pub fn webhooks(&self) -> Vec<Value> {
+        self.state.webhooks.lock().expect("lock").clone()
+    }
+
+    /// Adds a webhook to `phone_number_id` as if made in Kapso's dashboard; returns its id.
+    pub fn add_webhook(&self, phone_number_id: &str, fields: Value) -> String {
+        let n = self.state.webhooks_created.fetch_add(1, Ordering::SeqCst) + 1;
+        let id = format!("wh-{n}");
+        let mut hook = json!({"id": id, "phone_number_id": phone_number_id, "kind": "kapso", "active": true,
+                              "payload_version": "v2", "events": [], "url": "", "secret_key": null});
+        merge(&mut hook, &fields);
+        self.state.webhooks.lock().expect("lock").push(hook);
+        id
+    }
+
+    /// The requests to the Platform API (`/platform/v1/…`), in order.
+    pub fn platform_requests(&self) -> Vec<Recorded> {
+        self.requests().into_iter().filter(|r| r.path.starts_with("/platform/")).collect()
+    }
+
     /// Adds messages (the listing's `data` items, with `kapso.created_at`) to the history.
     pub fn add_history(&self, items: impl IntoIterator<Item = Value>) {
         self.state.history.lock().expect("lock").extend(items);
@@ -203,6 +251,12 @@ pub fn message_received(wamid: &str, phone_number: &str, contact_name: &str, tex
         "is_new_conversation": true,
         "phone_number_id": PNID
     })
+}
+
+/// A phone number record of `GET /platform/v1/whatsapp/phone_numbers`.
+pub fn phone_number(phone_number_id: &str, display_phone_number: &str, name: &str) -> Value {
+    json!({"id": format!("cfg-{phone_number_id}"), "phone_number_id": phone_number_id,
+           "display_phone_number": display_phone_number, "name": name, "business_account_id": "100000000000009"})
 }
 
 fn answer(a: Answer) -> Response {
@@ -246,6 +300,12 @@ async fn handle(
     if segments[..] == ["redirect-out"] {
         // A redirect to the cloud metadata service: what a download must never follow.
         return (StatusCode::FOUND, [("location", "https://169.254.169.254/latest/meta-data")]).into_response();
+    }
+    if let ["platform", "v1", rest @ ..] = &segments[..] {
+        if recorded.api_key.as_deref() != Some(API_KEY) {
+            return answer(Answer::error(401, json!({"error": "Invalid API key"})));
+        }
+        return platform(&state, &method, rest, &recorded);
     }
     let ["meta", "whatsapp", _version, rest @ ..] = &segments[..] else {
         return StatusCode::NOT_FOUND.into_response();
@@ -339,6 +399,107 @@ fn media_url(state: &FakeState, query: &HashMap<String, String>, media_id: &str)
         "id": media_id,
     }))
     .into_response()
+}
+
+/// The Platform API (`/platform/v1/…`).
+fn platform(state: &FakeState, method: &Method, rest: &[&str], request: &Recorded) -> Response {
+    let numbers = state
+        .phone_numbers
+        .lock()
+        .expect("lock")
+        .clone()
+        .unwrap_or_else(|| vec![phone_number(PNID, "+1 555-010-0000", "Test Business")]);
+    let known = |pnid: &str| numbers.iter().any(|n| n["phone_number_id"] == pnid);
+    let not_found = |what: &str| answer(Answer::error(404, json!({"error": format!("{what} not found")})));
+    match (method, rest) {
+        (&Method::GET, ["whatsapp", "phone_numbers"]) => {
+            let only = request.query.get("phone_number_id");
+            let items: Vec<Value> =
+                numbers.iter().filter(|n| only.is_none_or(|id| n["phone_number_id"] == id.as_str())).cloned().collect();
+            list_page(state, items, &request.query)
+        }
+        (_, ["whatsapp", "phone_numbers", pnid, "webhooks", ..]) if !known(pnid) => not_found("Phone number"),
+        (&Method::GET, ["whatsapp", "phone_numbers", pnid, "webhooks"]) => {
+            let items: Vec<Value> = state
+                .webhooks
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|h| h["phone_number_id"] == *pnid)
+                .map(public_webhook)
+                .collect();
+            list_page(state, items, &request.query)
+        }
+        (&Method::POST, ["whatsapp", "phone_numbers", pnid, "webhooks"]) => {
+            let body = request.json();
+            let Some(fields) = body.get("whatsapp_webhook").filter(|f| f.is_object()) else {
+                return answer(Answer::error(422, json!({"error": "whatsapp_webhook is required"})));
+            };
+            if fields.get("url").and_then(Value::as_str).is_none_or(str::is_empty)
+                || !fields.get("events").is_some_and(Value::is_array)
+            {
+                return answer(Answer::error(422, json!({"error": "url and events are required"})));
+            }
+            let n = state.webhooks_created.fetch_add(1, Ordering::SeqCst) + 1;
+            let mut hook = json!({"id": format!("wh-{n}"), "phone_number_id": pnid, "kind": "kapso", "active": true,
+                                  "payload_version": "v2", "buffer_enabled": false, "secret_key": null});
+            merge(&mut hook, fields);
+            let shown = public_webhook(&hook);
+            state.webhooks.lock().expect("lock").push(hook);
+            (StatusCode::CREATED, axum::Json(json!({"data": shown}))).into_response()
+        }
+        (&Method::PATCH, ["whatsapp", "phone_numbers", pnid, "webhooks", id]) => {
+            let body = request.json();
+            let Some(fields) = body.get("whatsapp_webhook").filter(|f| f.is_object()) else {
+                return answer(Answer::error(422, json!({"error": "whatsapp_webhook is required"})));
+            };
+            let mut hooks = state.webhooks.lock().expect("lock");
+            let Some(hook) = hooks.iter_mut().find(|h| h["id"] == *id && h["phone_number_id"] == *pnid) else {
+                return not_found("Webhook");
+            };
+            merge(hook, fields);
+            axum::Json(json!({"data": public_webhook(hook)})).into_response()
+        }
+        (&Method::POST, ["whatsapp", "webhooks", id, "test"]) => {
+            if !state.webhooks.lock().expect("lock").iter().any(|h| h["id"] == *id) {
+                return not_found("Webhook");
+            }
+            axum::Json(json!({"data": {"success": true, "webhook_id": id}})).into_response()
+        }
+        _ => not_found("Route"),
+    }
+}
+
+/// One page of a Platform list (`page` from 1, `per_page` default 20).
+fn list_page(state: &FakeState, items: Vec<Value>, query: &HashMap<String, String>) -> Response {
+    let per_page = query.get("per_page").and_then(|p| p.parse::<usize>().ok()).filter(|p| *p > 0).unwrap_or(20);
+    let page = query.get("page").and_then(|p| p.parse::<usize>().ok()).filter(|p| *p > 0).unwrap_or(1);
+    let total = items.len();
+    let data: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    if state.bare_lists.load(Ordering::SeqCst) {
+        return axum::Json(Value::Array(data)).into_response();
+    }
+    let total_pages = total.div_ceil(per_page).max(1);
+    axum::Json(json!({"data": data, "meta": {"page": page, "per_page": per_page, "total_pages": total_pages, "total_count": total}}))
+        .into_response()
+}
+
+/// A webhook as the API shows it: without its secret.
+fn public_webhook(hook: &Value) -> Value {
+    let mut shown = hook.clone();
+    if let Some(fields) = shown.as_object_mut() {
+        fields.remove("secret_key");
+    }
+    shown
+}
+
+/// Sets every field of `fields` on `target` (both objects).
+fn merge(target: &mut Value, fields: &Value) {
+    if let (Some(target), Some(fields)) = (target.as_object_mut(), fields.as_object()) {
+        for (key, value) in fields {
+            target.insert(key.clone(), value.clone());
+        }
+    }
 }
 
 fn created_ms(raw: &str) -> Option<i64> {

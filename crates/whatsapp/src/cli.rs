@@ -5,6 +5,7 @@
 
 pub mod go_bridge;
 mod local_file;
+pub mod setup;
 
 use crate::client::{KapsoClient, MediaSource, Sent};
 use crate::config::WhatsAppConfig;
@@ -16,7 +17,7 @@ use local_file::LocalFile;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// WhatsApp through Kapso: send messages, media, templates and reactions.
+/// WhatsApp through Kapso: send messages, media, templates and reactions; first-run setup.
 #[derive(Debug, Parser)]
 #[command(name = "whatsapp")]
 pub struct WhatsappCli {
@@ -30,6 +31,8 @@ pub struct WhatsappCli {
 pub enum WhatsappCommand {
     /// Send a message from the configured number; prints `sent (id: <wamid>)`.
     Send(Box<SendArgs>),
+    /// Choose the number, register its webhook in Kapso, store the secret, write the config file.
+    Setup(Box<setup::SetupArgs>),
 }
 
 /// `clawbridge whatsapp send` (and `kapso-whatsapp-cli send`).
@@ -82,11 +85,9 @@ pub struct SendArgs {
     pub account: String,
 }
 
-/// Runs a `whatsapp` subcommand; failures are printed and turned into a non-zero exit code.
-pub async fn run(whatsapp: Option<&WhatsAppConfig>, retry: RetryPolicy, command: WhatsappCommand) -> ExitCode {
-    match command {
-        WhatsappCommand::Send(args) => print_send_result(send(whatsapp, retry, &args).await),
-    }
+/// Runs `clawbridge whatsapp send`; failures are printed and turned into a non-zero exit code.
+pub async fn run_send(whatsapp: Option<&WhatsAppConfig>, retry: RetryPolicy, args: &SendArgs) -> ExitCode {
+    print_send_result(send(whatsapp, retry, args).await)
 }
 
 /// Prints `sent (id: <wamid>)` (`sent` when Kapso gave no id), or `error: <reason>` on stderr with exit code 1.

@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use clawbridge_http::{Downloaded, redact_url};
+pub use platform::{PhoneNumber, PlatformClient, Webhook, WebhookSpec};
+
+mod platform;
 
 /// Longest a call waits for the rate limiter before reporting "rate limited" to its caller
 /// (with the HTTP timeout it stays inside the outbox's 90 s per send).
@@ -535,38 +538,54 @@ impl KapsoClient {
         request: Request,
         build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
     ) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
-        self.layers.call(request, || self.attempt(&build)).await.map_err(|failure| failure.error)
+        call(&self.layers, &self.api_key, request, build).await
     }
+}
 
-    /// The thin request function: one request with the API key, its answer classified.
-    async fn attempt(
-        &self,
-        build: &impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
-    ) -> Result<(Value, Option<clawbridge_core::EpochMs>), Failure> {
-        let request = build().map_err(Failure::answered)?.header("X-API-Key", self.api_key.expose_secret());
-        let response = request.send().await.map_err(Failure::network)?;
-        let status = response.status().as_u16();
-        let server_time = response
-            .headers()
-            .get(reqwest::header::DATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::timefmt::parse_http_date);
-        let retry_after = clawbridge_http::retry_after(response.headers(), self.layers.clock());
-        let text = response
-            .text()
-            .await
-            .map_err(|e| Failure { error: SendError::transient(describe_error(e)), maybe_delivered: true })?;
-        if status == 200 || status == 201 {
-            // A success is a success even with an odd body: retrying a send could deliver it twice.
-            let value = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(clip(&text)));
-            return Ok((value, server_time));
-        }
-        let error = classify(status, retry_after, &text);
-        if matches!(error, SendError::RateLimited { .. }) {
-            metrics::counter!("clawbridge_whatsapp_rate_limited_total", "source" => "kapso").increment(1);
-        }
-        Err(Failure::answered(error))
+/// One call of any Kapso API (the Meta proxy, the Platform API) through `layers`.
+async fn call(
+    layers: &Layers,
+    api_key: &SecretString,
+    request: Request,
+    build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
+) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
+    layers.call(request, || attempt(layers, api_key, &build)).await.map_err(|failure| failure.error)
+}
+
+/// The thin request function: one request with the API key, its answer classified.
+async fn attempt(
+    layers: &Layers,
+    api_key: &SecretString,
+    build: &impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
+) -> Result<(Value, Option<clawbridge_core::EpochMs>), Failure> {
+    let request = build().map_err(Failure::answered)?.header("X-API-Key", api_key.expose_secret());
+    let response = request.send().await.map_err(Failure::network)?;
+    let status = response.status().as_u16();
+    let server_time = response
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::timefmt::parse_http_date);
+    let retry_after = clawbridge_http::retry_after(response.headers(), layers.clock());
+    let text = response
+        .text()
+        .await
+        .map_err(|e| Failure { error: SendError::transient(describe_error(e)), maybe_delivered: true })?;
+    if (200..300).contains(&status) {
+        // A success is a success even with an odd body: retrying a send could deliver it twice.
+        // (Sends answer 200 or 201; the Platform API may answer 204 to a change.)
+        let value = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| Value::String(clip(&text)))
+        };
+        return Ok((value, server_time));
     }
+    let error = classify(status, retry_after, &text);
+    if matches!(error, SendError::RateLimited { .. }) {
+        metrics::counter!("clawbridge_whatsapp_rate_limited_total", "source" => "kapso").increment(1);
+    }
+    Err(Failure::answered(error))
 }
 
 /// The WhatsApp type name of a media kind.

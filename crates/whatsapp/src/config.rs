@@ -24,6 +24,12 @@ pub const DEFAULT_MEDIA_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Hosts (and their subdomains) media is downloaded from.
 pub const DEFAULT_MEDIA_HOSTS: [&str; 3] = ["kapso.ai", "whatsapp.net", "fbcdn.net"];
 
+/// The namespace of WhatsApp's secrets in the store (`clawbridge setup whatsapp` keeps them).
+pub const SECRETS_NAMESPACE: &str = "whatsapp";
+/// The stored webhook secret's name: `serve` signs-checks with it when `KAPSO_WEBHOOK_SECRET`
+/// (`whatsapp.webhook_secret`) is not set.
+pub const STORED_WEBHOOK_SECRET: &str = "webhook_secret";
+
 /// How webhooks reach the bridge (`KAPSO_MODE`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeliveryMode {
@@ -85,8 +91,12 @@ pub struct WhatsAppConfig {
     pub poll_overlap: Duration,
     /// Meta's `hub.verify_token` for the GET handshake (`KAPSO_WEBHOOK_VERIFY_TOKEN`).
     pub webhook_verify_token: Option<SecretString>,
-    /// The Kapso webhook `secret_key` / Meta app secret (`KAPSO_WEBHOOK_SECRET`).
+    /// The Kapso webhook `secret_key` / Meta app secret (`KAPSO_WEBHOOK_SECRET`), or the one
+    /// `clawbridge setup whatsapp` stored ([`webhook_secret_stored`](Self::webhook_secret_stored)).
     pub webhook_secret: Option<SecretString>,
+    /// The secret is the one setup stored encrypted, read when the daemon starts (no
+    /// `KAPSO_WEBHOOK_SECRET` is set).
+    pub webhook_secret_stored: bool,
     /// Explicit override: accept unsigned webhooks in a public mode (`KAPSO_ALLOW_UNSIGNED_WEBHOOKS`,
     /// alias `KAPSO_INSECURE_NO_SIGNATURE`, or `serve --insecure-no-signature`).
     pub allow_unsigned_webhooks: bool,
@@ -116,6 +126,7 @@ impl Default for WhatsAppConfig {
             poll_overlap: Duration::from_secs(120),
             webhook_verify_token: None,
             webhook_secret: None,
+            webhook_secret_stored: false,
             allow_unsigned_webhooks: false,
             rate_limit_per_minute: DEFAULT_RATE_LIMIT_PER_MINUTE,
             http_timeout: Duration::from_secs(30),
@@ -178,6 +189,29 @@ impl WhatsAppConfig {
     /// # Errors
     /// A message naming the setting and the fix.
     pub fn load(file: Option<&toml::Table>, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        Ok(Self::load_inner(file, env, true)?.map(|(config, _)| config))
+    }
+
+    /// What `clawbridge setup whatsapp` starts from: the same settings as [`load`](Self::load)
+    /// (every one checked the same way), but a phone number is not required yet — choosing one
+    /// is what setup does. Also the project API key (`KAPSO_API_KEY` / `whatsapp.api_key`),
+    /// `None` when it is not set.
+    ///
+    /// # Errors
+    /// A message naming the setting and the fix.
+    pub fn load_for_setup(
+        file: Option<&toml::Table>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Self, Option<SecretString>), String> {
+        Ok(Self::load_inner(file, env, false)?.unwrap_or_default())
+    }
+
+    /// `complete`: a phone number is required (what `serve` and every other command need).
+    fn load_inner(
+        file: Option<&toml::Table>,
+        env: &dyn Fn(&str) -> Option<String>,
+        complete: bool,
+    ) -> Result<Option<(Self, Option<SecretString>)>, String> {
         let env = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let empty = toml::Table::new();
         let table = file.unwrap_or(&empty);
@@ -283,6 +317,7 @@ impl WhatsAppConfig {
             }
         }
         let default_access = access_policy(&env, table, "KAPSO", "whatsapp")?;
+        let project_key = api_key.clone().map(SecretString::from);
         match (api_key, phone_number_id) {
             (Some(api_key), Some(phone_number_id)) => cfg.accounts.push(AccountConfig {
                 id: AccountId::default_account(),
@@ -290,6 +325,7 @@ impl WhatsAppConfig {
                 api_key: SecretString::from(api_key),
                 access: default_access.clone(),
             }),
+            (Some(_), None) if !complete => {}
             (Some(_), None) => {
                 return Err("KAPSO_PHONE_NUMBER_ID is not set: set it (or whatsapp.phone_number_id) to the phone number id shown in the Kapso dashboard".to_owned());
             }
@@ -334,7 +370,7 @@ impl WhatsAppConfig {
             let phone_number_id = check_phone_number_id(phone_number_id, &format!("{scope}.phone_number_id"))?;
             cfg.accounts.push(AccountConfig { id: AccountId::new(id.clone()), phone_number_id, api_key, access });
         }
-        if cfg.accounts.is_empty() {
+        if cfg.accounts.is_empty() && complete {
             return Err("WhatsApp is configured ([whatsapp] exists) but no phone number is: set KAPSO_API_KEY and KAPSO_PHONE_NUMBER_ID, or add [whatsapp.accounts.<id>] tables".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
@@ -346,7 +382,7 @@ impl WhatsAppConfig {
                 ));
             }
         }
-        Ok(Some(cfg))
+        Ok(Some((cfg, project_key)))
     }
 
     /// Checks what `serve` needs beyond [`load`](Self::load): in the public webhook modes
@@ -358,8 +394,9 @@ impl WhatsAppConfig {
         if self.mode.is_public_webhook() && self.webhook_secret.is_none() && !self.allow_unsigned_webhooks {
             return Err(format!(
                 "KAPSO_MODE={} exposes the webhook to the internet, but KAPSO_WEBHOOK_SECRET is not set: anyone could \
-                 post messages \"from\" any number. Set KAPSO_WEBHOOK_SECRET to the webhook's secret_key in Kapso \
-                 (or the Meta app secret), or set KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true to accept unsigned webhooks anyway",
+                 post messages \"from\" any number. Run `clawbridge setup whatsapp` (it registers the webhook and \
+                 stores its secret), or set KAPSO_WEBHOOK_SECRET to the webhook's secret_key in Kapso (or the Meta \
+                 app secret), or set KAPSO_ALLOW_UNSIGNED_WEBHOOKS=true to accept unsigned webhooks anyway",
                 self.mode.as_str()
             ));
         }
@@ -381,6 +418,11 @@ impl WhatsAppConfig {
     /// The Meta proxy base: `<base_url>/meta/whatsapp/<graph_version>`.
     pub fn meta_base(&self) -> String {
         format!("{}/meta/whatsapp/{}", self.base_url, self.graph_version)
+    }
+
+    /// The Platform API base (phone numbers, webhooks): `<base_url>/platform/v1`.
+    pub fn platform_base(&self) -> String {
+        format!("{}/platform/v1", self.base_url)
     }
 
     /// The account with this id.

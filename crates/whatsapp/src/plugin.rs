@@ -3,13 +3,14 @@
 //! `clawbridge whatsapp` subcommand ([`crate::cli`]).
 
 use crate::WhatsAppConnector;
+use crate::cli::WhatsappCommand;
 use crate::client::KapsoClient;
-use crate::config::{AccountConfig, DeliveryMode, WhatsAppConfig};
+use crate::config::{AccountConfig, DeliveryMode, SECRETS_NAMESPACE, STORED_WEBHOOK_SECRET, WhatsAppConfig};
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
 use clap::FromArgMatches as _;
 use clawbridge_channel::Connector;
-use clawbridge_channel::cli::{CliError, CliHost};
+use clawbridge_channel::cli::{CliError, CliHost, SecretsAt};
 use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
 use clawbridge_core::SendError;
 use std::any::Any;
@@ -20,7 +21,10 @@ use std::sync::Arc;
 /// The subcommand's name and the line the bridge's help lists for it (the same as the doc
 /// comment of [`crate::cli::WhatsappCli`]; a test holds them together).
 const COMMAND: &str = "whatsapp";
-const COMMAND_ABOUT: &str = "WhatsApp through Kapso: send messages, media, templates and reactions";
+const COMMAND_ABOUT: &str = "WhatsApp through Kapso: send messages, media, templates and reactions; first-run setup";
+/// `clawbridge setup whatsapp`'s help line: the doc comment of [`crate::cli::WhatsappCommand::Setup`]
+/// and of [`crate::cli::setup::SetupArgs`] (a test holds them together).
+const SETUP_ABOUT: &str = "Choose the number, register its webhook in Kapso, store the secret, write the config file";
 /// The WhatsApp (Kapso) channel plugin.
 #[derive(Debug)]
 pub struct WhatsAppPlugin;
@@ -44,8 +48,25 @@ impl ChannelPlugin for WhatsAppPlugin {
     }
 
     async fn run_command(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
-        let cli = crate::cli::WhatsappCli::from_arg_matches(matches)?;
-        Ok(crate::cli::run(host.settings_as::<WhatsAppConfig>(), host.retry(), cli.action).await)
+        match crate::cli::WhatsappCli::from_arg_matches(matches)?.action {
+            WhatsappCommand::Send(args) => {
+                Ok(crate::cli::run_send(host.settings_as::<WhatsAppConfig>(), host.retry(), &args).await)
+            }
+            WhatsappCommand::Setup(args) => crate::cli::setup::run(&args, host).await,
+        }
+    }
+
+    fn setup_command(&self) -> Option<clap::Command> {
+        Some(clawbridge_channel::cli::deferred_command(
+            COMMAND,
+            SETUP_ABOUT,
+            <crate::cli::setup::SetupArgs as clap::Args>::augment_args,
+        ))
+    }
+
+    async fn run_setup(&self, matches: &clap::ArgMatches, host: &dyn CliHost) -> Result<ExitCode, CliError> {
+        let args = crate::cli::setup::SetupArgs::from_arg_matches(matches)?;
+        crate::cli::setup::run(&args, host).await
     }
 }
 
@@ -61,14 +82,50 @@ impl ChannelSettings for WhatsAppConfig {
         Ok(Some(Arc::new(WhatsAppConnector::new(self.clone())?)))
     }
 
+    /// The webhook secret `clawbridge setup whatsapp` stored, when none is configured.
+    async fn with_stored_secrets(&self, host: &dyn CliHost) -> Result<Option<Arc<dyn ChannelSettings>>, String> {
+        if self.webhook_secret.is_some() || self.accounts.is_empty() {
+            return Ok(None);
+        }
+        let unreadable = |e: &dyn std::fmt::Display| {
+            format!(
+                "the webhook secret stored by `clawbridge setup whatsapp` cannot be read: {e}. Keep                  CLAWBRIDGE_MASTER_KEY (or <state dir>/master.key) as it was when setup ran, run setup again, or set                  KAPSO_WEBHOOK_SECRET"
+            )
+        };
+        let stored = match host.existing_secrets(SECRETS_NAMESPACE, SecretsAt::Store).await {
+            Ok(Some(secrets)) => secrets.get(STORED_WEBHOOK_SECRET).await.map_err(|e| unreadable(&e)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(unreadable(&e)),
+        };
+        let secret = match stored {
+            Ok(Some(secret)) => secret,
+            Ok(None) => return Ok(None),
+            // Polling needs no secret: the bridge still runs, without the webhook beside it.
+            Err(e) if !self.mode.is_public_webhook() => {
+                tracing::warn!("{e}");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut config = self.clone();
+        config.webhook_secret = Some(secret);
+        config.webhook_secret_stored = true;
+        Ok(Some(Arc::new(config)))
+    }
+
     async fn doctor(&self, host: &HostInfo) -> Vec<Check> {
         let mut checks = Vec::new();
-        let mode = delivery_mode(self, host.listen);
+        let mut mode = delivery_mode(self, host.listen);
+        if self.webhook_secret_stored {
+            mode.push_str(", webhook secret stored by setup");
+        }
         checks.push(match self.validate_for_serve() {
             Ok(()) => Check::ok("whatsapp mode", mode),
-            Err(e) => {
-                Check::failed("whatsapp mode", e, "set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso")
-            }
+            Err(e) => Check::failed(
+                "whatsapp mode",
+                e,
+                "run `clawbridge setup whatsapp`, or set KAPSO_WEBHOOK_SECRET to the secret key of the webhook in Kapso",
+            ),
         });
         if self.mode == DeliveryMode::Tailscale {
             checks.push(match crate::tailscale::probe_dns_name(&self.tailscale).await {
@@ -145,5 +202,28 @@ mod command_tests {
         assert_eq!(deferred.get_name(), derived.get_name());
         assert_eq!(deferred.get_about().map(ToString::to_string), derived.get_about().map(ToString::to_string));
         assert_eq!(deferred.render_long_help().to_string(), derived.render_long_help().to_string());
+    }
+
+    /// `clawbridge setup whatsapp` is `clawbridge whatsapp setup`: the same help line and arguments.
+    #[test]
+    fn the_setup_command_is_the_whatsapp_setup_subcommand() {
+        let mut derived = crate::cli::WhatsappCli::command();
+        derived.build();
+        let mut nested = derived.find_subcommand("setup").expect("whatsapp setup").clone();
+        let mut top = super::WhatsAppPlugin.setup_command().expect("a setup command");
+        assert_eq!(top.get_name(), "whatsapp");
+        assert_eq!(top.get_about().map(ToString::to_string).as_deref(), Some(super::SETUP_ABOUT));
+        assert_eq!(nested.get_about().map(ToString::to_string).as_deref(), Some(super::SETUP_ABOUT));
+        top.build();
+        nested.build();
+        // Built, the arguments' own doc comment must not have replaced the help line.
+        assert_eq!(top.get_about().map(ToString::to_string).as_deref(), Some(super::SETUP_ABOUT));
+        let help = |c: &mut clap::Command| {
+            c.render_long_help().to_string().lines().filter(|l| !l.starts_with("Usage:")).collect::<Vec<_>>().join("\n")
+        };
+        assert_eq!(help(&mut top), help(&mut nested), "the same help but for the usage line's command path");
+        let args = |c: &clap::Command| c.get_arguments().map(|a| a.get_id().to_string()).collect::<Vec<_>>();
+        assert_eq!(args(&top), args(&nested));
+        assert!(args(&top).contains(&"phone_number_id".to_owned()) && args(&top).contains(&"dry_run".to_owned()));
     }
 }

@@ -265,6 +265,14 @@ fn cli_preflight() -> ExitCode {
         }
     };
     crate::cli::block_on(async move {
+        // As the bridge will run: with the webhook secret `clawbridge setup whatsapp` stored.
+        let config = match crate::channels::with_stored_secrets(config.clone(), None).await {
+            Ok(completed) => completed,
+            Err(e) => {
+                report.fail(e);
+                config
+            }
+        };
         preflight_checks(&config, &mut report).await;
         Ok(verdict(&report))
     })

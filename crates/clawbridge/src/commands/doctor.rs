@@ -128,6 +128,14 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let shared = Arc::new(config.clone());
     for (id, settings) in &config.channels {
         let host = crate::commands::host::host_info(&shared, id);
+        // As `serve` will run them: with what the channel's setup stored (a webhook secret).
+        let settings = match settings.with_stored_secrets(host.cli.as_ref()).await {
+            Ok(completed) => completed.unwrap_or_else(|| settings.clone()),
+            Err(e) => {
+                report.fail(&format!("{id} stored secrets"), e, "see above");
+                settings.clone()
+            }
+        };
         for check in settings.doctor(&host).await {
             match check.outcome {
                 Ok(detail) => report.ok(&check.what, detail),

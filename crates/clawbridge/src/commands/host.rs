@@ -36,6 +36,17 @@ impl CommandHost {
         Self { config, channel, store: Arc::default() }
     }
 
+    /// The host of channel `channel` on a store that is open already (the daemon's).
+    pub fn with_store(config: Arc<Config>, channel: &'static str, store: SharedStore) -> Self {
+        Self { config, channel, store: Arc::new(OnceCell::from(store)) }
+    }
+
+    /// Whether this installation has its master key yet (the variable, or the key file).
+    fn has_master_key(&self) -> bool {
+        self.config.bridge.master_key.is_some()
+            || self.config.bridge.state_dir.join(clawbridge_store::secrets::KEY_FILE).exists()
+    }
+
     async fn store(&self) -> Result<SharedStore, CliError> {
         let url = &self.config.bridge.database_url;
         let store = self.store.get_or_try_init(|| clawbridge_store::open(url)).await?;
@@ -68,6 +79,37 @@ impl CliHost for CommandHost {
         Ok(Arc::new(StoreBridge::new(self.store().await?, Arc::default(), worker_id())))
     }
 
+    /// Nothing is created: no master key file, and (for SQLite) no database file.
+    async fn existing_secrets(
+        &self,
+        namespace: &'static str,
+        at: SecretsAt<'_>,
+    ) -> Result<Option<Arc<dyn Secrets>>, CliError> {
+        if !self.has_master_key() {
+            return Ok(None);
+        }
+        if let (SecretsAt::Store, Some(path)) = (at, sqlite_file(&self.config.bridge.database_url))
+            && !path.exists()
+            && self.store.get().is_none()
+        {
+            return Ok(None);
+        }
+        self.secrets(namespace, at).await.map(Some)
+    }
+
+    fn config_file(&self) -> Option<&Path> {
+        self.config.source.as_deref()
+    }
+
+    /// `CLAWBRIDGE_PUBLIC_URL` / `[bridge] public_url`, else where the business-message section
+    /// has it (`[bizmsg] publicUrl`: the same address, read by that channel).
+    fn public_url(&self) -> Option<&str> {
+        self.config.bridge.public_url.as_deref().or_else(|| {
+            let bizmsg = self.config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID);
+            bizmsg?.public_url.as_deref()
+        })
+    }
+
     async fn secrets(&self, namespace: &'static str, at: SecretsAt<'_>) -> Result<Arc<dyn Secrets>, CliError> {
         let key = master_key(&self.config).map_err(CliError::from)?;
         Ok(match at {
@@ -75,4 +117,11 @@ impl CliHost for CommandHost {
             SecretsAt::Store => Arc::new(StoreSecrets::new(key, self.store().await?, namespace)),
         })
     }
+}
+
+/// The file of a `sqlite://PATH` database URL (`None` for PostgreSQL and in-memory databases).
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
 }

@@ -11,5 +11,6 @@ mod kakao_talk;
 mod pipeline;
 mod plugins;
 mod replicas;
+mod setup;
 mod support;
 mod whatsapp;

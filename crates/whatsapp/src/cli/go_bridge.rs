@@ -245,6 +245,9 @@ pub async fn delivery_findings(whatsapp: &WhatsAppConfig, listen: SocketAddr) ->
                     .to_owned(),
             ))
         }
+        Ok(()) if whatsapp.webhook_secret_stored => findings.push(Finding::Ok(
+            "the webhook secret stored by `clawbridge setup whatsapp` is used (signatures checked)".to_owned(),
+        )),
         Ok(()) if whatsapp.webhook_secret.is_some() => {
             findings.push(Finding::Ok("KAPSO_WEBHOOK_SECRET is set (signatures checked)".to_owned()));
         }

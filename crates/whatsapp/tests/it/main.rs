@@ -2,6 +2,7 @@
 
 mod account;
 mod client;
+mod platform;
 mod poller;
 mod snapshots;
 mod support;
