@@ -10,8 +10,9 @@
 //! appRatePerSecond = 100         # BIZMSG_APP_RATE_PER_SECOND: every sender key of the dealer
 //!                                # credential together (unset: no such ceiling)
 //!
-//! publicUrl = "https://…"        # CLAWBRIDGE_PUBLIC_URL: where the dealers reach this listener
-//!                                # (Infobip sends then name their report URL)
+//! # The listener's public address is the bridge's one setting, `[bridge] public_url` /
+//! # CLAWBRIDGE_PUBLIC_URL (the bridge hands it to this section): Infobip sends then name their
+//! # report URL under it.
 //!
 //! [bizmsg.nhn]                   # NHN_BIZMSG_APP_KEY, NHN_BIZMSG_SECRET_KEY, NHN_BIZMSG_BASE_URL,
 //! appKey = "…"                   # NHN_BIZMSG_WEBHOOK_SIGNATURE
@@ -60,7 +61,6 @@ struct File {
     opt_out_number: Option<String>,
     rate_per_hour: Option<u32>,
     app_rate_per_second: Option<u32>,
-    public_url: Option<String>,
     nhn: Option<NhnFile>,
     solapi: Option<SolapiFile>,
     infobip: Option<InfobipFile>,
@@ -199,8 +199,8 @@ pub struct BizmsgConfig {
     /// Messages per second for the dealer credential (NHN app key, Solapi or Infobip API key),
     /// shared by every sender key on it; `None`: only the sender keys' hourly rates hold.
     pub app_rate_per_second: Option<u32>,
-    /// `CLAWBRIDGE_PUBLIC_URL`, without a trailing slash: the base at which the dealers reach
-    /// this listener. Infobip sends name `<publicUrl>/bizmsg/infobip/webhook` as their report URL
+    /// The bridge's `CLAWBRIDGE_PUBLIC_URL` / `[bridge] public_url`, without a trailing slash: the
+    /// base at which the dealers reach this listener. Infobip sends name `<it>/bizmsg/infobip/webhook` as their report URL
     /// when it and the webhook token are set.
     pub public_url: Option<String>,
 }
@@ -347,14 +347,14 @@ impl BizmsgConfig {
                     .to_owned(),
             );
         }
-        let public_url = match env("CLAWBRIDGE_PUBLIC_URL").or(file.public_url) {
+        let public_url = match env("CLAWBRIDGE_PUBLIC_URL") {
             None => None,
             Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
                 Some(url.trim_end_matches('/').to_owned())
             }
             Some(url) => {
                 return Err(format!(
-                    "CLAWBRIDGE_PUBLIC_URL (bizmsg.publicUrl) is {url:?}: use the https base at which the dealers reach \
+                    "CLAWBRIDGE_PUBLIC_URL (bridge.public_url) is {url:?}: use the https base at which the dealers reach \
                      this listener, e.g. https://bridge.example.com"
                 ));
             }
@@ -592,8 +592,8 @@ mod tests {
         assert_eq!(config.public_url.as_deref(), Some("https://bridge.example"));
         assert!(!format!("{config:?}").contains("0123456789abcdef-token"), "the token does not print");
 
-        let solapi = "dealer = \"solapi\"\nsenderKey = \"PF\"\npublicUrl = \"https://b.example\"\n[solapi]\napiKey = \"K\"\napiSecret = \"S\"\nwebhookToken = \"solapi-token-0123456789\"";
-        let config = load(&[], Some(solapi)).unwrap().unwrap();
+        let solapi = "dealer = \"solapi\"\nsenderKey = \"PF\"\n[solapi]\napiKey = \"K\"\napiSecret = \"S\"\nwebhookToken = \"solapi-token-0123456789\"";
+        let config = load(&[("CLAWBRIDGE_PUBLIC_URL", "https://b.example")], Some(solapi)).unwrap().unwrap();
         assert!(
             matches!(&config.dealer, DealerSettings::Solapi { webhook_token: Some(t), .. } if t.expose_secret() == "solapi-token-0123456789")
         );
@@ -608,6 +608,6 @@ mod tests {
         );
         let mut bad_url = infobip.to_vec();
         bad_url[5] = ("CLAWBRIDGE_PUBLIC_URL", "bridge.example");
-        assert!(load(&bad_url, None).unwrap_err().contains("CLAWBRIDGE_PUBLIC_URL (bizmsg.publicUrl)"));
+        assert!(load(&bad_url, None).unwrap_err().contains("CLAWBRIDGE_PUBLIC_URL (bridge.public_url)"));
     }
 }

@@ -80,8 +80,8 @@ pub struct BridgeSettings {
     pub retention: Duration,
     /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
     /// reaches the listener (the webhook `clawbridge setup whatsapp` registers is under it),
-    /// without a trailing slash. The business-message channel reads the same variable itself
-    /// (`[bizmsg] publicUrl` in its table).
+    /// without a trailing slash. Channels that need it (the dealers' report URLs) are handed this
+    /// value as `CLAWBRIDGE_PUBLIC_URL` when their settings load.
     pub public_url: Option<String>,
 }
 
@@ -375,7 +375,13 @@ impl Config {
             }),
         };
 
-        let channels = plugins.load_all(&channel_tables, &env).map_err(ConfigError)?;
+        // The public address is the bridge's setting; a channel that needs it (the dealers'
+        // report URLs) reads it under its environment name, whether it came from there or the file.
+        let channel_env = |name: &str| match name {
+            "CLAWBRIDGE_PUBLIC_URL" => public_url.clone(),
+            _ => env(name),
+        };
+        let channels = plugins.load_all(&channel_tables, &channel_env).map_err(ConfigError)?;
         let retry = RetrySettings {
             queue: FilePolicy { max_attempts: Some(pipeline.max_send_attempts), ..queue_file }
                 .over(RetryPolicy::DURABLE, "retry")?,

@@ -101,13 +101,9 @@ impl CliHost for CommandHost {
         self.config.source.as_deref()
     }
 
-    /// `CLAWBRIDGE_PUBLIC_URL` / `[bridge] public_url`, else where the business-message section
-    /// has it (`[bizmsg] publicUrl`: the same address, read by that channel).
+    /// `CLAWBRIDGE_PUBLIC_URL` / `[bridge] public_url`.
     fn public_url(&self) -> Option<&str> {
-        self.config.bridge.public_url.as_deref().or_else(|| {
-            let bizmsg = self.config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID);
-            bizmsg?.public_url.as_deref()
-        })
+        self.config.bridge.public_url.as_deref()
     }
 
     async fn secrets(&self, namespace: &'static str, at: SecretsAt<'_>) -> Result<Arc<dyn Secrets>, CliError> {
