@@ -3,7 +3,7 @@
 # SQLite state dir, connected to a real OpenClaw gateway (installed by install-e2e.sh, no channel
 # configured), left idle 3 s after /readyz answers 200, and its /proc/<pid>/status read. The
 # binaries run in turn, ROUNDS times (default 5), so that page-cache and machine noise fall on all
-# of them alike; the summary gives min / median / max of each.
+# of them alike; the summary gives min / median / max of each (MB = 1000 of /proc's kB, as before).
 #
 #   scripts/idle-rss.sh target/release/clawbridge [/path/to/other/clawbridge …]
 set -euo pipefail
@@ -68,6 +68,6 @@ for binary in "$@"; do
   printf '%s\n' "${results[$binary]}" | awk -v name="$binary" 'BEGIN { n = 0 } NF == 3 {rss[n] = $1; anon[n] = $2; file[n] = $3; n++}
     function stat(a,   i, j, t, s) { for (i = 0; i < n; i++) s[i] = a[i]
       for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (s[j] < s[i]) { t = s[i]; s[i] = s[j]; s[j] = t }
-      return sprintf("%.1f / %.1f / %.1f MB", s[0] / 1024, s[int(n / 2)] / 1024, s[n - 1] / 1024) }
+      return sprintf("%.1f / %.1f / %.1f MB", s[0] / 1000, s[int(n / 2)] / 1000, s[n - 1] / 1000) }
     END { printf "%s\n  VmRSS   %s\n  RssAnon %s\n  RssFile %s   (min / median / max of %d)\n", name, stat(rss), stat(anon), stat(file), n }'
 done
