@@ -11,6 +11,7 @@
 //! - [`secrets`], [`sqlite_only`], [`postgres_only`], [`memory_only`]: what is not shared.
 
 mod bizmsg;
+mod campaign;
 mod conformance;
 mod memory_only;
 mod postgres_only;
@@ -100,4 +101,10 @@ for_each_backend!(
     bizmsg_retry_release_and_expired_leases,
     bizmsg_results_only_move_forward,
     concurrent_bizmsg_claims_deliver_each_row_once,
+    campaigns_store_recipients_once_and_suppress_opt_outs,
+    campaign_states_move_by_compare_and_set,
+    campaign_claims_lease_release_and_skip_suppressed,
+    concurrent_campaign_claims_take_each_recipient_once,
+    campaign_recipients_follow_their_send_rows,
+    campaign_clicks_count_once_per_recipient_and_the_list_is_per_account,
 );
