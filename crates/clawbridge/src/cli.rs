@@ -69,6 +69,12 @@ pub enum Command {
         #[command(subcommand)]
         action: commands::bizmsg::BrandAction,
     },
+    /// Bulk sends from a CSV file on KakaoTalk and WhatsApp: scheduled, A/B tested, with click and delivery reports.
+    Campaign {
+        /// Campaign action.
+        #[command(subcommand)]
+        action: commands::campaign::CampaignAction,
+    },
 }
 
 /// `clawbridge pairing …`
@@ -161,6 +167,7 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Alimtalk { action } => commands::bizmsg::alimtalk(&config, action).await,
         Command::Brand { action } => commands::bizmsg::brand(&config, action, false).await,
         Command::Friendtalk { action } => commands::bizmsg::brand(&config, action, true).await,
+        Command::Campaign { action } => commands::campaign::run(&config, action).await,
     }
 }
 
@@ -231,7 +238,7 @@ mod tests {
         let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
         assert_eq!(
             names,
-            ["serve", "doctor", "status", "pairing", "alimtalk", "brand", "friendtalk", "kakao", "whatsapp"]
+            ["serve", "doctor", "status", "pairing", "alimtalk", "brand", "friendtalk", "campaign", "kakao", "whatsapp"]
         );
     }
 

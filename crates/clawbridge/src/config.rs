@@ -76,6 +76,8 @@ pub struct BridgeSettings {
     pub log_format: LogFormat,
     /// `CLAWBRIDGE_MASTER_KEY`, when set (else `master.key` in the state dir).
     pub master_key: Option<SecretString>,
+    /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base of tracked campaign links.
+    pub public_url: Option<String>,
 }
 
 /// The inbound pipeline.
@@ -171,6 +173,7 @@ struct FileBridge {
     database_url: Option<String>,
     listen: Option<String>,
     log_format: Option<String>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -265,6 +268,15 @@ impl Config {
             }
         };
         let master_key = env("CLAWBRIDGE_MASTER_KEY").map(SecretString::from);
+        let public_url = env("CLAWBRIDGE_PUBLIC_URL").or(file.bridge.public_url).filter(|u| !u.trim().is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError(format!(
+                "CLAWBRIDGE_PUBLIC_URL (bridge.public_url) is {url:?}: give the https base the bridge is reached at, \
+                 e.g. https://bridge.example.com"
+            )));
+        }
 
         let mut retry_table = file.retry.unwrap_or_default();
         let http_table = match retry_table.remove("http") {
@@ -314,7 +326,7 @@ impl Config {
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
-            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key },
+            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, public_url },
             pipeline,
             channels,
             retry,
