@@ -1,6 +1,7 @@
 //! Integration tests of the clawbridge daemon (one test binary).
 
 mod bizmsg;
+mod campaign;
 mod channel_state;
 mod cli;
 mod e2e;

@@ -1,0 +1,337 @@
+//! Campaigns against the testkit's fake NHN and fake Kapso: the runner with an injectable clock
+//! (pause, resume, the quiet hours), two replicas on one SQLite file, tracked links, the report;
+//! and the binary as an operator runs it (create with bad rows, duplicates and an opt-out, a
+//! foreground start without a daemon).
+
+use clawbridge::bridge::Wakers;
+use clawbridge::campaign::runner::{CampaignRunner, Step};
+use clawbridge::campaign::web::{Links, routes};
+use clawbridge::campaign::{Channel, Spec, VariantSpec};
+use clawbridge::pipeline::bizmsg::BizmsgWorker;
+use clawbridge_bizmsg::client::DealerClient;
+use clawbridge_bizmsg::config::BizmsgConfig;
+use clawbridge_campaign::address::suppression_key;
+use clawbridge_core::clock::{Clock as _, ManualClock};
+use clawbridge_core::retry::RetryPolicy;
+use clawbridge_core::time::{EpochMs, KST};
+use clawbridge_store::{
+    BizmsgResult, CampaignState, NewCampaign, NewRecipient, RecipientState, SharedStore, Suppression,
+};
+use clawbridge_testkit::fake_nhn::FakeNhn;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn kst(text: &str) -> EpochMs {
+    let civil: jiff::civil::DateTime = text.parse().unwrap();
+    KST.to_timestamp(civil).unwrap().as_millisecond()
+}
+
+const TEMPLATES: &str = r##"
+[[templates]]
+templateCode = "SALE"
+text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
+"##;
+
+fn bizmsg_config(fake: &FakeNhn) -> BizmsgConfig {
+    let vars: BTreeMap<&str, String> = fake.env().into_iter().collect();
+    let file: toml::Table = toml::from_str(TEMPLATES).unwrap();
+    BizmsgConfig::load(Some(&file), &|name| vars.get(name).cloned()).unwrap().unwrap()
+}
+
+fn spec(channel: Channel, variants: Vec<VariantSpec>, track: bool) -> Spec {
+    let n = variants.len();
+    Spec {
+        channel,
+        variants,
+        split: clawbridge_campaign::Split::even(n).shares().to_vec(),
+        buttons: if channel == Channel::Brand { vec![("쿠폰 받기".into(), "https://shop.test/coupon".into())] } else { vec![] },
+        targeting: None,
+        fallback: Some("none".into()),
+        ad: channel == Channel::Brand,
+        track_base: track.then(|| "https://bridge.test".to_owned()),
+        file: "test.csv".into(),
+    }
+}
+
+fn variant(name: &str, template: Option<&str>, text: Option<&str>) -> VariantSpec {
+    VariantSpec { name: name.into(), template: template.map(Into::into), text: text.map(Into::into), lang: None }
+}
+
+/// Stores a campaign of `n` recipients the way `create` does.
+async fn store_campaign(store: &SharedStore, id: &str, spec: &Spec, n: u32, rate: Option<u32>, now: EpochMs) {
+    let campaign = NewCampaign {
+        id: id.into(),
+        name: format!("winter {id}"),
+        channel: spec.channel.as_str().into(),
+        account: "default".into(),
+        spec: serde_json::to_string(spec).unwrap(),
+        rate_per_minute: rate,
+        quiet_hours: spec.ad,
+        start_at: None,
+        link_key: clawbridge::campaign::new_link_key().encode(),
+    };
+    assert!(store.create_campaign(&campaign, now).await.unwrap());
+    let rows: Vec<NewRecipient> = (0..n)
+        .map(|i| {
+            let number = format!("010{:08}", 20_000_000 + i);
+            NewRecipient {
+                suppression_key: suppression_key(&number),
+                variant: spec.variant_of(id, &number).name.clone(),
+                variables: serde_json::json!({"name": format!("고객{i}"), "link": format!("https://shop.test/c/{i}")}).to_string(),
+                recipient: number,
+                line: u64::from(i) + 2,
+            }
+        })
+        .collect();
+    store.add_campaign_recipients(id, "default", &rows, now).await.unwrap();
+    assert!(store.transition_campaign(id, &[CampaignState::Draft], CampaignState::Running, None, None, now).await.unwrap());
+}
+
+struct Setup {
+    fake: FakeNhn,
+    clock: Arc<ManualClock>,
+    runner: CampaignRunner,
+    sender: BizmsgWorker,
+    config: Arc<BizmsgConfig>,
+}
+
+async fn setup(store: SharedStore, now: EpochMs, worker: &str) -> Setup {
+    let fake = FakeNhn::start().await;
+    let config = Arc::new(bizmsg_config(&fake));
+    let clock = Arc::new(ManualClock::new(now));
+    let runner = CampaignRunner {
+        store: store.clone(),
+        bizmsg: Some(config.clone()),
+        clock: clock.clone(),
+        worker: worker.into(),
+        wake_bizmsg: Arc::default(),
+        wakers: Arc::new(Wakers::default()),
+    };
+    let sender = BizmsgWorker {
+        store: store.clone(),
+        client: DealerClient::new(&config, Duration::from_secs(5)).unwrap(),
+        config: config.clone(),
+        retry: RetryPolicy::DURABLE,
+        worker: format!("{worker}-sender"),
+        wake: Arc::default(),
+        clock: clock.clone(),
+    };
+    Setup { fake, clock, runner, sender, config }
+}
+
+/// Sends every due business-message row.
+async fn drain(sender: &BizmsgWorker) {
+    for _ in 0..100 {
+        if sender.round().await.unwrap() == 0 {
+            return;
+        }
+    }
+    panic!("the business-message queue did not drain");
+}
+
+async fn states(store: &SharedStore, id: &str) -> HashMap<RecipientState, u64> {
+    let mut out = HashMap::new();
+    for (_, s, n) in store.campaign_counts(id).await.unwrap().states {
+        *out.entry(s).or_default() += n;
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_brand_campaign_pauses_for_the_quiet_hours_and_goes_on_at_eight_and_each_recipient_gets_one_message() {
+    let store = clawbridge_testkit::memory_store();
+    let s = setup(store.clone(), kst("2026-12-24T20:40:00"), "r1").await;
+    let spec = spec(Channel::Brand, vec![variant("A", None, Some("#{name}님 세일! https://shop.test/sale"))], true);
+    store_campaign(&store, "cbrand", &spec, 250, None, s.clock.now_ms()).await;
+
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Sent(100));
+    // An operator pauses: nothing is claimed until resumed.
+    store.transition_campaign("cbrand", &[CampaignState::Running], CampaignState::Paused, None, None, s.clock.now_ms()).await.unwrap();
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Idle);
+    assert_eq!(states(&store, "cbrand").await[&RecipientState::Pending], 150);
+    store.transition_campaign("cbrand", &[CampaignState::Paused], CampaignState::Running, None, None, s.clock.now_ms()).await.unwrap();
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Sent(100));
+    drain(&s.sender).await;
+
+    // 20:55: the quiet hours. The campaign waits until 08:00 and claims nobody.
+    s.clock.set(kst("2026-12-24T20:55:00"));
+    let resumes = kst("2026-12-25T08:00:00");
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::WaitUntil(resumes));
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::WaitUntil(resumes));
+    let c = store.get_campaign("cbrand").await.unwrap().unwrap();
+    assert_eq!((c.state, c.waiting_until), (CampaignState::Running, Some(resumes)));
+    assert_eq!(states(&store, "cbrand").await[&RecipientState::Pending], 50);
+    drain(&s.sender).await;
+    assert_eq!(s.fake.state().taken.len(), 200, "nothing went out in the quiet hours");
+
+    s.clock.set(kst("2026-12-25T08:00:00"));
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Sent(50));
+    assert_eq!(store.get_campaign("cbrand").await.unwrap().unwrap().waiting_until, None);
+    assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Done);
+    assert_eq!(store.get_campaign("cbrand").await.unwrap().unwrap().state, CampaignState::Done);
+    drain(&s.sender).await;
+
+    let taken = s.fake.state().taken.clone();
+    let mut per_number: HashMap<&str, usize> = HashMap::new();
+    for t in &taken {
+        *per_number.entry(t.recipient.as_str()).or_default() += 1;
+        assert_eq!(t.product, "brand");
+    }
+    assert_eq!(per_number.len(), 250);
+    assert!(per_number.values().all(|&n| n == 1), "every recipient exactly once");
+    store.sync_campaign_results("cbrand", s.clock.now_ms()).await.unwrap();
+    assert_eq!(states(&store, "cbrand").await[&RecipientState::Accepted], 250);
+
+    // The links in the text and the button went out tracked.
+    let bodies: Vec<String> = s.fake.state().requests.values().map(ToString::to_string).collect();
+    assert!(bodies.iter().all(|b| b.contains("https://bridge.test/r/cbrand.") && !b.contains("shop.test")), "{}", bodies[0]);
+}
+
+#[tokio::test]
+async fn an_ab_test_is_stable_clicks_count_once_and_the_report_matches_the_dealer() {
+    let store = clawbridge_testkit::memory_store();
+    let s = setup(store.clone(), kst("2026-12-24T10:00:00"), "r1").await;
+    let spec = spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None), variant("B", Some("SALE"), None)], true);
+    store_campaign(&store, "cab", &spec, 120, None, s.clock.now_ms()).await;
+    // Opted out by a WhatsApp STOP after the file was read: left out at the claim.
+    let opted = "01020000007";
+    let stop = Suppression {
+        account: "default".into(),
+        recipient_key: suppression_key(opted),
+        reason: "STOP".into(),
+        source: "whatsapp".into(),
+        created_at: s.clock.now_ms(),
+    };
+    store.suppress(&stop).await.unwrap();
+    while let Step::Sent(_) = s.runner.step("cab").await.unwrap() {}
+    drain(&s.sender).await;
+    assert_eq!(s.fake.state().taken.len(), 119);
+    assert!(s.fake.state().taken.iter().all(|t| t.recipient != opted));
+
+    // The assignment is the spec's: the same for every recipient however often it is asked.
+    let rows = store.campaign_recipients("cab", None, 0, 500).await.unwrap();
+    for r in &rows {
+        assert_eq!(spec.variant_of("cab", &r.recipient).name, r.variant);
+    }
+    let variants: std::collections::HashSet<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
+    assert_eq!(variants.len(), 2);
+
+    // Results: the dealer delivered all but five (3019).
+    let bizmsg_rows: Vec<_> = {
+        let mut out = Vec::new();
+        for r in &rows {
+            if let Some(id) = r.send_ref {
+                out.push(store.get_bizmsg(id).await.unwrap().unwrap());
+            }
+        }
+        out
+    };
+    assert_eq!(bizmsg_rows.len(), 119);
+    for (i, b) in bizmsg_rows.iter().enumerate() {
+        let failed = i < 5;
+        let result = BizmsgResult {
+            dealer: "nhn".into(),
+            dealer_id: b.dealer_id.clone().unwrap(),
+            result: if failed { "failed" } else { "delivered" }.into(),
+            code: Some(if failed { "3019" } else { "1000" }.into()),
+            reason: None,
+            fallback: None,
+            rank: 3,
+            at: s.clock.now_ms() + 60_000,
+        };
+        assert!(store.record_bizmsg_result(&result).await.unwrap());
+    }
+    store.sync_campaign_results("cab", s.clock.now_ms()).await.unwrap();
+
+    // Clicks through the daemon's route.
+    let app = routes(Links { store: store.clone(), bizmsg: Some(s.config.clone()), clock: s.clock.clone() });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let key = clawbridge_campaign::links::LinkKey::decode(&store.get_campaign("cab").await.unwrap().unwrap().link_key).unwrap();
+    let clicked: Vec<_> = rows.iter().filter(|r| r.recipient != opted).take(10).collect();
+    for r in &clicked {
+        let token = key.token("cab", r.id, 0);
+        let head = http.head(format!("{base}/r/{token}")).send().await.unwrap();
+        assert_eq!(head.status(), 302, "a previewer's HEAD is redirected");
+        for _ in 0..2 {
+            let got = http.get(format!("{base}/r/{token}")).send().await.unwrap();
+            assert_eq!(got.status(), 302);
+            let n = r.line - 2;
+            assert_eq!(got.headers()["location"], format!("https://shop.test/c/{n}").as_str());
+        }
+    }
+    let forged = format!("cab.{}.0.AAAAAAAAAAAAAAAA", clicked[0].id);
+    assert_eq!(http.get(format!("{base}/r/{forged}")).send().await.unwrap().status(), 404);
+    assert_eq!(http.get(format!("{base}/r/nothing")).send().await.unwrap().status(), 404);
+    let other_link = key.token("cab", clicked[0].id, 5);
+    assert_eq!(http.get(format!("{base}/r/{other_link}")).send().await.unwrap().status(), 404, "no sixth link");
+
+    let campaign = store.get_campaign("cab").await.unwrap().unwrap();
+    let report = clawbridge::campaign::report::build(&store, &campaign).await.unwrap();
+    assert_eq!(report.totals.recipients, 120);
+    assert_eq!(report.totals.suppressed, 1);
+    assert_eq!(report.totals.accepted, 114);
+    assert_eq!(report.totals.delivered, 114);
+    assert_eq!(report.totals.failed, 5);
+    assert_eq!(report.totals.unique_clicks, 10, "two GETs and a HEAD each: one click");
+    assert_eq!(report.totals.clicks, 20);
+    assert_eq!(report.failures.len(), 1);
+    assert_eq!((report.failures[0].code.as_str(), report.failures[0].count), ("3019", 5));
+    assert_eq!(report.variants.iter().map(|v| v.counts.recipients).sum::<u64>(), 120);
+    assert_eq!(report.tests.len(), 1);
+    let html = report.to_html();
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(report.to_table().contains("3019"));
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_database_hand_each_recipient_over_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let a = clawbridge_store::open(&url).await.unwrap();
+    let b = clawbridge_store::open(&url).await.unwrap();
+    let now = kst("2026-12-24T10:00:00");
+    let s1 = setup(a.clone(), now, "replica-1").await;
+    // Replica 2's clock runs a minute ahead: replica 1's hold on the campaign looks lapsed to it,
+    // so both run the campaign at once (the case a lost lease makes).
+    let s2 = setup(b.clone(), now + 60_000, "replica-2").await;
+    let sender2 = BizmsgWorker { client: s1.sender.client.clone(), config: s1.config.clone(), ..s2.sender.clone() };
+    let spec = spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None)], false);
+    store_campaign(&a, "crep", &spec, 300, None, now).await;
+
+    let mut runs = Vec::new();
+    for runner in [s1.runner.clone(), s2.runner.clone()] {
+        runs.push(tokio::spawn(async move {
+            let mut sent = 0;
+            for _ in 0..200 {
+                match runner.step("crep").await.unwrap() {
+                    Step::Sent(n) => sent += n,
+                    Step::Done => break,
+                    _ => tokio::task::yield_now().await,
+                }
+            }
+            sent
+        }));
+    }
+    let mut handed = 0;
+    for run in runs {
+        handed += run.await.unwrap();
+    }
+    assert_eq!(handed, 300, "each recipient handed over by one replica");
+    let (d1, d2) = (s1.sender.clone(), sender2);
+    tokio::join!(drain(&d1), drain(&d2));
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for t in s1.fake.state().taken.clone() {
+        *per_number.entry(t.recipient).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), 300);
+    assert!(per_number.values().all(|&n| n == 1), "every recipient exactly once");
+    assert!(s2.fake.state().taken.is_empty());
+}
