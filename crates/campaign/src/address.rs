@@ -50,6 +50,17 @@ pub fn suppression_key(address: &str) -> String {
     }
 }
 
+/// Whether a reply is an opt-out: `STOP`, `unsubscribe`, `수신거부`, `광고거부`, `수신중지` (case,
+/// spaces and punctuation around it ignored), as marketing messages tell people to answer.
+pub fn is_opt_out(text: &str) -> bool {
+    let word: String =
+        text.chars().filter(|c| !c.is_whitespace() && !c.is_ascii_punctuation()).flat_map(char::to_lowercase).collect();
+    matches!(
+        word.as_str(),
+        "stop" | "stopall" | "unsubscribe" | "optout" | "수신거부" | "광고거부" | "수신중지" | "거부"
+    )
+}
+
 /// `+82 10-****-5678` style masking for logs and reports: the last four digits only.
 pub fn masked(address: &str) -> String {
     let digits: Vec<char> = address.chars().filter(char::is_ascii_digit).collect();
@@ -84,6 +95,17 @@ mod tests {
         assert_eq!(suppression_key("+82 10 1234 5678"), "821012345678");
         assert_eq!(suppression_key("15551234567"), "15551234567");
         assert_eq!(suppression_key("botUserKeyAbc"), "botUserKeyAbc");
+    }
+
+    #[test]
+    fn opt_out_replies() {
+        for yes in ["STOP", " stop ", "Stop.", "수신거부", "수신 거부", "광고 거부!", "UNSUBSCRIBE", "opt-out"]
+        {
+            assert!(is_opt_out(yes), "{yes}");
+        }
+        for no in ["stop sending me the wrong size", "언제 세일해요?", "", "stopwatch"] {
+            assert!(!is_opt_out(no), "{no}");
+        }
     }
 
     #[test]

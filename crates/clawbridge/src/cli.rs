@@ -238,7 +238,18 @@ mod tests {
         let names: Vec<&str> = line.get_subcommands().map(clap::Command::get_name).collect();
         assert_eq!(
             names,
-            ["serve", "doctor", "status", "pairing", "alimtalk", "brand", "friendtalk", "campaign", "kakao", "whatsapp"]
+            [
+                "serve",
+                "doctor",
+                "status",
+                "pairing",
+                "alimtalk",
+                "brand",
+                "friendtalk",
+                "campaign",
+                "kakao",
+                "whatsapp"
+            ]
         );
     }
 

@@ -66,7 +66,8 @@ pub fn tally(spec: &Spec, counts: &CampaignCounts) -> (Counts, Vec<(String, Coun
         total.unique_clicks += c.unique_clicks;
         total.clicks += c.clicks;
     }
-    let variants = spec.variants.iter().map(|v| (v.name.clone(), by.get(&v.name).copied().unwrap_or_default())).collect();
+    let variants =
+        spec.variants.iter().map(|v| (v.name.clone(), by.get(&v.name).copied().unwrap_or_default())).collect();
     (total, variants)
 }
 
@@ -92,19 +93,19 @@ pub async fn build(store: &SharedStore, campaign: &CampaignRow) -> Result<Report
     let variants = variants
         .into_iter()
         .map(|(name, c)| {
-            let description = spec.as_ref().and_then(|s| s.variant(&name)).map(super::VariantSpec::describe).unwrap_or_default();
+            let description =
+                spec.as_ref().and_then(|s| s.variant(&name)).map(super::VariantSpec::describe).unwrap_or_default();
             VariantReport::new(name, description, c)
         })
         .collect();
     let mut failures: BTreeMap<String, (String, u64)> = BTreeMap::new();
     for (_, code, reason, n) in &counts.failures {
-        let entry = failures.entry(code.clone()).or_insert_with(|| {
-            (meaning(code).map_or_else(|| reason.clone(), |m| m.to_owned()), 0)
-        });
+        let entry = failures
+            .entry(code.clone())
+            .or_insert_with(|| (meaning(code).map_or_else(|| reason.clone(), |m| m.to_owned()), 0));
         entry.1 += n;
     }
-    let failures =
-        failures.into_iter().map(|(code, (reason, count))| FailureCount { code, reason, count }).collect();
+    let failures = failures.into_iter().map(|(code, (reason, count))| FailureCount { code, reason, count }).collect();
     let timeline = timeline.into_iter().map(|(start, delivered, clicks)| Bucket { start, delivered, clicks }).collect();
     Ok(Report::new(info, totals, variants, failures, timeline))
 }

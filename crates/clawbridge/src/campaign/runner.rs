@@ -127,16 +127,26 @@ impl CampaignRunner {
         if let Some((per_window, window_ms)) = rate(&campaign).pacing() {
             let window_start = now - now.rem_euclid(window_ms);
             let take = u64::from(limit).min(per_window);
-            match self.store.take_quota(&format!("campaign:{id}:rate"), window_start, window_ms, per_window, take, now).await? {
+            match self
+                .store
+                .take_quota(&format!("campaign:{id}:rate"), window_start, window_ms, per_window, take, now)
+                .await?
+            {
                 clawbridge_store::QuotaTake::Granted { .. } => limit = u32::try_from(take).unwrap_or(1),
                 clawbridge_store::QuotaTake::Refused { count, window_end } => {
                     let left = per_window.saturating_sub(count);
                     if left == 0 {
                         return Ok(Step::WaitUntil(window_end));
                     }
-                    match self.store.take_quota(&format!("campaign:{id}:rate"), window_start, window_ms, per_window, left, now).await? {
+                    match self
+                        .store
+                        .take_quota(&format!("campaign:{id}:rate"), window_start, window_ms, per_window, left, now)
+                        .await?
+                    {
                         clawbridge_store::QuotaTake::Granted { .. } => limit = u32::try_from(left).unwrap_or(1),
-                        clawbridge_store::QuotaTake::Refused { window_end, .. } => return Ok(Step::WaitUntil(window_end)),
+                        clawbridge_store::QuotaTake::Refused { window_end, .. } => {
+                            return Ok(Step::WaitUntil(window_end));
+                        }
                     }
                 }
             }
@@ -197,7 +207,9 @@ impl CampaignRunner {
             let messages: Vec<_> = biz.iter().map(|(_, m)| m.clone()).collect();
             let stored = self.store.enqueue_bizmsg(&messages, now).await?;
             for ((row, _), stored) in biz.iter().zip(stored) {
-                self.store.mark_campaign_recipient_queued(row.id, &self.worker, SendKind::Bizmsg, stored.id, now).await?;
+                self.store
+                    .mark_campaign_recipient_queued(row.id, &self.worker, SendKind::Bizmsg, stored.id, now)
+                    .await?;
             }
             self.wake_bizmsg.notify_one();
         }
@@ -268,7 +280,8 @@ impl CampaignRunner {
     /// Says this runner is alive (for a CLI `start` to know the campaign will be run).
     async fn announce(&self) {
         let now = self.clock.now_ms();
-        let put = StatePut { namespace: RUNNERS, key: &self.worker, value: "daemon", expires_at: Some(now + PRESENCE_MS) };
+        let put =
+            StatePut { namespace: RUNNERS, key: &self.worker, value: "daemon", expires_at: Some(now + PRESENCE_MS) };
         if let Err(e) = self.store.put_state(&put, false, now).await {
             tracing::debug!(error = %e, "cannot announce the campaign runner");
         }

@@ -84,7 +84,9 @@ pub fn parts(
 ) -> Result<Parts, String> {
     let text = variant.text.as_ref().map(|t| fill(t, variables));
     let variables = match template_variables(spec, variant, bizmsg)? {
-        Some(names) => variables.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(names) => {
+            variables.iter().filter(|(k, _)| names.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
         None if variant.template.is_some() => variables.clone(),
         None => BTreeMap::new(),
     };
@@ -269,7 +271,8 @@ pub fn check_sendable(
             Ok(Built::Bizmsg(Box::new(bizmsg_row(prepared.prepared))))
         }
         Channel::Whatsapp => {
-            let name = variant.template.clone().ok_or("a WhatsApp campaign sends an approved template: --template NAME")?;
+            let name =
+                variant.template.clone().ok_or("a WhatsApp campaign sends an approved template: --template NAME")?;
             let to = clawbridge_campaign::address::whatsapp_number(to)?;
             let spec = OutboundSpec::Template {
                 name,
@@ -323,7 +326,8 @@ mod tests {
         assert_eq!(rewritten.buttons, [("보기".to_owned(), "<1>".to_owned())]);
 
         let mut w = spec(Channel::Whatsapp);
-        w.variants[0] = VariantSpec { name: "A".into(), template: Some("winter_sale".into()), text: None, lang: Some("ko".into()) };
+        w.variants[0] =
+            VariantSpec { name: "A".into(), template: Some("winter_sale".into()), text: None, lang: Some("ko".into()) };
         let p = parts(&w, &w.variants[0], &vars, None).unwrap();
         assert_eq!(tracked_urls(&p), ["https://x.test/c"]);
         let built = check_sendable(&w, &w.variants[0], &p, "+82 10-1234-5678", "default", "c1", None, 0).unwrap();

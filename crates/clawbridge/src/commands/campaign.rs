@@ -18,11 +18,13 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use clawbridge_bizmsg::PhoneNumber;
 use clawbridge_bizmsg::config::BizmsgConfig;
+use clawbridge_campaign::Split;
 use clawbridge_campaign::address::{masked, suppression_key, whatsapp_number};
 use clawbridge_campaign::links::tracked_url;
-use clawbridge_campaign::recipients::{Encoding, Fingerprints, Invalid, Normalise, Recipient, RecipientReader, Row, Tally};
+use clawbridge_campaign::recipients::{
+    Encoding, Fingerprints, Invalid, Normalise, Recipient, RecipientReader, Row, Tally,
+};
 use clawbridge_campaign::schedule::{Rate, duration_label, estimate};
-use clawbridge_campaign::Split;
 use clawbridge_core::clock::SystemClock;
 use clawbridge_core::time::{EpochMs, KST, timestamp};
 use clawbridge_store::{
@@ -229,17 +231,21 @@ pub async fn run(config: &Config, action: CampaignAction) -> anyhow::Result<Exit
         }
         CampaignAction::Resume { id } => {
             let store = store(config).await?;
-            let code = transition(&store, &id, &[CampaignState::Paused], CampaignState::Running, None, "resumed").await?;
+            let code =
+                transition(&store, &id, &[CampaignState::Paused], CampaignState::Running, None, "resumed").await?;
             if code == ExitCode::SUCCESS && !daemon_running(&store, now_ms()).await? {
-                println!("no daemon is running on this store: `clawbridge campaign start {id}` sends it from this terminal");
+                println!(
+                    "no daemon is running on this store: `clawbridge campaign start {id}` sends it from this terminal"
+                );
             }
             Ok(code)
         }
         CampaignAction::Cancel { id } => {
             let store = store(config).await?;
-            let from =
-                [CampaignState::Draft, CampaignState::Scheduled, CampaignState::Running, CampaignState::Paused];
-            let code = transition(&store, &id, &from, CampaignState::Cancelled, Some("cancelled by an operator"), "cancelled").await?;
+            let from = [CampaignState::Draft, CampaignState::Scheduled, CampaignState::Running, CampaignState::Paused];
+            let code =
+                transition(&store, &id, &from, CampaignState::Cancelled, Some("cancelled by an operator"), "cancelled")
+                    .await?;
             if code == ExitCode::SUCCESS {
                 let n = store.cancel_campaign_recipients(&id, now_ms()).await?;
                 println!("{n} recipient(s) not yet handed over will not be sent");
@@ -369,7 +375,8 @@ fn check_file(
     now: EpochMs,
     mut each: impl FnMut(&Recipient, &str) -> anyhow::Result<()>,
 ) -> anyhow::Result<FileResult> {
-    let file = std::fs::File::open(path).with_context(|| format!("cannot open the recipient file {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open the recipient file {}", path.display()))?;
     let normalise = normaliser(spec.channel);
     let reader = RecipientReader::new(std::io::BufReader::new(file), encoding, required, &*normalise)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -550,7 +557,8 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
                     line: r.line,
                 });
                 if batch.len() >= 1_000 {
-                    tx.blocking_send(std::mem::take(&mut batch)).map_err(|_| anyhow::anyhow!("the store writer stopped"))?;
+                    tx.blocking_send(std::mem::take(&mut batch))
+                        .map_err(|_| anyhow::anyhow!("the store writer stopped"))?;
                 }
                 Ok(())
             })
@@ -649,7 +657,10 @@ fn print_created(row: &CampaignRow, spec: &Spec, checked: &FileResult, added: Ad
         println!("{value}");
         return;
     }
-    println!("campaign {} created: \"{}\" ({}) — a draft: nothing is sent until `clawbridge campaign start {}`", row.id, row.name, row.channel, row.id);
+    println!(
+        "campaign {} created: \"{}\" ({}) — a draft: nothing is sent until `clawbridge campaign start {}`",
+        row.id, row.name, row.channel, row.id
+    );
     println!("file: {} ({}), {} row(s)", spec.file, checked.detected, tally.rows);
     let variants: Vec<String> = checked.per_variant.iter().map(|(v, n)| format!("{v} {n}")).collect();
     if spec.variants.len() > 1 {
@@ -669,8 +680,12 @@ fn print_created(row: &CampaignRow, spec: &Spec, checked: &FileResult, added: Ad
     }
     let duplicates = tally.duplicates + added.duplicates;
     if duplicates > 0 {
-        let examples: Vec<String> =
-            tally.duplicate_examples.iter().take(3).map(|(line, first)| format!("line {line} repeats line {first}")).collect();
+        let examples: Vec<String> = tally
+            .duplicate_examples
+            .iter()
+            .take(3)
+            .map(|(line, first)| format!("line {line} repeats line {first}"))
+            .collect();
         println!("duplicates removed: {duplicates} ({})", examples.join(", "));
     }
     println!("suppressed (opted out): {}", added.suppressed);
@@ -697,13 +712,19 @@ async fn start(config: &Config, id: &str, follow: bool) -> anyhow::Result<ExitCo
     };
     match campaign.state {
         CampaignState::Draft => {
-            let to = if campaign.start_at.is_some_and(|at| at > now) { CampaignState::Scheduled } else { CampaignState::Running };
+            let to = if campaign.start_at.is_some_and(|at| at > now) {
+                CampaignState::Scheduled
+            } else {
+                CampaignState::Running
+            };
             if !store.transition_campaign(id, &[CampaignState::Draft], to, None, None, now).await? {
                 eprintln!("error: campaign {id} changed meanwhile; look at `clawbridge campaign status {id}`");
                 return Ok(ExitCode::FAILURE);
             }
             match to {
-                CampaignState::Scheduled => println!("campaign {id} scheduled for {}", time_label(campaign.start_at.unwrap_or(now))),
+                CampaignState::Scheduled => {
+                    println!("campaign {id} scheduled for {}", time_label(campaign.start_at.unwrap_or(now)))
+                }
                 _ => println!("campaign {id} started"),
             }
         }
@@ -724,7 +745,9 @@ async fn start(config: &Config, id: &str, follow: bool) -> anyhow::Result<ExitCo
         }
         return Ok(ExitCode::SUCCESS);
     }
-    println!("no daemon is running on this store: sending from this terminal (Ctrl-C stops; `campaign start {id}` goes on)");
+    println!(
+        "no daemon is running on this store: sending from this terminal (Ctrl-C stops; `campaign start {id}` goes on)"
+    );
     foreground(config, store, id).await
 }
 
@@ -855,7 +878,11 @@ async fn follow_progress(
         let elapsed = started.elapsed().as_secs_f64().max(0.001);
         let per_min = (n.handed.saturating_sub(first.handed)) as f64 / elapsed * 60.0;
         let left = n.total.saturating_sub(n.handed);
-        let eta = if per_min > 0.0 && left > 0 { format!(", ETA {}", duration_label((left as f64 / per_min * 60_000.0) as i64)) } else { String::new() };
+        let eta = if per_min > 0.0 && left > 0 {
+            format!(", ETA {}", duration_label((left as f64 / per_min * 60_000.0) as i64))
+        } else {
+            String::new()
+        };
         let waiting = campaign
             .waiting_until
             .map(|at| format!(", paused for the quiet hours until {}", time_label(at)))
@@ -918,7 +945,9 @@ async fn list(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if campaigns.is_empty() {
-        println!("no campaigns: create one with `clawbridge campaign create --name … --channel … --recipients FILE.csv …`");
+        println!(
+            "no campaigns: create one with `clawbridge campaign create --name … --channel … --recipients FILE.csv …`"
+        );
     }
     for c in &campaigns {
         let n = numbers(&store, &c.id).await?;
@@ -958,9 +987,19 @@ async fn status(config: &Config, id: &str, follow: bool, json: bool) -> anyhow::
         println!("{value}");
         return Ok(ExitCode::SUCCESS);
     }
-    println!("campaign {} \"{}\" ({}): {}{}", c.id, c.name, c.channel, c.state.as_str(), c.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default());
+    println!(
+        "campaign {} \"{}\" ({}): {}{}",
+        c.id,
+        c.name,
+        c.channel,
+        c.state.as_str(),
+        c.note.as_deref().map(|n| format!(" — {n}")).unwrap_or_default()
+    );
     println!("recipients: {}, handed over: {}, waiting to be sent: {}", n.total, n.handed, n.open);
-    println!("accepted: {}, delivered: {}, failed: {}, not sent (opted out / cancelled): {}", n.accepted, n.delivered, n.failed, n.suppressed);
+    println!(
+        "accepted: {}, delivered: {}, failed: {}, not sent (opted out / cancelled): {}",
+        n.accepted, n.delivered, n.failed, n.suppressed
+    );
     if let Some(at) = c.waiting_until {
         println!("paused for the quiet hours (20:50–08:00 KST) until {}", time_label(at));
     }
@@ -1040,10 +1079,19 @@ async fn suppress(config: &Config, action: SuppressAction) -> anyhow::Result<Exi
             let (mut added, mut known) = (0, 0);
             let source = if file.is_some() { "import" } else { "cli" };
             for key in keys {
-                let entry = Suppression { account: account.clone(), recipient_key: key, reason: reason.clone(), source: source.to_owned(), created_at: now_ms() };
+                let entry = Suppression {
+                    account: account.clone(),
+                    recipient_key: key,
+                    reason: reason.clone(),
+                    source: source.to_owned(),
+                    created_at: now_ms(),
+                };
                 if store.suppress(&entry).await? { added += 1 } else { known += 1 }
             }
-            println!("suppressed for {account}: {added} added, {known} already listed{}", if invalid > 0 { format!(", {invalid} invalid row(s) skipped") } else { String::new() });
+            println!(
+                "suppressed for {account}: {added} added, {known} already listed{}",
+                if invalid > 0 { format!(", {invalid} invalid row(s) skipped") } else { String::new() }
+            );
             Ok(ExitCode::SUCCESS)
         }
         SuppressAction::Remove { numbers, account } => {
@@ -1067,7 +1115,14 @@ async fn suppress(config: &Config, action: SuppressAction) -> anyhow::Result<Exi
                 println!("the suppression list is empty");
             } else {
                 for s in &list {
-                    println!("{}  {}  {}  {} ({})", s.account, show(&s.recipient_key), time_label(s.created_at), s.reason, s.source);
+                    println!(
+                        "{}  {}  {}  {} ({})",
+                        s.account,
+                        show(&s.recipient_key),
+                        time_label(s.created_at),
+                        s.reason,
+                        s.source
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -45,7 +45,11 @@ fn spec(channel: Channel, variants: Vec<VariantSpec>, track: bool) -> Spec {
         channel,
         variants,
         split: clawbridge_campaign::Split::even(n).shares().to_vec(),
-        buttons: if channel == Channel::Brand { vec![("쿠폰 받기".into(), "https://shop.test/coupon".into())] } else { vec![] },
+        buttons: if channel == Channel::Brand {
+            vec![("쿠폰 받기".into(), "https://shop.test/coupon".into())]
+        } else {
+            vec![]
+        },
         targeting: None,
         fallback: Some("none".into()),
         ad: channel == Channel::Brand,
@@ -78,14 +82,17 @@ async fn store_campaign(store: &SharedStore, id: &str, spec: &Spec, n: u32, rate
             NewRecipient {
                 suppression_key: suppression_key(&number),
                 variant: spec.variant_of(id, &number).name.clone(),
-                variables: serde_json::json!({"name": format!("고객{i}"), "link": format!("https://shop.test/c/{i}")}).to_string(),
+                variables: serde_json::json!({"name": format!("고객{i}"), "link": format!("https://shop.test/c/{i}")})
+                    .to_string(),
                 recipient: number,
                 line: u64::from(i) + 2,
             }
         })
         .collect();
     store.add_campaign_recipients(id, "default", &rows, now).await.unwrap();
-    assert!(store.transition_campaign(id, &[CampaignState::Draft], CampaignState::Running, None, None, now).await.unwrap());
+    assert!(
+        store.transition_campaign(id, &[CampaignState::Draft], CampaignState::Running, None, None, now).await.unwrap()
+    );
 }
 
 struct Setup {
@@ -147,10 +154,16 @@ async fn a_brand_campaign_pauses_for_the_quiet_hours_and_goes_on_at_eight_and_ea
 
     assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Sent(100));
     // An operator pauses: nothing is claimed until resumed.
-    store.transition_campaign("cbrand", &[CampaignState::Running], CampaignState::Paused, None, None, s.clock.now_ms()).await.unwrap();
+    store
+        .transition_campaign("cbrand", &[CampaignState::Running], CampaignState::Paused, None, None, s.clock.now_ms())
+        .await
+        .unwrap();
     assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Idle);
     assert_eq!(states(&store, "cbrand").await[&RecipientState::Pending], 150);
-    store.transition_campaign("cbrand", &[CampaignState::Paused], CampaignState::Running, None, None, s.clock.now_ms()).await.unwrap();
+    store
+        .transition_campaign("cbrand", &[CampaignState::Paused], CampaignState::Running, None, None, s.clock.now_ms())
+        .await
+        .unwrap();
     assert_eq!(s.runner.step("cbrand").await.unwrap(), Step::Sent(100));
     drain(&s.sender).await;
 
@@ -185,7 +198,11 @@ async fn a_brand_campaign_pauses_for_the_quiet_hours_and_goes_on_at_eight_and_ea
 
     // The links in the text and the button went out tracked.
     let bodies: Vec<String> = s.fake.state().requests.values().map(ToString::to_string).collect();
-    assert!(bodies.iter().all(|b| b.contains("https://bridge.test/r/cbrand.") && !b.contains("shop.test")), "{}", bodies[0]);
+    assert!(
+        bodies.iter().all(|b| b.contains("https://bridge.test/r/cbrand.") && !b.contains("shop.test")),
+        "{}",
+        bodies[0]
+    );
 }
 
 #[tokio::test]
@@ -254,7 +271,8 @@ async fn an_ab_test_is_stable_clicks_count_once_and_the_report_matches_the_deale
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let key = clawbridge_campaign::links::LinkKey::decode(&store.get_campaign("cab").await.unwrap().unwrap().link_key).unwrap();
+    let key = clawbridge_campaign::links::LinkKey::decode(&store.get_campaign("cab").await.unwrap().unwrap().link_key)
+        .unwrap();
     let clicked: Vec<_> = rows.iter().filter(|r| r.recipient != opted).take(10).collect();
     for r in &clicked {
         let token = key.token("cab", r.id, 0);
@@ -334,4 +352,191 @@ async fn two_replicas_on_one_database_hand_each_recipient_over_once() {
     assert_eq!(per_number.len(), 300);
     assert!(per_number.values().all(|&n| n == 1), "every recipient exactly once");
     assert!(s2.fake.state().taken.is_empty());
+}
+
+// ---- the binary as an operator runs it ----------------------------------------------------------
+
+mod binary {
+    use clawbridge_testkit::fake_nhn::FakeNhn;
+    use std::collections::HashMap;
+    use std::fmt::Write as _;
+    use std::path::Path;
+    use std::process::{Command, Output};
+
+    const CONFIG: &str = r##"
+[[bizmsg.templates]]
+templateCode = "SALE"
+text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
+"##;
+
+    fn clawbridge(dir: &Path, fake: &FakeNhn, args: &[&str]) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60")
+            .arg(env!("CARGO_BIN_EXE_clawbridge"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir)
+            .env("CLAWBRIDGE_STATE_DIR", dir)
+            .env("CLAWBRIDGE_CONFIG", dir.join("clawbridge.toml"))
+            .env("CLAWBRIDGE_PUBLIC_URL", "https://bridge.test")
+            .env("RUST_LOG", "warn");
+        for (k, v) in fake.env() {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the binary runs")
+    }
+
+    fn text(out: &Output) -> String {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    /// 300 customers, 8 bad rows, 12 repeats written differently; line numbers of the bad rows.
+    fn recipients() -> (String, Vec<u64>) {
+        let mut csv = String::from("phone,name,link\n");
+        let mut bad = Vec::new();
+        let mut line = 1;
+        for i in 0..300u32 {
+            line += 1;
+            let _ = writeln!(csv, "0103{:07},고객{i},https://shop.test/c/{i}", i);
+            if i % 40 == 7 {
+                line += 1;
+                bad.push(line);
+                let _ = writeln!(csv, "02-123-{:04},지점{i},https://shop.test/x", i);
+            }
+            if i % 25 == 3 {
+                line += 1;
+                let _ = writeln!(csv, "010-3{:03}-{:04},고객{i},https://shop.test/c/{i}", i / 10_000, i % 10_000);
+            }
+        }
+        line += 1;
+        bad.push(line);
+        csv.push_str("01099998888,,https://shop.test/x\n");
+        (csv, bad)
+    }
+
+    // Multi-threaded: the fake answers while the test thread waits for the binary.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_refuses_bad_rows_then_a_start_without_a_daemon_sends_every_valid_recipient_once() {
+        let fake = FakeNhn::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), CONFIG).unwrap();
+        let (csv, bad) = recipients();
+        let file = dir.path().join("customers.csv");
+        // Saved by a Korean spreadsheet: CP949.
+        std::fs::write(&file, encoding_rs::EUC_KR.encode(&csv).0).unwrap();
+        let file = file.display().to_string();
+        let run = |args: &[&str]| clawbridge(dir.path(), &fake, args);
+
+        let opted_out = run(&["campaign", "suppress", "add", "010-3000-0009"]);
+        assert!(opted_out.status.success(), "{}", text(&opted_out));
+        let create = [
+            "campaign",
+            "create",
+            "--name",
+            "겨울 세일",
+            "--channel",
+            "alimtalk",
+            "--recipients",
+            &file,
+            "--template",
+            "SALE",
+        ];
+        let refused = run(&create);
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        for line in &bad {
+            assert!(text(&refused).contains(&format!("line {line}: ")), "line {line}: {}", text(&refused));
+        }
+        assert!(text(&refused).contains("Nothing was stored"), "{}", text(&refused));
+        assert!(text(&run(&["campaign", "list"])).contains("no campaigns"));
+
+        let mut skip = create.to_vec();
+        skip.extend(["--skip-invalid", "--rate", "6000/min", "--json"]);
+        let created = run(&skip);
+        assert!(created.status.success(), "{}", text(&created));
+        let summary: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+        assert_eq!(summary["encoding"], "CP949");
+        assert_eq!(summary["invalidCount"], bad.len());
+        assert_eq!(summary["duplicates"], 12);
+        assert_eq!(summary["suppressed"], 1);
+        assert_eq!(summary["recipients"], 299);
+        assert_eq!(summary["state"], "draft");
+        assert!(fake.state().taken.is_empty(), "create sends nothing");
+        let id = summary["id"].as_str().unwrap().to_owned();
+
+        let started = run(&["campaign", "start", &id]);
+        let out = text(&started);
+        assert!(started.status.success(), "{out}");
+        assert!(out.contains("no daemon is running"), "{out}");
+        assert!(out.contains(&format!("campaign {id} done")), "{out}");
+
+        let taken = fake.state().taken.clone();
+        let mut per_number: HashMap<&str, usize> = HashMap::new();
+        for t in &taken {
+            *per_number.entry(t.recipient.as_str()).or_default() += 1;
+        }
+        assert_eq!(per_number.len(), 299, "every valid recipient but the opted-out one");
+        assert!(per_number.values().all(|&n| n == 1), "each exactly once");
+        assert!(!per_number.contains_key("01030000009"), "the opt-out");
+        let bodies: Vec<String> = fake.state().requests.values().map(ToString::to_string).collect();
+        assert!(bodies.iter().all(|b| b.contains("https://bridge.test/r/") && !b.contains("shop.test/c/")));
+
+        let status = run(&["campaign", "status", &id, "--json"]);
+        let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+        assert_eq!((status["state"].as_str(), status["accepted"].as_u64()), (Some("done"), Some(299)));
+        let again = run(&["campaign", "start", &id]);
+        assert!(!again.status.success(), "a done campaign does not start again");
+        assert_eq!(fake.state().taken.len(), 299);
+
+        let csv_report = run(&["campaign", "report", &id, "--format", "csv"]);
+        let report = String::from_utf8_lossy(&csv_report.stdout).to_string();
+        assert!(report.lines().nth(1).unwrap().starts_with("total,겨울 세일,300,1,0,299,"), "{report}");
+        let html = dir.path().join("report.html");
+        let written = run(&["campaign", "report", &id, "--format", "html", "--out", &html.display().to_string()]);
+        assert!(written.status.success(), "{}", text(&written));
+        assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+        let listed = text(&run(&["campaign", "list"]));
+        assert!(listed.contains(&id) && listed.contains("done"), "{listed}");
+    }
+}
+
+// ---- opt-outs from WhatsApp replies -------------------------------------------------------------
+
+mod opt_out {
+    use crate::support::{Channel, Harness, config, open_policy};
+    use clawbridge_core::InboundMessage;
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    use std::time::Duration;
+
+    const TOKEN: &str = "campaign-token-0123456789";
+
+    #[tokio::test]
+    async fn a_whatsapp_stop_reply_suppresses_the_number_and_is_not_sent_to_the_agent() {
+        let gateway = FakeGateway::start(TOKEN).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(dir.path(), &gateway.url(), TOKEN, &[]);
+        let (channel, recorder) = Channel::new("whatsapp", open_policy(), 4096);
+        let channel: std::sync::Arc<dyn clawbridge_channel::Connector> = channel;
+        let daemon = clawbridge::daemon::start(cfg.clone(), vec![channel]).await.unwrap();
+        let mut h = Harness { daemon: Some(daemon), recorder, config: cfg };
+        let bridge = h.bridge();
+        bridge.accept(InboundMessage::text("whatsapp", "default", "821012345678", "m-1", " 수신거부 ")).await.unwrap();
+        let sent = h.wait_sent(1, Duration::from_secs(20)).await;
+        assert!(sent[0].text.as_deref().unwrap_or_default().contains("수신거부 처리되었습니다"));
+        let store = h.store().await;
+        // The same person on KakaoTalk (national form) is covered too.
+        let key = clawbridge_campaign::address::suppression_key("010-1234-5678");
+        assert!(store.is_suppressed("default", &key).await.unwrap());
+        let listed = store.list_suppressions(Some("default"), 10).await.unwrap();
+        assert_eq!((listed[0].source.as_str(), listed[0].reason.as_str()), ("whatsapp", "replied \"수신거부\""));
+        assert!(gateway.agent_calls().is_empty(), "the agent was not run for an opt-out");
+        // An ordinary message still reaches the agent.
+        bridge
+            .accept(InboundMessage::text("whatsapp", "default", "821012345678", "m-2", "stop sending the wrong size"))
+            .await
+            .unwrap();
+        h.wait_sent(2, Duration::from_secs(20)).await;
+        assert_eq!(gateway.agent_calls().len(), 1);
+        h.shutdown().await;
+    }
 }
