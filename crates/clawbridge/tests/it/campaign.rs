@@ -540,3 +540,207 @@ mod opt_out {
         h.shutdown().await;
     }
 }
+
+// ---- the daemon runs a started WhatsApp campaign -------------------------------------------------
+
+mod daemon {
+    use crate::support::eventually;
+    use clawbridge::config::Config;
+    use clawbridge::daemon::{self, Channels};
+    use clawbridge_store::RecipientState;
+    use clawbridge_testkit::fake_gateway::FakeGateway;
+    use clawbridge_testkit::fake_kapso::{Answer, FakeKapso};
+    use std::collections::HashMap;
+    use std::path::Path;
+    use std::process::{Command, Output};
+    use std::time::Duration;
+
+    const TOKEN: &str = "campaign-token-0123456789";
+
+    fn env(fake: &FakeKapso, dir: &Path, gateway: &str) -> HashMap<String, String> {
+        [
+            ("HOME", dir.display().to_string()),
+            ("CLAWBRIDGE_STATE_DIR", dir.display().to_string()),
+            ("CLAWBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+            ("CLAWBRIDGE_PUBLIC_URL", "https://bridge.test".to_owned()),
+            ("OPENCLAW_GATEWAY_URL", gateway.to_owned()),
+            ("OPENCLAW_TOKEN", TOKEN.to_owned()),
+            ("CLAWBRIDGE_DRAIN_TIMEOUT_SECS", "5".to_owned()),
+            ("KAPSO_API_KEY", clawbridge_testkit::fake_kapso::API_KEY.to_owned()),
+            ("KAPSO_PHONE_NUMBER_ID", clawbridge_testkit::fake_kapso::PNID.to_owned()),
+            ("KAPSO_BASE_URL", fake.url()),
+            ("KAPSO_MODE", "domain".to_owned()),
+            ("KAPSO_WEBHOOK_SECRET", "hook-secret".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    fn clawbridge(env: &HashMap<String, String>, args: &[&str]) -> Output {
+        let mut cmd = Command::new("timeout");
+        cmd.arg("60").arg(env!("CARGO_BIN_EXE_clawbridge")).args(args).env_clear();
+        cmd.env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("the binary runs")
+    }
+
+    fn text(out: &Output) -> String {
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_daemon_sends_a_started_whatsapp_campaign_records_131049_and_counts_clicks_and_metrics() {
+        let kapso = FakeKapso::start().await;
+        let gateway = FakeGateway::start(TOKEN).await;
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(&kapso, dir.path(), &gateway.url());
+        let config = Config::load_with(None, &|k| env.get(k).cloned()).unwrap();
+        let handle = daemon::start(config.clone(), Channels::Configured).await.unwrap();
+        let base = format!("http://{}", handle.addr);
+        let store = clawbridge_store::open(&config.bridge.database_url).await.unwrap();
+        eventually(Duration::from_secs(10), "the daemon's campaign runner announces itself", || {
+            let store = store.clone();
+            async move { clawbridge::campaign::runner::daemon_running(&store, clawbridge::util::now_ms()).await.unwrap() }
+        })
+        .await;
+
+        let file = dir.path().join("customers.csv");
+        std::fs::write(
+            &file,
+            "phone,name,url\n+82 10-1111-0001,Kim,https://shop.test/k\n+1 555 010 0002,Lee,https://shop.test/l\n\
+             +44 20 7946 0003,Park,https://shop.test/p\n+82 10-1111-0001,Kim,https://shop.test/k\n",
+        )
+        .unwrap();
+        let created = clawbridge(
+            &env,
+            &[
+                "campaign",
+                "create",
+                "--name",
+                "global sale",
+                "--channel",
+                "whatsapp",
+                "--recipients",
+                &file.display().to_string(),
+                "--template",
+                "winter_sale",
+                "--lang",
+                "en_US",
+                "--ad",
+                "--json",
+            ],
+        );
+        assert!(created.status.success(), "{}", text(&created));
+        let summary: serde_json::Value = serde_json::from_slice(&created.stdout).unwrap();
+        assert_eq!((summary["recipients"].as_u64(), summary["duplicates"].as_u64()), (Some(3), Some(1)));
+        let id = summary["id"].as_str().unwrap().to_owned();
+        assert!(kapso.sends().is_empty(), "create sends nothing");
+
+        // Meta's per-user marketing limit for the first send: a recorded failure, never retried.
+        kapso.script_sends([Answer::error(
+            400,
+            serde_json::json!({"error": {"message": "marketing limit", "type": "OAuthException", "code": 131049}}),
+        )]);
+        let started = clawbridge(&env, &["campaign", "start", &id]);
+        assert!(started.status.success(), "{}", text(&started));
+        assert!(text(&started).contains("the daemon sends it"), "{}", text(&started));
+
+        // A campaign started in the quiet hours would wait; this test's clock is the real one, so
+        // only check that the rows went out when the window is open.
+        let quiet = clawbridge_campaign::QuietHours::ads().is_quiet(clawbridge::util::now_ms());
+        if quiet {
+            eventually(Duration::from_secs(10), "the campaign waits for 08:00 KST", || {
+                let store = store.clone();
+                let id = id.clone();
+                async move { store.get_campaign(&id).await.unwrap().unwrap().waiting_until.is_some() }
+            })
+            .await;
+            assert!(kapso.sends().is_empty(), "nothing in the quiet hours");
+            handle.shutdown().await;
+            return;
+        }
+        let mut handed = 0;
+        for _ in 0..80 {
+            store.sync_campaign_results(&id, clawbridge::util::now_ms()).await.unwrap();
+            let counts = store.campaign_counts(&id).await.unwrap();
+            handed = counts
+                .states
+                .iter()
+                .filter(|(_, s, _)| matches!(s, RecipientState::Accepted | RecipientState::Failed))
+                .map(|(_, _, n)| n)
+                .sum::<u64>();
+            if handed == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        assert_eq!(
+            handed,
+            3,
+            "every recipient's template sent or failed: {:?}, campaign {:?}, outbox {:?}, requests {:?}",
+            store.campaign_counts(&id).await.unwrap(),
+            store.get_campaign(&id).await.unwrap(),
+            store.queue_stats().await.unwrap(),
+            {
+                let mut errors = Vec::new();
+                for r in store.campaign_recipients(&id, None, 0, 10).await.unwrap() {
+                    errors
+                        .push(store.get_outbound(r.send_ref.unwrap()).await.unwrap().map(|o| (o.state, o.last_error)));
+                }
+                errors
+            }
+        );
+        let sends = kapso.sends();
+        assert_eq!(sends.len(), 3, "one request per recipient, the 131049 one not retried: {sends:?}");
+        for send in &sends {
+            assert_eq!(send["type"], "template");
+            assert_eq!(send["template"]["name"], "winter_sale");
+        }
+        let counts = store.campaign_counts(&id).await.unwrap();
+        assert_eq!(
+            counts.failures.iter().map(|(_, code, _, n)| (code.as_str(), *n)).collect::<Vec<_>>(),
+            [("131049", 1)]
+        );
+
+        // The URL parameter went out tracked; the daemon redirects it and counts the click once.
+        let tracked = sends
+            .iter()
+            .flat_map(|s| s.to_string().split('"').map(str::to_owned).collect::<Vec<_>>())
+            .find(|part| part.starts_with("https://bridge.test/r/"))
+            .expect("a tracked link in a parameter");
+        let path = tracked.trim_start_matches("https://bridge.test");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            let got = http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(got.status(), 302);
+            assert!(got.headers()["location"].to_str().unwrap().starts_with("https://shop.test/"));
+        }
+        assert_eq!(http.get(format!("{base}/r/{id}.1.0.AAAAAAAAAAAAAAAA")).send().await.unwrap().status(), 404);
+        let counts = store.campaign_counts(&id).await.unwrap();
+        assert_eq!(counts.clicks.iter().map(|(_, unique, _)| unique).sum::<u64>(), 1);
+
+        eventually(Duration::from_secs(15), "the recipient counts in /metrics", || {
+            let http = http.clone();
+            let (base, id) = (base.clone(), id.clone());
+            async move {
+                let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+                metrics
+                    .contains(&format!("clawbridge_campaign_recipients_total{{campaign=\"{id}\",state=\"failed\"}} 1"))
+            }
+        })
+        .await;
+        let report = clawbridge(&env, &["campaign", "report", &id, "--format", "json"]);
+        let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+        assert_eq!(report["totals"]["uniqueClicks"], 1);
+        assert_eq!(report["failures"][0]["code"], "131049");
+        handle.shutdown().await;
+    }
+}
