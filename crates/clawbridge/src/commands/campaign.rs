@@ -363,18 +363,24 @@ struct FileResult {
     per_variant: BTreeMap<String, u64>,
 }
 
+/// What a pass over the file checks rows against.
+struct FileCheck<'a> {
+    path: &'a Path,
+    encoding: Encoding,
+    spec: &'a Spec,
+    campaign: &'a str,
+    account: &'a str,
+    bizmsg: Option<&'a BizmsgConfig>,
+    required: &'a [String],
+    now: EpochMs,
+}
+
 /// Reads the file once: every row checked as its send would be.
 fn check_file(
-    path: &Path,
-    encoding: Encoding,
-    spec: &Spec,
-    campaign: &str,
-    account: &str,
-    bizmsg: Option<&BizmsgConfig>,
-    required: &[String],
-    now: EpochMs,
+    check: &FileCheck<'_>,
     mut each: impl FnMut(&Recipient, &str) -> anyhow::Result<()>,
 ) -> anyhow::Result<FileResult> {
+    let FileCheck { path, encoding, spec, campaign, account, bizmsg, required, now } = *check;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open the recipient file {}", path.display()))?;
     let normalise = normaliser(spec.channel);
@@ -493,8 +499,19 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
     let id = new_campaign_id();
 
     // Pass 1: every row checked; nothing stored.
-    let checked =
-        check_file(&args.recipients, encoding, &spec, &id, &args.account, bizmsg, &required, now, |_, _| Ok(()))?;
+    let checked = check_file(
+        &FileCheck {
+            path: &args.recipients,
+            encoding,
+            spec: &spec,
+            campaign: &id,
+            account: &args.account,
+            bizmsg,
+            required: &required,
+            now,
+        },
+        |_, _| Ok(()),
+    )?;
     let tally = &checked.tally;
     if tally.invalid_count > 0 && !args.skip_invalid {
         print_invalid(tally);
@@ -548,7 +565,17 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
         let bizmsg = bizmsg.cloned();
         let required = required.clone();
         tokio::task::spawn_blocking(move || {
-            check_file(&path, encoding, &spec, &id, &account, bizmsg.as_ref(), &required, now, |r, variant| {
+            let check = FileCheck {
+                path: &path,
+                encoding,
+                spec: &spec,
+                campaign: &id,
+                account: &account,
+                bizmsg: bizmsg.as_ref(),
+                required: &required,
+                now,
+            };
+            check_file(&check, |r, variant| {
                 batch.push(NewRecipient {
                     recipient: r.address.clone(),
                     suppression_key: suppression_key(&r.address),
@@ -572,7 +599,7 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
         .await?
     };
     let written = writer.await?.map_err(anyhow::Error::from);
-    let added = match stored.and_then(|_| written) {
+    let added = match stored.and(written) {
         Ok(a) => a,
         Err(e) => {
             // Half a campaign is worse than none: the operator runs `create` again.
