@@ -354,6 +354,99 @@ async fn two_replicas_on_one_database_hand_each_recipient_over_once() {
     assert!(s2.fake.state().taken.is_empty());
 }
 
+#[tokio::test]
+async fn a_runner_that_died_between_storing_and_marking_is_resumed_without_a_second_send() {
+    let store = clawbridge_testkit::memory_store();
+    let now = kst("2026-12-24T10:00:00");
+    let s = setup(store.clone(), now, "survivor").await;
+    let spec = spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None)], true);
+    store_campaign(&store, "ccrash", &spec, 40, None, now).await;
+
+    // A runner that died mid-step: it claimed 30 recipients, stored the send rows of 20 of them
+    // (exactly as a runner does) and marked none before it went.
+    let campaign = store.get_campaign("ccrash").await.unwrap().unwrap();
+    let key = clawbridge_campaign::links::LinkKey::decode(&campaign.link_key).unwrap();
+    let claimed = store.claim_campaign_recipients("ccrash", "default", "dead-runner", 30, 60_000, now).await.unwrap();
+    assert_eq!(claimed.rows.len(), 30);
+    for row in &claimed.rows[..20] {
+        let clawbridge::campaign::send::SendRow::Bizmsg(m) =
+            clawbridge::campaign::send::build(&campaign, &spec, row, Some(&s.config), Some(&key), now).unwrap()
+        else {
+            panic!("an AlimTalk row")
+        };
+        store.enqueue_bizmsg(&[m], now).await.unwrap();
+    }
+    // Its 20 rows are sent meanwhile by the business-message worker.
+    drain(&s.sender).await;
+    assert_eq!(s.fake.state().taken.len(), 20);
+
+    // The survivor takes the other ten pending ones, then waits for the dead runner's lease.
+    assert_eq!(s.runner.step("ccrash").await.unwrap(), Step::Sent(10));
+    assert!(matches!(s.runner.step("ccrash").await.unwrap(), Step::WaitUntil(_)), "30 are still claimed");
+    s.clock.set(now + 61_000);
+    assert_eq!(s.runner.step("ccrash").await.unwrap(), Step::Sent(30));
+    assert_eq!(s.runner.step("ccrash").await.unwrap(), Step::Done);
+    drain(&s.sender).await;
+
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for t in s.fake.state().taken.clone() {
+        *per_number.entry(t.recipient).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), 40);
+    assert!(per_number.values().all(|&n| n == 1), "the 20 stored before the crash were not sent again: {per_number:?}");
+    store.sync_campaign_results("ccrash", s.clock.now_ms()).await.unwrap();
+    assert_eq!(states(&store, "ccrash").await[&RecipientState::Accepted], 40);
+}
+
+#[tokio::test]
+async fn a_scheduled_campaign_waits_for_its_time_then_runs() {
+    let store = clawbridge_testkit::memory_store();
+    let s = setup(store.clone(), kst("2026-12-24T08:59:00"), "r1").await;
+    let spec = spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None)], false);
+    store_campaign(&store, "csched", &spec, 5, Some(600), s.clock.now_ms()).await;
+    let at = kst("2026-12-24T09:00:00");
+    let moved = store
+        .transition_campaign(
+            "csched",
+            &[CampaignState::Running],
+            CampaignState::Scheduled,
+            None,
+            Some(at),
+            s.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    assert!(moved);
+    assert_eq!(s.runner.step("csched").await.unwrap(), Step::WaitUntil(at));
+    assert_eq!(states(&store, "csched").await[&RecipientState::Pending], 5);
+    s.clock.set(at);
+    // 600/min is 10 a second: all five in the first window.
+    assert_eq!(s.runner.step("csched").await.unwrap(), Step::Sent(5));
+    let c = store.get_campaign("csched").await.unwrap().unwrap();
+    assert_eq!((c.state, c.started_at), (CampaignState::Running, Some(kst("2026-12-24T08:59:00"))));
+    // The window's quota was taken; in the next one the campaign finds nobody left.
+    s.clock.set(at + 1_000);
+    assert_eq!(s.runner.step("csched").await.unwrap(), Step::Done);
+}
+
+#[tokio::test]
+async fn the_rate_is_a_quota_per_window() {
+    let store = clawbridge_testkit::memory_store();
+    let s = setup(store.clone(), kst("2026-12-24T10:00:00"), "r1").await;
+    let spec = spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None)], false);
+    // 120/min: 2 per 1,000 ms window.
+    store_campaign(&store, "crate", &spec, 5, Some(120), s.clock.now_ms()).await;
+    let start = s.clock.now_ms();
+    assert_eq!(s.runner.step("crate").await.unwrap(), Step::Sent(2));
+    assert_eq!(s.runner.step("crate").await.unwrap(), Step::WaitUntil(start + 1_000));
+    s.clock.set(start + 1_000);
+    assert_eq!(s.runner.step("crate").await.unwrap(), Step::Sent(2));
+    s.clock.set(start + 2_000);
+    assert_eq!(s.runner.step("crate").await.unwrap(), Step::Sent(1));
+    s.clock.set(start + 3_000);
+    assert_eq!(s.runner.step("crate").await.unwrap(), Step::Done);
+}
+
 // ---- the binary as an operator runs it ----------------------------------------------------------
 
 mod binary {
