@@ -227,11 +227,11 @@ impl Report {
             let _ = match &t.result {
                 Some(r) => writeln!(
                     out,
-                    "{} vs {}: CTR {:+.2} points, p = {:.3}: {}",
+                    "{} vs {}: CTR {:+.2} points, {}: {}",
                     t.variant,
                     t.baseline,
                     r.difference * 100.0,
-                    r.p_value,
+                    p_text(r.p_value),
                     if r.significant { "significant at 95 %" } else { "not significant" }
                 ),
                 None => writeln!(out, "{} vs {}: not enough clicks to compare yet", t.variant, t.baseline),
@@ -299,7 +299,7 @@ impl Report {
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<style>\n\
              body{{font-family:system-ui,-apple-system,'Apple SD Gothic Neo','Malgun Gothic',sans-serif;margin:2rem;color:#1d1d1f;max-width:60rem}}\n\
              table{{border-collapse:collapse;margin:1rem 0}}th,td{{padding:.35rem .7rem;border-bottom:1px solid #ddd;text-align:right}}\n\
-             th:first-child,td:first-child{{text-align:left}}h2{{margin-top:2rem}}.muted{{color:#666}}\n\
+             th:first-child,td:first-child,.text{{text-align:left}}h2{{margin-top:2rem}}.muted{{color:#666}}\n\
              .sig{{color:#0a7d32;font-weight:600}}figure{{margin:1rem 0}}</style></head><body>\n",
             html(&c.name)
         );
@@ -351,19 +351,19 @@ impl Report {
                 let _ = match &t.result {
                     Some(r) if r.significant => writeln!(
                         out,
-                        "<p class=\"sig\">{} vs {}: {:+.2} points of CTR, p = {:.3} — significant at 95 %.</p>",
+                        "<p class=\"sig\">{} vs {}: {:+.2} points of CTR, {} — significant at 95 %.</p>",
                         html(&t.variant),
                         html(&t.baseline),
                         r.difference * 100.0,
-                        r.p_value
+                        p_text(r.p_value)
                     ),
                     Some(r) => writeln!(
                         out,
-                        "<p>{} vs {}: {:+.2} points of CTR, p = {:.3} — not significant.</p>",
+                        "<p>{} vs {}: {:+.2} points of CTR, {} — not significant.</p>",
                         html(&t.variant),
                         html(&t.baseline),
                         r.difference * 100.0,
-                        r.p_value
+                        p_text(r.p_value)
                     ),
                     None => writeln!(
                         out,
@@ -378,11 +378,13 @@ impl Report {
         out.push_str(&timeline_chart(&self.timeline));
         out.push_str("<figcaption class=\"muted\">Per hour (KST): deliveries (blue) and first clicks (orange).</figcaption></figure>\n");
         if !self.failures.is_empty() {
-            out.push_str("<h2>Failures</h2>\n<table><tr><th>code</th><th>reason</th><th>recipients</th></tr>\n");
+            out.push_str(
+                "<h2>Failures</h2>\n<table><tr><th>code</th><th class=\"text\">reason</th><th>recipients</th></tr>\n",
+            );
             for f in &self.failures {
                 let _ = writeln!(
                     out,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td></tr>",
                     html(&f.code),
                     html(&f.reason),
                     f.count
@@ -399,7 +401,8 @@ impl Report {
 fn variant_chart(variants: &[VariantReport]) -> String {
     let (width, height, left, bottom, top) = (640.0, 260.0, 48.0, 40.0, 16.0);
     let plot_h = height - bottom - top;
-    let max = variants.iter().flat_map(|v| [v.ctr_interval.1, v.ctr]).fold(0.01f64, f64::max).min(1.0);
+    // Headroom above the highest interval, so its whisker is not cut by the frame.
+    let max = (variants.iter().flat_map(|v| [v.ctr_interval.1, v.ctr]).fold(0.01f64, f64::max) * 1.15).min(1.0);
     let slot = (width - left - 16.0) / variants.len().max(1) as f64;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"CTR per variant\">"
@@ -451,6 +454,7 @@ fn variant_chart(variants: &[VariantReport]) -> String {
 /// Deliveries and clicks per hour as two lines.
 fn timeline_chart(buckets: &[Bucket]) -> String {
     let (width, height, left, bottom, top) = (640.0, 240.0, 48.0, 36.0, 12.0);
+    let right = 48.0;
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" aria-label=\"deliveries and clicks per hour\">"
     );
@@ -464,7 +468,7 @@ fn timeline_chart(buckets: &[Bucket]) -> String {
         return svg;
     }
     let max = buckets.iter().map(|b| b.delivered.max(b.clicks)).max().unwrap_or(1).max(1) as f64;
-    let plot_w = width - left - 16.0;
+    let plot_w = width - left - right;
     let plot_h = height - bottom - top;
     let step = if buckets.len() > 1 { plot_w / (buckets.len() - 1) as f64 } else { 0.0 };
     let point = |i: usize, v: u64| (left + step * i as f64, top + plot_h * (1.0 - v as f64 / max));
@@ -516,6 +520,11 @@ fn timeline_chart(buckets: &[Bucket]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// `p = 0.049`, `p < 0.001`.
+fn p_text(p: f64) -> String {
+    if p < 0.001 { "p < 0.001".to_owned() } else { format!("p = {p:.3}") }
 }
 
 /// `12.34%`.

@@ -509,6 +509,37 @@ text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
     }
 
     // Multi-threaded: the fake answers while the test thread waits for the binary.
+    /// Opens the HTML report in headless Chromium (Debian's `chromium`) and checks what it drew:
+    /// both charts and the tables, and no error on its console. Without Chromium the check is
+    /// skipped with a note, unless `CLAWBRIDGE_REQUIRE_CHROMIUM=1`.
+    fn render_in_chromium(page: &Path) {
+        let found = ["chromium", "chromium-browser"].into_iter().find(|bin| {
+            Command::new("sh").arg("-c").arg(format!("command -v {bin}")).output().is_ok_and(|o| o.status.success())
+        });
+        let Some(bin) = found else {
+            assert!(std::env::var("CLAWBRIDGE_REQUIRE_CHROMIUM").is_err(), "chromium is not installed");
+            eprintln!("note: chromium is not installed: the HTML report was not rendered");
+            return;
+        };
+        let profile = tempfile::tempdir().unwrap();
+        let out = Command::new("timeout")
+            .args(["60", bin, "--headless=new", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("--dump-dom")
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .expect("chromium runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let dom = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(dom.matches("<svg").count(), 1 + usize::from(dom.contains("Variants")), "{dom}");
+        assert!(dom.contains("<polyline") || dom.contains("no deliveries or clicks yet"), "{dom}");
+        assert!(dom.contains("<h2>Totals</h2>") && dom.contains("겨울 세일"), "{dom}");
+        let console = String::from_utf8_lossy(&out.stderr);
+        for bad in ["Uncaught", "SyntaxError", "Not allowed to load"] {
+            assert!(!console.contains(bad), "{console}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn create_refuses_bad_rows_then_a_start_without_a_daemon_sends_every_valid_recipient_once() {
         let fake = FakeNhn::start().await;
@@ -588,6 +619,7 @@ text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
         let written = run(&["campaign", "report", &id, "--format", "html", "--out", &html.display().to_string()]);
         assert!(written.status.success(), "{}", text(&written));
         assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+        render_in_chromium(&html);
         let listed = text(&run(&["campaign", "list"]));
         assert!(listed.contains(&id) && listed.contains("done"), "{listed}");
     }
