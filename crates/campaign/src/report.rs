@@ -21,6 +21,9 @@ pub struct CampaignInfo {
     pub state: String,
     /// When it was made.
     pub created_at: EpochMs,
+    /// The A/B test, when it has one (`10% first, the winner by CTR after 2 h: B`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
 }
 
 /// Recipient counts of the whole campaign or of one variant.
@@ -180,6 +183,9 @@ impl Report {
         let mut out = String::new();
         let c = &self.campaign;
         let _ = writeln!(out, "campaign {} \"{}\" ({}, {})", c.id, c.name, c.channel, c.state);
+        if let Some(test) = &c.test {
+            let _ = writeln!(out, "A/B test: {test}");
+        }
         let header = ["", "recipients", "accepted", "delivered", "failed", "fallback", "clicks", "CTR", "95% CI"];
         let mut rows: Vec<Vec<String>> = vec![header.iter().map(|s| (*s).to_owned()).collect()];
         let line = |name: &str, counts: &Counts| {
@@ -312,6 +318,9 @@ impl Report {
             html(&c.state),
             html(&kst_time(c.created_at))
         );
+        if let Some(test) = &c.test {
+            let _ = writeln!(out, "<p>A/B test: {}</p>", html(test));
+        }
         out.push_str("<h2>Totals</h2>\n<table><tr><th></th><th>recipients</th><th>accepted</th><th>delivered</th><th>failed</th><th>fallback</th><th>unique clicks</th><th>CTR (95 % CI)</th></tr>\n");
         let mut row = |name: &str, counts: &Counts| {
             let ctr = counts.ctr();
@@ -602,6 +611,7 @@ mod tests {
                 channel: "brand".into(),
                 state: "done".into(),
                 created_at: 1_798_070_400_000,
+                test: Some("10% first, the winner by CTR after 2 h: B".into()),
             },
             totals,
             vec![VariantReport::new("A", "text", a), VariantReport::new("B", "template=SALE_B", b)],
@@ -620,6 +630,7 @@ mod tests {
     fn the_table_has_totals_variants_the_test_and_failures() {
         let table = sample().to_table();
         assert!(table.contains("campaign c1 \"겨울 세일 <VIP>\" (brand, done)"), "{table}");
+        assert!(table.contains("A/B test: 10% first, the winner by CTR after 2 h: B"), "{table}");
         assert!(table.lines().any(|l| l.starts_with("total") && l.contains("1910") && l.contains("12.83%")), "{table}");
         assert!(table.contains("B vs A: CTR +5.62 points"), "{table}");
         assert!(table.contains("significant at 95 %"), "{table}");

@@ -78,11 +78,13 @@ pub enum RecipientState {
     Suppressed,
     /// The campaign was cancelled before it was sent.
     Cancelled,
+    /// Kept back until an A/B test picks the winner, which it then gets.
+    Held,
 }
 
 impl RecipientState {
     /// Every state.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Pending,
         Self::Sending,
         Self::Queued,
@@ -91,6 +93,7 @@ impl RecipientState {
         Self::Failed,
         Self::Suppressed,
         Self::Cancelled,
+        Self::Held,
     ];
 
     /// The stored spelling (and the `state` label of the metrics).
@@ -104,6 +107,7 @@ impl RecipientState {
             Self::Failed => "failed",
             Self::Suppressed => "suppressed",
             Self::Cancelled => "cancelled",
+            Self::Held => "held",
         }
     }
 
@@ -215,6 +219,8 @@ pub struct NewRecipient {
     pub variables: String,
     /// Its line in the file.
     pub line: u64,
+    /// Kept back (`held`) until an A/B test's winner is picked, instead of `pending`.
+    pub held: bool,
 }
 
 /// A stored recipient.
@@ -387,8 +393,15 @@ pub trait CampaignStore: Send + Sync + 'static {
     /// Gives a claimed recipient back (`pending`).
     async fn release_campaign_recipient(&self, id: i64, worker: &str) -> Result<()>;
 
-    /// Marks every pending recipient of `campaign` `cancelled`; how many.
+    /// Marks every pending (or held) recipient of `campaign` `cancelled`; how many.
     async fn cancel_campaign_recipients(&self, campaign: &str, now: EpochMs) -> Result<u64>;
+
+    /// Releases the held recipients of `campaign` to `variant` (an A/B test's winner): they
+    /// become pending; how many.
+    async fn release_held_recipients(&self, campaign: &str, variant: &str, now: EpochMs) -> Result<u64>;
+
+    /// Replaces what the campaign sends (the runner records an A/B test's winner in it).
+    async fn set_campaign_spec(&self, campaign: &str, spec: &str, now: EpochMs) -> Result<()>;
 
     /// Copies what happened to the send rows (accepted, delivered, failed, fallback) onto the
     /// campaign's recipients; how many changed.
@@ -524,7 +537,7 @@ const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, channel, account
 const INSERT_RECIPIENT: &str = "INSERT INTO campaign_recipients (campaign_id, recipient, suppression_key, variant, \
      variables, line, state, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN EXISTS (SELECT 1 FROM campaign_suppressions s \
-       WHERE s.account = $7 AND s.recipient_key = $3) THEN 'suppressed' ELSE 'pending' END, $8) \
+       WHERE s.account = $7 AND s.recipient_key = $3) THEN 'suppressed' ELSE $9 END, $8) \
      ON CONFLICT (campaign_id, recipient) DO NOTHING RETURNING state";
 const SET_SUMMARY: &str = "UPDATE campaigns SET summary = $2, updated_at = $3 WHERE id = $1";
 const GET_CAMPAIGN: &str = concat!("SELECT ", campaign_columns!(), " FROM campaigns WHERE id = $1");
@@ -582,7 +595,10 @@ const RELEASE: &str = "UPDATE campaign_recipients SET state = 'pending', lease_o
      attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
      WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
 const CANCEL: &str = "UPDATE campaign_recipients SET state = 'cancelled', updated_at = $2 \
-     WHERE campaign_id = $1 AND state = 'pending'";
+     WHERE campaign_id = $1 AND state IN ('pending', 'held')";
+const RELEASE_HELD: &str = "UPDATE campaign_recipients SET state = 'pending', variant = $2, updated_at = $3 \
+     WHERE campaign_id = $1 AND state = 'held'";
+const SET_SPEC: &str = "UPDATE campaigns SET spec = $2, updated_at = $3 WHERE id = $1";
 /// Send rows that changed since their recipient last looked.
 const SYNC_BIZMSG: &str = "SELECT r.id AS recipient_id, 'bizmsg' AS kind, b.state AS send_state, \
      b.dealer_id AS platform_id, b.result, b.result_code AS code, b.result_reason AS reason, b.last_error, \
@@ -847,6 +863,7 @@ where
                 .bind(i64::try_from(r.line).unwrap_or(i64::MAX))
                 .bind(account)
                 .bind(now)
+                .bind(if r.held { "held" } else { "pending" })
                 .fetch_optional(&mut *conn)
                 .await?;
             match state.as_deref() {
@@ -1013,6 +1030,25 @@ where
         now: EpochMs,
     ) -> Result<u64> {
         Ok(DB::rows_affected(&sqlx::query(CANCEL).bind(campaign).bind(now).execute(db).await?))
+    }
+
+    pub(crate) async fn release_held_recipients(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        variant: &str,
+        now: EpochMs,
+    ) -> Result<u64> {
+        Ok(DB::rows_affected(&sqlx::query(RELEASE_HELD).bind(campaign).bind(variant).bind(now).execute(db).await?))
+    }
+
+    pub(crate) async fn set_campaign_spec(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        spec: &str,
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(SET_SPEC).bind(campaign).bind(spec).bind(now).execute(db).await?;
+        Ok(())
     }
 
     /// One step of the sync inside the caller's transaction: reads a batch of changed send rows

@@ -895,6 +895,14 @@ impl CampaignStore for SqliteStore {
         Queries::cancel_campaign_recipients(&self.writer, campaign, now).await
     }
 
+    async fn release_held_recipients(&self, campaign: &str, variant: &str, now: EpochMs) -> Result<u64> {
+        Queries::release_held_recipients(&self.writer, campaign, variant, now).await
+    }
+
+    async fn set_campaign_spec(&self, campaign: &str, spec: &str, now: EpochMs) -> Result<()> {
+        Queries::set_campaign_spec(&self.writer, campaign, spec, now).await
+    }
+
     async fn sync_campaign_results(&self, campaign: &str, now: EpochMs) -> Result<u64> {
         let mut changed = 0;
         loop {

@@ -17,6 +17,7 @@ pub mod web;
 use clawbridge_campaign::Split;
 use clawbridge_campaign::ab::variant_name;
 use serde::{Deserialize, Serialize};
+use std::str::FromStr as _;
 
 /// Which product a campaign sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +145,51 @@ pub struct Spec {
     /// The recipient file, for the record.
     #[serde(default)]
     pub file: String,
+    /// An A/B test on a share of the recipients first, the winner to the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<AbTest>,
+}
+
+/// `--test 10% --pick-winner-after 2h --by ctr|delivery`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AbTest {
+    /// Percent of the recipients the variants go to first.
+    pub share: u32,
+    /// How long after the campaign started the winner is picked.
+    pub pick_after_ms: i64,
+    /// `ctr` or `delivery`.
+    pub by: String,
+    /// The winner, once picked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+}
+
+impl AbTest {
+    /// Whether `recipient` is in the test share of `campaign` (a hash, like the variants'; an
+    /// independent one, so the share does not follow the split).
+    pub fn in_test(&self, campaign: &str, recipient: &str) -> bool {
+        let split = Split::from_str(&format!("{}/{}", self.share, 100 - self.share)).unwrap_or_else(|_| Split::even(2));
+        self.share >= 100 || split.assign(&format!("{campaign}:test"), recipient) == 0
+    }
+}
+
+/// `2h`, `30m`, `1d`, `90s` in milliseconds.
+///
+/// # Errors
+/// The form expected.
+pub fn parse_duration(text: &str) -> Result<i64, String> {
+    let t = text.trim();
+    let (n, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: i64 = n.parse().map_err(|_| format!("{text:?}: write a duration such as 2h, 30m or 1d"))?;
+    let unit_ms = match unit.trim() {
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d (2h, 30m, 1d)")),
+    };
+    Ok(n.saturating_mul(unit_ms))
 }
 
 impl Spec {
@@ -211,6 +257,18 @@ mod tests {
     }
 
     #[test]
+    fn ab_tests_take_a_share_first() {
+        assert_eq!(parse_duration("2h").unwrap(), 7_200_000);
+        assert_eq!(parse_duration("30m").unwrap(), 1_800_000);
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+        let test = AbTest { share: 10, pick_after_ms: 0, by: "ctr".into(), winner: None };
+        let n = (0..5_000).filter(|i| test.in_test("c1", &format!("0101{i:07}"))).count();
+        assert!((400..600).contains(&n), "{n}");
+        assert!(AbTest { share: 100, ..test }.in_test("c1", "x"));
+    }
+
+    #[test]
     fn ids_are_short_and_distinct() {
         let a = new_campaign_id();
         assert_eq!(a.len(), 10);
@@ -232,6 +290,7 @@ mod tests {
             ad: false,
             track_base: None,
             file: String::new(),
+            test: None,
         };
         let names: std::collections::HashSet<&str> =
             (0..50).map(|i| spec.variant_of("c1", &format!("0101234{i:04}")).name.as_str()).collect();

@@ -27,7 +27,11 @@ fn meaning(code: &str) -> Option<&'static str> {
 fn add(counts: &mut Counts, state: RecipientState, n: u64) {
     counts.recipients += n;
     match state {
-        RecipientState::Pending | RecipientState::Sending | RecipientState::Queued | RecipientState::Cancelled => {
+        RecipientState::Pending
+        | RecipientState::Sending
+        | RecipientState::Queued
+        | RecipientState::Cancelled
+        | RecipientState::Held => {
             counts.pending += n;
         }
         RecipientState::Accepted => counts.accepted += n,
@@ -71,6 +75,17 @@ pub fn tally(spec: &Spec, counts: &CampaignCounts) -> (Counts, Vec<(String, Coun
     (total, variants)
 }
 
+/// `10% first, the winner by ctr after 2 h: B` (or `… not picked yet`).
+pub fn describe_test(test: &super::AbTest) -> String {
+    format!(
+        "{}% first, the winner by {} after {}: {}",
+        test.share,
+        test.by,
+        clawbridge_campaign::schedule::duration_label(test.pick_after_ms),
+        test.winner.as_deref().unwrap_or("not picked yet")
+    )
+}
+
 /// The report of `campaign`.
 ///
 /// # Errors
@@ -85,6 +100,7 @@ pub async fn build(store: &SharedStore, campaign: &CampaignRow) -> Result<Report
         channel: campaign.channel.clone(),
         state: campaign.state.as_str().to_owned(),
         created_at: campaign.created_at,
+        test: spec.as_ref().and_then(|s| s.test.as_ref()).map(describe_test),
     };
     let (totals, variants) = match &spec {
         Some(spec) => tally(spec, &counts),

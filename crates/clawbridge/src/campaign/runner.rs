@@ -123,6 +123,16 @@ impl CampaignRunner {
             tracing::info!(campaign = id, "quiet hours are over: campaign goes on");
             self.store.set_campaign_waiting(id, None, now).await?;
         }
+        let spec: Spec = match serde_json::from_str(&campaign.spec) {
+            Ok(spec) => spec,
+            Err(e) => {
+                let note = format!("cannot read the campaign's spec ({e}): was it made by a newer clawbridge?");
+                self.store
+                    .transition_campaign(id, &[CampaignState::Running], CampaignState::Paused, Some(&note), None, now)
+                    .await?;
+                return Ok(Step::Idle);
+            }
+        };
         let mut limit = BATCH;
         if let Some((per_window, window_ms)) = rate(&campaign).pacing() {
             let window_start = now - now.rem_euclid(window_ms);
@@ -160,21 +170,8 @@ impl CampaignRunner {
             if claimed.suppressed > 0 {
                 return Ok(Step::Sent(0));
             }
-            return self.finish_if_done(&campaign, now).await;
+            return self.finish_if_done(&campaign, &spec, now).await;
         }
-        let spec: Spec = match serde_json::from_str(&campaign.spec) {
-            Ok(spec) => spec,
-            Err(e) => {
-                let note = format!("cannot read the campaign's spec ({e}): was it made by a newer clawbridge?");
-                self.store
-                    .transition_campaign(id, &[CampaignState::Running], CampaignState::Paused, Some(&note), None, now)
-                    .await?;
-                for row in &claimed.rows {
-                    self.store.release_campaign_recipient(row.id, &self.worker).await?;
-                }
-                return Ok(Step::Idle);
-            }
-        };
         let key = LinkKey::decode(&campaign.link_key);
         let n = claimed.rows.len();
         self.hand_over(&campaign, &spec, key.as_ref(), claimed.rows, now).await?;
@@ -224,9 +221,34 @@ impl CampaignRunner {
         Ok(())
     }
 
-    /// Done when no recipient is pending or being handed over.
-    async fn finish_if_done(&self, campaign: &CampaignRow, now: EpochMs) -> Result<Step, StoreError> {
+    /// Done when no recipient is pending or being handed over, and no A/B test holds any back;
+    /// an A/B test whose time has come picks its winner and releases the rest to it.
+    async fn finish_if_done(&self, campaign: &CampaignRow, spec: &Spec, now: EpochMs) -> Result<Step, StoreError> {
         let counts = self.store.campaign_counts(&campaign.id).await?;
+        let held = counts.states.iter().filter(|(_, s, _)| *s == RecipientState::Held).map(|(_, _, n)| n).sum::<u64>();
+        if held > 0
+            && let Some(test) = spec.test.as_ref().filter(|t| t.winner.is_none())
+        {
+            let at = campaign.started_at.unwrap_or(now).saturating_add(test.pick_after_ms);
+            if now < at {
+                return Ok(Step::WaitUntil(at));
+            }
+            self.store.sync_campaign_results(&campaign.id, now).await?;
+            let counts = self.store.campaign_counts(&campaign.id).await?;
+            let winner = pick_winner(spec, &counts, &test.by);
+            let mut picked = spec.clone();
+            if let Some(t) = picked.test.as_mut() {
+                t.winner = Some(winner.clone());
+            }
+            let text = serde_json::to_string(&picked).map_err(|e| StoreError::Corrupt {
+                what: format!("campaign {}", campaign.id),
+                detail: e.to_string(),
+            })?;
+            self.store.set_campaign_spec(&campaign.id, &text, now).await?;
+            let released = self.store.release_held_recipients(&campaign.id, &winner, now).await?;
+            tracing::info!(campaign = %campaign.id, %winner, by = %test.by, released, "A/B test: winner picked, sent to the rest");
+            return Ok(Step::Sent(0));
+        }
         let open = counts
             .states
             .iter()
@@ -350,6 +372,24 @@ impl CampaignRunner {
             }
         }
     }
+}
+
+/// The variant with the best CTR (unique clicks / delivered) or delivery rate (delivered /
+/// accepted); the first one on a tie or with no data.
+pub fn pick_winner(spec: &Spec, counts: &clawbridge_store::CampaignCounts, by: &str) -> String {
+    let (_, variants) = super::report::tally(spec, counts);
+    let score = |c: &clawbridge_campaign::report::Counts| match by {
+        "delivery" => c.delivery().rate(),
+        _ => c.ctr().rate(),
+    };
+    let mut best: Option<(&str, f64)> = None;
+    for (name, c) in &variants {
+        let s = score(c);
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((name, s));
+        }
+    }
+    best.map_or_else(|| spec.variants[0].name.clone(), |(name, _)| name.to_owned())
 }
 
 /// Whether a runner (a daemon) is alive on this store.

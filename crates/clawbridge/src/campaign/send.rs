@@ -309,6 +309,7 @@ mod tests {
             ad: true,
             track_base: Some("https://bridge.test".into()),
             file: String::new(),
+            test: None,
         }
     }
 

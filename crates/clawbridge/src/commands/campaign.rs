@@ -199,6 +199,15 @@ pub struct CreateArgs {
     /// Send the links as they are (no click tracking).
     #[arg(long)]
     pub no_track: bool,
+    /// A/B test on this share first ("10%"); the winner goes to the rest (needs --variant).
+    #[arg(long, value_name = "PERCENT")]
+    pub test: Option<String>,
+    /// With --test: how long after the start the winner is picked ("2h", "30m", "1d").
+    #[arg(long, value_name = "DURATION", default_value = "2h", requires = "test")]
+    pub pick_winner_after: String,
+    /// With --test: ctr (unique clicks / delivered) or delivery (delivered / accepted).
+    #[arg(long, value_name = "ctr|delivery", default_value = "ctr", requires = "test")]
+    pub by: String,
     /// Start it right away (or at --at).
     #[arg(long)]
     pub start: bool,
@@ -399,21 +408,27 @@ fn check_file(
             Row::Valid(r) => r,
         };
         let variant = spec.variant_of(campaign, &recipient.address);
-        let checked = parts(spec, variant, &recipient.variables, bizmsg).and_then(|p| {
+        let held = spec.test.as_ref().is_some_and(|t| !t.in_test(campaign, &recipient.address));
+        // A held recipient may get any variant: it must pass with each.
+        let candidates: Vec<&VariantSpec> = if held { spec.variants.iter().collect() } else { vec![variant] };
+        let checked = candidates.into_iter().try_for_each(|variant| {
+            let p = parts(spec, variant, &recipient.variables, bizmsg)?;
             let p = match &sample {
                 Some(sample) => rewrite(&p, |_, _| sample.clone()),
                 None => p,
             };
-            check_sendable(spec, variant, &p, &recipient.address, account, campaign, bizmsg, now)
+            check_sendable(spec, variant, &p, &recipient.address, account, campaign, bizmsg, now).map(|_| ())
         });
+        let variant_name = if held { "" } else { variant.name.as_str() };
         match checked {
             Err(reason) => result.tally.invalid(Invalid { line: recipient.line, reason }),
             Ok(_) => {
                 let first = seen.check(&recipient.address, recipient.line);
                 result.tally.valid(recipient.line, first);
                 if first.is_none() {
-                    *result.per_variant.entry(variant.name.clone()).or_default() += 1;
-                    each(&recipient, &variant.name)?;
+                    let label = if held { "held for the winner" } else { variant_name };
+                    *result.per_variant.entry(label.to_owned()).or_default() += 1;
+                    each(&recipient, variant_name)?;
                 }
             }
         }
@@ -473,6 +488,28 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
         anyhow::bail!("--button goes with --channel brand");
     }
     let track_base = if args.no_track { None } else { config.bridge.public_url.clone() };
+    let test = match &args.test {
+        None => None,
+        Some(share) => {
+            let share: u32 =
+                share.trim().trim_end_matches('%').parse().ok().filter(|s| (1..100).contains(s)).ok_or_else(|| {
+                    anyhow::anyhow!("--test {share:?}: give the test share as a percentage, e.g. 10%")
+                })?;
+            if variants.len() < 2 {
+                anyhow::bail!("--test needs at least two variants: add --variant \"B:template=…\"");
+            }
+            if !matches!(args.by.as_str(), "ctr" | "delivery") {
+                anyhow::bail!("--by {:?}: use ctr or delivery", args.by);
+            }
+            if args.by == "ctr" && track_base.is_none() {
+                anyhow::bail!(
+                    "--by ctr counts clicks: set CLAWBRIDGE_PUBLIC_URL (and leave out --no-track), or use --by delivery"
+                );
+            }
+            let pick_after_ms = crate::campaign::parse_duration(&args.pick_winner_after).map_err(anyhow::Error::msg)?;
+            Some(crate::campaign::AbTest { share, pick_after_ms, by: args.by.clone(), winner: None })
+        }
+    };
     let spec = Spec {
         channel,
         variants,
@@ -483,6 +520,7 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
         ad: channel == Channel::Brand || args.ad,
         track_base,
         file: args.recipients.display().to_string(),
+        test,
     };
     let mut required = Vec::new();
     for v in &spec.variants {
@@ -582,6 +620,7 @@ async fn create(config: &Config, args: &CreateArgs) -> anyhow::Result<ExitCode> 
                     variant: variant.to_owned(),
                     variables: serde_json::to_string(&r.variables)?,
                     line: r.line,
+                    held: variant.is_empty(),
                 });
                 if batch.len() >= 1_000 {
                     tx.blocking_send(std::mem::take(&mut batch))
@@ -721,6 +760,9 @@ fn print_created(row: &CampaignRow, spec: &Spec, checked: &FileResult, added: Ad
     }
     for line in estimate_lines(row, recipients) {
         println!("{line}");
+    }
+    if let Some(test) = &spec.test {
+        println!("A/B test: {}", crate::campaign::report::describe_test(test));
     }
     match &spec.track_base {
         Some(base) => println!("tracked links: on ({}/r/…)", base.trim_end_matches('/')),
@@ -875,8 +917,9 @@ async fn numbers(store: &SharedStore, id: &str) -> anyhow::Result<Numbers> {
             }
             RecipientState::Failed => n.failed += count,
             RecipientState::Suppressed | RecipientState::Cancelled => n.suppressed += count,
+            RecipientState::Held => {}
         }
-        if !matches!(state, RecipientState::Pending | RecipientState::Sending) {
+        if !matches!(state, RecipientState::Pending | RecipientState::Sending | RecipientState::Held) {
             n.handed += count;
         }
     }
@@ -1029,6 +1072,9 @@ async fn status(config: &Config, id: &str, follow: bool, json: bool) -> anyhow::
     );
     if let Some(at) = c.waiting_until {
         println!("paused for the quiet hours (20:50–08:00 KST) until {}", time_label(at));
+    }
+    if let Some(test) = serde_json::from_str::<Spec>(&c.spec).ok().and_then(|s| s.test) {
+        println!("A/B test: {}", crate::campaign::report::describe_test(&test));
     }
     if c.state == CampaignState::Scheduled
         && let Some(at) = c.start_at

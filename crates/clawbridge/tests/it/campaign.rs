@@ -55,6 +55,7 @@ fn spec(channel: Channel, variants: Vec<VariantSpec>, track: bool) -> Spec {
         ad: channel == Channel::Brand,
         track_base: track.then(|| "https://bridge.test".to_owned()),
         file: "test.csv".into(),
+        test: None,
     }
 }
 
@@ -86,6 +87,7 @@ async fn store_campaign(store: &SharedStore, id: &str, spec: &Spec, n: u32, rate
                     .to_string(),
                 recipient: number,
                 line: u64::from(i) + 2,
+                held: false,
             }
         })
         .collect();
@@ -445,6 +447,98 @@ async fn the_rate_is_a_quota_per_window() {
     assert_eq!(s.runner.step("crate").await.unwrap(), Step::Sent(1));
     s.clock.set(start + 3_000);
     assert_eq!(s.runner.step("crate").await.unwrap(), Step::Done);
+}
+
+#[tokio::test]
+async fn an_ab_test_goes_to_a_share_first_and_the_winner_by_ctr_to_the_rest() {
+    let store = clawbridge_testkit::memory_store();
+    let now = kst("2026-12-24T10:00:00");
+    let s = setup(store.clone(), now, "r1").await;
+    let mut spec =
+        spec(Channel::Alimtalk, vec![variant("A", Some("SALE"), None), variant("B", Some("SALE"), None)], true);
+    let test = clawbridge::campaign::AbTest { share: 20, pick_after_ms: 2 * 3_600_000, by: "ctr".into(), winner: None };
+    spec.test = Some(test.clone());
+    let campaign = NewCampaign {
+        id: "cwin".into(),
+        name: "winner".into(),
+        channel: "alimtalk".into(),
+        account: "default".into(),
+        spec: serde_json::to_string(&spec).unwrap(),
+        rate_per_minute: None,
+        quiet_hours: false,
+        start_at: None,
+        link_key: clawbridge::campaign::new_link_key().encode(),
+    };
+    store.create_campaign(&campaign, now).await.unwrap();
+    let rows: Vec<NewRecipient> = (0..200u32)
+        .map(|i| {
+            let number = format!("010{:08}", 30_000_000 + i);
+            let held = !test.in_test("cwin", &number);
+            NewRecipient {
+                suppression_key: suppression_key(&number),
+                variant: if held { String::new() } else { spec.variant_of("cwin", &number).name.clone() },
+                variables: serde_json::json!({"name": format!("고객{i}"), "link": format!("https://shop.test/c/{i}")})
+                    .to_string(),
+                recipient: number,
+                line: u64::from(i) + 2,
+                held,
+            }
+        })
+        .collect();
+    let held = rows.iter().filter(|r| r.held).count() as u64;
+    assert!((120..=190).contains(&held), "about 80 % held back: {held}");
+    store.add_campaign_recipients("cwin", "default", &rows, now).await.unwrap();
+    store.transition_campaign("cwin", &[CampaignState::Draft], CampaignState::Running, None, None, now).await.unwrap();
+
+    // The test share goes out; the rest waits for the pick.
+    assert_eq!(s.runner.step("cwin").await.unwrap(), Step::Sent(200 - held as usize));
+    let pick_at = now + 2 * 3_600_000;
+    assert_eq!(s.runner.step("cwin").await.unwrap(), Step::WaitUntil(pick_at));
+    drain(&s.sender).await;
+    assert_eq!(s.fake.state().taken.len(), 200 - held as usize);
+
+    // Everyone in the test is delivered; B's recipients click, A's do not.
+    store.sync_campaign_results("cwin", now).await.unwrap();
+    for r in store.campaign_recipients("cwin", None, 0, 500).await.unwrap() {
+        let Some(send) = r.send_ref else { continue };
+        let b = store.get_bizmsg(send).await.unwrap().unwrap();
+        let result = BizmsgResult {
+            dealer: "nhn".into(),
+            dealer_id: b.dealer_id.unwrap(),
+            result: "delivered".into(),
+            code: Some("1000".into()),
+            reason: None,
+            fallback: None,
+            rank: 3,
+            at: now + 60_000,
+        };
+        store.record_bizmsg_result(&result).await.unwrap();
+        if r.variant == "B" {
+            store.record_click("cwin", r.id, 0, now + 120_000).await.unwrap();
+        }
+    }
+    s.clock.set(pick_at);
+    assert_eq!(s.runner.step("cwin").await.unwrap(), Step::Sent(0), "the pick");
+    let picked: Spec = serde_json::from_str(&store.get_campaign("cwin").await.unwrap().unwrap().spec).unwrap();
+    assert_eq!(picked.test.unwrap().winner.as_deref(), Some("B"));
+    assert_eq!(s.runner.step("cwin").await.unwrap(), Step::Sent(usize::try_from(held).unwrap().min(100)));
+    while let Step::Sent(_) = s.runner.step("cwin").await.unwrap() {}
+    assert_eq!(store.get_campaign("cwin").await.unwrap().unwrap().state, CampaignState::Done);
+    drain(&s.sender).await;
+
+    let all = store.campaign_recipients("cwin", None, 0, 500).await.unwrap();
+    let by_variant = |v: &str| all.iter().filter(|r| r.variant == v).count() as u64;
+    assert_eq!(by_variant("A") + by_variant("B"), 200);
+    assert!(by_variant("B") >= held, "the held ones all got B");
+    let mut per_number: HashMap<String, usize> = HashMap::new();
+    for t in s.fake.state().taken.clone() {
+        *per_number.entry(t.recipient).or_default() += 1;
+    }
+    assert_eq!(per_number.len(), 200);
+    assert!(per_number.values().all(|&n| n == 1));
+    let report =
+        clawbridge::campaign::report::build(&store, &store.get_campaign("cwin").await.unwrap().unwrap()).await.unwrap();
+    assert!(report.campaign.test.as_deref().unwrap().ends_with(": B"), "{:?}", report.campaign.test);
 }
 
 // ---- the binary as an operator runs it ----------------------------------------------------------

@@ -35,7 +35,7 @@ CREATE TABLE campaign_recipients (
     variables       TEXT    NOT NULL,
     line            INTEGER NOT NULL,
     state           TEXT    NOT NULL DEFAULT 'pending'
-                    CHECK (state IN ('pending', 'sending', 'queued', 'accepted', 'delivered', 'failed', 'suppressed', 'cancelled')),
+                    CHECK (state IN ('pending', 'sending', 'queued', 'accepted', 'delivered', 'failed', 'suppressed', 'cancelled', 'held')),
     attempts        INTEGER NOT NULL DEFAULT 0,
     lease_owner     TEXT,
     lease_until     INTEGER,

@@ -142,7 +142,11 @@ impl CampaignStore for MemoryStore {
                 variant: r.variant.clone(),
                 variables: r.variables.clone(),
                 line: r.line,
-                state: if suppressed { RecipientState::Suppressed } else { RecipientState::Pending },
+                state: match (suppressed, r.held) {
+                    (true, _) => RecipientState::Suppressed,
+                    (false, true) => RecipientState::Held,
+                    (false, false) => RecipientState::Pending,
+                },
                 attempts: 0,
                 send_kind: None,
                 send_ref: None,
@@ -351,13 +355,35 @@ impl CampaignStore for MemoryStore {
         let mut state = self.lock()?;
         let mut n = 0;
         for r in state.campaigns.recipients.values_mut() {
-            if r.row.campaign_id == campaign && r.row.state == RecipientState::Pending {
+            if r.row.campaign_id == campaign && matches!(r.row.state, RecipientState::Pending | RecipientState::Held) {
                 r.row.state = RecipientState::Cancelled;
                 r.row.updated_at = now;
                 n += 1;
             }
         }
         Ok(n)
+    }
+
+    async fn release_held_recipients(&self, campaign: &str, variant: &str, now: EpochMs) -> Result<u64> {
+        let mut state = self.lock()?;
+        let mut n = 0;
+        for r in state.campaigns.recipients.values_mut() {
+            if r.row.campaign_id == campaign && r.row.state == RecipientState::Held {
+                r.row.state = RecipientState::Pending;
+                variant.clone_into(&mut r.row.variant);
+                r.row.updated_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn set_campaign_spec(&self, campaign: &str, spec: &str, now: EpochMs) -> Result<()> {
+        if let Some(c) = self.lock()?.campaigns.campaigns.get_mut(campaign) {
+            spec.clone_into(&mut c.spec);
+            c.updated_at = now;
+        }
+        Ok(())
     }
 
     async fn sync_campaign_results(&self, campaign: &str, now: EpochMs) -> Result<u64> {

@@ -33,6 +33,7 @@ fn recipient(n: u32, variant: &str) -> NewRecipient {
         variant: variant.to_owned(),
         variables: format!(r#"{{"name":"c{n}"}}"#),
         line: u64::from(n) + 2,
+        held: false,
     }
 }
 
@@ -150,6 +151,25 @@ pub async fn campaign_claims_lease_release_and_skip_suppressed(t: &Target) {
         (row.state, row.result_code.as_deref(), row.result_reason.as_deref()),
         (RecipientState::Failed, Some("invalid"), Some("too long"))
     );
+
+    // Held recipients (an A/B test's rest) go to the winner when released.
+    let held = NewRecipient { held: true, ..recipient(50, "") };
+    assert_eq!(store.add_campaign_recipients("c1", "default", &[held], NOW).await.unwrap().inserted, 1);
+    assert!(
+        store
+            .claim_campaign_recipients("c1", "default", "w9", 10, LEASE, NOW + LEASE * 3)
+            .await
+            .unwrap()
+            .rows
+            .iter()
+            .all(|r| r.line != 52),
+        "held is not claimable"
+    );
+    assert_eq!(store.release_held_recipients("c1", "B", NOW).await.unwrap(), 1);
+    let released = store.campaign_recipients("c1", Some(RecipientState::Pending), 0, 10).await.unwrap();
+    assert_eq!(released.iter().map(|r| (r.line, r.variant.as_str())).collect::<Vec<_>>(), [(52, "B")]);
+    store.set_campaign_spec("c1", r#"{"winner":"B"}"#, NOW).await.unwrap();
+    assert_eq!(store.get_campaign("c1").await.unwrap().unwrap().spec, r#"{"winner":"B"}"#);
 
     // Cancelling leaves what is not pending alone.
     let cancelled = store.cancel_campaign_recipients("c1", NOW).await.unwrap();
