@@ -558,7 +558,7 @@ text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
 
     fn clawbridge(dir: &Path, fake: &FakeNhn, args: &[&str]) -> Output {
         let mut cmd = Command::new("timeout");
-        cmd.arg("60")
+        cmd.arg("300")
             .arg(env!("CARGO_BIN_EXE_clawbridge"))
             .args(args)
             .env_clear()
@@ -600,6 +600,79 @@ text = "#{name}님, 겨울 세일이 시작됐어요. 쿠폰: #{link}"
         bad.push(line);
         csv.push_str("01099998888,,https://shop.test/x\n");
         (csv, bad)
+    }
+
+    /// kill -9 of a foreground `campaign start` in the middle, then `start` again: every
+    /// recipient exactly once. At 60/min the process spends most of its time waiting for the next
+    /// window, but a kill can land while rows are claimed: then the restart waits for their
+    /// leases (a minute, two for a dealer request), which is the point of them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_foreground_campaign_killed_mid_way_goes_on_where_it_was_without_sending_twice() {
+        let fake = FakeNhn::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("clawbridge.toml"), CONFIG).unwrap();
+        let mut csv = String::from("phone,name,link\n");
+        for i in 0..20 {
+            let _ = writeln!(csv, "0104{i:07},고객{i},https://shop.test/c/{i}");
+        }
+        let file = dir.path().join("customers.csv");
+        std::fs::write(&file, csv).unwrap();
+        let file = file.display().to_string();
+        let created = clawbridge(
+            dir.path(),
+            &fake,
+            &[
+                "campaign",
+                "create",
+                "--name",
+                "kill",
+                "--channel",
+                "alimtalk",
+                "--recipients",
+                &file,
+                "--template",
+                "SALE",
+                "--rate",
+                "60/min",
+                "--json",
+            ],
+        );
+        assert!(created.status.success(), "{}", text(&created));
+        let id =
+            serde_json::from_slice::<serde_json::Value>(&created.stdout).unwrap()["id"].as_str().unwrap().to_owned();
+
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_clawbridge"));
+        cmd.args(["campaign", "start", &id])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("CLAWBRIDGE_STATE_DIR", dir.path())
+            .env("CLAWBRIDGE_CONFIG", dir.path().join("clawbridge.toml"))
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in fake.env() {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut waited = 0;
+        while fake.state().taken.len() < 5 && waited < 600 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let before = fake.state().taken.len();
+        assert!((5..20).contains(&before), "killed mid-way: {before} sent");
+
+        let restarted = clawbridge(dir.path(), &fake, &["campaign", "start", &id]);
+        assert!(restarted.status.success(), "{}", text(&restarted));
+        let mut per_number: HashMap<String, usize> = HashMap::new();
+        for t in fake.state().taken.clone() {
+            *per_number.entry(t.recipient).or_default() += 1;
+        }
+        assert_eq!(per_number.len(), 20, "{}", text(&restarted));
+        assert!(per_number.values().all(|&n| n == 1), "each exactly once: {per_number:?}");
     }
 
     // Multi-threaded: the fake answers while the test thread waits for the binary.
