@@ -12,6 +12,20 @@ export CLAWBRIDGE_REQUIRE_E2E="${CLAWBRIDGE_REQUIRE_E2E:-1}"
 echo "== installing the end-to-end prerequisites (Node 24, openclaw@2026.9.6)"
 bash scripts/install-e2e.sh
 
+echo "== browser tests: Debian's chromium, chromium-driver and a CJK font"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "noto.*cjk"; then
+  if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends chromium chromium-driver fonts-noto-cjk >/dev/null; }
+  else
+    echo "chromium, chromium-driver or fonts-noto-cjk is missing: install them (apt-get install chromium chromium-driver fonts-noto-cjk)" >&2
+    exit 1
+  fi
+fi
+# A missing browser is a failure here, not a skipped test.
+export CLAWBRIDGE_REQUIRE_CHROMIUM="${CLAWBRIDGE_REQUIRE_CHROMIUM:-1}"
+
 echo "== checking PostgreSQL at ${CLAWBRIDGE_TEST_DATABASE_URL%%\?*}"
 if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -d "$CLAWBRIDGE_TEST_DATABASE_URL"; then
   echo "PostgreSQL does not answer at $CLAWBRIDGE_TEST_DATABASE_URL." >&2

@@ -105,6 +105,12 @@ pub enum Command {
         #[command(subcommand)]
         action: commands::bizmsg::BrandAction,
     },
+    /// Bulk sends from a CSV file on KakaoTalk and WhatsApp: scheduled, A/B tested, with click and delivery reports.
+    Campaign {
+        /// Campaign action.
+        #[command(subcommand)]
+        action: commands::campaign::CampaignAction,
+    },
 }
 
 /// `clawbridge config …`
@@ -261,6 +267,7 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Alimtalk { action } => commands::bizmsg::alimtalk(&config, action).await,
         Command::Brand { action } => commands::bizmsg::brand(&config, action, false).await,
         Command::Friendtalk { action } => commands::bizmsg::brand(&config, action, true).await,
+        Command::Campaign { action } => commands::campaign::run(&config, action).await,
     }
 }
 
@@ -381,6 +388,7 @@ mod tests {
                 "alimtalk",
                 "brand",
                 "friendtalk",
+                "campaign",
                 "setup",
                 "kakao",
                 "whatsapp"

@@ -79,7 +79,8 @@ pub struct BridgeSettings {
     /// How long finished rows (and with them the deduplication of their messages) are kept.
     pub retention: Duration,
     /// `CLAWBRIDGE_PUBLIC_URL` (`bridge.public_url`): the https base at which the internet
-    /// reaches the listener (the webhook `clawbridge setup whatsapp` registers is under it),
+    /// reaches the listener (the webhook `clawbridge setup whatsapp` registers and the tracked
+    /// campaign links are under it),
     /// without a trailing slash. Channels that need it (the dealers' report URLs) are handed this
     /// value as `CLAWBRIDGE_PUBLIC_URL` when their settings load.
     pub public_url: Option<String>,

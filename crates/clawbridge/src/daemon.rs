@@ -149,6 +149,11 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     if let Some(bizmsg) = &bizmsg {
         app = app.merge(pipeline::bizmsg::webhook_routes(store.clone(), bizmsg));
     }
+    app = app.merge(crate::campaign::web::routes(crate::campaign::web::Links {
+        store: store.clone(),
+        bizmsg: bizmsg.clone().map(Arc::new),
+        clock: Arc::new(clawbridge_core::clock::SystemClock),
+    }));
     let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
     let app = app
         .merge(http::router(health))
@@ -187,6 +192,16 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     let inbox = tokio::spawn(pipeline::inbox::run(shared.clone(), workers_stop.clone(), inbox_tasks.clone()));
     let outbox = tokio::spawn(pipeline::outbox::run(shared.clone(), workers_stop.clone(), outbox_tasks.clone()));
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), workers_stop.clone()));
+    let wake_bizmsg: Arc<tokio::sync::Notify> = Arc::default();
+    let campaigns = crate::campaign::runner::CampaignRunner {
+        store: store.clone(),
+        bizmsg: bizmsg.clone().map(Arc::new),
+        clock: Arc::new(clawbridge_core::clock::SystemClock),
+        worker: shared.worker.clone(),
+        wake_bizmsg: wake_bizmsg.clone(),
+        wakers: shared.wakers.clone(),
+    };
+    let campaign_runner = tokio::spawn(campaigns.run(workers_stop.clone(), None));
     let bizmsg_worker = match bizmsg {
         Some(bizmsg) => {
             let client =
@@ -198,7 +213,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
                 client,
                 retry: config.retry.queue,
                 worker: shared.worker.clone(),
-                wake: Arc::default(),
+                wake: wake_bizmsg,
                 clock: Arc::new(clawbridge_core::clock::SystemClock),
             };
             tracing::info!(dealer = worker.client.dealer().id(), "business messages: sending from the store");
@@ -218,7 +233,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
             tracing::info!(drain_secs = drain.as_secs(), "shutting down: draining in-flight work");
             workers_stop.cancel();
             http_stop.cancel();
-            let _ = tokio::join!(inbox, outbox, housekeeping);
+            let _ = tokio::join!(inbox, outbox, housekeeping, campaign_runner);
             if let Some(bizmsg) = bizmsg_worker {
                 let _ = bizmsg.await;
             }

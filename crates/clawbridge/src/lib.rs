@@ -5,6 +5,7 @@
 //! - [`config`]: TOML + environment, validated with fixes in every message.
 //! - [`daemon`]: assembles store, gateway client, channels, HTTP listener and workers; shutdown.
 //! - [`pipeline`]: the inbox and outbox workers.
+//! - [`campaign`]: bulk sends from a recipient file: the runner, tracked links, the report.
 //! - [`bridge`]: the store-backed door through which channels persist things (re-exported from
 //!   the store crate, where channel tests can use it too).
 //! - [`registry`]: configured channels and accounts.
@@ -17,6 +18,7 @@
 //! - [`cli`]: the clap definitions and dispatch (channel subcommands come from their plugins).
 
 pub use clawbridge_store::bridge;
+pub mod campaign;
 pub mod channels;
 pub mod cli;
 pub mod commands;

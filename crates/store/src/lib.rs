@@ -2,7 +2,8 @@
 //! backends.
 //!
 //! The capabilities: [`InboxQueue`], [`OutboxQueue`], [`Dedup`], [`Cursors`] (and leases),
-//! [`ChannelState`], [`Secrets`], [`Pairing`], [`Quotas`] and [`Operations`]. [`Store`] is all of
+//! [`ChannelState`], [`Secrets`], [`Pairing`], [`Quotas`], [`Operations`], the business-message
+//! queue ([`BizmsgQueue`]) and campaigns ([`CampaignStore`]). [`Store`] is all of
 //! them; [`SharedStore`] is how the app holds one, and a part that needs one capability can take
 //! just that (`Arc<dyn OutboxQueue>`, by upcasting).
 //!
@@ -32,6 +33,7 @@
 
 pub mod bizmsg;
 pub mod bridge;
+pub mod campaign;
 mod common;
 pub mod memory;
 pub mod model;
@@ -44,6 +46,10 @@ pub mod sqlite;
 
 pub use bizmsg::{BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgState, BizmsgStats, Enqueued, NewBizmsg};
 pub use bridge::{StoreBridge, Wakers};
+pub use campaign::{
+    Added, CampaignCounts, CampaignRow, CampaignState, CampaignStore, Claimed, NewCampaign, NewRecipient, RecipientRow,
+    RecipientState, SendKind, Suppression,
+};
 pub use memory::{MemoryStore, Outage};
 pub use model::*;
 pub use postgres::PgStore;
@@ -355,7 +361,17 @@ pub trait Operations: Send + Sync + 'static {
 /// Implementations must be safe to share between tasks and, for PostgreSQL, between processes:
 /// every claim hands a row to exactly one worker until its lease runs out.
 pub trait Store:
-    InboxQueue + OutboxQueue + BizmsgQueue + Dedup + Cursors + ChannelState + Secrets + Pairing + Quotas + Operations
+    InboxQueue
+    + OutboxQueue
+    + BizmsgQueue
+    + CampaignStore
+    + Dedup
+    + Cursors
+    + ChannelState
+    + Secrets
+    + Pairing
+    + Quotas
+    + Operations
 {
     /// Which backend this is (`sqlite`, `postgres` or `memory`), for `status` and `doctor`.
     fn backend(&self) -> &'static str;

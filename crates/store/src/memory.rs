@@ -27,6 +27,8 @@ use crate::{
     ChannelState, Cursors, Dedup, InboxQueue, Operations, OutboxQueue, Pairing, Quotas, Result, Secrets, Store,
     StoreError,
 };
+mod campaign;
+
 use async_trait::async_trait;
 use clawbridge_core::pairing::normalize_code;
 use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, PeerId};
@@ -120,6 +122,7 @@ struct State {
     bizmsg: LeaseQueue<BizmsgState, BizmsgItem>,
     /// The business messages' unique idempotency key.
     bizmsg_ids: HashMap<String, i64>,
+    campaigns: campaign::Campaigns,
 }
 
 impl Default for LeaseQueue<InboxState, InboxItem> {

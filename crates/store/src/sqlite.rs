@@ -8,6 +8,10 @@
 //! (`busy_timeout`) instead of failing on a lock upgrade.
 
 use crate::bizmsg::{BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgStats, Enqueued, NewBizmsg};
+use crate::campaign::{
+    Added, CampaignCounts, CampaignRow, CampaignState, CampaignStore, Claimed, NewCampaign, NewRecipient, RecipientRow,
+    RecipientState, SendKind, Suppression,
+};
 use crate::common::Backend;
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
@@ -779,6 +783,193 @@ impl Operations for SqliteStore {
         let removed = Queries::prune(&mut tx, before).await?;
         tx.commit().await?;
         Ok(removed)
+    }
+}
+
+#[async_trait]
+impl CampaignStore for SqliteStore {
+    async fn create_campaign(&self, campaign: &NewCampaign, now: EpochMs) -> Result<bool> {
+        Queries::create_campaign(&self.writer, campaign, now).await
+    }
+
+    async fn add_campaign_recipients(
+        &self,
+        campaign: &str,
+        account: &str,
+        recipients: &[NewRecipient],
+        now: EpochMs,
+    ) -> Result<Added> {
+        let mut tx = self.write_tx().await?;
+        let added = Queries::add_campaign_recipients(&mut tx, campaign, account, recipients, now).await?;
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn set_campaign_summary(&self, campaign: &str, summary: &str, now: EpochMs) -> Result<()> {
+        Queries::set_campaign_summary(&self.writer, campaign, summary, now).await
+    }
+
+    async fn get_campaign(&self, campaign: &str) -> Result<Option<CampaignRow>> {
+        Queries::get_campaign(&self.reader, campaign).await
+    }
+
+    async fn list_campaigns(&self, limit: u32) -> Result<Vec<CampaignRow>> {
+        Queries::list_campaigns(&self.reader, limit).await
+    }
+
+    async fn delete_campaign(&self, campaign: &str) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let deleted = Queries::delete_campaign(&mut tx, campaign).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn transition_campaign(
+        &self,
+        campaign: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+        note: Option<&str>,
+        start_at: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<bool> {
+        Queries::transition_campaign(&self.writer, campaign, from, to, note, start_at, now).await
+    }
+
+    async fn set_campaign_waiting(&self, campaign: &str, until: Option<EpochMs>, now: EpochMs) -> Result<()> {
+        Queries::set_campaign_waiting(&self.writer, campaign, until, now).await
+    }
+
+    async fn due_campaigns(&self, now: EpochMs) -> Result<Vec<CampaignRow>> {
+        Queries::due_campaigns(&self.reader, now).await
+    }
+
+    async fn claim_campaign_recipients(
+        &self,
+        campaign: &str,
+        account: &str,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Claimed> {
+        let mut tx = self.write_tx().await?;
+        let claimed = Queries::claim_campaign_recipients(
+            &mut tx,
+            crate::campaign::CLAIM_SINGLE_WRITER,
+            campaign,
+            account,
+            worker,
+            limit,
+            lease_ms,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn mark_campaign_recipient_queued(
+        &self,
+        id: i64,
+        worker: &str,
+        kind: SendKind,
+        send_ref: i64,
+        now: EpochMs,
+    ) -> Result<bool> {
+        Queries::mark_campaign_recipient_queued(&self.writer, id, worker, kind, send_ref, now).await
+    }
+
+    async fn mark_campaign_recipient_failed(
+        &self,
+        id: i64,
+        worker: &str,
+        code: &str,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        Queries::mark_campaign_recipient_failed(&self.writer, id, worker, code, reason, now).await
+    }
+
+    async fn release_campaign_recipient(&self, id: i64, worker: &str) -> Result<()> {
+        Queries::release_campaign_recipient(&self.writer, id, worker).await
+    }
+
+    async fn cancel_campaign_recipients(&self, campaign: &str, now: EpochMs) -> Result<u64> {
+        Queries::cancel_campaign_recipients(&self.writer, campaign, now).await
+    }
+
+    async fn release_held_recipients(&self, campaign: &str, variant: &str, now: EpochMs) -> Result<u64> {
+        Queries::release_held_recipients(&self.writer, campaign, variant, now).await
+    }
+
+    async fn set_campaign_spec(&self, campaign: &str, spec: &str, now: EpochMs) -> Result<()> {
+        Queries::set_campaign_spec(&self.writer, campaign, spec, now).await
+    }
+
+    async fn sync_campaign_results(&self, campaign: &str, now: EpochMs) -> Result<u64> {
+        let mut changed = 0;
+        loop {
+            let mut tx = self.write_tx().await?;
+            let (step, full) = Queries::sync_step(&mut tx, campaign, now).await?;
+            tx.commit().await?;
+            changed += step;
+            if !full || step == 0 {
+                return Ok(changed);
+            }
+        }
+    }
+
+    async fn get_campaign_recipient(&self, id: i64) -> Result<Option<RecipientRow>> {
+        Queries::get_campaign_recipient(&self.reader, id).await
+    }
+
+    async fn campaign_recipients(
+        &self,
+        campaign: &str,
+        state: Option<RecipientState>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRow>> {
+        Queries::campaign_recipients(&self.reader, campaign, state, after_id, limit).await
+    }
+
+    async fn campaign_counts(&self, campaign: &str) -> Result<CampaignCounts> {
+        let mut tx = self.reader.begin().await?;
+        let counts = Queries::campaign_counts(&mut tx, campaign).await?;
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn campaign_timeline(&self, campaign: &str, bucket_ms: EpochMs) -> Result<Vec<(EpochMs, u64, u64)>> {
+        let mut tx = self.reader.begin().await?;
+        let timeline = Queries::campaign_timeline(&mut tx, campaign, bucket_ms).await?;
+        tx.commit().await?;
+        Ok(timeline)
+    }
+
+    async fn recent_campaign_counts(&self, since: EpochMs) -> Result<Vec<(String, RecipientState, u64)>> {
+        Queries::recent_campaign_counts(&self.reader, since).await
+    }
+
+    async fn record_click(&self, campaign: &str, recipient: i64, link: u32, now: EpochMs) -> Result<bool> {
+        Queries::record_click(&self.writer, campaign, recipient, link, now).await
+    }
+
+    async fn suppress(&self, entry: &Suppression) -> Result<bool> {
+        Queries::suppress(&self.writer, entry).await
+    }
+
+    async fn unsuppress(&self, account: &str, recipient_key: &str) -> Result<bool> {
+        Queries::unsuppress(&self.writer, account, recipient_key).await
+    }
+
+    async fn list_suppressions(&self, account: Option<&str>, limit: u32) -> Result<Vec<Suppression>> {
+        Queries::list_suppressions(&self.reader, account, limit).await
+    }
+
+    async fn is_suppressed(&self, account: &str, recipient_key: &str) -> Result<bool> {
+        Queries::is_suppressed(&self.reader, account, recipient_key).await
     }
 }
 

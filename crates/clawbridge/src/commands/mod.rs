@@ -2,6 +2,7 @@
 //! channel's subcommand runs with (the channels' commands are in their crates).
 
 pub mod bizmsg;
+pub mod campaign;
 pub mod compat;
 pub mod config_check;
 pub mod doctor;

@@ -68,6 +68,11 @@ async fn process(shared: &Shared, row: InboundRow) {
         give_up(shared, &row, &format!("account {}/{} is not configured", msg.channel, msg.account), None).await;
         return;
     };
+    if msg.channel.as_str() == clawbridge_whatsapp::inbound::CHANNEL
+        && clawbridge_campaign::address::is_opt_out(&msg.text)
+    {
+        return opt_out(shared, &row).await;
+    }
     let policy = account.access_policy();
     let mut decision = policy.decide(msg.peer.as_str(), false);
     if matches!(decision, AccessDecision::Pair | AccessDecision::Deny) {
@@ -293,6 +298,31 @@ async fn give_up(shared: &Shared, row: &InboundRow, reason: &str, tell_user: Opt
     if let Err(e) = shared.store.fail_inbound(row.id, &shared.worker, reason, None, now_ms()).await {
         tracing::error!(error = %e, "cannot record the failure");
     }
+}
+
+/// A STOP / 수신거부 reply: the number goes on the account's campaign suppression list, the
+/// sender is told so, and the agent is not run.
+async fn opt_out(shared: &Shared, row: &InboundRow) {
+    let msg = &row.message;
+    let entry = clawbridge_store::Suppression {
+        account: msg.account.to_string(),
+        recipient_key: clawbridge_campaign::address::suppression_key(msg.peer.as_str()),
+        reason: format!("replied {:?}", msg.text.trim()),
+        source: msg.channel.to_string(),
+        created_at: now_ms(),
+    };
+    if let Err(e) = shared.store.suppress(&entry).await {
+        return retry_later(shared, row, &format!("store: {e}")).await;
+    }
+    tracing::info!(peer = %clawbridge_campaign::address::masked(msg.peer.as_str()), "opted out of campaigns");
+    metrics::counter!("clawbridge_campaign_opt_outs_total", "channel" => msg.channel.to_string()).increment(1);
+    let key = IdempotencyKey::new(format!(
+        "{}-optout",
+        IdempotencyKey::for_inbound(&msg.channel, &msg.account, &msg.message_id)
+    ));
+    let text = "수신거부 처리되었습니다. 더 이상 광고 메시지를 보내지 않습니다. / You will not receive marketing messages any more.";
+    let reply = outbound(key, OutboundMessage::reply_text(msg, text), row.id);
+    finish(shared, row, InboundOutcome::Replied, &[reply]).await;
 }
 
 async fn pair(shared: &Shared, row: &InboundRow, connector: &dyn Connector) {

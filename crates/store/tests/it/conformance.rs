@@ -3,6 +3,7 @@
 //! never reads a clock, so nothing here sleeps.
 
 pub use crate::bizmsg::*;
+pub use crate::campaign::*;
 use crate::target::Target;
 use clawbridge_core::{
     AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, MediaKind, MediaRef, MessageKind,

@@ -11,6 +11,7 @@
 //! - [`secrets`], [`sqlite_only`], [`postgres_only`], [`memory_only`]: what is not shared.
 
 mod bizmsg;
+mod campaign;
 mod conformance;
 mod memory_only;
 mod postgres_only;
@@ -101,4 +102,10 @@ for_each_backend!(
     bizmsg_results_only_move_forward,
     bizmsg_unfinished_rows_are_those_whose_result_can_still_change,
     concurrent_bizmsg_claims_deliver_each_row_once,
+    campaigns_store_recipients_once_and_suppress_opt_outs,
+    campaign_states_move_by_compare_and_set,
+    campaign_claims_lease_release_and_skip_suppressed,
+    concurrent_campaign_claims_take_each_recipient_once,
+    campaign_recipients_follow_their_send_rows,
+    campaign_clicks_count_once_per_recipient_and_the_list_is_per_account,
 );

@@ -1,0 +1,1292 @@
+//! Campaigns: bulk sends from a recipient file, one durable row per recipient, and what came of
+//! each (accepted, delivered, failed with a code, clicked), plus the suppression list of
+//! opted-out numbers per account.
+//!
+//! A recipient row is `pending` until a runner claims it (`sending`, under a lease, with
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL so replicas never claim the same row), then `queued`
+//! once its send row exists in the business-message queue or the outbox (`send_kind`,
+//! `send_ref`). The send row's idempotency key is made of the campaign and the recipient, so a
+//! runner that dies between storing the send row and marking the recipient makes the next one
+//! find the same send row, not a second. From there the recipient follows its send row:
+//! [`CampaignStore::sync_campaign_results`] copies accepted / delivered / failed (with the
+//! code) and the SMS fallback onto it, so the campaign's numbers survive the pruning of sent
+//! rows. `suppressed` (on the list when the file was read or when the row was claimed) and
+//! `cancelled` (the campaign was cancelled first) are never sent.
+
+use crate::common::{Backend, Queries};
+use crate::record::count_u64;
+use crate::{Result, StoreError};
+use async_trait::async_trait;
+use clawbridge_core::EpochMs;
+use sqlx::{Encode, Executor, FromRow, IntoArguments, Type};
+
+/// States of a campaign.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CampaignState {
+    /// Created; nothing is sent until it is started.
+    Draft,
+    /// Started with a time to come (`start_at`).
+    Scheduled,
+    /// Sending.
+    Running,
+    /// Paused by an operator.
+    Paused,
+    /// Cancelled: what was not sent yet never will be.
+    Cancelled,
+    /// Every recipient was handed to the senders (results may still arrive).
+    Done,
+}
+
+impl CampaignState {
+    /// Every state.
+    pub const ALL: [Self; 6] = [Self::Draft, Self::Scheduled, Self::Running, Self::Paused, Self::Cancelled, Self::Done];
+
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "draft",
+            Self::Scheduled => "scheduled",
+            Self::Running => "running",
+            Self::Paused => "paused",
+            Self::Cancelled => "cancelled",
+            Self::Done => "done",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// States of a campaign recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecipientState {
+    /// Not handed to the senders yet.
+    Pending,
+    /// Claimed by a runner (under a lease) that is storing its send row.
+    Sending,
+    /// Its send row exists; waiting for the sender.
+    Queued,
+    /// The dealer or WhatsApp accepted it.
+    Accepted,
+    /// Delivered.
+    Delivered,
+    /// Refused or reported undelivered (`result_code`).
+    Failed,
+    /// On the suppression list: never sent.
+    Suppressed,
+    /// The campaign was cancelled before it was sent.
+    Cancelled,
+    /// Kept back until an A/B test picks the winner, which it then gets.
+    Held,
+}
+
+impl RecipientState {
+    /// Every state.
+    pub const ALL: [Self; 9] = [
+        Self::Pending,
+        Self::Sending,
+        Self::Queued,
+        Self::Accepted,
+        Self::Delivered,
+        Self::Failed,
+        Self::Suppressed,
+        Self::Cancelled,
+        Self::Held,
+    ];
+
+    /// The stored spelling (and the `state` label of the metrics).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sending => "sending",
+            Self::Queued => "queued",
+            Self::Accepted => "accepted",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Suppressed => "suppressed",
+            Self::Cancelled => "cancelled",
+            Self::Held => "held",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// Which queue a recipient's send row is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendKind {
+    /// The business-message queue (AlimTalk, Brand Message).
+    Bizmsg,
+    /// The outbox (WhatsApp).
+    Outbox,
+}
+
+impl SendKind {
+    /// The stored spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Bizmsg => "bizmsg",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bizmsg" => Some(Self::Bizmsg),
+            "outbox" => Some(Self::Outbox),
+            _ => None,
+        }
+    }
+}
+
+/// A campaign to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCampaign {
+    /// Its id (unique; generated by the caller).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `alimtalk`, `brand`, `whatsapp`.
+    pub channel: String,
+    /// The sender account.
+    pub account: String,
+    /// What it sends (variants, split, options: JSON written by the binary).
+    pub spec: String,
+    /// Recipients per minute; `None` as fast as the senders go.
+    pub rate_per_minute: Option<u32>,
+    /// Whether it pauses in the ad quiet hours (20:50–08:00 KST).
+    pub quiet_hours: bool,
+    /// Start at (with `start`).
+    pub start_at: Option<EpochMs>,
+    /// The secret of its tracked links.
+    pub link_key: String,
+}
+
+/// A stored campaign.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CampaignRow {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// `alimtalk`, `brand`, `whatsapp`.
+    pub channel: String,
+    /// The sender account.
+    pub account: String,
+    /// What it sends.
+    pub spec: String,
+    /// Its state.
+    pub state: CampaignState,
+    /// Recipients per minute.
+    pub rate_per_minute: Option<u32>,
+    /// Whether it pauses in the quiet hours.
+    pub quiet_hours: bool,
+    /// When it starts (scheduled).
+    pub start_at: Option<EpochMs>,
+    /// The secret of its tracked links.
+    pub link_key: String,
+    /// What `create` found in the file (JSON).
+    pub summary: String,
+    /// Why it is in its state (a pause's reason, an error).
+    pub note: Option<String>,
+    /// Paused by itself until then (the quiet hours).
+    pub waiting_until: Option<EpochMs>,
+    /// When it was stored.
+    pub created_at: EpochMs,
+    /// Last change.
+    pub updated_at: EpochMs,
+    /// When it first ran.
+    pub started_at: Option<EpochMs>,
+    /// When it was done or cancelled.
+    pub finished_at: Option<EpochMs>,
+}
+
+/// A recipient to store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewRecipient {
+    /// The address in the channel's form.
+    pub recipient: String,
+    /// The key the suppression list matches it by.
+    pub suppression_key: String,
+    /// Its variant (`A`).
+    pub variant: String,
+    /// Its template variables (JSON object).
+    pub variables: String,
+    /// Its line in the file.
+    pub line: u64,
+    /// Kept back (`held`) until an A/B test's winner is picked, instead of `pending`.
+    pub held: bool,
+}
+
+/// A stored recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecipientRow {
+    /// Row id (tracked-link tokens name it).
+    pub id: i64,
+    /// The campaign.
+    pub campaign_id: String,
+    /// The address.
+    pub recipient: String,
+    /// Its variant.
+    pub variant: String,
+    /// Its template variables (JSON object).
+    pub variables: String,
+    /// Its line in the file.
+    pub line: u64,
+    /// Where it is.
+    pub state: RecipientState,
+    /// Claims so far.
+    pub attempts: u32,
+    /// The queue of its send row.
+    pub send_kind: Option<SendKind>,
+    /// Its send row.
+    pub send_ref: Option<i64>,
+    /// The dealer's id or the wamid.
+    pub platform_id: Option<String>,
+    /// The result or error code.
+    pub result_code: Option<String>,
+    /// What it means.
+    pub result_reason: Option<String>,
+    /// The SMS/LMS fallback's state.
+    pub fallback: Option<String>,
+    /// When it was accepted.
+    pub sent_at: Option<EpochMs>,
+    /// When it was delivered or failed.
+    pub result_at: Option<EpochMs>,
+    /// Last change.
+    pub updated_at: EpochMs,
+}
+
+/// What storing a batch of recipients did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Added {
+    /// New rows (suppressed ones included).
+    pub inserted: u64,
+    /// Of those, on the suppression list.
+    pub suppressed: u64,
+    /// Already in the campaign (same address).
+    pub duplicates: u64,
+}
+
+/// What a claim took.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// Rows to send, oldest first.
+    pub rows: Vec<RecipientRow>,
+    /// Rows found on the suppression list and marked `suppressed` instead.
+    pub suppressed: u64,
+}
+
+/// The numbers of a campaign, by variant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CampaignCounts {
+    /// `(variant, state, count)`.
+    pub states: Vec<(String, RecipientState, u64)>,
+    /// `(variant, count)` of recipients whose SMS/LMS fallback was sent.
+    pub fallbacks: Vec<(String, u64)>,
+    /// `(variant, recipients who clicked, clicks)`.
+    pub clicks: Vec<(String, u64, u64)>,
+    /// `(variant, code, reason, count)` of failed recipients.
+    pub failures: Vec<(String, String, String, u64)>,
+}
+
+/// An opted-out number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suppression {
+    /// The account it opted out of.
+    pub account: String,
+    /// Its suppression key.
+    pub recipient_key: String,
+    /// Why (`STOP reply`, `imported`).
+    pub reason: String,
+    /// Where it came from (`cli`, `whatsapp`, `kakao`, `import`).
+    pub source: String,
+    /// When.
+    pub created_at: EpochMs,
+}
+
+/// Campaigns, their recipients, clicks and the suppression list.
+#[async_trait]
+pub trait CampaignStore: Send + Sync + 'static {
+    /// Stores a new campaign as a draft; `false` when the id exists.
+    async fn create_campaign(&self, campaign: &NewCampaign, now: EpochMs) -> Result<bool>;
+
+    /// Stores recipients of `campaign` in one transaction, marking those on `account`'s
+    /// suppression list `suppressed`; an address already in the campaign is a duplicate.
+    async fn add_campaign_recipients(
+        &self,
+        campaign: &str,
+        account: &str,
+        recipients: &[NewRecipient],
+        now: EpochMs,
+    ) -> Result<Added>;
+
+    /// Records what `create` found in the file.
+    async fn set_campaign_summary(&self, campaign: &str, summary: &str, now: EpochMs) -> Result<()>;
+
+    /// One campaign.
+    async fn get_campaign(&self, campaign: &str) -> Result<Option<CampaignRow>>;
+
+    /// The most recent campaigns, newest first.
+    async fn list_campaigns(&self, limit: u32) -> Result<Vec<CampaignRow>>;
+
+    /// Deletes a campaign and its recipients and clicks; `true` when it existed.
+    async fn delete_campaign(&self, campaign: &str) -> Result<bool>;
+
+    /// Moves a campaign to `to` when it is in one of `from` (compare and set); `note` says why.
+    /// Sets `started_at` on the first run, `finished_at` on done or cancelled, `start_at` when
+    /// given, and clears `waiting_until`.
+    async fn transition_campaign(
+        &self,
+        campaign: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+        note: Option<&str>,
+        start_at: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<bool>;
+
+    /// A running campaign waits (the quiet hours) until `until`, or no longer (`None`).
+    async fn set_campaign_waiting(&self, campaign: &str, until: Option<EpochMs>, now: EpochMs) -> Result<()>;
+
+    /// Campaigns to run now: running ones, and scheduled ones whose time has come.
+    async fn due_campaigns(&self, now: EpochMs) -> Result<Vec<CampaignRow>>;
+
+    /// Claims up to `limit` pending recipients of `campaign` (or `sending` ones whose lease ran
+    /// out), oldest first; those on `account`'s suppression list are marked `suppressed`
+    /// instead. Across processes every row goes to one claimer until its lease runs out.
+    async fn claim_campaign_recipients(
+        &self,
+        campaign: &str,
+        account: &str,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Claimed>;
+
+    /// A claimed recipient's send row exists; `false` when `worker` no longer holds it.
+    async fn mark_campaign_recipient_queued(
+        &self,
+        id: i64,
+        worker: &str,
+        kind: SendKind,
+        send_ref: i64,
+        now: EpochMs,
+    ) -> Result<bool>;
+
+    /// A claimed recipient cannot be sent (its message does not pass the checks).
+    async fn mark_campaign_recipient_failed(
+        &self,
+        id: i64,
+        worker: &str,
+        code: &str,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<bool>;
+
+    /// Gives a claimed recipient back (`pending`).
+    async fn release_campaign_recipient(&self, id: i64, worker: &str) -> Result<()>;
+
+    /// Marks every pending (or held) recipient of `campaign` `cancelled`; how many.
+    async fn cancel_campaign_recipients(&self, campaign: &str, now: EpochMs) -> Result<u64>;
+
+    /// Releases the held recipients of `campaign` to `variant` (an A/B test's winner): they
+    /// become pending; how many.
+    async fn release_held_recipients(&self, campaign: &str, variant: &str, now: EpochMs) -> Result<u64>;
+
+    /// Replaces what the campaign sends (the runner records an A/B test's winner in it).
+    async fn set_campaign_spec(&self, campaign: &str, spec: &str, now: EpochMs) -> Result<()>;
+
+    /// Copies what happened to the send rows (accepted, delivered, failed, fallback) onto the
+    /// campaign's recipients; how many changed.
+    async fn sync_campaign_results(&self, campaign: &str, now: EpochMs) -> Result<u64>;
+
+    /// One recipient.
+    async fn get_campaign_recipient(&self, id: i64) -> Result<Option<RecipientRow>>;
+
+    /// The recipients of `campaign` in `state`, oldest first (a page after `after_id`).
+    async fn campaign_recipients(
+        &self,
+        campaign: &str,
+        state: Option<RecipientState>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRow>>;
+
+    /// The numbers of a campaign.
+    async fn campaign_counts(&self, campaign: &str) -> Result<CampaignCounts>;
+
+    /// Deliveries and distinct clickers per `bucket_ms`: `(bucket start, delivered, clicks)`.
+    async fn campaign_timeline(&self, campaign: &str, bucket_ms: EpochMs) -> Result<Vec<(EpochMs, u64, u64)>>;
+
+    /// `(campaign, state, count)` of campaigns changed since `since` (metrics).
+    async fn recent_campaign_counts(&self, since: EpochMs) -> Result<Vec<(String, RecipientState, u64)>>;
+
+    /// Counts a click on link `link` of recipient row `recipient`; `true` for the recipient's
+    /// first click on it.
+    async fn record_click(&self, campaign: &str, recipient: i64, link: u32, now: EpochMs) -> Result<bool>;
+
+    /// Adds a number to an account's suppression list; `false` when it was there.
+    async fn suppress(&self, entry: &Suppression) -> Result<bool>;
+
+    /// Removes a number from the list; `true` when it was there.
+    async fn unsuppress(&self, account: &str, recipient_key: &str) -> Result<bool>;
+
+    /// The list (of one account, or all), newest first.
+    async fn list_suppressions(&self, account: Option<&str>, limit: u32) -> Result<Vec<Suppression>>;
+
+    /// Whether a number is on an account's list.
+    async fn is_suppressed(&self, account: &str, recipient_key: &str) -> Result<bool>;
+}
+
+// ---- what a send row says about its recipient ---------------------------------------------------
+
+/// A recipient's send row as far as its result goes (read by each backend its own way).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub(crate) struct SyncSource {
+    pub(crate) recipient_id: i64,
+    pub(crate) kind: String,
+    pub(crate) send_state: String,
+    pub(crate) platform_id: Option<String>,
+    pub(crate) result: Option<String>,
+    pub(crate) code: Option<String>,
+    pub(crate) reason: Option<String>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) fallback: Option<String>,
+    pub(crate) at: i64,
+}
+
+/// What the recipient becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Synced {
+    pub(crate) state: RecipientState,
+    pub(crate) code: Option<String>,
+    pub(crate) reason: Option<String>,
+}
+
+/// The recipient's state from its send row; `None` while the send row has not finished.
+pub(crate) fn synced(src: &SyncSource) -> Option<Synced> {
+    let failed = |text: Option<&String>, code: Option<&String>| Synced {
+        state: RecipientState::Failed,
+        code: code.cloned().or_else(|| text.and_then(|t| error_code(t))).or_else(|| Some("error".to_owned())),
+        reason: text.cloned(),
+    };
+    let ok = |state| Synced { state, code: src.code.clone(), reason: src.reason.clone() };
+    Some(match (src.kind.as_str(), src.send_state.as_str()) {
+        (_, "dead") => failed(src.last_error.as_ref(), None),
+        ("bizmsg", "accepted") => match src.result.as_deref() {
+            Some("delivered") => ok(RecipientState::Delivered),
+            Some("failed" | "cancelled") => failed(src.reason.as_ref(), src.code.as_ref()),
+            _ => ok(RecipientState::Accepted),
+        },
+        ("outbox", "sent") => match src.result.as_deref() {
+            Some("delivered" | "read") => Synced { state: RecipientState::Delivered, code: None, reason: None },
+            Some("failed") => failed(src.reason.as_ref(), None),
+            _ => Synced { state: RecipientState::Accepted, code: None, reason: None },
+        },
+        _ => return None,
+    })
+}
+
+/// The code in an error text: a leading number (`131049 Marketing limit…`, a WhatsApp failed
+/// status) or the number after `error ` (`Kapso HTTP 400, error 131049: …`, `code 3019`).
+pub fn error_code(text: &str) -> Option<String> {
+    let digits = |s: &str| -> Option<String> {
+        let (sign, rest) = s.strip_prefix('-').map_or(("", s), |rest| ("-", rest));
+        let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        (!n.is_empty()).then(|| format!("{sign}{n}"))
+    };
+    if let Some(code) = digits(text.trim_start()) {
+        return Some(code);
+    }
+    for marker in ["error ", "code ", "code=", "resultCode "] {
+        if let Some(at) = text.find(marker)
+            && let Some(code) = digits(&text[at + marker.len()..])
+        {
+            return Some(code);
+        }
+    }
+    None
+}
+
+// ---- SQL ----------------------------------------------------------------------------------------
+
+macro_rules! campaign_columns {
+    () => {
+        "id, name, channel, account, spec, state, rate_per_minute, quiet_hours, start_at, link_key, summary, note, \
+         waiting_until, created_at, updated_at, started_at, finished_at"
+    };
+}
+
+macro_rules! recipient_columns {
+    () => {
+        "id, campaign_id, recipient, variant, variables, line, state, attempts, send_kind, send_ref, platform_id, \
+         result_code, result_reason, fallback, sent_at, result_at, updated_at"
+    };
+}
+
+const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, name, channel, account, spec, state, rate_per_minute, \
+     quiet_hours, start_at, link_key, summary, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, 'draft', $6, $7, $8, $9, '{}', $10, $10) ON CONFLICT (id) DO NOTHING";
+const INSERT_RECIPIENT: &str = "INSERT INTO campaign_recipients (campaign_id, recipient, suppression_key, variant, \
+     variables, line, state, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN EXISTS (SELECT 1 FROM campaign_suppressions s \
+       WHERE s.account = $7 AND s.recipient_key = $3) THEN 'suppressed' ELSE $9 END, $8) \
+     ON CONFLICT (campaign_id, recipient) DO NOTHING RETURNING state";
+const SET_SUMMARY: &str = "UPDATE campaigns SET summary = $2, updated_at = $3 WHERE id = $1";
+const GET_CAMPAIGN: &str = concat!("SELECT ", campaign_columns!(), " FROM campaigns WHERE id = $1");
+const LIST_CAMPAIGNS: &str =
+    concat!("SELECT ", campaign_columns!(), " FROM campaigns ORDER BY created_at DESC, id DESC LIMIT $1");
+const DELETE_CAMPAIGN: [&str; 3] = [
+    "DELETE FROM campaign_clicks WHERE campaign_id = $1",
+    "DELETE FROM campaign_recipients WHERE campaign_id = $1",
+    "DELETE FROM campaigns WHERE id = $1",
+];
+const SET_WAITING: &str = "UPDATE campaigns SET waiting_until = $2, updated_at = $3 WHERE id = $1";
+const DUE_CAMPAIGNS: &str = concat!(
+    "SELECT ",
+    campaign_columns!(),
+    " FROM campaigns WHERE state = 'running' OR (state = 'scheduled' AND COALESCE(start_at, 0) <= $1) \
+     ORDER BY created_at, id"
+);
+
+/// The claimable recipients of campaign `$5` at `$1`, at most `$2`.
+macro_rules! claimable {
+    () => {
+        "SELECT c.id FROM campaign_recipients c WHERE c.campaign_id = $5 \
+         AND (c.state = 'pending' OR (c.state = 'sending' AND COALESCE(c.lease_until, 0) < $1)) ORDER BY c.id LIMIT $2"
+    };
+}
+macro_rules! claim_set {
+    () => {
+        "UPDATE campaign_recipients SET state = 'sending', lease_owner = $3, lease_until = $4, \
+         attempts = attempts + 1, updated_at = $1 "
+    };
+}
+/// The claim on a single writer (SQLite).
+pub(crate) const CLAIM_SINGLE_WRITER: &str =
+    concat!(claim_set!(), "WHERE id IN (", claimable!(), ") RETURNING ", recipient_columns!());
+/// The claim among replicas (PostgreSQL).
+pub(crate) const CLAIM_SKIP_LOCKED: &str = concat!(
+    "WITH claimable AS (",
+    claimable!(),
+    " FOR UPDATE OF c SKIP LOCKED) ",
+    claim_set!(),
+    "WHERE id IN (SELECT id FROM claimable) RETURNING ",
+    recipient_columns!()
+);
+const SUPPRESS_CLAIMED: &str = "UPDATE campaign_recipients SET state = 'suppressed', lease_owner = NULL, \
+     lease_until = NULL, updated_at = $3 \
+     WHERE campaign_id = $1 AND state = 'sending' AND lease_owner = $2 AND EXISTS (SELECT 1 FROM \
+       campaign_suppressions s WHERE s.account = $4 AND s.recipient_key = campaign_recipients.suppression_key) \
+     RETURNING id";
+const MARK_QUEUED: &str = "UPDATE campaign_recipients SET state = 'queued', send_kind = $3, send_ref = $4, \
+     lease_owner = NULL, lease_until = NULL, updated_at = $5 WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+const MARK_FAILED: &str = "UPDATE campaign_recipients SET state = 'failed', result_code = $3, result_reason = $4, \
+     result_at = $5, lease_owner = NULL, lease_until = NULL, updated_at = $5 \
+     WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+const RELEASE: &str = "UPDATE campaign_recipients SET state = 'pending', lease_owner = NULL, lease_until = NULL, \
+     attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+     WHERE id = $1 AND state = 'sending' AND lease_owner = $2";
+const CANCEL: &str = "UPDATE campaign_recipients SET state = 'cancelled', updated_at = $2 \
+     WHERE campaign_id = $1 AND state IN ('pending', 'held')";
+const RELEASE_HELD: &str = "UPDATE campaign_recipients SET state = 'pending', variant = $2, updated_at = $3 \
+     WHERE campaign_id = $1 AND state = 'held'";
+const SET_SPEC: &str = "UPDATE campaigns SET spec = $2, updated_at = $3 WHERE id = $1";
+/// Send rows that changed since their recipient last looked.
+const SYNC_BIZMSG: &str = "SELECT r.id AS recipient_id, 'bizmsg' AS kind, b.state AS send_state, \
+     b.dealer_id AS platform_id, b.result, b.result_code AS code, b.result_reason AS reason, b.last_error, \
+     b.fallback, b.updated_at AS at \
+     FROM campaign_recipients r JOIN bizmsg b ON b.id = r.send_ref \
+     WHERE r.campaign_id = $1 AND r.send_kind = 'bizmsg' AND r.state IN ('queued', 'accepted', 'delivered', 'failed') \
+       AND b.state IN ('accepted', 'dead') AND b.updated_at > COALESCE(r.source_at, -1) \
+     ORDER BY r.id LIMIT $2";
+const SYNC_OUTBOX: &str = "SELECT r.id AS recipient_id, 'outbox' AS kind, o.state AS send_state, \
+     o.platform_message_id AS platform_id, o.delivery_status AS result, CAST(NULL AS TEXT) AS code, \
+     o.delivery_error AS reason, o.last_error, CAST(NULL AS TEXT) AS fallback, \
+     CASE WHEN COALESCE(o.delivery_at, 0) > o.updated_at THEN o.delivery_at ELSE o.updated_at END AS at \
+     FROM campaign_recipients r JOIN outbox o ON o.id = r.send_ref \
+     WHERE r.campaign_id = $1 AND r.send_kind = 'outbox' AND r.state IN ('queued', 'accepted', 'delivered', 'failed') \
+       AND o.state IN ('sent', 'dead') \
+       AND (CASE WHEN COALESCE(o.delivery_at, 0) > o.updated_at THEN o.delivery_at ELSE o.updated_at END) \
+           > COALESCE(r.source_at, -1) \
+     ORDER BY r.id LIMIT $2";
+const APPLY_SYNC: &str = "UPDATE campaign_recipients SET state = $2, platform_id = $3, result_code = $4, \
+     result_reason = $5, fallback = $6, sent_at = COALESCE(sent_at, $7), \
+     result_at = CASE WHEN $2 IN ('delivered', 'failed') THEN $7 ELSE result_at END, source_at = $7, updated_at = $8 \
+     WHERE id = $1";
+const GET_RECIPIENT: &str = concat!("SELECT ", recipient_columns!(), " FROM campaign_recipients WHERE id = $1");
+const RECIPIENTS_PAGE: &str = concat!(
+    "SELECT ",
+    recipient_columns!(),
+    " FROM campaign_recipients WHERE campaign_id = $1 AND ($2 IS NULL OR state = $2) AND id > $3 ORDER BY id LIMIT $4"
+);
+const COUNT_STATES: &str =
+    "SELECT variant, state, COUNT(*) FROM campaign_recipients WHERE campaign_id = $1 GROUP BY variant, state";
+const COUNT_FALLBACKS: &str = "SELECT variant, COUNT(*) FROM campaign_recipients \
+     WHERE campaign_id = $1 AND fallback IN ('sent', 'delivered') GROUP BY variant";
+const COUNT_CLICKS: &str = "SELECT r.variant, COUNT(DISTINCT c.recipient_id), CAST(SUM(c.clicks) AS BIGINT) \
+     FROM campaign_clicks c JOIN campaign_recipients r ON r.id = c.recipient_id \
+     WHERE c.campaign_id = $1 GROUP BY r.variant";
+const COUNT_FAILURES: &str = "SELECT variant, COALESCE(result_code, ''), COALESCE(MIN(result_reason), ''), COUNT(*) \
+     FROM campaign_recipients WHERE campaign_id = $1 AND state = 'failed' GROUP BY variant, result_code";
+const TIMELINE_DELIVERED: &str = "SELECT (result_at / $2) * $2 AS bucket, COUNT(*) FROM campaign_recipients \
+     WHERE campaign_id = $1 AND state = 'delivered' AND result_at IS NOT NULL GROUP BY bucket ORDER BY bucket";
+const TIMELINE_CLICKS: &str = "SELECT (first_at / $2) * $2 AS bucket, COUNT(DISTINCT recipient_id) \
+     FROM campaign_clicks WHERE campaign_id = $1 GROUP BY bucket ORDER BY bucket";
+const RECENT_COUNTS: &str = "SELECT r.campaign_id, r.state, COUNT(*) FROM campaign_recipients r \
+     JOIN campaigns c ON c.id = r.campaign_id WHERE c.updated_at >= $1 OR c.state IN ('running', 'scheduled', 'paused') \
+     GROUP BY r.campaign_id, r.state";
+const RECORD_CLICK: &str = "INSERT INTO campaign_clicks (campaign_id, recipient_id, link, clicks, first_at, last_at) \
+     VALUES ($1, $2, $3, 1, $4, $4) ON CONFLICT (campaign_id, recipient_id, link) \
+     DO UPDATE SET clicks = campaign_clicks.clicks + 1, last_at = excluded.last_at RETURNING clicks";
+const SUPPRESS: &str = "INSERT INTO campaign_suppressions (account, recipient_key, reason, source, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account, recipient_key) DO NOTHING";
+const UNSUPPRESS: &str = "DELETE FROM campaign_suppressions WHERE account = $1 AND recipient_key = $2";
+const LIST_SUPPRESSIONS: &str = "SELECT account, recipient_key, reason, source, created_at FROM campaign_suppressions \
+     WHERE ($1 IS NULL OR account = $1) ORDER BY created_at DESC, recipient_key LIMIT $2";
+const IS_SUPPRESSED: &str = "SELECT created_at FROM campaign_suppressions WHERE account = $1 AND recipient_key = $2";
+
+/// How many source rows one sync step reads.
+const SYNC_BATCH: i64 = 500;
+
+// ---- records ------------------------------------------------------------------------------------
+
+/// A campaign as stored.
+#[derive(Debug, FromRow)]
+pub(crate) struct CampaignRecord {
+    id: String,
+    name: String,
+    channel: String,
+    account: String,
+    spec: String,
+    state: String,
+    rate_per_minute: Option<i64>,
+    quiet_hours: i64,
+    start_at: Option<i64>,
+    link_key: String,
+    summary: String,
+    note: Option<String>,
+    waiting_until: Option<i64>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+}
+
+impl CampaignRecord {
+    fn into_row(self) -> Result<CampaignRow> {
+        let state = CampaignState::parse(&self.state).ok_or_else(|| StoreError::Corrupt {
+            what: format!("campaign {}", self.id),
+            detail: format!("unknown state {:?}", self.state),
+        })?;
+        Ok(CampaignRow {
+            id: self.id,
+            name: self.name,
+            channel: self.channel,
+            account: self.account,
+            spec: self.spec,
+            state,
+            rate_per_minute: self.rate_per_minute.map(|r| u32::try_from(r.max(0)).unwrap_or(u32::MAX)),
+            quiet_hours: self.quiet_hours != 0,
+            start_at: self.start_at,
+            link_key: self.link_key,
+            summary: self.summary,
+            note: self.note,
+            waiting_until: self.waiting_until,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        })
+    }
+}
+
+/// A recipient as stored.
+#[derive(Debug, FromRow)]
+pub(crate) struct RecipientRecord {
+    id: i64,
+    campaign_id: String,
+    recipient: String,
+    variant: String,
+    variables: String,
+    line: i64,
+    state: String,
+    attempts: i64,
+    send_kind: Option<String>,
+    send_ref: Option<i64>,
+    platform_id: Option<String>,
+    result_code: Option<String>,
+    result_reason: Option<String>,
+    fallback: Option<String>,
+    sent_at: Option<i64>,
+    result_at: Option<i64>,
+    updated_at: i64,
+}
+
+impl RecipientRecord {
+    fn into_row(self) -> Result<RecipientRow> {
+        let state = parse_recipient_state(&self.state, self.id)?;
+        Ok(RecipientRow {
+            id: self.id,
+            campaign_id: self.campaign_id,
+            recipient: self.recipient,
+            variant: self.variant,
+            variables: self.variables,
+            line: count_u64(self.line),
+            state,
+            attempts: crate::record::count_u32(self.attempts),
+            send_kind: self.send_kind.as_deref().and_then(SendKind::parse),
+            send_ref: self.send_ref,
+            platform_id: self.platform_id,
+            result_code: self.result_code,
+            result_reason: self.result_reason,
+            fallback: self.fallback,
+            sent_at: self.sent_at,
+            result_at: self.result_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn parse_recipient_state(s: &str, id: impl std::fmt::Display) -> Result<RecipientState> {
+    RecipientState::parse(s).ok_or_else(|| StoreError::Corrupt {
+        what: format!("campaign recipient {id}"),
+        detail: format!("unknown state {s:?}"),
+    })
+}
+
+#[derive(Debug, FromRow)]
+pub(crate) struct SuppressionRecord {
+    account: String,
+    recipient_key: String,
+    reason: String,
+    source: String,
+    created_at: i64,
+}
+
+impl From<SuppressionRecord> for Suppression {
+    fn from(r: SuppressionRecord) -> Self {
+        Self {
+            account: r.account,
+            recipient_key: r.recipient_key,
+            reason: r.reason,
+            source: r.source,
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// `IN ('a', 'b')` of campaign states (literals of a closed set: no injection possible).
+fn states_in(states: &[CampaignState]) -> String {
+    let quoted: Vec<String> = states.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    if quoted.is_empty() { "IN ('')".to_owned() } else { format!("IN ({})", quoted.join(", ")) }
+}
+
+fn transition_sql(from: &[CampaignState]) -> String {
+    format!(
+        "UPDATE campaigns SET state = $2, note = $3, updated_at = $4, waiting_until = NULL, \
+         start_at = COALESCE($5, start_at), \
+         started_at = CASE WHEN $2 = 'running' THEN COALESCE(started_at, $4) ELSE started_at END, \
+         finished_at = CASE WHEN $2 IN ('done', 'cancelled') THEN $4 ELSE finished_at END \
+         WHERE id = $1 AND state {}",
+        states_in(from)
+    )
+}
+
+// ---- the shared steps ---------------------------------------------------------------------------
+
+impl<DB> Queries<DB>
+where
+    DB: Backend,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
+    for<'a> &'a str: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
+    for<'r> (i64, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, i64, i64): FromRow<'r, DB::Row>,
+    for<'r> (String, String, String, i64): FromRow<'r, DB::Row>,
+    for<'r> CampaignRecord: FromRow<'r, DB::Row>,
+    for<'r> RecipientRecord: FromRow<'r, DB::Row>,
+    for<'r> SuppressionRecord: FromRow<'r, DB::Row>,
+    for<'r> SyncSource: FromRow<'r, DB::Row>,
+{
+    pub(crate) async fn create_campaign(
+        db: impl Executor<'_, Database = DB>,
+        c: &NewCampaign,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(INSERT_CAMPAIGN)
+            .bind(c.id.as_str())
+            .bind(c.name.as_str())
+            .bind(c.channel.as_str())
+            .bind(c.account.as_str())
+            .bind(c.spec.as_str())
+            .bind(c.rate_per_minute.map(i64::from))
+            .bind(i64::from(c.quiet_hours))
+            .bind(c.start_at)
+            .bind(c.link_key.as_str())
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    /// Inserts recipients inside the caller's transaction.
+    pub(crate) async fn add_campaign_recipients(
+        conn: &mut DB::Connection,
+        campaign: &str,
+        account: &str,
+        recipients: &[NewRecipient],
+        now: EpochMs,
+    ) -> Result<Added> {
+        let mut added = Added::default();
+        for r in recipients {
+            let state: Option<String> = sqlx::query_scalar(INSERT_RECIPIENT)
+                .bind(campaign)
+                .bind(r.recipient.as_str())
+                .bind(r.suppression_key.as_str())
+                .bind(r.variant.as_str())
+                .bind(r.variables.as_str())
+                .bind(i64::try_from(r.line).unwrap_or(i64::MAX))
+                .bind(account)
+                .bind(now)
+                .bind(if r.held { "held" } else { "pending" })
+                .fetch_optional(&mut *conn)
+                .await?;
+            match state.as_deref() {
+                None => added.duplicates += 1,
+                Some("suppressed") => {
+                    added.inserted += 1;
+                    added.suppressed += 1;
+                }
+                Some(_) => added.inserted += 1,
+            }
+        }
+        Ok(added)
+    }
+
+    pub(crate) async fn set_campaign_summary(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        summary: &str,
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(SET_SUMMARY).bind(campaign).bind(summary).bind(now).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_campaign(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+    ) -> Result<Option<CampaignRow>> {
+        let record: Option<CampaignRecord> = sqlx::query_as(GET_CAMPAIGN).bind(campaign).fetch_optional(db).await?;
+        record.map(CampaignRecord::into_row).transpose()
+    }
+
+    pub(crate) async fn list_campaigns(db: impl Executor<'_, Database = DB>, limit: u32) -> Result<Vec<CampaignRow>> {
+        let records: Vec<CampaignRecord> = sqlx::query_as(LIST_CAMPAIGNS).bind(i64::from(limit)).fetch_all(db).await?;
+        records.into_iter().map(CampaignRecord::into_row).collect()
+    }
+
+    /// Deletes inside the caller's transaction.
+    pub(crate) async fn delete_campaign(conn: &mut DB::Connection, campaign: &str) -> Result<bool> {
+        let mut last = 0;
+        for statement in DELETE_CAMPAIGN {
+            last = DB::rows_affected(&sqlx::query(statement).bind(campaign).execute(&mut *conn).await?);
+        }
+        Ok(last > 0)
+    }
+
+    pub(crate) async fn transition_campaign(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        from: &[CampaignState],
+        to: CampaignState,
+        note: Option<&str>,
+        start_at: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<bool> {
+        // The states are literals of a closed set, not input: nothing to inject.
+        let done = sqlx::query(sqlx::AssertSqlSafe(transition_sql(from)))
+            .bind(campaign)
+            .bind(to.as_str())
+            .bind(note)
+            .bind(now)
+            .bind(start_at)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn set_campaign_waiting(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        until: Option<EpochMs>,
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(SET_WAITING).bind(campaign).bind(until).bind(now).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn due_campaigns(db: impl Executor<'_, Database = DB>, now: EpochMs) -> Result<Vec<CampaignRow>> {
+        let records: Vec<CampaignRecord> = sqlx::query_as(DUE_CAMPAIGNS).bind(now).fetch_all(db).await?;
+        records.into_iter().map(CampaignRecord::into_row).collect()
+    }
+
+    /// Claims inside the caller's transaction with the backend's `claim` statement.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn claim_campaign_recipients(
+        conn: &mut DB::Connection,
+        claim: &'static str,
+        campaign: &str,
+        account: &str,
+        worker: &str,
+        limit: u32,
+        lease_ms: EpochMs,
+        now: EpochMs,
+    ) -> Result<Claimed> {
+        let records: Vec<RecipientRecord> = sqlx::query_as(claim)
+            .bind(now)
+            .bind(i64::from(limit))
+            .bind(worker)
+            .bind(crate::record::deadline(now, lease_ms))
+            .bind(campaign)
+            .fetch_all(&mut *conn)
+            .await?;
+        let suppressed: Vec<i64> = sqlx::query_scalar(SUPPRESS_CLAIMED)
+            .bind(campaign)
+            .bind(worker)
+            .bind(now)
+            .bind(account)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut rows = Vec::with_capacity(records.len());
+        for record in records {
+            let row = record.into_row()?;
+            if !suppressed.contains(&row.id) {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|r| r.id);
+        Ok(Claimed { rows, suppressed: suppressed.len() as u64 })
+    }
+
+    pub(crate) async fn mark_campaign_recipient_queued(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        kind: SendKind,
+        send_ref: i64,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(MARK_QUEUED)
+            .bind(id)
+            .bind(worker)
+            .bind(kind.as_str())
+            .bind(send_ref)
+            .bind(now)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn mark_campaign_recipient_failed(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+        code: &str,
+        reason: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let done = sqlx::query(MARK_FAILED).bind(id).bind(worker).bind(code).bind(reason).bind(now).execute(db).await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn release_campaign_recipient(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+        worker: &str,
+    ) -> Result<()> {
+        sqlx::query(RELEASE).bind(id).bind(worker).execute(db).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn cancel_campaign_recipients(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        now: EpochMs,
+    ) -> Result<u64> {
+        Ok(DB::rows_affected(&sqlx::query(CANCEL).bind(campaign).bind(now).execute(db).await?))
+    }
+
+    pub(crate) async fn release_held_recipients(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        variant: &str,
+        now: EpochMs,
+    ) -> Result<u64> {
+        Ok(DB::rows_affected(&sqlx::query(RELEASE_HELD).bind(campaign).bind(variant).bind(now).execute(db).await?))
+    }
+
+    pub(crate) async fn set_campaign_spec(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        spec: &str,
+        now: EpochMs,
+    ) -> Result<()> {
+        sqlx::query(SET_SPEC).bind(campaign).bind(spec).bind(now).execute(db).await?;
+        Ok(())
+    }
+
+    /// One step of the sync inside the caller's transaction: reads a batch of changed send rows
+    /// and applies them; how many recipients changed, and whether a full batch was read.
+    pub(crate) async fn sync_step(conn: &mut DB::Connection, campaign: &str, now: EpochMs) -> Result<(u64, bool)> {
+        let mut changed = 0;
+        let mut full = false;
+        for statement in [SYNC_BIZMSG, SYNC_OUTBOX] {
+            let sources: Vec<SyncSource> =
+                sqlx::query_as(statement).bind(campaign).bind(SYNC_BATCH).fetch_all(&mut *conn).await?;
+            full |= sources.len() as i64 == SYNC_BATCH;
+            for src in sources {
+                let Some(to) = synced(&src) else { continue };
+                sqlx::query(APPLY_SYNC)
+                    .bind(src.recipient_id)
+                    .bind(to.state.as_str())
+                    .bind(src.platform_id.as_deref())
+                    .bind(to.code.as_deref())
+                    .bind(to.reason.as_deref())
+                    .bind(src.fallback.as_deref())
+                    .bind(src.at)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await?;
+                changed += 1;
+            }
+        }
+        Ok((changed, full))
+    }
+
+    pub(crate) async fn get_campaign_recipient(
+        db: impl Executor<'_, Database = DB>,
+        id: i64,
+    ) -> Result<Option<RecipientRow>> {
+        let record: Option<RecipientRecord> = sqlx::query_as(GET_RECIPIENT).bind(id).fetch_optional(db).await?;
+        record.map(RecipientRecord::into_row).transpose()
+    }
+
+    pub(crate) async fn campaign_recipients(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        state: Option<RecipientState>,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<RecipientRow>> {
+        let records: Vec<RecipientRecord> = sqlx::query_as(RECIPIENTS_PAGE)
+            .bind(campaign)
+            .bind(state.map(RecipientState::as_str))
+            .bind(after_id)
+            .bind(i64::from(limit))
+            .fetch_all(db)
+            .await?;
+        records.into_iter().map(RecipientRecord::into_row).collect()
+    }
+
+    /// The counts inside the caller's (read) transaction, so they describe one moment.
+    pub(crate) async fn campaign_counts(conn: &mut DB::Connection, campaign: &str) -> Result<CampaignCounts> {
+        let states: Vec<(String, String, i64)> =
+            sqlx::query_as(COUNT_STATES).bind(campaign).fetch_all(&mut *conn).await?;
+        let fallbacks: Vec<(String, i64)> =
+            sqlx::query_as(COUNT_FALLBACKS).bind(campaign).fetch_all(&mut *conn).await?;
+        let clicks: Vec<(String, i64, i64)> = sqlx::query_as(COUNT_CLICKS).bind(campaign).fetch_all(&mut *conn).await?;
+        let failures: Vec<(String, String, String, i64)> =
+            sqlx::query_as(COUNT_FAILURES).bind(campaign).fetch_all(&mut *conn).await?;
+        let mut counts = CampaignCounts {
+            states: states
+                .into_iter()
+                .map(|(v, s, n)| Ok((v, parse_recipient_state(&s, campaign)?, count_u64(n))))
+                .collect::<Result<_>>()?,
+            fallbacks: fallbacks.into_iter().map(|(v, n)| (v, count_u64(n))).collect(),
+            clicks: clicks.into_iter().map(|(v, u, n)| (v, count_u64(u), count_u64(n))).collect(),
+            failures: failures.into_iter().map(|(v, c, r, n)| (v, c, r, count_u64(n))).collect(),
+        };
+        counts.normalise();
+        Ok(counts)
+    }
+
+    pub(crate) async fn campaign_timeline(
+        conn: &mut DB::Connection,
+        campaign: &str,
+        bucket_ms: EpochMs,
+    ) -> Result<Vec<(EpochMs, u64, u64)>> {
+        let bucket_ms = bucket_ms.max(1);
+        let delivered: Vec<(i64, i64)> =
+            sqlx::query_as(TIMELINE_DELIVERED).bind(campaign).bind(bucket_ms).fetch_all(&mut *conn).await?;
+        let clicks: Vec<(i64, i64)> =
+            sqlx::query_as(TIMELINE_CLICKS).bind(campaign).bind(bucket_ms).fetch_all(&mut *conn).await?;
+        Ok(merge_timeline(&delivered, &clicks))
+    }
+
+    pub(crate) async fn recent_campaign_counts(
+        db: impl Executor<'_, Database = DB>,
+        since: EpochMs,
+    ) -> Result<Vec<(String, RecipientState, u64)>> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(RECENT_COUNTS).bind(since).fetch_all(db).await?;
+        let mut out = rows
+            .into_iter()
+            .map(|(c, s, n)| Ok((c.clone(), parse_recipient_state(&s, &c)?, count_u64(n))))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort();
+        Ok(out)
+    }
+
+    pub(crate) async fn record_click(
+        db: impl Executor<'_, Database = DB>,
+        campaign: &str,
+        recipient: i64,
+        link: u32,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let clicks: i64 = sqlx::query_scalar(RECORD_CLICK)
+            .bind(campaign)
+            .bind(recipient)
+            .bind(i64::from(link))
+            .bind(now)
+            .fetch_one(db)
+            .await?;
+        Ok(clicks == 1)
+    }
+
+    pub(crate) async fn suppress(db: impl Executor<'_, Database = DB>, s: &Suppression) -> Result<bool> {
+        let done = sqlx::query(SUPPRESS)
+            .bind(s.account.as_str())
+            .bind(s.recipient_key.as_str())
+            .bind(s.reason.as_str())
+            .bind(s.source.as_str())
+            .bind(s.created_at)
+            .execute(db)
+            .await?;
+        Ok(DB::rows_affected(&done) == 1)
+    }
+
+    pub(crate) async fn unsuppress(db: impl Executor<'_, Database = DB>, account: &str, key: &str) -> Result<bool> {
+        Ok(DB::rows_affected(&sqlx::query(UNSUPPRESS).bind(account).bind(key).execute(db).await?) > 0)
+    }
+
+    pub(crate) async fn list_suppressions(
+        db: impl Executor<'_, Database = DB>,
+        account: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Suppression>> {
+        let records: Vec<SuppressionRecord> =
+            sqlx::query_as(LIST_SUPPRESSIONS).bind(account).bind(i64::from(limit)).fetch_all(db).await?;
+        Ok(records.into_iter().map(Suppression::from).collect())
+    }
+
+    pub(crate) async fn is_suppressed(db: impl Executor<'_, Database = DB>, account: &str, key: &str) -> Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(IS_SUPPRESSED).bind(account).bind(key).fetch_optional(db).await?;
+        Ok(found.is_some())
+    }
+}
+
+impl CampaignCounts {
+    /// Sorted, so every backend answers alike.
+    pub(crate) fn normalise(&mut self) {
+        self.states.sort();
+        self.fallbacks.sort();
+        self.clicks.sort();
+        self.failures.sort();
+    }
+}
+
+/// Deliveries and clicks per bucket, merged by bucket start.
+pub(crate) fn merge_timeline(delivered: &[(i64, i64)], clicks: &[(i64, i64)]) -> Vec<(EpochMs, u64, u64)> {
+    let mut map = std::collections::BTreeMap::<i64, (u64, u64)>::new();
+    for (b, n) in delivered {
+        map.entry(*b).or_default().0 += count_u64(*n);
+    }
+    for (b, n) in clicks {
+        map.entry(*b).or_default().1 += count_u64(*n);
+    }
+    map.into_iter().map(|(b, (d, c))| (b, d, c)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(kind: &str, send_state: &str, result: Option<&str>) -> SyncSource {
+        SyncSource {
+            recipient_id: 1,
+            kind: kind.into(),
+            send_state: send_state.into(),
+            platform_id: Some("p".into()),
+            result: result.map(Into::into),
+            code: Some("1000".into()),
+            reason: Some("success".into()),
+            last_error: Some("Kapso HTTP 400, error 131049: marketing limit".into()),
+            fallback: None,
+            at: 5,
+        }
+    }
+
+    #[test]
+    fn send_rows_become_recipient_states() {
+        let state = |s: &SyncSource| synced(s).map(|s| s.state);
+        assert_eq!(state(&src("bizmsg", "accepted", None)), Some(RecipientState::Accepted));
+        assert_eq!(state(&src("bizmsg", "accepted", Some("pending"))), Some(RecipientState::Accepted));
+        assert_eq!(state(&src("bizmsg", "accepted", Some("delivered"))), Some(RecipientState::Delivered));
+        let failed =
+            synced(&SyncSource { code: Some("3019".into()), ..src("bizmsg", "accepted", Some("failed")) }).unwrap();
+        assert_eq!((failed.state, failed.code.as_deref()), (RecipientState::Failed, Some("3019")));
+        let dead = synced(&src("outbox", "dead", None)).unwrap();
+        assert_eq!((dead.state, dead.code.as_deref()), (RecipientState::Failed, Some("131049")));
+        assert_eq!(state(&src("outbox", "sent", Some("read"))), Some(RecipientState::Delivered));
+        let failed = synced(&SyncSource {
+            reason: Some("131049 This message was not delivered to maintain healthy ecosystem engagement".into()),
+            ..src("outbox", "sent", Some("failed"))
+        })
+        .unwrap();
+        assert_eq!(failed.code.as_deref(), Some("131049"));
+        assert_eq!(state(&src("outbox", "sending", None)), None);
+    }
+
+    #[test]
+    fn error_codes_are_found_in_error_texts() {
+        assert_eq!(error_code("131047 Re-engagement message").as_deref(), Some("131047"));
+        assert_eq!(error_code("Kapso HTTP 400, error 131049: limit").as_deref(), Some("131049"));
+        assert_eq!(error_code("dealer refused: code 3019").as_deref(), Some("3019"));
+        assert_eq!(error_code("-1017 daily volume").as_deref(), Some("-1017"));
+        assert_eq!(error_code("timeout").as_deref(), None);
+    }
+
+    #[test]
+    fn timelines_merge_by_bucket() {
+        assert_eq!(merge_timeline(&[(0, 3), (10, 1)], &[(10, 2), (20, 1)]), [(0, 3, 0), (10, 1, 2), (20, 0, 1)]);
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for s in RecipientState::ALL {
+            assert_eq!(RecipientState::parse(s.as_str()), Some(s));
+        }
+        for s in CampaignState::ALL {
+            assert_eq!(CampaignState::parse(s.as_str()), Some(s));
+        }
+        assert!(
+            transition_sql(&[CampaignState::Draft, CampaignState::Paused]).ends_with("state IN ('draft', 'paused')")
+        );
+    }
+}
