@@ -50,7 +50,7 @@ pub struct StubRequest {
     pub image_count: usize,
     /// True when the request carried a `tool` result message (second round of a tool call).
     pub tool_round: bool,
-    /// The outputs of the `tool` result messages, oldest first.
+    /// The outputs of this turn's `tool` result messages (after the user's message), oldest first.
     pub tool_outputs: Vec<String>,
     /// The names of the function tools offered to the model (the agent's direct tool list).
     pub tool_names: Vec<String>,
@@ -383,9 +383,18 @@ fn image_count(body: &Value) -> usize {
         .count()
 }
 
-/// The outputs of every `tool` message, oldest first.
+/// The outputs of the `tool` messages after the last user message (this turn's tool rounds; the
+/// session's earlier turns are in the history too), oldest first.
 fn tool_outputs(body: &Value) -> Vec<String> {
-    messages(body)
+    let messages = messages(body);
+    let start = messages
+        .iter()
+        .rposition(|m| {
+            role(m) == "user"
+                && !content_text(m.get("content").unwrap_or(&Value::Null)).contains(INTERNAL_CONTEXT_MARKER)
+        })
+        .map_or(0, |i| i + 1);
+    messages[start..]
         .iter()
         .filter(|m| role(m) == "tool")
         .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
@@ -692,6 +701,11 @@ mod tests {
         assert_eq!(arguments, json!({"id": "whatsapp_send", "args": {"to": "+15550001", "text": "hi"}}));
         let done = json!({"messages": [{"role": "user", "content": text}, {"role": "tool", "content": "sent"}]});
         assert_eq!(answer(&script, &request(&done), &done), Answer::Text("STUB-REPLY: tool output: sent".into()));
+        // An earlier turn's tool round in the session history does not count for this turn.
+        let later = json!({"tools": [{"type": "function", "function": {"name": "whatsapp_send"}}], "messages": [
+            {"role": "user", "content": "earlier"}, {"role": "tool", "content": "old"},
+            {"role": "user", "content": text}]});
+        assert!(matches!(answer(&script, &request(&later), &later), Answer::Call { .. }));
     }
 
     /// Minimal HTTP/1.1 exchange over a real socket: `Connection: close`, read to EOF, de-chunk.

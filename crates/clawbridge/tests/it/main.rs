@@ -10,4 +10,5 @@ mod pipeline;
 mod plugins;
 mod replicas;
 mod support;
+mod tools;
 mod whatsapp;
