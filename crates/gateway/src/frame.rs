@@ -41,6 +41,10 @@ pub enum ClientRole {
     /// An operator backend (`gateway-client`/`backend`, scopes read + write): runs agent turns.
     #[default]
     Operator,
+    /// An operator backend that may also read node pairing requests (`operator.pairing`), so it
+    /// can name the request an operator must approve (`clawbridge doctor`). On a loopback gateway
+    /// the backend trust path grants it; elsewhere the scope may be refused.
+    OperatorPairing,
     /// A node (`node-host`/`node`, no scopes) declaring the commands the gateway may invoke on it.
     Node(NodeClaims),
 }
@@ -83,11 +87,16 @@ impl ClientRole {
     /// and treats anything else as an unknown platform with almost no commands.
     pub fn identity(&self, os: &str) -> ClientIdentity {
         match self {
-            Self::Operator => ClientIdentity {
+            Self::Operator | Self::OperatorPairing => ClientIdentity {
                 client_id: CLIENT_ID,
                 client_mode: CLIENT_MODE,
                 role: ROLE,
-                scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+                scopes: SCOPES
+                    .iter()
+                    .copied()
+                    .chain(matches!(self, Self::OperatorPairing).then_some("operator.pairing"))
+                    .map(str::to_owned)
+                    .collect(),
                 caps: Vec::new(),
                 commands: None,
                 device_family: String::new(),

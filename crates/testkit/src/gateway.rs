@@ -325,6 +325,17 @@ impl Gateway {
         client.request(method, params).await
     }
 
+    /// Merges `patch` into the running gateway's `openclaw.json` (objects merge recursively),
+    /// which the gateway hot-reloads as it does after `openclaw config set`.
+    pub fn patch_config(&self, patch: &Value) {
+        let path = self.state_dir().join("openclaw.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read openclaw.json")).expect("config JSON");
+        merge(&mut config, patch);
+        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("config JSON"))
+            .expect("write openclaw.json");
+    }
+
     /// Runs the `openclaw` CLI against this gateway (same isolated environment and state), e.g.
     /// `["devices", "approve", id]` or `["nodes", "pending", "--json"]`. Blocking (5–10 s: the CLI
     /// boots Node each time).

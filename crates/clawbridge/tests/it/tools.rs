@@ -11,6 +11,7 @@
 use crate::support::eventually;
 use clawbridge::config::Config;
 use clawbridge::daemon::{self, DaemonHandle};
+use clawbridge_testkit::fake_kakao::{CLIENT_ID, FakeKakao, USER_ID};
 use clawbridge_testkit::fake_kapso::{API_KEY, FakeKapso, PNID, message_received};
 use clawbridge_testkit::{Gateway, GatewayOptions, StubModel};
 use clawbridge_whatsapp::webhook::sign;
@@ -103,8 +104,9 @@ async fn start_approved(config: Config, gw: &Gateway, tools: &[&str]) -> DaemonH
     tokio::time::timeout(TURN, approve).await.expect("the node's pairing request is approved");
     let mut status = service.watch();
     let want: Vec<String> = tools.iter().map(|t| (*t).to_owned()).collect();
-    let published = tokio::time::timeout(TURN, status.wait_for(|s| want.iter().all(|t| s.accepted.contains(t)))).await;
-    assert!(published.is_ok(), "the gateway accepted {want:?}: {:?}", service.status());
+    let published =
+        tokio::time::timeout(TURN, status.wait_for(|s| want.iter().all(|t| s.accepted.contains(t)))).await.is_ok();
+    assert!(published, "the gateway accepted {want:?}: {:?}", service.status());
     daemon
 }
 
@@ -185,4 +187,286 @@ async fn whatsapp_send_sends_once_per_invocation_and_refuses_strangers() {
     assert!(outputs.len() == 1 && outputs[0].contains("Nothing was sent"), "{outputs:?}");
 
     daemon.shutdown().await;
+}
+
+/// An operator connection that runs turns the way any client of the gateway does.
+async fn operator(gw: &Gateway, dir: &std::path::Path) -> clawbridge_gateway::GatewayClient {
+    let config = clawbridge_gateway::GatewayConfig::new(gw.url(), Some(gw.token().into()), dir.join("operator.key"));
+    let client = clawbridge_gateway::GatewayClient::spawn(config, tokio_util::sync::CancellationToken::new()).unwrap();
+    client.wait_connected(TURN).await.expect("the operator connects");
+    client
+}
+
+/// Runs one turn with `message` in a session of its own; returns the reply.
+async fn turn(client: &clawbridge_gateway::GatewayClient, message: &str) -> String {
+    let tag = unique("s");
+    let request =
+        clawbridge_gateway::AgentRequest::new(message, format!("agent:main:tools-it:direct:{tag}"), unique("idem"));
+    let outcome = client.run_agent(&request, TURN).await.expect("the turn finishes");
+    outcome.reply.unwrap_or_default()
+}
+
+fn kakao_config(fake: &FakeKakao, state: &std::path::Path, gw: &Gateway, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("HOME", state.display().to_string()),
+        ("CLAWBRIDGE_STATE_DIR", state.display().to_string()),
+        ("CLAWBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+        ("OPENCLAW_GATEWAY_URL", gw.url()),
+        ("OPENCLAW_TOKEN", gw.token().to_owned()),
+        ("CLAWBRIDGE_DRAIN_TIMEOUT_SECS", "5".to_owned()),
+        ("KAKAO_REST_API_KEY", CLIENT_ID.to_owned()),
+        ("KAKAO_REDIRECT_URI", "http://127.0.0.1:9/kakao/oauth".to_owned()),
+        ("KAKAO_API_BASE_URL", fake.url()),
+        ("KAKAO_AUTH_BASE_URL", fake.url()),
+        ("KAKAO_CREDENTIALS_DIR", state.join("credentials").display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::load_with(None, &|k| vars.get(k).cloned()).expect("test config is valid")
+}
+
+/// Stores a Kakao Login of account `default` as `clawbridge kakao login` would.
+async fn kakao_login(fake: &FakeKakao, state: &std::path::Path) {
+    use clawbridge::secrets::FileSecrets;
+    use clawbridge_kakao::talk::oauth::TokenResponse;
+    use clawbridge_kakao::talk::{OAuthToken, SecretTokenStore, TOKEN_SECRETS, TokenStore};
+    let (access, refresh) = fake.grant("talk_message,friends");
+    let response: TokenResponse = serde_json::from_value(json!({
+        "access_token": access, "refresh_token": refresh, "expires_in": 21599,
+        "refresh_token_expires_in": 5183999, "scope": "talk_message friends"
+    }))
+    .unwrap();
+    let mut token = OAuthToken::from_response(response, clawbridge_core::clock::now_ms(), None);
+    token.user_id = Some(USER_ID);
+    let key = clawbridge_store::MasterKey::from_env_or_file(None, state).unwrap();
+    let secrets = std::sync::Arc::new(FileSecrets::new(state.join("credentials"), "tokens", TOKEN_SECRETS, key));
+    SecretTokenStore::new(secrets).save("default", &token).await.unwrap();
+}
+
+/// `kakao_send_me` reaches kapi's "send to me"; with a rate limit of one send an hour the next
+/// call is refused; `kakao_send_friends` to a friend nobody listed is refused.
+#[tokio::test]
+async fn kakao_send_me_reaches_kapi_and_limits_hold() {
+    let Some(tg) = gateway() else { return };
+    let _turn = exclusive().await;
+    let fake = FakeKakao::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path()).unwrap();
+    kakao_login(&fake, dir.path()).await;
+    let config = kakao_config(&fake, dir.path(), &tg.gateway, &[("CLAWBRIDGE_TOOLS_RATE_LIMIT", "1")]);
+    let daemon = start_approved(config, &tg.gateway, &["kakao_send_me", "kakao_send_friends"]).await;
+    let op = operator(&tg.gateway, dir.path()).await;
+
+    let first = unique("memo");
+    let reply = turn(&op, &format!(r#"TOOLCALL: kakao_send_me {{"text":"{first}"}}"#)).await;
+    assert!(reply.contains("sent to your KakaoTalk chat with me"), "{reply}");
+    let memos: Vec<_> = fake
+        .requests_to("/v2/api/talk/memo/default/send")
+        .into_iter()
+        .filter(|r| r.field("template_object").is_some_and(|t| t.contains(&first)))
+        .collect();
+    assert_eq!(memos.len(), 1, "one memo with the text");
+    let template: Value = serde_json::from_str(memos[0].field("template_object").unwrap()).unwrap();
+    assert_eq!((template["object_type"].as_str(), template["text"].as_str()), (Some("text"), Some(first.as_str())));
+
+    let second = unique("memo");
+    let reply = turn(&op, &format!(r#"TOOLCALL: kakao_send_me {{"text":"{second}"}}"#)).await;
+    assert!(reply.contains("rate limit of 1 sends per hour for kakao_send_me"), "{reply}");
+    assert!(
+        !fake
+            .requests_to("/v2/api/talk/memo/default/send")
+            .iter()
+            .any(|r| r.field("template_object").is_some_and(|t| t.contains(&second))),
+        "the refused call sent nothing"
+    );
+
+    let friend = unique("uuid");
+    let reply = turn(&op, &format!(r#"TOOLCALL: kakao_send_friends {{"to":["{friend}"],"text":"hello"}}"#)).await;
+    assert!(reply.contains("is not a recipient this tool may reach"), "{reply}");
+    assert!(fake.requests_to("/v1/api/talk/friends/message/default/send").is_empty());
+
+    // Every call is in the store's log, with the session that asked; `status` lists them.
+    let out = status(dir.path(), &kakao_env(&fake, dir.path(), &tg.gateway));
+    assert!(out.contains("tool calls (newest first):"), "{out}");
+    assert!(out.contains("kakao_send_me → your KakaoTalk chat with me sent"), "{out}");
+    assert!(out.contains("kakao_send_me → your KakaoTalk chat with me refused"), "{out}");
+    assert!(out.contains("session agent:main:tools-it:direct:"), "{out}");
+    daemon.shutdown().await;
+}
+
+fn kakao_env(fake: &FakeKakao, state: &std::path::Path, gw: &Gateway) -> Vec<(String, String)> {
+    [
+        ("KAKAO_REST_API_KEY", CLIENT_ID.to_owned()),
+        ("KAKAO_REDIRECT_URI", "http://127.0.0.1:9/kakao/oauth".to_owned()),
+        ("KAKAO_API_BASE_URL", fake.url()),
+        ("KAKAO_AUTH_BASE_URL", fake.url()),
+        ("KAKAO_CREDENTIALS_DIR", state.join("credentials").display().to_string()),
+        ("OPENCLAW_GATEWAY_URL", gw.url()),
+        ("OPENCLAW_TOKEN", gw.token().to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn cli(state: &std::path::Path, env: &[(String, String)], args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", state)
+        .env("CLAWBRIDGE_STATE_DIR", state)
+        .env("CLAWBRIDGE_LISTEN", "127.0.0.1:1")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().cloned())
+        .output()
+        .expect("clawbridge runs")
+}
+
+fn status(state: &std::path::Path, env: &[(String, String)]) -> String {
+    String::from_utf8_lossy(&cli(state, env, &["status"]).stdout).into_owned()
+}
+
+/// `clawbridge doctor` before the node is approved prints the exact `openclaw` command; after
+/// the operator runs it (the real CLI), doctor says the node is paired and approved.
+#[tokio::test]
+async fn doctor_prints_the_approve_command_that_works() {
+    let Some(tg) = gateway() else { return };
+    let _turn = exclusive().await;
+    let fake = FakeKapso::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = [
+        ("OPENCLAW_GATEWAY_URL", tg.gateway.url()),
+        ("OPENCLAW_TOKEN", tg.gateway.token().to_owned()),
+        ("KAPSO_API_KEY", API_KEY.to_owned()),
+        ("KAPSO_PHONE_NUMBER_ID", PNID.to_owned()),
+        ("KAPSO_BASE_URL", fake.url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let (state, env2) = (dir.path().to_owned(), env.clone());
+    let out = tokio::task::spawn_blocking(move || cli(&state, &env2, &["doctor"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    let command = stdout
+        .lines()
+        .find_map(|l| l.split("`openclaw nodes approve ").nth(1).and_then(|rest| rest.split('`').next()))
+        .unwrap_or_else(|| panic!("doctor names the request to approve: {stdout}"))
+        .to_owned();
+    assert!(stdout.contains("FAIL  tools: the tools node"), "{stdout}");
+
+    let gw: &'static Gateway = &tg.gateway;
+    let approved = tokio::task::spawn_blocking(move || gw.openclaw(&["nodes", "approve", &command])).await.unwrap();
+    assert!(
+        approved.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&approved.stdout),
+        String::from_utf8_lossy(&approved.stderr)
+    );
+
+    let (state, env2) = (dir.path().to_owned(), env.clone());
+    let out = tokio::task::spawn_blocking(move || cli(&state, &env2, &["doctor"])).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(stdout.contains("ok    tools: node") && stdout.contains("is paired and approved"), "{stdout}");
+    assert!(stdout.contains("whatsapp_send"), "{stdout}");
+}
+
+/// The tools exist for the agent exactly while the bridge is connected: gone when it stops,
+/// back when it starts again (same node, no new approval) and after the gateway restarts; and
+/// when the gateway turns node tools off, `doctor` says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tools_leave_with_the_bridge_and_come_back_on_reconnect() {
+    let Some(install) = clawbridge_testkit::require_or_skip() else { return };
+    let stub = StubModel::start();
+    let options =
+        GatewayOptions { config_patch: Some(json!({"tools": {"toolSearch": false}})), ..GatewayOptions::default() };
+    let mut gw = Gateway::start_with_async(&install, &stub, options).await;
+    let fake = FakeKapso::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = whatsapp_config(&fake, dir.path(), &gw, &[]);
+    let offered = |marker: &str| {
+        stub.requests_with(marker).first().map(|r| r.tool_names.iter().any(|t| t == "whatsapp_send")).unwrap_or(false)
+    };
+
+    let daemon = start_approved(config.clone(), &gw, &["whatsapp_send"]).await;
+    let op = operator(&gw, dir.path()).await;
+    let up = unique("up");
+    turn(&op, &up).await;
+    assert!(offered(&up), "the agent has whatsapp_send while the bridge runs");
+
+    daemon.shutdown().await;
+    let down = unique("down");
+    let describe = gw.rpc("node.describe", json!({"nodeId": node_id(dir.path())})).await.unwrap();
+    assert_eq!(describe["connected"], false, "{describe}");
+    turn(&op, &down).await;
+    assert!(
+        !offered(&down),
+        "gone with the bridge: {:?}",
+        stub.requests_with(&down).first().map(|r| r.tool_names.clone())
+    );
+
+    let daemon = daemon::start(config.clone(), daemon::Channels::Configured).await.unwrap();
+    let service = daemon.tools().unwrap().clone();
+    let mut status = service.watch();
+    let back =
+        tokio::time::timeout(TURN, status.wait_for(|s| s.accepted.iter().any(|t| t == "whatsapp_send"))).await.is_ok();
+    assert!(back, "published again without a new approval: {:?}", service.status());
+    let again = unique("again");
+    turn(&op, &again).await;
+    assert!(offered(&again), "back with the bridge");
+
+    gw.start_again_async().await;
+    let op = operator(&gw, dir.path()).await;
+    let reconnected = tokio::time::timeout(TURN, async {
+        loop {
+            let s = status.borrow_and_update().clone();
+            if s.connected && s.accepted.iter().any(|t| t == "whatsapp_send") {
+                return;
+            }
+            let _ = status.changed().await;
+        }
+    })
+    .await;
+    assert!(reconnected.is_ok(), "republished after the gateway restart: {:?}", service.status());
+    let restarted = unique("restarted");
+    turn(&op, &restarted).await;
+    assert!(offered(&restarted), "back after the gateway restart");
+
+    // The gateway operator turns node tools off: the tools disappear and doctor says why.
+    gw.patch_config(&json!({"gateway": {"nodes": {"pluginTools": {"enabled": false}}}}));
+    let env: Vec<(String, String)> = [
+        ("OPENCLAW_GATEWAY_URL", gw.url()),
+        ("OPENCLAW_TOKEN", gw.token().to_owned()),
+        ("KAPSO_API_KEY", API_KEY.to_owned()),
+        ("KAPSO_PHONE_NUMBER_ID", PNID.to_owned()),
+        ("KAPSO_BASE_URL", fake.url()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    let mut last = String::new();
+    for _ in 0..60 {
+        let (state, env2) = (dir.path().to_owned(), env.clone());
+        let out = tokio::task::spawn_blocking(move || cli(&state, &env2, &["doctor"])).await.unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains("gateway.nodes.pluginTools.enabled is false") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.contains("gateway.nodes.pluginTools.enabled is false"), "{last}");
+    assert!(last.contains("CLI path"), "{last}");
+    let off = unique("off");
+    turn(&op, &off).await;
+    assert!(!offered(&off), "the gateway no longer offers node tools");
+    daemon.shutdown().await;
+}
+
+fn node_id(state: &std::path::Path) -> String {
+    clawbridge_gateway::DeviceIdentity::load_or_create(&state.join("node-device.key")).unwrap().id().to_owned()
 }
