@@ -95,7 +95,11 @@ async fn tools(config: &Config, report: &mut Report) {
                     );
                 }
                 Err(e) => {
-                    return report.fail("tools", format!("the tools node cannot connect: {e}"), "see the gateway check");
+                    return report.fail(
+                        "tools",
+                        format!("the tools node cannot connect: {e}"),
+                        "see the gateway check",
+                    );
                 }
                 Ok(_) => {}
             }

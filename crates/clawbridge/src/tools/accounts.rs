@@ -161,6 +161,15 @@ impl Account for EventAccount {
             .unwrap_or("plusfriendUserKey")
             .parse()
             .map_err(|e: String| SendError::Permanent(e))?;
+        // As `clawbridge kakao push`: users who blocked the channel get nothing (the channel
+        // webhook names users by app user id, so only those can be checked).
+        if user_type == UserType::AppUserId
+            && clawbridge_kakao::chatbot::status::user_blocked(self.bridge.as_ref(), "app_user_id", msg.peer.as_str())
+                .await
+                .map_err(|e| SendError::transient(e.0))?
+        {
+            return Err(SendError::Permanent("the user blocked the KakaoTalk channel".to_owned()));
+        }
         let api = EventApi::new(&self.base_url, bot_id, key).map_err(|e| SendError::Permanent(e.to_string()))?;
         let users = vec![msg.peer.to_string()];
         let outcomes =

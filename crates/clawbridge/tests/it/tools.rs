@@ -470,3 +470,108 @@ async fn tools_leave_with_the_bridge_and_come_back_on_reconnect() {
 fn node_id(state: &std::path::Path) -> String {
     clawbridge_gateway::DeviceIdentity::load_or_create(&state.join("node-device.key")).unwrap().id().to_owned()
 }
+
+/// `kakao_push` to the owner's user key reaches the Event API with the event and its data; a
+/// user the bridge does not know is refused.
+#[tokio::test]
+async fn kakao_push_reaches_the_event_api_for_known_users_only() {
+    let Some(tg) = gateway() else { return };
+    let _turn = exclusive().await;
+    let events = clawbridge_testkit::fake_kakao::FakeEventApi::start("tools-bot", "tools-rest-key").await;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = unique("pf");
+    let config = config_with(
+        dir.path(),
+        &tg.gateway,
+        &[
+            ("KAKAO_SKILL_SECRET", "tools-skill-secret-0123456789"),
+            ("KAKAO_BOT_ID", "tools-bot"),
+            ("KAKAO_REST_API_KEY", "tools-rest-key"),
+            ("KAKAO_BOT_API_BASE_URL", events.url()),
+            ("CLAWBRIDGE_TOOLS_OWNER", &owner),
+        ],
+    );
+    let daemon = start_approved(config, &tg.gateway, &["kakao_push"]).await;
+    let op = operator(&tg.gateway, dir.path()).await;
+
+    let text = unique("push-text");
+    let reply = turn(
+        &op,
+        &format!(r#"TOOLCALL: kakao_push {{"user":"{owner}","event":"order_shipped","data":{{"text":"{text}"}}}}"#),
+    )
+    .await;
+    assert!(reply.contains("sent to Kakao user") && reply.contains("task task-"), "{reply}");
+    let pushes: Vec<Value> = events.pushes().into_iter().filter(|p| p.to_string().contains(&text)).collect();
+    assert_eq!(pushes.len(), 1, "{:?}", events.pushes());
+    assert_eq!(pushes[0]["event"], json!({"name": "order_shipped", "data": {"text": text}}));
+    assert_eq!(pushes[0]["user"], json!([{"type": "plusfriendUserKey", "id": owner}]));
+
+    let stranger = unique("pf");
+    let reply = turn(&op, &format!(r#"TOOLCALL: kakao_push {{"user":"{stranger}","event":"order_shipped"}}"#)).await;
+    assert!(reply.contains("is not a recipient this tool may reach"), "{reply}");
+    assert!(!events.pushes().iter().any(|p| p.to_string().contains(&stranger)));
+    daemon.shutdown().await;
+}
+
+/// `alimtalk_send` goes through the business-message queue and worker to the dealer (the fake
+/// NHN), with the template's variables checked first: a missing variable and an unknown number
+/// are refused in words, and nothing is sent for them.
+#[tokio::test]
+async fn alimtalk_send_goes_through_the_dealer_and_checks_the_template() {
+    let Some(tg) = gateway() else { return };
+    let _turn = exclusive().await;
+    let nhn = clawbridge_testkit::fake_nhn::FakeNhn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clawbridge.toml");
+    std::fs::write(&file, "[[bizmsg.templates]]\ntemplateCode = \"OTP\"\ntext = \"인증번호는 #{code}입니다.\"\n")
+        .unwrap();
+    let mut extra: Vec<(&str, String)> = nhn.env();
+    extra.push(("CLAWBRIDGE_TOOLS_OWNER", "010-1111-2222".to_owned()));
+    extra.push(("CLAWBRIDGE_CONFIG", file.display().to_string()));
+    let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let config = config_with(dir.path(), &tg.gateway, &extra);
+    let daemon = start_approved(config, &tg.gateway, &["alimtalk_send", "brand_send"]).await;
+    let op = operator(&tg.gateway, dir.path()).await;
+
+    let code = format!("{:06}", u32::from_str_radix(&unique("c")[2..], 16).unwrap_or(7) % 1_000_000);
+    let reply = turn(
+        &op,
+        &format!(
+            r#"TOOLCALL: alimtalk_send {{"to":"010-1111-2222","template":"OTP","variables":{{"code":"{code}"}}}}"#
+        ),
+    )
+    .await;
+    assert!(reply.contains("accepted by the dealer for 010-****-2222"), "{reply}");
+    let taken: Vec<_> = nhn.state().taken.iter().filter(|t| t.recipient == "01011112222").cloned().collect();
+    assert_eq!(taken.len(), 1, "one AlimTalk to the owner");
+
+    let reply = turn(&op, r#"TOOLCALL: alimtalk_send {"to":"010-1111-2222","template":"OTP","variables":{}}"#).await;
+    assert!(reply.contains("Nothing was sent") && reply.contains("code"), "{reply}");
+    let reply =
+        turn(&op, r#"TOOLCALL: alimtalk_send {"to":"010-9999-0000","template":"OTP","variables":{"code":"123456"}}"#)
+            .await;
+    assert!(reply.contains("is not a recipient this tool may reach"), "{reply}");
+    assert!(!nhn.state().taken.iter().any(|t| t.recipient == "01099990000"));
+    assert_eq!(nhn.state().taken.iter().filter(|t| t.recipient == "01011112222").count(), 1);
+    daemon.shutdown().await;
+}
+
+/// A config of the daemon on the module's gateway with `extra` settings only (no WhatsApp).
+fn config_with(state: &std::path::Path, gw: &Gateway, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = [
+        ("HOME", state.display().to_string()),
+        ("CLAWBRIDGE_STATE_DIR", state.display().to_string()),
+        ("CLAWBRIDGE_LISTEN", "127.0.0.1:0".to_owned()),
+        ("OPENCLAW_GATEWAY_URL", gw.url()),
+        ("OPENCLAW_TOKEN", gw.token().to_owned()),
+        ("CLAWBRIDGE_DRAIN_TIMEOUT_SECS", "5".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let path = vars.get("CLAWBRIDGE_CONFIG").map(std::path::PathBuf::from);
+    Config::load_with(path.as_deref(), &|k| vars.get(k).cloned()).expect("test config is valid")
+}
