@@ -2,9 +2,10 @@
 //! node, the operator approves it, the stub model calls the published tools, and the fakes of
 //! the platforms receive what the tools send. Skipped without the install (see e2e.rs).
 //!
-//! The tests of this module share one gateway of their own, configured with direct tool schemas
-//! (`tools.toolSearch: false`), so the tools appear in the model's function list; the gateway
-//! crate's `node` test covers the default Tool Search path. Node tools are global to a gateway
+//! The tests of this module share one gateway of their own, configured as the README recommends
+//! for a customer-facing agent: no shell or file tools (`tools.deny: ["group:runtime",
+//! "group:fs"]`) and direct tool schemas (`tools.toolSearch: false`), so the tools appear in the
+//! model's function list; the gateway crate's `node` test covers the default Tool Search path. Node tools are global to a gateway
 //! and a second node publishing the same names would get renamed ones, so these tests take
 //! turns (`exclusive`).
 
@@ -34,8 +35,10 @@ fn gateway() -> Option<&'static ToolsGateway> {
     let install = clawbridge_testkit::require_or_skip()?;
     Some(GW.get_or_init(|| {
         let stub = StubModel::start();
-        let options =
-            GatewayOptions { config_patch: Some(json!({"tools": {"toolSearch": false}})), ..GatewayOptions::default() };
+        let options = GatewayOptions {
+            config_patch: Some(json!({"tools": {"toolSearch": false, "deny": ["group:runtime", "group:fs"]}})),
+            ..GatewayOptions::default()
+        };
         let gateway = Gateway::start_with(&install, &stub, options);
         ToolsGateway { stub, gateway }
     }))
@@ -175,6 +178,11 @@ async fn whatsapp_send_sends_once_per_invocation_and_refuses_strangers() {
     assert!(replies.iter().all(|r| r["to"] == customer.as_str()), "{replies:?}");
     let first = tg.stub.requests_with(&text).into_iter().next().expect("the model was asked");
     assert!(first.tool_names.iter().any(|t| t == "whatsapp_send"), "the agent's tool list: {:?}", first.tool_names);
+    assert!(
+        !first.tool_names.iter().any(|t| t == "exec" || t == "process" || t == "write"),
+        "a customer-facing agent without a shell: {:?}",
+        first.tool_names
+    );
 
     let stranger = unique_number();
     let secret = unique("never-sent");
