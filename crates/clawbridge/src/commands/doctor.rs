@@ -19,6 +19,12 @@ impl Report {
         println!("ok    {what}: {detail}");
     }
 
+    /// Something optional does not work (the agent tools): shown with the fix, exit code unchanged.
+    fn warn(&self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
+        println!("warn  {what}: {problem}");
+        println!("      fix: {fix}");
+    }
+
     fn fail(&mut self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
         self.failed = true;
         println!("FAIL  {what}: {problem}");
@@ -27,8 +33,9 @@ impl Report {
 }
 
 /// The agent tools: whether the node is paired and approved, with the exact `openclaw` command
-/// when it is not, and whether the gateway lets node tools through.
-async fn tools(config: &Config, report: &mut Report) {
+/// when it is not, and whether the gateway lets node tools through. The bridge works without
+/// them (agents can use the CLI), so problems are warnings, not failures.
+async fn tools(config: &Config, report: &Report) {
     use crate::tools::{NodeDiagnosis, catalog, diagnose, node_gateway_config, node_key_path};
     let published = catalog::catalog(config);
     if published.is_empty() {
@@ -44,7 +51,7 @@ async fn tools(config: &Config, report: &mut Report) {
     let Ok(token) = config.require_token() else { return };
     let node_id = match clawbridge_gateway::DeviceIdentity::load_or_create(&node_key_path(config)) {
         Ok(device) => device.id().to_owned(),
-        Err(e) => return report.fail("tools", e, "make the state dir writable"),
+        Err(e) => return report.warn("tools", e, "make the state dir writable"),
     };
     let stop = tokio_util::sync::CancellationToken::new();
     let _stop = stop.clone().drop_guard();
@@ -70,7 +77,7 @@ async fn tools(config: &Config, report: &mut Report) {
     let mut described = match describe(client.clone()).await {
         Ok(d) => d,
         Err(e) => {
-            return report.fail(
+            return report.warn(
                 "tools",
                 format!("cannot ask the gateway about node {node_id}: {e}"),
                 "run doctor again",
@@ -86,7 +93,7 @@ async fn tools(config: &Config, report: &mut Report) {
             match probe.wait_connected(Duration::from_secs(20)).await {
                 Err(GatewayError::Fatal(clawbridge_gateway::FatalError::PairingRequired { request_id, .. })) => {
                     let id = request_id.unwrap_or_else(|| "<requestId>".to_owned());
-                    return report.fail(
+                    return report.warn(
                         "tools",
                         format!("the gateway has not paired the tools node's device {node_id} yet"),
                         format!(
@@ -95,7 +102,7 @@ async fn tools(config: &Config, report: &mut Report) {
                     );
                 }
                 Err(e) => {
-                    return report.fail(
+                    return report.warn(
                         "tools",
                         format!("the tools node cannot connect: {e}"),
                         "see the gateway check",
@@ -115,7 +122,7 @@ async fn tools(config: &Config, report: &mut Report) {
             "tools",
             format!("node {node_id} is paired and approved; `clawbridge serve` publishes {}", names.join(", ")),
         ),
-        NodeDiagnosis::PendingApproval { request_id: Some(id), .. } => report.fail(
+        NodeDiagnosis::PendingApproval { request_id: Some(id), .. } => report.warn(
             "tools",
             format!(
                 "the tools node {node_id} waits for the operator's approval ({} not available to the agent)",
@@ -124,9 +131,9 @@ async fn tools(config: &Config, report: &mut Report) {
             format!("on the gateway host run `openclaw nodes approve {id}`"),
         ),
         d @ (NodeDiagnosis::PendingApproval { request_id: None, .. } | NodeDiagnosis::Unknown { .. }) => {
-            report.fail("tools", format!("the tools node {node_id} is not approved"), d.problem())
+            report.warn("tools", format!("the tools node {node_id} is not approved"), d.problem())
         }
-        d @ (NodeDiagnosis::CommandWithheld | NodeDiagnosis::ToolsDisabled) => report.fail(
+        d @ (NodeDiagnosis::CommandWithheld | NodeDiagnosis::ToolsDisabled) => report.warn(
             "tools",
             format!("the gateway does not give the agent the tools of node {node_id}"),
             d.problem(),
@@ -219,7 +226,7 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
         }
     }
 
-    tools(config, &mut report).await;
+    tools(config, &report).await;
 
     // Each channel's own checks (credentials, delivery mode, a login), from its plugin.
     let shared = Arc::new(config.clone());

@@ -10,5 +10,6 @@ mod pipeline;
 mod plugins;
 mod replicas;
 mod support;
+mod tool_calls;
 mod tools;
 mod whatsapp;

@@ -360,13 +360,13 @@ async fn doctor_prints_the_approve_command_that_works() {
     let (state, env2) = (dir.path().to_owned(), env.clone());
     let out = tokio::task::spawn_blocking(move || cli(&state, &env2, &["doctor"])).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(!out.status.success(), "{stdout}");
+    assert!(out.status.success(), "an unapproved tools node is a warning, not a failure: {stdout}");
     let command = stdout
         .lines()
         .find_map(|l| l.split("`openclaw nodes approve ").nth(1).and_then(|rest| rest.split('`').next()))
         .unwrap_or_else(|| panic!("doctor names the request to approve: {stdout}"))
         .to_owned();
-    assert!(stdout.contains("FAIL  tools: the tools node"), "{stdout}");
+    assert!(stdout.contains("warn  tools: the tools node"), "{stdout}");
 
     let gw: &'static Gateway = &tg.gateway;
     let approved = tokio::task::spawn_blocking(move || gw.openclaw(&["nodes", "approve", &command])).await.unwrap();
