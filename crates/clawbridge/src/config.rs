@@ -46,6 +46,8 @@ pub struct Config {
     pub channels: Vec<LoadedChannel>,
     /// Retry schedules (`[retry]`).
     pub retry: RetrySettings,
+    /// The native agent tools (`[tools]`).
+    pub tools: crate::tools::settings::ToolsSettings,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
 }
@@ -165,6 +167,8 @@ struct FileConfig {
     pipeline: FilePipeline,
     /// `[retry]` with its `[retry.http]` table.
     retry: Option<toml::Table>,
+    /// `[tools]` with its `[tools.<tool>]` tables.
+    tools: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -383,6 +387,7 @@ impl Config {
             _ => env(name),
         };
         let channels = plugins.load_all(&channel_tables, &channel_env).map_err(ConfigError)?;
+        let tools = crate::tools::settings::ToolsSettings::load(file.tools, &env)?;
         let retry = RetrySettings {
             queue: FilePolicy { max_attempts: Some(pipeline.max_send_attempts), ..queue_file }
                 .over(RetryPolicy::DURABLE, "retry")?,
@@ -395,6 +400,7 @@ impl Config {
             pipeline,
             channels,
             retry,
+            tools,
             source,
         })
     }
@@ -477,7 +483,7 @@ impl Config {
 }
 
 /// The bridge's own top-level tables (the fields of `FileConfig`).
-const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry"];
+const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry", "tools"];
 
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.

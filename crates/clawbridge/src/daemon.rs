@@ -29,12 +29,18 @@ pub struct DaemonHandle {
     shutdown: CancellationToken,
     finished: JoinHandle<()>,
     gateway: GatewayClient,
+    tools: Option<crate::tools::ToolService>,
 }
 
 impl DaemonHandle {
     /// The gateway client (tests observe its state).
     pub fn gateway(&self) -> &GatewayClient {
         &self.gateway
+    }
+
+    /// The agent tools' node connection and status, when any tool is published.
+    pub fn tools(&self) -> Option<&crate::tools::ToolService> {
+        self.tools.as_ref()
     }
 
     /// Stops accepting, drains in-flight work (up to the drain deadline) and returns.
@@ -109,7 +115,34 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     if connectors.is_empty() {
         tracing::warn!("no channel is enabled: the bridge runs, but no platform can reach the agent");
     }
-    let registry = Arc::new(Registry::new(connectors));
+    let mut registry = Registry::new(connectors);
+    let catalog = crate::tools::catalog::catalog(&config);
+    if catalog.iter().any(|t| {
+        matches!(
+            t.name,
+            crate::tools::catalog::ToolName::KakaoPush
+                | crate::tools::catalog::ToolName::KakaoSendMe
+                | crate::tools::catalog::ToolName::KakaoSendFriends
+        )
+    }) {
+        for (channel, account) in crate::tools::accounts::kakao_accounts(&config, bridge.clone()) {
+            registry.add_account(channel, account);
+        }
+    }
+    let registry = Arc::new(registry);
+    let tools = crate::tools::ToolService::start(
+        crate::tools::calls::Tools {
+            config: config.clone(),
+            store: store.clone(),
+            wakers: wakers.clone(),
+            registry: registry.clone(),
+            published: crate::tools::published(&catalog),
+        },
+        catalog,
+        gateway.clone(),
+        gateway_stop.child_token(),
+    )
+    .context("cannot start the agent tools' node connection")?;
 
     // Channels: one context per account; webhook routes merged into the one listener.
     let channels_stop = CancellationToken::new();
@@ -154,7 +187,13 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         bizmsg: bizmsg.clone().map(Arc::new),
         clock: Arc::new(clawbridge_core::clock::SystemClock),
     }));
-    let health = HealthState { store: store.clone(), gateway: gateway.clone(), accounts: Arc::new(statuses), metrics };
+    let health = HealthState {
+        store: store.clone(),
+        gateway: gateway.clone(),
+        accounts: Arc::new(statuses),
+        metrics,
+        tools: tools.as_ref().map(crate::tools::ToolService::watch),
+    };
     let app = app
         .merge(http::router(health))
         .route_layer(axum::middleware::from_fn(http::observe))
@@ -263,7 +302,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
             tracing::info!("clawbridge stopped");
         })
     };
-    Ok(DaemonHandle { addr, shutdown, finished, gateway })
+    Ok(DaemonHandle { addr, shutdown, finished, gateway, tools })
 }
 
 /// Prunes finished rows older than `bridge.retention_days` (a week unless set), hourly.

@@ -28,6 +28,9 @@ pub struct HealthState {
     pub accounts: Arc<Vec<(String, watch::Receiver<AccountStatus>)>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The agent tools' status, when any tool is published (not part of readiness: the bridge
+    /// serves its channels without them).
+    pub tools: Option<watch::Receiver<crate::tools::ToolsStatus>>,
 }
 
 /// Routes: `/health` (compat "ok"), `/healthz` (alive), `/readyz` (gateway connected and store
@@ -116,7 +119,9 @@ async fn readyz(State(state): State<HealthState>) -> Response {
         })
         .collect();
     let ready = gateway_ok && store_ok;
-    let body = json!({"ready": ready, "gateway": gateway_json(&gateway_state), "store": store, "accounts": accounts});
+    let tools = state.tools.as_ref().map(|t| t.borrow().to_json());
+    let body = json!({"ready": ready, "gateway": gateway_json(&gateway_state), "store": store, "accounts": accounts,
+                      "tools": tools});
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(body)).into_response()
 }

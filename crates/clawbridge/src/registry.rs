@@ -36,6 +36,12 @@ impl Registry {
         registry
     }
 
+    /// Adds an account of a channel that has no connector: the outbox accounts of the agent
+    /// tools (`kakao-talk`, `kakao-event`), which only send.
+    pub fn add_account(&mut self, channel: ChannelId, account: Arc<dyn Account>) {
+        self.accounts.insert((channel, account.id()), account);
+    }
+
     /// The connector of a channel.
     pub fn connector(&self, channel: &ChannelId) -> Option<&Arc<dyn Connector>> {
         self.connectors.get(channel)

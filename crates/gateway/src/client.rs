@@ -46,10 +46,7 @@ use crate::agent::{
 };
 use crate::device::{DeviceIdentity, SignatureFields};
 use crate::error::{FatalError, GatewayError, classify_connect_error, classify_method_error};
-use crate::frame::{
-    self, CHALLENGE_EVENT, CLIENT_ID, CLIENT_MODE, ConnectInfo, DeviceProof, Frame, HelloInfo, PROTOCOL_VERSION, ROLE,
-    SCOPES,
-};
+use crate::frame::{self, CHALLENGE_EVENT, ClientRole, ConnectInfo, DeviceProof, Frame, HelloInfo, PROTOCOL_VERSION};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -95,6 +92,12 @@ pub struct GatewayConfig {
     pub backoff_initial: Duration,
     /// Cap of the exponential reconnect delay.
     pub backoff_max: Duration,
+    /// Operator backend (default) or node.
+    pub role: ClientRole,
+    /// When set, `PAIRING_REQUIRED` is not fatal: the client tries again after this long, so a
+    /// node comes up by itself once the operator approves the device (each attempt also keeps
+    /// the gateway's pending request alive). `None` (the operator default): stop with the fix.
+    pub pairing_retry: Option<Duration>,
 }
 
 impl GatewayConfig {
@@ -111,7 +114,19 @@ impl GatewayConfig {
             request_timeout: Duration::from_secs(30),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(30),
+            role: ClientRole::Operator,
+            pairing_retry: None,
         }
+    }
+
+    /// This configuration as a node declaring `claims`: display name `clawbridge tools`, and
+    /// `PAIRING_REQUIRED` retried every 30 s until the operator approves the device.
+    #[must_use]
+    pub fn into_node(mut self, claims: crate::frame::NodeClaims) -> Self {
+        self.role = ClientRole::Node(claims);
+        self.client_display_name = "clawbridge tools".to_owned();
+        self.pairing_retry = Some(Duration::from_secs(30));
+        self
     }
 }
 
@@ -609,6 +624,22 @@ impl Supervisor {
                         }
                     }
                 }
+                Err(GatewayError::Fatal(fatal @ FatalError::PairingRequired { .. }))
+                    if config.pairing_retry.is_some() =>
+                {
+                    let delay = config.pairing_retry.unwrap_or(config.backoff_max);
+                    tracing::warn!(gateway = %config.url, retry_in_ms = delay.as_millis() as u64, "{fatal}");
+                    attempt = attempt.saturating_add(1);
+                    self.set_state_quiet(ConnectionState::Backoff {
+                        attempt,
+                        retry_in: delay,
+                        last_error: fatal.to_string(),
+                    });
+                    if self.sleep_or_shutdown(delay).await {
+                        break;
+                    }
+                    continue;
+                }
                 Err(GatewayError::Fatal(fatal)) => {
                     tracing::error!(gateway = %config.url, "OpenClaw gateway connection stopped: {fatal}");
                     metrics::gauge!("clawbridge_gateway_connected").set(0.0);
@@ -640,6 +671,11 @@ impl Supervisor {
             () = self.shutdown.cancelled() => true,
             () = sleep(delay) => false,
         }
+    }
+
+    /// Publishes a state without the per-state log line (the caller logged it).
+    fn set_state_quiet(&self, state: ConnectionState) {
+        self.inner.state.send_replace(state);
     }
 
     fn set_state(&self, state: ConnectionState) {
@@ -832,16 +868,17 @@ async fn connect_and_handshake(
     let id = format!("cb-{}", ids.fetch_add(1, Ordering::Relaxed) + 1);
     let token = config.token.as_ref().map(|t| t.expose_secret());
     let platform = std::env::consts::OS;
+    let identity = config.role.identity(platform);
     let fields = SignatureFields {
-        client_id: CLIENT_ID.to_owned(),
-        client_mode: CLIENT_MODE.to_owned(),
-        role: ROLE.to_owned(),
-        scopes: SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+        client_id: identity.client_id.to_owned(),
+        client_mode: identity.client_mode.to_owned(),
+        role: identity.role.to_owned(),
+        scopes: identity.scopes.clone(),
         signed_at_ms: u64::try_from(now_ms()).unwrap_or(0),
         token: token.unwrap_or_default().to_owned(),
         nonce: challenge.nonce.clone(),
         platform: platform.to_owned(),
-        device_family: String::new(),
+        device_family: identity.device_family.clone(),
     };
     let proof = DeviceProof {
         id: device.id().to_owned(),
@@ -856,6 +893,7 @@ async fn connect_and_handshake(
         platform,
         token,
         device: &proof,
+        identity: &identity,
     });
     let text = frame::encode_request(&id, "connect", &params).map_err(|e| GatewayError::Protocol(e.to_string()))?;
     drop(params);

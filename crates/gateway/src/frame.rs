@@ -25,6 +25,110 @@ pub const ROLE: &str = "operator";
 pub const SCOPES: [&str; 2] = ["operator.read", "operator.write"];
 /// The event the server speaks first with; it carries the nonce the device signature binds.
 pub const CHALLENGE_EVENT: &str = "connect.challenge";
+/// `client.id` of a node connection. The enum has no bridge-specific id; `node-host` is the one of
+/// headless node hosts, which is what a bridge publishing tools is.
+pub const NODE_CLIENT_ID: &str = "node-host";
+/// `client.mode` of a node connection (the gateway accepts role `node` only with mode `node`).
+pub const NODE_CLIENT_MODE: &str = "node";
+/// The role of a node connection: a capability host whose commands the gateway invokes.
+pub const NODE_ROLE: &str = "node";
+/// The event that carries a command invocation to a node (`node.invoke.request`).
+pub const NODE_INVOKE_EVENT: &str = "node.invoke.request";
+
+/// Who a connection speaks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ClientRole {
+    /// An operator backend (`gateway-client`/`backend`, scopes read + write): runs agent turns.
+    #[default]
+    Operator,
+    /// An operator backend that may also read node pairing requests (`operator.pairing`), so it
+    /// can name the request an operator must approve (`clawbridge doctor`). On a loopback gateway
+    /// the backend trust path grants it; elsewhere the scope may be refused.
+    OperatorPairing,
+    /// A node (`node-host`/`node`, no scopes) declaring the commands the gateway may invoke on it.
+    Node(NodeClaims),
+}
+
+/// What a node declares at connect time (claims the gateway checks against its allowlists and
+/// the operator's pairing approval).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeClaims {
+    /// `caps`: capability categories (none for a bridge).
+    pub caps: Vec<String>,
+    /// `commands`: the commands the gateway may invoke. Changing this set later needs a new
+    /// approval (`openclaw nodes approve`), so keep it stable.
+    pub commands: Vec<String>,
+}
+
+/// The identity fields of `connect` and of the device signature, as one role implies them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// `client.id`.
+    pub client_id: &'static str,
+    /// `client.mode`.
+    pub client_mode: &'static str,
+    /// `role`.
+    pub role: &'static str,
+    /// `scopes`.
+    pub scopes: Vec<String>,
+    /// `caps`.
+    pub caps: Vec<String>,
+    /// `commands` (`None`: not sent).
+    pub commands: Option<Vec<String>>,
+    /// `client.deviceFamily`; empty: not sent (and empty in the signature).
+    pub device_family: String,
+}
+
+impl ClientRole {
+    /// The identity fields for this role on platform `os` (`std::env::consts::OS`).
+    ///
+    /// A node also sends the device family that matches its platform: the gateway's command
+    /// policy classifies a node as `linux`/`macos`/`windows` only when platform and family agree,
+    /// and treats anything else as an unknown platform with almost no commands.
+    pub fn identity(&self, os: &str) -> ClientIdentity {
+        match self {
+            Self::Operator | Self::OperatorPairing => ClientIdentity {
+                client_id: CLIENT_ID,
+                client_mode: CLIENT_MODE,
+                role: ROLE,
+                scopes: SCOPES
+                    .iter()
+                    .copied()
+                    .chain(matches!(self, Self::OperatorPairing).then_some("operator.pairing"))
+                    .map(str::to_owned)
+                    .collect(),
+                caps: Vec::new(),
+                commands: None,
+                device_family: String::new(),
+            },
+            Self::Node(claims) => ClientIdentity {
+                client_id: NODE_CLIENT_ID,
+                client_mode: NODE_CLIENT_MODE,
+                role: NODE_ROLE,
+                scopes: Vec::new(),
+                caps: claims.caps.clone(),
+                commands: Some(claims.commands.clone()),
+                device_family: node_device_family(os).to_owned(),
+            },
+        }
+    }
+
+    /// Whether this is a node connection.
+    pub fn is_node(&self) -> bool {
+        matches!(self, Self::Node(_))
+    }
+}
+
+/// The `client.deviceFamily` the gateway's command policy pairs with platform `os`
+/// (`linux`↔`linux`, `macos`↔`mac`, `windows`↔`windows`); empty for other systems.
+pub fn node_device_family(os: &str) -> &'static str {
+    match os {
+        "linux" => "linux",
+        "macos" => "mac",
+        "windows" => "windows",
+        _ => "",
+    }
+}
 
 /// Defaults used when hello-ok omits a policy field (values observed on 2026.9.6).
 const DEFAULT_TICK_INTERVAL_MS: u64 = 30_000;
@@ -253,6 +357,8 @@ pub struct ConnectInfo<'a> {
     pub token: Option<&'a str>,
     /// The signed device block.
     pub device: &'a DeviceProof,
+    /// Client id, mode, role, scopes and node claims.
+    pub identity: &'a ClientIdentity,
 }
 
 impl std::fmt::Debug for ConnectInfo<'_> {
@@ -263,26 +369,32 @@ impl std::fmt::Debug for ConnectInfo<'_> {
             .field("platform", &self.platform)
             .field("token", &self.token.map(|_| "[REDACTED]"))
             .field("device", &self.device)
+            .field("identity", &self.identity)
             .finish()
     }
 }
 
 /// Builds `connect` params with exactly the fields of reference §1.3 (the schema is closed:
-/// any extra key is rejected).
+/// any extra key is rejected), plus `commands` and `client.deviceFamily` for a node.
 pub fn connect_params(info: &ConnectInfo<'_>) -> Value {
+    let identity = info.identity;
+    let mut client = json!({
+        "id": identity.client_id,
+        "displayName": info.display_name,
+        "version": info.version,
+        "platform": info.platform,
+        "mode": identity.client_mode,
+    });
+    if let (false, Some(obj)) = (identity.device_family.is_empty(), client.as_object_mut()) {
+        obj.insert("deviceFamily".to_owned(), Value::from(identity.device_family.as_str()));
+    }
     let mut params = json!({
         "minProtocol": PROTOCOL_VERSION,
         "maxProtocol": PROTOCOL_VERSION,
-        "client": {
-            "id": CLIENT_ID,
-            "displayName": info.display_name,
-            "version": info.version,
-            "platform": info.platform,
-            "mode": CLIENT_MODE,
-        },
-        "caps": [],
-        "role": ROLE,
-        "scopes": SCOPES,
+        "client": client,
+        "caps": identity.caps,
+        "role": identity.role,
+        "scopes": identity.scopes,
         "device": {
             "id": info.device.id,
             "publicKey": info.device.public_key,
@@ -291,8 +403,13 @@ pub fn connect_params(info: &ConnectInfo<'_>) -> Value {
             "nonce": info.device.nonce,
         },
     });
-    if let (Some(token), Some(obj)) = (info.token, params.as_object_mut()) {
-        obj.insert("auth".to_owned(), json!({ "token": token }));
+    if let Some(obj) = params.as_object_mut() {
+        if let Some(token) = info.token {
+            obj.insert("auth".to_owned(), json!({ "token": token }));
+        }
+        if let Some(commands) = &identity.commands {
+            obj.insert("commands".to_owned(), json!(commands));
+        }
     }
     params
 }
@@ -441,12 +558,14 @@ mod tests {
             signed_at: 1,
             nonce: "n".into(),
         };
+        let identity = ClientRole::Operator.identity("linux");
         let info = ConnectInfo {
             display_name: "clawbridge",
             version: "0.1.0",
             platform: "linux",
             token: Some("t"),
             device: &device,
+            identity: &identity,
         };
         let p = connect_params(&info);
         let mut keys: Vec<_> = p.as_object().unwrap().keys().cloned().collect();
@@ -457,9 +576,49 @@ mod tests {
         assert_eq!(p["client"]["mode"], "backend");
         assert_eq!(p["device"]["signedAt"], 1);
 
+        assert_eq!(p["scopes"], json!(["operator.read", "operator.write"]));
+        assert!(p["client"].get("deviceFamily").is_none());
+
         let no_token = ConnectInfo { token: None, ..info };
         assert!(connect_params(&no_token).get("auth").is_none());
         assert!(!format!("{no_token:?}").contains("\"t\""));
+    }
+
+    #[test]
+    fn node_connect_params_declare_role_commands_and_device_family() {
+        let device = DeviceProof {
+            id: "id".into(),
+            public_key: "pk".into(),
+            signature: "sig".into(),
+            signed_at: 1,
+            nonce: "n".into(),
+        };
+        let role = ClientRole::Node(NodeClaims { caps: vec![], commands: vec!["mcp.tools.call.v1".into()] });
+        let identity = role.identity("linux");
+        let info = ConnectInfo {
+            display_name: "clawbridge tools",
+            version: "0.1.0",
+            platform: "linux",
+            token: Some("t"),
+            device: &device,
+            identity: &identity,
+        };
+        let p = connect_params(&info);
+        let mut keys: Vec<_> = p.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            ["auth", "caps", "client", "commands", "device", "maxProtocol", "minProtocol", "role", "scopes"]
+        );
+        assert_eq!(p["role"], "node");
+        assert_eq!(p["scopes"], json!([]));
+        assert_eq!(p["commands"], json!(["mcp.tools.call.v1"]));
+        assert_eq!(p["client"]["id"], "node-host");
+        assert_eq!(p["client"]["mode"], "node");
+        assert_eq!(p["client"]["deviceFamily"], "linux");
+        assert_eq!(node_device_family("macos"), "mac");
+        assert_eq!(node_device_family("freebsd"), "");
+        assert!(role.is_node() && !ClientRole::Operator.is_node());
     }
 
     #[test]

@@ -19,6 +19,14 @@
 //!
 //! # Delivery
 //!
+//! # Roles
+//!
+//! The same client also connects as a **node** ([`ClientRole::Node`], `node-host`/`node`, its own
+//! device key): a capability host that declares commands, publishes agent-visible tools with
+//! `node.pluginTools.update` and answers the `node.invoke.request` events it receives (through
+//! [`GatewayClient::subscribe`]) with `node.invoke.result`. A node whose device is not paired yet
+//! keeps retrying ([`GatewayConfig::pairing_retry`]) until the operator approves it.
+//!
 //! [`GatewayClient::run_agent`] is the call a bridge needs: it survives reconnects by
 //! re-issuing `agent` with the same idempotency key, which the gateway deduplicates, then
 //! waiting on the run again. Events (`agent`, `chat`, `tick`…) are available to anyone through
@@ -37,4 +45,4 @@ pub use agent::{
 pub use client::{ConnectionState, GatewayClient, GatewayConfig, GatewayEvent, MAX_FRESH_RUNS, probe};
 pub use device::{DeviceIdentity, SignatureFields};
 pub use error::{FatalError, GatewayError};
-pub use frame::HelloInfo;
+pub use frame::{ClientRole, HelloInfo, NodeClaims};

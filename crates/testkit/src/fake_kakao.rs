@@ -513,3 +513,78 @@ fn pkce_s256(verifier: &str) -> String {
     use sha2::Digest as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()))
 }
+
+/// A fake of the chatbot Event API (`bot-api.kakao.com`, reference/kakao.md §5.4): `POST
+/// /v2/bots/{bot}/talk` with `Authorization: KakaoAK <key>` records the push and answers a
+/// `task-<n>`; `GET /v1/tasks/{id}` reports SUCCESS for every user of that push.
+#[derive(Debug, Clone)]
+pub struct FakeEventApi {
+    base: String,
+    pushes: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeEventApi {
+    /// Starts it on `127.0.0.1:<free port>` for bot `bot` and REST API key `rest_key`.
+    pub async fn start(bot: &str, rest_key: &str) -> Self {
+        use axum::extract::Path;
+        use axum::routing::{get, post};
+        let pushes: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let (bot, auth) = (bot.to_owned(), format!("KakaoAK {rest_key}"));
+        let talk = {
+            let pushes = pushes.clone();
+            move |Path(called): Path<String>, headers: HeaderMap, body: Bytes| {
+                let (pushes, bot, auth) = (pushes.clone(), bot.clone(), auth.clone());
+                async move {
+                    let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(auth.as_str());
+                    if !authorized || called != bot {
+                        return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid key"})));
+                    }
+                    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let mut pushes = pushes.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    pushes.push(body);
+                    let task = format!("task-{}", pushes.len());
+                    (StatusCode::OK, axum::Json(json!({"taskId": task, "status": "SUCCESS", "message": ""})))
+                }
+            }
+        };
+        let tasks = {
+            let pushes = pushes.clone();
+            move |Path(id): Path<String>| {
+                let pushes = pushes.clone();
+                async move {
+                    let n: usize = id.trim_start_matches("task-").parse().unwrap_or(0);
+                    let body = pushes
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get(n.wrapping_sub(1))
+                        .cloned()
+                        .unwrap_or(Value::Null);
+                    let results: Vec<Value> = body["user"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|u| json!({"id": u["id"], "status": "SUCCESS"}))
+                        .collect();
+                    axum::Json(json!({"taskId": id, "status": "SUCCESS", "results": results}))
+                }
+            }
+        };
+        let router = axum::Router::new().route("/v2/bots/{bot}/talk", post(talk)).route("/v1/tasks/{id}", get(tasks));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the fake Event API");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Self { base, pushes }
+    }
+
+    /// Its base URL (`KAKAO_BOT_API_BASE_URL`).
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    /// Every push body received, oldest first.
+    pub fn pushes(&self) -> Vec<Value> {
+        self.pushes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+}

@@ -291,22 +291,65 @@ impl Gateway {
         std::fs::write(state.join("openclaw.json"), text).expect("write openclaw.json");
     }
 
-    /// Spawns the wrapper + gateway with the isolated environment of §4.2.
-    fn launch(&mut self) {
-        self.runs += 1;
+    /// Approves the pending command surface of node `node_id` the way an operator does with
+    /// `openclaw nodes approve <requestId>`, over the gateway's RPC (`node.pair.list` to find the
+    /// request, `node.pair.approve`), as a loopback operator with `operator.pairing`. Returns the
+    /// request id approved.
+    ///
+    /// # Errors
+    /// When the gateway cannot be reached, no request of that node is pending, or the approval fails.
+    pub async fn approve_node(&self, node_id: &str) -> Result<String, String> {
+        let scopes = ["operator.read", "operator.write", "operator.pairing"];
+        let (mut client, _) = RawClient::connect_with_scopes(&self.url(), &self.token, &scopes).await?;
+        let list = client.request("node.pair.list", json!({})).await?;
+        let request_id = list["pending"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["nodeId"] == node_id)
+            .and_then(|p| p["requestId"].as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| format!("no pending node request for {node_id}: {list}"))?;
+        client.request("node.pair.approve", json!({"requestId": request_id})).await?;
+        Ok(request_id)
+    }
+
+    /// One operator RPC (scopes read, write and pairing), for assertions on the gateway's own view
+    /// (`node.describe`, `tools.effective`, `node.invoke`…). Returns the payload.
+    ///
+    /// # Errors
+    /// When the connection fails or the method answers with an error (the error object as text).
+    pub async fn rpc(&self, method: &str, params: Value) -> Result<Value, String> {
+        let scopes = ["operator.read", "operator.write", "operator.pairing"];
+        let (mut client, _) = RawClient::connect_with_scopes(&self.url(), &self.token, &scopes).await?;
+        client.request(method, params).await
+    }
+
+    /// Merges `patch` into the running gateway's `openclaw.json` (objects merge recursively),
+    /// which the gateway hot-reloads as it does after `openclaw config set`.
+    pub fn patch_config(&self, patch: &Value) {
+        let path = self.state_dir().join("openclaw.json");
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read openclaw.json")).expect("config JSON");
+        merge(&mut config, patch);
+        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("config JSON"))
+            .expect("write openclaw.json");
+    }
+
+    /// Runs the `openclaw` CLI against this gateway (same isolated environment and state), e.g.
+    /// `["devices", "approve", id]` or `["nodes", "pending", "--json"]`. Blocking (5–10 s: the CLI
+    /// boots Node each time).
+    pub fn openclaw(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = self.openclaw_command();
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.output().expect("run the openclaw CLI")
+    }
+
+    /// The `openclaw` command with the isolated environment of §4.2 (no arguments yet).
+    fn openclaw_command(&self) -> Command {
         let home = self.root.join("home");
         let tmp = self.root.join("tmp");
         let compile_cache = self.root.join("cache").join("node-compile-cache");
-        for dir in [&home, &tmp, &compile_cache, &self.root.join("logs")] {
-            std::fs::create_dir_all(dir).expect("create gateway dir");
-        }
-        // XDG_RUNTIME_DIR must be private to the user.
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).expect("chmod tmp");
-
-        let mut log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open gw.log");
-        let _ = writeln!(log, "=== clawbridge-testkit: gateway run {} on port {} ===", self.runs, self.port);
-        let stderr_log: File = log.try_clone().expect("clone gw.log handle");
-
         let openclaw_bin_dir = self.install.openclaw_bin.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut path = vec![self.install.node_bin_dir.clone(), openclaw_bin_dir];
         path.extend(self.options.path_prepend.iter().cloned());
@@ -314,11 +357,7 @@ impl Gateway {
             std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default(),
         );
         let path = std::env::join_paths(path).expect("PATH entries contain no ':'");
-
-        let cleanup = if self.dir.is_some() { self.root.as_os_str() } else { "".as_ref() };
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c").arg(WRAPPER).arg("sh").arg(cleanup).arg(&self.install.openclaw_bin);
-        cmd.args(["gateway", "run", "--bind", "loopback", "--port", &self.port.to_string()]);
+        let mut cmd = Command::new(&self.install.openclaw_bin);
         // The developer's own OpenClaw settings must not leak into the test gateway.
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("OPENCLAW_") {
@@ -342,8 +381,39 @@ impl Gateway {
             .env("NODE_COMPILE_CACHE", &compile_cache)
             .env("TMPDIR", &tmp)
             .env("XDG_RUNTIME_DIR", &tmp)
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::piped())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Spawns the wrapper + gateway with the isolated environment of §4.2.
+    fn launch(&mut self) {
+        self.runs += 1;
+        let home = self.root.join("home");
+        let tmp = self.root.join("tmp");
+        let compile_cache = self.root.join("cache").join("node-compile-cache");
+        for dir in [&home, &tmp, &compile_cache, &self.root.join("logs")] {
+            std::fs::create_dir_all(dir).expect("create gateway dir");
+        }
+        // XDG_RUNTIME_DIR must be private to the user.
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).expect("chmod tmp");
+
+        let mut log = OpenOptions::new().create(true).append(true).open(self.log_path()).expect("open gw.log");
+        let _ = writeln!(log, "=== clawbridge-testkit: gateway run {} on port {} ===", self.runs, self.port);
+        let stderr_log: File = log.try_clone().expect("clone gw.log handle");
+
+        let cleanup = if self.dir.is_some() { self.root.as_os_str() } else { "".as_ref() };
+        // The wrapper gets the gateway's environment; the gateway inherits it.
+        let template = self.openclaw_command();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(WRAPPER).arg("sh").arg(cleanup).arg(&self.install.openclaw_bin);
+        cmd.args(["gateway", "run", "--bind", "loopback", "--port", &self.port.to_string()]);
+        for (key, value) in template.get_envs() {
+            match value {
+                Some(value) => cmd.env(key, value),
+                None => cmd.env_remove(key),
+            };
+        }
+        cmd.stdin(Stdio::piped())
             .stdout(log)
             .stderr(stderr_log)
             // Own process group: a terminal ^C reaches the test process only (the pipe then closes),

@@ -11,6 +11,8 @@
 //! | `LONG:<n>` | exactly `n` characters of lorem-like sentences in paragraphs (chunking tests) |
 //! | `IMAGE-COUNT` | `STUB-REPLY: image count: <k>`, `k` = image parts in the request |
 //! | `TOOLTEST: <cmd>` | first round: an `exec` tool call running `<cmd>`; after the tool result: `STUB-REPLY: tool output: <output>` |
+//! | `TOOLCALL: <name> <json>` | first round: a call of tool `<name>` with arguments `<json>` — directly when the request lists that tool, else through the gateway's Tool Search wrapper `tool_call {id: <name>, args: <json>}`; after the result: `STUB-REPLY: tool output: <output>` |
+//! | `TOOLCALL2: <name> <json>` | the same call, with the same call id, in the first two rounds (a model repeating an invocation), then the reply |
 //!
 //! Replies never contain `<…>` or `[[…]]`: OpenClaw strips the first and treats the second as reply
 //! directives.
@@ -29,6 +31,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 /// Marker of the gateway's synthetic user message that follows the real one.
 const INTERNAL_CONTEXT_MARKER: &str = "BEGIN_OPENCLAW_INTERNAL_CONTEXT";
@@ -47,6 +50,10 @@ pub struct StubRequest {
     pub image_count: usize,
     /// True when the request carried a `tool` result message (second round of a tool call).
     pub tool_round: bool,
+    /// The outputs of this turn's `tool` result messages (after the user's message), oldest first.
+    pub tool_outputs: Vec<String>,
+    /// The names of the function tools offered to the model (the agent's direct tool list).
+    pub tool_names: Vec<String>,
     /// Whether the gateway asked for streaming (it always does; kept for diagnostics).
     pub stream: bool,
     /// When the stub received it.
@@ -206,6 +213,8 @@ async fn chat_completions(State(state): State<Arc<StubState>>, body: Bytes) -> R
         system: system_text(&body),
         image_count: image_count(&body),
         tool_round: last_tool_output(&body).is_some(),
+        tool_outputs: tool_outputs(&body),
+        tool_names: tool_names(&body),
         stream: body.get("stream").and_then(Value::as_bool).unwrap_or(false),
         received_at: SystemTime::now(),
         body: Arc::new(body),
@@ -242,6 +251,8 @@ struct Script {
     long: Option<usize>,
     image_count: bool,
     tool_command: Option<String>,
+    /// `TOOLCALL`: (tool name, JSON arguments, how many rounds repeat the call).
+    tool_call: Option<(String, String, usize)>,
 }
 
 impl Script {
@@ -257,18 +268,46 @@ impl Script {
             long: number_after("LONG:").and_then(|n| usize::try_from(n).ok()),
             image_count: text.contains("IMAGE-COUNT"),
             tool_command: text.find("TOOLTEST:").map(|i| text[i + "TOOLTEST:".len()..].trim().to_owned()),
+            tool_call: Self::tool_call(text),
         }
+    }
+
+    /// `TOOLCALL: name {json}` or `TOOLCALL2: name {json}`.
+    fn tool_call(text: &str) -> Option<(String, String, usize)> {
+        let (at, times, marker) = match (text.find("TOOLCALL2:"), text.find("TOOLCALL:")) {
+            (Some(i), _) => (i, 2, "TOOLCALL2:"),
+            (None, Some(i)) => (i, 1, "TOOLCALL:"),
+            (None, None) => return None,
+        };
+        let rest = text[at + marker.len()..].trim();
+        let (name, args) = rest.split_once(char::is_whitespace).unwrap_or((rest, "{}"));
+        Some((name.to_owned(), args.trim().to_owned(), times))
     }
 }
 
-/// What the stub answers: text, or one `exec` tool call.
+/// What the stub answers: text, an `exec` tool call, or a call of a named tool.
 #[derive(Debug, PartialEq)]
 enum Answer {
     Text(String),
     ToolCall { command: String },
+    Call { id: String, name: String, arguments: String },
 }
 
 fn answer(script: &Script, request: &StubRequest, body: &Value) -> Answer {
+    if let Some((name, args, times)) = &script.tool_call {
+        if request.tool_outputs.len() >= *times {
+            let output = request.tool_outputs.last().cloned().unwrap_or_default();
+            return Answer::Text(format!("STUB-REPLY: tool output: {output}"));
+        }
+        // The same id in every round: a repeated call is the same invocation.
+        let id = format!("call_{}", &hex::encode(sha2::Sha256::digest(request.user_text.as_bytes()))[..16]);
+        if request.tool_names.iter().any(|t| t == name) {
+            return Answer::Call { id, name: name.clone(), arguments: args.clone() };
+        }
+        let args: Value = serde_json::from_str(args).unwrap_or(Value::Null);
+        let arguments = json!({"id": name, "args": args}).to_string();
+        return Answer::Call { id, name: "tool_call".to_owned(), arguments };
+    }
     if let Some(command) = &script.tool_command {
         return match last_tool_output(body) {
             None => Answer::ToolCall { command: command.clone() },
@@ -344,6 +383,38 @@ fn image_count(body: &Value) -> usize {
         .count()
 }
 
+/// The outputs of the `tool` messages after the last user message (this turn's tool rounds; the
+/// session's earlier turns are in the history too), oldest first.
+fn tool_outputs(body: &Value) -> Vec<String> {
+    let messages = messages(body);
+    let start = messages
+        .iter()
+        .rposition(|m| {
+            role(m) == "user"
+                && !content_text(m.get("content").unwrap_or(&Value::Null)).contains(INTERNAL_CONTEXT_MARKER)
+        })
+        .map_or(0, |i| i + 1);
+    messages[start..]
+        .iter()
+        .filter(|m| role(m) == "tool")
+        .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
+        .collect()
+}
+
+/// The names of the request's function tools.
+fn tool_names(body: &Value) -> Vec<String> {
+    body.get("tools")
+        .and_then(Value::as_array)
+        .map(|tools| {
+            tools
+                .iter()
+                .filter_map(|t| t.get("function").and_then(|f| f.get("name")).and_then(Value::as_str))
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The output of the last `tool` message, if the request is a tool-result round.
 fn last_tool_output(body: &Value) -> Option<String> {
     messages(body)
@@ -416,6 +487,10 @@ fn completion_json(id: &str, answer: &Answer) -> Value {
         Answer::ToolCall { command } => {
             (json!({"role": "assistant", "content": null, "tool_calls": [tool_call(command)]}), "tool_calls")
         }
+        Answer::Call { id, name, arguments } => (
+            json!({"role": "assistant", "content": null, "tool_calls": [named_call(id, name, arguments)]}),
+            "tool_calls",
+        ),
     };
     json!({
         "id": id, "object": "chat.completion", "created": now_secs(), "model": "stub-model",
@@ -428,6 +503,10 @@ fn tool_call(command: &str) -> Value {
     let arguments = json!({"command": command, "title": "stub tool test"}).to_string();
     json!({"index": 0, "id": "call_stub_1", "type": "function",
            "function": {"name": "exec", "arguments": arguments}})
+}
+
+fn named_call(id: &str, name: &str, arguments: &str) -> Value {
+    json!({"index": 0, "id": id, "type": "function", "function": {"name": name, "arguments": arguments}})
 }
 
 /// The SSE `data:` payloads of a streamed answer (reference §4.4), `[DONE]` last. Text is split over
@@ -451,6 +530,11 @@ fn sse_events(id: &str, answer: &Answer) -> Vec<String> {
         }
         Answer::ToolCall { command } => {
             let delta = json!({"role": "assistant", "content": null, "tool_calls": [tool_call(command)]});
+            events.push(chunk(delta, Value::Null));
+            events.push(chunk(json!({}), json!("tool_calls")));
+        }
+        Answer::Call { id, name, arguments } => {
+            let delta = json!({"role": "assistant", "content": null, "tool_calls": [named_call(id, name, arguments)]});
             events.push(chunk(delta, Value::Null));
             events.push(chunk(json!({}), json!("tool_calls")));
         }
@@ -570,6 +654,8 @@ mod tests {
             system: String::new(),
             image_count: 0,
             tool_round: false,
+            tool_outputs: tool_outputs(body),
+            tool_names: tool_names(body),
             stream: true,
             received_at: SystemTime::now(),
             body: Arc::new(body.clone()),
@@ -581,6 +667,45 @@ mod tests {
             {"role": "tool", "tool_call_id": "call_stub_1", "content": "hi"},
         ]));
         assert_eq!(answer(&script, &request(&second), &second), Answer::Text("STUB-REPLY: tool output: hi".into()));
+    }
+
+    #[test]
+    fn named_tool_calls_go_direct_or_through_tool_call() {
+        let text = r#"TOOLCALL: whatsapp_send {"to":"+15550001","text":"hi"}"#;
+        let script = Script::parse(text);
+        assert_eq!(script.tool_call, Some(("whatsapp_send".into(), r#"{"to":"+15550001","text":"hi"}"#.into(), 1)));
+        assert_eq!(Script::parse("TOOLCALL2: x {}").tool_call, Some(("x".into(), "{}".into(), 2)));
+        let request = |body: &Value| StubRequest {
+            user_text: text.to_owned(),
+            system: String::new(),
+            image_count: 0,
+            tool_round: false,
+            tool_outputs: tool_outputs(body),
+            tool_names: tool_names(body),
+            stream: true,
+            received_at: SystemTime::now(),
+            body: Arc::new(body.clone()),
+        };
+        let direct = json!({"tools": [{"type": "function", "function": {"name": "whatsapp_send"}}],
+                            "messages": [{"role": "user", "content": text}]});
+        let Answer::Call { id, name, arguments } = answer(&script, &request(&direct), &direct) else { panic!() };
+        assert!(id.starts_with("call_"));
+        assert_eq!((name.as_str(), arguments.as_str()), ("whatsapp_send", r#"{"to":"+15550001","text":"hi"}"#));
+        let deferred = json!({"tools": [{"type": "function", "function": {"name": "tool_call"}}],
+                              "messages": [{"role": "user", "content": text}]});
+        let Answer::Call { id: same, name, arguments } = answer(&script, &request(&deferred), &deferred) else {
+            panic!()
+        };
+        assert_eq!((same, name.as_str()), (id, "tool_call"));
+        let arguments: Value = serde_json::from_str(&arguments).unwrap();
+        assert_eq!(arguments, json!({"id": "whatsapp_send", "args": {"to": "+15550001", "text": "hi"}}));
+        let done = json!({"messages": [{"role": "user", "content": text}, {"role": "tool", "content": "sent"}]});
+        assert_eq!(answer(&script, &request(&done), &done), Answer::Text("STUB-REPLY: tool output: sent".into()));
+        // An earlier turn's tool round in the session history does not count for this turn.
+        let later = json!({"tools": [{"type": "function", "function": {"name": "whatsapp_send"}}], "messages": [
+            {"role": "user", "content": "earlier"}, {"role": "tool", "content": "old"},
+            {"role": "user", "content": text}]});
+        assert!(matches!(answer(&script, &request(&later), &later), Answer::Call { .. }));
     }
 
     /// Minimal HTTP/1.1 exchange over a real socket: `Connection: close`, read to EOF, de-chunk.

@@ -18,6 +18,16 @@ impl RawClient {
     /// Connects and performs the handshake of reference §1.3 as the loopback `gateway-client` /
     /// `backend` trust path (no device block needed on loopback). Returns the `hello-ok` payload.
     pub(crate) async fn connect(url: &str, token: &str) -> Result<(RawClient, Value), String> {
+        Self::connect_with_scopes(url, token, &["operator.read", "operator.write"]).await
+    }
+
+    /// [`RawClient::connect`] asking for `scopes` (the loopback backend trust path grants
+    /// `operator.pairing` too, which node approvals need).
+    pub(crate) async fn connect_with_scopes(
+        url: &str,
+        token: &str,
+        scopes: &[&str],
+    ) -> Result<(RawClient, Value), String> {
         let (ws, _) = tokio_tungstenite::connect_async(url).await.map_err(|e| format!("connect: {e}"))?;
         let mut client = RawClient { ws, next_id: 0 };
         let challenge = client.next_frame().await?;
@@ -28,7 +38,7 @@ impl RawClient {
             "minProtocol": 4, "maxProtocol": 4,
             "client": {"id": "gateway-client", "displayName": "clawbridge testkit", "version": "0.0.0",
                        "platform": "linux", "mode": "backend"},
-            "caps": [], "role": "operator", "scopes": ["operator.read", "operator.write"],
+            "caps": [], "role": "operator", "scopes": scopes,
             "auth": {"token": token},
         });
         let hello = client.request("connect", params).await?;

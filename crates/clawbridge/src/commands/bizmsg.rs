@@ -163,7 +163,8 @@ fn variables(vars: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn row(p: &Prepared) -> NewBizmsg {
+/// The row of a checked send (the CLI and the `alimtalk_send` / `brand_send` tools store the same).
+pub fn row(p: &Prepared) -> NewBizmsg {
     NewBizmsg {
         idempotency_key: p.idempotency_key.clone(),
         account: p.account.clone(),

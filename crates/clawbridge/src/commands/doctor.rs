@@ -24,6 +24,19 @@ impl Report {
         }
     }
 
+    /// Something optional does not work (the agent tools): shown with the fix, exit code unchanged.
+    fn warn(&mut self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
+        match &mut self.json {
+            Some(checks) => checks.push(serde_json::json!({
+                "check": what, "ok": true, "warning": problem.to_string(), "fix": fix.to_string()
+            })),
+            None => {
+                println!("warn  {what}: {problem}");
+                println!("      fix: {fix}");
+            }
+        }
+    }
+
     fn fail(&mut self, what: &str, problem: impl std::fmt::Display, fix: impl std::fmt::Display) {
         self.failed = true;
         match &mut self.json {
@@ -35,6 +48,115 @@ impl Report {
                 println!("      fix: {fix}");
             }
         }
+    }
+}
+
+/// The agent tools: whether the node is paired and approved, with the exact `openclaw` command
+/// when it is not, and whether the gateway lets node tools through. The bridge works without
+/// them (agents can use the CLI), so problems are warnings, not failures.
+async fn tools(config: &Config, report: &mut Report) {
+    use crate::tools::{NodeDiagnosis, catalog, diagnose, node_gateway_config, node_key_path};
+    let published = catalog::catalog(config);
+    if published.is_empty() {
+        let why = if config.tools.enabled {
+            "none to publish (no WhatsApp, Kakao or business-message channel is configured for them)"
+        } else {
+            "off ([tools] enabled = false or CLAWBRIDGE_TOOLS=off); agents use the CLI"
+        };
+        report.ok("tools", why);
+        return;
+    }
+    let names: Vec<&str> = published.iter().map(|t| t.name.as_str()).collect();
+    let Ok(token) = config.require_token() else { return };
+    let node_id = match clawbridge_gateway::DeviceIdentity::load_or_create(&node_key_path(config)) {
+        Ok(device) => device.id().to_owned(),
+        Err(e) => return report.warn("tools", e, "make the state dir writable"),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let mut operator = GatewayConfig::new(config.gateway.url.clone(), Some(token.clone()), config.device_key_path());
+    operator.client_display_name = "clawbridge doctor".to_owned();
+    operator.role = clawbridge_gateway::ClientRole::OperatorPairing;
+    let Ok(client) = clawbridge_gateway::GatewayClient::spawn(operator, stop.child_token()) else { return };
+    if client.wait_connected(Duration::from_secs(20)).await.is_err() {
+        // The gateway check above says why.
+        return;
+    }
+    let describe = |client: clawbridge_gateway::GatewayClient| {
+        let node_id = node_id.clone();
+        async move {
+            match client.request("node.describe", serde_json::json!({"nodeId": node_id}), Duration::from_secs(15)).await
+            {
+                Ok(v) => Ok(Some(v)),
+                Err(GatewayError::Rejected { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    let mut described = match describe(client.clone()).await {
+        Ok(d) => d,
+        Err(e) => {
+            return report.warn(
+                "tools",
+                format!("cannot ask the gateway about node {node_id}: {e}"),
+                "run doctor again",
+            );
+        }
+    };
+    if described.is_none() {
+        // Never connected: connect once as the node, which files its pairing request.
+        let mut node = node_gateway_config(config);
+        node.pairing_retry = None;
+        let probe = clawbridge_gateway::GatewayClient::spawn(node, stop.child_token());
+        if let Ok(probe) = probe {
+            match probe.wait_connected(Duration::from_secs(20)).await {
+                Err(GatewayError::Fatal(clawbridge_gateway::FatalError::PairingRequired { request_id, .. })) => {
+                    let id = request_id.unwrap_or_else(|| "<requestId>".to_owned());
+                    return report.warn(
+                        "tools",
+                        format!("the gateway has not paired the tools node's device {node_id} yet"),
+                        format!(
+                            "on the gateway host run `openclaw devices approve {id}`, then `clawbridge doctor` again for the node approval"
+                        ),
+                    );
+                }
+                Err(e) => {
+                    return report.warn(
+                        "tools",
+                        format!("the tools node cannot connect: {e}"),
+                        "see the gateway check",
+                    );
+                }
+                Ok(_) => {}
+            }
+            described = describe(client.clone()).await.ok().flatten();
+        }
+    }
+    match diagnose(&node_id, described.as_ref(), None) {
+        NodeDiagnosis::Ready { connected: true, tools } => report.ok(
+            "tools",
+            format!("node {node_id} is paired, approved and connected; the agent has {}", tools.join(", ")),
+        ),
+        NodeDiagnosis::Ready { connected: false, .. } => report.ok(
+            "tools",
+            format!("node {node_id} is paired and approved; `clawbridge serve` publishes {}", names.join(", ")),
+        ),
+        NodeDiagnosis::PendingApproval { request_id: Some(id), .. } => report.warn(
+            "tools",
+            format!(
+                "the tools node {node_id} waits for the operator's approval ({} not available to the agent)",
+                names.join(", ")
+            ),
+            format!("on the gateway host run `openclaw nodes approve {id}`"),
+        ),
+        d @ (NodeDiagnosis::PendingApproval { request_id: None, .. } | NodeDiagnosis::Unknown { .. }) => {
+            report.warn("tools", format!("the tools node {node_id} is not approved"), d.problem())
+        }
+        d @ (NodeDiagnosis::CommandWithheld | NodeDiagnosis::ToolsDisabled) => report.warn(
+            "tools",
+            format!("the gateway does not give the agent the tools of node {node_id}"),
+            d.problem(),
+        ),
     }
 }
 
@@ -123,6 +245,8 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
             }
         }
     }
+
+    tools(config, &mut report).await;
 
     // Each channel's own checks (credentials, delivery mode, a login), from its plugin.
     let shared = Arc::new(config.clone());

@@ -24,6 +24,7 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
     let daemon = daemon_readiness(config.bridge.listen).await;
     let channels = channel_statuses(&store, config).await?;
     let bizmsg = store.bizmsg_stats().await?;
+    let calls = tool_calls(&store, 10).await;
     let bizmsg_shown =
         config.channel::<clawbridge_bizmsg::config::BizmsgConfig>(clawbridge_bizmsg::plugin::ID).is_some()
             || !bizmsg.states.is_empty();
@@ -48,6 +49,12 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
                 json!({"states": counts(&bizmsg.states), "results": counts(&bizmsg.results)}),
             );
         }
+        let published: Vec<&str> = crate::tools::catalog::catalog(config).iter().map(|t| t.name.as_str()).collect();
+        report.insert(
+            "tools".to_owned(),
+            json!({"published": published, "node": daemon.get("tools").cloned().unwrap_or(Value::Null),
+                   "calls": serde_json::to_value(&calls)?}),
+        );
         let webhook = if daemon.is_null() { None } else { crate::edge::published_webhook_url(config) };
         report.insert("whatsapp_webhook".to_owned(), json!(webhook));
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -95,6 +102,9 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
                     println!("channel: {name} {}{reason}", status["state"].as_str().unwrap_or("?"));
                 }
             }
+            if let Some(line) = tools_line(&report["tools"]) {
+                println!("{line}");
+            }
             if let Some(url) = crate::edge::published_webhook_url(config) {
                 println!("webhook: {url} (Tailscale Funnel; register it in Kapso)");
             }
@@ -118,6 +128,20 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
             count(states, "dead")
         );
     }
+    if !calls.is_empty() {
+        println!("tool calls (newest first):");
+        for call in &calls {
+            println!(
+                "  {} {} → {} {}: {} (session {})",
+                format_epoch_ms(call.at),
+                call.tool,
+                call.to,
+                call.status,
+                call.result,
+                call.session.as_deref().unwrap_or("-")
+            );
+        }
+    }
     if dead.is_empty() {
         println!("dead letters: none");
     } else {
@@ -135,6 +159,41 @@ pub async fn run(config: &Config, as_json: bool, dead_limit: u32) -> anyhow::Res
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The last `limit` agent tool calls, newest first (unreadable records are skipped).
+async fn tool_calls(store: &clawbridge_store::SharedStore, limit: u32) -> Vec<crate::tools::calls::CallRecord> {
+    let entries = store.list_state(crate::tools::calls::CALLS, limit, crate::util::now_ms()).await.unwrap_or_default();
+    let mut calls: Vec<crate::tools::calls::CallRecord> =
+        entries.iter().filter_map(|e| serde_json::from_str(&e.value).ok()).collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.at));
+    calls
+}
+
+/// `tools:` of the daemon's report: the node's state, what the gateway accepted, the problem.
+fn tools_line(tools: &Value) -> Option<String> {
+    let node = tools.get("node_id")?.as_str()?;
+    let list = |key: &str| {
+        tools[key]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let short: String = node.chars().take(12).collect();
+    let state = tools["state"].as_str().unwrap_or("?");
+    let mut line = format!("tools:   node {short}… {state}; publishes {}", list("published"));
+    if state == "connected" {
+        line.push_str(&format!(
+            "; the gateway holds {}",
+            if list("accepted").is_empty() { "none".to_owned() } else { list("accepted") }
+        ));
+    } else if let Some(connection) = tools["connection"].as_str() {
+        line.push_str(&format!(" ({connection})"));
+    }
+    if let Some(problem) = tools["problem"].as_str() {
+        line.push_str(&format!(" — {problem}"));
+    }
+    Some(line)
 }
 
 /// Where a local client reaches the listener (`0.0.0.0` means "this host").

@@ -83,7 +83,7 @@ async fn process(shared: &Shared, row: InboundRow) {
         }
     }
     match decision {
-        AccessDecision::Allow => {}
+        AccessDecision::Allow => crate::tools::remember_peer(&shared.store, &row.lane).await,
         AccessDecision::Ignore => return finish(shared, &row, InboundOutcome::Ignored, &[]).await,
         AccessDecision::Deny => return deny(shared, &row, connector.as_ref()).await,
         AccessDecision::Pair => return pair(shared, &row, connector.as_ref()).await,

@@ -251,51 +251,6 @@ async fn kakao_long_answer_renders_with_more() {
     k.shutdown().await;
 }
 
-/// The fake Event API: records pushes; tasks report SUCCESS per user.
-async fn fake_event_api() -> (String, Arc<Mutex<Vec<Value>>>) {
-    use axum::routing::get;
-    let pushes: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let talk = {
-        let pushes = pushes.clone();
-        move |Path(bot): Path<String>, headers: axum::http::HeaderMap, body: Bytes| {
-            let pushes = pushes.clone();
-            async move {
-                let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("KakaoAK rest-key");
-                if !authorized || bot != BOT {
-                    return (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "invalid key"})));
-                }
-                let body: Value = serde_json::from_slice(&body).unwrap();
-                let mut pushes = pushes.lock().unwrap();
-                pushes.push(body);
-                let task = format!("task-{}", pushes.len());
-                (axum::http::StatusCode::OK, axum::Json(json!({"taskId": task, "status": "SUCCESS", "message": ""})))
-            }
-        }
-    };
-    let tasks = {
-        let pushes = pushes.clone();
-        move |Path(id): Path<String>| {
-            let pushes = pushes.clone();
-            async move {
-                let n: usize = id.trim_start_matches("task-").parse().unwrap();
-                let body = pushes.lock().unwrap()[n - 1].clone();
-                let results: Vec<Value> = body["user"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|u| json!({"id": u["id"], "status": "SUCCESS"}))
-                    .collect();
-                axum::Json(json!({"taskId": id, "status": "SUCCESS", "results": results}))
-            }
-        }
-    };
-    let router = axum::Router::new().route("/v2/bots/{bot}/talk", post(talk)).route("/v1/tasks/{id}", get(tasks));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (base, pushes)
-}
-
 fn clawbridge_cli(state: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"));
     cmd.args(args)
@@ -313,7 +268,8 @@ fn clawbridge_cli(state: &std::path::Path, env: &[(&str, &str)], args: &[&str]) 
 
 #[tokio::test]
 async fn kakao_push_skips_blocked_users_records_the_task_and_status_shows_it() {
-    let (base, pushes) = fake_event_api().await;
+    let events = clawbridge_testkit::fake_kakao::FakeEventApi::start(BOT, "rest-key").await;
+    let base = events.url().to_owned();
     let dir = tempfile::tempdir().unwrap();
     let store =
         clawbridge_store::open(&format!("sqlite://{}", dir.path().join("clawbridge.db").display())).await.unwrap();
@@ -362,7 +318,7 @@ async fn kakao_push_skips_blocked_users_records_the_task_and_status_shows_it() {
     assert!(text.contains("skipped blocked-1: blocked the channel"), "{text}");
     assert!(text.contains("batch 1: 1 user(s) → task task-1 SUCCESS"), "{text}");
     assert!(text.contains("u1: SUCCESS"), "{text}");
-    let sent = pushes.lock().unwrap().clone();
+    let sent = events.pushes();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["user"], json!([{"type": "appUserId", "id": "u1"}]));
     assert_eq!(sent[0]["event"], json!({"name": "order_shipped", "data": {"text": "출발했어요"}}));

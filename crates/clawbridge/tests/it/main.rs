@@ -14,4 +14,6 @@ mod plugins;
 mod replicas;
 mod setup;
 mod support;
+mod tool_calls;
+mod tools;
 mod whatsapp;

@@ -6,6 +6,7 @@ mod agent_runs;
 mod device_key;
 mod fake;
 mod handshake;
+mod node;
 mod real;
 mod reconnect;
 mod requests;

@@ -109,6 +109,36 @@ async fn pairing_required_is_fatal_and_names_the_device() {
     assert!(text.contains("openclaw devices approve req-42") && text.contains(&device_id), "{text}");
 }
 
+/// A node is approved out of band: `PAIRING_REQUIRED` keeps it retrying (with the approve
+/// command in its state) until the gateway lets it in, and the signed connect is a node's.
+#[tokio::test]
+async fn a_node_waits_for_pairing_and_connects_once_approved() {
+    let server = fake::ScriptedGateway::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fake::config(&server.url(), &dir, Some("t"))
+        .into_node(clawbridge_gateway::NodeClaims { caps: vec![], commands: vec!["mcp.tools.call.v1".into()] });
+    config.pairing_retry = Some(std::time::Duration::from_millis(20));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let client = clawbridge_gateway::GatewayClient::spawn(config, shutdown.clone()).unwrap();
+    let mut server = server;
+    let mut conn = server.next_conn().await;
+    let connect = conn
+        .refuse(json!({"code":"NOT_PAIRED","message":"pairing required",
+        "details":{"code":"PAIRING_REQUIRED","reason":"not-paired","requestId":"req-7"}}))
+        .await;
+    let params = &connect["params"];
+    assert_eq!((params["role"].as_str(), params["client"]["mode"].as_str()), (Some("node"), Some("node")));
+    assert_eq!(params["commands"], json!(["mcp.tools.call.v1"]));
+    let waiting = fake::wait_state(&client, |s| matches!(s, ConnectionState::Backoff { .. })).await;
+    let ConnectionState::Backoff { last_error, .. } = waiting else { unreachable!() };
+    assert!(last_error.contains("openclaw devices approve req-7"), "{last_error}");
+
+    let mut second = server.next_conn().await;
+    second.handshake(fake::hello_ok()).await;
+    fake::wait_state(&client, is_connected).await;
+    shutdown.cancel();
+}
+
 #[tokio::test]
 async fn shutdown_event_and_close_1012_reconnect() {
     let (h, mut conn) = fake::connected(fake::hello_ok()).await;

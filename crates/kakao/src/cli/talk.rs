@@ -275,6 +275,16 @@ impl Talk {
     }
 }
 
+/// The Talk Message API client of Kakao Login account `account`, with the token store and state
+/// the commands use (the daemon's `kakao_send_me` / `kakao_send_friends` tools send through it).
+///
+/// # Errors
+/// Kakao Login is not configured, the account name is not valid, or the secrets or the store
+/// cannot be opened.
+pub async fn talk_client(kakao: &KakaoConfig, host: &dyn CliHost, account: &str) -> anyhow::Result<TalkClient> {
+    Talk::open(kakao, host).await?.client(account)
+}
+
 /// Runs a Kakao Login / Talk Message command.
 ///
 /// # Errors
