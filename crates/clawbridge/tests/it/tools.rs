@@ -210,6 +210,12 @@ async fn whatsapp_send_sends_once_per_invocation_and_refuses_strangers() {
         "{outputs:?}"
     );
 
+    // /readyz shows the node and what the gateway holds.
+    let ready: Value = reqwest::get(format!("http://{}/readyz", daemon.addr)).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["tools"]["state"], "connected", "{ready}");
+    assert_eq!(ready["tools"]["accepted"], json!(["whatsapp_send"]), "{ready}");
+    assert_eq!(ready["tools"]["problem"], Value::Null, "{ready}");
+
     daemon.shutdown().await;
 }
 
