@@ -13,7 +13,7 @@ use crate::support::eventually;
 use clawbridge::config::Config;
 use clawbridge::daemon::{self, DaemonHandle};
 use clawbridge_testkit::fake_kakao::{CLIENT_ID, FakeKakao, USER_ID};
-use clawbridge_testkit::fake_kapso::{API_KEY, FakeKapso, PNID, message_received};
+use clawbridge_testkit::fake_kapso::{API_KEY, Answer, FakeKapso, PNID, message_received};
 use clawbridge_testkit::{Gateway, GatewayOptions, StubModel};
 use clawbridge_whatsapp::webhook::sign;
 use serde_json::{Value, json};
@@ -193,6 +193,28 @@ async fn whatsapp_send_sends_once_per_invocation_and_refuses_strangers() {
     assert!(fake.sends().iter().all(|s| s["to"] != stranger.as_str()), "{:?}", fake.sends());
     let outputs = tool_outputs(&tg.stub, &secret);
     assert!(outputs.len() == 1 && outputs[0].contains("Nothing was sent"), "{outputs:?}");
+
+    // The platform refuses (outside the 24-hour window): the model reads the reason in words.
+    fake.script_sends([Answer::error(
+        400,
+        json!({"error": {"message": "Re-engagement message", "type": "OAuthException", "code": 131047,
+                         "error_data": {"details": "More than 24 hours have passed"}, "fbtrace_id": "x"}}),
+    )]);
+    let late = unique("late");
+    customer_says(&daemon, &customer, &format!(r#"TOOLCALL: whatsapp_send {{"to":"+{customer}","text":"{late}"}}"#))
+        .await;
+    wait_reply(&fake, "send a template instead").await;
+    let outputs = tool_outputs(&tg.stub, &late);
+    assert!(
+        outputs.len() == 1 && outputs[0].starts_with("not sent to +…") && outputs[0].contains("131047"),
+        "{outputs:?}"
+    );
+
+    // /readyz shows the node and what the gateway holds.
+    let ready: Value = reqwest::get(format!("http://{}/readyz", daemon.addr)).await.unwrap().json().await.unwrap();
+    assert_eq!(ready["tools"]["state"], "connected", "{ready}");
+    assert_eq!(ready["tools"]["accepted"], json!(["whatsapp_send"]), "{ready}");
+    assert_eq!(ready["tools"]["problem"], Value::Null, "{ready}");
 
     daemon.shutdown().await;
 }
