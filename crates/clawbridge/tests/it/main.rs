@@ -6,6 +6,7 @@ mod bizmsg_results;
 mod browser;
 mod campaign;
 mod channel_state;
+mod chaos;
 mod cli;
 mod e2e;
 mod kakao_chat;

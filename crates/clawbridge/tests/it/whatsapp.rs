@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// First turns in a fresh gateway workspace take ~12 s on a loaded 2-core machine; be generous.
 const TURN: Duration = Duration::from_secs(180);
-const SECRET: &str = "wh_sec_e2e_0123456789";
+pub(crate) const SECRET: &str = "wh_sec_e2e_0123456789";
 
 fn unique(label: &str) -> String {
     let mut bytes = [0u8; 4];
@@ -47,11 +47,11 @@ async fn wait_send(fake: &FakeKapso, what: &str, needle: &str) {
 
 /// A Kapso v2 non-batched `whatsapp.message.received` record (no top-level `type`, no
 /// `message.from`: the sender is `conversation.phone_number`).
-fn kapso_text_record(wamid: &str, number: &str, text: &str) -> String {
+pub(crate) fn kapso_text_record(wamid: &str, number: &str, text: &str) -> String {
     message_received(wamid, &format!("+{number}"), "E2E Tester", text).to_string()
 }
 
-async fn post_webhook(base: &str, body: &str, idempotency_key: &str) -> (u16, Value) {
+pub(crate) async fn post_webhook(base: &str, body: &str, idempotency_key: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(format!("{base}/webhook"))
         .header("Content-Type", "application/json")
@@ -72,7 +72,12 @@ async fn post_webhook(base: &str, body: &str, idempotency_key: &str) -> (u16, Va
 // ---------------------------------------------------------------------------------------------
 
 /// The environment of a WhatsApp bridge in domain mode against the fake Kapso.
-fn whatsapp_env(fake: &FakeKapso, state: &std::path::Path, gateway_url: &str, token: &str) -> Vec<(String, String)> {
+pub(crate) fn whatsapp_env(
+    fake: &FakeKapso,
+    state: &std::path::Path,
+    gateway_url: &str,
+    token: &str,
+) -> Vec<(String, String)> {
     [
         ("HOME", state.display().to_string()),
         ("CLAWBRIDGE_STATE_DIR", state.display().to_string()),
@@ -107,12 +112,12 @@ async fn start_in_process(config: Config) -> DaemonHandle {
     daemon::start(config, daemon::Channels::Configured).await.expect("daemon starts")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// `clawbridge serve` (or a compatibility binary) as a child process.
-fn spawn_daemon(binary: &str, env: &[(String, String)], port: u16, args: &[&str]) -> tokio::process::Child {
+pub(crate) fn spawn_daemon(binary: &str, env: &[(String, String)], port: u16, args: &[&str]) -> tokio::process::Child {
     tokio::process::Command::new(binary)
         .args(args)
         .env_clear()
@@ -126,7 +131,7 @@ fn spawn_daemon(binary: &str, env: &[(String, String)], port: u16, args: &[&str]
         .expect("the daemon starts")
 }
 
-async fn wait_ready(port: u16) {
+pub(crate) async fn wait_ready(port: u16) {
     let ready = async {
         loop {
             if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await
