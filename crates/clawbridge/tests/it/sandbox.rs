@@ -1,0 +1,292 @@
+//! `clawbridge sandbox`: the simulators' routes, the page's API, and the real daemon between
+//! them — with the fake gateway (fast, scripted replies), and in real headless Chromium against
+//! the real OpenClaw gateway with the stub model (screenshots in target/browser-artefacts/).
+
+use crate::support::eventually;
+use clawbridge::config::GatewaySettings;
+use clawbridge::sandbox::kakao_sim::KakaoEntry;
+use clawbridge::sandbox::kapso_sim::{Body, Tick};
+use clawbridge::sandbox::{PHONE_NUMBER_ID, Policy, Sandbox, SandboxOptions, Sim, Toggles};
+use clawbridge_testkit::fake_gateway::{FakeGateway, FakeReply};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn gateway(url: &str, token: &str) -> GatewaySettings {
+    GatewaySettings {
+        url: url.to_owned(),
+        token: Some(token.to_owned().into()),
+        agent_id: "main".to_owned(),
+        agent_timeout: Duration::from_secs(300),
+    }
+}
+
+async fn sandbox(url: &str, token: &str) -> Sandbox {
+    let options = SandboxOptions { state_dir: None, listen: "127.0.0.1:0".parse().unwrap(), gateway: gateway(url, token) };
+    Sandbox::start(options).await.expect("the sandbox starts")
+}
+
+/// The simulators alone, on a listener of their own (no daemon).
+async fn simulators() -> Arc<Sim> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim = Sim::new(format!("http://{}", listener.local_addr().unwrap())).unwrap();
+    let router = sim.router();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    sim
+}
+
+async fn send(sandbox: &Sandbox, body: Value) -> reqwest::Response {
+    reqwest::Client::new().post(format!("http://{}/sandbox/api/send", sandbox.addr)).json(&body).send().await.unwrap()
+}
+
+fn kakao_answers(sim: &Sim, user: &str) -> Vec<clawbridge_kakao::chatbot::SkillResponse> {
+    sim.kakao
+        .chat(user)
+        .into_iter()
+        .filter_map(|e| match e {
+            KakaoEntry::Answer { response, .. } => Some(response),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_simulated_kapso_checks_the_key_records_sends_and_fails_during_an_outage() {
+    let sim = simulators().await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/meta/whatsapp/v24.0/{PHONE_NUMBER_ID}/messages", sim.base);
+    let body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "15550009999",
+                      "type": "text", "text": {"body": "*hi*"}});
+    let refused = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let wrong = http.post(&url).header("X-API-Key", "nope").json(&body).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(sim.kapso.chat("15550009999").messages.is_empty(), "nothing recorded without the key");
+
+    let key = sim.secrets.kapso_api_key.clone();
+    let sent: Value = http.post(&url).header("X-API-Key", &key).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = sent["messages"][0]["id"].as_str().unwrap().to_owned();
+    let chat = sim.kapso.chat("15550009999");
+    assert_eq!(chat.messages.len(), 1);
+    assert_eq!(chat.messages[0].id, id);
+    assert!(matches!(&chat.messages[0].body, Body::Text(t) if t == "*hi*"));
+
+    sim.set_toggles(Toggles { outage: true, ..sim.toggles() });
+    let down = http.post(&url).header("X-API-Key", &key).json(&body).send().await.unwrap();
+    assert_eq!(down.status(), 503);
+    let error: Value = down.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("outage"), "{error}");
+    assert_eq!(sim.kapso.chat("15550009999").messages.len(), 1, "a failed send shows nothing");
+    sim.set_toggles(Toggles { outage: false, ..sim.toggles() });
+    assert_eq!(http.post(&url).header("X-API-Key", &key).json(&body).send().await.unwrap().status(), 200);
+
+    // An uploaded file is served for the media look-up and the download (no key).
+    let form = reqwest::multipart::Form::new().text("messaging_product", "whatsapp").part(
+        "file",
+        reqwest::multipart::Part::bytes(b"%PDF-1".to_vec()).file_name("r.pdf").mime_str("application/pdf").unwrap(),
+    );
+    let upload = format!("{}/meta/whatsapp/v24.0/{PHONE_NUMBER_ID}/media", sim.base);
+    let uploaded: Value =
+        http.post(&upload).header("X-API-Key", &key).multipart(form).send().await.unwrap().json().await.unwrap();
+    let media = uploaded["id"].as_str().unwrap();
+    let info: Value = http
+        .get(format!("{}/meta/whatsapp/v24.0/{media}?phone_number_id={PHONE_NUMBER_ID}", sim.base))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bytes = http.get(info["download_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(&bytes[..], b"%PDF-1");
+}
+
+#[tokio::test]
+async fn a_kakao_callback_url_takes_one_answer() {
+    let sim = simulators().await;
+    let (_, url) = sim.kakao.issue_callback(&sim, "minji", Instant::now());
+    let answer = json!({"version": "2.0", "template": {"outputs": [{"simpleText": {"text": "늦은 답변"}}]}});
+    let http = reqwest::Client::new();
+    let first: Value = http.post(&url).json(&answer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(first["status"], "SUCCESS", "{first}");
+    let again: Value = http.post(&url).json(&answer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again["status"], "FAIL", "a callback URL is used once: {again}");
+    let answers = kakao_answers(&sim, "minji");
+    assert_eq!(answers.len(), 1);
+    assert_eq!(answers[0].plain_text(), "늦은 답변");
+
+    // During an outage the URL answers 503 and stays usable for the retry.
+    let (_, url) = sim.kakao.issue_callback(&sim, "minji", Instant::now());
+    sim.set_toggles(Toggles { outage: true, ..sim.toggles() });
+    assert_eq!(http.post(&url).json(&answer).send().await.unwrap().status(), 503);
+    sim.set_toggles(Toggles { outage: false, ..sim.toggles() });
+    let retried: Value = http.post(&url).json(&answer).send().await.unwrap().json().await.unwrap();
+    assert_eq!(retried["status"], "SUCCESS");
+    assert_eq!(sim.kakao.outstanding_callbacks(), 0);
+}
+
+#[tokio::test]
+async fn the_page_answers_on_loopback_only_and_refuses_bad_input() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let http = reqwest::Client::new();
+    let page = http.get(sb.url()).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("href=\"/console\""), "the console is one click away");
+    assert!(html.contains("data-platform=\"kakao\"") && html.contains("data-platform=\"whatsapp\""));
+    for asset in ["app.js", "app.css"] {
+        let got = http.get(format!("http://{}/sandbox/assets/{asset}", sb.addr)).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{asset}");
+    }
+    let rebound = http.get(sb.url()).header("Host", "evil.example:80").send().await.unwrap();
+    assert_eq!(rebound.status(), 403, "a DNS-rebound name is refused");
+
+    for bad in [
+        json!({"platform": "line", "user": "a", "text": "x"}),
+        json!({"platform": "whatsapp", "user": "12", "text": "x"}),
+        json!({"platform": "kakao", "user": "<>", "text": "x"}),
+        json!({"platform": "kakao", "user": "minji", "text": "  "}),
+        json!({"platform": "kakao", "user": "minji", "text": "x", "image": {"name": "a", "mime": "text/html", "data": ""}}),
+    ] {
+        let answer = send(&sb, bad.clone()).await;
+        assert_eq!(answer.status(), 400, "{bad}");
+        let error: Value = answer.json().await.unwrap();
+        assert!(error["error"].is_string(), "{error}");
+    }
+    let form = http
+        .post(format!("http://{}/sandbox/api/send", sb.addr))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("platform=kakao&user=minji&text=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 400, "a cross-site form post is refused");
+    assert!(sb.sim.kakao.chat("minji").is_empty(), "nothing was sent");
+    assert!(fake.agent_calls().is_empty());
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_kakao_turn_goes_through_the_real_daemon_inline_by_callback_and_by_the_next_utterance() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    fake.set_behavior(|message| {
+        let delay = if message.contains("slow") { Duration::from_millis(6_000) } else { Duration::ZERO };
+        (FakeReply::Text(format!("FAKE-REPLY: {message}")), delay)
+    });
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let sim = sb.sim.clone();
+
+    assert_eq!(send(&sb, json!({"platform": "kakao", "user": "minji", "text": "안녕하세요"})).await.status(), 202);
+    eventually(WAIT, "the inline answer", || {
+        let n = kakao_answers(&sim, "minji").len();
+        async move { n == 1 }
+    })
+    .await;
+    assert!(kakao_answers(&sim, "minji")[0].plain_text().contains("FAKE-REPLY"), "{:?}", sim.kakao.chat("minji"));
+
+    // Longer than the skill's deadline: the waiting text, then the late answer at the callback.
+    send(&sb, json!({"platform": "kakao", "user": "jisoo", "text": "slow please"})).await;
+    eventually(WAIT, "the callback's late answer", || {
+        let chat = sim.kakao.chat("jisoo");
+        async move { chat.iter().any(|e| matches!(e, KakaoEntry::Answer { late: true, .. })) }
+    })
+    .await;
+    assert!(sim.kakao.chat("jisoo").iter().any(|e| matches!(e, KakaoEntry::Waiting { .. })));
+
+    // Without the AI callback: "still working", then the answer on the next utterance.
+    sim.set_toggles(Toggles { callback: false, ..sim.toggles() });
+    send(&sb, json!({"platform": "kakao", "user": "hana", "text": "slow again"})).await;
+    eventually(WAIT, "the still-working answer", || {
+        let n = kakao_answers(&sim, "hana").len();
+        async move { n == 1 }
+    })
+    .await;
+    let first = kakao_answers(&sim, "hana")[0].clone();
+    let fetch = first.template.as_ref().unwrap().quick_replies.first().expect("a quick reply to fetch the answer").clone();
+    tokio::time::sleep(Duration::from_millis(6_500)).await;
+    send(&sb, json!({"platform": "kakao", "user": "hana", "text": fetch.message_text.unwrap_or(fetch.label)})).await;
+    eventually(WAIT, "the answer on the next utterance", || {
+        let answers = kakao_answers(&sim, "hana");
+        async move { answers.iter().any(|a| a.plain_text().contains("FAKE-REPLY") && a.plain_text().contains("slow again")) }
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_whatsapp_turn_is_read_quoted_formatted_and_delivered() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    fake.set_behavior(|_| (FakeReply::Text("**Bold** and _italic_ with `code`".to_owned()), Duration::ZERO));
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let sim = sb.sim.clone();
+    let user = "15550001111";
+    assert_eq!(send(&sb, json!({"platform": "whatsapp", "user": user, "text": "hello"})).await.status(), 202);
+    eventually(WAIT, "the reply, read by the user", || {
+        let chat = sim.kapso.chat(user);
+        async move { chat.messages.iter().any(|m| !m.from_user && m.tick == Tick::Read) }
+    })
+    .await;
+    let chat = sim.kapso.chat(user);
+    let mine = chat.messages.iter().find(|m| m.from_user).unwrap();
+    assert_eq!(mine.tick, Tick::Read, "the bridge marked the user's message read");
+    let reply = chat.messages.iter().find(|m| !m.from_user).unwrap();
+    assert_eq!(reply.quoted.as_deref(), Some(mine.id.as_str()), "the reply quotes the user's message");
+    let html = clawbridge::sandbox::page::whatsapp_chat_html(&chat);
+    assert!(html.contains("<strong>Bold</strong>") && html.contains("<em>italic</em>"), "{html}");
+    assert!(html.contains("wa-quote"), "{html}");
+
+    // A picture reaches the agent as an attachment (the daemon downloaded it from the simulator).
+    const PNG: &str =
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAAABJRU5ErkJggg==";
+    let image = json!({"name": "dot.png", "mime": "image/png", "data": PNG});
+    send(&sb, json!({"platform": "whatsapp", "user": user, "text": "look", "image": image})).await;
+    eventually(WAIT, "the agent got the picture", || {
+        let calls = fake.agent_calls();
+        async move { calls.iter().any(|c| c["attachments"].as_array().is_some_and(|a| !a.is_empty())) }
+    })
+    .await;
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_fails_the_sends_until_it_ends_and_a_policy_change_restarts_the_daemon() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let sim = sb.sim.clone();
+    sim.set_toggles(Toggles { outage: true, ..sim.toggles() });
+    send(&sb, json!({"platform": "whatsapp", "user": "15550002222", "text": "during the outage"})).await;
+    eventually(WAIT, "the agent answered", || {
+        let n = fake.agent_calls().len();
+        async move { n == 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(sim.kapso.chat("15550002222").messages.iter().all(|m| m.from_user), "nothing delivered during the outage");
+    sim.set_toggles(Toggles { outage: false, ..sim.toggles() });
+    eventually(WAIT, "the retried send arrived", || {
+        let chat = sim.kapso.chat("15550002222");
+        async move { chat.messages.iter().any(|m| !m.from_user) }
+    })
+    .await;
+
+    sim.set_toggles(Toggles { policy: Policy::Pairing, ..sim.toggles() });
+    eventually(WAIT, "the daemon restarted", || {
+        let state = sim.daemon_state();
+        async move { state == "running" }
+    })
+    .await;
+    send(&sb, json!({"platform": "kakao", "user": "stranger", "text": "안녕하세요"})).await;
+    eventually(WAIT, "a pairing code", || {
+        let answers = kakao_answers(&sim, "stranger");
+        async move { answers.iter().any(|a| a.plain_text().contains("페어링 코드")) }
+    })
+    .await;
+    assert_eq!(fake.agent_calls().len(), 1, "an unknown user does not reach the agent");
+    let config = std::fs::read_to_string(&sb.config_path).unwrap();
+    assert!(config.contains("dmPolicy = \"pairing\""), "{config}");
+    sb.shutdown().await;
+}
