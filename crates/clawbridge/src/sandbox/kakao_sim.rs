@@ -173,8 +173,13 @@ pub async fn send(sim: Arc<Sim>, user: String, turn: Turn) {
     let toggles = sim.toggles();
     let callback = toggles.callback.then(|| sim.kakao.issue_callback(&sim, &user, started));
     let images: Vec<String> = image.into_iter().collect();
-    let payload =
-        skill_payload(&user, &turn.text, turn.block_id.as_deref(), callback.as_ref().map(|(_, url)| url.as_str()), &images);
+    let payload = skill_payload(
+        &user,
+        &turn.text,
+        turn.block_id.as_deref(),
+        callback.as_ref().map(|(_, url)| url.as_str()),
+        &images,
+    );
     let deadline = if toggles.deadline { SKILL_DEADLINE } else { NO_DEADLINE };
     let answered = sim
         .http
@@ -212,13 +217,8 @@ pub async fn send(sim: Arc<Sim>, user: String, turn: Turn) {
     match parsed {
         Ok(answer) if status.is_success() => {
             if answer.use_callback == Some(true) && callback.is_some() {
-                let text = answer
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("text"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
+                let text =
+                    answer.data.as_ref().and_then(|d| d.get("text")).and_then(Value::as_str).unwrap_or("").to_owned();
                 sim.kakao.push(&sim, &user, KakaoEntry::Waiting { text });
             } else {
                 forget_callback();
@@ -251,7 +251,8 @@ async fn callback(State(sim): State<Arc<Sim>>, Path((bot, token)): Path<(String,
     }
     let issued = lock(&sim.kakao.callbacks).remove(&token);
     let fail = |message: &str| {
-        axum::Json(json!({"taskId": token, "status": "FAIL", "message": message, "timestamp": now_ms()})).into_response()
+        axum::Json(json!({"taskId": token, "status": "FAIL", "message": message, "timestamp": now_ms()}))
+            .into_response()
     };
     let Some(issued) = issued.filter(|_| bot == BOT_ID) else {
         return fail("Invalid callback token (unknown, or already used)");
@@ -260,7 +261,9 @@ async fn callback(State(sim): State<Arc<Sim>>, Path((bot, token)): Path<(String,
         sim.kakao.push(
             &sim,
             &issued.user,
-            KakaoEntry::Notice { text: "the answer came after the callback URL expired (60 s): Kakao drops it".to_owned() },
+            KakaoEntry::Notice {
+                text: "the answer came after the callback URL expired (60 s): Kakao drops it".to_owned(),
+            },
         );
         return fail("callback token expired");
     }

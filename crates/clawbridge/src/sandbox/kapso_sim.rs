@@ -128,10 +128,13 @@ impl KapsoSim {
     fn with_message(&self, sim: &Sim, id: &str, change: impl FnOnce(&mut WaMessage)) -> Option<String> {
         let found = {
             let mut chats = lock(&self.chats);
-            chats.iter_mut().find_map(|(user, chat)| {
-                let message = chat.messages.iter_mut().find(|m| m.id == id)?;
+            let found = chats.iter_mut().find_map(|(user, chat)| {
+                let message = chat.messages.iter_mut().find(|m| !id.is_empty() && m.id == id)?;
+                Some((user.clone(), message))
+            });
+            found.map(|(user, message)| {
                 change(message);
-                Some(user.clone())
+                user
             })
         };
         sim.changed();
@@ -192,8 +195,11 @@ pub async fn send(sim: Arc<Sim>, user: String, outgoing: Outgoing) {
     let (body, mut message) = if let Some(emoji) = &outgoing.reaction {
         let target = outgoing.quoted.clone().unwrap_or_default();
         sim.kapso.with_message(&sim, &target, |m| m.reaction = Some(emoji.clone()));
-        (None, json!({"id": id, "timestamp": timestamp, "type": "reaction",
-                      "reaction": {"message_id": target, "emoji": emoji}}))
+        (
+            None,
+            json!({"id": id, "timestamp": timestamp, "type": "reaction",
+                      "reaction": {"message_id": target, "emoji": emoji}}),
+        )
     } else if let Some(file) = outgoing.image.clone() {
         let (mime, name, size) = (file.mime_type.clone(), file.file_name.clone(), file.bytes.len());
         let media_id = sim.host_file(file);
@@ -267,10 +273,9 @@ async fn deliver(sim: &Sim, user: &str, event: &str, record: &Value) -> bool {
             Err(e) => format!("failed: {e}"),
         };
         if event == "whatsapp.message.received" {
-            let next = WEBHOOK_RETRIES.get(attempt).map_or_else(
-                || "Kapso gives up".to_owned(),
-                |next| format!("Kapso retries in {} s", next.as_secs()),
-            );
+            let next = WEBHOOK_RETRIES
+                .get(attempt)
+                .map_or_else(|| "Kapso gives up".to_owned(), |next| format!("Kapso retries in {} s", next.as_secs()));
             sim.kapso.notice(sim, user, format!("the webhook {problem}; {next}"));
         }
     }
@@ -316,8 +321,7 @@ async fn api(
         return graph_error(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable (sandbox outage)", 2);
     }
     let path = uri.path();
-    let rest: Vec<&str> =
-        path.trim_matches('/').split('/').skip(3).filter(|s| !s.is_empty()).collect();
+    let rest: Vec<&str> = path.trim_matches('/').split('/').skip(3).filter(|s| !s.is_empty()).collect();
     match (&method, rest.as_slice()) {
         (&Method::POST, [pnid, "messages"]) if *pnid == PHONE_NUMBER_ID => messages(&sim, &body),
         (&Method::GET, [pnid, "messages"]) if *pnid == PHONE_NUMBER_ID => axum::Json(

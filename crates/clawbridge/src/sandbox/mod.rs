@@ -102,11 +102,7 @@ impl std::fmt::Debug for Secrets {
 
 impl Secrets {
     fn generate() -> anyhow::Result<Self> {
-        Ok(Self {
-            skill_secret: random_hex(24)?,
-            kapso_api_key: random_hex(24)?,
-            webhook_secret: random_hex(24)?,
-        })
+        Ok(Self { skill_secret: random_hex(24)?, kapso_api_key: random_hex(24)?, webhook_secret: random_hex(24)? })
     }
 }
 

@@ -181,7 +181,9 @@ fn kakao_button(button: &Button) -> String {
         ),
         "phone" => format!(
             "<a class=\"k-btn\" href=\"tel:{}\">{label}</a>",
-            escape(&button.phone_number.clone().unwrap_or_default().replace(|c: char| !c.is_ascii_digit() && c != '+', ""))
+            escape(
+                &button.phone_number.clone().unwrap_or_default().replace(|c: char| !c.is_ascii_digit() && c != '+', "")
+            )
         ),
         "message" | "block" => say_button(
             "k-btn",
@@ -196,7 +198,11 @@ fn kakao_button(button: &Button) -> String {
 /// A button that sends `say` (and the block) as the user's next turn.
 fn say_button(class: &str, label: &str, say: &str, block: Option<&str>) -> String {
     let block = block.map(|b| format!(" data-block=\"{}\"", escape(b))).unwrap_or_default();
-    format!("<button type=\"button\" class=\"{class} say\" data-say=\"{}\"{block}>{}</button>", escape(say), escape(label))
+    format!(
+        "<button type=\"button\" class=\"{class} say\" data-say=\"{}\"{block}>{}</button>",
+        escape(say),
+        escape(label)
+    )
 }
 
 fn kakao_buttons(buttons: &[Button], layout: Option<&str>) -> String {
@@ -218,7 +224,10 @@ fn kakao_output(output: &Output) -> String {
         Output::TextCard { title, description, buttons, button_layout } => format!(
             "<div class=\"k-card k-text-card\">{}{}{}</div>",
             title.as_ref().map(|t| format!("<div class=\"k-title\">{}</div>", escape(t))).unwrap_or_default(),
-            description.as_ref().map(|d| format!("<div class=\"k-desc\">{}</div>", escape_lines(d))).unwrap_or_default(),
+            description
+                .as_ref()
+                .map(|d| format!("<div class=\"k-desc\">{}</div>", escape_lines(d)))
+                .unwrap_or_default(),
             kakao_buttons(buttons, button_layout.as_deref())
         ),
         Output::BasicCard { title, description, thumbnail, buttons, button_layout } => format!(
@@ -226,7 +235,10 @@ fn kakao_output(output: &Output) -> String {
             safe_url(&thumbnail.image_url),
             escape(thumbnail.alt_text.as_deref().unwrap_or("")),
             title.as_ref().map(|t| format!("<div class=\"k-title\">{}</div>", escape(t))).unwrap_or_default(),
-            description.as_ref().map(|d| format!("<div class=\"k-desc\">{}</div>", escape_lines(d))).unwrap_or_default(),
+            description
+                .as_ref()
+                .map(|d| format!("<div class=\"k-desc\">{}</div>", escape_lines(d)))
+                .unwrap_or_default(),
             kakao_buttons(buttons, button_layout.as_deref())
         ),
     }
@@ -256,8 +268,11 @@ pub fn kakao_chat_html(entries: &[KakaoEntry]) -> String {
                     .as_ref()
                     .map(|url| format!("<img class=\"k-sent-image\" src=\"{}\" alt=\"sent picture\">", safe_url(url)))
                     .unwrap_or_default();
-                let _ = write!(out, "<div class=\"k-row mine\"><div class=\"k-bubble k-user\">{picture}{}</div></div>",
-                    escape_lines(text));
+                let _ = write!(
+                    out,
+                    "<div class=\"k-row mine\"><div class=\"k-bubble k-user\">{picture}{}</div></div>",
+                    escape_lines(text)
+                );
             }
             KakaoEntry::Answer { response, late, elapsed_ms } => {
                 let outputs: String = response.outputs().iter().map(kakao_output).collect();
@@ -434,10 +449,7 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
     let toggles = sim.toggles();
     let policy = |p: Policy, label: &str| {
         let value = serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-        format!(
-            "<option value=\"{value}\"{}>{label}</option>",
-            if toggles.policy == p { " selected" } else { "" }
-        )
+        format!("<option value=\"{value}\"{}>{label}</option>", if toggles.policy == p { " selected" } else { "" })
     };
     Html(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -543,7 +555,10 @@ fn bad_request(message: &str) -> Response {
 
 /// A user's turn from the page: 202 once the simulated platform took it (the answer shows up in
 /// the chat), 400 with the reason and nothing sent otherwise.
-async fn send(State(sim): State<Arc<Sim>>, request: Result<axum::Json<SendRequest>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn send(
+    State(sim): State<Arc<Sim>>,
+    request: Result<axum::Json<SendRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Ok(axum::Json(request)) = request else {
         return bad_request("expected a JSON body {platform, user, text}");
     };
@@ -595,7 +610,10 @@ async fn send(State(sim): State<Arc<Sim>>, request: Result<axum::Json<SendReques
 }
 
 /// Sets the toggles (all four, as the page shows them); answers the toggles now.
-async fn toggles(State(sim): State<Arc<Sim>>, request: Result<axum::Json<Toggles>, axum::extract::rejection::JsonRejection>) -> Response {
+async fn toggles(
+    State(sim): State<Arc<Sim>>,
+    request: Result<axum::Json<Toggles>, axum::extract::rejection::JsonRejection>,
+) -> Response {
     let Ok(axum::Json(toggles)) = request else {
         return bad_request("expected {callback, deadline, policy, outage}");
     };

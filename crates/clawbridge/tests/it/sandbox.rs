@@ -24,7 +24,8 @@ fn gateway(url: &str, token: &str) -> GatewaySettings {
 }
 
 async fn sandbox(url: &str, token: &str) -> Sandbox {
-    let options = SandboxOptions { state_dir: None, listen: "127.0.0.1:0".parse().unwrap(), gateway: gateway(url, token) };
+    let options =
+        SandboxOptions { state_dir: None, listen: "127.0.0.1:0".parse().unwrap(), gateway: gateway(url, token) };
     Sandbox::start(options).await.expect("the sandbox starts")
 }
 
@@ -206,7 +207,8 @@ async fn a_kakao_turn_goes_through_the_real_daemon_inline_by_callback_and_by_the
     })
     .await;
     let first = kakao_answers(&sim, "hana")[0].clone();
-    let fetch = first.template.as_ref().unwrap().quick_replies.first().expect("a quick reply to fetch the answer").clone();
+    let fetch =
+        first.template.as_ref().unwrap().quick_replies.first().expect("a quick reply to fetch the answer").clone();
     tokio::time::sleep(Duration::from_millis(6_500)).await;
     send(&sb, json!({"platform": "kakao", "user": "hana", "text": fetch.message_text.unwrap_or(fetch.label)})).await;
     eventually(WAIT, "the answer on the next utterance", || {
