@@ -288,13 +288,13 @@ pub fn kakao_chat_html(entries: &[KakaoEntry]) -> String {
                 let class = if *late { "k-row theirs k-late" } else { "k-row theirs" };
                 let _ = write!(
                     out,
-                    "<div class=\"{class}\"><div class=\"k-avatar\">🤖</div><div class=\"k-outputs\">{outputs}{note}</div></div>{quick}"
+                    "<div class=\"{class}\"><div class=\"k-avatar\">AI</div><div class=\"k-outputs\">{outputs}{note}</div></div>{quick}"
                 );
             }
             KakaoEntry::Waiting { text } => {
                 let _ = write!(
                     out,
-                    "<div class=\"k-row theirs\"><div class=\"k-avatar\">🤖</div><div class=\"k-outputs\">\
+                    "<div class=\"k-row theirs\"><div class=\"k-avatar\">AI</div><div class=\"k-outputs\">\
                      <div class=\"k-bubble k-waiting\">{}</div><div class=\"k-meta\">useCallback · waiting for the callback</div></div></div>",
                     escape_lines(text)
                 );
@@ -309,7 +309,7 @@ pub fn kakao_chat_html(entries: &[KakaoEntry]) -> String {
 
 fn ticks(tick: Tick) -> &'static str {
     match tick {
-        Tick::Pending => "<span class=\"wa-ticks pending\" title=\"pending\">🕓</span>",
+        Tick::Pending => "<span class=\"wa-ticks pending\" title=\"pending\">…</span>",
         Tick::Sent => "<span class=\"wa-ticks sent\" title=\"sent\">✓</span>",
         Tick::Delivered => "<span class=\"wa-ticks delivered\" title=\"delivered\">✓✓</span>",
         Tick::Read => "<span class=\"wa-ticks read\" title=\"read\">✓✓</span>",
@@ -432,7 +432,7 @@ fn pane(sim: &Sim, platform: &str, user: &str) -> String {
          <div class=\"chat\">{chat}</div>\
          <div class=\"replying\" hidden>Replying to a message <button type=\"button\" class=\"replying-cancel\">×</button></div>\
          <form class=\"composer\"><input class=\"text\" name=\"text\" autocomplete=\"off\" placeholder=\"Message as {who_attr}\">\
-         <label class=\"attach\" title=\"send a picture\">📷<input class=\"image\" type=\"file\" accept=\"image/*\"></label>\
+         <label class=\"attach\" title=\"send a picture\">Image<input class=\"image\" type=\"file\" accept=\"image/*\"></label>\
          <button class=\"send\" type=\"submit\">Send</button></form></section>",
         user_attr = escape(user),
         who = escape(&who),

@@ -2,6 +2,7 @@
 //! them — with the fake gateway (fast, scripted replies), and in real headless Chromium against
 //! the real OpenClaw gateway with the stub model (screenshots in target/browser-artefacts/).
 
+use crate::browser::Browser;
 use crate::support::eventually;
 use clawbridge::config::GatewaySettings;
 use clawbridge::sandbox::kakao_sim::KakaoEntry;
@@ -243,9 +244,10 @@ async fn a_whatsapp_turn_is_read_quoted_formatted_and_delivered() {
 
     // A picture reaches the agent as an attachment (the daemon downloaded it from the simulator).
     const PNG: &str =
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAAABJRU5ErkJggg==";
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
     let image = json!({"name": "dot.png", "mime": "image/png", "data": PNG});
-    send(&sb, json!({"platform": "whatsapp", "user": user, "text": "look", "image": image})).await;
+    let sent = send(&sb, json!({"platform": "whatsapp", "user": user, "text": "look", "image": image})).await;
+    assert_eq!(sent.status(), 202);
     eventually(WAIT, "the agent got the picture", || {
         let calls = fake.agent_calls();
         async move { calls.iter().any(|c| c["attachments"].as_array().is_some_and(|a| !a.is_empty())) }
@@ -290,5 +292,137 @@ async fn an_outage_fails_the_sends_until_it_ends_and_a_policy_change_restarts_th
     assert_eq!(fake.agent_calls().len(), 1, "an unknown user does not reach the agent");
     let config = std::fs::read_to_string(&sb.config_path).unwrap();
     assert!(config.contains("dmPolicy = \"pairing\""), "{config}");
+    sb.shutdown().await;
+}
+
+// ---- In real headless Chromium, against the real OpenClaw gateway with the stub model ----
+
+/// First turns in a fresh gateway workspace take ~12 s on a loaded 2-core machine; be generous.
+const TURN: Duration = Duration::from_secs(180);
+
+fn unique(label: &str) -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("{label}-{:08x}", u32::from_le_bytes(bytes))
+}
+
+fn unique_number() -> String {
+    let mut bytes = [0u8; 4];
+    getrandom::fill(&mut bytes).unwrap();
+    format!("1555{:07}", u32::from_le_bytes(bytes) % 10_000_000)
+}
+
+/// Opens a chat with a new user through the page's "Add chat" form; the pane's CSS selector.
+async fn open_chat(browser: &Browser, platform: &str, user: &str) -> String {
+    browser.execute("document.getElementById('add-platform').value = arguments[0];", vec![json!(platform)]).await;
+    let input = browser.wait_for("#add-user", WAIT).await;
+    browser.type_into(&input, user).await;
+    browser.click(&browser.wait_for("#add button[type=submit]", WAIT).await).await;
+    let pane = format!(".pane[data-platform=\"{platform}\"][data-user=\"{user}\"]");
+    browser.wait_for(&pane, WAIT).await;
+    pane
+}
+
+async fn say(browser: &Browser, pane: &str, text: &str) {
+    let input = browser.wait_for(&format!("{pane} .text"), WAIT).await;
+    browser.type_into(&input, text).await;
+    browser.click(&browser.wait_for(&format!("{pane} .send"), WAIT).await).await;
+}
+
+/// Waits until an element matching `css` has text containing `needle`; that text.
+async fn wait_for_text_in(browser: &Browser, css: &str, needle: &str, deadline: Duration) -> String {
+    let until = Instant::now() + deadline;
+    loop {
+        for element in browser.find_all(css).await {
+            let text = browser.text(&element).await;
+            if text.contains(needle) {
+                return text;
+            }
+        }
+        if Instant::now() > until {
+            panic!("no {css:?} showed {needle:?} within {deadline:?}; page:\n{}", browser.source().await);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn real_sandbox() -> Option<(Sandbox, &'static clawbridge_testkit::SharedGateway)> {
+    let shared = clawbridge_testkit::shared()?;
+    Some((sandbox(&shared.url(), shared.token()).await, shared))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_kakaotalk_conversation_shows_the_reply_bubble() {
+    let Some((sb, shared)) = real_sandbox().await else { return };
+    let Some(browser) = Browser::start(1280, 900).await else {
+        sb.shutdown().await;
+        return;
+    };
+    browser.goto(&sb.url()).await;
+    let user = unique("kakao");
+    let pane = open_chat(&browser, "kakao", &user).await;
+    let marker = unique("hello-sandbox");
+    say(&browser, &pane, &format!("please echo {marker}")).await;
+    browser.wait_for(&format!("{pane} .k-row.mine .k-user"), WAIT).await;
+    let bubble = wait_for_text_in(&browser, &format!("{pane} .k-row.theirs .k-simple-text"), &marker, TURN).await;
+    assert!(bubble.contains("STUB-REPLY"), "{bubble}");
+    assert_eq!(shared.stub().count_with(&marker), 1, "one agent run");
+    browser.screenshot("sandbox-kakaotalk-reply").await;
+    browser.close().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_long_kakaotalk_answer_shows_more_and_its_next_page() {
+    let Some((sb, shared)) = real_sandbox().await else { return };
+    let Some(browser) = Browser::start(1280, 900).await else {
+        sb.shutdown().await;
+        return;
+    };
+    browser.goto(&sb.url()).await;
+    let user = unique("long");
+    let pane = open_chat(&browser, "kakao", &user).await;
+    let marker = unique("kakao-long");
+    say(&browser, &pane, &format!("LONG:4000 {marker}")).await;
+    let more = format!("{pane} .k-quick-replies .k-quick");
+    wait_for_text_in(&browser, &more, "더 보기", TURN).await;
+    let pages_before = browser.find_all(&format!("{pane} .k-row.theirs .k-outputs")).await.len();
+    browser.screenshot("sandbox-kakaotalk-more").await;
+    browser.click(&browser.wait_for(&more, WAIT).await).await;
+    // The next page arrives as a new answer; its 더 보기 was the user's turn.
+    let until = Instant::now() + WAIT;
+    while browser.find_all(&format!("{pane} .k-row.theirs .k-outputs")).await.len() <= pages_before {
+        assert!(Instant::now() < until, "no next page; page:\n{}", browser.source().await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for_text_in(&browser, &format!("{pane} .k-row.mine .k-user"), "더 보기", WAIT).await;
+    assert_eq!(shared.stub().count_with(&marker), 1, "더 보기 started no agent run");
+    browser.screenshot("sandbox-kakaotalk-next-page").await;
+    browser.close().await;
+    sb.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_chromium_a_whatsapp_conversation_shows_the_formatted_quoted_reply() {
+    let Some((sb, _shared)) = real_sandbox().await else { return };
+    let Some(browser) = Browser::start(1280, 900).await else {
+        sb.shutdown().await;
+        return;
+    };
+    browser.goto(&sb.url()).await;
+    let number = unique_number();
+    let pane = open_chat(&browser, "whatsapp", &number).await;
+    let marker = unique("wa");
+    say(&browser, &pane, &format!("**bold** {marker}")).await;
+    let reply = format!("{pane} .wa-msg.theirs");
+    wait_for_text_in(&browser, &reply, &marker, TURN).await;
+    let quote = wait_for_text_in(&browser, &format!("{reply} .wa-quote"), &marker, WAIT).await;
+    assert!(quote.contains("You"), "the reply quotes the user's message: {quote}");
+    let bold = wait_for_text_in(&browser, &format!("{reply} .wa-text strong"), "bold", WAIT).await;
+    assert_eq!(bold, "bold", "WhatsApp *bold* rendered, not its asterisks");
+    // The bridge marked the user's message read: blue ticks.
+    browser.wait_for(&format!("{pane} .wa-msg.mine .wa-ticks.read"), WAIT).await;
+    browser.screenshot("sandbox-whatsapp-quoted-reply").await;
+    browser.close().await;
     sb.shutdown().await;
 }
