@@ -14,6 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(30);
+/// A 1×1 PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
 
 fn gateway(url: &str, token: &str) -> GatewaySettings {
     GatewaySettings {
@@ -169,7 +171,66 @@ async fn the_page_answers_on_loopback_only_and_refuses_bad_input() {
     assert_eq!(form.status(), 400, "a cross-site form post is refused");
     assert!(sb.sim.kakao.chat("minji").is_empty(), "nothing was sent");
     assert!(fake.agent_calls().is_empty());
+
+    let toggles = format!("http://{}/sandbox/api/toggles", sb.addr);
+    let set: Value = http
+        .post(&toggles)
+        .json(&json!({"callback": false, "deadline": true, "policy": "open", "outage": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(set, json!({"callback": false, "deadline": true, "policy": "open", "outage": true}));
+    assert!(sb.sim.toggles().outage && !sb.sim.toggles().callback);
+    let bad = http.post(&toggles).json(&json!({"policy": "everyone"})).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(sb.sim.toggles().outage, "a refused change changes nothing");
+    let state: Value = http
+        .get(format!("http://{}/sandbox/api/state?chats=kakao:minji,whatsapp:15550001111,line:x", sb.addr))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(state["daemon"], "running");
+    assert_eq!(state["chats"].as_object().unwrap().len(), 2, "{state}");
     sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_picture_sent_on_kakaotalk_reaches_the_agent_as_an_attachment() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let image = json!({"name": "dot.png", "mime": "image/png", "data": PNG});
+    let sent = send(&sb, json!({"platform": "kakao", "user": "minji", "text": "사진이에요", "image": image})).await;
+    assert_eq!(sent.status(), 202);
+    let sim = sb.sim.clone();
+    eventually(WAIT, "the answer", || {
+        let n = kakao_answers(&sim, "minji").len();
+        async move { n == 1 }
+    })
+    .await;
+    let calls = fake.agent_calls();
+    assert!(calls.iter().any(|c| c["attachments"].as_array().is_some_and(|a| !a.is_empty())), "{calls:?}");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sandbox_refuses_a_listener_that_is_not_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .args(["sandbox", "--listen", "0.0.0.0:0"])
+        .env_clear()
+        .env("HOME", dir.path())
+        .env("OPENCLAW_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
 }
 
 #[tokio::test]
@@ -243,8 +304,6 @@ async fn a_whatsapp_turn_is_read_quoted_formatted_and_delivered() {
     assert!(html.contains("wa-quote"), "{html}");
 
     // A picture reaches the agent as an attachment (the daemon downloaded it from the simulator).
-    const PNG: &str =
-        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
     let image = json!({"name": "dot.png", "mime": "image/png", "data": PNG});
     let sent = send(&sb, json!({"platform": "whatsapp", "user": user, "text": "look", "image": image})).await;
     assert_eq!(sent.status(), 202);
@@ -299,6 +358,8 @@ async fn an_outage_fails_the_sends_until_it_ends_and_a_policy_change_restarts_th
 
 /// First turns in a fresh gateway workspace take ~12 s on a loaded 2-core machine; be generous.
 const TURN: Duration = Duration::from_secs(180);
+/// Any other step of a browser test (a page load, a click's answer), on a machine busy with other tests.
+const STEP: Duration = Duration::from_secs(90);
 
 fn unique(label: &str) -> String {
     let mut bytes = [0u8; 4];
@@ -315,18 +376,18 @@ fn unique_number() -> String {
 /// Opens a chat with a new user through the page's "Add chat" form; the pane's CSS selector.
 async fn open_chat(browser: &Browser, platform: &str, user: &str) -> String {
     browser.execute("document.getElementById('add-platform').value = arguments[0];", vec![json!(platform)]).await;
-    let input = browser.wait_for("#add-user", WAIT).await;
+    let input = browser.wait_for("#add-user", STEP).await;
     browser.type_into(&input, user).await;
-    browser.click(&browser.wait_for("#add button[type=submit]", WAIT).await).await;
+    browser.click(&browser.wait_for("#add button[type=submit]", STEP).await).await;
     let pane = format!(".pane[data-platform=\"{platform}\"][data-user=\"{user}\"]");
-    browser.wait_for(&pane, WAIT).await;
+    browser.wait_for(&pane, STEP).await;
     pane
 }
 
 async fn say(browser: &Browser, pane: &str, text: &str) {
-    let input = browser.wait_for(&format!("{pane} .text"), WAIT).await;
+    let input = browser.wait_for(&format!("{pane} .text"), STEP).await;
     browser.type_into(&input, text).await;
-    browser.click(&browser.wait_for(&format!("{pane} .send"), WAIT).await).await;
+    browser.click(&browser.wait_for(&format!("{pane} .send"), STEP).await).await;
 }
 
 /// Waits until an element matching `css` has text containing `needle`; that text.
@@ -363,7 +424,7 @@ async fn in_chromium_a_kakaotalk_conversation_shows_the_reply_bubble() {
     let pane = open_chat(&browser, "kakao", &user).await;
     let marker = unique("hello-sandbox");
     say(&browser, &pane, &format!("please echo {marker}")).await;
-    browser.wait_for(&format!("{pane} .k-row.mine .k-user"), WAIT).await;
+    browser.wait_for(&format!("{pane} .k-row.mine .k-user"), STEP).await;
     let bubble = wait_for_text_in(&browser, &format!("{pane} .k-row.theirs .k-simple-text"), &marker, TURN).await;
     assert!(bubble.contains("STUB-REPLY"), "{bubble}");
     assert_eq!(shared.stub().count_with(&marker), 1, "one agent run");
@@ -388,14 +449,14 @@ async fn in_chromium_a_long_kakaotalk_answer_shows_more_and_its_next_page() {
     wait_for_text_in(&browser, &more, "더 보기", TURN).await;
     let pages_before = browser.find_all(&format!("{pane} .k-row.theirs .k-outputs")).await.len();
     browser.screenshot("sandbox-kakaotalk-more").await;
-    browser.click(&browser.wait_for(&more, WAIT).await).await;
+    browser.click(&browser.wait_for(&more, STEP).await).await;
     // The next page arrives as a new answer; its 더 보기 was the user's turn.
-    let until = Instant::now() + WAIT;
+    let until = Instant::now() + STEP;
     while browser.find_all(&format!("{pane} .k-row.theirs .k-outputs")).await.len() <= pages_before {
         assert!(Instant::now() < until, "no next page; page:\n{}", browser.source().await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    wait_for_text_in(&browser, &format!("{pane} .k-row.mine .k-user"), "더 보기", WAIT).await;
+    wait_for_text_in(&browser, &format!("{pane} .k-row.mine .k-user"), "더 보기", STEP).await;
     assert_eq!(shared.stub().count_with(&marker), 1, "더 보기 started no agent run");
     browser.screenshot("sandbox-kakaotalk-next-page").await;
     browser.close().await;
@@ -416,12 +477,12 @@ async fn in_chromium_a_whatsapp_conversation_shows_the_formatted_quoted_reply() 
     say(&browser, &pane, &format!("**bold** {marker}")).await;
     let reply = format!("{pane} .wa-msg.theirs");
     wait_for_text_in(&browser, &reply, &marker, TURN).await;
-    let quote = wait_for_text_in(&browser, &format!("{reply} .wa-quote"), &marker, WAIT).await;
+    let quote = wait_for_text_in(&browser, &format!("{reply} .wa-quote"), &marker, STEP).await;
     assert!(quote.contains("You"), "the reply quotes the user's message: {quote}");
-    let bold = wait_for_text_in(&browser, &format!("{reply} .wa-text strong"), "bold", WAIT).await;
+    let bold = wait_for_text_in(&browser, &format!("{reply} .wa-text strong"), "bold", STEP).await;
     assert_eq!(bold, "bold", "WhatsApp *bold* rendered, not its asterisks");
     // The bridge marked the user's message read: blue ticks.
-    browser.wait_for(&format!("{pane} .wa-msg.mine .wa-ticks.read"), WAIT).await;
+    browser.wait_for(&format!("{pane} .wa-msg.mine .wa-ticks.read"), STEP).await;
     browser.screenshot("sandbox-whatsapp-quoted-reply").await;
     browser.close().await;
     sb.shutdown().await;
