@@ -415,7 +415,8 @@ async fn real_sandbox() -> Option<(Sandbox, &'static clawbridge_testkit::SharedG
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_chromium_a_kakaotalk_conversation_shows_the_reply_bubble() {
     let Some((sb, shared)) = real_sandbox().await else { return };
-    let Some(browser) = Browser::start(1280, 900).await else {
+    // At a phone's width: the chats stack, one under the other.
+    let Some(browser) = Browser::start(390, 844).await else {
         sb.shutdown().await;
         return;
     };
@@ -428,7 +429,8 @@ async fn in_chromium_a_kakaotalk_conversation_shows_the_reply_bubble() {
     let bubble = wait_for_text_in(&browser, &format!("{pane} .k-row.theirs .k-simple-text"), &marker, TURN).await;
     assert!(bubble.contains("STUB-REPLY"), "{bubble}");
     assert_eq!(shared.stub().count_with(&marker), 1, "one agent run");
-    browser.screenshot("sandbox-kakaotalk-reply").await;
+    browser.execute("document.querySelector(arguments[0]).scrollIntoView();", vec![json!(pane)]).await;
+    browser.screenshot("sandbox-kakaotalk-reply-phone").await;
     browser.close().await;
     sb.shutdown().await;
 }
@@ -486,4 +488,50 @@ async fn in_chromium_a_whatsapp_conversation_shows_the_formatted_quoted_reply() 
     browser.screenshot("sandbox-whatsapp-quoted-reply").await;
     browser.close().await;
     sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn clawbridge_sandbox_prints_the_page_serves_it_and_stops_on_sigint() {
+    use std::io::BufRead as _;
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"))
+        .arg("sandbox")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home.path())
+        .env("OPENCLAW_GATEWAY_URL", fake.url())
+        .env("OPENCLAW_TOKEN", "sandbox-token-0123456789")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("open ");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(WAIT, lines).await.expect("the sandbox starts").unwrap();
+    let url = lines.last().and_then(|l| l.strip_prefix("open ")).unwrap_or_else(|| panic!("{lines:?}")).to_owned();
+    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with("/sandbox"), "{url}");
+    let config = lines.iter().find_map(|l| l.strip_prefix("config: ")).unwrap();
+    let config = std::path::PathBuf::from(config.trim_end_matches(" (removed on exit)"));
+    assert!(config.exists(), "{config:?}");
+    let page = reqwest::get(&url).await.unwrap();
+    assert_eq!(page.status(), 200);
+
+    let killed = std::process::Command::new("kill").arg("-INT").arg(child.id().to_string()).status().unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!config.exists(), "the temporary state is removed on exit");
 }
