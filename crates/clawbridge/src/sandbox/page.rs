@@ -457,6 +457,7 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
          <title>clawbridge sandbox</title><link rel=\"stylesheet\" href=\"/sandbox/assets/app.css\"></head>\
          <body data-version=\"{version}\"><header class=\"top\"><h1>clawbridge sandbox</h1>\
          <span class=\"daemon\">daemon: <b id=\"daemon-state\">{daemon}</b></span>\
+         <span class=\"gateway\">gateway: <b id=\"gateway-state\">…</b></span>\
          <a class=\"console\" href=\"/console\">Console →</a></header>\
          <form class=\"toggles\" id=\"toggles\">\
          <label title=\"Kakao adds a one-shot callbackUrl only for chatbots whose AI callback is approved\">\
@@ -641,6 +642,38 @@ mod tests {
     fn urls_are_http_only() {
         assert_eq!(safe_url("javascript:alert(1)"), "#");
         assert_eq!(safe_url("https://x.example/a?b=1&c=\"2\""), "https://x.example/a?b=1&amp;c=&quot;2&quot;");
+    }
+
+    #[test]
+    fn whatsapp_media_reactions_and_typing_render_safely() {
+        use super::kapso_sim::WaMessage;
+        let message = |id: &str, from_user: bool, body: Body| WaMessage {
+            id: id.to_owned(),
+            from_user,
+            body,
+            quoted: None,
+            tick: Tick::Delivered,
+            reaction: None,
+            at_ms: 0,
+        };
+        let mut picture = message(
+            "w1",
+            false,
+            Body::Image { url: "https://cdn.example/a.jpg".to_owned(), caption: Some("*new*".to_owned()) },
+        );
+        picture.reaction = Some("❤️".to_owned());
+        let document = message(
+            "w2",
+            false,
+            Body::Document { url: "javascript:alert(1)".to_owned(), file_name: "<r>.pdf".to_owned(), caption: None },
+        );
+        let mut chat = WaChat::default();
+        chat.messages = vec![picture, document];
+        let html = whatsapp_chat_html(&chat);
+        assert!(html.contains("<img class=\"wa-image\" src=\"https://cdn.example/a.jpg\""), "{html}");
+        assert!(html.contains("<strong>new</strong>") && html.contains("wa-reaction\">❤️"), "{html}");
+        assert!(html.contains("href=\"#\"") && html.contains("&lt;r&gt;.pdf"), "{html}");
+        assert!(!html.contains("wa-typing"));
     }
 
     #[test]

@@ -303,6 +303,16 @@ async fn a_whatsapp_turn_is_read_quoted_formatted_and_delivered() {
     assert!(html.contains("<strong>Bold</strong>") && html.contains("<em>italic</em>"), "{html}");
     assert!(html.contains("wa-quote"), "{html}");
 
+    // The user reacts to the reply: shown on it, and the reaction reaches the bridge.
+    let reply_id = reply.id.clone();
+    let reacted = send(&sb, json!({"platform": "whatsapp", "user": user, "quoted": reply_id, "reaction": "👍"})).await;
+    assert_eq!(reacted.status(), 202);
+    eventually(WAIT, "the reaction shows on the reply", || {
+        let chat = sim.kapso.chat(user);
+        async move { chat.messages.iter().any(|m| m.reaction.as_deref() == Some("👍")) }
+    })
+    .await;
+
     // A picture reaches the agent as an attachment (the daemon downloaded it from the simulator).
     let image = json!({"name": "dot.png", "mime": "image/png", "data": PNG});
     let sent = send(&sb, json!({"platform": "whatsapp", "user": user, "text": "look", "image": image})).await;

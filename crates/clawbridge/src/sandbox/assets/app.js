@@ -185,6 +185,22 @@ function render(state) {
   }
 }
 
+// The gateway's state, from the daemon's own /readyz.
+async function gateway() {
+  for (;;) {
+    let text = "unknown";
+    try {
+      const ready = await fetch("/readyz").then((r) => r.json());
+      const g = ready.gateway || {};
+      text = g.state === "connected" ? "connected (OpenClaw " + (g.server_version || "?") + ")" : g.state + (g.error || g.last_error ? ": " + (g.error || g.last_error) : "");
+    } catch (e) {
+      text = "daemon unreachable";
+    }
+    document.getElementById("gateway-state").textContent = text;
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
 async function poll() {
   for (;;) {
     const chats = Array.from(panes.querySelectorAll(".pane")).map(paneKey).join(",");
@@ -214,3 +230,4 @@ for (const pane of panes.querySelectorAll(".pane")) {
   wirePane(pane);
 }
 poll();
+gateway();
