@@ -140,6 +140,7 @@ pub struct Sim {
     next_id: AtomicU64,
     changes: watch::Sender<u64>,
     restart: OnceLock<mpsc::UnboundedSender<Supervise>>,
+    config_path: OnceLock<PathBuf>,
     /// The simulators' HTTP client (every call has a timeout of its own).
     pub http: reqwest::Client,
 }
@@ -177,6 +178,7 @@ impl Sim {
             next_id: AtomicU64::new(1),
             changes: watch::Sender::new(0),
             restart: OnceLock::new(),
+            config_path: OnceLock::new(),
             http,
         }))
     }
@@ -222,6 +224,11 @@ impl Sim {
     fn set_daemon_state(&self, state: String) {
         *lock(&self.daemon_state) = state;
         self.changed();
+    }
+
+    /// The generated configuration file, once written (the page shows the pairing command with it).
+    pub fn config_path(&self) -> Option<&Path> {
+        self.config_path.get().map(PathBuf::as_path)
     }
 
     /// A new id, unique in this sandbox.
@@ -324,6 +331,7 @@ impl Sandbox {
 
         let generated = Generated { state_dir, gateway: options.gateway.clone(), sim: sim.clone() };
         let config_path = generated.path();
+        let _ = sim.config_path.set(config_path.clone());
         let config = generated.config(options.listen, Policy::Open)?;
         let handle = daemon::start_with_routes(config, daemon::Channels::Configured, page::routes(sim.clone()))
             .await

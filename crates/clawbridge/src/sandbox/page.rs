@@ -468,7 +468,7 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
          <input type=\"checkbox\" id=\"t-outage\"{outage}> Platform outage (5xx)</label></form>\
          <p class=\"hint\">The real daemon answers here: KakaoTalk and WhatsApp are simulated in this process, the agent is \
          your OpenClaw gateway. allowlist lets in only {kakao_default} and +{wa_default}; pairing codes are approved in the \
-         <a href=\"/console\">console</a> or with <code>clawbridge --config &lt;state dir&gt;/sandbox.toml pairing approve …</code>.</p>\
+         <a href=\"/console\">console</a> or with <code>clawbridge --config {config} pairing approve kakao|whatsapp CODE</code>.</p>\
          <form class=\"add\" id=\"add\"><select id=\"add-platform\"><option value=\"kakao\">KakaoTalk</option>\
          <option value=\"whatsapp\">WhatsApp</option></select>\
          <input id=\"add-user\" placeholder=\"user name, or a phone number for WhatsApp\" autocomplete=\"off\">\
@@ -483,6 +483,7 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
         open = policy(Policy::Open, "open"),
         pairing = policy(Policy::Pairing, "pairing"),
         allowlist = policy(Policy::Allowlist, "allowlist"),
+        config = escape(&sim.config_path().map_or_else(|| "sandbox.toml".to_owned(), |p| p.display().to_string())),
         kakao_default = escape(DEFAULT_KAKAO_USER),
         wa_default = escape(DEFAULT_WHATSAPP_USER),
         kakao = pane(&sim, "kakao", DEFAULT_KAKAO_USER),

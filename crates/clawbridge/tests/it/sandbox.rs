@@ -201,6 +201,25 @@ async fn the_page_answers_on_loopback_only_and_refuses_bad_input() {
 }
 
 #[tokio::test]
+async fn links_and_pictures_in_a_kakao_answer_show_as_a_card_with_buttons() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    let answer = "주문은 [주문 조회](https://shop.example/orders)에서 확인하세요.\n![상품](https://img.example/p.jpg)";
+    fake.set_behavior(move |_| (FakeReply::Text(answer.to_owned()), Duration::ZERO));
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    send(&sb, json!({"platform": "kakao", "user": "minji", "text": "주문 어디서 봐요?"})).await;
+    let sim = sb.sim.clone();
+    eventually(WAIT, "the answer", || {
+        let n = kakao_answers(&sim, "minji").len();
+        async move { n == 1 }
+    })
+    .await;
+    let html = clawbridge::sandbox::page::kakao_chat_html(&sim.kakao.chat("minji"));
+    assert!(html.contains("k-basic-card") && html.contains("src=\"https://img.example/p.jpg\""), "{html}");
+    assert!(html.contains("<a class=\"k-btn\" href=\"https://shop.example/orders\""), "{html}");
+    sb.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_picture_sent_on_kakaotalk_reaches_the_agent_as_an_attachment() {
     let fake = FakeGateway::start("sandbox-token-0123456789").await;
     let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
