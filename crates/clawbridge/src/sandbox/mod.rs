@@ -141,6 +141,7 @@ pub struct Sim {
     changes: watch::Sender<u64>,
     restart: OnceLock<mpsc::UnboundedSender<Supervise>>,
     config_path: OnceLock<PathBuf>,
+    config: Mutex<Option<Config>>,
     /// The simulators' HTTP client (every call has a timeout of its own).
     pub http: reqwest::Client,
 }
@@ -179,6 +180,7 @@ impl Sim {
             changes: watch::Sender::new(0),
             restart: OnceLock::new(),
             config_path: OnceLock::new(),
+            config: Mutex::new(None),
             http,
         }))
     }
@@ -229,6 +231,11 @@ impl Sim {
     /// The generated configuration file, once written (the page shows the pairing command with it).
     pub fn config_path(&self) -> Option<&Path> {
         self.config_path.get().map(PathBuf::as_path)
+    }
+
+    /// The configuration the daemon runs with now (the page approves pairing codes with it).
+    pub fn config(&self) -> Option<Config> {
+        lock(&self.config).clone()
     }
 
     /// A new id, unique in this sandbox.
@@ -437,7 +444,10 @@ impl Generated {
             "HOME" => std::env::var("HOME").ok(),
             _ => None,
         };
-        Config::load_with(Some(&path), &env).map_err(|e| anyhow::anyhow!("the sandbox's generated config: {e}"))
+        let config =
+            Config::load_with(Some(&path), &env).map_err(|e| anyhow::anyhow!("the sandbox's generated config: {e}"))?;
+        *lock(&self.sim.config) = Some(config.clone());
+        Ok(config)
     }
 }
 

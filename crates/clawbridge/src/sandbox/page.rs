@@ -41,6 +41,7 @@ pub fn routes(sim: Arc<Sim>) -> axum::Router {
         .route("/sandbox/api/state", get(state))
         .route("/sandbox/api/send", post(send))
         .route("/sandbox/api/toggles", post(toggles))
+        .route("/sandbox/api/approve", post(approve))
         .layer(axum::middleware::from_fn(loopback_host_only))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_IMAGE_BYTES * 4 / 3 + 64 * 1024))
         .with_state(sim)
@@ -469,6 +470,10 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
          <p class=\"hint\">The real daemon answers here: KakaoTalk and WhatsApp are simulated in this process, the agent is \
          your OpenClaw gateway. allowlist lets in only {kakao_default} and +{wa_default}; pairing codes are approved in the \
          <a href=\"/console\">console</a> or with <code>clawbridge --config {config} pairing approve kakao|whatsapp CODE</code>.</p>\
+         <form class=\"approve\" id=\"approve\">Pairing: <select id=\"approve-channel\">\
+         <option value=\"kakao\">KakaoTalk</option><option value=\"whatsapp\">WhatsApp</option></select>\
+         <input id=\"approve-code\" placeholder=\"code\" maxlength=\"12\" autocomplete=\"off\">\
+         <button type=\"submit\">Approve</button> <span id=\"approve-result\"></span></form>\
          <form class=\"add\" id=\"add\"><select id=\"add-platform\"><option value=\"kakao\">KakaoTalk</option>\
          <option value=\"whatsapp\">WhatsApp</option></select>\
          <input id=\"add-user\" placeholder=\"user name, or a phone number for WhatsApp\" autocomplete=\"off\">\
@@ -621,6 +626,39 @@ async fn toggles(
     };
     sim.set_toggles(toggles);
     axum::Json(sim.toggles()).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveRequest {
+    channel: String,
+    code: String,
+}
+
+/// Approves a pairing code as `clawbridge pairing approve` does (the same code path; it prints
+/// what it did in the sandbox's terminal): 200, or 400 when there is no such pending code.
+async fn approve(
+    State(sim): State<Arc<Sim>>,
+    request: Result<axum::Json<ApproveRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Ok(axum::Json(request)) = request else {
+        return bad_request("expected {channel, code}");
+    };
+    if !matches!(request.channel.as_str(), "kakao" | "whatsapp") {
+        return bad_request("channel is kakao or whatsapp");
+    }
+    let Some(config) = sim.config() else {
+        return bad_request("the daemon is not running");
+    };
+    let action = crate::cli::PairingAction::Approve { channel: request.channel, code: request.code, no_notify: false };
+    match crate::commands::pairing::run(&config, action).await {
+        Ok(code) if code == std::process::ExitCode::SUCCESS => {
+            sim.changed();
+            axum::Json(json!({"approved": true})).into_response()
+        }
+        Ok(_) => bad_request("no pending request with this code on this channel (codes expire after 1 hour)"),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": format!("{e:#}")}))).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -378,6 +378,25 @@ async fn an_outage_fails_the_sends_until_it_ends_and_a_policy_change_restarts_th
     })
     .await;
     assert_eq!(fake.agent_calls().len(), 1, "an unknown user does not reach the agent");
+    let answer = kakao_answers(&sim, "stranger").into_iter().map(|a| a.plain_text()).collect::<Vec<_>>().join("\n");
+    let code = answer
+        .split("페어링 코드는 ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("a code in {answer:?}"))
+        .to_owned();
+    let approve = format!("http://{}/sandbox/api/approve", sb.addr);
+    let http = reqwest::Client::new();
+    let wrong = http.post(&approve).json(&json!({"channel": "kakao", "code": "ZZZZ2222"})).send().await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    let approved = http.post(&approve).json(&json!({"channel": "kakao", "code": code})).send().await.unwrap();
+    assert_eq!(approved.status(), 200);
+    send(&sb, json!({"platform": "kakao", "user": "stranger", "text": "이제 되나요?"})).await;
+    eventually(WAIT, "the approved user reaches the agent", || {
+        let n = fake.agent_calls().len();
+        async move { n == 2 }
+    })
+    .await;
     let config = std::fs::read_to_string(&sb.config_path).unwrap();
     assert!(config.contains("dmPolicy = \"pairing\""), "{config}");
     sb.shutdown().await;

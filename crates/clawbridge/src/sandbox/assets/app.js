@@ -164,6 +164,21 @@ document.getElementById("add").addEventListener("submit", (event) => {
   addPane(platform, user);
 });
 
+document.getElementById("approve").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = document.getElementById("approve-code");
+  const result = document.getElementById("approve-result");
+  const body = { channel: document.getElementById("approve-channel").value, code: code.value.trim() };
+  post("/sandbox/api/approve", body)
+    .then(() => {
+      result.textContent = "approved " + body.code;
+      code.value = "";
+    })
+    .catch((e) => {
+      result.textContent = e.message;
+    });
+});
+
 function render(state) {
   document.getElementById("daemon-state").textContent = state.daemon;
   showToggles(state.toggles);
