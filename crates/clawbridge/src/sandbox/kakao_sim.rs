@@ -4,7 +4,8 @@
 //! answer, and when the "AI callback" is approved, adds a one-shot `callbackUrl` it hosts: usable
 //! once, within 60 seconds of issue.
 
-use super::{BOT_ID, HostedFile, Sim, lock, now_ms};
+use super::{BOT_ID, HostedFile, Sim, lock};
+use crate::util::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;

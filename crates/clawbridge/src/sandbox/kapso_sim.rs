@@ -4,7 +4,8 @@
 //! to the daemon's `/webhook` as signed v2 webhooks, retrying a failed delivery as Kapso does.
 //! During a simulated outage every API call answers 503 with Meta's error envelope.
 
-use super::{HostedFile, PHONE_NUMBER_ID, Sim, lock, now_ms};
+use super::{HostedFile, PHONE_NUMBER_ID, Sim, lock};
+use crate::util::now_ms;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};

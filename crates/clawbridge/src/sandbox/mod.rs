@@ -212,7 +212,7 @@ impl Sim {
         self.daemon.get().map(|addr| format!("http://{addr}"))
     }
 
-    /// Connects the simulators to the daemon at `addr` (tests with a daemon of their own).
+    /// Connects the simulators to the daemon at `addr`.
     pub fn set_daemon(&self, addr: SocketAddr) {
         let _ = self.daemon.set(addr);
         self.set_daemon_state("running".to_owned());
@@ -518,9 +518,4 @@ pub fn config_text(state_dir: &Path, listen: SocketAddr, sim_base: &str, secrets
         pnid = quoted(PHONE_NUMBER_ID),
         webhook = quoted(&secrets.webhook_secret),
     )
-}
-
-/// Milliseconds since the epoch (display times).
-pub(crate) fn now_ms() -> i64 {
-    crate::util::now_ms()
 }

@@ -449,7 +449,7 @@ fn checked(on: bool) -> &'static str {
 async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
     let toggles = sim.toggles();
     let policy = |p: Policy, label: &str| {
-        let value = serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let value = p.as_str();
         format!("<option value=\"{value}\"{}>{label}</option>", if toggles.policy == p { " selected" } else { "" })
     };
     Html(format!(
@@ -468,8 +468,8 @@ async fn page(State(sim): State<Arc<Sim>>) -> Html<String> {
          <label title=\"Kakao's callback and Kapso's API answer 503 until turned off\">\
          <input type=\"checkbox\" id=\"t-outage\"{outage}> Platform outage (5xx)</label></form>\
          <p class=\"hint\">The real daemon answers here: KakaoTalk and WhatsApp are simulated in this process, the agent is \
-         your OpenClaw gateway. allowlist lets in only {kakao_default} and +{wa_default}; pairing codes are approved in the \
-         <a href=\"/console\">console</a> or with <code>clawbridge --config {config} pairing approve kakao|whatsapp CODE</code>.</p>\
+         your OpenClaw gateway. allowlist lets in only {kakao_default} and +{wa_default}; pairing codes are approved below, in the \
+         <a href=\"/console\">console</a>, or with <code>clawbridge --config {config} pairing approve kakao|whatsapp CODE</code>.</p>\
          <form class=\"approve\" id=\"approve\">Pairing: <select id=\"approve-channel\">\
          <option value=\"kakao\">KakaoTalk</option><option value=\"whatsapp\">WhatsApp</option></select>\
          <input id=\"approve-code\" placeholder=\"code\" maxlength=\"12\" autocomplete=\"off\">\
