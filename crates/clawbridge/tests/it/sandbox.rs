@@ -534,6 +534,23 @@ async fn in_chromium_a_whatsapp_conversation_shows_the_formatted_quoted_reply() 
     // The bridge marked the user's message read: blue ticks.
     browser.wait_for(&format!("{pane} .wa-msg.mine .wa-ticks.read"), STEP).await;
     browser.screenshot("sandbox-whatsapp-quoted-reply").await;
+
+    // The toggles reach the simulators: an outage on, then off again.
+    browser.click(&browser.wait_for("#t-outage", STEP).await).await;
+    let sim = sb.sim.clone();
+    eventually(STEP, "the outage is on", || {
+        let on = sim.toggles().outage;
+        async move { on }
+    })
+    .await;
+    browser.execute("window.scrollTo(0, 0);", vec![]).await;
+    browser.screenshot("sandbox-page-outage-on").await;
+    browser.click(&browser.wait_for("#t-outage", STEP).await).await;
+    eventually(STEP, "the outage is over", || {
+        let on = sim.toggles().outage;
+        async move { !on }
+    })
+    .await;
     browser.close().await;
     sb.shutdown().await;
 }
