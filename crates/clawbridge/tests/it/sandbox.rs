@@ -600,3 +600,24 @@ async fn clawbridge_sandbox_prints_the_page_serves_it_and_stops_on_sigint() {
     assert!(status.success(), "{status:?}");
     assert!(!config.exists(), "the temporary state is removed on exit");
 }
+
+#[tokio::test]
+async fn whatsapp_shows_the_typing_indicator_while_the_agent_works() {
+    let fake = FakeGateway::start("sandbox-token-0123456789").await;
+    fake.set_behavior(|_| (FakeReply::Text("done".to_owned()), Duration::from_secs(3)));
+    let sb = sandbox(&fake.url(), "sandbox-token-0123456789").await;
+    let sim = sb.sim.clone();
+    send(&sb, json!({"platform": "whatsapp", "user": "15550003333", "text": "think hard"})).await;
+    eventually(WAIT, "the typing indicator", || {
+        let typing = sim.kapso.chat("15550003333").typing();
+        async move { typing }
+    })
+    .await;
+    assert!(clawbridge::sandbox::page::whatsapp_chat_html(&sim.kapso.chat("15550003333")).contains("wa-typing"));
+    eventually(WAIT, "the reply ends it", || {
+        let chat = sim.kapso.chat("15550003333");
+        async move { chat.messages.iter().any(|m| !m.from_user) && !chat.typing() }
+    })
+    .await;
+    sb.shutdown().await;
+}
