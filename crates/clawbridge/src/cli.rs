@@ -34,6 +34,17 @@ pub enum Command {
         #[arg(long)]
         insecure_no_signature: bool,
     },
+    /// Chat with your agent as a KakaoTalk or WhatsApp user in the browser, before any platform
+    /// account exists: the real daemon against simulated platforms in the same process.
+    Sandbox {
+        /// Keep the sandbox's state (store, device key, generated config) here instead of a
+        /// temporary directory removed on exit.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Where the daemon and the page listen (loopback only; port 0 picks a free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
     /// Check configuration, store and the gateway handshake; exits non-zero with the fix.
     Doctor {
         /// Print one JSON document instead of lines (for monitoring and scripts).
@@ -200,7 +211,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let verbosity = if matches.subcommand_name() == Some("serve") { Verbosity::Daemon } else { Verbosity::Command };
+    let verbosity = if matches!(matches.subcommand_name(), Some("serve" | "sandbox")) {
+        Verbosity::Daemon
+    } else {
+        Verbosity::Command
+    };
     init_logging(config.bridge.log_format, verbosity);
     // One TLS crypto provider for the whole process (rust-stack.md §2.2).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -244,6 +259,7 @@ pub async fn dispatch(plugins: &PluginSet, matches: &clap::ArgMatches, config: C
         Command::Serve { insecure_no_signature } => {
             commands::serve::run(commands::serve::allow_unsigned(config, insecure_no_signature)).await
         }
+        Command::Sandbox { state_dir, listen } => commands::sandbox::run(config, state_dir, listen).await,
         Command::Doctor { json } => commands::doctor::run(&config, json).await,
         Command::Status { json, dead } => commands::status::run(&config, json, dead).await,
         Command::Health { ready } => commands::health::run(&config, ready).await,
@@ -377,6 +393,7 @@ mod tests {
             names,
             [
                 "serve",
+                "sandbox",
                 "doctor",
                 "status",
                 "health",

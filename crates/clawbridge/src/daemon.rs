@@ -81,6 +81,19 @@ impl std::fmt::Debug for Channels {
 /// # Errors
 /// Configuration, state dir, store, channel and listener problems, each naming the setting to fix.
 pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Result<DaemonHandle> {
+    start_with_routes(config, channels, axum::Router::new()).await
+}
+
+/// [`start`], with `extra` routes served on the daemon's own listener (the sandbox page of
+/// `clawbridge sandbox`), so they share its origin with `/console` and the webhooks.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with_routes(
+    config: Config,
+    channels: impl Into<Channels>,
+    extra: axum::Router,
+) -> anyhow::Result<DaemonHandle> {
     // Install the recorder before anything records (the gateway client counts from its first connect).
     let metrics = metrics_handle();
     config.ensure_state_dir()?;
@@ -195,6 +208,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         tools: tools.as_ref().map(crate::tools::ToolService::watch),
     };
     let app = app
+        .merge(extra)
         .merge(http::router(health))
         .route_layer(axum::middleware::from_fn(http::observe))
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));

@@ -14,6 +14,7 @@
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
 //! - [`commands`]: `serve`, `doctor`, `status`, `pairing`, the Go bridge's binaries, and the
 //!   host a channel's own subcommand runs with.
+//! - [`sandbox`]: `clawbridge sandbox`: the daemon against simulated platforms, and its page.
 //! - [`tools`]: the native agent tools published on the gateway as a node.
 //! - [`secrets`]: channel secrets encrypted with the master key (files or the store).
 //! - [`cli`]: the clap definitions and dispatch (channel subcommands come from their plugins).
@@ -29,6 +30,7 @@ pub mod edge;
 pub mod http;
 pub mod pipeline;
 pub mod registry;
+pub mod sandbox;
 pub mod secrets;
 pub mod telemetry;
 pub mod tools;

@@ -10,5 +10,6 @@ pub mod health;
 pub mod host;
 pub mod init;
 pub mod pairing;
+pub mod sandbox;
 pub mod serve;
 pub mod status;

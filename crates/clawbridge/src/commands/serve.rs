@@ -54,13 +54,13 @@ fn notify_service_manager(state: sd_notify::NotifyState<'_>) {
 }
 
 /// SIGINT and SIGTERM, registered when created.
-struct StopSignal {
+pub(crate) struct StopSignal {
     #[cfg(unix)]
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl StopSignal {
-    fn register() -> Self {
+    pub(crate) fn register() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -70,7 +70,7 @@ impl StopSignal {
         Self {}
     }
 
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         #[cfg(unix)]
         if let Some((interrupt, terminate)) = &mut self.signals {
             tokio::select! {

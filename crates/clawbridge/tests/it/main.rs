@@ -14,6 +14,7 @@ mod kakao_talk;
 mod pipeline;
 mod plugins;
 mod replicas;
+mod sandbox;
 mod setup;
 mod support;
 mod tool_calls;
