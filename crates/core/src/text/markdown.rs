@@ -459,13 +459,14 @@ impl<'s> Writer<'s> {
                 }
                 _ if has_scheme(&dest_url, style.link_schemes) => {
                     self.captures
-                        .push((Capture::Link { url: Some(dest_url.to_string()), image: false }, String::new()));
+                        .push((Capture::Link { url: Some(lowercase_scheme(&dest_url)), image: false }, String::new()));
                 }
                 _ => self.verbatim(range),
             },
             Tag::Image { dest_url, .. } => {
                 if has_scheme(&dest_url, IMAGE_SCHEMES) {
-                    self.captures.push((Capture::Link { url: Some(dest_url.to_string()), image: true }, String::new()));
+                    self.captures
+                        .push((Capture::Link { url: Some(lowercase_scheme(&dest_url)), image: true }, String::new()));
                 } else {
                     self.verbatim(range);
                 }
@@ -723,6 +724,15 @@ fn has_scheme(url: &CowStr<'_>, schemes: &[&str]) -> bool {
     schemes.iter().any(|s| lower.starts_with(s))
 }
 
+/// `HTTPS://a/B` → `https://a/B`: schemes are case-insensitive (RFC 3986 §3.1), but platforms
+/// check them as written (Kakao refuses a button to `httPs://…`).
+fn lowercase_scheme(url: &str) -> String {
+    match url.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    }
+}
+
 fn push_unique(list: &mut Vec<(String, String)>, item: (String, String)) {
     if !list.iter().any(|(_, url)| *url == item.1) {
         list.push(item);
@@ -765,6 +775,13 @@ mod tests {
 
     fn marks(md: &str) -> String {
         render(md, &MARKS).text
+    }
+
+    #[test]
+    fn link_and_image_schemes_are_written_in_lowercase() {
+        let out = render("[a](httPs://shop.example/O/1) ![b](HTTPS://cdn.example/X.jpg)", &PLAIN);
+        assert_eq!(out.links, vec![("a".to_owned(), "https://shop.example/O/1".to_owned())]);
+        assert_eq!(out.images, vec![("b".to_owned(), "https://cdn.example/X.jpg".to_owned())]);
     }
 
     #[test]
