@@ -48,8 +48,18 @@ pub struct Config {
     pub retry: RetrySettings,
     /// The native agent tools (`[tools]`).
     pub tools: crate::tools::settings::ToolsSettings,
+    /// The operator console (`[console]`).
+    pub console: ConsoleSettings,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
+}
+
+/// The operator console at `/console` (`[console]`).
+#[derive(Clone, Debug, Default)]
+pub struct ConsoleSettings {
+    /// `CLAWBRIDGE_CONSOLE_TOKEN` (`console.token`): what the login form asks for. Without it the
+    /// console answers only on a loopback listener.
+    pub token: Option<SecretString>,
 }
 
 /// The OpenClaw gateway connection.
@@ -169,6 +179,14 @@ struct FileConfig {
     retry: Option<toml::Table>,
     /// `[tools]` with its `[tools.<tool>]` tables.
     tools: Option<toml::Table>,
+    #[serde(default)]
+    console: FileConsole,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConsole {
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -394,6 +412,13 @@ impl Config {
             http: FilePolicy::parse(http_table, "retry.http")?.over(RetryPolicy::IN_PROCESS, "retry.http")?,
         };
 
+        let console = ConsoleSettings {
+            token: env("CLAWBRIDGE_CONSOLE_TOKEN")
+                .or(file.console.token)
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
+        };
+
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
             bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention, public_url },
@@ -401,6 +426,7 @@ impl Config {
             channels,
             retry,
             tools,
+            console,
             source,
         })
     }

@@ -35,6 +35,7 @@ pub mod bizmsg;
 pub mod bridge;
 pub mod campaign;
 mod common;
+pub mod console;
 pub mod memory;
 pub mod model;
 pub mod postgres;
@@ -50,6 +51,7 @@ pub use campaign::{
     Added, CampaignCounts, CampaignRow, CampaignState, CampaignStore, Claimed, NewCampaign, NewRecipient, RecipientRow,
     RecipientState, SendKind, Suppression,
 };
+pub use console::{AuditEntry, ConsoleStore, DeadLetterAction, LaneSummary};
 pub use memory::{MemoryStore, Outage};
 pub use model::*;
 pub use postgres::PgStore;
@@ -305,6 +307,11 @@ pub trait Pairing: Send + Sync + 'static {
 
     /// Revokes an approval; `true` when there was one.
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+
+    /// Rejects an unexpired code (normalised like [`approve_pairing`](Pairing::approve_pairing)):
+    /// the request is removed and the peer is not approved; it may ask again later. `false` when
+    /// no unexpired request of `channel` has that code.
+    async fn reject_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<bool>;
 }
 
 /// Fixed-window counters shared by every process on the store, for limits that must hold across
@@ -365,6 +372,7 @@ pub trait Store:
     + OutboxQueue
     + BizmsgQueue
     + CampaignStore
+    + ConsoleStore
     + Dedup
     + Cursors
     + ChannelState

@@ -6,6 +6,7 @@ mod bizmsg_results;
 mod campaign;
 mod channel_state;
 mod cli;
+mod console;
 mod e2e;
 mod kakao_chat;
 mod kakao_talk;
