@@ -3,6 +3,7 @@
 mod bizmsg;
 mod bizmsg_dealers;
 mod bizmsg_results;
+mod browser;
 mod campaign;
 mod channel_state;
 mod cli;
