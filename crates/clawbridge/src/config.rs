@@ -509,7 +509,7 @@ impl Config {
 }
 
 /// The bridge's own top-level tables (the fields of `FileConfig`).
-const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry", "tools"];
+const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry", "tools", "console"];
 
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.
@@ -615,6 +615,19 @@ mod tests {
         assert_eq!(cfg.bridge.database_url, "sqlite:///home/u/.local/state/clawbridge/clawbridge.db");
         assert_eq!(cfg.bridge.listen, "0.0.0.0:18790".parse().unwrap());
         assert!(cfg.require_token().unwrap_err().to_string().contains("OPENCLAW_TOKEN"));
+    }
+
+    #[test]
+    fn the_console_token_comes_from_the_environment_or_the_file() {
+        use secrecy::ExposeSecret as _;
+        let token = |cfg: Config| cfg.console.token.map(|t| t.expose_secret().to_owned());
+        assert_eq!(token(load(&[("HOME", "/h")], None).unwrap()), None);
+        let file = Some("[console]\ntoken = \"from-file\"\n");
+        assert_eq!(token(load(&[("HOME", "/h")], file).unwrap()).as_deref(), Some("from-file"));
+        let both = load(&[("HOME", "/h"), ("CLAWBRIDGE_CONSOLE_TOKEN", "from-env")], file).unwrap();
+        assert_eq!(token(both).as_deref(), Some("from-env"));
+        let blank = load(&[("HOME", "/h")], Some("[console]\ntoken = \"  \"\n")).unwrap();
+        assert_eq!(token(blank), None, "a blank token is no token");
     }
 
     #[test]

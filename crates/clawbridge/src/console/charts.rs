@@ -82,6 +82,19 @@ fn draw(
                 .enumerate()
                 .filter_map(|(i, v)| Some((i32::try_from(i).ok()?, (*v)?)))
                 .collect::<Vec<_>>();
+            // A point with no neighbour draws no line: mark it, so one busy minute shows.
+            let lonely: Vec<(i32, f64)> = s
+                .values
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| {
+                    let before = i.checked_sub(1).and_then(|j| s.values.get(j)).copied().flatten();
+                    let after = s.values.get(i + 1).copied().flatten();
+                    v.is_some() && before.is_none() && after.is_none()
+                })
+                .filter_map(|(i, v)| Some((i32::try_from(i).ok()?, (*v)?)))
+                .collect();
+            chart.draw_series(lonely.into_iter().map(|p| Circle::new(p, 3, color.filled())))?;
             chart
                 .draw_series(LineSeries::new(points, color.stroke_width(2)))?
                 .label(s.label)

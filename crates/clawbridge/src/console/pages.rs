@@ -281,9 +281,9 @@ async fn overview(console: &Console) -> Result<String, StoreError> {
     let _ = write!(
         html,
         "<div class=\"grid wide\"><section class=\"card chart\" id=\"chart-messages\"><h2>Messages per minute · 분당 메시지</h2>{}</section>\
-         <section class=\"card chart\" id=\"chart-latency\"><h2>Agent latency · 응답 시간 (s)</h2>{}</section></div>",
+         <section class=\"card chart\" id=\"chart-latency\"><h2>Agent latency p50 · p95 · p99 · 응답 시간</h2>{}</section></div>",
         charts::line_chart(&traffic, minutes, &minute_label, &|v| format!("{v:.0}")),
-        charts::line_chart(&latency, minutes, &minute_label, &|v| format!("{v:.1}s")),
+        charts::line_chart(&latency, minutes, &minute_label, &seconds),
     );
     // The last errors.
     html.push_str("<section class=\"card\"><h2>Last errors · 최근 오류</h2>");
@@ -299,6 +299,11 @@ async fn overview(console: &Console) -> Result<String, StoreError> {
     }
     html.push_str("</section>");
     Ok(html)
+}
+
+/// A latency axis value: milliseconds below a second.
+fn seconds(v: f64) -> String {
+    if v < 1.0 { format!("{:.0}ms", v * 1000.0) } else { format!("{v:.1}s") }
 }
 
 // ---- conversations ------------------------------------------------------------------------------

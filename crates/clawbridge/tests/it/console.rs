@@ -342,3 +342,173 @@ fn without_a_token_a_public_listener_turns_the_console_off_and_says_how_to_turn_
     let loopback = config(dir.path(), "ws://127.0.0.1:1", TOKEN, &[]);
     assert!(clawbridge::console::off_reason(&loopback).is_none());
 }
+
+// ---- in real headless Chromium ---------------------------------------------------------------------
+
+/// A daemon with a delivered conversation, a dead letter and a pending pairing code.
+async fn busy_daemon() -> (FakeGateway, Harness, tempfile::TempDir, String, i64) {
+    let (fake, h, dir) = daemon(Some(CONSOLE_TOKEN)).await;
+    let store = h.store().await;
+    h.bridge().accept(text("15551234567", "b-1", "주문 상태 알려주세요 (order status)")).await.unwrap();
+    h.wait_sent(1, DEADLINE).await;
+    h.recorder.fail_next([SendError::Permanent("131047 outside the 24 h window".into())]);
+    h.bridge().accept(text("15559876543", "b-2", "doomed")).await.unwrap();
+    eventually(DEADLINE, "a dead letter", || {
+        let store = store.clone();
+        async move { store.queue_stats().await.unwrap().outbox_dead == 1 }
+    })
+    .await;
+    let dead = store.dead_letters(10).await.unwrap()[0].id;
+    let code = pending_code(&store, "15550001111").await;
+    (fake, h, dir, code, dead)
+}
+
+async fn browser_login(browser: &crate::browser::Browser, base: &str) {
+    browser.goto(&format!("{base}/console/overview")).await;
+    let token = browser.wait_for("#token", DEADLINE).await;
+    assert!(browser.current_url().await.ends_with("/console/login"), "no session: the login form");
+    browser.type_into(&token, CONSOLE_TOKEN).await;
+    let submit = browser.wait_for("#login button", DEADLINE).await;
+    browser.click(&submit).await;
+    browser.wait_for("#gateway-state", DEADLINE).await;
+}
+
+#[tokio::test]
+async fn in_chromium_an_operator_logs_in_approves_a_code_retries_a_dead_letter_and_sees_a_chart() {
+    let (_fake, mut h, _dir, code, dead) = busy_daemon().await;
+    let Some(browser) = crate::browser::Browser::start(1280, 900).await else { return h.shutdown().await };
+    let base = h.base_url();
+    let store = h.store().await;
+
+    // A wrong token: the form again, with the error.
+    browser.goto(&format!("{base}/console/login")).await;
+    let token = browser.wait_for("#token", DEADLINE).await;
+    browser.type_into(&token, "wrong").await;
+    browser.click(&browser.wait_for("#login button", DEADLINE).await).await;
+    browser.wait_for_text("Wrong token", DEADLINE).await;
+    browser.screenshot("console-login-wrong-token").await;
+
+    browser_login(&browser, &base).await;
+    let cookies = browser.cookies().await;
+    let session = cookies.iter().find(|c| c["name"] == "clawbridge_console").expect("the session cookie");
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    // The charts: SVG drawn on the server, with their lines.
+    let lines = browser.find_all("#chart-messages svg polyline, #chart-messages svg path").await;
+    assert!(!lines.is_empty(), "the messages chart has a line");
+    assert!(!browser.find_all("#chart-latency svg").await.is_empty());
+    browser.wait_for_text("개요", DEADLINE).await;
+    browser.screenshot("console-overview").await;
+
+    // Approve the pending code.
+    browser.goto(&format!("{base}/console/pairing")).await;
+    let approve = browser.wait_for(&format!("tr[data-code=\"{code}\"] button"), DEADLINE).await;
+    assert!(browser.text(&approve).await.contains("Approve"));
+    browser.screenshot("console-pairing").await;
+    browser.click(&approve).await;
+    browser.wait_for_text("Approved.", DEADLINE).await;
+    let peer = PeerId::new("15550001111");
+    assert!(store.is_approved(&ChannelId::new("test"), &AccountId::new("default"), &peer).await.unwrap());
+    browser.wait_for("#approved", DEADLINE).await;
+    browser.screenshot("console-pairing-approved").await;
+
+    // Retry the dead letter: it is sent.
+    browser.goto(&format!("{base}/console/dead-letters")).await;
+    let retry = browser.wait_for(&format!("tr[data-target=\"outbox/{dead}\"] button"), DEADLINE).await;
+    assert!(browser.text(&retry).await.contains("Retry"));
+    browser.screenshot("console-dead-letters").await;
+    browser.click(&retry).await;
+    browser.wait_for_text("Retried", DEADLINE).await;
+    let sent = h.wait_sent(3, DEADLINE).await;
+    assert!(sent.iter().any(|m| m.peer.as_str() == "15559876543"), "the retried message went out");
+    browser.wait_for("#audit", DEADLINE).await;
+    browser.screenshot("console-dead-letters-retried").await;
+
+    for (page, marker) in [("conversations", "대화"), ("campaigns", "캠페인"), ("kakao", "카카오")] {
+        browser.goto(&format!("{base}/console/{page}")).await;
+        browser.wait_for_text(marker, DEADLINE).await;
+        browser.screenshot(&format!("console-{page}")).await;
+    }
+    let conversations = browser.source().await;
+    assert!(!conversations.contains("15551234567"), "numbers are masked");
+    browser.close().await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn in_chromium_pages_update_without_a_reload_and_fit_a_phone() {
+    let (_fake, mut h, _dir) = daemon(Some(CONSOLE_TOKEN)).await;
+    let Some(browser) = crate::browser::Browser::start(390, 844).await else { return h.shutdown().await };
+    let base = h.base_url();
+    browser_login(&browser, &base).await;
+    let fits =
+        browser.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", Vec::new()).await;
+    assert_eq!(fits, serde_json::Value::Bool(true), "no sideways scrolling at phone width");
+    browser.screenshot("console-overview-phone").await;
+
+    // A new dead letter appears on the open page by itself (the page polls its fragment).
+    browser.goto(&format!("{base}/console/dead-letters")).await;
+    browser.wait_for_text("None.", DEADLINE).await;
+    browser.execute("window.__marker = 'same page';", Vec::new()).await;
+    h.recorder.fail_next([SendError::Permanent("131026 message undeliverable".into())]);
+    h.bridge().accept(text("15557770000", "p-1", "hello")).await.unwrap();
+    browser.wait_for_text("131026", DEADLINE).await;
+    let same = browser.execute("return window.__marker === 'same page';", Vec::new()).await;
+    assert_eq!(same, serde_json::Value::Bool(true), "updated in place, not reloaded");
+    browser.screenshot("console-dead-letters-phone").await;
+    browser.close().await;
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn campaigns_are_paused_resumed_and_cancelled_from_the_console() {
+    use clawbridge_store::{CampaignState, NewCampaign};
+    let (_fake, mut h, _dir) = daemon(Some(CONSOLE_TOKEN)).await;
+    let store = h.store().await;
+    let now = clawbridge::util::now_ms();
+    for id in ["c-later", "c-draft"] {
+        let campaign = NewCampaign {
+            id: id.to_owned(),
+            name: format!("연말 세일 {id}"),
+            channel: "test".to_owned(),
+            account: "default".to_owned(),
+            spec: r#"{"variants":[{"name":"A"}]}"#.to_owned(),
+            rate_per_minute: Some(60),
+            quiet_hours: false,
+            start_at: None,
+            link_key: clawbridge::campaign::new_link_key().encode(),
+        };
+        assert!(store.create_campaign(&campaign, now).await.unwrap());
+    }
+    // Scheduled for tomorrow: the runner leaves it alone.
+    let tomorrow = Some(now + 86_400_000);
+    let scheduled =
+        store.transition_campaign("c-later", &[CampaignState::Draft], CampaignState::Scheduled, None, tomorrow, now);
+    assert!(scheduled.await.unwrap());
+    let mut client = Client::new(&h);
+    let csrf = client.login(CONSOLE_TOKEN).await;
+    let page = client.get("/console/campaigns").await.text().await.unwrap();
+    assert!(page.contains("연말 세일 c-later") && page.contains("<progress"), "{page}");
+
+    let act = |action: &'static str, id: &'static str| {
+        let csrf = csrf.clone();
+        let client = &client;
+        async move {
+            let response =
+                client.post("/console/campaigns/act", &[("csrf", &csrf), ("action", action), ("id", id)]).await;
+            response.headers()[LOCATION].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(act("pause", "c-later").await, "/console/campaigns?notice=paused");
+    assert_eq!(store.get_campaign("c-later").await.unwrap().unwrap().state, CampaignState::Paused);
+    assert_eq!(act("pause", "c-later").await, "/console/campaigns?notice=nothing", "paused already");
+    assert_eq!(act("resume", "c-later").await, "/console/campaigns?notice=resumed");
+    assert_ne!(store.get_campaign("c-later").await.unwrap().unwrap().state, CampaignState::Paused);
+    assert_eq!(act("cancel", "c-draft").await, "/console/campaigns?notice=cancelled");
+    assert_eq!(store.get_campaign("c-draft").await.unwrap().unwrap().state, CampaignState::Cancelled);
+    let audit: Vec<String> = store.audit_log(10).await.unwrap().into_iter().map(|a| a.action).collect();
+    assert_eq!(audit, ["campaign.cancelled", "campaign.resumed", "campaign.paused"]);
+    let bad = client.post("/console/campaigns/act", &[("csrf", &csrf), ("action", "delete"), ("id", "c-later")]).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    h.shutdown().await;
+}
