@@ -128,6 +128,8 @@ const RETRY_OUTBOX: &str = "\
                       updated_at = $2 \
     WHERE id = $1 AND state = 'dead'";
 
+/// `$2` (now) is bound like for the other statements; PostgreSQL refuses a parameter a statement
+/// does not use, so it appears in a condition that always holds.
 const DISCARD_OUTBOX: &str = "DELETE FROM outbox WHERE id = $1 AND state = 'dead' AND $2 >= 0";
 
 const RETRY_INBOX: &str = "\

@@ -3,7 +3,8 @@
 //!
 //! The capabilities: [`InboxQueue`], [`OutboxQueue`], [`Dedup`], [`Cursors`] (and leases),
 //! [`ChannelState`], [`Secrets`], [`Pairing`], [`Quotas`], [`Operations`], the business-message
-//! queue ([`BizmsgQueue`]) and campaigns ([`CampaignStore`]). [`Store`] is all of
+//! queue ([`BizmsgQueue`]), campaigns ([`CampaignStore`]) and the operator console's reads,
+//! dead-letter actions and audit trail ([`ConsoleStore`]). [`Store`] is all of
 //! them; [`SharedStore`] is how the app holds one, and a part that needs one capability can take
 //! just that (`Arc<dyn OutboxQueue>`, by upcasting).
 //!

@@ -360,6 +360,18 @@ async fn busy_daemon() -> (FakeGateway, Harness, tempfile::TempDir, String, i64)
     .await;
     let dead = store.dead_letters(10).await.unwrap()[0].id;
     let code = pending_code(&store, "15550001111").await;
+    let campaign = clawbridge_store::NewCampaign {
+        id: "c-sale".to_owned(),
+        name: "연말 세일 Year-end sale".to_owned(),
+        channel: "test".to_owned(),
+        account: "default".to_owned(),
+        spec: r#"{"variants":[{"name":"A"}]}"#.to_owned(),
+        rate_per_minute: Some(60),
+        quiet_hours: false,
+        start_at: None,
+        link_key: clawbridge::campaign::new_link_key().encode(),
+    };
+    assert!(store.create_campaign(&campaign, clawbridge::util::now_ms()).await.unwrap());
     (fake, h, dir, code, dead)
 }
 
@@ -424,7 +436,7 @@ async fn in_chromium_an_operator_logs_in_approves_a_code_retries_a_dead_letter_a
     browser.wait_for("#audit", DEADLINE).await;
     browser.screenshot("console-dead-letters-retried").await;
 
-    for (page, marker) in [("conversations", "대화"), ("campaigns", "캠페인"), ("kakao", "카카오")] {
+    for (page, marker) in [("conversations", "대화"), ("campaigns", "연말 세일"), ("kakao", "카카오")] {
         browser.goto(&format!("{base}/console/{page}")).await;
         browser.wait_for_text(marker, DEADLINE).await;
         browser.screenshot(&format!("console-{page}")).await;
@@ -511,4 +523,70 @@ async fn campaigns_are_paused_resumed_and_cancelled_from_the_console() {
     let bad = client.post("/console/campaigns/act", &[("csrf", &csrf), ("action", "delete"), ("id", "c-later")]).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     h.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_kakao_page_shows_the_login_and_the_templates_review_status() {
+    let fake = FakeGateway::start(TOKEN).await;
+    let nhn = clawbridge_testkit::fake_nhn::FakeNhn::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clawbridge.toml");
+    std::fs::write(
+        &file,
+        "[[bizmsg.templates]]\ntemplateCode = \"ORDER_SHIPPED\"\ntext = \"#{name}님, 주문하신 상품이 발송되었습니다.\"\n\
+         variables = [\"name\"]\n",
+    )
+    .unwrap();
+    let state = dir.path().display().to_string();
+    let mut vars: std::collections::HashMap<String, String> = [
+        ("HOME", state.as_str()),
+        ("CLAWBRIDGE_STATE_DIR", state.as_str()),
+        ("CLAWBRIDGE_LISTEN", "127.0.0.1:0"),
+        ("OPENCLAW_GATEWAY_URL", fake.url().as_str()),
+        ("OPENCLAW_TOKEN", TOKEN),
+        ("CLAWBRIDGE_CONSOLE_TOKEN", CONSOLE_TOKEN),
+        ("KAKAO_REST_API_KEY", "kakao-rest-api-key-for-tests"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.extend(nhn.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let cfg = clawbridge::config::Config::load_with(Some(&file), &|k| vars.get(k).cloned()).expect("valid config");
+    let mut h = Harness::start(cfg, open_policy(), 4096).await;
+    let mut client = Client::new(&h);
+    client.login(CONSOLE_TOKEN).await;
+    let page = client.get("/console/kakao").await.text().await.unwrap();
+    assert!(page.contains("Kakao Login") && page.contains("not logged in"), "{page}");
+    assert!(page.contains("clawbridge kakao login"), "the fix: {page}");
+    assert!(page.contains("ORDER_SHIPPED") && page.contains("not synced") && page.contains("alimtalk"), "{page}");
+    h.shutdown().await;
+}
+
+#[test]
+fn doctor_says_how_to_turn_the_console_on_when_it_is_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_clawbridge"));
+        cmd.arg("doctor")
+            .arg("--json")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("CLAWBRIDGE_STATE_DIR", dir.path())
+            .env("OPENCLAW_GATEWAY_URL", "ws://127.0.0.1:1")
+            .env("RUST_LOG", "warn");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("the binary runs");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+        report["checks"].as_array().unwrap().iter().find(|c| c["check"] == "console").cloned().expect("a console check")
+    };
+    let off = run(&[("CLAWBRIDGE_LISTEN", "0.0.0.0:18790")]);
+    assert!(off["warning"].as_str().unwrap().contains("off"), "{off}");
+    assert!(off["fix"].as_str().unwrap().contains("CLAWBRIDGE_CONSOLE_TOKEN"), "{off}");
+    let on = run(&[("CLAWBRIDGE_LISTEN", "0.0.0.0:18790"), ("CLAWBRIDGE_CONSOLE_TOKEN", CONSOLE_TOKEN)]);
+    assert!(on["warning"].is_null() && on["detail"].as_str().unwrap().contains("/console"), "{on}");
+    let local = run(&[("CLAWBRIDGE_LISTEN", "127.0.0.1:18790")]);
+    assert!(local["detail"].as_str().unwrap().contains("loopback"), "{local}");
 }
