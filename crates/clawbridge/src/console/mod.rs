@@ -338,19 +338,22 @@ async fn act_pairing(State(console): State<Console>, body: Bytes) -> Response {
             Ok(false) => Ok("nothing"),
             Err(e) => Err(e),
         },
-        "revoke" => {
-            let account = clawbridge_core::AccountId::new(field("account"));
-            let peer = clawbridge_core::PeerId::new(field("peer"));
-            match store.revoke_peer(&channel, &account, &peer).await {
-                Ok(true) => {
-                    let target = format!("{channel}/{account}/{}", clawbridge_core::ids::mask(peer.as_str()));
-                    audit(&console, "pairing.revoke", &target, now).await;
-                    Ok("revoked")
-                }
-                Ok(false) => Ok("nothing"),
-                Err(e) => Err(e),
-            }
-        }
+        "revoke" => match store.list_approved(Some(&channel)).await {
+            Ok(approved) => match approved.into_iter().find(|a| pages::sender_ref(a) == field("sender")) {
+                Some(a) => match store.revoke_peer(&a.channel, &a.account, &a.peer).await {
+                    Ok(true) => {
+                        let target =
+                            format!("{}/{}/{}", a.channel, a.account, clawbridge_core::ids::mask(a.peer.as_str()));
+                        audit(&console, "pairing.revoke", &target, now).await;
+                        Ok("revoked")
+                    }
+                    Ok(false) => Ok("nothing"),
+                    Err(e) => Err(e),
+                },
+                None => Ok("nothing"),
+            },
+            Err(e) => Err(e),
+        },
         _ => return (StatusCode::BAD_REQUEST, "action must be approve, reject or revoke").into_response(),
     };
     match outcome {

@@ -536,12 +536,8 @@ async fn pairing(console: &Console, csrf: &str) -> Result<String, StoreError> {
             "<table id=\"approved\"><thead><tr><th>channel</th><th>sender</th><th>name</th><th>since</th><th></th></tr></thead><tbody>",
         );
         for a in &approved {
-            let fields = [
-                ("action", "revoke"),
-                ("channel", a.channel.as_str()),
-                ("account", a.account.as_str()),
-                ("peer", a.peer.as_str()),
-            ];
+            let sender = sender_ref(a);
+            let fields = [("action", "revoke"), ("channel", a.channel.as_str()), ("sender", sender.as_str())];
             let _ = write!(
                 html,
                 "<tr><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -557,6 +553,14 @@ async fn pairing(console: &Console, csrf: &str) -> Result<String, StoreError> {
     }
     html.push_str("</section>");
     Ok(html)
+}
+
+/// An approved sender as the revoke form names it: a digest, so the page's source holds no
+/// unmasked number either.
+pub fn sender_ref(peer: &clawbridge_store::ApprovedPeer) -> String {
+    use sha2::Digest as _;
+    let lane = clawbridge_core::Lane::of(&peer.channel, &peer.account, &peer.peer);
+    hex::encode(&sha2::Sha256::digest(lane.as_str().as_bytes())[..12])
 }
 
 // ---- campaigns ----------------------------------------------------------------------------------

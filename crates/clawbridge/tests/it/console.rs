@@ -207,6 +207,24 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
     let audit = store.audit_log(5).await.unwrap();
     assert_eq!(audit[0].action, "pairing.approve");
 
+    // Revoke: the form names the sender by a digest, so the page holds no unmasked number.
+    let page = client.get("/console/pairing").await.text().await.unwrap();
+    assert!(page.contains("*******0001") && !page.contains("15551230001"), "{page}");
+    let at = page.find("name=\"sender\" value=\"").expect("a revoke form") + "name=\"sender\" value=\"".len();
+    let sender = page[at..].split('"').next().unwrap().to_owned();
+    let unknown = [("csrf", csrf.as_str()), ("action", "revoke"), ("channel", "test"), ("sender", "00")];
+    assert_eq!(
+        client.post("/console/pairing/act", &unknown).await.headers()[LOCATION],
+        "/console/pairing?notice=nothing"
+    );
+    let revoke = [("csrf", csrf.as_str()), ("action", "revoke"), ("channel", "test"), ("sender", sender.as_str())];
+    assert_eq!(
+        client.post("/console/pairing/act", &revoke).await.headers()[LOCATION],
+        "/console/pairing?notice=revoked"
+    );
+    assert!(!store.is_approved(&ChannelId::new("test"), &AccountId::new("default"), &peer).await.unwrap());
+    assert_eq!(store.audit_log(1).await.unwrap()[0].target, "test/default/*******0001");
+
     // Logging out ends the session.
     assert_eq!(client.post("/console/logout", &[("csrf", csrf.as_str())]).await.status(), StatusCode::SEE_OTHER);
     assert_eq!(client.get("/console/overview").await.status(), StatusCode::SEE_OTHER);
