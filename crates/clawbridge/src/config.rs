@@ -305,7 +305,16 @@ impl Config {
                 "OPENCLAW_GATEWAY_URL (gateway.url) is {url:?}: it must be a ws:// or wss:// URL, e.g. {DEFAULT_GATEWAY_URL}"
             )));
         }
-        let token = env("OPENCLAW_TOKEN").or(file.gateway.token).map(SecretString::from);
+        let token = env("OPENCLAW_TOKEN").or(file.gateway.token);
+        if token.as_deref().is_some_and(|t| t.trim() == "__OPENCLAW_REDACTED__") {
+            return Err(ConfigError(
+                "OPENCLAW_TOKEN (gateway.token) is `__OPENCLAW_REDACTED__`, the mask `openclaw config get` prints \
+                 instead of the token: run `openclaw gateway auth-token --show` in a terminal on the gateway host \
+                 and set OPENCLAW_TOKEN to what it prints"
+                    .to_owned(),
+            ));
+        }
+        let token = token.map(SecretString::from);
         let agent_id = env("OPENCLAW_AGENT_ID").or(file.gateway.agent_id).unwrap_or_else(|| "main".to_owned());
         if agent_id.is_empty() || agent_id.contains(':') {
             return Err(ConfigError(format!(
@@ -468,7 +477,7 @@ impl Config {
         self.gateway.token.as_ref().ok_or_else(|| {
             ConfigError(
                 "OPENCLAW_TOKEN is not set: set it (or gateway.token in the config file) to the gateway's \
-                 auth token, shown by `openclaw config get gateway.auth.token` on the gateway host"
+                 auth token, shown by `openclaw gateway auth-token --show` in a terminal on the gateway host"
                     .to_owned(),
             )
         })
@@ -628,6 +637,12 @@ mod tests {
         assert_eq!(token(both).as_deref(), Some("from-env"));
         let blank = load(&[("HOME", "/h")], Some("[console]\ntoken = \"  \"\n")).unwrap();
         assert_eq!(token(blank), None, "a blank token is no token");
+    }
+
+    #[test]
+    fn the_masked_token_openclaw_config_get_prints_is_refused_with_the_command_that_shows_it() {
+        let err = load(&[("HOME", "/h"), ("OPENCLAW_TOKEN", "__OPENCLAW_REDACTED__")], None).unwrap_err().to_string();
+        assert!(err.contains("OPENCLAW_TOKEN") && err.contains("openclaw gateway auth-token --show"), "{err}");
     }
 
     #[test]

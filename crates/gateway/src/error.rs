@@ -24,13 +24,13 @@ pub enum FatalError {
     /// `AUTH_TOKEN_MISMATCH`: the configured token is not the gateway's.
     #[error(
         "the OpenClaw gateway rejected OPENCLAW_TOKEN (token mismatch): set OPENCLAW_TOKEN to the \
-         gateway's gateway.auth.token (see `openclaw config get gateway.auth.token`)"
+         gateway's gateway.auth.token (`openclaw gateway auth-token --show` prints it in a terminal on the gateway host)"
     )]
     AuthTokenMismatch,
     /// `AUTH_TOKEN_MISSING`: the gateway wants a token and none is configured.
     #[error(
         "the OpenClaw gateway requires a token but OPENCLAW_TOKEN is not set: set OPENCLAW_TOKEN \
-         to the gateway's gateway.auth.token (see `openclaw config get gateway.auth.token`)"
+         to the gateway's gateway.auth.token (`openclaw gateway auth-token --show` prints it in a terminal on the gateway host)"
     )]
     AuthTokenMissing,
     /// Another authentication failure (`AUTH_PASSWORD_*`, `AUTH_DEVICE_TOKEN_MISMATCH`,
@@ -38,7 +38,7 @@ pub enum FatalError {
     #[error(
         "the OpenClaw gateway refused authentication ({code}): clawbridge authenticates with \
          OPENCLAW_TOKEN only; set gateway.auth.mode to \"token\" on the gateway and OPENCLAW_TOKEN \
-         to its gateway.auth.token (see `openclaw config get gateway.auth.token`)"
+         to its gateway.auth.token (`openclaw gateway auth-token --show` prints it in a terminal on the gateway host)"
     )]
     Auth {
         /// `details.code`.
@@ -311,7 +311,7 @@ mod tests {
         );
         assert!(matches!(e, GatewayError::Fatal(FatalError::AuthTokenMismatch)));
         assert!(e.to_string().contains("OPENCLAW_TOKEN"));
-        assert!(e.to_string().contains("openclaw config get gateway.auth.token"));
+        assert!(e.to_string().contains("openclaw gateway auth-token --show"));
 
         let e = classify_connect_error(
             &shape(r#"{"code":"INVALID_REQUEST","message":"x","details":{"code":"AUTH_TOKEN_MISSING"}}"#),

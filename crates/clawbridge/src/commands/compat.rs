@@ -288,7 +288,7 @@ async fn preflight_checks(config: &Config, report: &mut Preflight) {
     }
     match config.require_token() {
         Err(_) => report.fail(
-            "OPENCLAW_TOKEN is missing (the gateway's token: `openclaw config get gateway.auth.token` on the gateway host)",
+            "OPENCLAW_TOKEN is missing (the gateway's token: `openclaw gateway auth-token --show` in a terminal on the gateway host)",
         ),
         Ok(token) => {
             report.ok("OPENCLAW_TOKEN is set");

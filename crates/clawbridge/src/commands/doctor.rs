@@ -132,7 +132,25 @@ async fn tools(config: &Config, report: &mut Report) {
             described = describe(client.clone()).await.ok().flatten();
         }
     }
-    match diagnose(&node_id, described.as_ref(), None) {
+    let mut diagnosis = diagnose(&node_id, described.as_ref(), None);
+    if matches!(diagnosis, NodeDiagnosis::Ready { connected: false, .. }) {
+        // A node that is not connected is described with the commands it declared, whatever
+        // `gateway.nodes.commands.deny` says: connect once as the node (serve is not running) and
+        // look at what the gateway lets it keep.
+        let mut node = node_gateway_config(config);
+        node.pairing_retry = None;
+        if let Ok(probe) = clawbridge_gateway::GatewayClient::spawn(node, stop.child_token())
+            && probe.wait_connected(Duration::from_secs(20)).await.is_ok()
+            && let Ok(Some(live)) = describe(client.clone()).await
+        {
+            let declared =
+                live["commands"].as_array().into_iter().flatten().any(|c| c == crate::tools::catalog::COMMAND);
+            if !declared {
+                diagnosis = NodeDiagnosis::CommandWithheld;
+            }
+        }
+    }
+    match diagnosis {
         NodeDiagnosis::Ready { connected: true, tools } => report.ok(
             "tools",
             format!("node {node_id} is paired, approved and connected; the agent has {}", tools.join(", ")),

@@ -495,6 +495,23 @@ async fn tools_leave_with_the_bridge_and_come_back_on_reconnect() {
     turn(&op, &off).await;
     assert!(!offered(&off), "the gateway no longer offers node tools");
     daemon.shutdown().await;
+
+    // With the bridge stopped, the node is described with the commands it declared; doctor
+    // still finds out that `gateway.nodes.commands.deny` withholds the tools' command.
+    gw.patch_config(
+        &json!({"gateway": {"nodes": {"pluginTools": {"enabled": true}, "commands": {"deny": ["mcp.tools.call.v1"]}}}}),
+    );
+    for _ in 0..60 {
+        let (state, env2) = (dir.path().to_owned(), env.clone());
+        let out = tokio::task::spawn_blocking(move || cli(&state, &env2, &["doctor"])).await.unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if last.contains("gateway.nodes.commands.deny") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(last.contains("warn  tools: the gateway does not give the agent the tools"), "{last}");
+    assert!(last.contains("remove it from gateway.nodes.commands.deny"), "{last}");
 }
 
 fn node_id(state: &std::path::Path) -> String {

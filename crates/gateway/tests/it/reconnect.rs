@@ -69,7 +69,7 @@ async fn token_mismatch_is_fatal_with_the_fix() {
     conn.close(1008, "unauthorized").await;
     let fatal = assert_fatal_and_stopped(h, |f| *f == FatalError::AuthTokenMismatch).await;
     let text = fatal.to_string();
-    assert!(text.contains("OPENCLAW_TOKEN") && text.contains("openclaw config get gateway.auth.token"), "{text}");
+    assert!(text.contains("OPENCLAW_TOKEN") && text.contains("openclaw gateway auth-token --show"), "{text}");
 }
 
 #[tokio::test]
