@@ -307,19 +307,19 @@ impl Report {
              table{{border-collapse:collapse;margin:1rem 0}}th,td{{padding:.35rem .7rem;border-bottom:1px solid #ddd;text-align:right}}\n\
              th:first-child,td:first-child,.text{{text-align:left}}h2{{margin-top:2rem}}.muted{{color:#666}}\n\
              .sig{{color:#0a7d32;font-weight:600}}figure{{margin:1rem 0}}</style></head><body>\n",
-            html(&c.name)
+            escape_html(&c.name)
         );
         let _ = writeln!(
             out,
             "<h1>{}</h1>\n<p class=\"muted\">campaign <code>{}</code> · {} · {} · created {}</p>",
-            html(&c.name),
-            html(&c.id),
-            html(&c.channel),
-            html(&c.state),
-            html(&kst_time(c.created_at))
+            escape_html(&c.name),
+            escape_html(&c.id),
+            escape_html(&c.channel),
+            escape_html(&c.state),
+            escape_html(&kst_time(c.created_at))
         );
         if let Some(test) = &c.test {
-            let _ = writeln!(out, "<p>A/B test: {}</p>", html(test));
+            let _ = writeln!(out, "<p>A/B test: {}</p>", escape_html(test));
         }
         out.push_str("<h2>Totals</h2>\n<table><tr><th></th><th>recipients</th><th>accepted</th><th>delivered</th><th>failed</th><th>fallback</th><th>unique clicks</th><th>CTR (95 % CI)</th></tr>\n");
         let mut row = |name: &str, counts: &Counts| {
@@ -328,7 +328,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({}–{})</td></tr>",
-                html(name),
+                escape_html(name),
                 counts.recipients,
                 counts.accepted,
                 counts.delivered,
@@ -361,24 +361,24 @@ impl Report {
                     Some(r) if r.significant => writeln!(
                         out,
                         "<p class=\"sig\">{} vs {}: {:+.2} points of CTR, {} — significant at 95 %.</p>",
-                        html(&t.variant),
-                        html(&t.baseline),
+                        escape_html(&t.variant),
+                        escape_html(&t.baseline),
                         r.difference * 100.0,
                         p_text(r.p_value)
                     ),
                     Some(r) => writeln!(
                         out,
                         "<p>{} vs {}: {:+.2} points of CTR, {} — not significant.</p>",
-                        html(&t.variant),
-                        html(&t.baseline),
+                        escape_html(&t.variant),
+                        escape_html(&t.baseline),
                         r.difference * 100.0,
                         p_text(r.p_value)
                     ),
                     None => writeln!(
                         out,
                         "<p>{} vs {}: not enough data to compare yet.</p>",
-                        html(&t.variant),
-                        html(&t.baseline)
+                        escape_html(&t.variant),
+                        escape_html(&t.baseline)
                     ),
                 };
             }
@@ -394,8 +394,8 @@ impl Report {
                 let _ = writeln!(
                     out,
                     "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td></tr>",
-                    html(&f.code),
-                    html(&f.reason),
+                    escape_html(&f.code),
+                    escape_html(&f.reason),
                     f.count
                 );
             }
@@ -437,7 +437,7 @@ fn variant_chart(variants: &[VariantReport]) -> String {
             "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{w:.1}\" height=\"{:.1}\" fill=\"#2f6fde\"><title>{} CTR {}</title></rect>",
             y(v.ctr),
             (top + plot_h - y(v.ctr)).max(0.0),
-            html(&v.name),
+            escape_html(&v.name),
             percent(v.ctr)
         );
         let cx = x + w / 2.0;
@@ -451,7 +451,7 @@ fn variant_chart(variants: &[VariantReport]) -> String {
             svg,
             "<text x=\"{cx:.1}\" y=\"{:.1}\" font-size=\"12\" text-anchor=\"middle\">{} · {} (delivered {})</text>",
             height - bottom + 18.0,
-            html(&v.name),
+            escape_html(&v.name),
             percent(v.ctr),
             percent(v.delivery_rate)
         );
@@ -513,7 +513,7 @@ fn timeline_chart(buckets: &[Bucket]) -> String {
             let _ = write!(
                 svg,
                 "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{color}\"><title>{} {v}</title></circle>",
-                html(&kst_time(b.start))
+                escape_html(&kst_time(b.start))
             );
         }
     }
@@ -547,7 +547,7 @@ fn kst_time(at: EpochMs) -> String {
 }
 
 /// Text escaped for HTML.
-fn html(text: &str) -> String {
+pub fn escape_html(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

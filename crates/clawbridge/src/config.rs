@@ -48,8 +48,18 @@ pub struct Config {
     pub retry: RetrySettings,
     /// The native agent tools (`[tools]`).
     pub tools: crate::tools::settings::ToolsSettings,
+    /// The operator console (`[console]`).
+    pub console: ConsoleSettings,
     /// The file it was read from, if any.
     pub source: Option<PathBuf>,
+}
+
+/// The operator console at `/console` (`[console]`).
+#[derive(Clone, Debug, Default)]
+pub struct ConsoleSettings {
+    /// `CLAWBRIDGE_CONSOLE_TOKEN` (`console.token`): what the login form asks for. Without it the
+    /// console answers only on a loopback listener.
+    pub token: Option<SecretString>,
 }
 
 /// The OpenClaw gateway connection.
@@ -169,6 +179,14 @@ struct FileConfig {
     retry: Option<toml::Table>,
     /// `[tools]` with its `[tools.<tool>]` tables.
     tools: Option<toml::Table>,
+    #[serde(default)]
+    console: FileConsole,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConsole {
+    token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -403,6 +421,13 @@ impl Config {
             http: FilePolicy::parse(http_table, "retry.http")?.over(RetryPolicy::IN_PROCESS, "retry.http")?,
         };
 
+        let console = ConsoleSettings {
+            token: env("CLAWBRIDGE_CONSOLE_TOKEN")
+                .or(file.console.token)
+                .filter(|t| !t.trim().is_empty())
+                .map(SecretString::from),
+        };
+
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
             bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention, public_url },
@@ -410,6 +435,7 @@ impl Config {
             channels,
             retry,
             tools,
+            console,
             source,
         })
     }
@@ -492,7 +518,7 @@ impl Config {
 }
 
 /// The bridge's own top-level tables (the fields of `FileConfig`).
-const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry", "tools"];
+const BRIDGE_SECTIONS: &[&str] = &["gateway", "bridge", "pipeline", "retry", "tools", "console"];
 
 /// The bridge's own sections, and the channel tables (`[whatsapp]`, `[kakao]`) that the registered
 /// plugins read themselves.
@@ -598,6 +624,19 @@ mod tests {
         assert_eq!(cfg.bridge.database_url, "sqlite:///home/u/.local/state/clawbridge/clawbridge.db");
         assert_eq!(cfg.bridge.listen, "0.0.0.0:18790".parse().unwrap());
         assert!(cfg.require_token().unwrap_err().to_string().contains("OPENCLAW_TOKEN"));
+    }
+
+    #[test]
+    fn the_console_token_comes_from_the_environment_or_the_file() {
+        use secrecy::ExposeSecret as _;
+        let token = |cfg: Config| cfg.console.token.map(|t| t.expose_secret().to_owned());
+        assert_eq!(token(load(&[("HOME", "/h")], None).unwrap()), None);
+        let file = Some("[console]\ntoken = \"from-file\"\n");
+        assert_eq!(token(load(&[("HOME", "/h")], file).unwrap()).as_deref(), Some("from-file"));
+        let both = load(&[("HOME", "/h"), ("CLAWBRIDGE_CONSOLE_TOKEN", "from-env")], file).unwrap();
+        assert_eq!(token(both).as_deref(), Some("from-env"));
+        let blank = load(&[("HOME", "/h")], Some("[console]\ntoken = \"  \"\n")).unwrap();
+        assert_eq!(token(blank), None, "a blank token is no token");
     }
 
     #[test]

@@ -207,9 +207,16 @@ pub async fn start_with_routes(
         metrics,
         tools: tools.as_ref().map(crate::tools::ToolService::watch),
     };
+    // The operator console on the same listener (off, with the reason logged, when it would be
+    // reachable from elsewhere without a token).
+    let console = crate::console::Console::new(store.clone(), health.clone(), config.clone(), wakers.clone());
+    if let Some(why) = crate::console::off_reason(&config) {
+        tracing::info!("{why}; {}", crate::console::TURN_ON);
+    }
     let app = app
         .merge(extra)
         .merge(http::router(health))
+        .merge(crate::console::routes(console))
         .route_layer(axum::middleware::from_fn(http::observe))
         .layer(DefaultBodyLimit::max(DEFAULT_BODY_LIMIT));
 

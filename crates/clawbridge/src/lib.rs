@@ -12,6 +12,7 @@
 //! - [`channels`]: which channel crates are enabled by the configuration.
 //! - [`edge`]: publishing the webhook to the internet (Tailscale Funnel).
 //! - [`http`]: `/health`, `/healthz`, `/readyz`, `/metrics`.
+//! - [`console`]: the operator console at `/console` (pages, login, charts).
 //! - [`commands`]: `serve`, `doctor`, `status`, `pairing`, the Go bridge's binaries, and the
 //!   host a channel's own subcommand runs with.
 //! - [`sandbox`]: `clawbridge sandbox`: the daemon against simulated platforms, and its page.
@@ -25,6 +26,7 @@ pub mod channels;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod edge;
 pub mod http;

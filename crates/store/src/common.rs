@@ -555,6 +555,22 @@ where
         }))
     }
 
+    /// Removes an unexpired request without approving it.
+    pub(crate) async fn reject_pairing(
+        db: impl Executor<'_, Database = DB>,
+        channel: &ChannelId,
+        code: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let taken: Option<(String, String, Option<String>)> = sqlx::query_as(sql::TAKE_PAIRING)
+            .bind(channel.as_str())
+            .bind(normalize_code(code).as_str())
+            .bind(now)
+            .fetch_optional(db)
+            .await?;
+        Ok(taken.is_some())
+    }
+
     pub(crate) async fn is_approved(
         db: impl Executor<'_, Database = DB>,
         channel: &ChannelId,

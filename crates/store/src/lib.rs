@@ -3,7 +3,8 @@
 //!
 //! The capabilities: [`InboxQueue`], [`OutboxQueue`], [`Dedup`], [`Cursors`] (and leases),
 //! [`ChannelState`], [`Secrets`], [`Pairing`], [`Quotas`], [`Operations`], the business-message
-//! queue ([`BizmsgQueue`]) and campaigns ([`CampaignStore`]). [`Store`] is all of
+//! queue ([`BizmsgQueue`]), campaigns ([`CampaignStore`]) and the operator console's reads,
+//! dead-letter actions and audit trail ([`ConsoleStore`]). [`Store`] is all of
 //! them; [`SharedStore`] is how the app holds one, and a part that needs one capability can take
 //! just that (`Arc<dyn OutboxQueue>`, by upcasting).
 //!
@@ -35,6 +36,7 @@ pub mod bizmsg;
 pub mod bridge;
 pub mod campaign;
 mod common;
+pub mod console;
 pub mod memory;
 pub mod model;
 pub mod postgres;
@@ -50,6 +52,7 @@ pub use campaign::{
     Added, CampaignCounts, CampaignRow, CampaignState, CampaignStore, Claimed, NewCampaign, NewRecipient, RecipientRow,
     RecipientState, SendKind, Suppression,
 };
+pub use console::{AuditEntry, ConsoleStore, DeadLetterAction, LaneSummary};
 pub use memory::{MemoryStore, Outage};
 pub use model::*;
 pub use postgres::PgStore;
@@ -305,6 +308,11 @@ pub trait Pairing: Send + Sync + 'static {
 
     /// Revokes an approval; `true` when there was one.
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool>;
+
+    /// Rejects an unexpired code (normalised like [`approve_pairing`](Pairing::approve_pairing)):
+    /// the request is removed and the peer is not approved; it may ask again later. `false` when
+    /// no unexpired request of `channel` has that code.
+    async fn reject_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<bool>;
 }
 
 /// Fixed-window counters shared by every process on the store, for limits that must hold across
@@ -365,6 +373,7 @@ pub trait Store:
     + OutboxQueue
     + BizmsgQueue
     + CampaignStore
+    + ConsoleStore
     + Dedup
     + Cursors
     + ChannelState

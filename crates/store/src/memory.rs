@@ -14,6 +14,7 @@
 use crate::bizmsg::{
     BIZMSG, BizmsgQueue, BizmsgResult, BizmsgRow, BizmsgState, BizmsgStats, Enqueued, NewBizmsg, lane as bizmsg_lane,
 };
+use crate::console::{AuditEntry, ConsoleStore, DeadLetterAction, LaneSummary, dead_letter_audit, memory_audit};
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InboxState, InsertOutcome, NewOutbound,
     OutboundRow, OutboxState, PairingOutcome, PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry,
@@ -123,6 +124,8 @@ struct State {
     /// The business messages' unique idempotency key.
     bizmsg_ids: HashMap<String, i64>,
     campaigns: campaign::Campaigns,
+    /// The console's audit trail, oldest first.
+    audit: Vec<AuditEntry>,
 }
 
 impl Default for LeaseQueue<InboxState, InboxItem> {
@@ -334,6 +337,23 @@ impl<S: QueueState, T> LeaseQueue<S, T> {
             row.attempts = row.attempts.saturating_sub(1);
             row.lease_owner = None;
             row.lease_until = None;
+        }
+    }
+
+    /// A given-up row back to fresh with no attempts, due at `now` (an operator's retry).
+    fn revive(&mut self, id: i64, now: EpochMs) -> bool {
+        let spec = self.spec;
+        match self.rows.get_mut(&id) {
+            Some(row) if row.state == spec.given_up => {
+                row.state = spec.fresh;
+                row.attempts = 0;
+                row.next_at = now;
+                row.lease_owner = None;
+                row.lease_until = None;
+                row.updated_at = now;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -888,6 +908,124 @@ impl Pairing for MemoryStore {
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         Ok(self.lock()?.approved.remove(&peer_key(channel, account, peer)).is_some())
+    }
+
+    async fn reject_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<bool> {
+        let mut state = self.lock()?;
+        let code = normalize_code(code);
+        let found = state
+            .pairing_requests
+            .iter()
+            .find(|((c, _, _), r)| c == channel.as_str() && r.code == code && r.expires_at > now)
+            .map(|(key, _)| key.clone());
+        Ok(found.and_then(|key| state.pairing_requests.remove(&key)).is_some())
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for MemoryStore {
+    async fn recent_lanes(&self, limit: u32) -> Result<Vec<LaneSummary>> {
+        let state = self.read()?;
+        // lane → (inbound, outbound, last at, (channel, account, peer)).
+        let mut lanes: HashMap<String, (u64, u64, EpochMs, (ChannelId, AccountId, PeerId))> = HashMap::new();
+        for (&id, r) in &state.inbox.rows {
+            if let Some(row) = state.inbox.row(id)? {
+                let m = row.message;
+                let entry = lanes.entry(r.lane.clone()).or_insert((0, 0, EpochMs::MIN, (m.channel, m.account, m.peer)));
+                entry.0 += 1;
+                entry.2 = entry.2.max(r.item.received_at);
+            }
+        }
+        for (&id, r) in &state.outbox.rows {
+            if let Some(row) = state.outbox.row(id)? {
+                let m = row.message;
+                let entry = lanes.entry(r.lane.clone()).or_insert((0, 0, EpochMs::MIN, (m.channel, m.account, m.peer)));
+                entry.1 += 1;
+                entry.2 = entry.2.max(r.item.created_at);
+            }
+        }
+        let mut out: Vec<LaneSummary> = lanes
+            .into_iter()
+            .map(|(lane, (inbound, outbound, last_at, (channel, account, peer)))| LaneSummary {
+                lane,
+                channel,
+                account,
+                peer,
+                inbound,
+                outbound,
+                last_at,
+            })
+            .collect();
+        out.sort_by(|a, b| b.last_at.cmp(&a.last_at).then_with(|| a.lane.cmp(&b.lane)));
+        out.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(out)
+    }
+
+    async fn lane_inbound(&self, lane: &str, limit: u32) -> Result<Vec<InboundRow>> {
+        let state = self.read()?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let ids: Vec<i64> =
+            state.inbox.rows.iter().rev().filter(|(_, r)| r.lane == lane).map(|(&id, _)| id).take(limit).collect();
+        ids.into_iter().filter_map(|id| state.inbox.row(id).transpose()).collect()
+    }
+
+    async fn lane_outbound(&self, lane: &str, limit: u32) -> Result<Vec<OutboundRow>> {
+        let state = self.read()?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let ids: Vec<i64> =
+            state.outbox.rows.iter().rev().filter(|(_, r)| r.lane == lane).map(|(&id, _)| id).take(limit).collect();
+        ids.into_iter().filter_map(|id| state.outbox.row(id).transpose()).collect()
+    }
+
+    async fn act_on_dead_letter(
+        &self,
+        queue: &str,
+        id: i64,
+        action: DeadLetterAction,
+        actor: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let done = match (queue, action) {
+            ("outbox", DeadLetterAction::Retry) => state.outbox.revive(id, now),
+            ("inbox", DeadLetterAction::Retry) => state.inbox.revive(id, now),
+            ("outbox", DeadLetterAction::Discard) => {
+                let dead = state.outbox.rows.get(&id).is_some_and(|r| r.state == OutboxState::Dead);
+                if let Some(row) = dead.then(|| state.outbox.rows.remove(&id)).flatten() {
+                    state.outbox_ids.remove(&row.item.idempotency_key);
+                }
+                dead
+            }
+            ("inbox", DeadLetterAction::Discard) => match state.inbox.rows.get_mut(&id) {
+                Some(row) if row.state == InboxState::Failed => {
+                    row.state = InboxState::Done;
+                    row.success = Some("discarded".to_owned());
+                    row.updated_at = now;
+                    true
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if done {
+            let next = state.audit.last().map_or(1, |a| a.id + 1);
+            let target = format!("{queue}/{id}");
+            state.audit.push(memory_audit(next, actor, &dead_letter_audit(action), &target, "", now));
+        }
+        Ok(done)
+    }
+
+    async fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: EpochMs) -> Result<()> {
+        let mut state = self.lock()?;
+        let next = state.audit.last().map_or(1, |a| a.id + 1);
+        state.audit.push(memory_audit(next, actor, action, target, detail, now));
+        Ok(())
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        Ok(self.read()?.audit.iter().rev().take(limit).cloned().collect())
     }
 }
 

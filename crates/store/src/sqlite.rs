@@ -13,6 +13,7 @@ use crate::campaign::{
     RecipientState, SendKind, Suppression,
 };
 use crate::common::Backend;
+use crate::console::{AuditEntry, ConsoleStore, DeadLetterAction, LaneSummary};
 use crate::model::{
     ApprovedPeer, Completed, DeadLetter, DeliveryUpdate, InboundRow, InsertOutcome, NewOutbound, OutboundRow,
     PairingOutcome, PairingRequest, PendingPairing, QueueStats, QuotaTake, StateEntry, StatePut,
@@ -651,6 +652,46 @@ impl Pairing for SqliteStore {
 
     async fn revoke_peer(&self, channel: &ChannelId, account: &AccountId, peer: &PeerId) -> Result<bool> {
         Queries::revoke_peer(&self.writer, channel, account, peer).await
+    }
+    async fn reject_pairing(&self, channel: &ChannelId, code: &str, now: EpochMs) -> Result<bool> {
+        Queries::reject_pairing(&self.writer, channel, code, now).await
+    }
+}
+
+#[async_trait]
+impl ConsoleStore for SqliteStore {
+    async fn recent_lanes(&self, limit: u32) -> Result<Vec<LaneSummary>> {
+        Queries::recent_lanes(&self.reader, limit).await
+    }
+
+    async fn lane_inbound(&self, lane: &str, limit: u32) -> Result<Vec<InboundRow>> {
+        Queries::lane_inbound(&self.reader, lane, limit).await
+    }
+
+    async fn lane_outbound(&self, lane: &str, limit: u32) -> Result<Vec<OutboundRow>> {
+        Queries::lane_outbound(&self.reader, lane, limit).await
+    }
+
+    async fn act_on_dead_letter(
+        &self,
+        queue: &str,
+        id: i64,
+        action: DeadLetterAction,
+        actor: &str,
+        now: EpochMs,
+    ) -> Result<bool> {
+        let mut tx = self.write_tx().await?;
+        let done = Queries::act_on_dead_letter(&mut tx, queue, id, action, actor, now).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn record_audit(&self, actor: &str, action: &str, target: &str, detail: &str, now: EpochMs) -> Result<()> {
+        Queries::record_audit(&self.writer, actor, action, target, detail, now).await
+    }
+
+    async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>> {
+        Queries::audit_log(&self.reader, limit).await
     }
 }
 

@@ -296,11 +296,15 @@ async fn check_synced_brand(config: &Config, bizmsg: &BizmsgConfig, account: &st
 }
 
 /// One line of `templates list`.
-struct ListedTemplate {
-    code: String,
-    product: Product,
-    status: String,
-    variables: Vec<String>,
+pub(crate) struct ListedTemplate {
+    /// The template code.
+    pub code: String,
+    /// AlimTalk or Brand Message.
+    pub product: Product,
+    /// Its review status, or what differs from the declaration.
+    pub status: String,
+    /// Its variables.
+    pub variables: Vec<String>,
 }
 
 /// A declared template's status against the sync: the dealer's word, or what differs.
@@ -320,6 +324,66 @@ fn declared_status<E>(
             Err(_) => "approved, but differs from the declared text".to_owned(),
         },
     }
+}
+
+/// Every template: the declared ones with their status against the last sync, then what the
+/// dealer has that is not declared (`templates list`, the console's Kakao page).
+pub(crate) async fn listed_templates(
+    bizmsg: &BizmsgConfig,
+    store: &SharedStore,
+    now: clawbridge_core::EpochMs,
+) -> anyhow::Result<Vec<ListedTemplate>> {
+    let dealer = bizmsg.dealer.kind();
+    let sender = bizmsg
+        .account("default")
+        .or_else(|_| bizmsg.accounts.first().ok_or(String::new()))
+        .map_err(anyhow::Error::msg)?;
+    let synced: Option<Vec<DealerTemplate>> =
+        store.get_state(SYNCED, &sender.sender.sender_key, now).await?.and_then(|v| serde_json::from_str(&v).ok());
+    let synced = synced.as_deref();
+    let mut rows = Vec::new();
+    for template in bizmsg.templates.iter() {
+        let found = synced
+            .and_then(|s| find_synced(s, Product::Alimtalk, &template.template_code, template.template_id.as_deref()));
+        rows.push(ListedTemplate {
+            code: template.template_code.clone(),
+            product: Product::Alimtalk,
+            status: declared_status(synced, found, dealer == DealerKind::Infobip, |d| template.check_against(d)),
+            variables: template.variable_names(),
+        });
+    }
+    for template in bizmsg.brand_templates.iter() {
+        let found = synced
+            .and_then(|s| find_synced(s, Product::Brand, &template.template_code, template.template_id.as_deref()));
+        rows.push(ListedTemplate {
+            code: template.template_code.clone(),
+            product: Product::Brand,
+            status: declared_status(synced, found, dealer == DealerKind::Solapi, |d| template.check_against(d)),
+            variables: template.variable_names(),
+        });
+    }
+    // What the dealer has that is not declared: it cannot be sent until it is.
+    for t in synced.unwrap_or_default() {
+        let declared = match t.product {
+            Product::Alimtalk => bizmsg
+                .templates
+                .iter()
+                .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
+            Product::Brand => bizmsg
+                .brand_templates
+                .iter()
+                .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
+        };
+        if !declared {
+            rows.push(ListedTemplate {
+                code: t.code.clone(),
+                product: t.product,
+                status: format!("{} at the dealer, not declared", t.status.label()),
+                variables: t.variable_names(),
+            });
+        }
+    }
+    Ok(rows)
 }
 
 async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<ExitCode> {
@@ -364,61 +428,7 @@ async fn templates(config: &Config, action: TemplatesAction) -> anyhow::Result<E
             Ok(ExitCode::SUCCESS)
         }
         TemplatesAction::List { json } => {
-            let sender = bizmsg
-                .account("default")
-                .or_else(|_| bizmsg.accounts.first().ok_or(String::new()))
-                .map_err(anyhow::Error::msg)?;
-            let synced: Option<Vec<DealerTemplate>> = store
-                .get_state(SYNCED, &sender.sender.sender_key, now)
-                .await?
-                .and_then(|v| serde_json::from_str(&v).ok());
-            let synced = synced.as_deref();
-            let mut rows = Vec::new();
-            for template in bizmsg.templates.iter() {
-                let found = synced.and_then(|s| {
-                    find_synced(s, Product::Alimtalk, &template.template_code, template.template_id.as_deref())
-                });
-                rows.push(ListedTemplate {
-                    code: template.template_code.clone(),
-                    product: Product::Alimtalk,
-                    status: declared_status(synced, found, dealer == DealerKind::Infobip, |d| {
-                        template.check_against(d)
-                    }),
-                    variables: template.variable_names(),
-                });
-            }
-            for template in bizmsg.brand_templates.iter() {
-                let found = synced.and_then(|s| {
-                    find_synced(s, Product::Brand, &template.template_code, template.template_id.as_deref())
-                });
-                rows.push(ListedTemplate {
-                    code: template.template_code.clone(),
-                    product: Product::Brand,
-                    status: declared_status(synced, found, dealer == DealerKind::Solapi, |d| template.check_against(d)),
-                    variables: template.variable_names(),
-                });
-            }
-            // What the dealer has that is not declared: it cannot be sent until it is.
-            for t in synced.unwrap_or_default() {
-                let declared = match t.product {
-                    Product::Alimtalk => bizmsg
-                        .templates
-                        .iter()
-                        .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
-                    Product::Brand => bizmsg
-                        .brand_templates
-                        .iter()
-                        .any(|d| d.template_code == t.code || d.template_id.as_deref() == Some(t.code.as_str())),
-                };
-                if !declared {
-                    rows.push(ListedTemplate {
-                        code: t.code.clone(),
-                        product: t.product,
-                        status: format!("{} at the dealer, not declared", t.status.label()),
-                        variables: t.variable_names(),
-                    });
-                }
-            }
+            let rows = listed_templates(bizmsg, &store, now).await?;
             if json {
                 let value: Vec<_> = rows
                     .iter()

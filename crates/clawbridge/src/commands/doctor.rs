@@ -266,6 +266,18 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
 
     tools(config, &mut report).await;
 
+    // The operator console: open, and how; or off, and how to turn it on.
+    match crate::console::off_reason(config) {
+        Some(why) => report.warn("console", why, crate::console::TURN_ON),
+        None if config.console.token.is_some() => {
+            report.ok("console", format!("/console on {} (log in with CLAWBRIDGE_CONSOLE_TOKEN)", config.bridge.listen))
+        }
+        None => report.ok(
+            "console",
+            format!("http://{}/console (loopback listener, no token: this machine only)", config.bridge.listen),
+        ),
+    }
+
     // Each channel's own checks (credentials, delivery mode, a login), from its plugin.
     let shared = Arc::new(config.clone());
     for (id, settings) in &config.channels {

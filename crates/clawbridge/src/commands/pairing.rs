@@ -7,7 +7,7 @@ use clawbridge_core::ids::mask;
 use clawbridge_core::pairing::{is_well_formed, normalize_code};
 use clawbridge_core::policy::normalize_peer;
 use clawbridge_core::{AccountId, ChannelId, IdempotencyKey, OutboundMessage, PeerId};
-use clawbridge_store::NewOutbound;
+use clawbridge_store::{ApprovedPeer, NewOutbound};
 use std::process::ExitCode;
 
 /// Runs a pairing action against the store (the daemon need not run; it picks up the change).
@@ -70,23 +70,8 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
                 return Ok(ExitCode::FAILURE);
             };
             println!("approved {}/{} {}", peer.channel, peer.account, mask(peer.peer.as_str()));
-            if !no_notify && !config.pipeline.approved_reply.is_empty() {
-                let message = OutboundMessage {
-                    channel: peer.channel.clone(),
-                    account: peer.account.clone(),
-                    peer: peer.peer.clone(),
-                    text: Some(config.pipeline.approved_reply.clone()),
-                    media: Vec::new(),
-                    reply_to: None,
-                    extra: clawbridge_core::ChannelData::default(),
-                };
-                let key = IdempotencyKey::new(format!("approved-{}-{code}", peer.channel));
-                store
-                    .enqueue_outbound(
-                        &[NewOutbound { idempotency_key: key, message, inbound_id: None, not_before: None }],
-                        now,
-                    )
-                    .await?;
+            if !no_notify && let Some(notice) = approved_notice(config, &peer, &code) {
+                store.enqueue_outbound(&[notice], now).await?;
                 println!("the sender is told once the daemon sends the queued confirmation");
             }
             Ok(ExitCode::SUCCESS)
@@ -105,4 +90,23 @@ pub async fn run(config: &Config, action: PairingAction) -> anyhow::Result<ExitC
             }
         }
     }
+}
+
+/// The confirmation an approved sender gets (`pipeline.approved_reply`), keyed by the code so
+/// that approving twice queues it once; `None` when the reply is set empty.
+pub(crate) fn approved_notice(config: &Config, peer: &ApprovedPeer, code: &str) -> Option<NewOutbound> {
+    if config.pipeline.approved_reply.is_empty() {
+        return None;
+    }
+    let message = OutboundMessage {
+        channel: peer.channel.clone(),
+        account: peer.account.clone(),
+        peer: peer.peer.clone(),
+        text: Some(config.pipeline.approved_reply.clone()),
+        media: Vec::new(),
+        reply_to: None,
+        extra: clawbridge_core::ChannelData::default(),
+    };
+    let key = IdempotencyKey::new(format!("approved-{}-{code}", peer.channel));
+    Some(NewOutbound { idempotency_key: key, message, inbound_id: None, not_before: None })
 }

@@ -110,7 +110,9 @@ async fn process(shared: &Shared, row: InboundRow) {
         }
     };
     renew.cancel();
-    metrics::histogram!("clawbridge_agent_latency_seconds").record(started.elapsed().as_secs_f64());
+    let took = started.elapsed().as_secs_f64();
+    metrics::histogram!("clawbridge_agent_latency_seconds").record(took);
+    crate::console::stats::agent_latency(took);
 
     match result {
         Ok(outcome) if outcome.status == "ok" || outcome.reply.is_some() => {
@@ -233,6 +235,7 @@ async fn finish(shared: &Shared, row: &InboundRow, outcome: InboundOutcome, repl
     match completed {
         Ok(Completed::Done { first_reply }) => {
             metrics::counter!("clawbridge_inbound_done_total", "outcome" => outcome.as_str()).increment(1);
+            crate::console::stats::inbound();
             tracing::info!(outcome = outcome.as_str(), parts = replies.len(), "inbound message handled");
             // The first part was claimed in the same transaction: send it from here, without a
             // hop through the outbox worker. Later parts follow through the outbox in order.
@@ -284,6 +287,7 @@ async fn retry_later(shared: &Shared, row: &InboundRow, error: &str) {
 async fn give_up(shared: &Shared, row: &InboundRow, reason: &str, tell_user: Option<&dyn Connector>) {
     tracing::error!(reason, "inbound message given up");
     metrics::counter!("clawbridge_dead_letters_total", "queue" => "inbox").increment(1);
+    crate::console::stats::error("agent", format!("{}: {reason}", row.lane.masked()));
     let reply = &shared.config.pipeline.error_reply;
     if let (Some(_), false) = (tell_user, reply.is_empty()) {
         let key = IdempotencyKey::new(format!(

@@ -71,6 +71,7 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
     match result {
         Ok(receipt) => {
             metrics::counter!("clawbridge_sent_total", "channel" => channel).increment(1);
+            crate::console::stats::outbound();
             let platform_id = receipt.platform_message_id.as_deref();
             match shared.store.mark_sent(row.id, &shared.worker, platform_id, now_ms()).await {
                 Ok(true) => tracing::info!(platform_id, "sent"),
@@ -83,6 +84,7 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
         Err(error) => {
             let class = error.class().as_str();
             metrics::counter!("clawbridge_send_failures_total", "channel" => channel, "class" => class).increment(1);
+            crate::console::stats::error("send", format!("{}: {error}", row.lane.masked()));
             // `[retry]`: its maxAttempts is pipeline.max_send_attempts.
             match shared.config.retry.queue.decide(row.attempts, &error, jitter()) {
                 RetryDecision::RetryIn(delay) => {

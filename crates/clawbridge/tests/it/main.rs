@@ -8,6 +8,7 @@ mod campaign;
 mod channel_state;
 mod chaos;
 mod cli;
+mod console;
 mod e2e;
 mod kakao_chat;
 mod kakao_talk;

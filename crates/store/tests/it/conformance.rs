@@ -4,6 +4,7 @@
 
 pub use crate::bizmsg::*;
 pub use crate::campaign::*;
+pub use crate::console::*;
 use crate::target::Target;
 use clawbridge_core::{
     AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, Lane, MediaKind, MediaRef, MessageKind,

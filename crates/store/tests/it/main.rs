@@ -13,6 +13,7 @@
 mod bizmsg;
 mod campaign;
 mod conformance;
+mod console;
 mod memory_only;
 mod postgres_only;
 mod secrets;
@@ -108,4 +109,7 @@ for_each_backend!(
     concurrent_campaign_claims_take_each_recipient_once,
     campaign_recipients_follow_their_send_rows,
     campaign_clicks_count_once_per_recipient_and_the_list_is_per_account,
+    console_lanes_list_conversations_newest_first_with_their_messages,
+    console_dead_letters_retry_and_discard_are_audited,
+    pairing_reject_removes_the_request_without_approving,
 );
