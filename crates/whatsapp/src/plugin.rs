@@ -173,6 +173,7 @@ pub fn describe(error: &SendError) -> String {
     match error {
         SendError::Permanent(reason) => reason.clone(),
         SendError::Transient { reason, .. } => reason.clone(),
+        SendError::MaybeDelivered(_) => error.to_string(),
         SendError::RateLimited { retry_after } => match retry_after {
             Some(after) => format!("Kapso rate limit reached (HTTP 429): try again in {} s", after.as_secs().max(1)),
             None => "Kapso rate limit reached (HTTP 429): try again in a minute".to_owned(),
