@@ -193,6 +193,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         accounts: Arc::new(statuses),
         metrics,
         tools: tools.as_ref().map(crate::tools::ToolService::watch),
+        checks: Arc::default(),
     };
     let app = app
         .merge(http::router(health))
@@ -205,15 +206,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
     })?;
     let addr = listener.local_addr()?;
     let http_stop = CancellationToken::new();
-    let http_task = {
-        let stop = http_stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        })
-    };
+    let http_task = tokio::spawn(http::serve_public(listener, app, config.bridge.limits, http_stop.clone()));
 
     let abandon = CancellationToken::new();
     let shared = Shared {
