@@ -183,6 +183,10 @@ pub trait OutboxQueue: Send + Sync + 'static {
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>>;
 
+    /// Extends the lease of a row whose send is still under way, so that no other worker takes
+    /// it over meanwhile; `false` when `worker` no longer holds it.
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool>;
+
     /// Marks a claimed row `sent` with the platform's message id.
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool>;
 

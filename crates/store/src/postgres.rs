@@ -310,6 +310,10 @@ impl OutboxQueue for PgStore {
         Queries::claim(&self.pool, worker, limit, lease_ms, now).await
     }
 
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
+        Queries::renew::<OutboundRow>(&self.pool, id, worker, lease_ms, now).await
+    }
+
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
         Queries::succeed::<OutboundRow>(&self.pool, id, worker, platform_message_id, now).await
     }

@@ -17,8 +17,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Lease on a claimed row; renewed while the agent works, so a crash frees it within this time.
-const LEASE_MS: i64 = 60_000;
+/// Lease on a claimed row; renewed every third of it while the agent works (a slow run is never
+/// taken over), so a crash frees the row within seconds.
+const LEASE_MS: i64 = 20_000;
 /// How often other processes' work (and retries coming due) is looked for without a wake-up.
 const POLL: Duration = Duration::from_millis(1_000);
 

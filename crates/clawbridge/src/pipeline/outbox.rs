@@ -9,8 +9,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Lease on a claimed row; a send has `SEND_TIMEOUT` to finish, well inside it.
-pub(super) const LEASE_MS: i64 = 120_000;
+/// Lease on a claimed row, renewed every third of it while the send is under way: a slow send
+/// is never taken over by another replica, and a crashed one's row is free again within
+/// seconds.
+pub(super) const LEASE_MS: i64 = 20_000;
 /// A send that takes longer is abandoned (the channel's own calls time out sooner). It may have
 /// reached the platform, so it is recorded as an unknown outcome, not retried.
 const SEND_TIMEOUT: Duration = Duration::from_secs(90);
@@ -68,6 +70,7 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
         return dead(shared, &row, &reason).await;
     };
     let started = Instant::now();
+    let _stop_renewing = renew_lease(shared, row.id).drop_guard();
     let result = tokio::select! {
         result = tokio::time::timeout(SEND_TIMEOUT, account.send(msg, &row.idempotency_key)) => match result {
             Ok(result) => result,
@@ -115,6 +118,28 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
             }
         }
     }
+}
+
+/// Keeps the row's lease alive while its send (and the recording of it) is under way; cancel
+/// the returned token to stop.
+fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
+    let token = CancellationToken::new();
+    let (store, worker, stop) = (shared.store.clone(), shared.worker.clone(), token.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => match store.renew_outbound(id, &worker, LEASE_MS, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => { tracing::warn!(id, "lease on outbound row lost"); return }
+                    Err(e) => tracing::warn!(id, error = %e, "cannot renew lease"),
+                },
+            }
+        }
+    });
+    token
 }
 
 /// Records a send the platform accepted, trying again for a while when the store is briefly
