@@ -363,3 +363,20 @@ async fn one_bad_record_is_a_dead_letter_and_the_rest_of_the_batch_is_stored() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!((answer["statuses"].clone(), answer["dead_letters"].clone()), (json!(1), json!(1)), "{answer}");
 }
+
+/// `clawbridge status` shows the dead letters (the WhatsApp plugin's part of it); nothing when
+/// there are none.
+#[tokio::test]
+async fn status_shows_the_dead_letters() {
+    use clawbridge_channel::plugin::ChannelPlugin as _;
+    let s = server().await;
+    let plugin = clawbridge_whatsapp::WhatsAppPlugin;
+    assert!(plugin.status(None, s.bridge.bridge.as_ref()).await.unwrap().is_none());
+    let broken = json!({"type":"whatsapp.message.received","batch":true,"data":[
+        {"message":{"id":"wamid.broken","type":"text","text":{"body":"x"},"from":"1555"},"phone_number_id":"424242"}]})
+    .to_string();
+    assert_eq!(s.signed(&broken, None).await.0, 200);
+    let status = plugin.status(None, s.bridge.bridge.as_ref()).await.unwrap().expect("dead letters shown");
+    assert_eq!(status.json[0]["message_id"], "wamid.broken");
+    assert!(status.lines.iter().any(|l| l.contains("wamid.broken") && l.contains("424242")), "{:?}", status.lines);
+}
