@@ -115,13 +115,14 @@ pub struct ListenerLimits {
     /// (`CLAWBRIDGE_REQUEST_TIMEOUT_SECS`, 30 s: the longest handler, Kakao's, answers in 5 s).
     pub request: Duration,
     /// Connections served at once; further clients wait in the kernel's backlog
-    /// (`CLAWBRIDGE_MAX_CONNECTIONS`, 1024).
+    /// (`CLAWBRIDGE_MAX_CONNECTIONS`, 512: half the usual 1024 file descriptors, the rest left
+    /// for the store, the gateway and outbound calls).
     pub max_connections: usize,
 }
 
 impl Default for ListenerLimits {
     fn default() -> Self {
-        Self { header_read: Duration::from_secs(10), request: Duration::from_secs(30), max_connections: 1024 }
+        Self { header_read: Duration::from_secs(10), request: Duration::from_secs(30), max_connections: 512 }
     }
 }
 
