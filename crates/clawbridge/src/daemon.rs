@@ -217,6 +217,7 @@ pub async fn start(config: Config, channels: impl Into<Channels>) -> anyhow::Res
         wakers,
         worker,
         abandon: abandon.clone(),
+        in_flight: pipeline::InFlight::default(),
     };
     let workers_stop = CancellationToken::new();
     let inbox_tasks = TaskTracker::new();

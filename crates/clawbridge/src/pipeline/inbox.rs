@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Lease on a claimed row; renewed every third of it while the agent works (a slow run is never
-/// taken over), so a crash frees the row within seconds.
-const LEASE_MS: i64 = 20_000;
+/// taken over), so a crash frees the row within half a minute.
+const LEASE_MS: i64 = 30_000;
 /// How often other processes' work (and retries coming due) is looked for without a wake-up.
 const POLL: Duration = Duration::from_millis(1_000);
 
@@ -43,6 +43,10 @@ impl Queue for Inbox {
     }
 
     async fn handle(shared: Shared, row: InboundRow) {
+        let Some(_handling) = shared.in_flight.enter("inbox", row.id) else {
+            tracing::warn!(id = row.id, "row re-claimed while it is still being handled here; not run twice");
+            return;
+        };
         if row.attempts == 1 {
             super::record_queue_wait("inbox", row.received_at);
         }

@@ -11,8 +11,8 @@ use tokio_util::task::TaskTracker;
 
 /// Lease on a claimed row, renewed every third of it while the send is under way: a slow send
 /// is never taken over by another replica, and a crashed one's row is free again within
-/// seconds.
-pub(super) const LEASE_MS: i64 = 20_000;
+/// half a minute.
+pub(super) const LEASE_MS: i64 = 30_000;
 /// A send that takes longer is abandoned (the channel's own calls time out sooner). It may have
 /// reached the platform, so it is recorded as an unknown outcome, not retried.
 const SEND_TIMEOUT: Duration = Duration::from_secs(90);
@@ -49,6 +49,12 @@ impl Queue for Outbox {
 
 /// Sends one claimed row and records the result (sent, retry or dead).
 pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
+    let Some(_handling) = shared.in_flight.enter("outbox", row.id) else {
+        // Our own lease ran out while this row's send is still under way here (see
+        // `Shared::in_flight`): the running send records the outcome; a second send would repeat it.
+        tracing::warn!(id = row.id, "row re-claimed while its send is still under way here; not sent twice");
+        return;
+    };
     if row.attempts == 1 {
         super::record_queue_wait("outbox", row.created_at);
     }
