@@ -146,7 +146,7 @@ async fn ceiling_receive(headers: HeaderMap, body: axum::body::Body) -> Response
     }
     (
         [(header::CONTENT_TYPE, "application/json")],
-        r#"{"accepted":1,"duplicates":0,"ignored":0,"ok":true,"statuses":0}"#,
+        r#"{"accepted":1,"dead_letters":0,"duplicates":0,"ignored":0,"ok":true,"statuses":0}"#,
     )
         .into_response()
 }

@@ -76,7 +76,7 @@ pub struct GatewaySettings {
 }
 
 /// State and listener.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BridgeSettings {
     /// Directory for the SQLite file, the device key and the master key file.
     pub state_dir: PathBuf,
@@ -96,6 +96,44 @@ pub struct BridgeSettings {
     /// without a trailing slash. Channels that need it (the dealers' report URLs) are handed this
     /// value as `CLAWBRIDGE_PUBLIC_URL` when their settings load.
     pub public_url: Option<String>,
+    /// How long the public listener waits for a client (slow or stalled clients are cut off).
+    pub limits: ListenerLimits,
+}
+
+/// The database URL is shown without its passwords (a `Config` may be logged or printed).
+impl std::fmt::Debug for BridgeSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeSettings")
+            .field("state_dir", &self.state_dir)
+            .field("database_url", &clawbridge_store::redact_url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("log_format", &self.log_format)
+            .field("master_key", &self.master_key)
+            .field("retention", &self.retention)
+            .field("public_url", &self.public_url)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The public listener's limits against slow and flooding clients (slowloris).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// A request's headers must arrive within this (`CLAWBRIDGE_HEADER_TIMEOUT_SECS`, 10 s).
+    pub header_read: Duration,
+    /// A whole request, body and answer included, within this; else 408
+    /// (`CLAWBRIDGE_REQUEST_TIMEOUT_SECS`, 30 s: the longest handler, Kakao's, answers in 5 s).
+    pub request: Duration,
+    /// Connections served at once; further clients wait in the kernel's backlog
+    /// (`CLAWBRIDGE_MAX_CONNECTIONS`, 512: half the usual 1024 file descriptors, the rest left
+    /// for the store, the gateway and outbound calls).
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self { header_read: Duration::from_secs(10), request: Duration::from_secs(30), max_connections: 512 }
+    }
 }
 
 /// The shortest retention: a finished inbox row is the deduplication record of its message, so it
@@ -367,6 +405,23 @@ impl Config {
             )));
         }
         let public_url = public_url.map(|u| u.trim().trim_end_matches('/').to_owned());
+        let defaults = ListenerLimits::default();
+        let seconds = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+            match parse_env::<f64>(&env, name)? {
+                None => Ok(default),
+                Some(secs) if secs.is_finite() && secs > 0.0 && secs <= 3_600.0 => Ok(Duration::from_secs_f64(secs)),
+                Some(secs) => Err(ConfigError(format!("{name} is {secs}: give seconds between 0 and 3600, e.g. 10"))),
+            }
+        };
+        let limits = ListenerLimits {
+            header_read: seconds("CLAWBRIDGE_HEADER_TIMEOUT_SECS", defaults.header_read)?,
+            request: seconds("CLAWBRIDGE_REQUEST_TIMEOUT_SECS", defaults.request)?,
+            max_connections: positive(
+                "CLAWBRIDGE_MAX_CONNECTIONS",
+                parse_env(&env, "CLAWBRIDGE_MAX_CONNECTIONS")?,
+                defaults.max_connections,
+            )?,
+        };
 
         let mut retry_table = file.retry.unwrap_or_default();
         let http_table = match retry_table.remove("http") {
@@ -430,7 +485,16 @@ impl Config {
 
         Ok(Self {
             gateway: GatewaySettings { url, token, agent_id, agent_timeout },
-            bridge: BridgeSettings { state_dir, database_url, listen, log_format, master_key, retention, public_url },
+            bridge: BridgeSettings {
+                state_dir,
+                database_url,
+                listen,
+                log_format,
+                master_key,
+                retention,
+                public_url,
+                limits,
+            },
             pipeline,
             channels,
             retry,
@@ -613,6 +677,18 @@ mod tests {
             p
         });
         Config::load_with(path.as_deref(), &|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn the_debug_form_shows_no_database_password() {
+        let cfg = load(
+            &[("HOME", "/h"), ("CLAWBRIDGE_DATABASE_URL", "postgres://app:hunter2@db/app?password=hunter3")],
+            None,
+        )
+        .unwrap();
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
+        assert!(shown.contains("postgres://app:***@db/app"), "{shown}");
     }
 
     #[test]

@@ -206,6 +206,7 @@ pub async fn start_with_routes(
         accounts: Arc::new(statuses),
         metrics,
         tools: tools.as_ref().map(crate::tools::ToolService::watch),
+        checks: Arc::default(),
     };
     // The operator console on the same listener (off, with the reason logged, when it would be
     // reachable from elsewhere without a token).
@@ -226,15 +227,7 @@ pub async fn start_with_routes(
     })?;
     let addr = listener.local_addr()?;
     let http_stop = CancellationToken::new();
-    let http_task = {
-        let stop = http_stop.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP listener failed");
-            }
-        })
-    };
+    let http_task = tokio::spawn(http::serve_public(listener, app, config.bridge.limits, http_stop.clone()));
 
     let abandon = CancellationToken::new();
     let shared = Shared {
@@ -245,6 +238,7 @@ pub async fn start_with_routes(
         wakers,
         worker,
         abandon: abandon.clone(),
+        in_flight: pipeline::InFlight::default(),
     };
     let workers_stop = CancellationToken::new();
     let inbox_tasks = TaskTracker::new();

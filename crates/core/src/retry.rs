@@ -34,6 +34,11 @@ pub enum SendError {
     /// The access token expired or was revoked; refresh (once) and retry, else re-authorise.
     #[error("authorisation expired")]
     AuthExpired,
+    /// A call without an idempotency handle failed after it may have reached the platform (a
+    /// timeout after the request was written, a success whose body was lost): sending again
+    /// could deliver it twice, so it is not retried; the outcome is recorded as unknown.
+    #[error("outcome unknown (it may have been delivered; not sent again): {0}")]
+    MaybeDelivered(String),
 }
 
 fn after(retry_after: &Option<Duration>) -> String {
@@ -51,16 +56,22 @@ impl SendError {
         match self {
             Self::RateLimited { .. } => RetryClass::RateLimited,
             Self::Transient { .. } => RetryClass::Transient,
-            Self::Permanent(_) => RetryClass::Permanent,
+            Self::Permanent(_) | Self::MaybeDelivered(_) => RetryClass::Permanent,
             Self::AuthExpired => RetryClass::AuthExpired,
         }
+    }
+
+    /// Whether the failed call may have taken effect on the platform (see
+    /// [`SendError::MaybeDelivered`]).
+    pub fn maybe_delivered(&self) -> bool {
+        matches!(self, Self::MaybeDelivered(_))
     }
 
     /// The server's suggested delay, when it gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } | Self::Transient { retry_after, .. } => *retry_after,
-            Self::Permanent(_) | Self::AuthExpired => None,
+            Self::Permanent(_) | Self::MaybeDelivered(_) | Self::AuthExpired => None,
         }
     }
 }
@@ -214,8 +225,10 @@ impl RetryPolicy {
 
     /// Decides what follows failed attempt number `attempts` (1 = the first try failed).
     pub fn decide(&self, attempts: u32, error: &SendError, jitter: f64) -> RetryDecision {
-        if let SendError::Permanent(reason) = error {
-            return RetryDecision::Dead(reason.clone());
+        match error {
+            SendError::Permanent(reason) => return RetryDecision::Dead(reason.clone()),
+            SendError::MaybeDelivered(_) => return RetryDecision::Dead(error.to_string()),
+            _ => {}
         }
         if attempts >= self.max_attempts {
             return RetryDecision::Dead(format!("gave up after {attempts} attempts: {error}"));
@@ -269,6 +282,20 @@ mod tests {
             RetryDecision::Dead(reason) => {
                 assert!(reason.contains("3 attempts") && reason.contains("502"))
             }
+            other => panic!("expected dead, got {other:?}"),
+        }
+    }
+
+    /// A call that may have reached the platform is never retried: it goes dead at once, with a
+    /// reason that says the outcome is unknown.
+    #[test]
+    fn a_maybe_delivered_send_is_never_retried() {
+        let b = RetryPolicy::default();
+        let unknown = SendError::MaybeDelivered("timed out after the request was written".into());
+        assert!(!unknown.class().is_retryable());
+        assert!(unknown.maybe_delivered() && !SendError::transient("x").maybe_delivered());
+        match b.decide(1, &unknown, 0.5) {
+            RetryDecision::Dead(reason) => assert!(reason.starts_with("outcome unknown"), "{reason}"),
             other => panic!("expected dead, got {other:?}"),
         }
     }

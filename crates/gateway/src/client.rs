@@ -69,6 +69,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_RETRY_HINT: Duration = Duration::from_secs(300);
 /// Upper bound of the watchdog period, whatever `tickIntervalMs` says.
 const MAX_TICK_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Longest a frame may take to be written to the gateway socket: a gateway (or network) that
+/// stops reading must end the connection, not stall every caller behind a full send buffer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How to reach and authenticate to the OpenClaw gateway.
 #[derive(Clone, Debug)]
@@ -726,9 +729,14 @@ impl Supervisor {
                     }
                     let Outgoing { id, method, text, reply } = out;
                     tracing::debug!(id = %id, method = %method, bytes = text.len(), "sending gateway request");
-                    if let Err(e) = ws.send(Message::text(text)).await {
+                    let failure = match timeout(WRITE_TIMEOUT, ws.send(Message::text(text))).await {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(ws_error(e).to_string()),
+                        Err(_) => Some(format!("the socket accepted nothing for {} s", WRITE_TIMEOUT.as_secs())),
+                    };
+                    if let Some(why) = failure {
                         let _ = reply.send(Err(GatewayError::Disconnected));
-                        break End::Lost { retry_after: restart_hint, reason: format!("sending {method} failed: {}", ws_error(e)) };
+                        break End::Lost { retry_after: restart_hint, reason: format!("sending {method} failed: {why}") };
                     }
                     pending.retain(|_, waiter| !waiter.is_closed());
                     pending.insert(id, reply);
@@ -897,7 +905,7 @@ async fn connect_and_handshake(
     });
     let text = frame::encode_request(&id, "connect", &params).map_err(|e| GatewayError::Protocol(e.to_string()))?;
     drop(params);
-    ws.send(Message::text(text)).await.map_err(ws_error)?;
+    timeout(WRITE_TIMEOUT, ws.send(Message::text(text))).await.map_err(|_| GatewayError::Timeout)?.map_err(ws_error)?;
 
     loop {
         let Frame::Response(res) = next_frame(&mut ws, "during the handshake").await? else {

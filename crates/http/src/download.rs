@@ -125,6 +125,9 @@ impl Downloader {
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             // Followed by hand, so the allow-list sees every target.
             .redirect(reqwest::redirect::Policy::none())
+            // A listed name that resolves to a private address (DNS rebinding, a poisoned record)
+            // must not reach the internal network.
+            .dns_resolver(PublicAddressesOnly)
             .user_agent(concat!("clawbridge/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DownloadError::Failed(format!("cannot build the HTTP client: {e}")))?;
@@ -193,6 +196,64 @@ impl Downloader {
             return Ok(Downloaded { bytes, content_type });
         }
         Err(DownloadError::Failed("too many redirects".to_owned()))
+    }
+}
+
+/// Resolves names with the system resolver and keeps only public addresses; `localhost` (which
+/// the allow-list must name itself) may resolve to loopback. IP literals are not resolved: the
+/// allow-list admits them only when listed themselves.
+struct PublicAddressesOnly;
+
+impl reqwest::dns::Resolve for PublicAddressesOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        Box::pin(async move {
+            let kept = keep_public(&host, tokio::net::lookup_host((host.as_str(), 0)).await?);
+            if kept.is_empty() {
+                return Err(format!("{host} resolves to no public address").into());
+            }
+            Ok(Box::new(kept.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The addresses of `host` a download may connect to.
+fn keep_public(host: &str, found: impl Iterator<Item = std::net::SocketAddr>) -> Vec<std::net::SocketAddr> {
+    let local_ok = host == "localhost";
+    found.filter(|addr| is_public(addr.ip()) || (local_ok && addr.ip().is_loopback())).collect()
+}
+
+/// Whether `ip` is a public unicast address (not loopback, private, link-local, CGNAT, unique
+/// local, unspecified, multicast or documentation), IPv4-mapped IPv6 included.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0)
+                || (a == 198 && (18..20).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+        }
     }
 }
 
@@ -270,6 +331,50 @@ mod tests {
         assert!(ok("http://localhost:8080/m") && ok("http://[::1]:8080/m"));
         assert!(!ok("http://127.0.0.2:8080/m"), "a loopback address must be listed itself");
         assert!(!ok("file:///etc/passwd") && !ok("ftp://kapso.ai/x"));
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fc00::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["1.1.1.1", "211.249.220.24", "2606:4700:4700::1111"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    /// A listed name that resolves to a private address (DNS rebinding) gets no address to
+    /// connect to; `localhost`, which the allow-list must name itself, keeps loopback.
+    #[test]
+    fn a_listed_name_resolving_to_a_private_address_is_refused() {
+        let addrs = |list: &[&str]| -> Vec<std::net::SocketAddr> {
+            list.iter().map(|ip| std::net::SocketAddr::new(ip.parse().unwrap(), 443)).collect()
+        };
+        let rebinding = addrs(&["10.0.0.7", "169.254.169.254", "127.0.0.1"]);
+        assert!(keep_public("cdn.kakaocdn.net", rebinding.clone().into_iter()).is_empty());
+        let mixed = addrs(&["10.0.0.7", "211.249.220.24"]);
+        assert_eq!(keep_public("cdn.kakaocdn.net", mixed.into_iter()), addrs(&["211.249.220.24"]));
+        assert_eq!(keep_public("localhost", addrs(&["127.0.0.1"]).into_iter()), addrs(&["127.0.0.1"]));
+        assert!(keep_public("localhost", addrs(&["10.0.0.7"]).into_iter()).is_empty());
+    }
+
+    /// The downloader really resolves through the filter: `localhost` listed still downloads.
+    #[tokio::test]
+    async fn localhost_listed_by_name_still_resolves() {
+        let local = reqwest::dns::Resolve::resolve(&PublicAddressesOnly, "localhost".parse().unwrap()).await.unwrap();
+        assert!(local.into_iter().all(|a| a.ip().is_loopback()));
     }
 
     #[test]

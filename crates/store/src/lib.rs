@@ -186,6 +186,10 @@ pub trait OutboxQueue: Send + Sync + 'static {
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>>;
 
+    /// Extends the lease of a row whose send is still under way, so that no other worker takes
+    /// it over meanwhile; `false` when `worker` no longer holds it.
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool>;
+
     /// Marks a claimed row `sent` with the platform's message id.
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool>;
 
@@ -416,18 +420,41 @@ pub async fn open(url: &str) -> Result<SharedStore> {
     }
 }
 
-/// Removes a password from a database URL for messages and logs.
+/// Removes passwords from a database URL for messages and logs: the userinfo's
+/// (`postgres://u:***@h/db`) and query parameters naming one (`?password=***`, `sslpassword`).
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (front, query) = match url.split_once('?') {
+        Some((front, query)) => (front, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (front.find("://"), front.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &front[scheme_end + 3..at];
             match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_owned(),
+                Some(colon) => format!("{}{}:***{}", &front[..scheme_end + 3], &userinfo[..colon], &front[at..]),
+                None => front.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => front.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_parameter(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
+}
+
+/// Query parameters of a database URL that carry a secret.
+fn is_secret_parameter(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("password") || key.contains("passwd") || key == "pass" || key == "pwd" || key.contains("secret")
 }
 
 #[cfg(test)]
@@ -437,5 +464,18 @@ mod tests {
         assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(super::redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(super::redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[test]
+    fn passwords_in_the_query_are_redacted() {
+        assert_eq!(
+            super::redact_url("postgres://u@h/db?sslmode=require&password=secret"),
+            "postgres://u@h/db?sslmode=require&password=***"
+        );
+        assert_eq!(
+            super::redact_url("postgres://h/db?PASSWORD=s&sslpassword=k"),
+            "postgres://h/db?PASSWORD=***&sslpassword=***"
+        );
+        assert_eq!(super::redact_url("postgres://u:p@h/db?user=a@b"), "postgres://u:***@h/db?user=a@b");
     }
 }

@@ -653,6 +653,10 @@ impl OutboxQueue for MemoryStore {
         state.outbox.rows_of(&ids)
     }
 
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
+        Ok(self.lock()?.outbox.renew(id, worker, lease_ms, now))
+    }
+
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
         Ok(self.lock()?.outbox.succeed(id, worker, platform_message_id, now))
     }

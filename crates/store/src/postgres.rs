@@ -44,6 +44,32 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// How long to wait for the server when connecting: long enough for a slow network, short
 /// enough that `doctor` and start-up report an unreachable server instead of hanging.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A statement that runs longer than this is cancelled by the server (a stuck query must not
+/// hold a pooled connection and its locks forever); the URL's own `options` win.
+const STATEMENT_TIMEOUT: &str = "30s";
+/// Waiting for a row or table lock longer than this fails the statement (retried by the caller)
+/// instead of queueing behind a stuck transaction.
+const LOCK_TIMEOUT: &str = "10s";
+/// A session idle inside a transaction this long is ended by the server, releasing its locks.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
+/// `options` with the server-side timeouts of every pooled connection, except those the URL
+/// sets itself.
+fn with_timeouts(options: PgConnectOptions) -> PgConnectOptions {
+    let given = options.get_options().unwrap_or("").to_owned();
+    let mut options = options;
+    for (name, value) in [
+        ("statement_timeout", STATEMENT_TIMEOUT),
+        ("lock_timeout", LOCK_TIMEOUT),
+        ("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT),
+    ] {
+        if !given.contains(name) {
+            options = options.options([(name, value)]);
+        }
+    }
+    options
+}
+
 /// Connections per process. Claims and writes are short statements; replicas add capacity.
 const MAX_CONNECTIONS: u32 = 10;
 
@@ -92,7 +118,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_with(options.clone())
+            .connect_with(with_timeouts(options.clone()))
             .await
             .map_err(|e| connect_error(&options, e))?;
         Ok(Self { pool })
@@ -283,6 +309,10 @@ impl OutboxQueue for PgStore {
         now: EpochMs,
     ) -> Result<Vec<OutboundRow>> {
         Queries::claim(&self.pool, worker, limit, lease_ms, now).await
+    }
+
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
+        Queries::renew::<OutboundRow>(&self.pool, id, worker, lease_ms, now).await
     }
 
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {

@@ -544,6 +544,10 @@ impl OutboxQueue for SqliteStore {
         Queries::claim(&self.writer, worker, limit, lease_ms, now).await
     }
 
+    async fn renew_outbound(&self, id: i64, worker: &str, lease_ms: EpochMs, now: EpochMs) -> Result<bool> {
+        Queries::renew::<OutboundRow>(&self.writer, id, worker, lease_ms, now).await
+    }
+
     async fn mark_sent(&self, id: i64, worker: &str, platform_message_id: Option<&str>, now: EpochMs) -> Result<bool> {
         Queries::succeed::<OutboundRow>(&self.writer, id, worker, platform_message_id, now).await
     }

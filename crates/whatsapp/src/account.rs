@@ -12,7 +12,8 @@ use clawbridge_channel::{Account, AccountContext, AccountStatus, Capabilities, C
 use clawbridge_core::ids::mask;
 use clawbridge_core::policy::AccessPolicy;
 use clawbridge_core::{
-    AccountId, ChannelId, IdempotencyKey, InboundMessage, MediaKind, MediaRef, OutboundMessage, Receipt, SendError,
+    AccountId, ChannelId, IdempotencyKey, InboundMessage, InboundOutcome, MediaKind, MediaRef, OutboundMessage,
+    Receipt, SendError,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -190,6 +191,11 @@ impl WhatsAppAccount {
         &self.client
     }
 
+    /// Whether a typing indicator is being kept up for `peer` (until its reply or the cap).
+    pub fn is_typing(&self, peer: &str) -> bool {
+        self.typing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(peer)
+    }
+
     fn stop_typing(&self, peer: &str) {
         let token = self.typing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(peer);
         if let Some((_, token)) = token {
@@ -307,22 +313,51 @@ impl Account for WhatsAppAccount {
             };
             return Ok(Receipt { platform_message_id: Some(sent.message_id).filter(|id| !id.is_empty()) });
         }
-        let mut last = None;
+        // Several media and a text are several WhatsApp messages: once one went out, a failure
+        // of a later one must not make the outbox send the row (and the sent parts) again.
+        let text = msg.text.as_deref().filter(|t| !t.trim().is_empty());
+        let parts = msg.media.len() + usize::from(text.is_some());
+        let mut sent: Vec<String> = Vec::new();
+        let partial = |sent: &[String], error: SendError| {
+            if sent.is_empty() {
+                return error;
+            }
+            SendError::MaybeDelivered(format!(
+                "{} of {parts} parts were sent ({}), then: {error}",
+                sent.len(),
+                sent.join(", ")
+            ))
+        };
         for (i, media) in msg.media.iter().enumerate() {
-            last = Some(self.send_media(msg, media, if i == 0 { reply_to } else { None }).await?);
+            match self.send_media(msg, media, if i == 0 { reply_to } else { None }).await {
+                Ok(id) => sent.push(id),
+                Err(e) => return Err(partial(&sent, e)),
+            }
         }
-        if let Some(text) = msg.text.as_deref().filter(|t| !t.trim().is_empty()) {
+        if let Some(text) = text {
             let quote = if msg.media.is_empty() { reply_to } else { None };
-            last = Some(self.client.send_text(to, text, quote).await?.message_id);
+            match self.client.send_text(to, text, quote).await {
+                Ok(done) => sent.push(done.message_id),
+                Err(e) => return Err(partial(&sent, e)),
+            }
         }
+        let last = sent.pop();
         match last {
             Some(id) => Ok(Receipt { platform_message_id: Some(id).filter(|id| !id.is_empty()) }),
             None => Err(SendError::Permanent("nothing to send: no text and no media".to_owned())),
         }
     }
 
+    /// A turn that ends without a reply (silent agent, refused sender, pairing) stops "typing…"
+    /// at once instead of renewing it until [`TYPING_CAP`].
+    async fn inbound_finished(&self, msg: &InboundMessage, _outcome: InboundOutcome, replies: usize) {
+        if replies == 0 {
+            self.stop_typing(msg.peer.as_str());
+        }
+    }
+
     /// Marks the message read and shows "typing…", renewed every 20 s until the reply is
-    /// sent or [`TYPING_CAP`] passes. Runs in its own task: never blocks the pipeline.
+    /// sent, the turn ends without one, or [`TYPING_CAP`] passes. Runs in its own task: never blocks the pipeline.
     async fn agent_started(&self, msg: &InboundMessage) {
         if !self.config.typing_indicator {
             return;

@@ -549,7 +549,15 @@ async fn call(
     request: Request,
     build: impl Fn() -> Result<reqwest::RequestBuilder, SendError>,
 ) -> Result<(Value, Option<clawbridge_core::EpochMs>), SendError> {
-    layers.call(request, || attempt(layers, api_key, &build)).await.map_err(|failure| failure.error)
+    let idempotent = request.idempotent;
+    layers.call(request, || attempt(layers, api_key, &build)).await.map_err(|failure| {
+        // A send that may have reached Kapso is not sent again by anyone (the outbox neither).
+        if failure.maybe_delivered && !idempotent && failure.error.class().is_retryable() {
+            SendError::MaybeDelivered(failure.error.to_string())
+        } else {
+            failure.error
+        }
+    })
 }
 
 /// The thin request function: one request with the API key, its answer classified.
@@ -567,10 +575,17 @@ async fn attempt(
         .and_then(|v| v.to_str().ok())
         .and_then(crate::timefmt::parse_http_date);
     let retry_after = clawbridge_http::retry_after(response.headers(), layers.clock());
-    let text = response
-        .text()
-        .await
-        .map_err(|e| Failure { error: SendError::transient(describe_error(e)), maybe_delivered: true })?;
+    let text = match response.text().await {
+        Ok(text) => text,
+        // Kapso said success and the body got lost on the way: still a success (sending again
+        // would deliver twice), only without the message id.
+        Err(e) if (200..300).contains(&status) => {
+            tracing::warn!(error = %describe_error(e), status, "Kapso answered success; its body could not be read");
+            String::new()
+        }
+        // The status alone classifies an error answer.
+        Err(_) => String::new(),
+    };
     if (200..300).contains(&status) {
         // A success is a success even with an odd body: retrying a send could deliver it twice.
         // (Sends answer 200 or 201; the Platform API may answer 204 to a change.)
@@ -791,10 +806,16 @@ mod tests {
 
         let (base, hits) = scripted_kapso(vec![]).await;
         let client = retrying_client(&base, "SLOW", Duration::from_millis(200));
+        // A timed-out send may have gone out: not repeated here, and marked so that the outbox
+        // does not repeat it either (it used to come back as a transient error, retried later).
         match client.send_text("1555", "c", None).await {
-            Err(SendError::Transient { reason, .. }) => assert!(reason.starts_with("timed out"), "{reason}"),
+            Err(SendError::MaybeDelivered(reason)) => assert!(reason.contains("timed out"), "{reason}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "a timed-out send may have gone out");
+        // A read may be repeated: marking read after a timeout is still transient.
+        let (base, _) = scripted_kapso(vec![]).await;
+        let client = retrying_client(&base, "SLOW", Duration::from_millis(200));
+        assert!(matches!(client.mark_read("wamid.x", false).await, Err(SendError::Transient { .. })));
     }
 }

@@ -120,6 +120,11 @@ impl MessageRecord<'_> {
         self.phone_number_id.as_deref()
     }
 
+    /// The message's `wamid`, when it has one.
+    pub fn message_id(&self) -> Option<&str> {
+        self.message.id.get()
+    }
+
     /// Whether the message carries media (which is downloaded before it is stored).
     pub fn has_media(&self) -> bool {
         matches!(self.message.kind.get(), Some("image" | "video" | "audio" | "document" | "sticker"))
@@ -150,6 +155,18 @@ pub struct WebhookBatch<'a> {
     pub statuses: Vec<StatusUpdate>,
     /// Events this bridge does not act on (by name), acknowledged and counted.
     pub ignored: Vec<String>,
+    /// Records that cannot be used (a status without an id…): kept as dead letters with the
+    /// reason, while the rest of the delivery is stored.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A record of a delivery that cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// Its message id, when it has one.
+    pub message_id: Option<String>,
+    /// Why.
+    pub reason: String,
 }
 
 /// Why a webhook body cannot be used (answered with 400).
@@ -727,7 +744,8 @@ fn parse_kapso_record<'a>(
         return Ok(());
     }
     let Some(id) = message.id.cloned() else {
-        return Err(PayloadError::Malformed("status event without message.id".to_owned()));
+        batch.rejected.push(Rejected { message_id: None, reason: "status event without message.id".to_owned() });
+        return Ok(());
     };
     let status = status_event.or(kapso.status.get()).map(str::to_owned);
     let Some(status) = status else {
@@ -786,7 +804,9 @@ fn parse_meta<'a>(entry: Option<List<Lax<MetaEntry<'a>>>>, batch: &mut WebhookBa
             for status in value.statuses.0.into_iter().flatten() {
                 let status = status.0;
                 let (Some(id), Some(name)) = (status.id.cloned(), status.status.cloned()) else {
-                    return Err(PayloadError::Malformed("status without id or status".to_owned()));
+                    let message_id = status.id.cloned();
+                    batch.rejected.push(Rejected { message_id, reason: "status without id or status".to_owned() });
+                    continue;
                 };
                 batch.statuses.push(StatusUpdate {
                     message_id: id,

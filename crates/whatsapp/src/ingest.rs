@@ -68,3 +68,46 @@ pub async fn accept(bridge: &dyn Bridge, converted: Converted<'_>) -> Result<Acc
     tracing::info!(message_id = %id, peer = %mask(peer.as_str()), kind = ?kind, new = outcome == Accepted::New, "whatsapp message accepted");
     Ok(outcome)
 }
+
+fn getrandom_bytes() -> [u8; 6] {
+    let mut bytes = [0u8; 6];
+    // A clash only merges two anonymous letters.
+    let _ = getrandom::fill(&mut bytes);
+    bytes
+}
+
+/// Namespace of the records a delivery or poll could not use, key `<account>/<message id>`
+/// (`<at>-<random>` for a record without an id).
+pub const DEAD_LETTERS: &str = "whatsapp.dead-letters";
+/// Dead letters are kept for a month (`clawbridge status` shows them).
+const DEAD_LETTER_TTL_MS: i64 = 30 * 24 * 3_600 * 1_000;
+
+/// Keeps a record that cannot become a message (unconvertible, an unknown phone number id, a
+/// status without an id) as a dead letter with its reason, so the rest of its delivery is stored
+/// and acknowledged instead of the whole delivery being refused (and lost after Kapso's retries).
+/// Only ids and the reason are kept, never the message's content.
+///
+/// # Errors
+/// The bridge could not store it (answer the platform with a retryable error).
+pub async fn dead_letter(
+    bridge: &dyn Bridge,
+    account: Option<&str>,
+    message_id: Option<&str>,
+    reason: &str,
+) -> Result<(), BridgeError> {
+    let at = clawbridge_core::clock::now_ms();
+    let id = message_id.unwrap_or("-");
+    // One letter per message however often it is redelivered or re-polled; records without an
+    // id each get their own.
+    let key = match message_id {
+        Some(id) => format!("{}/{}", account.unwrap_or("-"), id.chars().take(200).collect::<String>()),
+        None => format!("{at:013}-{}", hex::encode(getrandom_bytes())),
+    };
+    let value = serde_json::json!({
+        "account": account, "message_id": message_id, "reason": reason.chars().take(300).collect::<String>(), "at": at,
+    });
+    bridge.state_put(DEAD_LETTERS, &key, &value.to_string(), Some(DEAD_LETTER_TTL_MS), false).await?;
+    metrics::counter!("clawbridge_whatsapp_dead_letters_total").increment(1);
+    tracing::warn!(message_id = id, reason, "WhatsApp record kept as a dead letter");
+    Ok(())
+}

@@ -9,9 +9,10 @@ use crate::config::{AccountConfig, DeliveryMode, SECRETS_NAMESPACE, STORED_WEBHO
 use crate::inbound::CHANNEL;
 use async_trait::async_trait;
 use clap::FromArgMatches as _;
-use clawbridge_channel::Connector;
 use clawbridge_channel::cli::{CliError, CliHost, SecretsAt};
+use clawbridge_channel::plugin::ChannelStatus;
 use clawbridge_channel::plugin::{ChannelPlugin, ChannelSettings, Check, ConnectorContext, Env, HostInfo};
+use clawbridge_channel::{Bridge, BridgeError, Connector};
 use clawbridge_core::SendError;
 use std::any::Any;
 use std::net::SocketAddr;
@@ -68,7 +69,37 @@ impl ChannelPlugin for WhatsAppPlugin {
         let args = crate::cli::setup::SetupArgs::from_arg_matches(matches)?;
         crate::cli::setup::run(&args, host).await
     }
+
+    /// The records of deliveries and polls that could not be used (dead letters, newest first);
+    /// nothing when there are none.
+    async fn status(
+        &self,
+        _settings: Option<&dyn ChannelSettings>,
+        bridge: &dyn Bridge,
+    ) -> Result<Option<ChannelStatus>, BridgeError> {
+        let mut letters = bridge.state_list(crate::ingest::DEAD_LETTERS, DEAD_LETTERS_SHOWN).await?;
+        if letters.is_empty() {
+            return Ok(None);
+        }
+        letters.sort_by_key(|entry| std::cmp::Reverse(entry.2));
+        let parsed: Vec<serde_json::Value> =
+            letters.iter().filter_map(|(_, value, _)| serde_json::from_str(value).ok()).collect();
+        let mut lines = vec![format!(
+            "whatsapp: {} record(s) could not be used and were kept as dead letters{}",
+            parsed.len(),
+            if letters.len() as u32 >= DEAD_LETTERS_SHOWN { " (newest shown)" } else { "" }
+        )];
+        for letter in parsed.iter().take(5) {
+            let id = letter["message_id"].as_str().unwrap_or("-");
+            let reason = letter["reason"].as_str().unwrap_or("");
+            lines.push(format!("  {id}: {reason}"));
+        }
+        Ok(Some(ChannelStatus { key: "whatsapp_dead_letters", json: serde_json::Value::Array(parsed), lines }))
+    }
 }
+
+/// Dead letters `clawbridge status` reads.
+const DEAD_LETTERS_SHOWN: u32 = 50;
 
 #[async_trait]
 impl ChannelSettings for WhatsAppConfig {
@@ -173,6 +204,7 @@ pub fn describe(error: &SendError) -> String {
     match error {
         SendError::Permanent(reason) => reason.clone(),
         SendError::Transient { reason, .. } => reason.clone(),
+        SendError::MaybeDelivered(_) => error.to_string(),
         SendError::RateLimited { retry_after } => match retry_after {
             Some(after) => format!("Kapso rate limit reached (HTTP 429): try again in {} s", after.as_secs().max(1)),
             None => "Kapso rate limit reached (HTTP 429): try again in a minute".to_owned(),

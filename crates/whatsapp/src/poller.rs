@@ -50,6 +50,8 @@ pub struct PollOutcome {
     pub new: usize,
     /// Messages already stored (overlap window, webhook beside polling).
     pub duplicates: usize,
+    /// Messages that cannot be used, kept as dead letters.
+    pub dead_letters: usize,
     /// The cursor after the poll.
     pub cursor: Option<EpochMs>,
 }
@@ -198,7 +200,11 @@ impl Poller {
             let mut converted = match inbound::convert(&record, &ctx.account) {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(message_id = %id, error = %e, "polled message cannot be used; skipped");
+                    // Kept with its reason (not just a warning behind an advancing cursor).
+                    let account = ctx.account.to_string();
+                    ingest::dead_letter(ctx.bridge.as_ref(), Some(&account), Some(&id), &e.to_string()).await?;
+                    outcome.dead_letters += 1;
+                    self.remember(id);
                     continue;
                 }
             };

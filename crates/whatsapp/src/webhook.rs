@@ -2,9 +2,11 @@
 //!
 //! POST: the raw body (≤ 1 MiB, else 413) is verified before parsing — `X-Webhook-Signature`
 //! (hex HMAC-SHA256, optional `sha256=`) or `X-Hub-Signature-256` — in constant time (401 on
-//! mismatch); malformed bodies get 400. Every record is converted first, so a bad record
-//! rejects the delivery before anything is stored; then media is fetched, messages are
-//! persisted through the bridge and statuses recorded, and only then 200 is answered.
+//! mismatch); bodies that are not a webhook payload get 400. A record that cannot be used (it
+//! cannot be converted, names a phone number id this bridge does not serve, a status without an
+//! id) becomes a dead letter with its reason and the rest of the delivery is stored; media is
+//! fetched, messages are persisted through the bridge and statuses recorded, and only then 200
+//! is answered.
 //! Duplicates (same message id, or same `X-Idempotency-Key` for deliveries with media or
 //! statuses) are acknowledged and not stored or counted twice. GET answers Meta's `hub.challenge` handshake (verify token compared in constant time).
 
@@ -158,21 +160,34 @@ async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Re
         }
     }
 
-    // Convert everything before storing anything: one bad record rejects the whole delivery.
-    let inbound::WebhookBatch { messages, statuses, mut ignored } = batch;
+    // A record that cannot be used becomes a dead letter with its reason; the rest of the
+    // delivery is stored and acknowledged (refusing it all would lose every good record once
+    // Kapso stops retrying, and a retry cannot make the bad one good).
+    let inbound::WebhookBatch { messages, statuses, mut ignored, rejected } = batch;
+    let mut dead: Vec<(Option<String>, Option<String>, String)> =
+        rejected.into_iter().map(|r| (None, r.message_id, r.reason)).collect();
     let mut converted: Vec<(usize, Converted<'_>)> = Vec::with_capacity(messages.len());
     for record in messages {
+        let message_id = record.message_id().map(str::to_owned);
         let Some(index) = state.account_index(record.phone_number_id()) else {
-            tracing::warn!(
-                phone_number_id = record.phone_number_id().unwrap_or(""),
-                "message for a phone number id this bridge does not serve; ignored"
+            let reason = format!(
+                "phone number id {:?} is not served by this bridge (KAPSO_PHONE_NUMBER_ID)",
+                record.phone_number_id().unwrap_or("")
             );
+            dead.push((None, message_id, reason));
             ignored.push("unknown_phone_number_id".to_owned());
             continue;
         };
         match inbound::convert_record(record, &state.accounts[index].id) {
             Ok(c) => converted.push((index, c)),
-            Err(e) => return reject(StatusCode::BAD_REQUEST, "malformed", e.to_string()),
+            Err(e) => dead.push((Some(state.accounts[index].id.to_string()), message_id, e.to_string())),
+        }
+    }
+    for (account, message_id, reason) in &dead {
+        if let Err(e) =
+            ingest::dead_letter(state.bridge.as_ref(), account.as_deref(), message_id.as_deref(), reason).await
+        {
+            return reject(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string());
         }
     }
 
@@ -232,7 +247,13 @@ async fn receive(State(state): State<Arc<WebhookState>>, request: Request) -> Re
         "status"
     };
     metrics::counter!("clawbridge_whatsapp_webhook_requests_total", "result" => result).increment(1);
-    let answer = Answer { accepted: new, duplicates, ignored: ignored.len(), statuses: statuses.len() };
+    let answer = Answer {
+        accepted: new,
+        duplicates,
+        ignored: ignored.len(),
+        statuses: statuses.len(),
+        dead_letters: dead.len(),
+    };
     ([(axum::http::header::CONTENT_TYPE, "application/json")], answer.to_json()).into_response()
 }
 
@@ -242,18 +263,19 @@ struct Answer {
     duplicates: usize,
     ignored: usize,
     statuses: usize,
+    dead_letters: usize,
 }
 
 impl Answer {
-    /// `{"accepted":…,"duplicates":…,"ignored":…,"ok":true,"statuses":…}`, written directly
-    /// (four numbers do not need a serializer).
+    /// `{"accepted":…,"dead_letters":…,"duplicates":…,"ignored":…,"ok":true,"statuses":…}`,
+    /// written directly (five numbers do not need a serializer).
     fn to_json(&self) -> String {
         use std::fmt::Write as _;
         let mut json = String::with_capacity(80);
         let _ = write!(
             json,
-            r#"{{"accepted":{},"duplicates":{},"ignored":{},"ok":true,"statuses":{}}}"#,
-            self.accepted, self.duplicates, self.ignored, self.statuses
+            r#"{{"accepted":{},"dead_letters":{},"duplicates":{},"ignored":{},"ok":true,"statuses":{}}}"#,
+            self.accepted, self.dead_letters, self.duplicates, self.ignored, self.statuses
         );
         json
     }
@@ -355,9 +377,12 @@ mod tests {
 
     #[test]
     fn the_answer_is_the_json_it_always_was() {
-        let answer = Answer { accepted: 2, duplicates: 1, ignored: 0, statuses: 3 };
+        let answer = Answer { accepted: 2, duplicates: 1, ignored: 0, statuses: 3, dead_letters: 1 };
         let parsed: serde_json::Value = serde_json::from_str(&answer.to_json()).unwrap();
-        assert_eq!(parsed, json!({"ok": true, "accepted": 2, "duplicates": 1, "statuses": 3, "ignored": 0}));
+        assert_eq!(
+            parsed,
+            json!({"ok": true, "accepted": 2, "duplicates": 1, "statuses": 3, "ignored": 0, "dead_letters": 1})
+        );
     }
 
     #[test]

@@ -856,6 +856,7 @@ async fn foreground(config: &Config, store: SharedStore, id: &str) -> anyhow::Re
             wakers: wakers.clone(),
             worker: worker.clone(),
             abandon: CancellationToken::new(),
+            in_flight: crate::pipeline::InFlight::default(),
         };
         let tracker = tokio_util::task::TaskTracker::new();
         tasks.push(tokio::spawn(crate::pipeline::outbox::run(shared, stop.clone(), tracker)));

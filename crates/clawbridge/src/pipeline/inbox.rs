@@ -17,8 +17,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Lease on a claimed row; renewed while the agent works, so a crash frees it within this time.
-const LEASE_MS: i64 = 60_000;
+/// Lease on a claimed row; renewed every third of it while the agent works (a slow run is never
+/// taken over), so a crash frees the row within half a minute.
+const LEASE_MS: i64 = 30_000;
 /// How often other processes' work (and retries coming due) is looked for without a wake-up.
 const POLL: Duration = Duration::from_millis(1_000);
 
@@ -42,8 +43,22 @@ impl Queue for Inbox {
     }
 
     async fn handle(shared: Shared, row: InboundRow) {
+        let Some(_handling) = shared.in_flight.enter("inbox", row.id) else {
+            tracing::warn!(id = row.id, "row re-claimed while it is still being handled here; not run twice");
+            return;
+        };
         if row.attempts == 1 {
             super::record_queue_wait("inbox", row.received_at);
+        }
+        // Attempts are counted at claim time, so a message that crashes the process (or loses its
+        // lease) every time ends here as a dead letter instead of blocking its lane forever.
+        if row.attempts > shared.config.pipeline.max_attempts {
+            let reason = format!(
+                "claimed {} times without finishing (the process stopped or lost the lease each time)",
+                row.attempts - 1
+            );
+            let connector = shared.registry.connector(&row.message.channel).cloned();
+            return give_up(&shared, &row, &reason, connector.as_deref()).await;
         }
         process(&shared, row).await;
     }
@@ -343,17 +358,26 @@ async fn pair(shared: &Shared, row: &InboundRow, connector: &dyn Connector) {
         Ok(outcome) => outcome,
         Err(e) => return retry_later(shared, row, &format!("store: {e}")).await,
     };
-    let replies = match outcome {
-        PairingOutcome::Issued { code, .. } => {
-            tracing::info!(channel = %msg.channel, peer = %clawbridge_core::ids::mask(msg.peer.as_str()),
-                "pairing code issued; approve with `clawbridge pairing approve {} {code}`", msg.channel);
+    // The code was committed by `request_pairing` before `finish`: if `finish` fails (or the
+    // process stops in between), the retry finds the code pending and must still send it.
+    let replies = match &outcome {
+        // A retried row (attempts > 1: an earlier claim of it never finished, so nothing it would
+        // have enqueued exists) that finds the code pending may be the one that issued it: it
+        // sends the notice, under the same key as the first attempt would have.
+        PairingOutcome::Issued { code, .. } | PairingOutcome::Pending { code, .. }
+            if matches!(outcome, PairingOutcome::Issued { .. }) || row.attempts > 1 =>
+        {
+            if matches!(outcome, PairingOutcome::Issued { .. }) {
+                tracing::info!(channel = %msg.channel, peer = %clawbridge_core::ids::mask(msg.peer.as_str()),
+                    "pairing code issued; approve with `clawbridge pairing approve {} {code}`", msg.channel);
+            }
             let key = IdempotencyKey::new(format!("pairing-{}-{code}", row.id));
-            let mut notice = OutboundMessage::reply_text(msg, connector.pairing_text(&code));
+            let mut notice = OutboundMessage::reply_text(msg, connector.pairing_text(code));
             notice.reply_to = None;
             vec![outbound(key, notice, row.id)]
         }
         // The code is sent once per request; repeating it on every message would spam.
-        PairingOutcome::Pending { .. } | PairingOutcome::AlreadyApproved => Vec::new(),
+        PairingOutcome::Issued { .. } | PairingOutcome::Pending { .. } | PairingOutcome::AlreadyApproved => Vec::new(),
         PairingOutcome::TooMany => {
             tracing::warn!(channel = %msg.channel, account = %msg.account, "too many pending pairing requests; sender not answered");
             Vec::new()
@@ -371,7 +395,9 @@ async fn deny(shared: &Shared, row: &InboundRow, _connector: &dyn Connector) {
         // At most one notice per sender and hour: a refused sender must not be able to make us spam.
         let first =
             shared.store.remember_key("deny-notice", row.lane.as_str(), now + HOUR_MS, now).await.unwrap_or(false);
-        if first {
+        // The key is remembered before `finish`: a retried row (an earlier claim never finished,
+        // so its notice was never enqueued) sends the notice even though the key is there.
+        if first || row.attempts > 1 {
             let key = IdempotencyKey::new(format!("deny-{}", row.id));
             replies.push(outbound(key, OutboundMessage::reply_text(msg, text.clone()), row.id));
         }

@@ -45,6 +45,36 @@ pub struct Shared {
     /// Fires when the drain deadline passes: in-flight work hands its rows back to the queue
     /// (same idempotency keys) so the next start or another replica resumes them at once.
     pub abandon: CancellationToken,
+    /// Rows this process is working on, by queue and id. A lease that ran out while its row was
+    /// still being worked on here (renewals failed while the store was unreachable) lets this
+    /// same process claim the row again; the claim then looks like its own, so the second
+    /// handling is refused here instead of running the agent or sending twice.
+    pub in_flight: InFlight,
+}
+
+/// The rows a process is handling (see [`Shared::in_flight`]).
+#[derive(Clone, Debug, Default)]
+pub struct InFlight(Arc<std::sync::Mutex<std::collections::HashSet<(&'static str, i64)>>>);
+
+impl InFlight {
+    /// Marks row `id` of `queue` as being handled until the guard drops; `None` when it already is.
+    pub fn enter(&self, queue: &'static str, id: i64) -> Option<InFlightGuard> {
+        let mut rows = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        rows.insert((queue, id)).then(|| InFlightGuard { rows: self.clone(), key: (queue, id) })
+    }
+}
+
+/// Ends a row's [`InFlight`] mark when dropped.
+#[derive(Debug)]
+pub struct InFlightGuard {
+    rows: InFlight,
+    key: (&'static str, i64),
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.rows.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -151,5 +181,21 @@ pub(crate) async fn drive<Q: Queue>(
                 () = gate_changed => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::InFlight;
+
+    /// A row being handled cannot be entered a second time until its handling ends.
+    #[test]
+    fn a_row_in_flight_is_not_handled_twice() {
+        let rows = InFlight::default();
+        let first = rows.enter("outbox", 7).expect("free");
+        assert!(rows.enter("outbox", 7).is_none(), "already being sent");
+        assert!(rows.enter("inbox", 7).is_some(), "queues are apart");
+        drop(first);
+        assert!(rows.enter("outbox", 7).is_some(), "free again");
     }
 }

@@ -274,16 +274,15 @@ fn bot(
     })
 }
 
-/// The host of an `http(s)://host[:port]/…` URL, lower-cased.
+/// The host of an `http(s)://host[:port]/…` URL, lower-cased (IPv6 without brackets), as the
+/// HTTP client itself parses it (WHATWG URL rules: a backslash ends the authority, userinfo is skipped):
+/// what is checked is where the request really goes.
 pub(crate) fn host_of(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if authority.starts_with('[') {
-        authority.split(']').next()?.trim_start_matches('[')
-    } else {
-        authority.split(':').next()?
-    };
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return None;
+    }
+    let host = parsed.host_str()?.trim_start_matches('[').trim_end_matches(']');
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
@@ -385,5 +384,18 @@ mod tests {
         assert_eq!(host_of("http://127.0.0.1:8080/cb").as_deref(), Some("127.0.0.1"));
         assert_eq!(host_of("https://u@Host.example:1").as_deref(), Some("host.example"));
         assert_eq!(host_of("ftp://x"), None);
+        assert_eq!(host_of("http://[::1]:8080/cb").as_deref(), Some("::1"));
+    }
+
+    /// A backslash ends the authority for reqwest (WHATWG URL), so the host is `evil.example`:
+    /// the allow-list sees the host the request would really go to.
+    #[test]
+    fn a_backslash_before_the_at_sign_does_not_hide_the_real_host() {
+        let cfg = load(&[("KAKAO_SKILL_SECRET", SECRET)], None).unwrap().unwrap();
+        let tricky = r"https://evil.example\@secure.kakaocdn.net/a.jpg";
+        assert_eq!(host_of(tricky).as_deref(), Some("evil.example"));
+        assert!(!host_allowed(&host_of(tricky).unwrap(), &cfg.image_hosts));
+        let callback = r"https://evil.example\@bot-api.kakao.com/v1/bots/b/callback/t";
+        assert!(!host_allowed(&host_of(callback).unwrap(), &cfg.callback_hosts));
     }
 }

@@ -90,6 +90,10 @@ pub(super) async fn skill(State(endpoint): State<Arc<SkillEndpoint>>, headers: H
     turn(bot, payload, request_id, started).await
 }
 
+/// Without any id, the same words of a user within this long are taken for Kakao's retry of
+/// the request (its skill timeout is 5 s), not a new message.
+const REPEAT_WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What the handler does after the utterance was looked at.
 enum Prepared {
     /// Answer at once (a chatbot command, a repeated request already answered).
@@ -169,14 +173,18 @@ async fn prepare(
         return Ok(Prepared::Answer(response, "fetch"));
     }
 
-    let message_id = match request_id {
-        Some(id) => format!("rid:{id}"),
-        None => {
-            // No request id: the same user and utterance within the window is a Kakao retry.
+    let message_id = match (request_id, payload.user_request.callback_url.as_deref()) {
+        (Some(id), _) => format!("rid:{id}"),
+        // The one-time callback URL is the request's own id: a retry of the request carries the
+        // same one, a user's genuine repeat ("네", "네") a new one.
+        (None, Some(url)) => format!("cb:{}", hex::encode(&Sha256::digest(url.as_bytes())[..16])),
+        (None, None) => {
+            // No id at all: the same user and utterance within a few seconds is a Kakao retry
+            // (the window is short so that a user's genuine repeat is not dropped).
             let user = payload.bot_user_key().unwrap_or(peer);
             let key = hex::encode(&Sha256::digest(format!("{user}\n{utterance}").as_bytes())[..16]);
             let fresh = format!("u:{key}:{received_at}");
-            let window = bot.shared.config.dedup_window;
+            let window = bot.shared.config.dedup_window.min(REPEAT_WINDOW);
             if spaces.recent.claim(bridge, &key, &fresh, Some(window)).await.map_err(store)? {
                 fresh
             } else {

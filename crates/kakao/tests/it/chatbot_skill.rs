@@ -437,3 +437,83 @@ async fn an_offer_nobody_took_is_announced() {
     let (_, next) = h.skill(&payload("u6", "답변 보기", None), &[]).await;
     assert_eq!(texts(&next), vec!["알림 받은 답변"]);
 }
+
+/// The store fails while the continuation of a long callback answer is kept: the send fails, and
+/// its retry POSTs the callback (a claim written before the POST must not pass for a POST made).
+#[tokio::test]
+async fn a_callback_send_that_failed_before_its_post_posts_on_the_retry() {
+    use clawbridge_channel::Connector as _;
+    let h = Harness::start(&[], echo_script()).await;
+    let flaky = crate::support::FlakyBridge::new(h.bridge.clone(), "kakao.more", 1);
+    let replica = clawbridge_kakao::chatbot::KakaoChatbot::new(&h.config, flaky).unwrap();
+    let account = replica.accounts().remove(0);
+    let callback = h.kakao.callback_url(&h.kakao_base);
+    // The handler promised the callback 2 s ago (past the 0.8 s sync deadline, inside Kakao's minute).
+    let received_at = chrono_now() - 2_000;
+    let turn = json!({"url": callback, "received_at": received_at});
+    h.bridge.state_put("kakao.turn/default", "rid:flaky", &turn.to_string(), None, false).await.unwrap();
+    let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u9", "rid:flaky", "q");
+    msg.extra = KakaoTurn { received_at: Some(received_at), ..KakaoTurn::default() }.to_channel_data();
+    let long = "이 문장은 긴 답변을 만들기 위한 예시 문장입니다. ".repeat(150);
+    let out = replica.render_reply(&msg, &long).remove(0);
+
+    let first = account.send(&out, &IdempotencyKey::new("out")).await;
+    assert!(first.is_err(), "the continuation could not be kept: {first:?}");
+    assert!(h.kakao.hits().is_empty(), "nothing POSTed yet");
+    let retry = account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
+    assert!(retry.platform_message_id.unwrap().starts_with("callback:"));
+    let hits = h.kakao.wait_hits(1).await;
+    assert!(hits[0].accepted, "the answer reached the user through the callback");
+    // A third attempt (the row retried once more) never POSTs twice.
+    account.send(&out, &IdempotencyKey::new("out")).await.unwrap();
+    assert_eq!(h.kakao.hits().len(), 1);
+}
+
+/// An older kept answer taken to go in front of a callback answer is not lost when that
+/// delivery fails before its POST.
+#[tokio::test]
+async fn a_kept_answer_taken_for_a_failed_callback_is_put_back() {
+    use clawbridge_channel::Connector as _;
+    let h = Harness::start(&[], echo_script()).await;
+    // Two pages: shown in front, its second page is the continuation kept for "더 보기".
+    let pending = json!({"pages": [SkillResponse::text("예전 답변"), SkillResponse::text("예전 답변 계속")]});
+    h.bridge
+        .state_put(
+            "kakao.pending/default/pf-u10",
+            "0000000000001-0000000001-aaaaaaaaaaaa",
+            &pending.to_string(),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let flaky = crate::support::FlakyBridge::new(h.bridge.clone(), "kakao.more", 1);
+    let replica = clawbridge_kakao::chatbot::KakaoChatbot::new(&h.config, flaky).unwrap();
+    let account = replica.accounts().remove(0);
+    let callback = h.kakao.callback_url(&h.kakao_base);
+    let received_at = chrono_now() - 2_000;
+    let turn = json!({"url": callback, "received_at": received_at});
+    h.bridge.state_put("kakao.turn/default", "rid:kept", &turn.to_string(), None, false).await.unwrap();
+    let mut msg = clawbridge_core::InboundMessage::text("kakao", "default", "pf-u10", "rid:kept", "q");
+    msg.extra = KakaoTurn { received_at: Some(received_at), ..KakaoTurn::default() }.to_channel_data();
+    let out = replica.render_reply(&msg, "새 답변").remove(0);
+
+    assert!(account.send(&out, &IdempotencyKey::new("out")).await.is_err());
+    let kept = h.namespace("kakao.pending/default/pf-u10").await;
+    assert_eq!(kept.len(), 1, "the older answer is back: {kept:?}");
+    assert!(kept[0].1.contains("예전 답변"));
+}
+
+/// Without X-Request-Id, a user's genuine repeat ("네", "네": each request with its own one-time
+/// callback URL) is two turns, while a retry of one request (the same callback URL) is one.
+#[tokio::test]
+async fn a_genuine_repeat_without_request_id_is_a_new_turn() {
+    let h = Harness::start(&[], echo_script()).await;
+    let first = h.kakao.callback_url(&h.kakao_base);
+    let second = h.kakao.callback_url(&h.kakao_base);
+    h.skill(&payload("u4", "네", Some(&first)), &[]).await;
+    h.skill(&payload("u4", "네", Some(&first)), &[]).await;
+    assert_eq!(h.inbox().await.len(), 1, "a retry of the same request is the same turn");
+    h.skill(&payload("u4", "네", Some(&second)), &[]).await;
+    assert_eq!(h.inbox().await.len(), 2, "the user's second 네 is not dropped");
+}

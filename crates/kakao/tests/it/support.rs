@@ -417,3 +417,102 @@ pub fn echo_script() -> Script {
         (format!("ECHO {text}"), delay)
     })
 }
+
+/// A bridge over another whose next writes to namespaces starting with `fail_prefix` fail, as a
+/// store that is briefly unreachable does; everything else passes through.
+pub struct FlakyBridge {
+    pub inner: Arc<dyn Bridge>,
+    pub fail_prefix: String,
+    pub failures_left: Mutex<usize>,
+}
+
+impl FlakyBridge {
+    pub fn new(inner: Arc<dyn Bridge>, fail_prefix: &str, failures: usize) -> Arc<Self> {
+        Arc::new(Self { inner, fail_prefix: fail_prefix.to_owned(), failures_left: Mutex::new(failures) })
+    }
+}
+
+#[async_trait::async_trait]
+impl Bridge for FlakyBridge {
+    async fn accept(
+        &self,
+        msg: InboundMessage,
+    ) -> Result<clawbridge_channel::Accepted, clawbridge_channel::BridgeError> {
+        self.inner.accept(msg).await
+    }
+    async fn delivery_status(
+        &self,
+        channel: &clawbridge_core::ChannelId,
+        platform_message_id: &str,
+        status: &str,
+        error: Option<&str>,
+        at: EpochMs,
+    ) -> Result<(), clawbridge_channel::BridgeError> {
+        self.inner.delivery_status(channel, platform_message_id, status, error, at).await
+    }
+    async fn cursor(
+        &self,
+        channel: &clawbridge_core::ChannelId,
+        account: &clawbridge_core::AccountId,
+        name: &str,
+    ) -> Result<Option<String>, clawbridge_channel::BridgeError> {
+        self.inner.cursor(channel, account, name).await
+    }
+    async fn set_cursor(
+        &self,
+        channel: &clawbridge_core::ChannelId,
+        account: &clawbridge_core::AccountId,
+        name: &str,
+        value: &str,
+    ) -> Result<(), clawbridge_channel::BridgeError> {
+        self.inner.set_cursor(channel, account, name, value).await
+    }
+    async fn remember(
+        &self,
+        namespace: &str,
+        key: &str,
+        ttl_ms: EpochMs,
+    ) -> Result<bool, clawbridge_channel::BridgeError> {
+        self.inner.remember(namespace, key, ttl_ms).await
+    }
+    async fn lease(&self, name: &str, ttl_ms: EpochMs) -> Result<bool, clawbridge_channel::BridgeError> {
+        self.inner.lease(name, ttl_ms).await
+    }
+    async fn enqueue(
+        &self,
+        msg: OutboundMessage,
+        idempotency_key: &str,
+    ) -> Result<(), clawbridge_channel::BridgeError> {
+        self.inner.enqueue(msg, idempotency_key).await
+    }
+    async fn state_get(&self, namespace: &str, key: &str) -> Result<Option<String>, clawbridge_channel::BridgeError> {
+        self.inner.state_get(namespace, key).await
+    }
+    async fn state_put(
+        &self,
+        namespace: &str,
+        key: &str,
+        value: &str,
+        ttl_ms: Option<EpochMs>,
+        if_absent: bool,
+    ) -> Result<bool, clawbridge_channel::BridgeError> {
+        if namespace.starts_with(&self.fail_prefix) {
+            let mut left = self.failures_left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(clawbridge_channel::BridgeError("the store is unreachable".to_owned()));
+            }
+        }
+        self.inner.state_put(namespace, key, value, ttl_ms, if_absent).await
+    }
+    async fn state_take(&self, namespace: &str, key: &str) -> Result<Option<String>, clawbridge_channel::BridgeError> {
+        self.inner.state_take(namespace, key).await
+    }
+    async fn state_list(
+        &self,
+        namespace: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, String, EpochMs)>, clawbridge_channel::BridgeError> {
+        self.inner.state_list(namespace, limit).await
+    }
+}

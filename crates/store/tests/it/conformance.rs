@@ -253,6 +253,19 @@ pub async fn renew_extends_the_inbound_lease(t: &Target) {
     assert_eq!(store.claim_inbound("w2", 1, 1_000, NOW + 1_901).await.unwrap().len(), 1);
 }
 
+/// A send still under way keeps its row: the owner renews the lease, nobody else can.
+pub async fn renew_extends_the_outbound_lease(t: &Target) {
+    let store = t.open().await;
+    let ids = store.enqueue_outbound(&[outbound("A", "k-renew")], NOW).await.unwrap();
+    assert_eq!(store.claim_outbound("w1", 1, 1_000, NOW).await.unwrap().len(), 1);
+    assert!(store.renew_outbound(ids[0], "w1", 1_000, NOW + 900).await.unwrap());
+    assert!(store.claim_outbound("w2", 1, 1_000, NOW + 1_500).await.unwrap().is_empty(), "renewed");
+    assert!(!store.renew_outbound(ids[0], "w2", 1_000, NOW + 1_500).await.unwrap(), "only the owner renews");
+    let taken = store.claim_outbound("w2", 1, 1_000, NOW + 1_901).await.unwrap();
+    assert_eq!(taken.len(), 1, "taken over once the renewed lease ran out");
+    assert!(!store.renew_outbound(ids[0], "w1", 1_000, NOW + 1_902).await.unwrap(), "the old owner lost it");
+}
+
 pub async fn release_inbound_gives_the_row_back(t: &Target) {
     let store = t.open().await;
     let id = insert(&store, &inbound("A", "a1")).await;

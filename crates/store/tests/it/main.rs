@@ -69,6 +69,7 @@ for_each_backend!(
     inbound_claims_respect_limit_and_next_at,
     expired_inbound_lease_lets_another_worker_claim,
     renew_extends_the_inbound_lease,
+    renew_extends_the_outbound_lease,
     release_inbound_gives_the_row_back,
     complete_inbound_enqueues_replies_atomically_and_idempotently,
     fail_inbound_retries_then_fails_for_good,

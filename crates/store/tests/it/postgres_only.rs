@@ -25,3 +25,17 @@ async fn a_malformed_url_is_a_config_error_without_the_password() {
     assert!(message.contains("not a valid PostgreSQL URL"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
 }
+
+/// Every pooled connection has server-side statement and lock timeouts, so a stuck query or a
+/// lock held by a dead transaction cannot hold the store forever; the URL's own options win.
+#[tokio::test]
+async fn pooled_connections_have_statement_and_lock_timeouts() {
+    let Some(target) = crate::target::Target::postgres().await else { return };
+    let crate::target::Target::Postgres { url, schema } = &target else { unreachable!() };
+    let store = PgStore::connect_with(crate::target::schema_options(url, schema)).await.unwrap();
+    let statement: String = sqlx::query_scalar("SHOW statement_timeout").fetch_one(store.pool()).await.unwrap();
+    let lock: String = sqlx::query_scalar("SHOW lock_timeout").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((statement.as_str(), lock.as_str()), ("30s", "10s"));
+    drop(store);
+    target.cleanup().await;
+}

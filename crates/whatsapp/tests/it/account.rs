@@ -122,6 +122,21 @@ async fn agent_started_marks_read_with_typing_without_blocking() {
     account.send(&OutboundMessage::reply_text(&inbound(), "done"), &key()).await.unwrap();
 }
 
+/// A turn that ends without a reply stops the typing indicator at once (it was renewed for up to
+/// ten minutes after a silent run).
+#[tokio::test]
+async fn a_turn_without_a_reply_stops_typing() {
+    use clawbridge_channel::Account as _;
+    let fake = FakeKapso::start().await;
+    let connector = WhatsAppConnector::new(config(&fake, &[])).unwrap();
+    let account = connector.whatsapp_accounts()[0].clone();
+    let msg = inbound();
+    account.agent_started(&msg).await;
+    assert!(account.is_typing(msg.peer.as_str()));
+    account.inbound_finished(&msg, clawbridge_core::InboundOutcome::Silent, 0).await;
+    assert!(!account.is_typing(msg.peer.as_str()), "still typing after a silent run");
+}
+
 #[tokio::test]
 async fn routes_only_in_webhook_modes_and_one_set_for_every_number() {
     let fake = FakeKapso::start().await;

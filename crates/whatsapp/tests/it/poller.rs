@@ -138,3 +138,26 @@ async fn without_the_lease_another_replica_polls() {
     task.await.unwrap();
     assert!(fake.requests_to("GET", "/messages").is_empty());
 }
+
+/// A polled record that cannot be converted (no sender) becomes a dead letter with its reason,
+/// not a warning behind an advancing cursor; the others are stored.
+#[tokio::test]
+async fn an_unconvertible_polled_record_is_a_dead_letter() {
+    let fake = FakeKapso::start().await;
+    let mut broken = message(2, T0 + 2_000);
+    broken.as_object_mut().unwrap().remove("from");
+    fake.add_history([message(1, T0 + 1_000), broken, message(3, T0 + 3_000)]);
+    let bridge = memory_bridge();
+    set_cursor(&bridge, "default", CURSOR_NAME, &format_rfc3339(T0)).await;
+    let ctx = bridge.account_context("whatsapp", "default");
+    let mut poller = Poller::new(fake.client(), settings());
+    let outcome = poller.poll_once(&ctx).await.unwrap();
+    assert_eq!((outcome.new, outcome.dead_letters), (2, 1), "{outcome:?}");
+    let dead = bridge.bridge.state_list(clawbridge_whatsapp::ingest::DEAD_LETTERS, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].0.ends_with("wamid.p2") && dead[0].1.contains("\"reason\""), "{dead:?}");
+    // The next poll (overlap) does not add a second letter for it.
+    let mut restarted = Poller::new(fake.client(), settings());
+    restarted.poll_once(&ctx).await.unwrap();
+    assert_eq!(bridge.bridge.state_list(clawbridge_whatsapp::ingest::DEAD_LETTERS, 10).await.unwrap().len(), 1);
+}

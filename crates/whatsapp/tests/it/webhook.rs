@@ -111,9 +111,13 @@ async fn kapso_test_vector_and_both_signature_headers() {
             ],
         )
         .await;
-    // No sender anywhere in this minimal record: rejected as malformed, nothing stored.
-    assert_eq!(status, 400);
+    // No sender anywhere in this minimal record: a dead letter with its reason, nothing stored,
+    // and 200 (a retry of the same bytes cannot succeed).
+    assert_eq!(status, 200);
     assert!(s.bridge.inbox().await.is_empty());
+    let dead = s.bridge.bridge.state_list(clawbridge_whatsapp::ingest::DEAD_LETTERS, 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert!(dead[0].1.contains("wamid.TEST"), "{dead:?}");
 
     let meta = json!({"object":"whatsapp_business_account","entry":[{"id":"WABA","changes":[{"field":"messages","value":{
         "messaging_product":"whatsapp","metadata":{"display_phone_number":"+1 631-555-8151","phone_number_id":"222"},
@@ -168,13 +172,6 @@ async fn bad_signature_oversize_and_malformed_store_nothing() {
     let garbage = "{not json";
     let sig = webhook::sign(SECRET.as_bytes(), garbage.as_bytes());
     assert_eq!(s.post("/webhook", garbage, &[("x-webhook-signature", sig)]).await.0, 400);
-
-    // One bad record (no id) in a batch rejects the whole delivery before anything is stored.
-    let mixed = json!({"type":"whatsapp.message.received","batch":true,"data":[
-        {"message":{"id":"wamid.good","type":"text","text":{"body":"ok"},"from":"1555"}},
-        {"message":{"type":"text","text":{"body":"no id"},"from":"1555"}}]})
-    .to_string();
-    assert_eq!(s.signed(&mixed, None).await.0, 400);
 
     let v1 = non_batched("wamid.v1", "old");
     let sig = webhook::sign(SECRET.as_bytes(), v1.as_bytes());
@@ -331,4 +328,55 @@ async fn without_a_secret_unsigned_deliveries_are_accepted() {
     let (status, _) = s.post("/webhook", &non_batched("wamid.unsigned", "hi"), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(s.bridge.inbox().await.len(), 1);
+}
+
+/// One bad record in a batch no longer loses the batch: the good records are stored, the bad
+/// one (no id; a status without an id; an unknown phone number id) is a dead letter with its
+/// reason, and the delivery is answered 200.
+#[tokio::test]
+async fn one_bad_record_is_a_dead_letter_and_the_rest_of_the_batch_is_stored() {
+    let s = server().await;
+    let mixed = json!({"type":"whatsapp.message.received","batch":true,"data":[
+        {"message":{"id":"wamid.good","type":"text","text":{"body":"ok"},"from":"1555"}},
+        {"message":{"type":"text","text":{"body":"no id"},"from":"1555"}},
+        {"message":{"id":"wamid.elsewhere","type":"text","text":{"body":"other number"},"from":"1555"},
+         "phone_number_id":"999999"},
+        {"message":{"id":"wamid.also-good","type":"text","text":{"body":"ok too"},"from":"1556"}}]})
+    .to_string();
+    let (status, answer) = s.signed(&mixed, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2, "{answer}");
+    assert_eq!(answer["dead_letters"], 2, "{answer}");
+    let ids: Vec<String> = s.bridge.inbox().await.iter().map(|m| m.message_id.as_str().to_owned()).collect();
+    assert_eq!(ids, ["wamid.good", "wamid.also-good"]);
+    let dead = s.bridge.bridge.state_list(clawbridge_whatsapp::ingest::DEAD_LETTERS, 10).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|(_, v, _)| v.as_str()).collect();
+    assert_eq!(dead.len(), 2, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("999999") && r.contains("not served")), "{reasons:?}");
+
+    // A status without an id does not refuse the statuses with one.
+    let statuses = json!({"type":"whatsapp.message.delivered","batch":true,"data":[
+        {"message":{"kapso":{"direction":"outbound","status":"delivered"}}},
+        {"message":{"id":"wamid.sent-1","kapso":{"direction":"outbound","status":"delivered"}}}]})
+    .to_string();
+    let (status, answer) = s.signed(&statuses, None).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["statuses"].clone(), answer["dead_letters"].clone()), (json!(1), json!(1)), "{answer}");
+}
+
+/// `clawbridge status` shows the dead letters (the WhatsApp plugin's part of it); nothing when
+/// there are none.
+#[tokio::test]
+async fn status_shows_the_dead_letters() {
+    use clawbridge_channel::plugin::ChannelPlugin as _;
+    let s = server().await;
+    let plugin = clawbridge_whatsapp::WhatsAppPlugin;
+    assert!(plugin.status(None, s.bridge.bridge.as_ref()).await.unwrap().is_none());
+    let broken = json!({"type":"whatsapp.message.received","batch":true,"data":[
+        {"message":{"id":"wamid.broken","type":"text","text":{"body":"x"},"from":"1555"},"phone_number_id":"424242"}]})
+    .to_string();
+    assert_eq!(s.signed(&broken, None).await.0, 200);
+    let status = plugin.status(None, s.bridge.bridge.as_ref()).await.unwrap().expect("dead letters shown");
+    assert_eq!(status.json[0]["message_id"], "wamid.broken");
+    assert!(status.lines.iter().any(|l| l.contains("wamid.broken") && l.contains("424242")), "{:?}", status.lines);
 }

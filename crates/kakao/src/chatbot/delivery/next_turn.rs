@@ -59,6 +59,16 @@ pub(in crate::chatbot) async fn take_own(
 }
 
 async fn take_first(bot: &Bot, bridge: &dyn Bridge, peer: &str, wanted: impl Fn(&str) -> bool) -> Option<Pending> {
+    take_first_keyed(bot, bridge, peer, wanted).await.map(|(_, pending)| pending)
+}
+
+/// [`take_first`] with the key it was kept under, so that it can be [put back](put_back).
+async fn take_first_keyed(
+    bot: &Bot,
+    bridge: &dyn Bridge,
+    peer: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> Option<(String, Pending)> {
     let space = bot.spaces.pending(peer);
     let mut keys: Vec<String> =
         space.list(bridge, LOOK_AT).await.ok()?.into_iter().map(|e| e.key).filter(|k| wanted(k)).collect();
@@ -67,10 +77,22 @@ async fn take_first(bot: &Bot, bridge: &dyn Bridge, peer: &str, wanted: impl Fn(
         if let Ok(Some(pending)) = space.take(bridge, &key).await
             && !pending.pages.is_empty()
         {
-            return Some(pending);
+            return Some((key, pending));
         }
     }
     None
+}
+
+/// Puts a kept answer taken by [`with_pending_first_keyed`] back under its own key (same place in
+/// the user's queue), when what it was taken for did not happen.
+pub(in crate::chatbot) async fn put_back(
+    bot: &Bot,
+    bridge: &dyn Bridge,
+    peer: &str,
+    taken: Option<(String, Pending)>,
+) -> Result<(), SendError> {
+    let Some((key, pending)) = taken else { return Ok(()) };
+    bot.spaces.pending(peer).put(bridge, &key, &pending, Some(PENDING_TTL)).await.map_err(store_error)
 }
 
 /// The user's oldest kept answer in front of `pages[0]` when both fit in one response; returns
@@ -81,15 +103,31 @@ pub(in crate::chatbot) async fn with_pending_first(
     peer: &str,
     pages: Vec<SkillResponse>,
 ) -> (SkillResponse, Vec<SkillResponse>, Option<Vec<SkillResponse>>) {
-    let Some(pending) = take_pending(bot, bridge, peer).await else {
+    let (shown, rest, behind, _) = with_pending_first_keyed(bot, bridge, peer, pages).await;
+    (shown, rest, behind)
+}
+
+/// A kept answer taken together with the key it was kept under.
+pub(in crate::chatbot) type Taken = Option<(String, Pending)>;
+
+/// [`with_pending_first`] that also returns the kept answer it took, so that a caller whose
+/// delivery does not happen can [put it back](put_back) instead of losing it.
+pub(in crate::chatbot) async fn with_pending_first_keyed(
+    bot: &Bot,
+    bridge: &dyn Bridge,
+    peer: &str,
+    pages: Vec<SkillResponse>,
+) -> (SkillResponse, Vec<SkillResponse>, Option<Vec<SkillResponse>>, Taken) {
+    let Some((key, pending)) = take_first_keyed(bot, bridge, peer, |_| true).await else {
         let mut pages = pages.into_iter();
         let first = pages.next().unwrap_or_else(|| SkillResponse::text("…"));
-        return (first, pages.collect(), None);
+        return (first, pages.collect(), None, None);
     };
+    let taken = Some((key, pending.clone()));
     if pending.pages.len() == 1
         && let Some(merged) = merge(&pending.pages[0], &pages[0])
     {
-        return (merged, pages[1..].to_vec(), None);
+        return (merged, pages[1..].to_vec(), None, taken);
     }
     let mut shown = pending.pages.into_iter();
     let mut first = shown.next().unwrap_or_else(|| SkillResponse::text("…"));
@@ -97,7 +135,7 @@ pub(in crate::chatbot) async fn with_pending_first(
     if rest.is_empty() {
         add_quick_reply(&mut first, &bot.settings.fetch_label);
     }
-    (first, rest, Some(pages))
+    (first, rest, Some(pages), taken)
 }
 
 /// Adds a `message` quick reply `label` unless it is there or the response has ten.
