@@ -184,6 +184,33 @@ pub(crate) async fn drive<Q: Queue>(
     }
 }
 
+/// Keeps a claimed row's lease alive while its work is under way: `renew` every third of
+/// `lease_ms`, until the returned token is cancelled or the lease is lost. `what` names the queue
+/// in the logs.
+fn keep_lease<F, Fut>(what: &'static str, id: i64, lease_ms: i64, renew: F) -> CancellationToken
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<bool, StoreError>> + Send,
+{
+    let token = CancellationToken::new();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis((lease_ms / 3) as u64));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => match renew().await {
+                    Ok(true) => {}
+                    Ok(false) => { tracing::warn!(id, queue = what, "lease lost"); return }
+                    Err(e) => tracing::warn!(id, queue = what, error = %e, "cannot renew lease"),
+                },
+            }
+        }
+    });
+    token
+}
+
 #[cfg(test)]
 mod tests {
     use super::InFlight;

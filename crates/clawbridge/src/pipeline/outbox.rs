@@ -131,23 +131,11 @@ pub(super) async fn deliver(shared: &Shared, row: OutboundRow) {
 /// Keeps the row's lease alive while its send (and the recording of it) is under way; cancel
 /// the returned token to stop.
 fn renew_lease(shared: &Shared, id: i64) -> CancellationToken {
-    let token = CancellationToken::new();
-    let (store, worker, stop) = (shared.store.clone(), shared.worker.clone(), token.clone());
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => match store.renew_outbound(id, &worker, LEASE_MS, now_ms()).await {
-                    Ok(true) => {}
-                    Ok(false) => { tracing::warn!(id, "lease on outbound row lost"); return }
-                    Err(e) => tracing::warn!(id, error = %e, "cannot renew lease"),
-                },
-            }
-        }
-    });
-    token
+    let (store, worker) = (shared.store.clone(), shared.worker.clone());
+    super::keep_lease("outbox", id, LEASE_MS, move || {
+        let (store, worker) = (store.clone(), worker.clone());
+        async move { store.renew_outbound(id, &worker, LEASE_MS, now_ms()).await }
+    })
 }
 
 /// Records a send the platform accepted, trying again for a while when the store is briefly

@@ -19,14 +19,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const NOW: EpochMs = 1_700_000_000_000;
-const LEASE: EpochMs = 30_000;
+pub(crate) const NOW: EpochMs = 1_700_000_000_000;
+pub(crate) const LEASE: EpochMs = 30_000;
 
-fn inbound(peer: &str, id: &str) -> InboundMessage {
+pub(crate) fn inbound(peer: &str, id: &str) -> InboundMessage {
     InboundMessage::text("whatsapp", "default", peer, id, format!("text of {id}"))
 }
 
-fn outbound(peer: &str, key: &str) -> NewOutbound {
+pub(crate) fn outbound(peer: &str, key: &str) -> NewOutbound {
     NewOutbound {
         idempotency_key: IdempotencyKey::new(key),
         message: OutboundMessage {

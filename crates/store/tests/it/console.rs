@@ -2,34 +2,12 @@
 //! backend.
 
 use crate::target::Target;
-use clawbridge_core::{AccountId, ChannelId, EpochMs, IdempotencyKey, InboundMessage, OutboundMessage, PeerId};
+use clawbridge_core::{AccountId, ChannelId, EpochMs, InboundMessage, PeerId};
 use clawbridge_store::{
-    DeadLetterAction, InboxState, InsertOutcome, NewOutbound, OutboxState, PairingOutcome, PairingRequest, SharedStore,
+    DeadLetterAction, InboxState, InsertOutcome, OutboxState, PairingOutcome, PairingRequest, SharedStore,
 };
 
-const NOW: EpochMs = 1_700_000_000_000;
-const LEASE: EpochMs = 30_000;
-
-fn inbound(peer: &str, id: &str) -> InboundMessage {
-    InboundMessage::text("whatsapp", "default", peer, id, format!("text of {id}"))
-}
-
-fn outbound(peer: &str, key: &str) -> NewOutbound {
-    NewOutbound {
-        idempotency_key: IdempotencyKey::new(key),
-        message: OutboundMessage {
-            channel: ChannelId::new("whatsapp"),
-            account: AccountId::new("default"),
-            peer: PeerId::new(peer),
-            text: Some(format!("reply {key}")),
-            media: Vec::new(),
-            reply_to: None,
-            extra: clawbridge_core::ChannelData::default(),
-        },
-        inbound_id: None,
-        not_before: None,
-    }
-}
+use crate::conformance::{LEASE, NOW, inbound, outbound};
 
 async fn insert(store: &SharedStore, msg: &InboundMessage, now: EpochMs) -> i64 {
     match store.insert_inbound(msg, now).await.expect("insert") {
