@@ -127,6 +127,12 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method, path, body).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One WebDriver command; `Err` with the driver's answer when it refuses (a stale element
+    /// after the page reloaded, say).
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("{}{path}", self.session);
         let mut req = self.http.request(method.clone(), &url);
         // POSTs need a body, even an empty object.
@@ -136,8 +142,10 @@ impl Browser {
         let res = req.send().await.unwrap_or_else(|e| panic!("webdriver {path}: {e}"));
         let status = res.status();
         let value: Value = res.json().await.unwrap_or(Value::Null);
-        assert!(status.is_success(), "webdriver {method} {path}: {status} {value}");
-        value["value"].clone()
+        if !status.is_success() {
+            return Err(format!("webdriver {method} {path}: {status} {value}"));
+        }
+        Ok(value["value"].clone())
     }
 
     /// Loads `url` and waits for the page.
@@ -186,9 +194,12 @@ impl Browser {
     pub async fn wait_for_text(&self, needle: &str, deadline: Duration) {
         let until = Instant::now() + deadline;
         loop {
+            // The page may reload (a form's redirect, a live refresh) between finding the body
+            // and reading it: a stale element is "not yet", not a failure.
             let body = self.find_all("body").await;
             if let Some(body) = body.first()
-                && self.text(body).await.contains(needle)
+                && let Ok(text) = self.try_call(reqwest::Method::GET, &format!("/element/{}/text", body.id), None).await
+                && text.as_str().is_some_and(|t| t.contains(needle))
             {
                 return;
             }
